@@ -1,0 +1,50 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Targets are layered by what they may touch; a lower layer never imports a higher one:
+// C shims → SluiceTensor → SluiceONNX → SluicePlan → SluiceProtocol → SluiceTransport
+// → SluiceRoles → sluice (CLI). SluiceConfig only parses YAML and sits beside the protocol.
+let package = Package(
+    name: "Sluice",
+    products: [
+        .executable(name: "sluice", targets: ["sluice"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        .systemLibrary(name: "CZeroMQ", path: "Sources/CZeroMQ"),
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+        .target(name: "SluiceTensor", dependencies: ["CBLAS"]),
+        .target(
+            name: "SluiceONNX",
+            dependencies: ["SluiceTensor", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        .target(name: "SluicePlan", dependencies: ["SluiceONNX"]),
+        .target(name: "SluiceConfig", dependencies: [.product(name: "Yams", package: "Yams")]),
+        .target(name: "SluiceProtocol", dependencies: ["SluiceTensor", "SluicePlan"]),
+        .target(name: "SluiceTransport", dependencies: ["CZeroMQ", "SluiceTensor", "SluiceProtocol"]),
+        .target(
+            name: "SluiceRoles",
+            dependencies: [
+                "SluiceTensor", "SluiceONNX", "SluicePlan", "SluiceConfig", "SluiceProtocol", "SluiceTransport",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .executableTarget(
+            name: "sluice",
+            dependencies: [
+                "SluiceRoles", "SluiceConfig", "SluiceONNX", "SluicePlan", "SluiceTensor",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .testTarget(name: "SluiceTensorTests", dependencies: ["SluiceTensor"]),
+        .testTarget(name: "SluiceONNXTests", dependencies: ["SluiceONNX", "SluiceTensor"]),
+        .testTarget(name: "SluicePlanTests", dependencies: ["SluicePlan", "SluiceONNX"]),
+        .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig"]),
+        .testTarget(name: "SluiceProtocolTests", dependencies: ["SluiceProtocol", "SluiceTensor", "SluicePlan"]),
+        .testTarget(name: "SluiceTransportTests", dependencies: ["SluiceTransport", "SluiceProtocol", "SluiceTensor"]),
+        .testTarget(name: "SluiceCLITests", dependencies: ["SluiceTensor"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

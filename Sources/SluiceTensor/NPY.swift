@@ -1,0 +1,116 @@
+import Foundation
+
+public struct NPYError: Error, CustomStringConvertible {
+    public let path: String
+    public let reason: String
+    public var description: String { "\(path): not a readable .npy file: \(reason)" }
+}
+
+/// Reads and writes NumPy's .npy format (versions 1.0–3.0, little-endian, C order).
+public enum NPY {
+    private static let magic: [UInt8] = [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59]  // "\x93NUMPY"
+
+    public static func read(path: String) throws -> Tensor {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw NPYError(path: path, reason: "cannot open the file")
+        }
+        return try decode(data, path: path)
+    }
+
+    public static func decode(_ data: Data, path: String = "<memory>") throws -> Tensor {
+        let bytes = [UInt8](data)
+        guard bytes.count >= 10, Array(bytes[0..<6]) == magic else {
+            throw NPYError(path: path, reason: "missing the \\x93NUMPY magic")
+        }
+        let major = bytes[6]
+        let headerLength: Int
+        let headerStart: Int
+        switch major {
+        case 1:
+            headerLength = Int(bytes[8]) | Int(bytes[9]) << 8
+            headerStart = 10
+        case 2, 3:
+            guard bytes.count >= 12 else { throw NPYError(path: path, reason: "truncated header") }
+            headerLength = Int(bytes[8]) | Int(bytes[9]) << 8 | Int(bytes[10]) << 16 | Int(bytes[11]) << 24
+            headerStart = 12
+        default:
+            throw NPYError(path: path, reason: "unsupported format version \(major)")
+        }
+        guard bytes.count >= headerStart + headerLength else { throw NPYError(path: path, reason: "truncated header") }
+        let header = String(decoding: bytes[headerStart..<(headerStart + headerLength)], as: UTF8.self)
+
+        guard let descr = value(of: "descr", in: header)?.trimmingCharacters(in: CharacterSet(charactersIn: "'\" ")) else {
+            throw NPYError(path: path, reason: "header has no descr")
+        }
+        if let order = value(of: "fortran_order", in: header), order.hasPrefix("True") {
+            throw NPYError(path: path, reason: "Fortran-order arrays are not supported; save with np.ascontiguousarray")
+        }
+        guard let shapeText = value(of: "shape", in: header) else { throw NPYError(path: path, reason: "header has no shape") }
+        let shape = shapeText.trimmingCharacters(in: CharacterSet(charactersIn: "() "))
+            .split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+
+        let dtype: DType
+        switch descr {
+        case "<f4": dtype = .float32
+        case "<f8": dtype = .float64
+        case "<f2": dtype = .float16
+        case "<i8": dtype = .int64
+        case "<i4": dtype = .int32
+        case "|i1": dtype = .int8
+        case "|u1": dtype = .uint8
+        case "|b1": dtype = .bool
+        default: throw NPYError(path: path, reason: "unsupported dtype '\(descr)' (use little-endian float32, float64, int64, int32, int8, uint8 or bool)")
+        }
+        let tensor = Tensor(zeros: dtype, shape: shape)
+        let dataStart = headerStart + headerLength
+        guard bytes.count - dataStart >= tensor.byteCount else {
+            throw NPYError(path: path, reason: "expected \(tensor.byteCount) bytes of data for \(dtype)\(shape), found \(bytes.count - dataStart)")
+        }
+        bytes.withUnsafeBytes { raw in
+            tensor.storage.bytes.copyMemory(from: raw.baseAddress! + dataStart, byteCount: tensor.byteCount)
+        }
+        return tensor
+    }
+
+    public static func encode(_ tensor: Tensor) -> Data {
+        let descr: String
+        switch tensor.dtype {
+        case .float32: descr = "<f4"
+        case .float64: descr = "<f8"
+        case .float16: descr = "<f2"
+        case .int64: descr = "<i8"
+        case .int32: descr = "<i4"
+        case .int8: descr = "|i1"
+        case .uint8: descr = "|u1"
+        case .bool: descr = "|b1"
+        }
+        let shapeText = tensor.shape.count == 1 ? "(\(tensor.shape[0]),)" : "(" + tensor.shape.map(String.init).joined(separator: ", ") + ")"
+        var header = "{'descr': '\(descr)', 'fortran_order': False, 'shape': \(shapeText), }"
+        // Pad so that the data starts on a 64-byte boundary, as NumPy does.
+        let unpadded = magic.count + 4 + header.utf8.count + 1
+        header += String(repeating: " ", count: (64 - unpadded % 64) % 64) + "\n"
+        var data = Data(magic)
+        data.append(contentsOf: [1, 0, UInt8(header.utf8.count & 0xFF), UInt8(header.utf8.count >> 8)])
+        data.append(contentsOf: Array(header.utf8))
+        data.append(Data(bytes: tensor.storage.bytes, count: tensor.byteCount))
+        return data
+    }
+
+    public static func write(_ tensor: Tensor, path: String) throws {
+        try encode(tensor).write(to: URL(fileURLWithPath: path))
+    }
+
+    /// The text after `'key':` in a header dict, up to the next top-level comma.
+    private static func value(of key: String, in header: String) -> String? {
+        guard let keyRange = header.range(of: "'\(key)':") else { return nil }
+        var depth = 0
+        var result = ""
+        for ch in header[keyRange.upperBound...] {
+            if ch == "(" { depth += 1 }
+            if ch == ")" { depth -= 1 }
+            if (ch == "," && depth == 0) || ch == "}" { break }
+            result.append(ch)
+        }
+        return result.trimmingCharacters(in: .whitespaces)
+    }
+}
