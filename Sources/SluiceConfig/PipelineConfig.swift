@@ -13,6 +13,10 @@ public struct PipelineConfig: Codable, Sendable, Equatable {
     public var transport: TransportConfig
     public var sink: SinkConfig
     public var controller: ControllerConfig
+
+    public init(file: String, name: String, model: ModelConfig, source: SourceConfig, window: WindowConfig?, batching: BatchingConfig, stages: StagesConfig, transport: TransportConfig, sink: SinkConfig, controller: ControllerConfig) {
+        self.file = file; self.name = name; self.model = model; self.source = source; self.window = window; self.batching = batching; self.stages = stages; self.transport = transport; self.sink = sink; self.controller = controller
+    }
 }
 
 public struct ModelConfig: Codable, Sendable, Equatable {
@@ -23,6 +27,10 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     public var input: String?
     /// The graph output reported by the sink; defaults to the model's first output.
     public var output: String?
+
+    public init(path: String, classes: [String]?, input: String?, output: String?) {
+        self.path = path; self.classes = classes; self.input = input; self.output = output
+    }
 }
 
 /// How fast a recording is replayed.
@@ -64,6 +72,10 @@ public struct RecordingSource: Codable, Sendable, Equatable {
     public var channels: [String]?
     /// For .npy recordings (shape [samples, channels]): the sample rate.
     public var sampleRateHz: Double?
+
+    public init(path: String, rate: ReplayRate, channels: [String]?, sampleRateHz: Double?) {
+        self.path = path; self.rate = rate; self.channels = channels; self.sampleRateHz = sampleRateHz
+    }
 }
 
 public struct ZMQSource: Codable, Sendable, Equatable {
@@ -71,6 +83,10 @@ public struct ZMQSource: Codable, Sendable, Equatable {
     public var channels: Int
     /// Finish when no sample arrived for this long (0: wait for an end-of-stream message).
     public var idleTimeoutSeconds: Double
+
+    public init(endpoint: String, channels: Int, idleTimeoutSeconds: Double) {
+        self.endpoint = endpoint; self.channels = channels; self.idleTimeoutSeconds = idleTimeoutSeconds
+    }
 }
 
 public struct TensorsSource: Codable, Sendable, Equatable {
@@ -78,6 +94,10 @@ public struct TensorsSource: Codable, Sendable, Equatable {
     public var rate: ReplayRate
     /// Rows per second when `rate` is real time.
     public var rowsPerSecond: Double?
+
+    public init(path: String, rate: ReplayRate, rowsPerSecond: Double?) {
+        self.path = path; self.rate = rate; self.rowsPerSecond = rowsPerSecond
+    }
 }
 
 public enum WindowLayout: String, Codable, Sendable, Equatable, CaseIterable {
@@ -91,11 +111,19 @@ public struct WindowConfig: Codable, Sendable, Equatable {
     public var length: Int
     public var hop: Int
     public var layout: WindowLayout
+
+    public init(length: Int, hop: Int, layout: WindowLayout) {
+        self.length = length; self.hop = hop; self.layout = layout
+    }
 }
 
 public struct BatchingConfig: Codable, Sendable, Equatable {
     public var maxSize: Int
     public var maxDelayMilliseconds: Double
+
+    public init(maxSize: Int, maxDelayMilliseconds: Double) {
+        self.maxSize = maxSize; self.maxDelayMilliseconds = maxDelayMilliseconds
+    }
 }
 
 public struct StagesConfig: Codable, Sendable, Equatable {
@@ -104,6 +132,10 @@ public struct StagesConfig: Codable, Sendable, Equatable {
     public var split: [LayerRange]?
     /// Test and demo knob: stage index → extra sleep as a fraction of its compute time.
     public var slowdown: [Int: Double]
+
+    public init(count: Int, split: [LayerRange]?, slowdown: [Int: Double]) {
+        self.count = count; self.split = split; self.slowdown = slowdown
+    }
 }
 
 public struct LayerRange: Codable, Sendable, Equatable, CustomStringConvertible {
@@ -123,6 +155,10 @@ public struct TransportConfig: Codable, Sendable, Equatable {
     public var host: String
     /// tcp: the controller listens on basePort, stage i on basePort+1+i, the sink after them.
     public var basePort: Int
+
+    public init(kind: TransportKind, host: String, basePort: Int) {
+        self.kind = kind; self.host = host; self.basePort = basePort
+    }
 }
 
 public enum SinkKind: String, Codable, Sendable, Equatable, CaseIterable {
@@ -134,10 +170,18 @@ public struct SinkConfig: Codable, Sendable, Equatable {
     public var kind: SinkKind
     /// "-" is standard output (jsonl only).
     public var path: String
+
+    public init(kind: SinkKind, path: String) {
+        self.kind = kind; self.path = path
+    }
 }
 
 public struct ControllerConfig: Codable, Sendable, Equatable {
     public var heartbeatMilliseconds: Double
     /// A role that is silent this long is taken for dead.
     public var timeoutSeconds: Double
+
+    public init(heartbeatMilliseconds: Double, timeoutSeconds: Double) {
+        self.heartbeatMilliseconds = heartbeatMilliseconds; self.timeoutSeconds = timeoutSeconds
+    }
 }

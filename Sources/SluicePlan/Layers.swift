@@ -69,6 +69,10 @@ public struct Layer: Codable, Sendable, Equatable {
     public var outputBytesPerSample: Int
 
     public var nodes: Range<Int> { nodeStart..<nodeEnd }
+
+    public init(index: Int, nodeStart: Int, nodeEnd: Int, opTypes: [String], flopsPerSample: Double, parameterBytes: Int, outputs: [String], outputBytesPerSample: Int) {
+        self.index = index; self.nodeStart = nodeStart; self.nodeEnd = nodeEnd; self.opTypes = opTypes; self.flopsPerSample = flopsPerSample; self.parameterBytes = parameterBytes; self.outputs = outputs; self.outputBytesPerSample = outputBytesPerSample
+    }
 }
 
 /// A model cut into layers, plus the boundary before the first layer.
@@ -110,5 +114,9 @@ public struct LayerCut: Codable, Sendable, Equatable {
         let inputs = live[0]
         return LayerCut(layers: layers, inputs: inputs,
                         inputBytesPerSample: inputs.reduce(0) { $0 + (graph.bytesPerSample[$1] ?? 0) })
+    }
+
+    public init(layers: [Layer], inputs: [String], inputBytesPerSample: Int) {
+        self.layers = layers; self.inputs = inputs; self.inputBytesPerSample = inputBytesPerSample
     }
 }
