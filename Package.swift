@@ -3,7 +3,7 @@ import PackageDescription
 
 // Targets are layered by what they may touch; a lower layer never imports a higher one:
 // C shims → SluiceTensor → SluiceONNX → SluicePlan → SluiceProtocol → SluiceTransport
-// → SluiceRoles → sluice (CLI). SluiceConfig only parses YAML and sits beside the protocol.
+// → SluiceRoles → sluice (CLI). SluiceConfig only parses YAML; the protocol carries its types.
 let package = Package(
     name: "Sluice",
     products: [
@@ -24,7 +24,7 @@ let package = Package(
             dependencies: ["SluiceTensor", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .target(name: "SluicePlan", dependencies: ["SluiceONNX"]),
         .target(name: "SluiceConfig", dependencies: [.product(name: "Yams", package: "Yams")]),
-        .target(name: "SluiceProtocol", dependencies: ["SluiceTensor", "SluicePlan"]),
+        .target(name: "SluiceProtocol", dependencies: ["SluiceTensor", "SluicePlan", "SluiceConfig"]),
         .target(name: "SluiceTransport", dependencies: ["CZeroMQ", "SluiceTensor", "SluiceProtocol"]),
         .target(
             name: "SluiceRoles",
@@ -42,7 +42,7 @@ let package = Package(
         .testTarget(name: "SluiceONNXTests", dependencies: ["SluiceONNX", "SluiceTensor"]),
         .testTarget(name: "SluicePlanTests", dependencies: ["SluicePlan", "SluiceONNX"]),
         .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig"]),
-        .testTarget(name: "SluiceProtocolTests", dependencies: ["SluiceProtocol", "SluiceTensor", "SluicePlan"]),
+        .testTarget(name: "SluiceProtocolTests", dependencies: ["SluiceProtocol", "SluiceTensor", "SluicePlan", "SluiceConfig"]),
         .testTarget(name: "SluiceTransportTests", dependencies: ["SluiceTransport", "SluiceProtocol", "SluiceTensor"]),
         .testTarget(name: "SluiceCLITests", dependencies: ["SluiceTensor"]),
     ],

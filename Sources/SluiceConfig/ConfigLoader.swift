@@ -1,0 +1,257 @@
+import Foundation
+import Yams
+
+extension PipelineConfig {
+    /// Reads and checks a pipeline file. Throws `ConfigError` listing every problem found.
+    public static func load(path: String) throws -> PipelineConfig {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigError(issues: [ConfigIssue(file: path, line: nil, key: "", message: "cannot read the file")])
+        }
+        return try parse(yaml: String(decoding: data, as: UTF8.self), file: path)
+    }
+
+    /// Parses pipeline YAML; relative paths inside resolve against `file`'s folder.
+    public static func parse(yaml: String, file: String, checkFiles: Bool = true) throws -> PipelineConfig {
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: yaml)
+        } catch let error as YamlError {
+            throw ConfigError(issues: [syntaxIssue(error, file: file)])
+        }
+        let fields = YAMLFields(file: file)
+        let baseDirectory = URL(fileURLWithPath: file).deletingLastPathComponent()
+        let reader = ConfigReader(fields: fields, baseDirectory: baseDirectory, checkFiles: checkFiles)
+        let config = reader.read(root)
+        if let config, fields.issues.isEmpty { return config }
+        throw ConfigError(issues: fields.issues.isEmpty
+            ? [ConfigIssue(file: file, line: nil, key: "", message: "the file is empty")] : fields.issues)
+    }
+
+    private static func syntaxIssue(_ error: YamlError, file: String) -> ConfigIssue {
+        switch error {
+        case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _),
+             .composer(_, let problem, let mark, _):
+            return ConfigIssue(file: file, line: mark.line, key: "", message: "invalid YAML: \(problem)")
+        default:
+            return ConfigIssue(file: file, line: nil, key: "", message: "invalid YAML: \(error)")
+        }
+    }
+}
+
+/// Turns the YAML tree into a `PipelineConfig`, one section at a time.
+private struct ConfigReader {
+    let fields: YAMLFields
+    let baseDirectory: URL
+    let checkFiles: Bool
+
+    func read(_ root: Node?) -> PipelineConfig? {
+        guard let root else { return nil }
+        let top = fields.mapping(root, at: "", allowed: [
+            "name", "model", "source", "window", "batching", "stages", "transport", "sink", "controller",
+        ])
+        if top.isEmpty && root.mapping == nil { return nil }
+        for required in ["model", "source", "stages"] where top[required] == nil {
+            fields.report(root, required, "is required")
+        }
+        let name = fields.string(top, "name", at: "", parent: root)
+            ?? URL(fileURLWithPath: fields.file).deletingPathExtension().lastPathComponent
+        let model = readModel(top["model"])
+        let source = readSource(top["source"])
+        let window = readWindow(top["window"])
+        if let source, source.needsWindow, window == nil, top["source"] != nil {
+            fields.report(root, "window", "is required for a \(source.kind) source (length and hop of the sliding window)")
+        }
+        let batching = readBatching(top["batching"])
+        let stages = readStages(top["stages"])
+        let transport = readTransport(top["transport"])
+        let sink = readSink(top["sink"])
+        let controller = readController(top["controller"])
+        guard let model, let source, let stages, let transport, let sink, let controller, let batching else { return nil }
+        return PipelineConfig(file: fields.file, name: name, model: model, source: source, window: window,
+                              batching: batching, stages: stages, transport: transport, sink: sink,
+                              controller: controller)
+    }
+
+    func resolve(_ path: String) -> String {
+        path.hasPrefix("/") ? path : baseDirectory.appendingPathComponent(path).standardizedFileURL.path
+    }
+
+    func existingFile(_ entries: [String: Node], _ key: String, at path: String, parent: Node?) -> String? {
+        guard let raw = fields.string(entries, key, at: path, parent: parent, required: true) else { return nil }
+        let resolved = resolve(raw)
+        if checkFiles && !FileManager.default.fileExists(atPath: resolved) {
+            fields.report(entries[key], fields.join(path, key), "file not found: \(resolved)")
+            return nil
+        }
+        return resolved
+    }
+
+    func readModel(_ node: Node?) -> ModelConfig? {
+        guard let node else { return nil }
+        let entries = fields.mapping(node, at: "model", allowed: ["path", "classes", "input", "output"])
+        let path = existingFile(entries, "path", at: "model", parent: node)
+        let classes = fields.stringList(entries, "classes", at: "model")
+        let input = fields.string(entries, "input", at: "model", parent: node)
+        let output = fields.string(entries, "output", at: "model", parent: node)
+        guard let path else { return nil }
+        return ModelConfig(path: path, classes: classes, input: input, output: output)
+    }
+
+    func readRate(_ entries: [String: Node], at path: String) -> ReplayRate {
+        guard let node = entries["rate"] else { return .max }
+        let text = node.scalar?.string ?? ""
+        switch text {
+        case "max": return .max
+        case "real": return .realtime(speed: 1)
+        default:
+            if text.hasSuffix("x"), let speed = Double(text.dropLast()), speed > 0, speed.isFinite {
+                return .realtime(speed: speed)
+            }
+            fields.report(node, "\(path).rate", "must be 'max', 'real' or a speed-up such as '4x', not '\(text)'")
+            return .max
+        }
+    }
+
+    func readSource(_ node: Node?) -> SourceConfig? {
+        guard let node else { return nil }
+        let kinds = ["recording", "zmq", "tensors"]
+        let entries = fields.mapping(node, at: "source", allowed: [
+            "type", "path", "rate", "channels", "sample_rate_hz", "endpoint", "idle_timeout_s", "rows_per_second",
+        ])
+        guard let type = fields.string(entries, "type", at: "source", parent: node, required: true) else { return nil }
+        switch type {
+        case "recording":
+            let path = existingFile(entries, "path", at: "source", parent: node)
+            let rate = readRate(entries, at: "source")
+            let channels = fields.stringList(entries, "channels", at: "source")
+            let sampleRate = fields.double(entries, "sample_rate_hz", at: "source", parent: node, minimum: 0, exclusiveMinimum: true)
+            if let path, path.hasSuffix(".npy"), sampleRate == nil, entries["sample_rate_hz"] == nil {
+                fields.report(node, "source.sample_rate_hz", "is required for an .npy recording (it has no timestamps)")
+            }
+            guard let path else { return nil }
+            return .recording(RecordingSource(path: path, rate: rate, channels: channels, sampleRateHz: sampleRate))
+        case "zmq":
+            let endpoint = fields.string(entries, "endpoint", at: "source", parent: node, required: true)
+            let channels = fields.int(entries, "channels", at: "source", parent: node, required: true, minimum: 1)
+            let idle = fields.double(entries, "idle_timeout_s", at: "source", parent: node, minimum: 0) ?? 0
+            if let endpoint, !(endpoint.hasPrefix("tcp://") || endpoint.hasPrefix("ipc://")) {
+                fields.report(entries["endpoint"], "source.endpoint", "must start with tcp:// or ipc://")
+                return nil
+            }
+            guard let endpoint, let channels else { return nil }
+            return .zmq(ZMQSource(endpoint: endpoint, channels: channels, idleTimeoutSeconds: idle))
+        case "tensors":
+            let path = existingFile(entries, "path", at: "source", parent: node)
+            let rate = readRate(entries, at: "source")
+            let rows = fields.double(entries, "rows_per_second", at: "source", parent: node, minimum: 0, exclusiveMinimum: true)
+            if case .realtime = rate, rows == nil {
+                fields.report(node, "source.rows_per_second", "is required when a tensors source has a real-time rate")
+            }
+            guard let path else { return nil }
+            return .tensors(TensorsSource(path: path, rate: rate, rowsPerSecond: rows))
+        default:
+            fields.report(entries["type"], "source.type", "must be one of: \(kinds.joined(separator: ", ")), not '\(type)'")
+            return nil
+        }
+    }
+
+    func readWindow(_ node: Node?) -> WindowConfig? {
+        guard let node else { return nil }
+        let entries = fields.mapping(node, at: "window", allowed: ["length", "hop", "layout"])
+        let length = fields.int(entries, "length", at: "window", parent: node, required: true, minimum: 1)
+        let hop = fields.int(entries, "hop", at: "window", parent: node, minimum: 1) ?? length
+        let layout = fields.choice(entries, "layout", at: "window", default: WindowLayout.channelsFirst)
+        guard let length, let hop else { return nil }
+        return WindowConfig(length: length, hop: hop, layout: layout)
+    }
+
+    func readBatching(_ node: Node?) -> BatchingConfig? {
+        let entries = fields.mapping(node, at: "batching", allowed: ["max_size", "max_delay_ms"])
+        let size = fields.int(entries, "max_size", at: "batching", parent: node, minimum: 1) ?? 8
+        let delay = fields.double(entries, "max_delay_ms", at: "batching", parent: node, minimum: 0) ?? 20
+        return BatchingConfig(maxSize: size, maxDelayMilliseconds: delay)
+    }
+
+    func readStages(_ node: Node?) -> StagesConfig? {
+        guard let node else { return nil }
+        let entries = fields.mapping(node, at: "stages", allowed: ["count", "split", "slowdown"])
+        let count = fields.int(entries, "count", at: "stages", parent: node, required: true, minimum: 1)
+        var split: [LayerRange]?
+        if let splitNode = entries["split"], splitNode.scalar?.string != "auto" {
+            split = readSplit(splitNode, count: count)
+        }
+        var slowdown: [Int: Double] = [:]
+        if let slowNode = entries["slowdown"] {
+            for (key, value) in fields.mapping(slowNode, at: "stages.slowdown", allowed: Set((0..<(count ?? 0)).map(String.init))) {
+                if let stage = Int(key), let fraction = fields.double([key: value], key, at: "stages.slowdown", parent: slowNode, minimum: 0) {
+                    slowdown[stage] = fraction
+                }
+            }
+        }
+        guard let count else { return nil }
+        return StagesConfig(count: count, split: split, slowdown: slowdown)
+    }
+
+    /// "0-3" or "4" per stage: contiguous, in order, starting at layer 0.
+    func readSplit(_ node: Node, count: Int?) -> [LayerRange]? {
+        guard let sequence = node.sequence else {
+            fields.report(node, "stages.split", "must be 'auto' or a list of layer ranges such as [\"0-3\", \"4-7\"]")
+            return nil
+        }
+        var ranges: [LayerRange] = []
+        for (index, item) in sequence.enumerated() {
+            let text = item.scalar?.string ?? ""
+            let parts = text.split(separator: "-", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard (parts.count == 1 || parts.count == 2), let first = parts[0], let last = parts.last!, first <= last, first >= 0 else {
+                fields.report(item, "stages.split[\(index)]", "must be a layer range such as '0-3' or '4', not '\(text)'")
+                return nil
+            }
+            let expectedStart = ranges.last?.end ?? 0
+            if first != expectedStart {
+                fields.report(item, "stages.split[\(index)]", "must start at layer \(expectedStart): stages hold contiguous layers in order")
+                return nil
+            }
+            ranges.append(LayerRange(start: first, end: last + 1))
+        }
+        if let count, ranges.count != count {
+            fields.report(node, "stages.split", "has \(ranges.count) ranges but stages.count is \(count)")
+            return nil
+        }
+        return ranges
+    }
+
+    func readTransport(_ node: Node?) -> TransportConfig? {
+        let entries = fields.mapping(node, at: "transport", allowed: ["kind", "host", "base_port"])
+        let kind = fields.choice(entries, "kind", at: "transport", default: TransportKind.ipc)
+        let host = fields.string(entries, "host", at: "transport", parent: node) ?? "127.0.0.1"
+        let port = fields.int(entries, "base_port", at: "transport", parent: node, minimum: 1024) ?? 5600
+        if port > 65000 { fields.report(entries["base_port"], "transport.base_port", "must be <= 65000") }
+        return TransportConfig(kind: kind, host: host, basePort: port)
+    }
+
+    func readSink(_ node: Node?) -> SinkConfig? {
+        let entries = fields.mapping(node, at: "sink", allowed: ["type", "path"])
+        let kind = fields.choice(entries, "type", at: "sink", default: SinkKind.jsonl)
+        var path = fields.string(entries, "path", at: "sink", parent: node) ?? "-"
+        if kind == .npy && path == "-" {
+            fields.report(node, "sink.path", "is required for an npy sink (a file to write)")
+        }
+        if path != "-" { path = resolve(path) }
+        return SinkConfig(kind: kind, path: path)
+    }
+
+    func readController(_ node: Node?) -> ControllerConfig? {
+        let entries = fields.mapping(node, at: "controller", allowed: ["heartbeat_ms", "timeout_s"])
+        let heartbeat = fields.double(entries, "heartbeat_ms", at: "controller", parent: node, minimum: 10) ?? 250
+        let timeout = fields.double(entries, "timeout_s", at: "controller", parent: node, minimum: 1) ?? 10
+        return ControllerConfig(heartbeatMilliseconds: heartbeat, timeoutSeconds: timeout)
+    }
+}
+
+extension SourceConfig {
+    /// Sensor sources cut windows; a tensors source already holds model inputs.
+    public var needsWindow: Bool {
+        if case .tensors = self { return false }
+        return true
+    }
+}

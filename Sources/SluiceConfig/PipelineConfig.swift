@@ -1,0 +1,187 @@
+import Foundation
+
+/// A pipeline file, parsed and checked. Paths are resolved against the file's folder.
+/// Codable so the controller can hand each role its part over the control socket.
+public struct PipelineConfig: Codable, Sendable, Equatable {
+    public var file: String
+    public var name: String
+    public var model: ModelConfig
+    public var source: SourceConfig
+    public var window: WindowConfig?
+    public var batching: BatchingConfig
+    public var stages: StagesConfig
+    public var transport: TransportConfig
+    public var sink: SinkConfig
+    public var controller: ControllerConfig
+
+    public init(file: String, name: String, model: ModelConfig, source: SourceConfig, window: WindowConfig?, batching: BatchingConfig, stages: StagesConfig, transport: TransportConfig, sink: SinkConfig, controller: ControllerConfig) {
+        self.file = file; self.name = name; self.model = model; self.source = source; self.window = window; self.batching = batching; self.stages = stages; self.transport = transport; self.sink = sink; self.controller = controller
+    }
+}
+
+public struct ModelConfig: Codable, Sendable, Equatable {
+    public var path: String
+    /// Class names in output order; when absent, taken from the model's "classes" metadata.
+    public var classes: [String]?
+    /// The graph input fed with windows; defaults to the model's only input.
+    public var input: String?
+    /// The graph output reported by the sink; defaults to the model's first output.
+    public var output: String?
+
+    public init(path: String, classes: [String]?, input: String?, output: String?) {
+        self.path = path; self.classes = classes; self.input = input; self.output = output
+    }
+}
+
+/// How fast a recording is replayed.
+public enum ReplayRate: Codable, Sendable, Equatable, CustomStringConvertible {
+    /// As fast as the pipeline takes it.
+    case max
+    /// At the recording's own timestamps, sped up by the factor.
+    case realtime(speed: Double)
+
+    public var description: String {
+        switch self {
+        case .max: return "max"
+        case .realtime(let speed): return speed == 1 ? "real" : "\(speed)x"
+        }
+    }
+}
+
+public enum SourceConfig: Codable, Sendable, Equatable {
+    /// A CSV (sensor,t,channels…[,label]) or NPY recording of per-sensor samples.
+    case recording(RecordingSource)
+    /// Live sensors push samples to an endpoint this source binds.
+    case zmq(ZMQSource)
+    /// Ready model inputs, one row per sample.
+    case tensors(TensorsSource)
+
+    public var kind: String {
+        switch self {
+        case .recording: return "recording"
+        case .zmq: return "zmq"
+        case .tensors: return "tensors"
+        }
+    }
+}
+
+public struct RecordingSource: Codable, Sendable, Equatable {
+    public var path: String
+    public var rate: ReplayRate
+    /// Columns used as channels, in order; default: every column but sensor, t and label.
+    public var channels: [String]?
+    /// For .npy recordings (shape [samples, channels]): the sample rate.
+    public var sampleRateHz: Double?
+
+    public init(path: String, rate: ReplayRate, channels: [String]?, sampleRateHz: Double?) {
+        self.path = path; self.rate = rate; self.channels = channels; self.sampleRateHz = sampleRateHz
+    }
+}
+
+public struct ZMQSource: Codable, Sendable, Equatable {
+    public var endpoint: String
+    public var channels: Int
+    /// Finish when no sample arrived for this long (0: wait for an end-of-stream message).
+    public var idleTimeoutSeconds: Double
+
+    public init(endpoint: String, channels: Int, idleTimeoutSeconds: Double) {
+        self.endpoint = endpoint; self.channels = channels; self.idleTimeoutSeconds = idleTimeoutSeconds
+    }
+}
+
+public struct TensorsSource: Codable, Sendable, Equatable {
+    public var path: String
+    public var rate: ReplayRate
+    /// Rows per second when `rate` is real time.
+    public var rowsPerSecond: Double?
+
+    public init(path: String, rate: ReplayRate, rowsPerSecond: Double?) {
+        self.path = path; self.rate = rate; self.rowsPerSecond = rowsPerSecond
+    }
+}
+
+public enum WindowLayout: String, Codable, Sendable, Equatable, CaseIterable {
+    /// [batch, channels, time], as Conv1d expects.
+    case channelsFirst = "channels_first"
+    /// [batch, time, channels].
+    case channelsLast = "channels_last"
+}
+
+public struct WindowConfig: Codable, Sendable, Equatable {
+    public var length: Int
+    public var hop: Int
+    public var layout: WindowLayout
+
+    public init(length: Int, hop: Int, layout: WindowLayout) {
+        self.length = length; self.hop = hop; self.layout = layout
+    }
+}
+
+public struct BatchingConfig: Codable, Sendable, Equatable {
+    public var maxSize: Int
+    public var maxDelayMilliseconds: Double
+
+    public init(maxSize: Int, maxDelayMilliseconds: Double) {
+        self.maxSize = maxSize; self.maxDelayMilliseconds = maxDelayMilliseconds
+    }
+}
+
+public struct StagesConfig: Codable, Sendable, Equatable {
+    public var count: Int
+    /// Explicit layer ranges, one per stage (half-open); nil lets the planner balance them.
+    public var split: [LayerRange]?
+    /// Test and demo knob: stage index → extra sleep as a fraction of its compute time.
+    public var slowdown: [Int: Double]
+
+    public init(count: Int, split: [LayerRange]?, slowdown: [Int: Double]) {
+        self.count = count; self.split = split; self.slowdown = slowdown
+    }
+}
+
+public struct LayerRange: Codable, Sendable, Equatable, CustomStringConvertible {
+    public var start: Int
+    public var end: Int
+    public init(start: Int, end: Int) { self.start = start; self.end = end }
+    public var description: String { end - start == 1 ? "\(start)" : "\(start)-\(end - 1)" }
+}
+
+public enum TransportKind: String, Codable, Sendable, Equatable, CaseIterable {
+    case ipc
+    case tcp
+}
+
+public struct TransportConfig: Codable, Sendable, Equatable {
+    public var kind: TransportKind
+    public var host: String
+    /// tcp: the controller listens on basePort, stage i on basePort+1+i, the sink after them.
+    public var basePort: Int
+
+    public init(kind: TransportKind, host: String, basePort: Int) {
+        self.kind = kind; self.host = host; self.basePort = basePort
+    }
+}
+
+public enum SinkKind: String, Codable, Sendable, Equatable, CaseIterable {
+    case jsonl
+    case npy
+}
+
+public struct SinkConfig: Codable, Sendable, Equatable {
+    public var kind: SinkKind
+    /// "-" is standard output (jsonl only).
+    public var path: String
+
+    public init(kind: SinkKind, path: String) {
+        self.kind = kind; self.path = path
+    }
+}
+
+public struct ControllerConfig: Codable, Sendable, Equatable {
+    public var heartbeatMilliseconds: Double
+    /// A role that is silent this long is taken for dead.
+    public var timeoutSeconds: Double
+
+    public init(heartbeatMilliseconds: Double, timeoutSeconds: Double) {
+        self.heartbeatMilliseconds = heartbeatMilliseconds; self.timeoutSeconds = timeoutSeconds
+    }
+}

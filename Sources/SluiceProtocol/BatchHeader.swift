@@ -1,0 +1,156 @@
+import SluiceTensor
+
+/// Why a data message was rejected. The receiver counts it, logs it and drops the message.
+public enum WireError: Error, Equatable, CustomStringConvertible {
+    case truncated(String)
+    case malformed(String)
+    case unsupportedVersion(UInt8)
+
+    public var description: String {
+        switch self {
+        case .truncated(let detail): return "truncated message: \(detail)"
+        case .malformed(let detail): return "malformed message: \(detail)"
+        case .unsupportedVersion(let version): return "unsupported wire version \(version) (this build speaks \(BatchHeader.version))"
+        }
+    }
+}
+
+/// Name, element type and shape of one tensor frame.
+public struct TensorDescriptor: Equatable, Sendable {
+    public var name: String
+    public var dtype: DType
+    public var shape: [Int]
+
+    public init(name: String, dtype: DType, shape: [Int]) {
+        self.name = name
+        self.dtype = dtype
+        self.shape = shape
+    }
+
+    public var byteCount: Int { Tensor.elementCount(of: shape) * dtype.byteSize }
+}
+
+/// One stage's visit to a batch, in nanoseconds of the wall clock (CLOCK_REALTIME), so hops
+/// of different processes line up.
+public struct Hop: Equatable, Sendable {
+    public var stage: UInt16
+    public var received: UInt64
+    public var computeStart: UInt64
+    public var computeEnd: UInt64
+    public var sendStart: UInt64
+
+    public init(stage: UInt16, received: UInt64, computeStart: UInt64, computeEnd: UInt64, sendStart: UInt64) {
+        self.stage = stage
+        self.received = received
+        self.computeStart = computeStart
+        self.computeEnd = computeEnd
+        self.sendStart = sendStart
+    }
+}
+
+/// The first frame of every data-plane message (docs/protocol.md has the byte layout).
+public struct BatchHeader: Equatable, Sendable {
+    public static let magic: [UInt8] = Array("SLB1".utf8)
+    public static let version: UInt8 = 1
+    static let hopBytes = 2 + 4 * 8
+
+    /// Sequence number of the micro-batch; the sink releases batches in this order.
+    public var batchSequence: UInt64
+    /// Sequence numbers of the windows inside: firstWindow ..< firstWindow + windowCount.
+    public var firstWindow: UInt64
+    public var windowCount: UInt32
+    /// Plan epoch the batch was sent under.
+    public var epoch: UInt32
+    /// Index of the next layer to run on this batch (the layer count once all have run).
+    public var cursor: UInt16
+    /// When the source created the batch (ns, wall clock).
+    public var created: UInt64
+    public var hops: [Hop]
+    public var tensors: [TensorDescriptor]
+
+    public init(batchSequence: UInt64, firstWindow: UInt64, windowCount: UInt32, epoch: UInt32, cursor: UInt16,
+                created: UInt64, hops: [Hop] = [], tensors: [TensorDescriptor]) {
+        self.batchSequence = batchSequence
+        self.firstWindow = firstWindow
+        self.windowCount = windowCount
+        self.epoch = epoch
+        self.cursor = cursor
+        self.created = created
+        self.hops = hops
+        self.tensors = tensors
+    }
+
+    public func encoded() -> [UInt8] {
+        var writer = ByteWriter()
+        for byte in Self.magic { writer.write(byte) }
+        writer.write(Self.version)
+        writer.write(UInt8(0))        // flags, reserved
+        writer.write(UInt16(0))       // reserved
+        writer.write(batchSequence)
+        writer.write(firstWindow)
+        writer.write(windowCount)
+        writer.write(epoch)
+        writer.write(cursor)
+        writer.write(UInt8(hops.count))
+        writer.write(UInt8(tensors.count))
+        writer.write(created)
+        for hop in hops {
+            writer.write(hop.stage)
+            writer.write(hop.received)
+            writer.write(hop.computeStart)
+            writer.write(hop.computeEnd)
+            writer.write(hop.sendStart)
+        }
+        for tensor in tensors {
+            writer.write(string: tensor.name)
+            writer.write(tensor.dtype.rawValue)
+            writer.write(UInt8(tensor.shape.count))
+            for dim in tensor.shape { writer.write(Int64(dim)) }
+        }
+        return writer.bytes
+    }
+
+    public static func decode(_ buffer: UnsafeRawBufferPointer) throws -> BatchHeader {
+        var reader = ByteReader(buffer)
+        var magic: [UInt8] = []
+        for _ in 0..<4 { magic.append(try reader.read(UInt8.self, "magic")) }
+        guard magic == Self.magic else { throw WireError.malformed("bad magic \(magic), expected \"SLB1\"") }
+        let version = try reader.read(UInt8.self, "version")
+        guard version == Self.version else { throw WireError.unsupportedVersion(version) }
+        _ = try reader.read(UInt8.self, "flags")
+        _ = try reader.read(UInt16.self, "reserved")
+        let batchSequence = try reader.read(UInt64.self, "batch sequence")
+        let firstWindow = try reader.read(UInt64.self, "first window")
+        let windowCount = try reader.read(UInt32.self, "window count")
+        let epoch = try reader.read(UInt32.self, "epoch")
+        let cursor = try reader.read(UInt16.self, "cursor")
+        let hopCount = Int(try reader.read(UInt8.self, "hop count"))
+        let tensorCount = Int(try reader.read(UInt8.self, "tensor count"))
+        let created = try reader.read(UInt64.self, "created")
+        var hops: [Hop] = []
+        for index in 0..<hopCount {
+            hops.append(Hop(stage: try reader.read(UInt16.self, "hop \(index) stage"),
+                            received: try reader.read(UInt64.self, "hop \(index) received"),
+                            computeStart: try reader.read(UInt64.self, "hop \(index) compute start"),
+                            computeEnd: try reader.read(UInt64.self, "hop \(index) compute end"),
+                            sendStart: try reader.read(UInt64.self, "hop \(index) send start")))
+        }
+        var tensors: [TensorDescriptor] = []
+        for index in 0..<tensorCount {
+            let name = try reader.readString("tensor \(index) name")
+            let code = try reader.read(UInt8.self, "tensor \(index) dtype")
+            guard let dtype = DType(rawValue: code) else { throw WireError.malformed("tensor '\(name)' has unknown dtype \(code)") }
+            let rank = Int(try reader.read(UInt8.self, "tensor \(index) rank"))
+            var shape: [Int] = []
+            for axis in 0..<rank {
+                let dim = try reader.read(Int64.self, "tensor '\(name)' dim \(axis)")
+                guard dim >= 0, dim < 1 << 40 else { throw WireError.malformed("tensor '\(name)' has dimension \(dim)") }
+                shape.append(Int(dim))
+            }
+            tensors.append(TensorDescriptor(name: name, dtype: dtype, shape: shape))
+        }
+        guard reader.remaining == 0 else { throw WireError.malformed("\(reader.remaining) unexpected bytes after the header") }
+        return BatchHeader(batchSequence: batchSequence, firstWindow: firstWindow, windowCount: windowCount, epoch: epoch,
+                           cursor: cursor, created: created, hops: hops, tensors: tensors)
+    }
+}

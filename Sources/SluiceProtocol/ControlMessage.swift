@@ -1,0 +1,227 @@
+import Foundation
+import SluiceConfig
+import SluicePlan
+
+public enum RoleKind: String, Codable, Sendable {
+    case stage, source, sink
+}
+
+public struct Hello: Codable, Equatable, Sendable {
+    public var role: RoleKind
+    public var name: String
+    public var pid: Int32
+    public var host: String
+    public init(role: RoleKind, name: String, pid: Int32, host: String) {
+        self.role = role; self.name = name; self.pid = pid; self.host = host
+    }
+}
+
+/// Timing shared by every role: how often to report, when to give the controller up for dead.
+public struct Liveness: Codable, Equatable, Sendable {
+    public var heartbeatSeconds: Double
+    public var timeoutSeconds: Double
+    public init(heartbeatSeconds: Double, timeoutSeconds: Double) {
+        self.heartbeatSeconds = heartbeatSeconds; self.timeoutSeconds = timeoutSeconds
+    }
+}
+
+public struct StageAssignment: Codable, Equatable, Sendable {
+    public var stageIndex: Int
+    public var epoch: UInt32
+    public var modelPath: String
+    public var cut: LayerCut
+    public var layers: LayerRange
+    /// This stage binds PULL here …
+    public var pullEndpoint: String
+    /// … and connects PUSH to the next hop here.
+    public var pushEndpoint: String
+    /// Extra sleep as a fraction of compute time (a test and demo knob; 0 normally).
+    public var slowdown: Double
+    public var liveness: Liveness
+    public init(stageIndex: Int, epoch: UInt32, modelPath: String, cut: LayerCut, layers: LayerRange, pullEndpoint: String,
+                pushEndpoint: String, slowdown: Double, liveness: Liveness) {
+        self.stageIndex = stageIndex; self.epoch = epoch; self.modelPath = modelPath; self.cut = cut; self.layers = layers
+        self.pullEndpoint = pullEndpoint; self.pushEndpoint = pushEndpoint; self.slowdown = slowdown; self.liveness = liveness
+    }
+}
+
+public struct SourceAssignment: Codable, Equatable, Sendable {
+    public var source: SourceConfig
+    public var window: WindowConfig?
+    public var batching: BatchingConfig
+    public var inputName: String
+    /// The model input's shape without the batch dimension.
+    public var sampleShape: [Int]
+    public var epoch: UInt32
+    public var pushEndpoint: String
+    public var liveness: Liveness
+    public init(source: SourceConfig, window: WindowConfig?, batching: BatchingConfig, inputName: String, sampleShape: [Int],
+                epoch: UInt32, pushEndpoint: String, liveness: Liveness) {
+        self.source = source; self.window = window; self.batching = batching; self.inputName = inputName
+        self.sampleShape = sampleShape; self.epoch = epoch; self.pushEndpoint = pushEndpoint; self.liveness = liveness
+    }
+}
+
+public struct SinkAssignment: Codable, Equatable, Sendable {
+    public var sink: SinkConfig
+    public var pullEndpoint: String
+    public var outputName: String
+    public var classes: [String]
+    /// Batches must arrive with this cursor: every layer run.
+    public var layerCount: Int
+    public var liveness: Liveness
+    public init(sink: SinkConfig, pullEndpoint: String, outputName: String, classes: [String], layerCount: Int, liveness: Liveness) {
+        self.sink = sink; self.pullEndpoint = pullEndpoint; self.outputName = outputName; self.classes = classes
+        self.layerCount = layerCount; self.liveness = liveness
+    }
+}
+
+/// Compute time spent on one layer.
+public struct LayerTiming: Codable, Equatable, Sendable {
+    public var layer: Int
+    public var seconds: Double
+    public var samples: Int
+    public init(layer: Int, seconds: Double, samples: Int) { self.layer = layer; self.seconds = seconds; self.samples = samples }
+}
+
+/// Running totals a role reports with every heartbeat; the controller takes differences.
+public struct RoleCounters: Codable, Equatable, Sendable {
+    public var elapsedSeconds: Double = 0
+    public var batches: Int = 0
+    public var samples: Int = 0
+    /// Computing.
+    public var busySeconds: Double = 0
+    /// Waiting for input.
+    public var idleSeconds: Double = 0
+    /// Waiting for the next hop to take output.
+    public var blockedSeconds: Double = 0
+    /// Messages that failed to decode or run: counted, logged, dropped.
+    public var rejected: Int = 0
+    public var layers: [LayerTiming] = []
+    public init() {}
+}
+
+public struct SourceDone: Codable, Equatable, Sendable {
+    public var batches: UInt64
+    public var windows: UInt64
+    public init(batches: UInt64, windows: UInt64) { self.batches = batches; self.windows = windows }
+}
+
+/// What the sink saw, reported once every expected batch is out.
+public struct SinkSummary: Codable, Equatable, Sendable {
+    public var batches: UInt64 = 0
+    public var windows: UInt64 = 0
+    public var labelled: UInt64 = 0
+    public var correct: UInt64 = 0
+    public var duplicates: Int = 0
+    public var rejected: Int = 0
+    /// Wall-clock ns of the first and last output, for throughput.
+    public var firstOutput: UInt64 = 0
+    public var lastOutput: UInt64 = 0
+    /// Source-to-sink latency per batch, milliseconds.
+    public var latencyP50Milliseconds: Double = 0
+    public var latencyP99Milliseconds: Double = 0
+    public init() {}
+}
+
+/// Control-plane messages: one JSON object per ZeroMQ frame, `{"type": …, "body": …}`.
+public enum ControlMessage: Equatable, Sendable {
+    case hello(Hello)
+    case assignStage(StageAssignment)
+    case assignSource(SourceAssignment)
+    case assignSink(SinkAssignment)
+    /// The role has loaded what it needs and bound its sockets.
+    case ready
+    /// Source: begin streaming.
+    case start
+    case heartbeat(RoleCounters)
+    case sourceDone(SourceDone)
+    /// Sink: this many batches will arrive in all.
+    case expect(SourceDone)
+    case sinkDone(SinkSummary)
+    /// Source: stop reading input and finish as at end of input.
+    case stop
+    case shutdown(reason: String)
+    /// A role cannot go on; the controller stops the pipeline with this message.
+    case failed(message: String)
+    /// Controller liveness for roles that have nothing else to hear.
+    case ping
+}
+
+extension ControlMessage: Codable {
+    private enum Keys: String, CodingKey { case type, body }
+    private struct Reason: Codable { var reason: String }
+    private struct Failure: Codable { var message: String }
+
+    public var type: String {
+        switch self {
+        case .hello: return "hello"
+        case .assignStage: return "assign_stage"
+        case .assignSource: return "assign_source"
+        case .assignSink: return "assign_sink"
+        case .ready: return "ready"
+        case .start: return "start"
+        case .heartbeat: return "heartbeat"
+        case .sourceDone: return "source_done"
+        case .expect: return "expect"
+        case .sinkDone: return "sink_done"
+        case .stop: return "stop"
+        case .shutdown: return "shutdown"
+        case .failed: return "failed"
+        case .ping: return "ping"
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: Keys.self)
+        try container.encode(type, forKey: .type)
+        switch self {
+        case .hello(let body): try container.encode(body, forKey: .body)
+        case .assignStage(let body): try container.encode(body, forKey: .body)
+        case .assignSource(let body): try container.encode(body, forKey: .body)
+        case .assignSink(let body): try container.encode(body, forKey: .body)
+        case .heartbeat(let body): try container.encode(body, forKey: .body)
+        case .sourceDone(let body), .expect(let body): try container.encode(body, forKey: .body)
+        case .sinkDone(let body): try container.encode(body, forKey: .body)
+        case .shutdown(let reason): try container.encode(Reason(reason: reason), forKey: .body)
+        case .failed(let message): try container.encode(Failure(message: message), forKey: .body)
+        case .ready, .start, .stop, .ping: break
+        }
+    }
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: Keys.self)
+        let type = try container.decode(String.self, forKey: .type)
+        switch type {
+        case "hello": self = .hello(try container.decode(Hello.self, forKey: .body))
+        case "assign_stage": self = .assignStage(try container.decode(StageAssignment.self, forKey: .body))
+        case "assign_source": self = .assignSource(try container.decode(SourceAssignment.self, forKey: .body))
+        case "assign_sink": self = .assignSink(try container.decode(SinkAssignment.self, forKey: .body))
+        case "ready": self = .ready
+        case "start": self = .start
+        case "heartbeat": self = .heartbeat(try container.decode(RoleCounters.self, forKey: .body))
+        case "source_done": self = .sourceDone(try container.decode(SourceDone.self, forKey: .body))
+        case "expect": self = .expect(try container.decode(SourceDone.self, forKey: .body))
+        case "sink_done": self = .sinkDone(try container.decode(SinkSummary.self, forKey: .body))
+        case "stop": self = .stop
+        case "shutdown": self = .shutdown(reason: try container.decode(Reason.self, forKey: .body).reason)
+        case "failed": self = .failed(message: try container.decode(Failure.self, forKey: .body).message)
+        case "ping": self = .ping
+        default:
+            throw DecodingError.dataCorruptedError(forKey: .type, in: container, debugDescription: "unknown control message type '\(type)'")
+        }
+    }
+
+    public func encoded() -> [UInt8] {
+        // Every payload is a plain value type; encoding cannot fail.
+        Array(try! JSONEncoder().encode(self))
+    }
+
+    public static func decode(_ bytes: UnsafeRawBufferPointer) throws -> ControlMessage {
+        do {
+            return try JSONDecoder().decode(ControlMessage.self, from: Data(bytes))
+        } catch {
+            throw WireError.malformed("control frame is not a control message: \(error)")
+        }
+    }
+}

@@ -1,0 +1,27 @@
+/// Releases items in sequence order, each exactly once, whatever order they arrive in
+/// (replicas and rebalancing reorder batches; replays duplicate them).
+public struct ReorderBuffer<Item> {
+    public private(set) var nextSequence: UInt64
+    public private(set) var duplicates = 0
+    private var pending: [UInt64: Item] = [:]
+
+    public init(startingAt first: UInt64 = 0) { nextSequence = first }
+
+    public var pendingCount: Int { pending.count }
+
+    /// Accepts `item` numbered `sequence` and returns every item that is now next in line.
+    /// An item already released or already waiting is a duplicate: counted and dropped.
+    public mutating func insert(_ item: Item, sequence: UInt64) -> [Item] {
+        guard sequence >= nextSequence, pending[sequence] == nil else {
+            duplicates += 1
+            return []
+        }
+        pending[sequence] = item
+        var released: [Item] = []
+        while let next = pending.removeValue(forKey: nextSequence) {
+            released.append(next)
+            nextSequence += 1
+        }
+        return released
+    }
+}

@@ -1,0 +1,89 @@
+import Foundation
+
+/// Who and when a window is: carried through the stages untouched in the metadata frame, so
+/// the sink can label each prediction with its sensor and window start.
+public struct WindowKey: Codable, Equatable, Sendable {
+    /// Sensor id (tensors sources: "row").
+    public var sensor: String
+    /// Time of the window's first sample, in the recording's seconds (tensors sources: row index).
+    public var start: Double
+    /// Ground truth when the recording has it, for the accuracy in the run summary.
+    public var label: String?
+
+    public init(sensor: String, start: Double, label: String? = nil) {
+        self.sensor = sensor
+        self.start = start
+        self.label = label
+    }
+
+    public static func encode(_ keys: [WindowKey]) -> [UInt8] {
+        // Encoding plain value types cannot fail.
+        Array(try! JSONEncoder().encode(keys))
+    }
+
+    public static func decode(_ bytes: UnsafeRawBufferPointer) throws -> [WindowKey] {
+        do {
+            return try JSONDecoder().decode([WindowKey].self, from: Data(bytes))
+        } catch {
+            throw WireError.malformed("metadata frame is not a JSON array of window keys: \(error)")
+        }
+    }
+}
+
+/// Frame 0 of a live-sensor message (frame 1 holds count × channels float32 values,
+/// sample-major). `{"v":1,"eos":true}` alone ends the stream.
+public struct SampleChunkHeader: Codable, Equatable, Sendable {
+    public var v: Int
+    public var sensor: String?
+    public var t0: Double?
+    public var dt: Double?
+    public var channels: Int?
+    public var count: Int?
+    public var labels: [String]?
+    public var eos: Bool?
+
+    public init(sensor: String, t0: Double, dt: Double, channels: Int, count: Int, labels: [String]? = nil) {
+        v = 1
+        self.sensor = sensor
+        self.t0 = t0
+        self.dt = dt
+        self.channels = channels
+        self.count = count
+        self.labels = labels
+    }
+
+    public static let endOfStream = SampleChunkHeader(v: 1, eos: true)
+
+    private init(v: Int, eos: Bool) {
+        self.v = v
+        self.eos = eos
+    }
+
+    public var isEndOfStream: Bool { eos == true }
+
+    /// Decodes and checks a chunk header against the payload size and the expected channels.
+    public static func decode(_ bytes: UnsafeRawBufferPointer, payloadBytes: Int?, expectedChannels: Int) throws -> SampleChunkHeader {
+        let header: SampleChunkHeader
+        do {
+            header = try JSONDecoder().decode(SampleChunkHeader.self, from: Data(bytes))
+        } catch {
+            throw WireError.malformed("sample header is not the documented JSON object: \(error)")
+        }
+        guard header.v == 1 else { throw WireError.unsupportedVersion(UInt8(clamping: header.v)) }
+        if header.isEndOfStream { return header }
+        guard let sensor = header.sensor, !sensor.isEmpty, let t0 = header.t0, t0.isFinite, let dt = header.dt, dt > 0,
+              let channels = header.channels, let count = header.count, count > 0 else {
+            throw WireError.malformed("sample header needs sensor, t0, dt > 0, channels and count > 0")
+        }
+        guard channels == expectedChannels else {
+            throw WireError.malformed("sensor '\(sensor)' sent \(channels) channels; this pipeline expects \(expectedChannels)")
+        }
+        guard let payloadBytes, payloadBytes == count * channels * 4 else {
+            throw WireError.malformed("sensor '\(sensor)': expected \(count * channels * 4) bytes of float32 samples, got \(payloadBytes.map(String.init) ?? "no frame")")
+        }
+        if let labels = header.labels, labels.count != count {
+            throw WireError.malformed("sensor '\(sensor)': \(labels.count) labels for \(count) samples")
+        }
+        return header
+    }
+}

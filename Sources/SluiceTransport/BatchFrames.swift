@@ -1,0 +1,55 @@
+import SluiceProtocol
+import SluiceTensor
+
+/// A micro-batch as it crosses a socket: header, opaque window-key metadata, tensors by name.
+public struct Batch: @unchecked Sendable {
+    public var header: BatchHeader
+    /// The metadata frame's bytes, carried through stages unread.
+    public var metadata: [UInt8]
+    public var tensors: [String: Tensor]
+
+    public init(header: BatchHeader, metadata: [UInt8], tensors: [String: Tensor]) {
+        self.header = header
+        self.metadata = metadata
+        self.tensors = tensors
+    }
+
+    /// Frames in wire order: header, metadata, then one frame per tensor in the header's order.
+    /// Tensor frames are handed to libzmq without a copy.
+    public func frames() -> [OutgoingFrame] {
+        [.bytes(header.encoded()), .bytes(metadata)] + header.tensors.map { .tensor(tensors[$0.name]!) }
+    }
+
+    /// Builds the header's tensor list from `tensors` in the order `names` gives.
+    public mutating func setTensors(_ tensors: [String: Tensor], order names: [String]) {
+        self.tensors = tensors
+        header.tensors = names.map { TensorDescriptor(name: $0, dtype: tensors[$0]!.dtype, shape: tensors[$0]!.shape) }
+    }
+
+    /// Decodes received frames. Tensors borrow the frames' memory (no copy) unless it is not
+    /// aligned for the element type, in which case that tensor is copied.
+    public static func decode(_ frames: [ZMQFrame]) throws -> Batch {
+        guard frames.count >= 2 else { throw WireError.truncated("\(frames.count) frame(s); a batch has a header and a metadata frame") }
+        let header = try BatchHeader.decode(frames[0].bytes)
+        guard frames.count == 2 + header.tensors.count else {
+            throw WireError.malformed("header lists \(header.tensors.count) tensors but \(frames.count - 2) tensor frames arrived")
+        }
+        var tensors: [String: Tensor] = [:]
+        for (descriptor, frame) in zip(header.tensors, frames.dropFirst(2)) {
+            guard frame.count == descriptor.byteCount else {
+                throw WireError.malformed("tensor '\(descriptor.name)' \(descriptor.dtype)\(descriptor.shape) needs \(descriptor.byteCount) bytes, frame has \(frame.count)")
+            }
+            guard tensors[descriptor.name] == nil else { throw WireError.malformed("tensor '\(descriptor.name)' appears twice") }
+            let base = UnsafeMutableRawPointer(mutating: frame.bytes.baseAddress)
+            if let base, Int(bitPattern: base) % descriptor.dtype.byteSize == 0 {
+                let storage = TensorStorage(borrowing: base, byteCount: frame.count, owner: frame)
+                tensors[descriptor.name] = Tensor(dtype: descriptor.dtype, shape: descriptor.shape, storage: storage)
+            } else {
+                let tensor = Tensor(zeros: descriptor.dtype, shape: descriptor.shape)
+                if frame.count > 0 { tensor.storage.bytes.copyMemory(from: frame.bytes.baseAddress!, byteCount: frame.count) }
+                tensors[descriptor.name] = tensor
+            }
+        }
+        return Batch(header: header, metadata: frames[1].array, tensors: tensors)
+    }
+}

@@ -1,0 +1,182 @@
+import CZeroMQ
+import Foundation
+import SluiceTensor
+
+public struct ZMQError: Error, CustomStringConvertible {
+    public let operation: String
+    public let code: Int32
+
+    init(_ operation: String) {
+        self.operation = operation
+        code = zmq_errno()
+    }
+
+    public var description: String { "\(operation): \(String(cString: zmq_strerror(code)))" }
+    var wouldBlock: Bool { code == EAGAIN }
+}
+
+/// Owns a libzmq context. Sockets keep their context alive, so it terminates after them.
+public final class ZMQContext: @unchecked Sendable {
+    let handle: UnsafeMutableRawPointer
+
+    /// One I/O thread by default: on small machines every core is wanted for compute.
+    public init(ioThreads: Int32 = 1) {
+        handle = zmq_ctx_new()
+        zmq_ctx_set(handle, ZMQ_IO_THREADS, ioThreads)
+    }
+
+    deinit { zmq_ctx_term(handle) }
+}
+
+public enum SocketKind {
+    case push, pull, dealer, router
+
+    var code: Int32 {
+        switch self {
+        case .push: return ZMQ_PUSH
+        case .pull: return ZMQ_PULL
+        case .dealer: return ZMQ_DEALER
+        case .router: return ZMQ_ROUTER
+        }
+    }
+}
+
+/// A received frame. Its bytes stay valid for the life of this object, so tensors can borrow them.
+public final class ZMQFrame: @unchecked Sendable {
+    let message: UnsafeMutablePointer<zmq_msg_t>
+
+    init() {
+        message = .allocate(capacity: 1)
+        zmq_msg_init(message)
+    }
+
+    deinit {
+        zmq_msg_close(message)
+        message.deallocate()
+    }
+
+    public var count: Int { zmq_msg_size(message) }
+    public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: zmq_msg_data(message), count: count) }
+    public var array: [UInt8] { Array(bytes) }
+}
+
+/// What to send in one frame: bytes, copied into the message, or a tensor's storage, handed
+/// to libzmq without a copy and released when libzmq is done with it.
+public enum OutgoingFrame {
+    case bytes([UInt8])
+    case tensor(Tensor)
+}
+
+private let releaseTensorStorage: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Void = { _, hint in
+    if let hint { Unmanaged<TensorStorage>.fromOpaque(hint).release() }
+}
+
+/// Owns one libzmq socket. Linger and high-water marks are set explicitly at creation:
+/// libzmq's defaults (infinite linger, 1000 messages) hang shutdowns and hide backpressure.
+public final class ZMQSocket: @unchecked Sendable {
+    let handle: UnsafeMutableRawPointer
+    private let context: ZMQContext
+    private var boundIPCPaths: [String] = []
+
+    public init(_ context: ZMQContext, _ kind: SocketKind, lingerMilliseconds: Int32, sendHighWaterMark: Int32,
+                receiveHighWaterMark: Int32, identity: String? = nil) throws {
+        self.context = context
+        guard let socket = zmq_socket(context.handle, kind.code) else { throw ZMQError("zmq_socket") }
+        handle = socket
+        try setOption(ZMQ_LINGER, lingerMilliseconds)
+        try setOption(ZMQ_SNDHWM, sendHighWaterMark)
+        try setOption(ZMQ_RCVHWM, receiveHighWaterMark)
+        if let identity {
+            let bytes = Array(identity.utf8)
+            guard zmq_setsockopt(handle, ZMQ_ROUTING_ID, bytes, bytes.count) == 0 else { throw ZMQError("set routing id") }
+        }
+    }
+
+    deinit {
+        zmq_close(handle)
+        for path in boundIPCPaths { unlink(path) }
+    }
+
+    public func setOption(_ option: Int32, _ value: Int32) throws {
+        var value = value
+        guard zmq_setsockopt(handle, option, &value, MemoryLayout<Int32>.size) == 0 else { throw ZMQError("zmq_setsockopt(\(option))") }
+    }
+
+    /// Binds, first removing a socket file an earlier run left behind at an ipc:// endpoint.
+    public func bind(_ endpoint: String) throws {
+        if endpoint.hasPrefix("ipc://") {
+            let path = String(endpoint.dropFirst("ipc://".count))
+            unlink(path)
+            boundIPCPaths.append(path)
+        }
+        guard zmq_bind(handle, endpoint) == 0 else { throw ZMQError("bind \(endpoint)") }
+    }
+
+    public func connect(_ endpoint: String) throws {
+        guard zmq_connect(handle, endpoint) == 0 else { throw ZMQError("connect \(endpoint)") }
+    }
+
+    /// Sends a multipart message. With `dontWait`, returns false instead of blocking when the
+    /// peer's queue is full; once the first frame is queued, the rest follow atomically.
+    @discardableResult
+    public func send(_ frames: [OutgoingFrame], dontWait: Bool = false) throws -> Bool {
+        for (index, frame) in frames.enumerated() {
+            var flags: Int32 = index < frames.count - 1 ? ZMQ_SNDMORE : 0
+            if dontWait && index == 0 { flags |= ZMQ_DONTWAIT }
+            let message = UnsafeMutablePointer<zmq_msg_t>.allocate(capacity: 1)
+            defer { message.deallocate() }
+            switch frame {
+            case .bytes(let bytes):
+                guard zmq_msg_init_size(message, bytes.count) == 0 else { throw ZMQError("zmq_msg_init_size") }
+                bytes.withUnsafeBytes { if $0.count > 0 { zmq_msg_data(message).copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+            case .tensor(let tensor):
+                let hint = Unmanaged.passRetained(tensor.storage).toOpaque()
+                guard zmq_msg_init_data(message, tensor.storage.bytes, tensor.byteCount, releaseTensorStorage, hint) == 0 else {
+                    Unmanaged<TensorStorage>.fromOpaque(hint).release()
+                    throw ZMQError("zmq_msg_init_data")
+                }
+            }
+            if zmq_msg_send(message, handle, flags) < 0 {
+                let error = ZMQError("send")
+                zmq_msg_close(message)
+                if error.wouldBlock && index == 0 { return false }
+                throw error
+            }
+        }
+        return true
+    }
+
+    /// Receives every frame of the next message, or nil when `dontWait` and none is queued.
+    public func receive(dontWait: Bool = false) throws -> [ZMQFrame]? {
+        var frames: [ZMQFrame] = []
+        repeat {
+            let frame = ZMQFrame()
+            if zmq_msg_recv(frame.message, handle, dontWait && frames.isEmpty ? ZMQ_DONTWAIT : 0) < 0 {
+                let error = ZMQError("receive")
+                if error.wouldBlock && frames.isEmpty { return nil }
+                throw error
+            }
+            frames.append(frame)
+        } while zmq_msg_more(frames.last!.message) == 1
+        return frames
+    }
+}
+
+public struct PollEvents: OptionSet, Sendable {
+    public let rawValue: Int16
+    public init(rawValue: Int16) { self.rawValue = rawValue }
+    public static let readable = PollEvents(rawValue: Int16(ZMQ_POLLIN))
+    public static let writable = PollEvents(rawValue: Int16(ZMQ_POLLOUT))
+}
+
+/// Waits up to `timeoutMilliseconds` (-1: forever) for any of the sockets to be ready; returns
+/// the ready events per socket, in order. Interrupted waits (signals) return no events.
+public func poll(_ items: [(ZMQSocket, PollEvents)], timeoutMilliseconds: Int) throws -> [PollEvents] {
+    var pollItems = items.map { zmq_pollitem_t(socket: $0.0.handle, fd: 0, events: $0.1.rawValue, revents: 0) }
+    if zmq_poll(&pollItems, Int32(pollItems.count), timeoutMilliseconds) < 0 {
+        let error = ZMQError("poll")
+        if error.code == EINTR { return Array(repeating: [], count: items.count) }
+        throw error
+    }
+    return pollItems.map { PollEvents(rawValue: $0.revents) }
+}

@@ -1,0 +1,125 @@
+import Foundation
+import Testing
+@testable import SluiceConfig
+
+/// Writes `yaml` into a fresh folder beside a dummy model and recording, so path checks pass.
+private func parse(_ yaml: String) throws -> PipelineConfig {
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-config-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    _ = FileManager.default.createFile(atPath: folder.appendingPathComponent("m.onnx").path, contents: Data())
+    _ = FileManager.default.createFile(atPath: folder.appendingPathComponent("rec.csv").path, contents: Data())
+    let file = folder.appendingPathComponent("p.yaml").path
+    try yaml.write(toFile: file, atomically: true, encoding: .utf8)
+    return try PipelineConfig.load(path: file)
+}
+
+private func issues(_ yaml: String) -> [String] {
+    do {
+        _ = try parse(yaml)
+        return []
+    } catch let error as ConfigError {
+        return error.issues.map { "\($0.line.map(String.init) ?? "-"):\($0.key): \($0.message)" }
+    } catch {
+        return ["unexpected \(error)"]
+    }
+}
+
+private let valid = """
+name: demo
+model:
+  path: m.onnx
+  classes: [a, b]
+source:
+  type: recording
+  path: rec.csv
+  rate: 4x
+window:
+  length: 100
+  hop: 50
+batching:
+  max_size: 16
+  max_delay_ms: 5
+stages:
+  count: 3
+  split: ["0-2", "3", "4-9"]
+transport:
+  kind: tcp
+  base_port: 7000
+sink:
+  type: jsonl
+"""
+
+@Test func parsesEverySection() throws {
+    let config = try parse(valid)
+    #expect(config.name == "demo")
+    #expect(config.model.path.hasSuffix("/m.onnx") && config.model.path.hasPrefix("/"))
+    #expect(config.model.classes == ["a", "b"])
+    guard case .recording(let source) = config.source else { Issue.record("not a recording"); return }
+    #expect(source.rate == .realtime(speed: 4))
+    #expect(config.window == WindowConfig(length: 100, hop: 50, layout: .channelsFirst))
+    #expect(config.batching == BatchingConfig(maxSize: 16, maxDelayMilliseconds: 5))
+    #expect(config.stages.split == [LayerRange(start: 0, end: 3), LayerRange(start: 3, end: 4), LayerRange(start: 4, end: 10)])
+    #expect(config.transport == TransportConfig(kind: .tcp, host: "127.0.0.1", basePort: 7000))
+    #expect(config.sink == SinkConfig(kind: .jsonl, path: "-"))
+}
+
+@Test func reportsFileLineAndKey() throws {
+    let yaml = valid.replacingOccurrences(of: "  count: 3", with: "  count: 0")
+    do {
+        _ = try parse(yaml)
+        Issue.record("a stage count of 0 was accepted")
+    } catch let error as ConfigError {
+        let message = error.description
+        #expect(message.contains("p.yaml:16: stages.count: must be >= 1"), "\(message)")
+    }
+}
+
+@Test func reportsEveryProblemAtOnce() {
+    let yaml = """
+    model:
+      path: missing.onnx
+    source:
+      type: recording
+      path: rec.csv
+      rate: fast
+    window:
+      length: -3
+    stages:
+      count: 2
+      colour: blue
+    sink:
+      type: parquet
+    """
+    let found = issues(yaml)
+    #expect(found.contains { $0.hasPrefix("2:model.path: file not found") }, "\(found)")
+    #expect(found.contains("6:source.rate: must be 'max', 'real' or a speed-up such as '4x', not 'fast'"), "\(found)")
+    #expect(found.contains("8:window.length: must be >= 1"), "\(found)")
+    #expect(found.contains { $0.hasPrefix("11:stages.colour: unknown key") }, "\(found)")
+    #expect(found.contains("13:sink.type: must be one of: jsonl, npy, not 'parquet'"), "\(found)")
+}
+
+@Test func requiresTheMainSections() {
+    let found = issues("name: x\n")
+    #expect(found.contains("1:model: is required"))
+    #expect(found.contains("1:source: is required"))
+    #expect(found.contains("1:stages: is required"))
+}
+
+@Test func rejectsSplitsThatAreNotContiguous() {
+    let found = issues(valid.replacingOccurrences(of: "[\"0-2\", \"3\", \"4-9\"]", with: "[\"0-2\", \"4-9\", \"10\"]"))
+    #expect(found.contains("17:stages.split[1]: must start at layer 3: stages hold contiguous layers in order"), "\(found)")
+    let wrongCount = issues(valid.replacingOccurrences(of: "[\"0-2\", \"3\", \"4-9\"]", with: "[\"0-2\", \"3-9\"]"))
+    #expect(wrongCount.contains("17:stages.split: has 2 ranges but stages.count is 3"), "\(wrongCount)")
+}
+
+@Test func reportsYAMLSyntaxErrorsWithTheirLine() {
+    let found = issues("model:\n  path: [unclosed\nsource: x\n")
+    #expect(found.count == 1)
+    #expect(found.first?.contains("invalid YAML") == true, "\(found)")
+    #expect(found.first?.hasPrefix("-") == false, "\(found)")
+}
+
+@Test func sensorSourcesNeedAWindow() {
+    let found = issues(valid.replacingOccurrences(of: "window:\n  length: 100\n  hop: 50\n", with: ""))
+    #expect(found.contains { $0.contains(":window: is required for a recording source") }, "\(found)")
+}

@@ -1,0 +1,119 @@
+import Testing
+import SluiceConfig
+@testable import SluiceProtocol
+
+private let liveness = Liveness(heartbeatSeconds: 0.5, timeoutSeconds: 5)
+private let roles = ["stage-0", "stage-1", "source", "sink"]
+
+private func machine() -> ControllerMachine {
+    var assignments: [String: ControlMessage] = [:]
+    for name in roles { assignments[name] = .shutdown(reason: "assignment of \(name)") }  // any distinct message will do
+    return ControllerMachine(assignments: assignments, liveness: liveness)
+}
+
+private func sends(_ actions: [ControllerAction]) -> [String] {
+    actions.compactMap { if case .send(let to, let message) = $0 { return "\(to):\(message.type)" } else { return nil } }
+}
+
+private func outcome(_ actions: [ControllerAction]) -> ControllerOutcome? {
+    actions.compactMap { if case .finish(let outcome) = $0 { return outcome } else { return nil } }.first
+}
+
+/// Drives the machine to the running phase and returns it.
+private func running() -> ControllerMachine {
+    var controller = machine()
+    _ = controller.handle(.tick(now: 0))
+    for name in roles { _ = controller.handle(.received(from: name, .hello(Hello(role: .stage, name: name, pid: 1, host: "h")))) }
+    for name in roles { _ = controller.handle(.received(from: name, .ready)) }
+    return controller
+}
+
+@Test func assignsOnlyOnceEveryRoleRegistered() {
+    var controller = machine()
+    _ = controller.handle(.tick(now: 0))
+    var actions: [ControllerAction] = []
+    for name in roles.dropLast() {
+        actions += controller.handle(.received(from: name, .hello(Hello(role: .stage, name: name, pid: 1, host: "h"))))
+    }
+    #expect(sends(actions).isEmpty)
+    let last = controller.handle(.received(from: "sink", .hello(Hello(role: .sink, name: "sink", pid: 1, host: "h"))))
+    #expect(Set(sends(last)) == Set(roles.map { "\($0):shutdown" }))   // the stand-in assignments
+    #expect(controller.phase == .preparing)
+}
+
+@Test func startsTheSourceWhenAllAreReadyAndFinishesWhenTheSinkIsDone() {
+    var controller = machine()
+    _ = controller.handle(.tick(now: 0))
+    for name in roles { _ = controller.handle(.received(from: name, .hello(Hello(role: .stage, name: name, pid: 1, host: "h")))) }
+    var start: [ControllerAction] = []
+    for name in roles { start += controller.handle(.received(from: name, .ready)) }
+    #expect(sends(start) == ["source:start"])
+    #expect(controller.phase == .running)
+
+    let done = controller.handle(.received(from: "source", .sourceDone(SourceDone(batches: 10, windows: 77))))
+    #expect(sends(done) == ["sink:expect"])
+    #expect(controller.phase == .draining)
+
+    var summary = SinkSummary()
+    summary.windows = 77
+    let finish = controller.handle(.received(from: "sink", .sinkDone(summary)))
+    #expect(Set(sends(finish)) == Set(roles.map { "\($0):shutdown" }))
+    #expect(outcome(finish) == .completed(summary))
+    #expect(controller.phase == .finished)
+    #expect(controller.handle(.tick(now: 100)).isEmpty)
+}
+
+@Test func stopDrainsBeforeShuttingDown() {
+    var controller = running()
+    #expect(sends(controller.handle(.stopRequested)) == ["source:stop"])
+    _ = controller.handle(.received(from: "source", .sourceDone(SourceDone(batches: 3, windows: 3))))
+    let finish = controller.handle(.received(from: "sink", .sinkDone(SinkSummary())))
+    #expect(outcome(finish) == .stopped(SinkSummary()))
+}
+
+@Test func aSecondStopShutsDownAtOnce() {
+    var controller = running()
+    _ = controller.handle(.stopRequested)
+    let actions = controller.handle(.stopRequested)
+    #expect(outcome(actions) == .stopped(nil))
+    #expect(sends(actions).count == roles.count)
+}
+
+@Test func aSilentRoleFailsTheRun() {
+    var controller = running()
+    for second in 1...4 {
+        _ = controller.handle(.tick(now: Double(second)))
+        for name in roles where name != "stage-1" { _ = controller.handle(.received(from: name, .heartbeat(RoleCounters()))) }
+    }
+    let actions = controller.handle(.tick(now: 5.5))
+    guard case .failed(let message)? = outcome(actions) else { Issue.record("no failure: \(actions)"); return }
+    #expect(message.contains("stage-1 stopped responding"))
+}
+
+@Test func missingRolesAreNamedWhenRegistrationTimesOut() {
+    var controller = machine()
+    _ = controller.handle(.tick(now: 0))
+    _ = controller.handle(.received(from: "source", .hello(Hello(role: .source, name: "source", pid: 1, host: "h"))))
+    #expect(outcome(controller.handle(.tick(now: 14))) == nil)
+    guard case .failed(let message)? = outcome(controller.handle(.tick(now: 16))) else { Issue.record("did not time out"); return }
+    #expect(message == "sink, stage-0, stage-1 did not register within 15 s")
+}
+
+@Test func aFailingRoleStopsThePipelineWithItsMessage() {
+    var controller = running()
+    let actions = controller.handle(.received(from: "stage-1", .failed(message: "cannot load model")))
+    #expect(outcome(actions) == .failed("stage-1: cannot load model"))
+    #expect(sends(actions).count == roles.count)
+}
+
+@Test func unknownRolesAreToldToLeave() {
+    var controller = machine()
+    let actions = controller.handle(.received(from: "stage-9", .hello(Hello(role: .stage, name: "stage-9", pid: 1, host: "h"))))
+    #expect(sends(actions) == ["stage-9:shutdown"])
+}
+
+@Test func pingsEveryRoleEachHeartbeat() {
+    var controller = running()
+    #expect(sends(controller.handle(.tick(now: 0.6))).sorted() == roles.map { "\($0):ping" }.sorted())
+    #expect(sends(controller.handle(.tick(now: 0.7))).isEmpty)
+}

@@ -1,0 +1,122 @@
+import Foundation
+import Testing
+import SluiceConfig
+import SluicePlan
+import SluiceTensor
+@testable import SluiceProtocol
+
+private let sampleHeader = BatchHeader(
+    batchSequence: 41, firstWindow: 328, windowCount: 8, epoch: 3, cursor: 5, created: 1_700_000_000_123_456_789,
+    hops: [Hop(stage: 0, received: 1, computeStart: 2, computeEnd: 3, sendStart: 4),
+           Hop(stage: 1, received: 5, computeStart: 6, computeEnd: 7, sendStart: UInt64.max)],
+    tensors: [TensorDescriptor(name: "conv_out", dtype: .float32, shape: [8, 16, 50]),
+              TensorDescriptor(name: "ids", dtype: .int64, shape: [8])])
+
+@Test func batchHeaderRoundTrips() throws {
+    let bytes = sampleHeader.encoded()
+    let decoded = try bytes.withUnsafeBytes { try BatchHeader.decode($0) }
+    #expect(decoded == sampleHeader)
+}
+
+@Test func batchHeaderLayoutIsTheDocumentedOne() {
+    let bytes = sampleHeader.encoded()
+    #expect(Array(bytes[0..<4]) == Array("SLB1".utf8))
+    #expect(bytes[4] == 1)                                        // version
+    #expect(bytes[8] == 41 && bytes[9] == 0)                       // batch sequence, little-endian
+    #expect(bytes[16] == UInt8(328 & 0xFF) && bytes[17] == 1)      // first window
+    #expect(bytes[24] == 8)                                        // window count
+    #expect(bytes[28] == 3)                                        // epoch
+    #expect(bytes[32] == 5)                                        // cursor
+    #expect(bytes[34] == 2 && bytes[35] == 2)                      // hop count, tensor count
+    #expect(bytes.count == 44 + 2 * 34 + (2 + 8 + 2 + 3 * 8) + (2 + 3 + 2 + 8))
+}
+
+@Test func everyTruncationIsRejectedWithoutCrashing() {
+    let bytes = sampleHeader.encoded()
+    for length in 0..<bytes.count {
+        let prefix = Array(bytes[0..<length])
+        #expect(throws: WireError.self) { try prefix.withUnsafeBytes { try BatchHeader.decode($0) } }
+    }
+}
+
+@Test func corruptHeadersAreRejected() {
+    var badMagic = sampleHeader.encoded()
+    badMagic[0] = UInt8(ascii: "X")
+    #expect(throws: WireError.self) { try badMagic.withUnsafeBytes { try BatchHeader.decode($0) } }
+    var badVersion = sampleHeader.encoded()
+    badVersion[4] = 9
+    #expect(throws: WireError.unsupportedVersion(9)) { try badVersion.withUnsafeBytes { try BatchHeader.decode($0) } }
+    let trailing = sampleHeader.encoded() + [0]
+    #expect(throws: WireError.self) { try trailing.withUnsafeBytes { try BatchHeader.decode($0) } }
+    // Random bytes never crash the decoder.
+    var generator = SystemRandomNumberGenerator()
+    for _ in 0..<2000 {
+        var noise = Array(sampleHeader.encoded())
+        for _ in 0..<3 { noise[Int.random(in: 0..<noise.count, using: &generator)] = UInt8.random(in: 0...255, using: &generator) }
+        _ = try? noise.withUnsafeBytes { try BatchHeader.decode($0) }
+    }
+}
+
+@Test func windowKeysRoundTrip() throws {
+    let keys = [WindowKey(sensor: "imu-3", start: 12.5, label: "Walking"), WindowKey(sensor: "row", start: 7)]
+    let bytes = WindowKey.encode(keys)
+    #expect(try bytes.withUnsafeBytes { try WindowKey.decode($0) } == keys)
+    #expect(throws: WireError.self) { try Array("{\"no\":1}".utf8).withUnsafeBytes { try WindowKey.decode($0) } }
+}
+
+@Test func sampleChunksAreChecked() throws {
+    let header = SampleChunkHeader(sensor: "imu-0", t0: 1.5, dt: 0.1, channels: 6, count: 10, labels: nil)
+    let json = try JSONEncoder().encode(header)
+    let decoded = try json.withUnsafeBytes { try SampleChunkHeader.decode($0, payloadBytes: 240, expectedChannels: 6) }
+    #expect(decoded == header)
+    #expect(throws: WireError.self) { try json.withUnsafeBytes { try SampleChunkHeader.decode($0, payloadBytes: 239, expectedChannels: 6) } }
+    #expect(throws: WireError.self) { try json.withUnsafeBytes { try SampleChunkHeader.decode($0, payloadBytes: 240, expectedChannels: 3) } }
+    let eos = try Array(#"{"v":1,"eos":true}"#.utf8).withUnsafeBytes { try SampleChunkHeader.decode($0, payloadBytes: nil, expectedChannels: 6) }
+    #expect(eos.isEndOfStream)
+}
+
+@Test func controlMessagesRoundTripAsTypedJSON() throws {
+    let cut = LayerCut(layers: [Layer(index: 0, nodeStart: 0, nodeEnd: 2, opTypes: ["Conv", "Relu"], flopsPerSample: 10,
+                                      parameterBytes: 64, outputs: ["r"], outputBytesPerSample: 40)],
+                       inputs: ["x"], inputBytesPerSample: 100)
+    let liveness = Liveness(heartbeatSeconds: 0.25, timeoutSeconds: 10)
+    var counters = RoleCounters()
+    counters.batches = 3
+    counters.layers = [LayerTiming(layer: 0, seconds: 0.5, samples: 24)]
+    let messages: [ControlMessage] = [
+        .hello(Hello(role: .stage, name: "stage-0", pid: 42, host: "h")),
+        .assignStage(StageAssignment(stageIndex: 0, epoch: 1, modelPath: "/m.onnx", cut: cut, layers: LayerRange(start: 0, end: 1),
+                                     pullEndpoint: "ipc:///tmp/a", pushEndpoint: "ipc:///tmp/b", slowdown: 0, liveness: liveness)),
+        .assignSource(SourceAssignment(source: .tensors(TensorsSource(path: "/x.npy", rate: .max, rowsPerSecond: nil)), window: nil,
+                                       batching: BatchingConfig(maxSize: 4, maxDelayMilliseconds: 5), inputName: "x", sampleShape: [32],
+                                       epoch: 1, pushEndpoint: "tcp://127.0.0.1:1", liveness: liveness)),
+        .assignSink(SinkAssignment(sink: SinkConfig(kind: .jsonl, path: "-"), pullEndpoint: "ipc:///s", outputName: "y",
+                                   classes: ["a"], layerCount: 1, liveness: liveness)),
+        .ready, .start, .heartbeat(counters), .sourceDone(SourceDone(batches: 2, windows: 9)), .expect(SourceDone(batches: 2, windows: 9)),
+        .sinkDone(SinkSummary()), .stop, .shutdown(reason: "done"), .failed(message: "boom"), .ping,
+    ]
+    for message in messages {
+        let bytes = message.encoded()
+        #expect(try bytes.withUnsafeBytes { try ControlMessage.decode($0) } == message)
+        let object = try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any]
+        #expect(object?["type"] as? String == message.type)
+    }
+    #expect(throws: WireError.self) { try Array(#"{"type":"dance"}"#.utf8).withUnsafeBytes { try ControlMessage.decode($0) } }
+}
+
+@Test func reorderBufferReleasesEachItemOnceInOrder() {
+    var generator = SystemRandomNumberGenerator()
+    for _ in 0..<200 {
+        let count = Int.random(in: 1...60, using: &generator)
+        var arrivals = Array(0..<count).map(UInt64.init)
+        // Some arrive twice, as replays do.
+        arrivals += arrivals.filter { _ in Bool.random(using: &generator) }
+        arrivals.shuffle(using: &generator)
+        var buffer = ReorderBuffer<UInt64>()
+        var released: [UInt64] = []
+        for sequence in arrivals { released += buffer.insert(sequence, sequence: sequence) }
+        #expect(released == Array(0..<UInt64(count)))
+        #expect(buffer.duplicates == arrivals.count - count)
+        #expect(buffer.pendingCount == 0)
+    }
+}
