@@ -39,16 +39,24 @@ import Testing
         let x = rng.tensor(c.input), w = rng.tensor(c.weight)
         let bias = c.bias ? rng.tensor([c.weight[0]]) : nil
         let scale = c.scale ? rng.tensor([c.weight[0]], in: 0.5...2) : nil
+        let shift = c.scale ? rng.tensor([c.weight[0]]) : nil
         let geometry = try ConvGeometry(input: c.input, weight: c.weight, group: c.group, strides: c.strides,
                                         dilations: c.dilations, pads: c.pads)
-        let fast = Kernels.conv(x, weight: w, bias: bias, channelScale: scale, geometry: geometry,
+        let fast = Kernels.conv(x, weight: w, bias: bias, channelScale: scale, channelShift: shift, geometry: geometry,
                                 activation: c.activation, scratch: scratch)
         let spatial = c.input.count - 2
-        let reference = ReferenceKernels.conv(x, weight: w, bias: bias, channelScale: scale, group: c.group,
+        let reference = ReferenceKernels.conv(x, weight: w, bias: bias, channelScale: scale, channelShift: shift,
+                                              group: c.group,
                                               strides: c.strides, dilations: c.dilations,
                                               padsBegin: Array(c.pads.prefix(spatial)), padsEnd: Array(c.pads.suffix(spatial)),
                                               activation: c.activation)
         expectClose(fast, reference, "conv \(c)")
+        if let scale, let shift {
+            // Folding a BatchNormalization in gives bit for bit what the two separate kernels give.
+            let plain = Kernels.conv(x, weight: w, bias: bias, geometry: geometry, scratch: scratch)
+            let separate = Kernels.activation(c.activation, Kernels.channelAffine(plain, scale: scale.floats, shift: shift.floats))
+            #expect(fast.floats == separate.floats, "conv \(c): fused epilogue differs from separate kernels")
+        }
     }
 
     @Test(arguments: 0..<40)

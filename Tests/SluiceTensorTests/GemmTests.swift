@@ -72,3 +72,18 @@ import Testing
         #expect(Kernels.threads == 1)
     }
 }
+
+@Suite struct LinearTests {
+    @Test(arguments: [1, 2, 7, 33])
+    func linearEqualsMatMulThenAddBitForBit(rows: Int) {
+        var rng = SeededGenerator(seed: rows)
+        let x = rng.tensor([rows, 300]), w = rng.tensor([300, 17]), b = rng.tensor([17])
+        for activation in [Activation.none, .relu, .tanh] {
+            let fused = Kernels.linear(x, w, bias: b, activation: activation)
+            let separate = Kernels.activation(activation, Kernels.binary(.add, Kernels.matmul(x, w), b))
+            #expect(fused.floats == separate.floats, "rows \(rows) \(activation)")
+            let reference = ReferenceKernels.activation(activation, ReferenceKernels.binary(.add, ReferenceKernels.matmul(x, w), b))
+            expectClose(fused, reference, "linear rows \(rows) \(activation)")
+        }
+    }
+}

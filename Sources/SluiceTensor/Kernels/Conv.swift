@@ -41,14 +41,18 @@ public struct ConvGeometry: Sendable, Equatable {
 
 extension Kernels {
     /// Convolution (1-D or 2-D) by im2col and sgemm, with a fused per-channel epilogue:
-    /// `y[n, m] = activation(conv(x, w)[n, m] · channelScale[m] + bias[m])`.
-    /// `channelScale` is how a following BatchNormalization is folded in without copying weights.
+    /// `y[n, m] = activation((conv(x, w)[n, m] + bias[m]) · channelScale[m] + channelShift[m])`.
+    /// The scale and shift are how a following BatchNormalization is folded in without copying
+    /// weights; the operations are those of the unfused nodes in the same order, so fusing does
+    /// not change a single bit of the result.
     public static func conv(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, channelScale: Tensor? = nil,
-                            geometry g: ConvGeometry, activation: Activation = .none, scratch: Scratch) -> Tensor {
+                            channelShift: Tensor? = nil, geometry g: ConvGeometry, activation: Activation = .none,
+                            scratch: Scratch) -> Tensor {
         precondition(x.shape == [g.batch, g.inChannels] + g.window.input, "Conv input \(x.shape) does not match its geometry")
         precondition(weight.shape == [g.outChannels, g.inChannels / g.group] + g.window.kernel, "Conv weight \(weight.shape) does not match its geometry")
         precondition(bias == nil || bias!.elementCount == g.outChannels, "Conv bias must have \(g.outChannels) values")
         precondition(channelScale == nil || channelScale!.elementCount == g.outChannels, "Conv scale must have \(g.outChannels) values")
+        precondition(channelShift == nil || channelShift!.elementCount == g.outChannels, "Conv shift must have \(g.outChannels) values")
         let out = Tensor(uninitialized: .float32, shape: g.outputShape)
         let p = g.window.planar
         let cg = g.inChannels / g.group
@@ -60,7 +64,7 @@ extension Kernels {
             && p.phEnd == 0 && p.pwEnd == 0
         let col = pointwise ? nil : scratch.floats(kdim * outPlane)
         let xp = x.floatPointer, wp = weight.floatPointer, yp = out.mutableFloatPointer
-        let bp = bias?.floatPointer, sp = channelScale?.floatPointer
+        let bp = bias?.floatPointer, sp = channelScale?.floatPointer, hp = channelShift?.floatPointer
 
         for n in 0..<g.batch {
             for gi in 0..<g.group {
@@ -77,29 +81,45 @@ extension Kernels {
                       c: yp + (n * g.outChannels + gi * mg) * outPlane, ldc: outPlane)
             }
             for m in 0..<g.outChannels {
-                channelEpilogue(yp + (n * g.outChannels + m) * outPlane, count: outPlane,
-                                scale: sp?[m] ?? 1, shift: bp?[m] ?? 0, activation: activation)
+                channelEpilogue(yp + (n * g.outChannels + m) * outPlane, count: outPlane, bias: bp?[m],
+                                scale: sp?[m], shift: hp?[m], activation: activation)
             }
         }
         return out
     }
 
-    /// `p[i] = activation(p[i] · scale + shift)` in one pass over a channel.
+    /// `p[i] = activation((p[i] + bias) · scale + shift)` in one pass over a channel. Absent
+    /// terms are skipped, not replaced by 0 and 1, and each operation rounds as it would in the
+    /// unfused nodes, so results match those bit for bit.
     @inline(__always)
-    static func channelEpilogue(_ p: UnsafeMutablePointer<Float>, count: Int, scale: Float, shift: Float,
+    static func channelEpilogue(_ p: UnsafeMutablePointer<Float>, count: Int, bias: Float?, scale: Float?, shift: Float?,
                                 activation: Activation) {
-        switch activation {
-        case .none:
-            if scale == 1 && shift == 0 { return }
-            for i in 0..<count { p[i] = p[i] * scale + shift }
-        case .relu:
-            for i in 0..<count { p[i] = max(p[i] * scale + shift, 0) }
-        default:
-            if scale != 1 || shift != 0 {
-                for i in 0..<count { p[i] = p[i] * scale + shift }
+        let relu = activation == .relu
+        switch (bias, scale, shift) {
+        case let (b?, s?, h?):
+            if relu {
+                for i in 0..<count { p[i] = max((p[i] + b) * s + h, 0) }
+                return
             }
-            activation.apply(p, count: count)
+            for i in 0..<count { p[i] = (p[i] + b) * s + h }
+        case let (nil, s?, h?):
+            if relu {
+                for i in 0..<count { p[i] = max(p[i] * s + h, 0) }
+                return
+            }
+            for i in 0..<count { p[i] = p[i] * s + h }
+        case let (b?, nil, nil):
+            if relu {
+                for i in 0..<count { p[i] = max(p[i] + b, 0) }
+                return
+            }
+            for i in 0..<count { p[i] += b }
+        default:
+            if let bias { for i in 0..<count { p[i] += bias } }
+            if let scale { for i in 0..<count { p[i] *= scale } }
+            if let shift { for i in 0..<count { p[i] += shift } }
         }
+        activation.apply(p, count: count)
     }
 
     /// Unfolds `channels` planes into columns: row (c, kh, kw) holds, for every output position,

@@ -107,6 +107,29 @@ extension Kernels {
         }
     }
 
+    /// `activation(x · w + bias)` for x [rows, k], w [k, n] and bias [n]: the product exactly as
+    /// `matmul` computes it, then the bias and the activation in one pass over each row, so the
+    /// result equals MatMul, Add and the activation run one after another, bit for bit.
+    public static func linear(_ x: Tensor, _ w: Tensor, bias: Tensor, activation: Activation = .none) -> Tensor {
+        precondition(x.rank == 2 && w.rank == 2 && x.shape[1] == w.shape[0] && bias.elementCount == w.shape[1],
+                     "linear of \(x.shape) × \(w.shape) + \(bias.shape)")
+        let (m, k, n) = (x.shape[0], x.shape[1], w.shape[1])
+        let out = Tensor(uninitialized: .float32, shape: [m, n])
+        let y = out.mutableFloatPointer, b = bias.floatPointer
+        sgemm(transA: false, transB: false, m: m, n: n, k: k, a: x.floatPointer, lda: k, b: w.floatPointer, ldb: n,
+              c: y, ldc: n)
+        for i in 0..<m {
+            let row = y + i * n
+            if activation == .relu {
+                for j in 0..<n { row[j] = max(row[j] + b[j], 0) }
+            } else {
+                for j in 0..<n { row[j] += b[j] }
+                activation.apply(row, count: n)
+            }
+        }
+        return out
+    }
+
     /// `numpy.matmul` for float32, batch dimensions broadcast.
     public static func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
         let outShape: [Int]

@@ -89,7 +89,7 @@ public enum ReferenceKernels {
 
     /// Direct convolution over 1 or 2 spatial dimensions.
     public static func conv(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, channelScale: Tensor? = nil,
-                            group: Int = 1, strides: [Int], dilations: [Int], padsBegin: [Int], padsEnd: [Int],
+                            channelShift: Tensor? = nil, group: Int = 1, strides: [Int], dilations: [Int], padsBegin: [Int], padsEnd: [Int],
                             activation: Activation = .none) -> Tensor {
         let spatial = x.rank - 2
         // View 1-D as 2-D with a height of 1.
@@ -104,7 +104,7 @@ public enum ReferenceKernels {
         let batch = x.shape[0], cin = x.shape[1], cout = weight.shape[0]
         let cg = cin / group, mg = cout / group
         let xv = x.floats, wv = weight.floats
-        let bv = bias?.floats, sv = channelScale?.floats
+        let bv = bias?.floats, sv = channelScale?.floats, hv = channelShift?.floats
         var y = [Float](repeating: 0, count: batch * cout * oh * ow)
         for n in 0..<batch {
             for m in 0..<cout {
@@ -124,7 +124,7 @@ public enum ReferenceKernels {
                                 }
                             }
                         }
-                        let v = sum * Double(sv?[m] ?? 1) + Double(bv?[m] ?? 0)
+                        let v = (sum + Double(bv?[m] ?? 0)) * Double(sv?[m] ?? 1) + Double(hv?[m] ?? 0)
                         y[((n * cout + m) * oh + i) * ow + j] = activation(Float(v))
                     }
                 }
