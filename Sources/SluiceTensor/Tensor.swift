@@ -49,6 +49,14 @@ public final class TensorStorage: @unchecked Sendable {
         owner = nil
     }
 
+    /// Allocates `byteCount` 64-byte aligned bytes left uninitialized, for a kernel that
+    /// writes every byte before anyone reads them.
+    public init(uninitializedByteCount byteCount: Int) {
+        self.byteCount = byteCount
+        bytes = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: Self.alignment)
+        owner = nil
+    }
+
     /// Wraps memory that `owner` keeps valid; nothing is copied.
     public init(borrowing bytes: UnsafeMutableRawPointer, byteCount: Int, owner: AnyObject) {
         self.bytes = bytes

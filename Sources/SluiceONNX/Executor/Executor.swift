@@ -1,0 +1,213 @@
+import Foundation
+import SluiceTensor
+
+/// Runs a contiguous range of a model's nodes: what one pipeline stage computes.
+///
+/// At init it decodes only the initializers its nodes read (a stage holds weights for its own
+/// layers only) and plans its steps: every node on its own, plus fused steps for the model's
+/// fusion groups that lie wholly inside the range. It keeps no reference to the model, so the
+/// rest of the weights can be released. `run` may be called from several threads at once.
+public final class Executor: @unchecked Sendable {
+    /// One kernel invocation: a node, or a fused run of nodes.
+    struct Step {
+        let nodes: Range<Int>
+        /// The node named in errors (the first of a fused run).
+        let node: Node
+        let op: any Operator
+        let inputs: [String]
+        let outputs: [String]
+    }
+
+    /// What a value read from the caller must look like.
+    struct Expectation {
+        let type: ValueType
+        /// Dimensions that follow the batch and may take any size.
+        let free: [Bool]
+
+        func accepts(_ tensor: Tensor) -> Bool {
+            guard tensor.dtype == type.dtype, tensor.rank == type.shape.count else { return false }
+            for d in 0..<tensor.rank where !free[d] && tensor.shape[d] != type.shape[d] { return false }
+            return true
+        }
+
+        var description: String {
+            "\(type.dtype)\(describeSymbolic(zip(type.shape, free).map { $1 ? nil : $0 }))"
+        }
+    }
+
+    public let nodes: Range<Int>
+    /// Bytes of the weights this executor holds.
+    public let parameterBytes: Int
+
+    private let file: String
+    private let singles: [Step]
+    private let fused: [Int: Step]
+    private let weights: [String: Tensor]
+    private let expectations: [String: Expectation]
+    private let scratchPool = ScratchPool()
+
+    /// Prepares `nodes` (a contiguous range of `model.nodes`).
+    public init(model: ONNXModel, nodes: Range<Int>) throws {
+        guard nodes.lowerBound >= 0, nodes.upperBound <= model.nodes.count else {
+            throw ModelError(.invalidRange, "\(model.path): nodes \(nodes.lowerBound)..<\(nodes.upperBound) are outside the model's 0..<\(model.nodes.count)")
+        }
+        file = model.path
+        self.nodes = nodes
+        let graph = model.graph[nodes]
+
+        var weights: [String: Tensor] = [:]
+        var expectations: [String: Expectation] = [:]
+        for node in graph {
+            for name in node.inputs where !name.isEmpty {
+                if let initializer = model.initializers[name] {
+                    if weights[name] == nil {
+                        do { weights[name] = try initializer.tensor() } catch let e as OpError {
+                            throw ModelError(e.kind, "\(model.path): initializer '\(name)' \(e.message)")
+                        }
+                    }
+                } else if let type = model.types[name] {
+                    expectations[name] = Expectation(type: type, free: model.symbolic[name] ?? Array(repeating: false, count: type.shape.count))
+                }
+            }
+        }
+        self.weights = weights
+        self.expectations = expectations
+        parameterBytes = weights.values.reduce(0) { $0 + $1.byteCount }
+
+        singles = graph.map { node in
+            Step(nodes: node.index..<(node.index + 1), node: node, op: model.operators[node.index], inputs: node.inputs,
+                 outputs: node.outputs)
+        }
+        var fused: [Int: Step] = [:]
+        for fusion in model.fusions where nodes.contains(fusion.head) && fusion.nodes.upperBound <= nodes.upperBound {
+            fused[fusion.head] = try Self.plan(fusion, model: model, weights: weights)
+        }
+        self.fused = fused
+    }
+
+    /// Builds the single kernel of a fusion, folding constants of the later nodes in.
+    private static func plan(_ fusion: Fusion, model: ONNXModel, weights: [String: Tensor]) throws -> Step {
+        let head = model.graph[fusion.head]
+        let last = model.graph[fusion.nodes.upperBound - 1]
+        var activation = Activation.none
+        if let a = fusion.activation {
+            switch model.operators[a] {
+            case let op as ActivationOperator:
+                activation = op.activation
+            case let op as ClipOperator:
+                let inputs = model.graph[a].inputs
+                let values = inputs.map { $0.isEmpty ? nil : weights[$0] }
+                let known = InferenceInputs(types: values.map { $0.map { ValueType($0.dtype, $0.shape) } }, values: values)
+                let (lo, hi) = op.bounds(known)
+                activation = .clip(min: lo, max: hi)
+            default:
+                break
+            }
+        }
+        var op: any Operator = model.operators[fusion.head]
+        var inputs = head.inputs
+        switch op {
+        case var conv as ConvOperator:
+            if let b = fusion.batchNorm, let norm = model.operators[b] as? BatchNormOperator {
+                // Fusion.find checked that these four are initializers, so the executor holds them.
+                let p = model.graph[b].inputs.dropFirst().map { weights[$0]! }
+                let (scale, shift) = Kernels.batchNormCoefficients(scale: p[0], bias: p[1], mean: p[2], variance: p[3],
+                                                                    epsilon: norm.epsilon)
+                conv.channelScale = Tensor(shape: [scale.count], floats: scale)
+                conv.channelShift = Tensor(shape: [shift.count], floats: shift)
+            }
+            conv.activation = activation
+            op = conv
+        case var gemm as GemmOperator:
+            gemm.activation = activation
+            op = gemm
+        case is MatMulOperator:
+            let add = model.graph[fusion.add!]
+            let output = head.outputs[0]
+            inputs = head.inputs + [add.inputs[0] == output ? add.inputs[1] : add.inputs[0]]
+            op = MatMulBiasOperator(activation: activation)
+        default:
+            break
+        }
+        return Step(nodes: fusion.nodes, node: head, op: op, inputs: inputs, outputs: last.outputs)
+    }
+
+    /// The fused runs this executor will use when a run covers them whole.
+    public var fusedRanges: [Range<Int>] { fused.values.map(\.nodes).sorted { $0.lowerBound < $1.lowerBound } }
+
+    /// Runs `model.nodes[range]` (within `nodes`), reading activations from `values` and adding
+    /// every tensor those nodes produce to it, except the intermediates inside a fused run
+    /// (which nothing outside the run reads). Errors name the node and leave the process intact.
+    public func run(_ range: Range<Int>, values: inout [String: Tensor]) throws {
+        guard range.lowerBound >= nodes.lowerBound, range.upperBound <= nodes.upperBound else {
+            throw ModelError(.invalidRange, "\(file): cannot run nodes \(range.lowerBound)..<\(range.upperBound); this executor holds \(nodes.lowerBound)..<\(nodes.upperBound)")
+        }
+        let scratch = scratchPool.take()
+        defer { scratchPool.give(scratch) }
+        var i = range.lowerBound
+        while i < range.upperBound {
+            let step: Step
+            if let f = fused[i], f.nodes.upperBound <= range.upperBound {
+                step = f
+            } else {
+                step = singles[i - nodes.lowerBound]
+            }
+            try execute(step, values: &values, scratch: scratch)
+            i = step.nodes.upperBound
+        }
+    }
+
+    private func execute(_ step: Step, values: inout [String: Tensor], scratch: Scratch) throws {
+        var tensors: [Tensor?] = []
+        var types: [ValueType?] = []
+        tensors.reserveCapacity(step.inputs.count)
+        types.reserveCapacity(step.inputs.count)
+        for name in step.inputs {
+            let tensor: Tensor?
+            if name.isEmpty {
+                tensor = nil
+            } else if let weight = weights[name] {
+                tensor = weight
+            } else if let value = values[name] {
+                if let expected = expectations[name], !expected.accepts(value) {
+                    throw ModelError.node(.invalidInput, file: file, node: step.node.name, op: step.node.qualifiedOp,
+                                          "input '\(name)' is \(value.dtype)\(describe(value.shape)), expected \(expected.description)")
+                }
+                tensor = value
+            } else {
+                throw ModelError.node(.invalidInput, file: file, node: step.node.name, op: step.node.qualifiedOp,
+                                      "input '\(name)' is missing: no earlier node of this run produced it and it is not among the values passed in")
+            }
+            tensors.append(tensor)
+            types.append(tensor.map { ValueType($0.dtype, $0.shape) })
+        }
+        let results: [Tensor]
+        do {
+            let outputTypes = try step.op.infer(InferenceInputs(types: types, values: tensors))
+            results = try step.op.evaluate(tensors, outputs: outputTypes, scratch: scratch)
+        } catch {
+            throw ModelError.wrap(error, file: file, node: step.node, kind: .invalidInput)
+        }
+        for (k, name) in step.outputs.enumerated() where !name.isEmpty && k < results.count {
+            values[name] = results[k]
+        }
+    }
+}
+
+/// Scratch buffers reused across runs; a concurrent run gets its own.
+final class ScratchPool: @unchecked Sendable {
+    private let lock = NSLock()
+    private var free: [Scratch] = []
+
+    func take() -> Scratch {
+        lock.lock()
+        defer { lock.unlock() }
+        return free.popLast() ?? Scratch()
+    }
+
+    func give(_ scratch: Scratch) {
+        lock.lock()
+        free.append(scratch)
+        lock.unlock()
+    }
+}

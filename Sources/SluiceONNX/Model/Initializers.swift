@@ -1,0 +1,195 @@
+import Foundation
+import SluiceTensor
+
+/// Turns `TensorProto`s into tensors: raw_data, the typed fields, or external data files.
+enum TensorDecoder {
+    static func dtype(onnx code: Int32) -> DType? {
+        switch code {
+        case 1: return .float32
+        case 2: return .uint8
+        case 3: return .int8
+        case 6: return .int32
+        case 7: return .int64
+        case 9: return .bool
+        case 10: return .float16
+        case 11: return .float64
+        default: return nil
+        }
+    }
+
+    static func onnxTypeName(_ code: Int32) -> String {
+        let names: [Int32: String] = [
+            0: "UNDEFINED", 1: "FLOAT", 2: "UINT8", 3: "INT8", 4: "UINT16", 5: "INT16", 6: "INT32", 7: "INT64",
+            8: "STRING", 9: "BOOL", 10: "FLOAT16", 11: "DOUBLE", 12: "UINT32", 13: "UINT64", 14: "COMPLEX64",
+            15: "COMPLEX128", 16: "BFLOAT16",
+        ]
+        return names[code] ?? "data type \(code)"
+    }
+
+    /// The dtype and shape a proto declares, validated.
+    static func info(_ proto: Onnx_TensorProto) throws -> (dtype: DType, shape: [Int]) {
+        guard let dtype = dtype(onnx: proto.dataType) else {
+            throw OpError.unsupported("data type \(onnxTypeName(proto.dataType)) is not supported (float32, float64, float16, int64, int32, int8, uint8, bool are)")
+        }
+        guard proto.dims.allSatisfy({ $0 >= 0 }) else { throw OpError.invalid("has negative dimensions \(proto.dims)") }
+        if proto.hasSegment { throw OpError.unsupported("segmented tensors are not supported") }
+        return (dtype, proto.dims.map { Int($0) })
+    }
+
+    /// Where an external tensor's bytes are: file, offset, length.
+    struct ExternalLocation {
+        let path: String
+        let offset: Int
+        let length: Int?
+    }
+
+    static func externalLocation(_ proto: Onnx_TensorProto, baseDirectory: String?) throws -> ExternalLocation {
+        var entries: [String: String] = [:]
+        for entry in proto.externalData { entries[entry.key] = entry.value }
+        guard let location = entries["location"], !location.isEmpty else {
+            throw OpError.invalid("is stored externally but has no location")
+        }
+        guard let baseDirectory else {
+            throw OpError.unsupported("external data is only supported for initializers")
+        }
+        guard let offset = Int(entries["offset"] ?? "0"), offset >= 0 else {
+            throw OpError.invalid("has an invalid external data offset '\(entries["offset"] ?? "")'")
+        }
+        var length: Int?
+        if let text = entries["length"] {
+            guard let value = Int(text), value >= 0 else { throw OpError.invalid("has an invalid external data length '\(text)'") }
+            length = value
+        }
+        let path = location.hasPrefix("/") ? location : (baseDirectory as NSString).appendingPathComponent(location)
+        return ExternalLocation(path: path, offset: offset, length: length)
+    }
+
+    /// Checks at load that an external tensor's file exists and holds its bytes.
+    static func checkExternal(_ proto: Onnx_TensorProto, baseDirectory: String) throws {
+        let (dtype, shape) = try info(proto)
+        let location = try externalLocation(proto, baseDirectory: baseDirectory)
+        let expected = Tensor.elementCount(of: shape) * dtype.byteSize
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: location.path),
+              let size = (attributes[.size] as? NSNumber)?.intValue else {
+            throw OpError("external data file '\(location.path)' cannot be opened", kind: .fileNotReadable)
+        }
+        if let length = location.length, length != expected {
+            throw OpError.invalid("external data length \(length) does not match \(dtype)\(describe(shape)) (\(expected) bytes)")
+        }
+        guard location.offset + expected <= size else {
+            throw OpError("external data file '\(location.path)' has \(size) bytes; this tensor needs bytes \(location.offset)..<\(location.offset + expected)",
+                          kind: .fileNotReadable)
+        }
+    }
+
+    /// Decodes a proto into a new tensor (never sharing the proto's buffers).
+    static func decode(_ proto: Onnx_TensorProto, name: String, baseDirectory: String?) throws -> Tensor {
+        let (dtype, shape) = try info(proto)
+        let count = Tensor.elementCount(of: shape)
+        let tensor = Tensor(zeros: dtype, shape: shape)
+        if proto.dataLocation == .external {
+            let location = try externalLocation(proto, baseDirectory: baseDirectory)
+            guard let handle = FileHandle(forReadingAtPath: location.path) else {
+                throw OpError("external data file '\(location.path)' cannot be opened", kind: .fileNotReadable)
+            }
+            defer { try? handle.close() }
+            let data: Data
+            do {
+                try handle.seek(toOffset: UInt64(location.offset))
+                data = try handle.read(upToCount: tensor.byteCount) ?? Data()
+            } catch {
+                throw OpError("external data file '\(location.path)' cannot be read: \(error)", kind: .fileNotReadable)
+            }
+            guard data.count == tensor.byteCount else {
+                throw OpError("external data file '\(location.path)' ends before this tensor's \(tensor.byteCount) bytes", kind: .fileNotReadable)
+            }
+            data.withUnsafeBytes { tensor.storage.bytes.copyMemory(from: $0.baseAddress!, byteCount: data.count) }
+            return tensor
+        }
+        if proto.hasRawData {
+            let raw = proto.rawData
+            guard raw.count == tensor.byteCount else {
+                throw OpError.invalid("raw_data has \(raw.count) bytes, \(dtype)\(describe(shape)) needs \(tensor.byteCount)")
+            }
+            if !raw.isEmpty { raw.withUnsafeBytes { tensor.storage.bytes.copyMemory(from: $0.baseAddress!, byteCount: raw.count) } }
+            return tensor
+        }
+        func check(_ available: Int, _ field: String) throws {
+            guard available == count else {
+                throw OpError.invalid("\(field) has \(available) values, \(dtype)\(describe(shape)) needs \(count)")
+            }
+        }
+        switch dtype {
+        case .float32:
+            try check(proto.floatData.count, "float_data")
+            tensor.withUnsafeMutableBufferPointer(as: Float.self) { for i in 0..<count { $0[i] = proto.floatData[i] } }
+        case .float64:
+            try check(proto.doubleData.count, "double_data")
+            tensor.withUnsafeMutableBufferPointer(as: Double.self) { for i in 0..<count { $0[i] = proto.doubleData[i] } }
+        case .int64:
+            try check(proto.int64Data.count, "int64_data")
+            tensor.withUnsafeMutableBufferPointer(as: Int64.self) { for i in 0..<count { $0[i] = proto.int64Data[i] } }
+        case .int32:
+            try check(proto.int32Data.count, "int32_data")
+            tensor.withUnsafeMutableBufferPointer(as: Int32.self) { for i in 0..<count { $0[i] = proto.int32Data[i] } }
+        case .float16:
+            try check(proto.int32Data.count, "int32_data")
+            tensor.withUnsafeMutableBufferPointer(as: UInt16.self) {
+                for i in 0..<count { $0[i] = UInt16(truncatingIfNeeded: proto.int32Data[i]) }
+            }
+        case .int8:
+            try check(proto.int32Data.count, "int32_data")
+            tensor.withUnsafeMutableBufferPointer(as: Int8.self) {
+                for i in 0..<count { $0[i] = Int8(truncatingIfNeeded: proto.int32Data[i]) }
+            }
+        case .uint8, .bool:
+            try check(proto.int32Data.count, "int32_data")
+            tensor.withUnsafeMutableBufferPointer(as: UInt8.self) {
+                for i in 0..<count { $0[i] = UInt8(truncatingIfNeeded: proto.int32Data[i]) }
+            }
+        }
+        return tensor
+    }
+}
+
+/// An initializer the model knows of: its type, and where to get its bytes. Decoding happens
+/// on demand, into a fresh tensor, so that an executor holds only the weights it asked for.
+final class Initializer: @unchecked Sendable {
+    enum Source {
+        case proto(Onnx_TensorProto, baseDirectory: String)
+        case tensor(Tensor)
+    }
+
+    let name: String
+    let dtype: DType
+    let shape: [Int]
+    private let source: Source
+
+    init(name: String, proto: Onnx_TensorProto, baseDirectory: String) throws {
+        let (dtype, shape) = try TensorDecoder.info(proto)
+        if proto.dataLocation == .external {
+            try TensorDecoder.checkExternal(proto, baseDirectory: baseDirectory)
+        }
+        self.name = name
+        self.dtype = dtype
+        self.shape = shape
+        source = .proto(proto, baseDirectory: baseDirectory)
+    }
+
+    init(name: String, tensor: Tensor) {
+        self.name = name
+        dtype = tensor.dtype
+        shape = tensor.shape
+        source = .tensor(tensor)
+    }
+
+    var type: ValueType { ValueType(dtype, shape) }
+    var byteCount: Int { Tensor.elementCount(of: shape) * dtype.byteSize }
+
+    func tensor() throws -> Tensor {
+        switch source {
+        case .tensor(let t): return t
+        case .proto(let proto, let baseDirectory): return try TensorDecoder.decode(proto, name: name, baseDirectory: baseDirectory)
+        }
+    }
+}

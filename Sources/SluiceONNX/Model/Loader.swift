@@ -1,0 +1,260 @@
+import Foundation
+import SluiceTensor
+import SwiftProtobuf
+
+/// Reads an .onnx file into an `ONNXModel`: parse, convert Constant nodes, sort, check every op,
+/// infer shapes, find fusions.
+struct ModelLoader {
+    let path: String
+
+    private func fail(_ kind: ModelError.Kind, _ message: String) -> ModelError {
+        ModelError(kind, "\(path): \(message)")
+    }
+
+    func load() throws -> ONNXModel {
+        let proto = try readProto()
+        guard proto.hasGraph else { throw fail(.notAModel, "not an ONNX model: it has no graph") }
+        let opset = try defaultOpset(proto)
+        let graph = proto.graph
+        let baseDirectory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+
+        var initializers: [String: Initializer] = [:]
+        for tensor in graph.initializer {
+            guard !tensor.name.isEmpty else { throw fail(.invalidGraph, "an initializer has no name") }
+            guard initializers[tensor.name] == nil else { throw fail(.invalidGraph, "initializer '\(tensor.name)' is defined twice") }
+            do {
+                initializers[tensor.name] = try Initializer(name: tensor.name, proto: tensor, baseDirectory: baseDirectory)
+            } catch let e as OpError {
+                throw fail(e.kind, "initializer '\(tensor.name)' \(e.message)")
+            }
+        }
+        if let sparse = graph.sparseInitializer.first {
+            throw fail(.unsupportedFeature, "sparse initializer '\(sparse.values.name)' is not supported")
+        }
+
+        // Graph inputs that initializers also list (IR < 4 style) are weights, not inputs.
+        var inputInfos: [TensorInfo] = []
+        for value in graph.input where initializers[value.name] == nil {
+            let (dtype, shape) = try inputTensorType(value, role: "graph input")
+            guard let shape else { throw fail(.unsupportedFeature, "graph input '\(value.name)' has no shape; Sluice needs the rank and the fixed dimensions") }
+            inputInfos.append(TensorInfo(name: value.name, dtype: dtype, shape: shape))
+        }
+        let inputNames = Set(inputInfos.map(\.name))
+
+        // Constant nodes become initializers; the rest keep their file order for sorting.
+        var pending: [(fileIndex: Int, proto: Onnx_NodeProto)] = []
+        for (fileIndex, node) in graph.node.enumerated() {
+            let isDefaultDomain = node.domain.isEmpty || node.domain == "ai.onnx"
+            guard isDefaultDomain && node.opType == "Constant" else {
+                pending.append((fileIndex, node))
+                continue
+            }
+            let constant = makeNode(node, index: fileIndex)
+            do {
+                let op = try ConstantOperator(OpContext(node: constant, opset: opset))
+                let name = constant.outputs[0]
+                guard initializers[name] == nil && !inputNames.contains(name) else {
+                    throw OpError.invalid("writes '\(name)', which is already an initializer or graph input")
+                }
+                initializers[name] = Initializer(name: name, tensor: op.value)
+            } catch {
+                throw ModelError.wrap(error, file: path, node: constant, kind: .invalidGraph)
+            }
+        }
+
+        let order = try topologicalOrder(pending.map { makeNode($0.proto, index: $0.fileIndex) },
+                                         available: inputNames.union(initializers.keys))
+        let nodes = order.enumerated().map { index, fileNode in
+            makeNode(pending[fileNode].proto, index: index)
+        }
+
+        // Every op must be supported before anything else is said about the graph.
+        var unsupported: [String] = []
+        var schemas: [OpSchema] = []
+        for node in nodes {
+            switch OpRegistry.schema(for: node, opset: node.domain.isEmpty || node.domain == "ai.onnx" ? opset : domainOpset(proto, node.domain)) {
+            case .success(let schema): schemas.append(schema)
+            case .failure(let reason): unsupported.append("\(path): node '\(node.name)': \(reason.message)")
+            }
+        }
+        if !unsupported.isEmpty { throw ModelError(.unsupportedOp, unsupported.joined(separator: "\n")) }
+
+        var operators: [any Operator] = []
+        for (node, schema) in zip(nodes, schemas) {
+            do {
+                operators.append(try schema.make(OpContext(node: node, opset: opset)))
+            } catch {
+                throw ModelError.wrap(error, file: path, node: node, kind: .invalidGraph)
+            }
+        }
+
+        // Infer per sample (symbolic dimensions = 1); a second pass at 2 shows which dimensions
+        // follow the batch.
+        func inputTypes(_ size: Int) -> [String: ValueType] {
+            var types: [String: ValueType] = [:]
+            for input in inputInfos { types[input.name] = ValueType(input.dtype, input.shape.map { $0 ?? size }) }
+            return types
+        }
+        let types = try ShapeInference.run(graph: nodes, operators: operators, inputs: inputTypes(1),
+                                           initializers: initializers, file: path)
+        var symbolic: [String: [Bool]] = [:]
+        if inputInfos.contains(where: { $0.shape.contains(nil) }) {
+            // A model that only works at batch 1 (a Reshape to a fixed batch, say) still loads;
+            // its batch dimensions are then fixed, and other sizes fail at run time.
+            if let doubled = try? ShapeInference.run(graph: nodes, operators: operators, inputs: inputTypes(2),
+                                                     initializers: initializers, file: path) {
+                for (name, type) in types where initializers[name] == nil {
+                    if let other = doubled[name], other.shape.count == type.shape.count {
+                        symbolic[name] = zip(type.shape, other.shape).map { $0 != $1 }
+                    }
+                }
+            }
+            for input in inputInfos { symbolic[input.name] = input.shape.map { $0 == nil } }
+        }
+
+        var outputInfos: [TensorInfo] = []
+        for value in graph.output {
+            guard let type = types[value.name] else {
+                throw fail(.invalidGraph, "graph output '\(value.name)' is not produced by any node")
+            }
+            let mask = symbolic[value.name] ?? Array(repeating: false, count: type.shape.count)
+            let shape: [Int?] = zip(type.shape, mask).map { $1 ? nil : $0 }
+            let (declaredType, declaredShape) = try tensorType(value, role: "graph output", allowUntyped: true)
+            if let declaredType, declaredType != type.dtype {
+                throw fail(.shapeMismatch, "graph output '\(value.name)' is declared \(declaredType) but computes \(type.dtype)")
+            }
+            if let declaredShape {
+                let conflict = declaredShape.count != shape.count
+                    || zip(declaredShape, shape).contains { d, s in d != nil && s != nil && d != s }
+                if conflict {
+                    throw fail(.shapeMismatch, "graph output '\(value.name)' is declared \(describeSymbolic(declaredShape)) but inference gives \(describeSymbolic(shape))")
+                }
+            }
+            outputInfos.append(TensorInfo(name: value.name, dtype: type.dtype, shape: shape))
+        }
+
+        var infos: [NodeInfo] = []
+        for (node, op) in zip(nodes, operators) {
+            let inTypes = node.inputs.map { $0.isEmpty ? nil : types[$0] }
+            let outTypes = node.outputs.compactMap { $0.isEmpty ? nil : types[$0] }
+            let weightNames = Set(node.inputs.filter { initializers[$0] != nil })
+            infos.append(NodeInfo(index: node.index, name: node.name, opType: node.opType, inputs: node.inputs,
+                                  outputs: node.outputs, flopsPerSample: op.flops(inTypes, outTypes),
+                                  parameterBytes: weightNames.reduce(0) { $0 + initializers[$1]!.byteCount }))
+        }
+
+        var metadata: [String: String] = [:]
+        for entry in proto.metadataProps { metadata[entry.key] = entry.value }
+
+        let fusions = Fusion.find(graph: nodes, operators: operators, initializers: initializers, types: types,
+                                  graphOutputs: Set(outputInfos.map(\.name)))
+        return ONNXModel(path: path, opset: opset, inputs: inputInfos, outputs: outputInfos, nodes: infos,
+                         metadata: metadata, graph: nodes, operators: operators, initializers: initializers,
+                         types: types, symbolic: symbolic, fusions: fusions)
+    }
+
+    private func readProto() throws -> Onnx_ModelProto {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw fail(.fileNotReadable, "cannot open the model: no such file")
+        }
+        guard !isDirectory.boolValue else { throw fail(.fileNotReadable, "cannot open the model: it is a directory") }
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe)
+        } catch {
+            throw fail(.fileNotReadable, "cannot read the model: \(error.localizedDescription)")
+        }
+        do {
+            return try Onnx_ModelProto(serializedBytes: data)
+        } catch {
+            throw fail(.notAModel, "not an ONNX model: the protobuf does not parse (\(error))")
+        }
+    }
+
+    private func defaultOpset(_ proto: Onnx_ModelProto) throws -> Int {
+        guard let entry = proto.opsetImport.first(where: { $0.domain.isEmpty || $0.domain == "ai.onnx" }) else {
+            throw fail(.invalidGraph, "the model imports no default-domain (ai.onnx) opset")
+        }
+        return Int(entry.version)
+    }
+
+    private func domainOpset(_ proto: Onnx_ModelProto, _ domain: String) -> Int {
+        Int(proto.opsetImport.first { $0.domain == domain }?.version ?? 0)
+    }
+
+    private func makeNode(_ proto: Onnx_NodeProto, index: Int) -> Node {
+        Node(index: index, name: proto.name.isEmpty ? "\(proto.opType)_\(index)" : proto.name, opType: proto.opType,
+             domain: proto.domain, inputs: proto.input, outputs: proto.output, attributes: Attributes(proto.attribute))
+    }
+
+    /// The element type and shape a value declares; shape nil when it declares none.
+    private func tensorType(_ value: Onnx_ValueInfoProto, role: String, allowUntyped: Bool = false) throws -> (DType?, [Int?]?) {
+        guard value.hasType, case .tensorType(let tensorType)? = value.type.value else {
+            if allowUntyped && !value.hasType { return (nil, nil) }
+            throw fail(.unsupportedFeature, "\(role) '\(value.name)' is not a tensor; only tensors are supported")
+        }
+        guard let dtype = TensorDecoder.dtype(onnx: tensorType.elemType) else {
+            throw fail(.unsupportedFeature, "\(role) '\(value.name)' has data type \(TensorDecoder.onnxTypeName(tensorType.elemType)), which is not supported")
+        }
+        guard tensorType.hasShape else { return (dtype, nil) }
+        let shape: [Int?] = tensorType.shape.dim.map { dim in
+            if case .dimValue(let v)? = dim.value, v >= 0 { return Int(v) }
+            return nil
+        }
+        return (dtype, shape)
+    }
+
+    private func inputTensorType(_ value: Onnx_ValueInfoProto, role: String) throws -> (DType, [Int?]?) {
+        let (dtype, shape) = try tensorType(value, role: role, allowUntyped: false)
+        return (dtype!, shape)
+    }
+
+    /// A stable topological order: file order wherever it is already valid, producers moved
+    /// ahead of their first consumer otherwise. Returns indices into `nodes`.
+    private func topologicalOrder(_ nodes: [Node], available: Set<String>) throws -> [Int] {
+        var producer: [String: Int] = [:]
+        for (i, node) in nodes.enumerated() {
+            for name in node.outputs where !name.isEmpty {
+                if let other = producer[name] {
+                    throw fail(.invalidGraph, "tensor '\(name)' is produced by both node '\(nodes[other].name)' and node '\(node.name)'")
+                }
+                if available.contains(name) {
+                    throw fail(.invalidGraph, "node '\(node.name)' writes '\(name)', which is a graph input or an initializer")
+                }
+                producer[name] = i
+            }
+        }
+        // Depth-first, producers before consumers, roots in file order.
+        var state = [UInt8](repeating: 0, count: nodes.count)  // 0 new, 1 on the stack, 2 placed
+        var order: [Int] = []
+        order.reserveCapacity(nodes.count)
+        for root in nodes.indices where state[root] == 0 {
+            var stack: [(node: Int, next: Int)] = [(root, 0)]
+            state[root] = 1
+            while let top = stack.last {
+                let inputs = nodes[top.node].inputs
+                if top.next < inputs.count {
+                    stack[stack.count - 1].next += 1
+                    let name = inputs[top.next]
+                    if name.isEmpty || available.contains(name) { continue }
+                    guard let p = producer[name] else {
+                        throw fail(.invalidGraph, "node '\(nodes[top.node].name)' (\(nodes[top.node].qualifiedOp)) reads '\(name)', which no node produces and which is neither a graph input nor an initializer")
+                    }
+                    if state[p] == 1 {
+                        throw fail(.invalidGraph, "the graph has a cycle through node '\(nodes[p].name)'")
+                    }
+                    if state[p] == 0 {
+                        state[p] = 1
+                        stack.append((p, 0))
+                    }
+                } else {
+                    state[top.node] = 2
+                    order.append(top.node)
+                    stack.removeLast()
+                }
+            }
+        }
+        return order
+    }
+}

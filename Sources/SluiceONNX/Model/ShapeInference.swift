@@ -1,0 +1,69 @@
+import SluiceTensor
+
+/// Load-time shape and type inference over the sorted graph. Ops infer from input types; values
+/// are propagated where known (small initializers, Constant nodes, Shape of a typed input, and
+/// any small op whose inputs are all known), so that shape-computing subgraphs feeding Reshape
+/// resolve at load. Nothing here touches the executor; values found here are only for inference.
+enum ShapeInference {
+    /// Values with more elements than this are neither decoded nor folded for inference.
+    static let foldLimit = 4096
+
+    static func run(graph: [Node], operators: [any Operator], inputs: [String: ValueType],
+                    initializers: [String: Initializer], file: String) throws -> [String: ValueType] {
+        var types = inputs
+        for (name, initializer) in initializers { types[name] = initializer.type }
+        var values: [String: Tensor] = [:]
+        let scratch = Scratch()
+        for (node, op) in zip(graph, operators) {
+            var inTypes: [ValueType?] = []
+            var inValues: [Tensor?] = []
+            for name in node.inputs {
+                guard !name.isEmpty else {
+                    inTypes.append(nil)
+                    inValues.append(nil)
+                    continue
+                }
+                guard let type = types[name] else {
+                    throw ModelError.node(.invalidGraph, file: file, node: node.name, op: node.qualifiedOp,
+                                          "input '\(name)' has no known type")
+                }
+                inTypes.append(type)
+                if let value = values[name] {
+                    inValues.append(value)
+                } else if let initializer = initializers[name], type.elementCount <= foldLimit {
+                    let value: Tensor
+                    do { value = try initializer.tensor() } catch let e as OpError {
+                        throw ModelError(e.kind, "\(file): initializer '\(name)' \(e.message)")
+                    }
+                    values[name] = value
+                    inValues.append(value)
+                } else {
+                    inValues.append(nil)
+                }
+            }
+            let known = InferenceInputs(types: inTypes, values: inValues)
+            do {
+                let outTypes = try op.infer(known)
+                for (i, name) in node.outputs.enumerated() where !name.isEmpty {
+                    guard i < outTypes.count else {
+                        throw OpError.unsupported("output \(i) ('\(name)') is not supported")
+                    }
+                    types[name] = outTypes[i]
+                }
+                var folded = try op.valuesFromTypes(known)
+                let allKnown = zip(inTypes, inValues).allSatisfy { $0.0 == nil || $0.1 != nil }
+                if folded == nil, allKnown, outTypes.reduce(0, { $0 + $1.elementCount }) <= foldLimit {
+                    folded = try op.evaluate(inValues, outputs: outTypes, scratch: scratch)
+                }
+                if let folded {
+                    for (i, name) in node.outputs.enumerated() where !name.isEmpty && i < folded.count {
+                        values[name] = folded[i]
+                    }
+                }
+            } catch {
+                throw ModelError.wrap(error, file: file, node: node, kind: .shapeMismatch)
+            }
+        }
+        return types
+    }
+}

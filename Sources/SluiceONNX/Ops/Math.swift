@@ -1,0 +1,201 @@
+import SluiceTensor
+
+/// Arithmetic, matrix products and activations.
+enum MathOps {
+    static let schemas: [OpSchema] = [
+        OpSchema(name: "Add", opsets: 7...OpRegistry.latestOpset) { try BinaryOperator($0, .add) },
+        OpSchema(name: "Sub", opsets: 7...OpRegistry.latestOpset) { try BinaryOperator($0, .sub) },
+        OpSchema(name: "Mul", opsets: 7...OpRegistry.latestOpset) { try BinaryOperator($0, .mul) },
+        OpSchema(name: "Div", opsets: 7...OpRegistry.latestOpset) { try BinaryOperator($0, .div) },
+        OpSchema(name: "Gemm", opsets: 7...OpRegistry.latestOpset) { try GemmOperator($0) },
+        OpSchema(name: "MatMul", opsets: 1...OpRegistry.latestOpset) { try MatMulOperator($0) },
+        OpSchema(name: "Relu", opsets: 1...OpRegistry.latestOpset) { try ActivationOperator($0, .relu) },
+        OpSchema(name: "LeakyRelu", opsets: 1...OpRegistry.latestOpset) {
+            try ActivationOperator($0, .leakyRelu(alpha: try $0.attributes.float("alpha", default: 0.01)))
+        },
+        OpSchema(name: "Sigmoid", opsets: 1...OpRegistry.latestOpset) { try ActivationOperator($0, .sigmoid) },
+        OpSchema(name: "Tanh", opsets: 1...OpRegistry.latestOpset) { try ActivationOperator($0, .tanh) },
+        OpSchema(name: "Clip", opsets: 6...OpRegistry.latestOpset) { try ClipOperator($0) },
+        OpSchema(name: "Softmax", opsets: 1...OpRegistry.latestOpset) { try SoftmaxOperator($0, log: false) },
+        OpSchema(name: "LogSoftmax", opsets: 1...OpRegistry.latestOpset) { try SoftmaxOperator($0, log: true) },
+    ]
+}
+
+/// Add, Sub, Mul, Div with NumPy broadcasting (opset 7 and later; older opsets had an explicit
+/// `broadcast` attribute).
+struct BinaryOperator: Operator {
+    let op: BinaryOp
+
+    init(_ context: OpContext, _ op: BinaryOp) throws {
+        try context.expectInputs(2...2)
+        try context.expectOutputs(1...1)
+        self.op = op
+    }
+
+    func infer(_ inputs: InferenceInputs) throws -> [ValueType] {
+        let a = try inputs.type(0, oneOf: [.float32, .float64, .int64, .int32], role: "input A")
+        let b = try inputs.type(1)
+        guard a.dtype == b.dtype else { throw OpError("inputs have different types: \(a.dtype) and \(b.dtype)") }
+        return [ValueType(a.dtype, try Shapes.broadcast(a.shape, b.shape))]
+    }
+
+    func evaluate(_ inputs: [Tensor?], outputs: [ValueType], scratch: Scratch) throws -> [Tensor] {
+        [Kernels.binary(op, inputs[0]!, inputs[1]!)]
+    }
+}
+
+/// Gemm: `Y = alpha · op(A) · op(B) + beta · C`, with an activation the executor may fuse in.
+struct GemmOperator: Operator {
+    let alpha: Float
+    let beta: Float
+    let transA: Bool
+    let transB: Bool
+    var activation: Activation = .none
+
+    init(_ context: OpContext) throws {
+        try context.expectInputs(2...3)
+        try context.expectOutputs(1...1)
+        let a = context.attributes
+        alpha = try a.float("alpha", default: 1)
+        beta = try a.float("beta", default: 1)
+        transA = try a.int("transA", default: 0) != 0
+        transB = try a.int("transB", default: 0) != 0
+    }
+
+    func infer(_ inputs: InferenceInputs) throws -> [ValueType] {
+        let a = try inputs.type(0, oneOf: [.float32], role: "A")
+        let b = try inputs.type(1, oneOf: [.float32], role: "B")
+        let c = inputs.optionalType(2)
+        if let c, c.dtype != .float32 { throw OpError("C must be float32, got \(c.dtype)") }
+        return [ValueType(.float32, try Kernels.gemmShape(a: a.shape, b: b.shape, c: c?.shape, transA: transA, transB: transB))]
+    }
+
+    func evaluate(_ inputs: [Tensor?], outputs: [ValueType], scratch: Scratch) throws -> [Tensor] {
+        let c = inputs.count > 2 ? inputs[2] : nil
+        return [Kernels.gemm(inputs[0]!, inputs[1]!, c: c, transA: transA, transB: transB, alpha: alpha, beta: beta,
+                             activation: activation)]
+    }
+
+    func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double {
+        guard let a = inputs[0] else { return 0 }
+        let k = transA ? a.shape[0] : a.shape[1]
+        let extra = inputs.count > 2 && inputs[2] != nil ? 1.0 : 0.0
+        return Double(outputs[0].elementCount) * (2 * Double(k) + extra)
+    }
+}
+
+/// MatMul with NumPy semantics (1-D operands, broadcast batch dimensions).
+struct MatMulOperator: Operator {
+    init(_ context: OpContext) throws {
+        try context.expectInputs(2...2)
+        try context.expectOutputs(1...1)
+    }
+
+    func infer(_ inputs: InferenceInputs) throws -> [ValueType] {
+        let a = try inputs.type(0, oneOf: [.float32], role: "A")
+        let b = try inputs.type(1, oneOf: [.float32], role: "B")
+        return [ValueType(.float32, try Shapes.matmul(a.shape, b.shape))]
+    }
+
+    func evaluate(_ inputs: [Tensor?], outputs: [ValueType], scratch: Scratch) throws -> [Tensor] {
+        [Kernels.matmul(inputs[0]!, inputs[1]!)]
+    }
+
+    func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double {
+        guard let a = inputs[0], let k = a.shape.last else { return 0 }
+        return 2 * Double(outputs[0].elementCount) * Double(k)
+    }
+}
+
+/// Relu, LeakyRelu, Sigmoid, Tanh: float32 in, same shape out.
+struct ActivationOperator: Operator {
+    let activation: Activation
+
+    init(_ context: OpContext, _ activation: Activation) throws {
+        try context.expectInputs(1...1)
+        try context.expectOutputs(1...1)
+        self.activation = activation
+    }
+
+    func infer(_ inputs: InferenceInputs) throws -> [ValueType] {
+        [try inputs.type(0, oneOf: [.float32], role: "input")]
+    }
+
+    func evaluate(_ inputs: [Tensor?], outputs: [ValueType], scratch: Scratch) throws -> [Tensor] {
+        [Kernels.activation(activation, inputs[0]!)]
+    }
+}
+
+/// Clip: bounds are attributes before opset 11 and optional scalar inputs from 11 on.
+struct ClipOperator: Operator {
+    let attributeBounds: (min: Float, max: Float)?
+
+    init(_ context: OpContext) throws {
+        try context.expectOutputs(1...1)
+        if context.opset < 11 {
+            try context.expectInputs(1...1)
+            attributeBounds = (try context.attributes.float("min", default: -.greatestFiniteMagnitude),
+                               try context.attributes.float("max", default: .greatestFiniteMagnitude))
+        } else {
+            try context.expectInputs(1...3)
+            attributeBounds = nil
+        }
+    }
+
+    func infer(_ inputs: InferenceInputs) throws -> [ValueType] {
+        let x = try inputs.type(0, oneOf: [.float32], role: "input")
+        for i in 1..<max(1, inputs.count) {
+            if let bound = inputs.optionalType(i), bound.dtype != .float32 || bound.elementCount != 1 {
+                throw OpError("\(i == 1 ? "min" : "max") must be a float32 scalar, got \(bound)")
+            }
+        }
+        return [x]
+    }
+
+    /// The bounds for these inputs (constant inputs, or the attributes of old opsets).
+    func bounds(_ inputs: InferenceInputs) -> (min: Float, max: Float) {
+        if let attributeBounds { return attributeBounds }
+        return (inputs.scalarFloat(1) ?? -.greatestFiniteMagnitude, inputs.scalarFloat(2) ?? .greatestFiniteMagnitude)
+    }
+
+    func evaluate(_ inputs: [Tensor?], outputs: [ValueType], scratch: Scratch) throws -> [Tensor] {
+        let known = InferenceInputs(types: inputs.map { $0.map { ValueType($0.dtype, $0.shape) } }, values: inputs)
+        let (lo, hi) = bounds(known)
+        return [Kernels.activation(.clip(min: lo, max: hi), inputs[0]!)]
+    }
+}
+
+/// Softmax and LogSoftmax. Before opset 13 the input is seen as 2-D, [∏ dims before axis,
+/// ∏ dims from axis], and normalized over the second; from 13 on, over one axis (default −1).
+struct SoftmaxOperator: Operator {
+    let axis: Int
+    let coerced: Bool
+    let log: Bool
+
+    init(_ context: OpContext, log: Bool) throws {
+        try context.expectInputs(1...1)
+        try context.expectOutputs(1...1)
+        coerced = context.opset < 13
+        axis = try context.attributes.int("axis", default: coerced ? 1 : -1)
+        self.log = log
+    }
+
+    func infer(_ inputs: InferenceInputs) throws -> [ValueType] {
+        let x = try inputs.type(0, oneOf: [.float32], role: "input")
+        _ = try Shapes.axis(axis, rank: x.shape.count, inclusive: coerced)
+        return [x]
+    }
+
+    func evaluate(_ inputs: [Tensor?], outputs: [ValueType], scratch: Scratch) throws -> [Tensor] {
+        let x = inputs[0]!
+        let a = try Shapes.axis(axis, rank: x.rank, inclusive: coerced)
+        if coerced {
+            let outer = Tensor.elementCount(of: Array(x.shape[..<a]))
+            let flat = Kernels.softmax(x.reshaped([outer, x.elementCount / max(outer, 1)]), axis: 1, log: log)
+            return [flat.reshaped(x.shape)]
+        }
+        return [Kernels.softmax(x, axis: a, log: log)]
+    }
+
+    func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 4 * Double(outputs[0].elementCount) }
+}

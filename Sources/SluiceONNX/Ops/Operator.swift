@@ -1,0 +1,166 @@
+import SluiceTensor
+
+/// The dtype and (concrete) shape of a value. At load, shapes are per-sample (symbolic
+/// dimensions set to 1); at run time they are the actual shapes.
+struct ValueType: Equatable, Sendable, CustomStringConvertible {
+    var dtype: DType
+    var shape: [Int]
+
+    init(_ dtype: DType, _ shape: [Int]) {
+        self.dtype = dtype
+        self.shape = shape
+    }
+
+    var description: String { "\(dtype)\(shape)" }
+    var elementCount: Int { Tensor.elementCount(of: shape) }
+}
+
+/// What an op knows about its inputs during inference: types for every input that is present,
+/// and values where they are known (initializers, constants, or folded at load; every input at
+/// run time).
+struct InferenceInputs {
+    let types: [ValueType?]
+    let values: [Tensor?]
+
+    var count: Int { types.count }
+
+    /// A required input's type.
+    func type(_ i: Int) throws -> ValueType {
+        guard i < types.count, let t = types[i] else { throw OpError.invalid("input \(i) is required but missing") }
+        return t
+    }
+
+    /// An optional input's type, nil when omitted.
+    func optionalType(_ i: Int) -> ValueType? { i < types.count ? types[i] : nil }
+
+    func value(_ i: Int) -> Tensor? { i < values.count ? values[i] : nil }
+
+    /// A required input's type, checked to be one of `dtypes`.
+    func type(_ i: Int, oneOf dtypes: [DType], role: String) throws -> ValueType {
+        let t = try type(i)
+        guard dtypes.contains(t.dtype) else {
+            throw OpError("\(role) must be \(dtypes.map(\.description).joined(separator: " or ")), got \(t.dtype)")
+        }
+        return t
+    }
+
+    /// The int64 (or int32) elements of input `i`, when its value is known.
+    func integers(_ i: Int) -> [Int]? {
+        guard let v = value(i) else { return nil }
+        switch v.dtype {
+        case .int64: return v.int64s.map { Int($0) }
+        case .int32: return v.withUnsafeBufferPointer(as: Int32.self) { $0.map { Int($0) } }
+        default: return nil
+        }
+    }
+
+    /// The single float value of a scalar (or one-element) input, when known.
+    func scalarFloat(_ i: Int) -> Float? {
+        guard let v = value(i), v.elementCount == 1 else { return nil }
+        switch v.dtype {
+        case .float32: return v.floats[0]
+        case .float64: return v.withUnsafeBufferPointer(as: Double.self) { Float($0[0]) }
+        default: return nil
+        }
+    }
+}
+
+/// One ONNX op, as a node configures it. Created once per node (at load and again in the
+/// executor's plan) from the node's attributes, which it parses and validates up front.
+///
+/// Inference and evaluation are separate: `infer` derives output types from input types (and
+/// from input values where an op needs them, such as Reshape's shape); `evaluate` computes.
+/// The executor runs `infer` on the actual inputs before every `evaluate`, so evaluation can
+/// trust the shapes it is given and any batch size works without reloading.
+protocol Operator: Sendable {
+    func infer(_ inputs: InferenceInputs) throws -> [ValueType]
+
+    /// Computes the outputs. `outputs` are the types `infer` just returned for these inputs.
+    func evaluate(_ inputs: [Tensor?], outputs: [ValueType], scratch: Scratch) throws -> [Tensor]
+
+    /// Outputs known from input types alone (Shape's result), for constant folding at load.
+    func valuesFromTypes(_ inputs: InferenceInputs) throws -> [Tensor]?
+
+    /// Floating-point operations for these types (a multiply-add counts 2).
+    func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double
+}
+
+extension Operator {
+    func valuesFromTypes(_ inputs: InferenceInputs) throws -> [Tensor]? { nil }
+
+    /// By default one operation per output element.
+    func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double {
+        Double(outputs.reduce(0) { $0 + $1.elementCount })
+    }
+}
+
+/// The node and opset an op is configured from.
+struct OpContext {
+    let node: Node
+    let opset: Int
+    var attributes: Attributes { node.attributes }
+
+    /// Fails unless the node has between `min` and `max` inputs (ignoring trailing omitted ones).
+    func expectInputs(_ range: ClosedRange<Int>) throws {
+        var count = node.inputs.count
+        while count > 0 && node.inputs[count - 1].isEmpty { count -= 1 }
+        guard range.contains(count) else {
+            throw OpError.invalid(range.lowerBound == range.upperBound
+                ? "expects \(range.lowerBound) input(s), has \(count)"
+                : "expects \(range.lowerBound) to \(range.upperBound) inputs, has \(count)")
+        }
+    }
+
+    /// The number of outputs the node asks for (ignoring trailing omitted ones).
+    var requestedOutputs: Int {
+        var count = node.outputs.count
+        while count > 0 && node.outputs[count - 1].isEmpty { count -= 1 }
+        return count
+    }
+
+    func expectOutputs(_ range: ClosedRange<Int>) throws {
+        guard range.contains(requestedOutputs) else {
+            throw OpError.unsupported("asks for \(requestedOutputs) outputs; Sluice implements \(range.upperBound == range.lowerBound ? "\(range.lowerBound)" : "\(range.lowerBound) to \(range.upperBound)")")
+        }
+    }
+}
+
+/// A registered op: its name, the default-domain opsets whose semantics it implements, and
+/// how to configure it for a node.
+struct OpSchema: Sendable {
+    let name: String
+    let opsets: ClosedRange<Int>
+    let make: @Sendable (OpContext) throws -> any Operator
+}
+
+/// Every supported op, gathered from the per-family tables.
+enum OpRegistry {
+    /// The highest opset whose op definitions have been checked against these implementations.
+    static let latestOpset = 28
+
+    static let schemas: [String: OpSchema] = {
+        var all: [String: OpSchema] = [:]
+        for schema in MathOps.schemas + NNOps.schemas + ShapeOps.schemas {
+            precondition(all[schema.name] == nil, "op \(schema.name) registered twice")
+            all[schema.name] = schema
+        }
+        return all
+    }()
+
+    /// The schema for a node's op at `opset`, or why there is none.
+    static func schema(for node: Node, opset: Int) -> Result<OpSchema, OpError> {
+        let defaultDomain = node.domain.isEmpty || node.domain == "ai.onnx"
+        guard defaultDomain, let schema = schemas[node.opType] else {
+            return .failure(OpError("unsupported op \(node.qualifiedOp) (opset \(opset))", kind: .unsupportedOp))
+        }
+        guard schema.opsets.contains(opset) else {
+            return .failure(OpError("unsupported op \(node.opType) (opset \(opset)): Sluice implements it for opsets \(schema.opsets.lowerBound) to \(schema.opsets.upperBound)", kind: .unsupportedOp))
+        }
+        return .success(schema)
+    }
+
+    static var supportedOps: [String] { schemas.keys.sorted() }
+}
+
+/// `Array.count` elements of a shape, for messages.
+func describe(_ shape: [Int]) -> String { "[" + shape.map(String.init).joined(separator: ", ") + "]" }

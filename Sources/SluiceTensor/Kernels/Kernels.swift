@@ -1,0 +1,154 @@
+import CBLAS
+import Foundation
+
+/// Fast float32 kernels. Each has a plain-loop twin in `ReferenceKernels`; the tests compare them.
+///
+/// Conventions: tensors are dense row-major; kernels allocate their outputs (fully written, so
+/// they start uninitialized) and never write their inputs. Shape errors are programming errors
+/// here (preconditions): callers such as the ONNX executor validate shapes first with the
+/// throwing shape functions (`Shapes`, `ConvGeometry`, `PoolGeometry`).
+public enum Kernels {
+    /// Applied once, before the first BLAS call: one BLAS thread, because a pipeline stage is
+    /// one compute thread and threads per stage are the planner's decision. An explicit
+    /// `OPENBLAS_NUM_THREADS` in the environment is respected.
+    private static let defaultThreadsApplied: Void = {
+        if ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"] == nil {
+            openblas_set_num_threads(1)
+        }
+    }()
+
+    /// Makes sure the default thread count is in place; every BLAS entry point calls this.
+    @inline(__always)
+    static func prepareBLAS() { _ = defaultThreadsApplied }
+
+    /// Sets the number of threads OpenBLAS uses from now on (process-wide).
+    public static func setThreads(_ count: Int) {
+        precondition(count >= 1, "BLAS thread count must be at least 1, not \(count)")
+        prepareBLAS()
+        openblas_set_num_threads(Int32(count))
+    }
+
+    /// The number of threads OpenBLAS uses.
+    public static var threads: Int {
+        prepareBLAS()
+        return Int(openblas_get_num_threads())
+    }
+}
+
+/// An activation applied elementwise, alone or fused into the epilogue of Conv and Gemm.
+public enum Activation: Sendable, Equatable, CustomStringConvertible {
+    case none
+    case relu
+    case leakyRelu(alpha: Float)
+    case clip(min: Float, max: Float)
+    case sigmoid
+    case tanh
+
+    public var description: String {
+        switch self {
+        case .none: return "none"
+        case .relu: return "Relu"
+        case .leakyRelu(let alpha): return "LeakyRelu(\(alpha))"
+        case .clip(let lo, let hi): return "Clip(\(lo), \(hi))"
+        case .sigmoid: return "Sigmoid"
+        case .tanh: return "Tanh"
+        }
+    }
+
+    /// Applies the activation in place to `count` floats.
+    public func apply(_ p: UnsafeMutablePointer<Float>, count: Int) {
+        if self == .none { return }
+        apply(UnsafePointer(p), into: p, count: count)
+    }
+
+    /// Writes `activation(src[i])` to `dst[i]`; `src` and `dst` may be the same memory.
+    public func apply(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, count: Int) {
+        switch self {
+        case .none:
+            if UnsafePointer(dst) != src { dst.update(from: src, count: count) }
+        case .relu:
+            for i in 0..<count { dst[i] = Swift.max(src[i], 0) }
+        case .leakyRelu(let alpha):
+            for i in 0..<count { let v = src[i]; dst[i] = v < 0 ? v * alpha : v }
+        case .clip(let lo, let hi):
+            for i in 0..<count { dst[i] = Swift.min(Swift.max(src[i], lo), hi) }
+        case .sigmoid:
+            for i in 0..<count { dst[i] = Activation.sigmoid(src[i]) }
+        case .tanh:
+            for i in 0..<count { dst[i] = Foundation.tanhf(src[i]) }
+        }
+    }
+
+    /// The activation of one value (used by the reference kernels).
+    public func callAsFunction(_ v: Float) -> Float {
+        switch self {
+        case .none: return v
+        case .relu: return v > 0 ? v : 0
+        case .leakyRelu(let alpha): return v < 0 ? v * alpha : v
+        case .clip(let lo, let hi): return Swift.min(Swift.max(v, lo), hi)
+        case .sigmoid: return Activation.sigmoid(v)
+        case .tanh: return Foundation.tanhf(v)
+        }
+    }
+
+    /// A logistic function that does not overflow for large |x|.
+    static func sigmoid(_ x: Float) -> Float {
+        if x >= 0 {
+            return 1 / (1 + Foundation.expf(-x))
+        }
+        let e = Foundation.expf(x)
+        return e / (1 + e)
+    }
+}
+
+/// A growable float buffer that kernels reuse between calls (im2col columns and the like),
+/// so that the steady state allocates nothing. Not thread-safe: one user at a time.
+public final class Scratch: @unchecked Sendable {
+    private var pointer: UnsafeMutablePointer<Float>
+    public private(set) var capacity: Int
+
+    public init(capacity: Int = 0) {
+        self.capacity = capacity
+        pointer = .allocate(capacity: max(capacity, 1))
+    }
+
+    deinit { pointer.deallocate() }
+
+    /// At least `count` floats, uninitialized; valid until the next call.
+    public func floats(_ count: Int) -> UnsafeMutablePointer<Float> {
+        if count > capacity {
+            pointer.deallocate()
+            // Grow geometrically so that slowly growing batches do not reallocate every time.
+            capacity = max(count, capacity + capacity / 2)
+            pointer = .allocate(capacity: capacity)
+        }
+        return pointer
+    }
+}
+
+/// A shape mismatch found before running a kernel. Callers add the context (node, op).
+public struct ShapeError: Error, CustomStringConvertible, Equatable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+extension Tensor {
+    /// A tensor whose bytes are not initialized: only for kernels that write every element.
+    public init(uninitialized dtype: DType, shape: [Int]) {
+        self.init(dtype: dtype, shape: shape,
+                  storage: TensorStorage(uninitializedByteCount: Tensor.elementCount(of: shape) * dtype.byteSize))
+    }
+
+    /// The float elements, read-only, for kernels.
+    var floatPointer: UnsafePointer<Float> {
+        precondition(dtype == .float32, "float kernel given a \(dtype) tensor")
+        return UnsafePointer(storage.bytes.bindMemory(to: Float.self, capacity: elementCount))
+    }
+
+    /// The float elements of a tensor this code just created.
+    var mutableFloatPointer: UnsafeMutablePointer<Float> {
+        precondition(dtype == .float32, "float kernel given a \(dtype) tensor")
+        return storage.bytes.bindMemory(to: Float.self, capacity: elementCount)
+    }
+}

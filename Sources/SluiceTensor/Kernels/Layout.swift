@@ -1,0 +1,209 @@
+import Foundation
+
+/// Kernels that move elements without arithmetic; they work for every dtype.
+extension Kernels {
+    /// Permutes dimensions: `out.shape[i] == x.shape[perm[i]]`.
+    public static func transpose(_ x: Tensor, perm: [Int]) -> Tensor {
+        precondition(perm.count == x.rank && Set(perm) == Set(0..<x.rank), "permutation \(perm) of rank \(x.rank)")
+        let outShape = perm.map { x.shape[$0] }
+        let out = Tensor(uninitialized: x.dtype, shape: outShape)
+        guard out.elementCount > 0 else { return out }
+        if perm == Array(0..<x.rank) {
+            out.storage.bytes.copyMemory(from: x.storage.bytes, byteCount: x.byteCount)
+            return out
+        }
+        switch x.dtype.byteSize {
+        case 1: transpose(x, perm, out, as: UInt8.self)
+        case 2: transpose(x, perm, out, as: UInt16.self)
+        case 4: transpose(x, perm, out, as: UInt32.self)
+        default: transpose(x, perm, out, as: UInt64.self)
+        }
+        return out
+    }
+
+    private static func transpose<T>(_ x: Tensor, _ perm: [Int], _ out: Tensor, as: T.Type) {
+        var inStrides = [Int](repeating: 1, count: x.rank)
+        for d in stride(from: x.rank - 2, through: 0, by: -1) { inStrides[d] = inStrides[d + 1] * x.shape[d + 1] }
+        let strides = perm.map { inStrides[$0] }
+        let dims = out.shape
+        let src = UnsafePointer(x.storage.bytes.bindMemory(to: T.self, capacity: x.elementCount))
+        let dst = out.storage.bytes.bindMemory(to: T.self, capacity: out.elementCount)
+        let n = dims.last!, step = strides.last!
+        var index = [Int](repeating: 0, count: dims.count)
+        var offset = 0
+        for o in 0..<(out.elementCount / n) {
+            let row = dst + o * n
+            for i in 0..<n { row[i] = src[offset + i * step] }
+            var d = dims.count - 2
+            while d >= 0 {
+                index[d] += 1
+                offset += strides[d]
+                if index[d] < dims[d] { break }
+                offset -= strides[d] * dims[d]
+                index[d] = 0
+                d -= 1
+            }
+        }
+    }
+
+    /// The shape of `parts` joined along `axis`, or why they cannot be joined.
+    public static func concatShape(_ shapes: [[Int]], axis: Int) throws -> [Int] {
+        guard let first = shapes.first else { throw ShapeError("Concat of nothing") }
+        var out = first
+        out[axis] = 0
+        for shape in shapes {
+            guard shape.count == first.count else { throw ShapeError("Concat of ranks \(first.count) and \(shape.count)") }
+            for d in 0..<shape.count where d != axis && shape[d] != first[d] {
+                throw ShapeError("Concat along axis \(axis) of shapes \(first) and \(shape) (dimension \(d) differs)")
+            }
+            out[axis] += shape[axis]
+        }
+        return out
+    }
+
+    /// Joins tensors of one dtype along `axis` (already normalized).
+    public static func concat(_ parts: [Tensor], axis: Int) -> Tensor {
+        let shape: [Int]
+        do { shape = try concatShape(parts.map(\.shape), axis: axis) } catch { preconditionFailure("\(error)") }
+        let dtype = parts[0].dtype
+        precondition(parts.allSatisfy { $0.dtype == dtype }, "Concat of mixed dtypes")
+        let out = Tensor(uninitialized: dtype, shape: shape)
+        let outer = Tensor.elementCount(of: Array(shape[..<axis]))
+        let inner = Tensor.elementCount(of: Array(shape[(axis + 1)...])) * dtype.byteSize
+        var dst = out.storage.bytes
+        for o in 0..<outer {
+            for part in parts {
+                let chunk = part.shape[axis] * inner
+                dst.copyMemory(from: part.storage.bytes + o * chunk, byteCount: chunk)
+                dst += chunk
+            }
+        }
+        return out
+    }
+
+    /// ONNX Gather: picks entries of `data` along `axis` by `indices` (int64 or int32; negative
+    /// counts from the end). Throws for an index out of range: indices are data.
+    public static func gather(_ data: Tensor, indices: Tensor, axis: Int) throws -> Tensor {
+        precondition(axis >= 0 && axis < data.rank, "Gather axis \(axis) of rank \(data.rank)")
+        let dim = data.shape[axis]
+        var picks = [Int](repeating: 0, count: indices.elementCount)
+        switch indices.dtype {
+        case .int64: indices.withUnsafeBufferPointer(as: Int64.self) { for (i, v) in $0.enumerated() { picks[i] = Int(v) } }
+        case .int32: indices.withUnsafeBufferPointer(as: Int32.self) { for (i, v) in $0.enumerated() { picks[i] = Int(v) } }
+        default: throw ShapeError("Gather indices must be int64 or int32, not \(indices.dtype)")
+        }
+        for i in picks.indices {
+            if picks[i] < 0 { picks[i] += dim }
+            guard picks[i] >= 0 && picks[i] < dim else {
+                throw ShapeError("Gather index \(picks[i] < 0 ? picks[i] - dim : picks[i]) is out of range for dimension \(axis) of size \(dim)")
+            }
+        }
+        let shape = Array(data.shape[..<axis]) + indices.shape + Array(data.shape[(axis + 1)...])
+        let out = Tensor(uninitialized: data.dtype, shape: shape)
+        let outer = Tensor.elementCount(of: Array(data.shape[..<axis]))
+        let inner = Tensor.elementCount(of: Array(data.shape[(axis + 1)...])) * data.dtype.byteSize
+        var dst = out.storage.bytes
+        for o in 0..<outer {
+            let base = data.storage.bytes + o * dim * inner
+            for pick in picks {
+                dst.copyMemory(from: base + pick * inner, byteCount: inner)
+                dst += inner
+            }
+        }
+        return out
+    }
+
+    /// Converts elements to `dtype` as ONNX Cast does: floats to integers truncate toward zero
+    /// (NaN becomes 0, out-of-range values saturate), integers narrow by wrapping, anything to
+    /// bool is `!= 0`.
+    public static func cast(_ x: Tensor, to dtype: DType) -> Tensor {
+        if x.dtype == dtype { return x }
+        let out = Tensor(uninitialized: dtype, shape: x.shape)
+        let n = x.elementCount
+        switch x.dtype {
+        case .float32, .float64, .float16:
+            var values = [Double](repeating: 0, count: n)
+            switch x.dtype {
+            case .float32: x.withUnsafeBufferPointer(as: Float.self) { for i in 0..<n { values[i] = Double($0[i]) } }
+            case .float64: x.withUnsafeBufferPointer(as: Double.self) { for i in 0..<n { values[i] = $0[i] } }
+            default: x.withUnsafeBufferPointer(as: UInt16.self) { for i in 0..<n { values[i] = Double(halfToFloat($0[i])) } }
+            }
+            write(values, to: out)
+        default:
+            var values = [Int64](repeating: 0, count: n)
+            switch x.dtype {
+            case .int64: x.withUnsafeBufferPointer(as: Int64.self) { for i in 0..<n { values[i] = $0[i] } }
+            case .int32: x.withUnsafeBufferPointer(as: Int32.self) { for i in 0..<n { values[i] = Int64($0[i]) } }
+            case .int8: x.withUnsafeBufferPointer(as: Int8.self) { for i in 0..<n { values[i] = Int64($0[i]) } }
+            default: x.withUnsafeBufferPointer(as: UInt8.self) { for i in 0..<n { values[i] = Int64($0[i]) } }
+            }
+            write(values, to: out)
+        }
+        return out
+    }
+
+    private static func write(_ values: [Double], to out: Tensor) {
+        switch out.dtype {
+        case .float32: out.withUnsafeMutableBufferPointer(as: Float.self) { for i in values.indices { $0[i] = Float(values[i]) } }
+        case .float64: out.withUnsafeMutableBufferPointer(as: Double.self) { for i in values.indices { $0[i] = values[i] } }
+        case .float16: out.withUnsafeMutableBufferPointer(as: UInt16.self) { for i in values.indices { $0[i] = floatToHalf(Float(values[i])) } }
+        case .bool: out.withUnsafeMutableBufferPointer(as: UInt8.self) { for i in values.indices { $0[i] = values[i] != 0 ? 1 : 0 } }
+        default:
+            write(values.map(saturatingInt64), to: out)
+        }
+    }
+
+    private static func write(_ values: [Int64], to out: Tensor) {
+        switch out.dtype {
+        case .int64: out.withUnsafeMutableBufferPointer(as: Int64.self) { for i in values.indices { $0[i] = values[i] } }
+        case .int32: out.withUnsafeMutableBufferPointer(as: Int32.self) { for i in values.indices { $0[i] = Int32(truncatingIfNeeded: values[i]) } }
+        case .int8: out.withUnsafeMutableBufferPointer(as: Int8.self) { for i in values.indices { $0[i] = Int8(truncatingIfNeeded: values[i]) } }
+        case .uint8: out.withUnsafeMutableBufferPointer(as: UInt8.self) { for i in values.indices { $0[i] = UInt8(truncatingIfNeeded: values[i]) } }
+        case .bool: out.withUnsafeMutableBufferPointer(as: UInt8.self) { for i in values.indices { $0[i] = values[i] != 0 ? 1 : 0 } }
+        default: write(values.map { Double($0) }, to: out)
+        }
+    }
+
+    private static func saturatingInt64(_ v: Double) -> Int64 {
+        if v.isNaN { return 0 }
+        if v >= 9.223372036854775807e18 { return .max }
+        if v <= -9.223372036854775808e18 { return .min }
+        return Int64(v)
+    }
+
+    /// IEEE half → single, bit by bit (no Float16 type needed).
+    static func halfToFloat(_ h: UInt16) -> Float {
+        let sign = UInt32(h & 0x8000) << 16
+        let exponent = Int(h >> 10) & 0x1F
+        let mantissa = UInt32(h & 0x3FF)
+        if exponent == 0 {
+            let value = Float(mantissa) * Float(sign: .plus, exponent: -24, significand: 1)
+            return sign != 0 ? -value : value
+        }
+        if exponent == 31 {
+            return Float(bitPattern: sign | 0x7F80_0000 | (mantissa << 13))
+        }
+        return Float(bitPattern: sign | UInt32(exponent - 15 + 127) << 23 | mantissa << 13)
+    }
+
+    /// IEEE single → half, rounding to nearest even.
+    static func floatToHalf(_ f: Float) -> UInt16 {
+        let bits = f.bitPattern
+        let sign = UInt16((bits >> 16) & 0x8000)
+        if f.isNaN { return sign | 0x7E00 }
+        let magnitude = abs(f)
+        if magnitude >= 65520 { return sign | 0x7C00 }
+        if magnitude < Float(sign: .plus, exponent: -14, significand: 1) {
+            // Subnormal half: a multiple of 2^-24.
+            let scaled = (magnitude * Float(sign: .plus, exponent: 24, significand: 1)).rounded(.toNearestOrEven)
+            return sign | UInt16(scaled)
+        }
+        let exponent = Int((bits >> 23) & 0xFF) - 127 + 15
+        let mantissa = (bits & 0x7F_FFFF) >> 13
+        let rest = bits & 0x1FFF
+        var half = UInt32(exponent) << 10 | mantissa
+        // Round to nearest even; a carry out of the mantissa correctly bumps the exponent.
+        if rest > 0x1000 || (rest == 0x1000 && (mantissa & 1) == 1) { half += 1 }
+        return sign | UInt16(half)
+    }
+}
