@@ -47,7 +47,7 @@ private struct ConfigReader {
     func read(_ root: Node?) -> PipelineConfig? {
         guard let root else { return nil }
         let top = fields.mapping(root, at: "", allowed: [
-            "name", "model", "source", "window", "batching", "stages", "transport", "sink", "controller",
+            "name", "model", "source", "window", "batching", "stages", "transport", "sink", "controller", "rebalance",
         ])
         if top.isEmpty && root.mapping == nil { return nil }
         for required in ["model", "source", "stages"] where top[required] == nil {
@@ -66,10 +66,11 @@ private struct ConfigReader {
         let transport = readTransport(top["transport"])
         let sink = readSink(top["sink"])
         let controller = readController(top["controller"])
+        let rebalance = readRebalance(top["rebalance"])
         guard let model, let source, let stages, let transport, let sink, let controller, let batching else { return nil }
         return PipelineConfig(file: fields.file, name: name, model: model, source: source, window: window,
                               batching: batching, stages: stages, transport: transport, sink: sink,
-                              controller: controller)
+                              controller: controller, rebalance: rebalance)
     }
 
     func resolve(_ path: String) -> String {
@@ -116,8 +117,9 @@ private struct ConfigReader {
         guard let node else { return nil }
         let kinds = ["recording", "zmq", "tensors"]
         let entries = fields.mapping(node, at: "source", allowed: [
-            "type", "path", "rate", "channels", "sample_rate_hz", "endpoint", "idle_timeout_s", "rows_per_second",
+            "type", "path", "rate", "channels", "sample_rate_hz", "endpoint", "idle_timeout_s", "rows_per_second", "repeat",
         ])
+        let repeats = fields.int(entries, "repeat", at: "source", parent: node, minimum: 1) ?? 1
         guard let type = fields.string(entries, "type", at: "source", parent: node, required: true) else { return nil }
         switch type {
         case "recording":
@@ -129,7 +131,7 @@ private struct ConfigReader {
                 fields.report(node, "source.sample_rate_hz", "is required for an .npy recording (it has no timestamps)")
             }
             guard let path else { return nil }
-            return .recording(RecordingSource(path: path, rate: rate, channels: channels, sampleRateHz: sampleRate))
+            return .recording(RecordingSource(path: path, rate: rate, channels: channels, sampleRateHz: sampleRate, repeats: repeats))
         case "zmq":
             let endpoint = fields.string(entries, "endpoint", at: "source", parent: node, required: true)
             let channels = fields.int(entries, "channels", at: "source", parent: node, required: true, minimum: 1)
@@ -148,7 +150,7 @@ private struct ConfigReader {
                 fields.report(node, "source.rows_per_second", "is required when a tensors source has a real-time rate")
             }
             guard let path else { return nil }
-            return .tensors(TensorsSource(path: path, rate: rate, rowsPerSecond: rows))
+            return .tensors(TensorsSource(path: path, rate: rate, rowsPerSecond: rows, repeats: repeats))
         default:
             fields.report(entries["type"], "source.type", "must be one of: \(kinds.joined(separator: ", ")), not '\(type)'")
             return nil
@@ -245,6 +247,17 @@ private struct ConfigReader {
         let heartbeat = fields.double(entries, "heartbeat_ms", at: "controller", parent: node, minimum: 10) ?? 250
         let timeout = fields.double(entries, "timeout_s", at: "controller", parent: node, minimum: 1) ?? 10
         return ControllerConfig(heartbeatMilliseconds: heartbeat, timeoutSeconds: timeout)
+    }
+}
+
+extension ConfigReader {
+    func readRebalance(_ node: Node?) -> RebalanceConfig {
+        let entries = fields.mapping(node, at: "rebalance", allowed: ["policy", "interval_s", "threshold"])
+        let defaults = RebalanceConfig()
+        return RebalanceConfig(
+            policy: fields.choice(entries, "policy", at: "rebalance", default: defaults.policy),
+            intervalSeconds: fields.double(entries, "interval_s", at: "rebalance", parent: node, minimum: 0.1) ?? defaults.intervalSeconds,
+            threshold: fields.double(entries, "threshold", at: "rebalance", parent: node, minimum: 0) ?? defaults.threshold)
     }
 }
 

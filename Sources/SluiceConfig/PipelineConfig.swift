@@ -13,9 +13,13 @@ public struct PipelineConfig: Codable, Sendable, Equatable {
     public var transport: TransportConfig
     public var sink: SinkConfig
     public var controller: ControllerConfig
+    public var rebalance: RebalanceConfig
 
-    public init(file: String, name: String, model: ModelConfig, source: SourceConfig, window: WindowConfig?, batching: BatchingConfig, stages: StagesConfig, transport: TransportConfig, sink: SinkConfig, controller: ControllerConfig) {
-        self.file = file; self.name = name; self.model = model; self.source = source; self.window = window; self.batching = batching; self.stages = stages; self.transport = transport; self.sink = sink; self.controller = controller
+    public init(file: String, name: String, model: ModelConfig, source: SourceConfig, window: WindowConfig?, batching: BatchingConfig,
+                stages: StagesConfig, transport: TransportConfig, sink: SinkConfig, controller: ControllerConfig,
+                rebalance: RebalanceConfig = RebalanceConfig()) {
+        self.file = file; self.name = name; self.model = model; self.source = source; self.window = window; self.batching = batching
+        self.stages = stages; self.transport = transport; self.sink = sink; self.controller = controller; self.rebalance = rebalance
     }
 }
 
@@ -72,9 +76,11 @@ public struct RecordingSource: Codable, Sendable, Equatable {
     public var channels: [String]?
     /// For .npy recordings (shape [samples, channels]): the sample rate.
     public var sampleRateHz: Double?
+    /// Replay the recording this many times, each pass later in time by the recording's length.
+    public var repeats: Int
 
-    public init(path: String, rate: ReplayRate, channels: [String]?, sampleRateHz: Double?) {
-        self.path = path; self.rate = rate; self.channels = channels; self.sampleRateHz = sampleRateHz
+    public init(path: String, rate: ReplayRate, channels: [String]?, sampleRateHz: Double?, repeats: Int = 1) {
+        self.path = path; self.rate = rate; self.channels = channels; self.sampleRateHz = sampleRateHz; self.repeats = repeats
     }
 }
 
@@ -94,9 +100,11 @@ public struct TensorsSource: Codable, Sendable, Equatable {
     public var rate: ReplayRate
     /// Rows per second when `rate` is real time.
     public var rowsPerSecond: Double?
+    /// Send the rows this many times over.
+    public var repeats: Int
 
-    public init(path: String, rate: ReplayRate, rowsPerSecond: Double?) {
-        self.path = path; self.rate = rate; self.rowsPerSecond = rowsPerSecond
+    public init(path: String, rate: ReplayRate, rowsPerSecond: Double?, repeats: Int = 1) {
+        self.path = path; self.rate = rate; self.rowsPerSecond = rowsPerSecond; self.repeats = repeats
     }
 }
 
@@ -183,5 +191,26 @@ public struct ControllerConfig: Codable, Sendable, Equatable {
 
     public init(heartbeatMilliseconds: Double, timeoutSeconds: Double) {
         self.heartbeatMilliseconds = heartbeatMilliseconds; self.timeoutSeconds = timeoutSeconds
+    }
+}
+
+public enum RebalancePolicy: String, Codable, Sendable, Equatable, CaseIterable {
+    /// Keep the initial split.
+    case off
+    /// Log (and report) the better split, but do not move layers.
+    case recommend
+    /// Move layers live when the predicted gain is worth it.
+    case auto
+}
+
+public struct RebalanceConfig: Codable, Sendable, Equatable {
+    public var policy: RebalancePolicy
+    /// How often the controller reconsiders the split, and the least time between two moves.
+    public var intervalSeconds: Double
+    /// Move only when the predicted throughput gain exceeds this fraction (0.1 = 10%).
+    public var threshold: Double
+
+    public init(policy: RebalancePolicy = .recommend, intervalSeconds: Double = 2, threshold: Double = 0.1) {
+        self.policy = policy; self.intervalSeconds = intervalSeconds; self.threshold = threshold
     }
 }

@@ -146,12 +146,40 @@ public enum ControlMessage: Equatable, Sendable {
     case failed(message: String)
     /// Controller liveness for roles that have nothing else to hear.
     case ping
+    /// Stages: load weights for your range in this plan (keep the old ones), then ack.
+    case prepare(Move)
+    /// Stage: weights for the move are loaded.
+    case prepared(epoch: UInt32)
+    /// Stages: run the prepared range on every batch from now on.
+    case commit(epoch: UInt32)
+    /// Stage: the committed range is in force.
+    case committed(epoch: UInt32)
+    /// Source: stamp new batches with this epoch and say which batch is the first.
+    case mark(epoch: UInt32)
+    /// Source: batches from `firstBatch` on were created after every stage committed.
+    case marked(Mark)
+    /// Stages: no batch handled under an older range is in flight any more; drop unused weights.
+    case retire(epoch: UInt32)
+}
+
+/// A new plan: one layer range per stage, under a new epoch.
+public struct Move: Codable, Equatable, Sendable {
+    public var epoch: UInt32
+    public var ranges: [LayerRange]
+    public init(epoch: UInt32, ranges: [LayerRange]) { self.epoch = epoch; self.ranges = ranges }
+}
+
+public struct Mark: Codable, Equatable, Sendable {
+    public var epoch: UInt32
+    public var firstBatch: UInt64
+    public init(epoch: UInt32, firstBatch: UInt64) { self.epoch = epoch; self.firstBatch = firstBatch }
 }
 
 extension ControlMessage: Codable {
     private enum Keys: String, CodingKey { case type, body }
     private struct Reason: Codable { var reason: String }
     private struct Failure: Codable { var message: String }
+    private struct Epoch: Codable { var epoch: UInt32 }
 
     public var type: String {
         switch self {
@@ -169,6 +197,13 @@ extension ControlMessage: Codable {
         case .shutdown: return "shutdown"
         case .failed: return "failed"
         case .ping: return "ping"
+        case .prepare: return "prepare"
+        case .prepared: return "prepared"
+        case .commit: return "commit"
+        case .committed: return "committed"
+        case .mark: return "mark"
+        case .marked: return "marked"
+        case .retire: return "retire"
         }
     }
 
@@ -185,6 +220,10 @@ extension ControlMessage: Codable {
         case .sinkDone(let body): try container.encode(body, forKey: .body)
         case .shutdown(let reason): try container.encode(Reason(reason: reason), forKey: .body)
         case .failed(let message): try container.encode(Failure(message: message), forKey: .body)
+        case .prepare(let move): try container.encode(move, forKey: .body)
+        case .prepared(let epoch), .commit(let epoch), .committed(let epoch), .mark(let epoch), .retire(let epoch):
+            try container.encode(Epoch(epoch: epoch), forKey: .body)
+        case .marked(let mark): try container.encode(mark, forKey: .body)
         case .ready, .start, .stop, .ping: break
         }
     }
@@ -207,6 +246,13 @@ extension ControlMessage: Codable {
         case "shutdown": self = .shutdown(reason: try container.decode(Reason.self, forKey: .body).reason)
         case "failed": self = .failed(message: try container.decode(Failure.self, forKey: .body).message)
         case "ping": self = .ping
+        case "prepare": self = .prepare(try container.decode(Move.self, forKey: .body))
+        case "prepared": self = .prepared(epoch: try container.decode(Epoch.self, forKey: .body).epoch)
+        case "commit": self = .commit(epoch: try container.decode(Epoch.self, forKey: .body).epoch)
+        case "committed": self = .committed(epoch: try container.decode(Epoch.self, forKey: .body).epoch)
+        case "mark": self = .mark(epoch: try container.decode(Epoch.self, forKey: .body).epoch)
+        case "marked": self = .marked(try container.decode(Mark.self, forKey: .body))
+        case "retire": self = .retire(epoch: try container.decode(Epoch.self, forKey: .body).epoch)
         default:
             throw DecodingError.dataCorruptedError(forKey: .type, in: container, debugDescription: "unknown control message type '\(type)'")
         }

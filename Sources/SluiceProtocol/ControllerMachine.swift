@@ -47,15 +47,24 @@ public struct ControllerMachine {
     private var sinkProgress: (batches: Int, at: Double) = (0, 0)
     private var pendingOutcome: ControllerOutcome?
     private var finalReports: Set<String> = []
+    /// Live rebalancing, when the pipeline has stages to rebalance.
+    public private(set) var coordinator: RebalanceCoordinator?
 
     /// `assignments` maps every role's name to its assignment message; the run starts once all
     /// of them have said hello and ready.
     public init(assignments: [String: ControlMessage], sourceName: String = "source", sinkName: String = "sink",
-                liveness: Liveness) {
+                liveness: Liveness, coordinator: RebalanceCoordinator? = nil) {
         self.assignments = assignments
         self.sourceName = sourceName
         self.sinkName = sinkName
         self.liveness = liveness
+        self.coordinator = coordinator
+    }
+
+    /// Starts a move by hand (tests, operators); the coordinator does the rest.
+    public mutating func move(to ranges: [Range<Int>], reason: String) -> [ControllerAction] {
+        guard phase == .running else { return [] }
+        return coordinator?.begin(ranges, reason: reason) ?? []
     }
 
     private var roleNames: [String] { assignments.keys.sorted() }
@@ -107,6 +116,8 @@ public struct ControllerMachine {
             if name == sinkName, roleCounters.batches != sinkProgress.batches {
                 sinkProgress = (roleCounters.batches, now)
             }
+            var moveActions = coordinator?.heartbeat(from: name, counters: roleCounters, sinkName: sinkName) ?? []
+            if phase == .closing { moveActions = [] }
             if phase == .closing {
                 finalReports.insert(name)
                 if finalReports.count == assignments.count, let outcome = pendingOutcome {
@@ -114,7 +125,9 @@ public struct ControllerMachine {
                     return [.finish(outcome)]
                 }
             }
-            return []
+            return moveActions
+        case .prepared, .committed, .marked:
+            return coordinator?.received(message, from: name) ?? []
         case .sourceDone(let done):
             guard phase == .running else { return [] }
             phase = .draining
@@ -131,7 +144,7 @@ public struct ControllerMachine {
             return roleNames.map { .send(to: $0, .shutdown(reason: "done")) }
         case .failed(let reason):
             return finish(.failed("\(name): \(reason)"), reason: "\(name) failed")
-        case .assignStage, .assignSource, .assignSink, .start, .expect, .stop, .shutdown, .ping:
+        case .assignStage, .assignSource, .assignSink, .start, .expect, .stop, .shutdown, .ping, .prepare, .commit, .mark, .retire:
             return [.log("ignoring \(message.type) from \(name): only the controller sends it")]
         }
     }
@@ -170,6 +183,7 @@ public struct ControllerMachine {
                                         reason: "roles missing")
             }
         case .running, .draining:
+            actions += coordinator?.tick(now: now, allowNewMoves: phase == .running && !stopRequested) ?? []
             let silent = roleNames.filter { now - (lastHeard[$0] ?? started) > liveness.timeoutSeconds }
             if !silent.isEmpty {
                 return actions + finish(.failed("\(silent.joined(separator: ", ")) stopped responding (silent for more than \(liveness.timeoutSeconds) s)"),

@@ -21,9 +21,13 @@ public final class ControllerRole {
         self.endpoints = endpoints
         router = try ZMQSocket(context, .router, lingerMilliseconds: 2000, sendHighWaterMark: 10_000, receiveHighWaterMark: 10_000)
         try router.bind(endpoints.control)
+        let coordinator = RebalanceCoordinator(
+            ranges: plan.partition.ranges, epoch: 1,
+            rebalancer: Rebalancer(config: plan.config.rebalance, cut: plan.cut, stages: plan.partition.ranges.count))
         machine = ControllerMachine(assignments: plan.assignments(endpoints),
                                     liveness: Liveness(heartbeatSeconds: plan.config.controller.heartbeatMilliseconds / 1000,
-                                                       timeoutSeconds: plan.config.controller.timeoutSeconds))
+                                                       timeoutSeconds: plan.config.controller.timeoutSeconds),
+                                    coordinator: coordinator)
     }
 
     /// Runs the pipeline to its end; returns the report and the process exit code.
@@ -76,7 +80,8 @@ public final class ControllerRole {
     }
 
     private func finish(_ outcome: ControllerOutcome) -> (report: RunReport, exitCode: Int32) {
-        let report = RunReport(plan: plan, outcome: outcome, sourceDone: sourceDone, counters: machine.counters)
+        let report = RunReport(plan: plan, outcome: outcome, sourceDone: sourceDone, counters: machine.counters,
+                               coordinator: machine.coordinator)
         switch outcome {
         case .completed, .stopped: return (report, 0)
         case .failed(let message):

@@ -31,10 +31,17 @@ public struct RunReport: Codable {
     public var windowsPerSecond: Double
     public var latencyP50Milliseconds: Double
     public var latencyP99Milliseconds: Double
+    /// The split the run started with, and the one it ended with.
+    public var initialSplit: String
     public var split: String
     public var stages: [StageReport]
+    public var rebalances: [RebalanceRecord]
+    /// Measured compute seconds per sample, per layer (nil: never measured).
+    public var layerSecondsPerSample: [Double?]
+    public var stageSpeeds: [Double]
 
-    init(plan: PipelinePlan, outcome: ControllerOutcome, sourceDone: SourceDone?, counters: [String: RoleCounters]) {
+    init(plan: PipelinePlan, outcome: ControllerOutcome, sourceDone: SourceDone?, counters: [String: RoleCounters],
+         coordinator: RebalanceCoordinator?) {
         pipeline = plan.config.name
         var summary: SinkSummary?
         switch outcome {
@@ -60,8 +67,13 @@ public struct RunReport: Codable {
         windowsPerSecond = seconds > 0 ? Double(windowsOut > 0 ? windowsOut - 1 : 0) / seconds : 0
         latencyP50Milliseconds = sink.latencyP50Milliseconds
         latencyP99Milliseconds = sink.latencyP99Milliseconds
-        split = plan.partition.description
-        stages = plan.partition.ranges.enumerated().map { index, range in
+        initialSplit = plan.partition.description
+        let ranges = coordinator?.ranges ?? plan.partition.ranges
+        split = Rebalancer.describe(ranges)
+        rebalances = coordinator?.history ?? []
+        layerSecondsPerSample = coordinator?.rebalancer.model.layerSeconds ?? []
+        stageSpeeds = coordinator?.rebalancer.model.stageSpeeds ?? []
+        stages = ranges.enumerated().map { index, range in
             let stage = counters["stage-\(index)"] ?? RoleCounters()
             return StageReport(stage: index, layers: range.count == 1 ? "\(range.lowerBound)" : "\(range.lowerBound)-\(range.upperBound - 1)",
                                batches: stage.batches, samples: stage.samples, busySeconds: stage.busySeconds,
@@ -85,6 +97,14 @@ public struct RunReport: Codable {
         }
         lines.append(String(format: "  throughput   %.1f windows/s (first to last output in %.3f s)", windowsPerSecond, seconds))
         lines.append(String(format: "  latency      p50 %.2f ms, p99 %.2f ms (source to sink, per batch)", latencyP50Milliseconds, latencyP99Milliseconds))
+        for record in rebalances {
+            let measured = [record.measuredBeforeSamplesPerSecond, record.measuredAfterSamplesPerSecond]
+                .map { $0.map { String(format: "%.0f", $0) } ?? "?" }
+            let verb = record.applied ? "rebalanced" : "recommended"
+            lines.append("  \(verb) at \(String(format: "%.1f", record.atSeconds)) s: \(record.oldSplit) -> \(record.newSplit), predicted "
+                + String(format: "%.0f -> %.0f", record.predictedOldSamplesPerSecond, record.predictedNewSamplesPerSecond)
+                + " samples/s, measured \(measured[0]) -> \(measured[1])")
+        }
         lines.append("  stage  layers    batches    busy s  ms/batch   busy %   idle %  blocked %")
         for stage in stages {
             let elapsed = max(stage.elapsedSeconds, 1e-9)

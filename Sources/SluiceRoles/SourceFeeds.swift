@@ -47,25 +47,38 @@ final class RecordingFeed: WindowFeed {
     private var windows: SlidingWindows
     private var pacer: Pacer
     private var index = 0
+    private var pass = 0
+    private let passes: Int
+    /// Each pass is shifted by the recording's span plus one sample period.
+    private let passLength: Double
 
-    init(recording: Recording, window: WindowConfig, rate: ReplayRate) {
+    init(recording: Recording, window: WindowConfig, rate: ReplayRate, repeats: Int = 1) {
         self.recording = recording
         windows = SlidingWindows(channels: recording.channelNames.count, config: window)
         pacer = Pacer(rate)
+        passes = repeats
+        let span = (recording.times.max() ?? 0) - (recording.times.min() ?? 0)
+        let step = recording.times.count > 1 ? zip(recording.times, recording.times.dropFirst()).map { $1 - $0 }.filter { $0 > 0 }.min() ?? 1 : 1
+        passLength = span + step
     }
 
     var sampleShape: [Int] { windows.sampleShape }
 
     func next(now: Double) -> FeedStep {
-        guard index < recording.count else { return .end }
         var out: [Window] = []
         let channels = recording.channelNames.count
         // A bounded slice per step keeps the control socket served during fast replays.
-        while index < recording.count, out.count < 256 {
-            let due = pacer.due(at: recording.times[index], now: now)
+        while out.count < 256 {
+            if index == recording.count {
+                pass += 1
+                index = 0
+            }
+            guard pass < passes, recording.count > 0 else { return out.isEmpty ? .end : .windows(out) }
+            let time = recording.times[index] + Double(pass) * passLength
+            let due = pacer.due(at: time, now: now)
             if due > now { return out.isEmpty ? .wait(until: due) : .windows(out) }
             let window = recording.samples.withUnsafeBufferPointer { all in
-                windows.append(sensor: recording.sensors[index], time: recording.times[index],
+                windows.append(sensor: recording.sensors[index], time: time,
                                values: UnsafeBufferPointer(rebasing: all[(index * channels)..<((index + 1) * channels)]),
                                label: recording.labels[index])
             }
@@ -84,6 +97,7 @@ final class TensorsFeed: WindowFeed {
     private let rowLength: Int
     private var pacer: Pacer
     private let rowsPerSecond: Double
+    private let totalRows: Int
     private var index = 0
 
     init(config: TensorsSource) throws {
@@ -94,18 +108,20 @@ final class TensorsFeed: WindowFeed {
         rowLength = rows.elementCount / rows.shape[0]
         pacer = Pacer(config.rate)
         rowsPerSecond = config.rowsPerSecond ?? 1
+        totalRows = rows.shape[0] * config.repeats
     }
 
     var sampleShape: [Int] { Array(rows.shape.dropFirst()) }
 
     func next(now: Double) -> FeedStep {
-        guard index < rows.shape[0] else { return .end }
+        guard index < totalRows else { return .end }
         var out: [Window] = []
-        while index < rows.shape[0], out.count < 256 {
+        while index < totalRows, out.count < 256 {
             let due = pacer.due(at: Double(index) / rowsPerSecond, now: now)
             if due > now { return out.isEmpty ? .wait(until: due) : .windows(out) }
-            let values = rows.withUnsafeBufferPointer(as: Float.self) { Array($0[(index * rowLength)..<((index + 1) * rowLength)]) }
-            out.append(Window(key: WindowKey(sensor: "row", start: Double(index)), values: values))
+            let row = index % rows.shape[0]
+            let values = rows.withUnsafeBufferPointer(as: Float.self) { Array($0[(row * rowLength)..<((row + 1) * rowLength)]) }
+            out.append(Window(key: WindowKey(sensor: "row", start: Double(row)), values: values))
             index += 1
         }
         return .windows(out)

@@ -23,6 +23,8 @@ public final class SourceRole: PipelineRole {
     private var finished = false
     private var started = monotonicSeconds()
     private var nextHeartbeat = 0.0
+    /// The plan epoch new batches are stamped with.
+    private var epoch: UInt32 = 0
 
     public init(name: String, controller endpoint: String) throws {
         self.name = name
@@ -53,6 +55,8 @@ public final class SourceRole: PipelineRole {
                     started = monotonicSeconds()
                 case .stop:
                     stopRequested = true
+                case .mark(let newEpoch):
+                    markEpoch(newEpoch)
                 case .shutdown:
                     heartbeatIfDue(force: true)
                     return 0
@@ -66,26 +70,27 @@ public final class SourceRole: PipelineRole {
             }
             let now = monotonicSeconds()
             var waitUntil = now + 0.05
-            if streaming && !finished, let feed, var batcher {
+            if streaming && !finished, let feed, batcher != nil {
                 let step: FeedStep = stopRequested ? .end : feed.next(now: now)
                 switch step {
                 case .windows(let windows):
                     waitUntil = now
                     for window in windows {
-                        if let ready = batcher.add(window, now: now) { send(ready) }
+                        if let ready = batcher!.add(window, now: now) { send(ready) }
                     }
                 case .wait(let until):
                     if let until { waitUntil = min(waitUntil, until) }
                 case .end:
-                    if let ready = batcher.flush() { send(ready) }
+                    if let ready = batcher!.flush() { send(ready) }
                     finished = true
                     counters.rejected = feed.rejected
-                    control.send(.sourceDone(SourceDone(batches: batcher.nextBatch, windows: batcher.nextWindow)))
-                    logger.info("input finished: \(batcher.nextWindow) windows in \(batcher.nextBatch) batches")
+                    let done = SourceDone(batches: batcher!.nextBatch, windows: batcher!.nextWindow)
+                    control.send(.sourceDone(done))
+                    logger.info("input finished: \(done.windows) windows in \(done.batches) batches")
                 }
-                if !finished, let ready = batcher.flushIfDue(now: monotonicSeconds()) { send(ready) }
-                if let deadline = batcher.deadline { waitUntil = min(waitUntil, deadline) }
-                self.batcher = batcher
+                // The batcher is updated in place: a mark handled mid-send must see its true next batch.
+                if !finished, let ready = batcher!.flushIfDue(now: monotonicSeconds()) { send(ready) }
+                if let deadline = batcher!.deadline { waitUntil = min(waitUntil, deadline) }
             }
             heartbeatIfDue()
             let timeout = max(0, Int((waitUntil - monotonicSeconds()) * 1000))
@@ -100,7 +105,7 @@ public final class SourceRole: PipelineRole {
         case .recording(let config):
             guard let window = new.window else { throw RoleError("a recording source needs a window") }
             let recording = try Recording.load(config)
-            let recordingFeed = RecordingFeed(recording: recording, window: window, rate: config.rate)
+            let recordingFeed = RecordingFeed(recording: recording, window: window, rate: config.rate, repeats: config.repeats)
             try check(recordingFeed.sampleShape, against: new, what: "a \(recording.channelNames.count)-channel window of \(window.length) samples (\(window.layout.rawValue))")
             feed = recordingFeed
             logger.info("replaying \(recording.count) samples of \(Set(recording.sensors).count) sensors at rate \(config.rate)")
@@ -121,6 +126,13 @@ public final class SourceRole: PipelineRole {
         try socket.connect(new.pushEndpoint)
         push = socket
         assignment = new
+        epoch = new.epoch
+    }
+
+    /// Every stage now runs the new plan: batches from here on are wholly handled under it.
+    private func markEpoch(_ newEpoch: UInt32) {
+        epoch = newEpoch
+        control.send(.marked(Mark(epoch: newEpoch, firstBatch: batcher?.nextBatch ?? 0)))
     }
 
     private func check(_ shape: [Int], against assignment: SourceAssignment, what: String) throws {
@@ -132,7 +144,7 @@ public final class SourceRole: PipelineRole {
     private func send(_ ready: ReadyBatch) {
         guard let assignment, let push else { return }
         var batch = Batch(header: BatchHeader(batchSequence: ready.batchSequence, firstWindow: ready.firstWindow,
-                                              windowCount: UInt32(ready.keys.count), epoch: assignment.epoch, cursor: 0,
+                                              windowCount: UInt32(ready.keys.count), epoch: epoch, cursor: 0,
                                               created: wallNanos(), tensors: []),
                           metadata: WindowKey.encode(ready.keys), tensors: [:])
         batch.setTensors([assignment.inputName: ready.input], order: [assignment.inputName])
@@ -147,6 +159,7 @@ public final class SourceRole: PipelineRole {
                 heartbeatIfDue()
                 while let message = control.receive(logger: logger) {
                     if case .stop = message { stopRequested = true }
+                    if case .mark(let newEpoch) = message { markEpoch(newEpoch) }
                     if case .shutdown = message { exit(0) }
                 }
             }

@@ -1,5 +1,7 @@
+import Dispatch
 import Foundation
 import Logging
+import SluiceConfig
 import SluiceONNX
 import SluicePlan
 import SluiceProtocol
@@ -7,7 +9,9 @@ import SluiceTensor
 import SluiceTransport
 
 /// A stage process: runs a contiguous range of layers on every batch that reaches it.
-/// It learns its range, model and endpoints from the controller, never from its command line.
+/// It learns its range, model and endpoints from the controller, never from its command line,
+/// and changes its range live (two-phase, see `StageMachine`) without pausing the stream:
+/// weights for a move load on a background thread while batches keep flowing.
 public final class StageRole: PipelineRole {
     private let name: String
     private let context = ZMQContext()
@@ -15,12 +19,18 @@ public final class StageRole: PipelineRole {
     private var logger: Logger
 
     private var assignment: StageAssignment?
+    private var machine: StageMachine?
     private var executor: Executor?
+    /// Layers the current executor holds weights for.
+    private var executorLayers: Range<Int>?
+    private let loader = WeightLoader()
     private var pull: ZMQSocket?
     private var push: ZMQSocket?
     private var counters = RoleCounters()
     private var layerTimings: [Int: LayerTiming] = [:]
     private var started = monotonicSeconds()
+    private var nextHeartbeat = 0.0
+    private var pendingShutdown = false
 
     public init(name: String, controller endpoint: String) throws {
         self.name = name
@@ -32,37 +42,20 @@ public final class StageRole: PipelineRole {
     public func run() -> Int32 {
         control.send(.hello(Hello(role: .stage, name: name, pid: getpid(), host: ProcessInfo.processInfo.hostName)))
         while true {
-            if StopSignal.received > 0 || pendingShutdown {
-                return 0
-            }
+            if StopSignal.received > 0 || pendingShutdown { return 0 }
             var items: [(ZMQSocket, PollEvents)] = [(control.socket, .readable)]
             if let pull { items.append((pull, .readable)) }
             let ready: [PollEvents]
             do {
-                ready = try poll(items, timeoutMilliseconds: 50)
+                ready = try poll(items, timeoutMilliseconds: 20)
             } catch {
                 logger.error("poll failed: \(error)")
                 return 1
             }
             while let message = control.receive(logger: logger) {
-                switch message {
-                case .assignStage(let stageAssignment):
-                    do {
-                        try apply(stageAssignment)
-                        control.send(.ready)
-                    } catch {
-                        logger.error("cannot take assignment: \(error)")
-                        control.send(.failed(message: "\(error)"))
-                        return 1
-                    }
-                case .shutdown(let reason):
-                    heartbeatIfDue(force: true)
-                    logger.debug("shutdown: \(reason)")
-                    return 0
-                default:
-                    break
-                }
+                if let status = handle(message) { return status }
             }
+            installLoadedWeights()
             let timeout = assignment?.liveness.timeoutSeconds ?? 30
             if control.controllerSilent(for: timeout) {
                 logger.error("the controller has been silent for \(Int(timeout)) s; exiting")
@@ -79,15 +72,67 @@ public final class StageRole: PipelineRole {
         }
     }
 
-    private var nextHeartbeat = 0.0
-    private var pendingShutdown = false
-
-    /// While blocked sending, the controller may still tell this stage to stop.
-    private func shutdownRequested() -> Bool {
-        while let message = control.receive(logger: logger) {
-            if case .shutdown = message { pendingShutdown = true }
+    /// Returns an exit status when the message ends the stage.
+    private func handle(_ message: ControlMessage) -> Int32? {
+        switch message {
+        case .assignStage(let stageAssignment):
+            do {
+                try apply(stageAssignment)
+                control.send(.ready)
+            } catch {
+                logger.error("cannot take assignment: \(error)")
+                control.send(.failed(message: "\(error)"))
+                return 1
+            }
+        case .prepare(let move):
+            guard let assignment, var machine, move.ranges.indices.contains(assignment.stageIndex) else { break }
+            let range = move.ranges[assignment.stageIndex]
+            let held = machine.prepare(epoch: move.epoch, range: range.start..<range.end)
+            self.machine = machine
+            if held == executorLayers {
+                control.send(.prepared(epoch: move.epoch))
+            } else {
+                logger.info("preparing epoch \(move.epoch): loading weights for layers \(describe(held)) while batches flow")
+                loader.load(assignment: assignment, layers: held, acking: move.epoch)
+            }
+        case .commit(let epoch):
+            guard var machine else { break }
+            if machine.commit(epoch: epoch) {
+                self.machine = machine
+                logger.info("epoch \(epoch): now running layers \(describe(machine.range))")
+                control.send(.committed(epoch: epoch))
+            } else {
+                logger.warning("commit of epoch \(epoch), which was never prepared here")
+            }
+        case .retire(let epoch):
+            guard let assignment, var machine else { break }
+            let held = machine.retire(epoch: epoch)
+            self.machine = machine
+            if held != executorLayers { loader.load(assignment: assignment, layers: held, acking: nil) }
+        case .shutdown(let reason):
+            heartbeatIfDue(force: true)
+            logger.debug("shutdown: \(reason)")
+            return 0
+        default:
+            break
         }
-        return pendingShutdown
+        return nil
+    }
+
+    /// Swaps in weights a background load finished, if they still match what must be held.
+    private func installLoadedWeights() {
+        guard let loaded = loader.take() else { return }
+        switch loaded.result {
+        case .failure(let error):
+            logger.error("cannot load weights for layers \(describe(loaded.layers)): \(error)")
+            control.send(.failed(message: "cannot load weights for layers \(describe(loaded.layers)): \(error)"))
+        case .success(let newExecutor):
+            guard loaded.layers == machine?.held else { return }  // superseded by a later prepare
+            executor = newExecutor
+            executorLayers = loaded.layers
+            logger.info("holding layers \(describe(loaded.layers)) (\(newExecutor.parameterBytes) bytes of weights)")
+            if let epoch = loaded.acking { control.send(.prepared(epoch: epoch)) }
+        }
     }
 
     private func heartbeatIfDue(force: Bool = false) {
@@ -101,12 +146,14 @@ public final class StageRole: PipelineRole {
     }
 
     private func apply(_ new: StageAssignment) throws {
-        let model = try ONNXModel.load(path: new.modelPath)
         guard new.layers.start < new.layers.end, new.layers.end <= new.cut.layers.count else {
             throw RoleError("layer range \(new.layers) is outside the model's \(new.cut.layers.count) layers")
         }
-        let nodes = new.cut.layers[new.layers.start].nodeStart..<new.cut.layers[new.layers.end - 1].nodeEnd
-        executor = try Executor(model: model, nodes: nodes)
+        let layers = new.layers.start..<new.layers.end
+        let loaded = try WeightLoader.executor(for: new, layers: layers)
+        executor = loaded
+        executorLayers = layers
+        machine = StageMachine(range: layers, epoch: new.epoch)
         if pull == nil {
             let pullSocket = try ZMQSocket(context, .pull, lingerMilliseconds: 0, sendHighWaterMark: 2, receiveHighWaterMark: 2)
             try pullSocket.bind(new.pullEndpoint)
@@ -120,7 +167,7 @@ public final class StageRole: PipelineRole {
         assignment = new
         started = monotonicSeconds()
         counters = RoleCounters()
-        logger.info("holding layers \(new.layers) (nodes \(nodes.lowerBound)..<\(nodes.upperBound), \(executor!.parameterBytes) bytes of weights)")
+        logger.info("holding layers \(new.layers) (nodes \(loaded.nodes.lowerBound)..<\(loaded.nodes.upperBound), \(loaded.parameterBytes) bytes of weights)")
     }
 
     private func reject(_ reason: String) {
@@ -129,7 +176,7 @@ public final class StageRole: PipelineRole {
     }
 
     private func process(_ frames: [ZMQFrame]) {
-        guard let assignment, let executor, let push else { return reject("no assignment yet") }
+        guard let assignment, let machine, let executor, let push else { return reject("no assignment yet") }
         let received = wallNanos()
         var batch: Batch
         do {
@@ -137,18 +184,18 @@ public final class StageRole: PipelineRole {
         } catch {
             return reject("\(error)")
         }
-        let cursor = Int(batch.header.cursor)
-        let range = assignment.layers
-        if cursor < range.end {
-            guard cursor >= range.start else {
-                return reject("batch \(batch.header.batchSequence) needs layer \(cursor) but this stage holds \(range)")
-            }
+        switch machine.decide(cursor: Int(batch.header.cursor)) {
+        case .reject(let reason):
+            return reject("batch \(batch.header.batchSequence): \(reason)")
+        case .passThrough:
+            break
+        case .run(let layers):
             let computeStart = wallNanos()
             let clockStart = monotonicSeconds()
             var values = batch.tensors
             let samples = Int(batch.header.windowCount)
             do {
-                for layerIndex in cursor..<range.end {
+                for layerIndex in layers {
                     let layer = assignment.cut.layers[layerIndex]
                     let layerStart = monotonicSeconds()
                     try executor.run(layer.nodes, values: &values)
@@ -164,18 +211,17 @@ public final class StageRole: PipelineRole {
             let computeSeconds = monotonicSeconds() - clockStart
             if assignment.slowdown > 0 { usleep(UInt32(computeSeconds * assignment.slowdown * 1e6)) }
             counters.busySeconds += monotonicSeconds() - clockStart
-            let boundary = assignment.cut.boundary(before: range.end)
+            let boundary = assignment.cut.boundary(before: layers.upperBound)
             guard boundary.allSatisfy({ values[$0] != nil }) else {
                 return reject("batch \(batch.header.batchSequence) lacks boundary tensors \(boundary.filter { values[$0] == nil })")
             }
             batch.setTensors(values.filter { boundary.contains($0.key) }, order: boundary)
-            batch.header.cursor = UInt16(range.end)
+            batch.header.cursor = UInt16(layers.upperBound)
             batch.header.hops.append(Hop(stage: UInt16(assignment.stageIndex), received: received, computeStart: computeStart,
                                          computeEnd: wallNanos(), sendStart: wallNanos()))
             counters.batches += 1
             counters.samples += samples
         }
-        // A batch already past this stage's range passes through untouched.
         send(batch, on: push)
     }
 
@@ -195,5 +241,60 @@ public final class StageRole: PipelineRole {
             logger.error("send failed: \(error)")
         }
         counters.blockedSeconds += monotonicSeconds() - waitStart
+    }
+
+    /// While blocked sending, the controller may still tell this stage to stop or to move;
+    /// moves are handled here too, so a blocked stage never holds up a rebalance.
+    private func shutdownRequested() -> Bool {
+        while let message = control.receive(logger: logger) {
+            if case .shutdown = message {
+                pendingShutdown = true
+            } else if handle(message) != nil {
+                pendingShutdown = true
+            }
+        }
+        installLoadedWeights()
+        return pendingShutdown
+    }
+}
+
+private func describe(_ layers: Range<Int>) -> String {
+    layers.count == 1 ? "\(layers.lowerBound)" : "\(layers.lowerBound)-\(layers.upperBound - 1)"
+}
+
+/// Builds executors on a background thread, one at a time, so weights for a move load while
+/// the stage keeps computing on the ones it has.
+final class WeightLoader: @unchecked Sendable {
+    struct Loaded {
+        var layers: Range<Int>
+        var acking: UInt32?
+        var result: Result<Executor, Error>
+    }
+
+    private let queue = DispatchQueue(label: "sluice.weights")
+    private let lock = NSLock()
+    private var finished: [Loaded] = []
+
+    func load(assignment: StageAssignment, layers: Range<Int>, acking epoch: UInt32?) {
+        queue.async {
+            let result = Result { try WeightLoader.executor(for: assignment, layers: layers) }
+            self.lock.lock()
+            self.finished.append(Loaded(layers: layers, acking: epoch, result: result))
+            self.lock.unlock()
+        }
+    }
+
+    /// The oldest finished load, if any.
+    func take() -> Loaded? {
+        lock.lock()
+        defer { lock.unlock() }
+        return finished.isEmpty ? nil : finished.removeFirst()
+    }
+
+    /// Reads the model and keeps only the weights of `layers`' nodes.
+    static func executor(for assignment: StageAssignment, layers: Range<Int>) throws -> Executor {
+        let model = try ONNXModel.load(path: assignment.modelPath)
+        let nodes = assignment.cut.layers[layers.lowerBound].nodeStart..<assignment.cut.layers[layers.upperBound - 1].nodeEnd
+        return try Executor(model: model, nodes: nodes)
     }
 }

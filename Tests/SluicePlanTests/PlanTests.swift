@@ -1,4 +1,5 @@
 import Testing
+import SluiceTestSupport
 @testable import SluicePlan
 
 private func node(_ name: String, _ op: String, _ inputs: [String], _ outputs: [String], flops: Double = 1) -> PlanNode {
@@ -72,16 +73,4 @@ private func allSplits(layers: Int, stages: Int) -> [[Range<Int>]] {
         for prefix in allSplits(layers: end, stages: stages - 1) { result.append(prefix + [end..<layers]) }
     }
     return result
-}
-
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E3779B97F4A7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58476D1CE4E5B9
-        z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
-        return z ^ (z >> 31)
-    }
 }

@@ -1,0 +1,133 @@
+import Foundation
+import SluiceConfig
+
+/// Runs live boundary moves for the controller, free of sockets: prepare on every stage (each
+/// loads the weights it will need, keeping the old), commit everywhere, mark the first batch
+/// the source creates after that, and retire the old weights once the sink has released every
+/// batch before the mark. Only one move is in flight at a time.
+public struct RebalanceCoordinator: Sendable {
+    public private(set) var ranges: [Range<Int>]
+    public private(set) var epoch: UInt32
+    public private(set) var rebalancer: Rebalancer
+
+    enum Step: Equatable, Sendable {
+        case preparing(waiting: Set<Int>)
+        case committing(waiting: Set<Int>)
+        case marking
+        case retiring(firstBatch: UInt64)
+    }
+
+    struct MoveInFlight: Sendable {
+        var epoch: UInt32
+        var ranges: [Range<Int>]
+        var step: Step
+        var started: Double
+    }
+
+    private var move: MoveInFlight?
+    private let sourceName: String
+    private var sinkTotals: [(time: Double, samples: Int)] = []
+    private var settledAt: Double?
+    private var now = 0.0
+
+    public init(ranges: [Range<Int>], epoch: UInt32, rebalancer: Rebalancer, sourceName: String = "source") {
+        self.ranges = ranges
+        self.epoch = epoch
+        self.rebalancer = rebalancer
+        self.sourceName = sourceName
+    }
+
+    public var isMoving: Bool { move != nil }
+    public var history: [RebalanceRecord] { rebalancer.history }
+
+    static func stageName(_ index: Int) -> String { "stage-\(index)" }
+
+    static func stageIndex(_ name: String) -> Int? {
+        name.hasPrefix("stage-") ? Int(name.dropFirst("stage-".count)) : nil
+    }
+
+    /// Samples per second the sink released over the last rebalancing interval.
+    public var measuredSamplesPerSecond: Double? {
+        let window = rebalancer.config.intervalSeconds
+        guard let last = sinkTotals.last, let first = sinkTotals.first(where: { last.time - $0.time <= window }),
+              last.time - first.time > window / 2 else { return nil }
+        return Double(last.samples - first.samples) / (last.time - first.time)
+    }
+
+    public mutating func heartbeat(from name: String, counters: RoleCounters, sinkName: String) -> [ControllerAction] {
+        if let stage = Self.stageIndex(name) {
+            rebalancer.observe(stage: stage, counters: counters)
+            return []
+        }
+        guard name == sinkName else { return [] }
+        sinkTotals.append((now, counters.samples))
+        sinkTotals.removeAll { now - $0.time > 2 * rebalancer.config.intervalSeconds }
+        guard let move, case .retiring(let firstBatch) = move.step, counters.batches >= Int(firstBatch) else { return [] }
+        // Every batch any stage handled under an older range has reached the sink.
+        self.move = nil
+        settledAt = now
+        return [.log("rebalance to \(Rebalancer.describe(move.ranges)) complete (epoch \(move.epoch)); old weights released")]
+            + ranges.indices.map { .send(to: Self.stageName($0), .retire(epoch: move.epoch)) }
+    }
+
+    public mutating func received(_ message: ControlMessage, from name: String) -> [ControllerAction] {
+        guard var current = move else { return [] }
+        switch (message, current.step) {
+        case (.prepared(let acked), .preparing(var waiting)) where acked == current.epoch:
+            if let stage = Self.stageIndex(name) { waiting.remove(stage) }
+            guard waiting.isEmpty else {
+                current.step = .preparing(waiting: waiting)
+                move = current
+                return []
+            }
+            current.step = .committing(waiting: Set(ranges.indices))
+            move = current
+            return ranges.indices.map { .send(to: Self.stageName($0), .commit(epoch: current.epoch)) }
+        case (.committed(let acked), .committing(var waiting)) where acked == current.epoch:
+            if let stage = Self.stageIndex(name) { waiting.remove(stage) }
+            guard waiting.isEmpty else {
+                current.step = .committing(waiting: waiting)
+                move = current
+                return []
+            }
+            ranges = current.ranges
+            epoch = current.epoch
+            current.step = .marking
+            move = current
+            return [.send(to: sourceName, .mark(epoch: current.epoch))]
+        case (.marked(let mark), .marking) where mark.epoch == current.epoch:
+            current.step = .retiring(firstBatch: mark.firstBatch)
+            move = current
+            return []
+        default:
+            return [.log("ignoring \(message.type) from \(name) during a move to epoch \(current.epoch)")]
+        }
+    }
+
+    /// Considers a move (when allowed) and records the measured gain of the last one.
+    public mutating func tick(now time: Double, allowNewMoves: Bool) -> [ControllerAction] {
+        now = time
+        if let settled = settledAt, now - settled >= rebalancer.config.intervalSeconds, let rate = measuredSamplesPerSecond {
+            rebalancer.recordMeasuredAfter(rate)
+            settledAt = nil
+        }
+        guard allowNewMoves, move == nil else { return [] }
+        guard let record = rebalancer.proposal(current: ranges, now: now, epoch: epoch + 1,
+                                               measuredSamplesPerSecond: measuredSamplesPerSecond) else { return [] }
+        let gain = record.predictedOldSamplesPerSecond > 0 ? 100 * (record.predictedNewSamplesPerSecond / record.predictedOldSamplesPerSecond - 1) : 0
+        let summary = String(format: "%@ -> %@ predicts %.0f -> %.0f samples/s (+%.0f%%)", record.oldSplit, record.newSplit,
+                             record.predictedOldSamplesPerSecond, record.predictedNewSamplesPerSecond, gain)
+        guard record.applied else { return [.log("recommend: \(summary) (policy is recommend: not moving)")] }
+        guard let newRanges = Rebalancer.ranges(from: record.newSplit) else { return [] }
+        return begin(newRanges, reason: "rebalance: \(summary)")
+    }
+
+    /// Starts a move to `newRanges` under the next epoch.
+    public mutating func begin(_ newRanges: [Range<Int>], reason: String) -> [ControllerAction] {
+        guard move == nil, newRanges.count == ranges.count else { return [] }
+        let next = epoch + 1
+        move = MoveInFlight(epoch: next, ranges: newRanges, step: .preparing(waiting: Set(ranges.indices)), started: now)
+        let plan = Move(epoch: next, ranges: newRanges.map { LayerRange(start: $0.lowerBound, end: $0.upperBound) })
+        return [.log("\(reason); preparing epoch \(next)")] + ranges.indices.map { .send(to: Self.stageName($0), .prepare(plan)) }
+    }
+}

@@ -1,0 +1,155 @@
+import SluiceConfig
+import SluicePlan
+
+/// The controller's live model of the pipeline, built from stage heartbeats: what each layer
+/// costs per sample, and how fast each stage runs relative to its own compute.
+public struct CostModel: Sendable, Equatable {
+    /// Seconds of compute per sample, per layer (EWMA); nil until measured.
+    public private(set) var layerSeconds: [Double?]
+    /// compute / busy per stage: 1 for a stage that only computes, below 1 for one that loses
+    /// time to anything else (other load on its machine, the `slowdown` knob).
+    public private(set) var stageSpeeds: [Double]
+    /// Boundary bytes per sample after each layer (index 0: the model input), for transfer cost.
+    public let boundaryBytes: [Int]
+    public var secondsPerByte: Double
+
+    private struct StageLayer: Hashable, Sendable { var stage: Int; var layer: Int }
+    private var lastLayerTotals: [StageLayer: LayerTiming] = [:]
+    private var lastStageTotals: [Int: RoleCounters] = [:]
+    private let smoothing = 0.5
+
+    public init(cut: LayerCut, stages: Int, secondsPerByte: Double = 1 / 2.5e9) {
+        layerSeconds = Array(repeating: nil, count: cut.layers.count)
+        stageSpeeds = Array(repeating: 1, count: stages)
+        boundaryBytes = [cut.inputBytesPerSample] + cut.layers.map(\.outputBytesPerSample)
+        self.secondsPerByte = secondsPerByte
+    }
+
+    public var isComplete: Bool { layerSeconds.allSatisfy { $0 != nil } }
+
+    /// Folds in a stage's running totals; differences since its last report are what count.
+    public mutating func observe(stage: Int, counters: RoleCounters) {
+        guard stage < stageSpeeds.count else { return }
+        var computeDelta = 0.0
+        for timing in counters.layers where timing.layer < layerSeconds.count {
+            // Totals are per stage: a layer that moved counts afresh on its new stage.
+            let key = StageLayer(stage: stage, layer: timing.layer)
+            let previous = lastLayerTotals[key] ?? LayerTiming(layer: timing.layer, seconds: 0, samples: 0)
+            let samples = timing.samples - previous.samples
+            let seconds = timing.seconds - previous.seconds
+            lastLayerTotals[key] = timing
+            guard samples > 0, seconds >= 0 else { continue }
+            computeDelta += seconds
+            let perSample = seconds / Double(samples)
+            layerSeconds[timing.layer] = layerSeconds[timing.layer].map { smoothing * perSample + (1 - smoothing) * $0 } ?? perSample
+        }
+        let previous = lastStageTotals[stage] ?? RoleCounters()
+        let busyDelta = counters.busySeconds - previous.busySeconds
+        lastStageTotals[stage] = counters
+        if busyDelta > 1e-4, computeDelta > 0 {
+            let speed = min(1, computeDelta / busyDelta)
+            stageSpeeds[stage] = smoothing * speed + (1 - smoothing) * stageSpeeds[stage]
+        }
+    }
+
+    /// Costs in seconds per sample, for the partitioner.
+    public var partitionCosts: PartitionCosts {
+        PartitionCosts(layerCosts: layerSeconds.map { $0 ?? 0 },
+                       transferCosts: boundaryBytes.map { Double($0) * secondsPerByte })
+    }
+
+    /// Predicted seconds per sample of each stage under `ranges`.
+    public func stageTimes(_ ranges: [Range<Int>]) -> [Double] {
+        Partition.stageTimes(of: ranges, costs: partitionCosts, speeds: stageSpeeds)
+    }
+
+    /// Predicted samples per second of the pipeline under `ranges` (its slowest stage).
+    public func throughput(_ ranges: [Range<Int>]) -> Double {
+        let bottleneck = stageTimes(ranges).max() ?? 0
+        return bottleneck > 0 ? 1 / bottleneck : 0
+    }
+}
+
+/// One rebalancing decision, kept for the log, the report and `sluice profile --json`.
+public struct RebalanceRecord: Codable, Equatable, Sendable {
+    public var atSeconds: Double
+    public var epoch: UInt32
+    public var oldSplit: String
+    public var newSplit: String
+    public var predictedOldSamplesPerSecond: Double
+    public var predictedNewSamplesPerSecond: Double
+    /// Measured at the sink over the interval before the move, and after it settled.
+    public var measuredBeforeSamplesPerSecond: Double?
+    public var measuredAfterSamplesPerSecond: Double?
+    /// False under the `recommend` policy: the split was only proposed.
+    public var applied: Bool
+}
+
+/// Decides when a better split is worth a move: a predicted gain above the threshold, no
+/// sooner than one interval after the last move, and never straight back to the split just
+/// left unless that is predicted to gain twice the threshold (no oscillation on noise).
+public struct Rebalancer: Sendable {
+    public let config: RebalanceConfig
+    public private(set) var model: CostModel
+    public private(set) var history: [RebalanceRecord] = []
+    private var lastDecisionAt: Double?
+    private var previousSplit: [Range<Int>]?
+    private var lastRecommended: [Range<Int>]?
+
+    public init(config: RebalanceConfig, cut: LayerCut, stages: Int) {
+        self.config = config
+        model = CostModel(cut: cut, stages: stages)
+    }
+
+    public mutating func observe(stage: Int, counters: RoleCounters) {
+        model.observe(stage: stage, counters: counters)
+    }
+
+    /// A better split for `current`, if one is worth moving to now.
+    public mutating func proposal(current: [Range<Int>], now: Double, epoch: UInt32,
+                                  measuredSamplesPerSecond: Double?) -> RebalanceRecord? {
+        guard config.policy != .off, model.isComplete else { return nil }
+        if let lastDecisionAt, now - lastDecisionAt < config.intervalSeconds { return nil }
+        guard let best = try? Partition.optimal(costs: model.partitionCosts, stages: current.count, speeds: model.stageSpeeds),
+              best.ranges != current else { return nil }
+        let oldThroughput = model.throughput(current)
+        let newThroughput = model.throughput(best.ranges)
+        let gain = oldThroughput > 0 ? newThroughput / oldThroughput - 1 : 0
+        let required = best.ranges == previousSplit ? 2 * config.threshold : config.threshold
+        guard gain > required else { return nil }
+        if config.policy == .recommend && best.ranges == lastRecommended { return nil }
+        let record = RebalanceRecord(atSeconds: now, epoch: epoch, oldSplit: Self.describe(current), newSplit: Self.describe(best.ranges),
+                                     predictedOldSamplesPerSecond: oldThroughput, predictedNewSamplesPerSecond: newThroughput,
+                                     measuredBeforeSamplesPerSecond: measuredSamplesPerSecond, measuredAfterSamplesPerSecond: nil,
+                                     applied: config.policy == .auto)
+        history.append(record)
+        lastDecisionAt = now
+        if config.policy == .auto {
+            previousSplit = current
+        } else {
+            lastRecommended = best.ranges
+        }
+        return record
+    }
+
+    /// The sink's measured rate once the last move settled.
+    public mutating func recordMeasuredAfter(_ samplesPerSecond: Double) {
+        guard let last = history.indices.last, history[last].applied, history[last].measuredAfterSamplesPerSecond == nil else { return }
+        history[last].measuredAfterSamplesPerSecond = samplesPerSecond
+    }
+
+    public static func describe(_ ranges: [Range<Int>]) -> String {
+        Partition(ranges: ranges, stageTimes: []).description
+    }
+
+    public static func ranges(from split: String) -> [Range<Int>]? {
+        var ranges: [Range<Int>] = []
+        for part in split.split(separator: ",") {
+            let bounds = part.split(separator: "-").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard let first = bounds.first ?? nil, let last = bounds.last ?? nil, bounds.count <= 2, first <= last,
+                  first == (ranges.last?.upperBound ?? 0) else { return nil }
+            ranges.append(first..<(last + 1))
+        }
+        return ranges.isEmpty ? nil : ranges
+    }
+}
