@@ -173,7 +173,9 @@ struct ModelLoader {
         guard !isDirectory.boolValue else { throw fail(.fileNotReadable, "cannot open the model: it is a directory") }
         let data: Data
         do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe)
+            // Read, not mapped: parsed initializers may keep slices of these bytes, and a model
+            // file replaced on disk must not pull them away from a running stage.
+            data = try Data(contentsOf: URL(fileURLWithPath: path))
         } catch {
             throw fail(.fileNotReadable, "cannot read the model: \(error.localizedDescription)")
         }

@@ -49,7 +49,7 @@ struct GemmOperator: Operator {
     let alpha: Float
     let beta: Float
     let transA: Bool
-    let transB: Bool
+    var transB: Bool
     var activation: Activation = .none
 
     init(_ context: OpContext) throws {
