@@ -18,6 +18,7 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CZeroMQ", path: "Sources/CZeroMQ"),
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+        .systemLibrary(name: "CProcess", path: "Sources/CProcess"),
         .target(name: "SluiceTensor", dependencies: ["CBLAS"]),
         .target(
             name: "SluiceONNX",
@@ -29,7 +30,7 @@ let package = Package(
         .target(
             name: "SluiceRoles",
             dependencies: [
-                "SluiceTensor", "SluiceONNX", "SluicePlan", "SluiceConfig", "SluiceProtocol", "SluiceTransport",
+                "CProcess", "SluiceTensor", "SluiceONNX", "SluicePlan", "SluiceConfig", "SluiceProtocol", "SluiceTransport",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .executableTarget(
@@ -44,7 +45,8 @@ let package = Package(
         .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig"]),
         .testTarget(name: "SluiceProtocolTests", dependencies: ["SluiceProtocol", "SluiceTensor", "SluicePlan", "SluiceConfig"]),
         .testTarget(name: "SluiceTransportTests", dependencies: ["SluiceTransport", "SluiceProtocol", "SluiceTensor"]),
-        .testTarget(name: "SluiceCLITests", dependencies: ["SluiceTensor"]),
+        .testTarget(name: "SluiceRolesTests", dependencies: ["SluiceRoles", "SluiceConfig", "SluiceProtocol", "SluiceTensor"]),
+        .testTarget(name: "SluiceCLITests", dependencies: ["SluiceRoles", "SluiceONNX", "SluiceConfig", "SluiceProtocol", "SluiceTransport", "SluiceTensor"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -22,6 +22,11 @@ public struct Partition: Sendable, Equatable, CustomStringConvertible {
     public var ranges: [Range<Int>]
     public var stageTimes: [Double]
 
+    public init(ranges: [Range<Int>], stageTimes: [Double]) {
+        self.ranges = ranges
+        self.stageTimes = stageTimes
+    }
+
     public var bottleneck: Double { stageTimes.max() ?? 0 }
     public var bottleneckStage: Int { stageTimes.firstIndex(of: bottleneck) ?? 0 }
 

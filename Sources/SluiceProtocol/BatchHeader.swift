@@ -52,7 +52,8 @@ public struct Hop: Equatable, Sendable {
 public struct BatchHeader: Equatable, Sendable {
     public static let magic: [UInt8] = Array("SLB1".utf8)
     public static let version: UInt8 = 1
-    static let hopBytes = 2 + 4 * 8
+    /// No frame of a micro-batch comes near this (2^32 elements); larger claims are corrupt.
+    public static let maximumTensorElements = 1 << 32
 
     /// Sequence number of the micro-batch; the sink releases batches in this order.
     public var batchSequence: UInt64
@@ -144,8 +145,15 @@ public struct BatchHeader: Equatable, Sendable {
             var shape: [Int] = []
             for axis in 0..<rank {
                 let dim = try reader.read(Int64.self, "tensor '\(name)' dim \(axis)")
-                guard dim >= 0, dim < 1 << 40 else { throw WireError.malformed("tensor '\(name)' has dimension \(dim)") }
+                guard dim >= 0, dim <= Self.maximumTensorElements else { throw WireError.malformed("tensor '\(name)' has dimension \(dim)") }
                 shape.append(Int(dim))
+            }
+            let elements = shape.reduce((1, false)) { partial, dim in
+                let product = partial.0.multipliedReportingOverflow(by: dim)
+                return (product.partialValue, partial.1 || product.overflow)
+            }
+            guard !elements.1, elements.0 <= Self.maximumTensorElements else {
+                throw WireError.malformed("tensor '\(name)' shape \(shape) is larger than \(Self.maximumTensorElements) elements")
             }
             tensors.append(TensorDescriptor(name: name, dtype: dtype, shape: shape))
         }

@@ -23,9 +23,10 @@ public enum ControllerAction: Equatable, Sendable {
 
 /// The controller's protocol logic, free of sockets and clocks: events in, actions out.
 /// Phases: registering → preparing (assignments out, waiting for ready) → running → draining
-/// (source done, waiting for the sink) → finished.
+/// (source done, waiting for the sink) → closing (shutdown sent, collecting each role's final
+/// counters) → finished.
 public struct ControllerMachine {
-    public enum Phase: Equatable, Sendable { case registering, preparing, running, draining, finished }
+    public enum Phase: Equatable, Sendable { case registering, preparing, running, draining, closing, finished }
 
     public private(set) var phase: Phase = .registering
     /// Latest counters per role, from heartbeats.
@@ -44,6 +45,8 @@ public struct ControllerMachine {
     private var now: Double = 0
     private var stopRequested = false
     private var sinkProgress: (batches: Int, at: Double) = (0, 0)
+    private var pendingOutcome: ControllerOutcome?
+    private var finalReports: Set<String> = []
 
     /// `assignments` maps every role's name to its assignment message; the run starts once all
     /// of them have said hello and ready.
@@ -80,8 +83,8 @@ public struct ControllerMachine {
         switch message {
         case .hello(let hello):
             let (inserted, _) = registered.insert(name)
-            var actions: [ControllerAction] = [.log("\(name) registered (\(hello.role.rawValue), pid \(hello.pid) on \(hello.host))")]
-            if !inserted { actions.append(.log("\(name) registered again; sending its assignment again")) }
+            var actions: [ControllerAction] = []
+            if !inserted { actions.append(.log("\(name) (\(hello.role.rawValue), pid \(hello.pid) on \(hello.host)) registered again")) }
             if phase != .registering, let assignment = assignments[name] {
                 actions.append(.send(to: name, assignment))
             } else if registered.count == assignments.count {
@@ -104,6 +107,13 @@ public struct ControllerMachine {
             if name == sinkName, roleCounters.batches != sinkProgress.batches {
                 sinkProgress = (roleCounters.batches, now)
             }
+            if phase == .closing {
+                finalReports.insert(name)
+                if finalReports.count == assignments.count, let outcome = pendingOutcome {
+                    phase = .finished
+                    return [.finish(outcome)]
+                }
+            }
             return []
         case .sourceDone(let done):
             guard phase == .running else { return [] }
@@ -113,7 +123,12 @@ public struct ControllerMachine {
             return [.log("source finished: \(done.windows) windows in \(done.batches) batches; draining"),
                     .send(to: sinkName, .expect(done))]
         case .sinkDone(let summary):
-            return finish(stopRequested ? .stopped(summary) : .completed(summary), reason: "done")
+            guard phase == .running || phase == .draining else { return [.log("ignoring sink_done before the run drained")] }
+            // Roles answer shutdown with their final counters; the run report waits for them.
+            phase = .closing
+            phaseStarted = now
+            pendingOutcome = stopRequested ? .stopped(summary) : .completed(summary)
+            return roleNames.map { .send(to: $0, .shutdown(reason: "done")) }
         case .failed(let reason):
             return finish(.failed("\(name): \(reason)"), reason: "\(name) failed")
         case .assignStage, .assignSource, .assignSink, .start, .expect, .stop, .shutdown, .ping:
@@ -133,7 +148,7 @@ public struct ControllerMachine {
             return [.log("stop requested; waiting for roles to be ready so none is left behind")]
         case .running:
             return [.log("stop requested: the source stops reading and the pipeline drains"), .send(to: sourceName, .stop)]
-        case .draining, .finished:
+        case .draining, .closing, .finished:
             return [.log("stop requested while draining; waiting for the sink")]
         }
     }
@@ -163,6 +178,12 @@ public struct ControllerMachine {
             if phase == .draining, now - sinkProgress.at > liveness.timeoutSeconds {
                 return actions + finish(.failed("the sink received no batch for \(liveness.timeoutSeconds) s while draining; batches were lost"),
                                         reason: "drain stalled")
+            }
+        case .closing:
+            // Final counters are a courtesy; a role that exits without them does not hold the run.
+            if now - started > liveness.heartbeatSeconds * 4, let outcome = pendingOutcome {
+                phase = .finished
+                return actions + [.finish(outcome)]
             }
         case .finished:
             break

@@ -56,18 +56,37 @@ private func running() -> ControllerMachine {
 
     var summary = SinkSummary()
     summary.windows = 77
-    let finish = controller.handle(.received(from: "sink", .sinkDone(summary)))
-    #expect(Set(sends(finish)) == Set(roles.map { "\($0):shutdown" }))
+    let closing = controller.handle(.received(from: "sink", .sinkDone(summary)))
+    #expect(Set(sends(closing)) == Set(roles.map { "\($0):shutdown" }))
+    #expect(outcome(closing) == nil)
+    #expect(controller.phase == .closing)
+
+    // Each role answers shutdown with its final counters; the report waits for all of them.
+    var final = RoleCounters()
+    final.batches = 10
+    var finish: [ControllerAction] = []
+    for name in roles { finish += controller.handle(.received(from: name, .heartbeat(final))) }
     #expect(outcome(finish) == .completed(summary))
+    #expect(controller.counters["stage-1"]?.batches == 10)
     #expect(controller.phase == .finished)
     #expect(controller.handle(.tick(now: 100)).isEmpty)
+}
+
+@Test func aRoleThatExitsWithoutFinalCountersDoesNotHoldTheRun() {
+    var controller = running()
+    _ = controller.handle(.received(from: "source", .sourceDone(SourceDone(batches: 1, windows: 1))))
+    _ = controller.handle(.received(from: "sink", .sinkDone(SinkSummary())))
+    #expect(outcome(controller.handle(.tick(now: 1.9))) == nil)
+    #expect(outcome(controller.handle(.tick(now: 2.1))) == .completed(SinkSummary()))
 }
 
 @Test func stopDrainsBeforeShuttingDown() {
     var controller = running()
     #expect(sends(controller.handle(.stopRequested)) == ["source:stop"])
     _ = controller.handle(.received(from: "source", .sourceDone(SourceDone(batches: 3, windows: 3))))
-    let finish = controller.handle(.received(from: "sink", .sinkDone(SinkSummary())))
+    _ = controller.handle(.received(from: "sink", .sinkDone(SinkSummary())))
+    var finish: [ControllerAction] = []
+    for name in roles { finish += controller.handle(.received(from: name, .heartbeat(RoleCounters()))) }
     #expect(outcome(finish) == .stopped(SinkSummary()))
 }
 

@@ -1,0 +1,81 @@
+import Foundation
+import Logging
+
+/// `sluice run`: starts the controller, the stages, the sink and the source as separate
+/// processes of this same executable, waits for the controller to finish the run, and makes
+/// sure no process outlives it.
+public final class Launcher {
+    private let pipelineFile: String
+    private let plan: PipelinePlan
+    private let executable: String
+    private let reportPath: String?
+    private var logger = makeLogger("run")
+
+    public init(pipelineFile: String, plan: PipelinePlan, reportPath: String?) {
+        self.pipelineFile = pipelineFile
+        self.plan = plan
+        self.reportPath = reportPath
+        executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    }
+
+    public func run() throws -> Int32 {
+        let runDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(getpid())").path
+        try? FileManager.default.removeItem(atPath: runDirectory)
+        try FileManager.default.createDirectory(atPath: runDirectory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: runDirectory) }
+        let endpoints = plan.endpoints(runDirectory: runDirectory)
+
+        var controllerArguments = ["controller", pipelineFile, "--control", endpoints.control, "--managed",
+                                   "--run-directory", runDirectory]
+        if let reportPath { controllerArguments += ["--report", reportPath] }
+        var children: [(name: String, process: Process)] = []
+        func spawn(_ name: String, _ arguments: [String]) throws {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = arguments
+            try process.run()
+            children.append((name, process))
+        }
+        do {
+            try spawn("controller", controllerArguments)
+            for name in plan.stageNames {
+                try spawn(name, ["stage", "--controller", endpoints.control, "--name", name, "--managed"])
+            }
+            try spawn("sink", ["sink", "--controller", endpoints.control, "--name", "sink", "--managed"])
+            try spawn("source", ["source", "--controller", endpoints.control, "--name", "source", "--managed"])
+        } catch {
+            children.forEach { $0.process.terminate() }
+            throw RoleError("cannot start the pipeline's processes: \(error)")
+        }
+
+        let controller = children[0].process
+        var forwardedSignals: Int32 = 0
+        var killDeadline: Double?
+        while children.contains(where: { $0.process.isRunning }) {
+            if StopSignal.received > forwardedSignals {
+                forwardedSignals = StopSignal.received
+                if controller.isRunning {
+                    // First Ctrl-C: the controller stops the source and drains. Second: stop now.
+                    logger.info(forwardedSignals == 1 ? "stopping: draining the pipeline (Ctrl-C again to stop at once)" : "stopping at once")
+                    kill(controller.processIdentifier, SIGTERM)
+                }
+                if forwardedSignals >= 3 { killDeadline = monotonicSeconds() }
+            }
+            if !controller.isRunning, killDeadline == nil {
+                // Roles leave on the controller's shutdown; give them a moment, then make sure.
+                killDeadline = monotonicSeconds() + 5
+            }
+            if let deadline = killDeadline, monotonicSeconds() >= deadline {
+                for child in children where child.process.isRunning {
+                    logger.warning("\(child.name) did not exit after the run; killing it")
+                    kill(child.process.processIdentifier, SIGKILL)
+                }
+            }
+            usleep(20_000)
+        }
+        for child in children.dropFirst() where child.process.terminationStatus != 0 {
+            logger.warning("\(child.name) exited with status \(child.process.terminationStatus)")
+        }
+        return controller.terminationStatus
+    }
+}

@@ -1,0 +1,143 @@
+import Foundation
+import SluiceConfig
+import SluiceONNX
+import SluicePlan
+import SluiceProtocol
+
+/// Everything decided before any process starts: the model's layers, the split over stages,
+/// and which graph input and output the pipeline feeds and reports.
+public struct PipelinePlan {
+    public let config: PipelineConfig
+    public let model: ONNXModel
+    public let graph: PlanGraph
+    public let cut: LayerCut
+    public let partition: Partition
+    public let inputName: String
+    public let outputName: String
+    /// The model input's shape without the batch dimension.
+    public let sampleShape: [Int]
+    public let classes: [String]
+
+    /// Until stages report measured times, a byte crossing a stage boundary is priced like this
+    /// many FLOPs (a ZeroMQ hop moves ~2.5 GB/s while one core computes ~50 GFLOP/s).
+    public static let flopsPerTransferredByte = 20.0
+
+    public static func make(config: PipelineConfig) throws -> PipelinePlan {
+        let model = try ONNXModel.load(path: config.model.path)
+        let graph = PlanGraph(model: model)
+        let cut = LayerCut.cut(graph, maxLiveTensors: 1, minimumLayers: config.stages.count)
+
+        let inputs = model.inputs
+        let input: TensorInfo
+        if let wanted = config.model.input {
+            guard let found = inputs.first(where: { $0.name == wanted }) else {
+                throw RoleError("\(config.file): model.input: the model has no input '\(wanted)' (inputs: \(inputs.map(\.name).joined(separator: ", ")))")
+            }
+            input = found
+        } else {
+            guard inputs.count == 1 else {
+                throw RoleError("\(config.file): model.input: the model has \(inputs.count) inputs (\(inputs.map(\.name).joined(separator: ", "))); name the one windows feed")
+            }
+            input = inputs[0]
+        }
+        guard input.dtype == .float32 else { throw RoleError("model input '\(input.name)' is \(input.dtype); windows are float32") }
+        let sampleDims = input.shape.dropFirst()
+        guard !input.shape.isEmpty, sampleDims.allSatisfy({ $0 != nil }) else {
+            throw RoleError("model input '\(input.name)' has shape \(input.shape.map { $0.map(String.init) ?? "?" }); only the batch dimension may be symbolic")
+        }
+        let outputName = config.model.output ?? model.outputs.first?.name ?? ""
+        guard model.outputs.contains(where: { $0.name == outputName }) else {
+            throw RoleError("\(config.file): model.output: the model has no output '\(outputName)'")
+        }
+        let classes = config.model.classes
+            ?? model.metadata["classes"].map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? []
+
+        let partition: Partition
+        let costs = PipelinePlan.estimatedCosts(cut)
+        if let split = config.stages.split {
+            guard split.last?.end == cut.layers.count else {
+                throw RoleError("\(config.file): stages.split: covers layers 0-\((split.last?.end ?? 1) - 1) but the model has \(cut.layers.count) layers (0-\(cut.layers.count - 1)); see `sluice plan`")
+            }
+            let ranges = split.map { $0.start..<$0.end }
+            partition = Partition(ranges: ranges, stageTimes: Partition.stageTimes(of: ranges, costs: costs, speeds: Array(repeating: 1, count: ranges.count)))
+        } else {
+            do {
+                partition = try Partition.optimal(costs: costs, stages: config.stages.count)
+            } catch {
+                throw RoleError("\(config.file): stages.count: \(error)")
+            }
+        }
+        return PipelinePlan(config: config, model: model, graph: graph, cut: cut, partition: partition, inputName: input.name,
+                            outputName: outputName, sampleShape: sampleDims.map { $0! }, classes: classes)
+    }
+
+    /// FLOP-based costs per layer and per boundary, for planning before anything is measured.
+    public static func estimatedCosts(_ cut: LayerCut) -> PartitionCosts {
+        PartitionCosts(layerCosts: cut.layers.map(\.flopsPerSample),
+                       transferCosts: [Double(cut.inputBytesPerSample) * flopsPerTransferredByte]
+                           + cut.layers.map { Double($0.outputBytesPerSample) * flopsPerTransferredByte })
+    }
+
+    public var stageNames: [String] { (0..<partition.ranges.count).map { "stage-\($0)" } }
+
+    /// Where every role listens: ipc:// files in `runDirectory`, or consecutive tcp ports.
+    public func endpoints(runDirectory: String) -> Endpoints {
+        let stages = partition.ranges.count
+        switch config.transport.kind {
+        case .ipc:
+            return Endpoints(control: "ipc://\(runDirectory)/control.ipc",
+                             stages: (0..<stages).map { "ipc://\(runDirectory)/stage-\($0).ipc" },
+                             sink: "ipc://\(runDirectory)/sink.ipc")
+        case .tcp:
+            let host = config.transport.host
+            let base = config.transport.basePort
+            return Endpoints(control: "tcp://\(host):\(base)",
+                             stages: (0..<stages).map { "tcp://\(host):\(base + 1 + $0)" },
+                             sink: "tcp://\(host):\(base + 1 + stages)")
+        }
+    }
+
+    /// The assignment message for every role, by role name.
+    public func assignments(_ endpoints: Endpoints) -> [String: ControlMessage] {
+        let liveness = Liveness(heartbeatSeconds: config.controller.heartbeatMilliseconds / 1000,
+                                timeoutSeconds: config.controller.timeoutSeconds)
+        var messages: [String: ControlMessage] = [:]
+        for (index, range) in partition.ranges.enumerated() {
+            messages["stage-\(index)"] = .assignStage(StageAssignment(
+                stageIndex: index, epoch: 1, modelPath: config.model.path, cut: cut,
+                layers: LayerRange(start: range.lowerBound, end: range.upperBound),
+                pullEndpoint: endpoints.stages[index],
+                pushEndpoint: index + 1 < endpoints.stages.count ? endpoints.stages[index + 1] : endpoints.sink,
+                slowdown: config.stages.slowdown[index] ?? 0, liveness: liveness))
+        }
+        messages["source"] = .assignSource(SourceAssignment(
+            source: config.source, window: config.window, batching: config.batching, inputName: inputName,
+            sampleShape: sampleShape, epoch: 1, pushEndpoint: endpoints.stages[0], liveness: liveness))
+        messages["sink"] = .assignSink(SinkAssignment(
+            sink: config.sink, pullEndpoint: endpoints.sink, outputName: outputName, classes: classes,
+            layerCount: cut.layers.count, liveness: liveness))
+        return messages
+    }
+}
+
+public struct Endpoints: Equatable {
+    public var control: String
+    public var stages: [String]
+    public var sink: String
+}
+
+extension PlanGraph {
+    /// What planning needs of a loaded model.
+    public init(model: ONNXModel) {
+        var bytes: [String: Int] = [:]
+        var names = Set(model.inputs.map(\.name))
+        for node in model.nodes { names.formUnion(node.outputs.filter { !$0.isEmpty }) }
+        for name in names { bytes[name] = model.bytesPerSample(of: name) }
+        let constants = Set(model.nodes.flatMap(\.inputs).filter { !$0.isEmpty && model.isInitializer($0) })
+        self.init(nodes: model.nodes.map {
+                      PlanNode(name: $0.name, opType: $0.opType, inputs: $0.inputs, outputs: $0.outputs,
+                               flopsPerSample: $0.flopsPerSample, parameterBytes: $0.parameterBytes)
+                  },
+                  inputs: model.inputs.map(\.name), outputs: model.outputs.map(\.name), constants: constants, bytesPerSample: bytes)
+    }
+}

@@ -1,0 +1,104 @@
+import Foundation
+import SluiceProtocol
+
+/// The end-of-run summary: printed for people, written as JSON for scripts.
+public struct RunReport: Codable {
+    public struct StageReport: Codable {
+        public var stage: Int
+        public var layers: String
+        public var batches: Int
+        public var samples: Int
+        public var busySeconds: Double
+        public var idleSeconds: Double
+        public var blockedSeconds: Double
+        public var elapsedSeconds: Double
+        public var rejected: Int
+        public var millisecondsPerBatch: Double { batches > 0 ? busySeconds * 1000 / Double(batches) : 0 }
+        public var busyPercent: Double { elapsedSeconds > 0 ? 100 * busySeconds / elapsedSeconds : 0 }
+    }
+
+    public var pipeline: String
+    public var outcome: String
+    public var failure: String?
+    public var windowsIn: UInt64?
+    public var windowsOut: UInt64
+    public var batchesOut: UInt64
+    public var duplicatesDropped: Int
+    public var rejected: Int
+    public var labelled: UInt64
+    public var correct: UInt64
+    public var seconds: Double
+    public var windowsPerSecond: Double
+    public var latencyP50Milliseconds: Double
+    public var latencyP99Milliseconds: Double
+    public var split: String
+    public var stages: [StageReport]
+
+    init(plan: PipelinePlan, outcome: ControllerOutcome, sourceDone: SourceDone?, counters: [String: RoleCounters]) {
+        pipeline = plan.config.name
+        var summary: SinkSummary?
+        switch outcome {
+        case .completed(let sink):
+            self.outcome = "completed"
+            summary = sink
+        case .stopped(let sink):
+            self.outcome = "stopped"
+            summary = sink
+        case .failed(let message):
+            self.outcome = "failed"
+            failure = message
+        }
+        let sink = summary ?? SinkSummary()
+        windowsIn = sourceDone?.windows
+        windowsOut = summary?.windows ?? UInt64(counters["sink"]?.samples ?? 0)
+        batchesOut = summary?.batches ?? UInt64(counters["sink"]?.batches ?? 0)
+        duplicatesDropped = sink.duplicates
+        rejected = counters.values.reduce(0) { $0 + $1.rejected }
+        labelled = sink.labelled
+        correct = sink.correct
+        seconds = sink.lastOutput > sink.firstOutput ? Double(sink.lastOutput - sink.firstOutput) / 1e9 : 0
+        windowsPerSecond = seconds > 0 ? Double(windowsOut > 0 ? windowsOut - 1 : 0) / seconds : 0
+        latencyP50Milliseconds = sink.latencyP50Milliseconds
+        latencyP99Milliseconds = sink.latencyP99Milliseconds
+        split = plan.partition.description
+        stages = plan.partition.ranges.enumerated().map { index, range in
+            let stage = counters["stage-\(index)"] ?? RoleCounters()
+            return StageReport(stage: index, layers: range.count == 1 ? "\(range.lowerBound)" : "\(range.lowerBound)-\(range.upperBound - 1)",
+                               batches: stage.batches, samples: stage.samples, busySeconds: stage.busySeconds,
+                               idleSeconds: stage.idleSeconds, blockedSeconds: stage.blockedSeconds,
+                               elapsedSeconds: stage.elapsedSeconds, rejected: stage.rejected)
+        }
+    }
+
+    public var text: String {
+        var lines: [String] = []
+        let inText = windowsIn.map(String.init) ?? "?"
+        let intact = windowsIn == windowsOut && duplicatesDropped == 0 && rejected == 0
+        lines.append("sluice: \(pipeline) \(outcome): \(inText) windows in, \(windowsOut) out\(intact ? " (in order, none lost or duplicated)" : "")")
+        if let failure { lines.append("  error        \(failure)") }
+        if duplicatesDropped > 0 || rejected > 0 {
+            lines.append("  dropped      \(duplicatesDropped) duplicate batches, \(rejected) malformed or misrouted messages")
+        }
+        if labelled > 0 {
+            lines.append(String(format: "  accuracy     %llu/%llu = %.1f%% against the recording's labels", correct, labelled,
+                                100 * Double(correct) / Double(labelled)))
+        }
+        lines.append(String(format: "  throughput   %.1f windows/s (first to last output in %.3f s)", windowsPerSecond, seconds))
+        lines.append(String(format: "  latency      p50 %.2f ms, p99 %.2f ms (source to sink, per batch)", latencyP50Milliseconds, latencyP99Milliseconds))
+        lines.append("  stage  layers    batches    busy s  ms/batch   busy %   idle %  blocked %")
+        for stage in stages {
+            let elapsed = max(stage.elapsedSeconds, 1e-9)
+            lines.append("  " + String(stage.stage).padding(toLength: 6, withPad: " ", startingAt: 0) + " "
+                + stage.layers.padding(toLength: 8, withPad: " ", startingAt: 0)
+                + String(format: "%8d %9.3f %9.3f %8.1f %8.1f %10.1f", stage.batches, stage.busySeconds, stage.millisecondsPerBatch,
+                         stage.busyPercent, 100 * stage.idleSeconds / elapsed, 100 * stage.blockedSeconds / elapsed))
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    public func json() -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return (try? encoder.encode(self)) ?? Data()
+    }
+}

@@ -1,0 +1,261 @@
+import Foundation
+import Logging
+import SluiceConfig
+import SluiceProtocol
+import SluiceTensor
+import SluiceTransport
+
+/// The sink process: takes finished batches in any order and releases their predictions in
+/// sequence order, each exactly once.
+public final class SinkRole: PipelineRole {
+    private let name: String
+    private let context = ZMQContext()
+    private let control: ControlChannel
+    private var logger: Logger
+
+    private var assignment: SinkAssignment?
+    private var pull: ZMQSocket?
+    private var writer: PredictionWriter?
+    private var reorder = ReorderBuffer<(batch: Batch, keys: [WindowKey])>()
+    private var expected: UInt64?
+    private var summary = SinkSummary()
+    private var counters = RoleCounters()
+    private var latencies: [Double] = []
+    private var started = monotonicSeconds()
+    private var nextHeartbeat = 0.0
+    private var done = false
+
+    public init(name: String, controller endpoint: String) throws {
+        self.name = name
+        logger = makeLogger(name)
+        control = try ControlChannel(context: context, endpoint: endpoint, name: name)
+    }
+
+    public func run() -> Int32 {
+        control.send(.hello(Hello(role: .sink, name: name, pid: getpid(), host: ProcessInfo.processInfo.hostName)))
+        while true {
+            var items: [(ZMQSocket, PollEvents)] = [(control.socket, .readable)]
+            if let pull { items.append((pull, .readable)) }
+            _ = try? poll(items, timeoutMilliseconds: 50)
+            while let message = control.receive(logger: logger) {
+                switch message {
+                case .assignSink(let sinkAssignment):
+                    do {
+                        try apply(sinkAssignment)
+                        control.send(.ready)
+                    } catch {
+                        logger.error("cannot take assignment: \(error)")
+                        control.send(.failed(message: "\(error)"))
+                        return 1
+                    }
+                case .expect(let total):
+                    expected = total.batches
+                case .shutdown:
+                    heartbeatIfDue(force: true)
+                    return 0
+                default:
+                    break
+                }
+            }
+            if StopSignal.received > 0 {
+                // Only a launcher that died (or an operator) signals a sink: keep what was written.
+                try? writer?.finish()
+                return 0
+            }
+            if control.controllerSilent(for: assignment?.liveness.timeoutSeconds ?? 30) {
+                logger.error("the controller went silent; exiting")
+                return 1
+            }
+            for _ in 0..<256 {
+                guard let frames = try? pull?.receive(dontWait: true) else { break }
+                accept(frames)
+            }
+            if let expected, !done, reorder.nextSequence >= expected {
+                done = true
+                do {
+                    try writer?.finish()
+                } catch {
+                    control.send(.failed(message: "cannot write the output: \(error)"))
+                    return 1
+                }
+                summary.batches = reorder.nextSequence
+                summary.duplicates = reorder.duplicates
+                summary.rejected = counters.rejected
+                latencies.sort()
+                summary.latencyP50Milliseconds = percentile(0.5)
+                summary.latencyP99Milliseconds = percentile(0.99)
+                control.send(.sinkDone(summary))
+            }
+            heartbeatIfDue()
+        }
+    }
+
+    private func percentile(_ p: Double) -> Double {
+        guard !latencies.isEmpty else { return 0 }
+        let rank = Int((Double(latencies.count) * p).rounded(.up))
+        return latencies[max(0, min(latencies.count - 1, rank - 1))]
+    }
+
+    private func apply(_ new: SinkAssignment) throws {
+        writer = try PredictionWriter(config: new.sink, classes: new.classes)
+        let socket = try ZMQSocket(context, .pull, lingerMilliseconds: 0, sendHighWaterMark: 2, receiveHighWaterMark: 2)
+        try socket.bind(new.pullEndpoint)
+        pull = socket
+        assignment = new
+    }
+
+    private func accept(_ frames: [ZMQFrame]) {
+        guard let assignment else { return }
+        let batch: Batch
+        let keys: [WindowKey]
+        do {
+            batch = try Batch.decode(frames)
+            let sequence = batch.header.batchSequence
+            guard Int(batch.header.cursor) == assignment.layerCount else {
+                throw WireError.malformed("batch \(sequence) arrived at cursor \(batch.header.cursor); the model has \(assignment.layerCount) layers")
+            }
+            guard let output = batch.tensors[assignment.outputName], output.rank >= 1, output.shape[0] == Int(batch.header.windowCount) else {
+                throw WireError.malformed("batch \(sequence) lacks output '\(assignment.outputName)' with one row per window")
+            }
+            keys = try batch.metadata.withUnsafeBytes { try WindowKey.decode($0) }
+            guard keys.count == Int(batch.header.windowCount) else {
+                throw WireError.malformed("batch \(sequence) has \(keys.count) window keys for \(batch.header.windowCount) windows")
+            }
+        } catch {
+            counters.rejected += 1
+            logger.warning("dropped a batch: \(error)")
+            return
+        }
+        let arrived = wallNanos()
+        if arrived > batch.header.created { latencies.append(Double(arrived - batch.header.created) / 1e6) }
+        for released in reorder.insert((batch, keys), sequence: batch.header.batchSequence) {
+            write(released.batch, keys: released.keys)
+        }
+    }
+
+    private func write(_ batch: Batch, keys: [WindowKey]) {
+        guard let assignment, let writer else { return }
+        let now = wallNanos()
+        if summary.firstOutput == 0 { summary.firstOutput = now }
+        summary.lastOutput = now
+        let predicted = writer.write(output: batch.tensors[assignment.outputName]!, keys: keys, firstWindow: batch.header.firstWindow)
+        for (key, prediction) in zip(keys, predicted) {
+            summary.windows += 1
+            if let label = key.label, let prediction {
+                summary.labelled += 1
+                if label == prediction { summary.correct += 1 }
+            }
+        }
+        counters.batches += 1
+        counters.samples += keys.count
+    }
+
+    private func heartbeatIfDue(force: Bool = false) {
+        guard let assignment, force || monotonicSeconds() >= nextHeartbeat else { return }
+        nextHeartbeat = monotonicSeconds() + assignment.liveness.heartbeatSeconds
+        counters.elapsedSeconds = monotonicSeconds() - started
+        control.send(.heartbeat(counters))
+    }
+}
+
+/// Writes predictions in the order given: JSON lines (one per window) or one .npy at the end.
+final class PredictionWriter {
+    private let config: SinkConfig
+    private let classes: [String]
+    private let handle: FileHandle?
+    /// npy output, written as one array at the end.
+    private var stacked: [Tensor] = []
+    private var buffer = ""
+
+    init(config: SinkConfig, classes: [String]) throws {
+        self.config = config
+        self.classes = classes
+        switch (config.kind, config.path) {
+        case (.jsonl, "-"):
+            handle = FileHandle.standardOutput
+        case (.jsonl, let path):
+            guard FileManager.default.createFile(atPath: path, contents: nil) else { throw RoleError("cannot create \(path)") }
+            handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        case (.npy, let path):
+            guard FileManager.default.createFile(atPath: path, contents: nil) else { throw RoleError("cannot create \(path)") }
+            handle = nil
+        }
+    }
+
+    /// Writes one batch; returns the predicted class name per window where classes are known.
+    func write(output: Tensor, keys: [WindowKey], firstWindow: UInt64) -> [String?] {
+        let rows = output.shape[0]
+        let width = output.elementCount / max(rows, 1)
+        let values = numbers(output)
+        let predicted = (0..<rows).map { row -> String? in
+            guard width == classes.count, width > 0 else { return nil }
+            var best = 0
+            for column in 1..<width where values[row * width + column] > values[row * width + best] { best = column }
+            return classes[best]
+        }
+        if config.kind == .npy {
+            if rows > 0 { stacked.append(output) }
+            return predicted
+        }
+        for (row, key) in keys.enumerated() {
+            var line = "{\"seq\":\(firstWindow + UInt64(row)),\"sensor\":\(jsonString(key.sensor)),\"window_start\":\(format(key.start))"
+            if let name = predicted[row] { line += ",\"class\":\(jsonString(name))" }
+            line += ",\"scores\":["
+            for column in 0..<width {
+                if column > 0 { line += "," }
+                line += output.dtype == .float32 ? format(Float(values[row * width + column])) : format(values[row * width + column])
+            }
+            line += "]"
+            if let label = key.label { line += ",\"label\":\(jsonString(label))" }
+            line += "}\n"
+            buffer += line
+        }
+        if buffer.utf8.count > 1 << 14 { flush() }
+        return predicted
+    }
+
+    /// Any numeric output as Doubles, for class picking and printing.
+    private func numbers(_ tensor: Tensor) -> [Double] {
+        switch tensor.dtype {
+        case .float32: return tensor.withUnsafeBufferPointer(as: Float.self) { $0.map(Double.init) }
+        case .float64: return tensor.withUnsafeBufferPointer(as: Double.self) { Array($0) }
+        case .int64: return tensor.withUnsafeBufferPointer(as: Int64.self) { $0.map(Double.init) }
+        case .int32: return tensor.withUnsafeBufferPointer(as: Int32.self) { $0.map(Double.init) }
+        case .int8: return tensor.withUnsafeBufferPointer(as: Int8.self) { $0.map(Double.init) }
+        case .uint8, .bool: return tensor.withUnsafeBufferPointer(as: UInt8.self) { $0.map(Double.init) }
+        case .float16: return tensor.withUnsafeBufferPointer(as: UInt16.self) { $0.map { Double(Float(Float16(bitPattern: $0))) } }
+        }
+    }
+
+    private func flush() {
+        handle?.write(Data(buffer.utf8))
+        buffer = ""
+    }
+
+    func finish() throws {
+        flush()
+        if config.kind == .npy, !stacked.isEmpty {
+            try NPY.write(Tensor.concatenatingRows(stacked), path: config.path)
+        }
+        if let handle, handle !== FileHandle.standardOutput { try handle.close() }
+    }
+}
+
+private func jsonString(_ text: String) -> String {
+    var out = "\""
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
+        default: out.unicodeScalars.append(scalar)
+        }
+    }
+    return out + "\""
+}
+
+/// Shortest text that reads back as the same number; JSON has no NaN or infinity.
+private func format<Number: BinaryFloatingPoint & LosslessStringConvertible>(_ value: Number) -> String {
+    value.isFinite ? "\(value)" : "null"
+}

@@ -1,0 +1,142 @@
+import SluiceConfig
+import SluiceProtocol
+import SluiceTensor
+
+/// One model input: a window of one sensor's samples, already in the model's layout.
+public struct Window {
+    public var key: WindowKey
+    public var values: [Float]
+}
+
+/// Cuts sliding windows per sensor: window i of a sensor covers its samples
+/// [i·hop, i·hop + length). The label of a window is its majority label, ties going to the
+/// label of its last sample.
+public struct SlidingWindows {
+    public let channels: Int
+    public let length: Int
+    public let hop: Int
+    public let layout: WindowLayout
+
+    private struct SensorState {
+        var samples: [Float] = []
+        var times: [Double] = []
+        var labels: [String?] = []
+        /// Samples to skip before the next window may start (hop > length leaves gaps).
+        var untilNext = 0
+    }
+
+    private var sensors: [String: SensorState] = [:]
+
+    public init(channels: Int, config: WindowConfig) {
+        self.channels = channels
+        length = config.length
+        hop = config.hop
+        layout = config.layout
+    }
+
+    /// The per-sample tensor shape windows have, without the batch dimension.
+    public var sampleShape: [Int] { layout == .channelsFirst ? [channels, length] : [length, channels] }
+
+    /// Adds one sample (`channels` values) of `sensor`; returns the window it completes, if any.
+    public mutating func append(sensor: String, time: Double, values: UnsafeBufferPointer<Float>, label: String?) -> Window? {
+        precondition(values.count == channels, "sample of \(values.count) values for \(channels) channels")
+        var state = sensors[sensor] ?? SensorState()
+        defer { sensors[sensor] = state }
+        if state.untilNext > 0 {
+            state.untilNext -= 1
+            return nil
+        }
+        state.samples.append(contentsOf: values)
+        state.times.append(time)
+        state.labels.append(label)
+        guard state.times.count == length else { return nil }
+        let window = Window(key: WindowKey(sensor: sensor, start: state.times[0], label: Self.majority(state.labels)),
+                            values: arrange(state.samples))
+        let drop = min(hop, length)
+        state.samples.removeFirst(drop * channels)
+        state.times.removeFirst(drop)
+        state.labels.removeFirst(drop)
+        state.untilNext = max(0, hop - length)
+        return window
+    }
+
+    /// Samples arrive time-major ([length, channels]); channels-first transposes.
+    private func arrange(_ samples: [Float]) -> [Float] {
+        guard layout == .channelsFirst else { return samples }
+        var out = [Float](repeating: 0, count: samples.count)
+        for t in 0..<length {
+            for c in 0..<channels { out[c * length + t] = samples[t * channels + c] }
+        }
+        return out
+    }
+
+    static func majority(_ labels: [String?]) -> String? {
+        var counts: [String: Int] = [:]
+        var order: [String] = []
+        for case let label? in labels {
+            if counts[label] == nil { order.append(label) }
+            counts[label, default: 0] += 1
+        }
+        guard let best = counts.values.max() else { return nil }
+        if let last = labels.last ?? nil, counts[last] == best { return last }
+        return order.first { counts[$0] == best }
+    }
+}
+
+/// A micro-batch ready to send: consecutive windows, numbered.
+public struct ReadyBatch {
+    public var batchSequence: UInt64
+    public var firstWindow: UInt64
+    public var keys: [WindowKey]
+    public var input: Tensor
+}
+
+/// Groups windows into micro-batches, flushing when full or when the oldest window has waited
+/// `maxDelay` seconds, so slow sensors still see bounded latency.
+public struct MicroBatcher {
+    public let maxSize: Int
+    public let maxDelay: Double
+    public let sampleShape: [Int]
+    public private(set) var nextBatch: UInt64 = 0
+    public private(set) var nextWindow: UInt64 = 0
+    private var values: [Float] = []
+    private var keys: [WindowKey] = []
+    private var oldest: Double?
+
+    public init(maxSize: Int, maxDelaySeconds: Double, sampleShape: [Int]) {
+        self.maxSize = maxSize
+        maxDelay = maxDelaySeconds
+        self.sampleShape = sampleShape
+        values.reserveCapacity(maxSize * Tensor.elementCount(of: sampleShape))
+    }
+
+    public var pendingCount: Int { keys.count }
+
+    /// When the pending windows must go out at the latest.
+    public var deadline: Double? { oldest.map { $0 + maxDelay } }
+
+    public mutating func add(_ window: Window, now: Double) -> ReadyBatch? {
+        precondition(window.values.count == Tensor.elementCount(of: sampleShape), "window does not match \(sampleShape)")
+        if keys.isEmpty { oldest = now }
+        values.append(contentsOf: window.values)
+        keys.append(window.key)
+        return keys.count >= maxSize ? flush() : nil
+    }
+
+    public mutating func flushIfDue(now: Double) -> ReadyBatch? {
+        guard let deadline, now >= deadline else { return nil }
+        return flush()
+    }
+
+    public mutating func flush() -> ReadyBatch? {
+        guard !keys.isEmpty else { return nil }
+        let batch = ReadyBatch(batchSequence: nextBatch, firstWindow: nextWindow, keys: keys,
+                               input: Tensor(shape: [keys.count] + sampleShape, floats: values))
+        nextBatch += 1
+        nextWindow += UInt64(keys.count)
+        values.removeAll(keepingCapacity: true)
+        keys.removeAll(keepingCapacity: true)
+        oldest = nil
+        return batch
+    }
+}

@@ -1,0 +1,52 @@
+import ArgumentParser
+import Foundation
+import SluiceRoles
+
+extension Sluice {
+    struct Controller: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run a pipeline's controller: it plans, assigns layers to stages and watches them.",
+            discussion: """
+            `sluice run` starts this for you. To run the roles as separate services instead, start the
+            controller and then `sluice stage|source|sink --controller ENDPOINT --name NAME` for each role.
+
+            Example:
+              sluice controller pipelines/quickstart.yaml --control tcp://0.0.0.0:5600
+            """)
+
+        @Argument(help: "The pipeline file (YAML).")
+        var pipeline: String
+
+        @Option(help: "Endpoint to bind the control socket (ROUTER) to.")
+        var control: String
+
+        @Option(help: "Where ipc:// data endpoints live (default: a fresh folder in /tmp).")
+        var runDirectory: String?
+
+        @Option(help: "Also write the run summary as JSON to this file.")
+        var report: String?
+
+        @Flag(help: .hidden)
+        var managed = false
+
+        func run() throws {
+            StopSignal.install(managed: managed)
+            let plan = try loadPlan(pipeline)
+            let directory = runDirectory ?? FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(getpid())").path
+            try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            let result: (report: RunReport, exitCode: Int32)
+            do {
+                var endpoints = plan.endpoints(runDirectory: directory)
+                endpoints.control = control
+                result = try ControllerRole(plan: plan, endpoints: endpoints).run()
+            } catch {
+                throw ExitCodes.report(error)
+            }
+            FileHandle.standardError.write(Data((result.report.text + "\n").utf8))
+            if let report {
+                FileManager.default.createFile(atPath: report, contents: result.report.json())
+            }
+            if result.exitCode != 0 { throw ExitCode(result.exitCode) }
+        }
+    }
+}

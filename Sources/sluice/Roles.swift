@@ -1,0 +1,28 @@
+import ArgumentParser
+import Foundation
+import SluiceRoles
+
+/// Options every worker role takes: it learns everything else from the controller.
+struct RoleOptions: ParsableArguments {
+    @Option(help: "The controller's control endpoint, e.g. tcp://10.0.0.5:5600.")
+    var controller: String
+
+    @Option(help: "This role's name in the pipeline (stage-0, stage-1, …, source, sink).")
+    var name: String
+
+    @Flag(help: .hidden)
+    var managed = false
+}
+
+/// Runs a worker role until the controller lets it go, exiting with its status.
+func runRole<Role: PipelineRole>(_ type: Role.Type, _ options: RoleOptions) throws {
+    StopSignal.install(managed: options.managed)
+    let role: Role
+    do {
+        role = try Role(name: options.name, controller: options.controller)
+    } catch {
+        throw ExitCodes.report(error)
+    }
+    let status = role.run()
+    if status != 0 { throw ExitCode(status) }
+}

@@ -1,0 +1,41 @@
+import ArgumentParser
+import Foundation
+import SluiceConfig
+import SluiceONNX
+import SluiceRoles
+
+@main
+struct Sluice: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sluice",
+        abstract: "Pipeline-parallel stream processing for ONNX models over sensor data.",
+        discussion: """
+        Examples:
+          sluice run pipelines/quickstart.yaml
+          sluice validate pipelines/quickstart.yaml
+          sluice plan pipelines/imu-mlp-3stage.yaml
+          sluice infer model.onnx --input window=x.npy --output out/
+        """,
+        subcommands: [Run.self, Validate.self, Plan.self, Infer.self, Controller.self, Stage.self, Source.self, Sink.self])
+}
+
+/// Exit codes: 1 the run failed, 2 the pipeline file is invalid, 3 the model cannot be loaded.
+enum ExitCodes {
+    static func report(_ error: Error) -> ExitCode {
+        FileHandle.standardError.write(Data("sluice: error: \(error)\n".utf8))
+        switch error {
+        case is ConfigError: return ExitCode(2)
+        case is ModelError: return ExitCode(3)
+        default: return ExitCode(1)
+        }
+    }
+}
+
+/// Loads and checks a pipeline file and its model, or exits with the matching code.
+func loadPlan(_ file: String) throws -> PipelinePlan {
+    do {
+        return try PipelinePlan.make(config: try PipelineConfig.load(path: file))
+    } catch {
+        throw ExitCodes.report(error)
+    }
+}

@@ -1,0 +1,22 @@
+import ArgumentParser
+import Foundation
+import SluiceRoles
+
+extension Sluice {
+    struct Stage: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run one pipeline stage: it holds the layers the controller assigns and runs them on every batch.",
+            discussion: """
+            `sluice run` starts this for you; start it by hand to run it as a service of its own.
+
+            Example:
+              sluice stage --controller tcp://10.0.0.5:5600 --name stage-1
+            """)
+
+        @OptionGroup var options: RoleOptions
+
+        func run() throws {
+            try runRole(StageRole.self, options)
+        }
+    }
+}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what building and running Sluice needs on Debian: libzmq and OpenBLAS (with headers).
+# Idempotent: packages already present are left alone, and apt is not touched at all then.
+set -euo pipefail
+
+packages=(libzmq3-dev libopenblas-dev)
+missing=()
+for package in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]}" >&2
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+command -v swift >/dev/null || { echo "setup: Swift 6 is required (swift not found on PATH)" >&2; exit 1; }
