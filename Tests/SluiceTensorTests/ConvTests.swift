@@ -88,6 +88,12 @@ import Testing
                  pads: [1, 1, 1, 1], bias: true, scale: true, activation: .none),
             Case(input: [3, 4, 100], weight: [16, 4, 5], group: 1, strides: [1], dilations: [2],
                  pads: [4, 4], bias: true, scale: false, activation: .relu),
+            // 1024 columns hold 3 samples of 300 positions: chunks of 3, 3 and 1.
+            Case(input: [7, 3, 300], weight: [4, 3, 3], group: 1, strides: [1], dilations: [1],
+                 pads: [1, 1], bias: true, scale: true, activation: .relu),
+            // Pointwise over several small samples goes through the batched columns too.
+            Case(input: [5, 6, 2, 5], weight: [3, 6, 1, 1], group: 1, strides: [1, 1], dilations: [1, 1],
+                 pads: [0, 0, 0, 0], bias: false, scale: false, activation: .sigmoid),
         ]
         for (i, c) in cases.enumerated() { try check(c, seed: i, scratch: Scratch()) }
     }

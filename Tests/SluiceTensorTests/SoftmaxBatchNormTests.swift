@@ -35,3 +35,23 @@ import Testing
                     "batchNorm \(shape)")
     }
 }
+
+@Suite struct AxisTests {
+    @Test func negativeAxesCountFromTheEnd() throws {
+        #expect(try Shapes.axis(-1, rank: 3) == 2)
+        #expect(try Shapes.axis(-3, rank: 3) == 0)
+        #expect(throws: ShapeError.self) { try Shapes.axis(3, rank: 3) }
+        #expect(throws: ShapeError.self) { try Shapes.axis(-4, rank: 3) }
+        // Flatten's axis may also be the rank itself; −1 still means the last dimension.
+        #expect(try Shapes.axis(3, rank: 3, inclusive: true) == 3)
+        #expect(try Shapes.axis(-1, rank: 3, inclusive: true) == 2)
+        #expect(throws: ShapeError.self) { try Shapes.axis(-4, rank: 3, inclusive: true) }
+    }
+
+    @Test func logSoftmaxKeepsPrecisionForLargeInputs() {
+        let x = Tensor(shape: [1, 4], floats: [10000, 10001, 10002, 10003])
+        let y = Kernels.softmax(x, axis: 1, log: true).floats
+        let expected: [Float] = [-3.4401896, -2.4401896, -1.4401897, -0.44018966]
+        for (a, b) in zip(y, expected) { #expect(abs(a - b) < 1e-6) }
+    }
+}

@@ -14,7 +14,10 @@ struct ModelLoader {
     func load() throws -> ONNXModel {
         let proto = try readProto()
         guard proto.hasGraph else { throw fail(.notAModel, "not an ONNX model: it has no graph") }
-        let opset = try defaultOpset(proto)
+        // A model of custom-domain ops only may import no default opset; it then fails below
+        // naming its first unsupported op.
+        let importedOpset = defaultOpset(proto)
+        let opset = importedOpset ?? 0
         let graph = proto.graph
         let baseDirectory = URL(fileURLWithPath: path).deletingLastPathComponent().path
 
@@ -33,13 +36,8 @@ struct ModelLoader {
         }
 
         // Graph inputs that initializers also list (IR < 4 style) are weights, not inputs.
-        var inputInfos: [TensorInfo] = []
-        for value in graph.input where initializers[value.name] == nil {
-            let (dtype, shape) = try inputTensorType(value, role: "graph input")
-            guard let shape else { throw fail(.unsupportedFeature, "graph input '\(value.name)' has no shape; Sluice needs the rank and the fixed dimensions") }
-            inputInfos.append(TensorInfo(name: value.name, dtype: dtype, shape: shape))
-        }
-        let inputNames = Set(inputInfos.map(\.name))
+        let graphInputs = graph.input.filter { initializers[$0.name] == nil }
+        let inputNames = Set(graphInputs.map(\.name))
 
         // Constant nodes become initializers; the rest keep their file order for sorting.
         var pending: [(fileIndex: Int, proto: Onnx_NodeProto)] = []
@@ -50,6 +48,9 @@ struct ModelLoader {
                 continue
             }
             let constant = makeNode(node, index: fileIndex)
+            guard importedOpset != nil else {
+                throw fail(.invalidGraph, "node '\(constant.name)' uses the default (ai.onnx) domain, but the model imports no default-domain opset")
+            }
             do {
                 let op = try ConstantOperator(OpContext(node: constant, opset: opset))
                 let name = constant.outputs[0]
@@ -72,12 +73,23 @@ struct ModelLoader {
         var unsupported: [String] = []
         var schemas: [OpSchema] = []
         for node in nodes {
-            switch OpRegistry.schema(for: node, opset: node.domain.isEmpty || node.domain == "ai.onnx" ? opset : domainOpset(proto, node.domain)) {
+            let isDefaultDomain = node.domain.isEmpty || node.domain == "ai.onnx"
+            if isDefaultDomain && importedOpset == nil {
+                throw fail(.invalidGraph, "node '\(node.name)' uses the default (ai.onnx) domain, but the model imports no default-domain opset")
+            }
+            switch OpRegistry.schema(for: node, opset: isDefaultDomain ? opset : domainOpset(proto, node.domain)) {
             case .success(let schema): schemas.append(schema)
             case .failure(let reason): unsupported.append("\(path): node '\(node.name)': \(reason.message)")
             }
         }
         if !unsupported.isEmpty { throw ModelError(.unsupportedOp, unsupported.joined(separator: "\n")) }
+
+        var inputInfos: [TensorInfo] = []
+        for value in graphInputs {
+            let (dtype, shape) = try inputTensorType(value, role: "graph input")
+            guard let shape else { throw fail(.unsupportedFeature, "graph input '\(value.name)' has no shape; Sluice needs the rank and the fixed dimensions") }
+            inputInfos.append(TensorInfo(name: value.name, dtype: dtype, shape: shape))
+        }
 
         var operators: [any Operator] = []
         for (node, schema) in zip(nodes, schemas) {
@@ -161,7 +173,9 @@ struct ModelLoader {
         guard !isDirectory.boolValue else { throw fail(.fileNotReadable, "cannot open the model: it is a directory") }
         let data: Data
         do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe)
+            // Read, not mapped: parsed initializers may keep slices of these bytes, and a model
+            // file replaced on disk must not pull them away from a running stage.
+            data = try Data(contentsOf: URL(fileURLWithPath: path))
         } catch {
             throw fail(.fileNotReadable, "cannot read the model: \(error.localizedDescription)")
         }
@@ -172,11 +186,8 @@ struct ModelLoader {
         }
     }
 
-    private func defaultOpset(_ proto: Onnx_ModelProto) throws -> Int {
-        guard let entry = proto.opsetImport.first(where: { $0.domain.isEmpty || $0.domain == "ai.onnx" }) else {
-            throw fail(.invalidGraph, "the model imports no default-domain (ai.onnx) opset")
-        }
-        return Int(entry.version)
+    private func defaultOpset(_ proto: Onnx_ModelProto) -> Int? {
+        proto.opsetImport.first(where: { $0.domain.isEmpty || $0.domain == "ai.onnx" }).map { Int($0.version) }
     }
 
     private func domainOpset(_ proto: Onnx_ModelProto, _ domain: String) -> Int {

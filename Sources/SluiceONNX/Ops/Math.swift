@@ -33,7 +33,7 @@ struct BinaryOperator: Operator {
     }
 
     func infer(_ inputs: InferenceInputs) throws -> [ValueType] {
-        let a = try inputs.type(0, oneOf: [.float32, .float64, .int64, .int32], role: "input A")
+        let a = try inputs.type(0, oneOf: Kernels.binaryDTypes, role: "input A")
         let b = try inputs.type(1)
         guard a.dtype == b.dtype else { throw OpError("inputs have different types: \(a.dtype) and \(b.dtype)") }
         return [ValueType(a.dtype, try Shapes.broadcast(a.shape, b.shape))]
@@ -49,7 +49,7 @@ struct GemmOperator: Operator {
     let alpha: Float
     let beta: Float
     let transA: Bool
-    let transB: Bool
+    var transB: Bool
     var activation: Activation = .none
 
     init(_ context: OpContext) throws {

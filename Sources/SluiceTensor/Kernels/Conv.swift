@@ -62,78 +62,115 @@ extension Kernels {
         let outPlane = p.oh * p.ow
         let pointwise = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1 && p.ph == 0 && p.pw == 0
             && p.phEnd == 0 && p.pwEnd == 0
-        let col = pointwise ? nil : scratch.floats(kdim * outPlane)
         let xp = x.floatPointer, wp = weight.floatPointer, yp = out.mutableFloatPointer
         let bp = bias?.floatPointer, sp = channelScale?.floatPointer, hp = channelShift?.floatPointer
+        // Small output planes make thin matrix products, which BLAS runs slowly: unfold several
+        // samples side by side so each product has about `convColumnTarget` columns.
+        let chunk = max(1, min(g.batch, convColumnTarget / max(outPlane, 1)))
 
-        for n in 0..<g.batch {
-            for gi in 0..<g.group {
-                let src = xp + (n * g.inChannels + gi * cg) * inPlane
-                let columns: UnsafePointer<Float>
-                if let col {
-                    im2col(src, channels: cg, p, into: col)
-                    columns = UnsafePointer(col)
-                } else {
-                    columns = src
+        var n0 = 0
+        while n0 < g.batch {
+            let count = min(chunk, g.batch - n0)
+            let columns = count * outPlane
+            if count == 1 {
+                // One sample: the product lands in the output, the epilogue works in place.
+                let col = pointwise ? nil : scratch.floats(kdim * outPlane)
+                for gi in 0..<g.group {
+                    let src = xp + (n0 * g.inChannels + gi * cg) * inPlane
+                    let unfolded: UnsafePointer<Float>
+                    if let col {
+                        im2col(src, channels: cg, p, into: col, rowStride: outPlane)
+                        unfolded = UnsafePointer(col)
+                    } else {
+                        unfolded = src
+                    }
+                    sgemm(transA: false, transB: false, m: mg, n: outPlane, k: kdim,
+                          a: wp + gi * mg * kdim, lda: kdim, b: unfolded, ldb: outPlane,
+                          c: yp + (n0 * g.outChannels + gi * mg) * outPlane, ldc: outPlane)
                 }
-                sgemm(transA: false, transB: false, m: mg, n: outPlane, k: kdim,
-                      a: wp + gi * mg * kdim, lda: kdim, b: columns, ldb: outPlane,
-                      c: yp + (n * g.outChannels + gi * mg) * outPlane, ldc: outPlane)
+                for m in 0..<g.outChannels {
+                    let channel = yp + (n0 * g.outChannels + m) * outPlane
+                    channelEpilogue(UnsafePointer(channel), into: channel, count: outPlane, bias: bp?[m],
+                                    scale: sp?[m], shift: hp?[m], activation: activation)
+                }
+            } else {
+                // Several samples: columns [sample][position], product into scratch, and the
+                // epilogue scatters each channel of each sample to its place in the output.
+                let buffer = scratch.floats((kdim + mg) * columns)
+                let col = buffer, product = buffer + kdim * columns
+                for gi in 0..<g.group {
+                    for j in 0..<count {
+                        im2col(xp + ((n0 + j) * g.inChannels + gi * cg) * inPlane, channels: cg, p,
+                               into: col + j * outPlane, rowStride: columns)
+                    }
+                    sgemm(transA: false, transB: false, m: mg, n: columns, k: kdim,
+                          a: wp + gi * mg * kdim, lda: kdim, b: col, ldb: columns, c: product, ldc: columns)
+                    for j in 0..<count {
+                        for m in 0..<mg {
+                            let channel = gi * mg + m
+                            channelEpilogue(UnsafePointer(product + m * columns + j * outPlane),
+                                            into: yp + ((n0 + j) * g.outChannels + channel) * outPlane, count: outPlane,
+                                            bias: bp?[channel], scale: sp?[channel], shift: hp?[channel],
+                                            activation: activation)
+                        }
+                    }
+                }
             }
-            for m in 0..<g.outChannels {
-                channelEpilogue(yp + (n * g.outChannels + m) * outPlane, count: outPlane, bias: bp?[m],
-                                scale: sp?[m], shift: hp?[m], activation: activation)
-            }
+            n0 += count
         }
         return out
     }
 
-    /// `p[i] = activation((p[i] + bias) · scale + shift)` in one pass over a channel. Absent
-    /// terms are skipped, not replaced by 0 and 1, and each operation rounds as it would in the
-    /// unfused nodes, so results match those bit for bit.
+    /// About how many columns a convolution's matrix product gets when samples are batched.
+    static let convColumnTarget = 1024
+
+    /// `dst[i] = activation((src[i] + bias) · scale + shift)` in one pass over a channel; `src`
+    /// and `dst` may be the same. Absent terms are skipped, not replaced by 0 and 1, and each
+    /// operation rounds as it would in the unfused nodes, so results match those bit for bit.
     @inline(__always)
-    static func channelEpilogue(_ p: UnsafeMutablePointer<Float>, count: Int, bias: Float?, scale: Float?, shift: Float?,
-                                activation: Activation) {
+    static func channelEpilogue(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, count: Int,
+                                bias: Float?, scale: Float?, shift: Float?, activation: Activation) {
         let relu = activation == .relu
         switch (bias, scale, shift) {
         case let (b?, s?, h?):
             if relu {
-                for i in 0..<count { p[i] = max((p[i] + b) * s + h, 0) }
+                for i in 0..<count { dst[i] = max((src[i] + b) * s + h, 0) }
                 return
             }
-            for i in 0..<count { p[i] = (p[i] + b) * s + h }
+            for i in 0..<count { dst[i] = (src[i] + b) * s + h }
         case let (nil, s?, h?):
             if relu {
-                for i in 0..<count { p[i] = max(p[i] * s + h, 0) }
+                for i in 0..<count { dst[i] = max(src[i] * s + h, 0) }
                 return
             }
-            for i in 0..<count { p[i] = p[i] * s + h }
+            for i in 0..<count { dst[i] = src[i] * s + h }
         case let (b?, nil, nil):
             if relu {
-                for i in 0..<count { p[i] = max(p[i] + b, 0) }
+                for i in 0..<count { dst[i] = max(src[i] + b, 0) }
                 return
             }
-            for i in 0..<count { p[i] += b }
+            for i in 0..<count { dst[i] = src[i] + b }
         default:
-            if let bias { for i in 0..<count { p[i] += bias } }
-            if let scale { for i in 0..<count { p[i] *= scale } }
-            if let shift { for i in 0..<count { p[i] += shift } }
+            // No terms, or a rare combination: one step at a time.
+            if UnsafePointer(dst) != src { dst.update(from: src, count: count) }
+            if let bias { for i in 0..<count { dst[i] += bias } }
+            if let scale { for i in 0..<count { dst[i] *= scale } }
+            if let shift { for i in 0..<count { dst[i] += shift } }
         }
-        activation.apply(p, count: count)
+        activation.apply(dst, count: count)
     }
 
-    /// Unfolds `channels` planes into columns: row (c, kh, kw) holds, for every output position,
-    /// the input value under that kernel tap (0 in the padding).
+    /// Unfolds `channels` planes into columns: row (c, kh, kw), `rowStride` floats apart, holds
+    /// for every output position the input value under that kernel tap (0 in the padding).
     static func im2col(_ src: UnsafePointer<Float>, channels: Int, _ p: WindowGeometry.Planar,
-                       into col: UnsafeMutablePointer<Float>) {
-        let outPlane = p.oh * p.ow
+                       into col: UnsafeMutablePointer<Float>, rowStride: Int) {
         for c in 0..<channels {
             let plane = src + c * p.h * p.w
             for kh in 0..<p.kh {
                 let offH = kh * p.dh - p.ph
                 let (ohLo, ohHi) = WindowGeometry.Planar.validOutputs(offset: offH, stride: p.sh, size: p.h, count: p.oh)
                 for kw in 0..<p.kw {
-                    let row = col + ((c * p.kh + kh) * p.kw + kw) * outPlane
+                    let row = col + ((c * p.kh + kh) * p.kw + kw) * rowStride
                     let offW = kw * p.dw - p.pw
                     let (owLo, owHi) = WindowGeometry.Planar.validOutputs(offset: offW, stride: p.sw, size: p.w, count: p.ow)
                     if ohLo > 0 { row.update(repeating: 0, count: ohLo * p.ow) }

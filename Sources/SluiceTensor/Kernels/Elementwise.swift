@@ -53,10 +53,14 @@ extension FixedWidthInteger {
 
 extension Int64: ArithmeticElement {}
 extension Int32: ArithmeticElement {}
+extension Int8: ArithmeticElement {}
+extension UInt8: ArithmeticElement {}
 
 extension Kernels {
-    /// `a op b` with NumPy broadcasting; both tensors have the same dtype
-    /// (float32, float64, int64 or int32).
+    /// The dtypes `binary` handles.
+    public static let binaryDTypes: [DType] = [.float32, .float64, .int64, .int32, .int8, .uint8]
+
+    /// `a op b` with NumPy broadcasting; both tensors have the same dtype, one of `binaryDTypes`.
     public static func binary(_ op: BinaryOp, _ a: Tensor, _ b: Tensor) -> Tensor {
         precondition(a.dtype == b.dtype, "\(op.rawValue) of \(a.dtype) and \(b.dtype)")
         let shape: [Int]
@@ -67,6 +71,8 @@ extension Kernels {
         case .float64: binary(op, a, b, out, as: Double.self)
         case .int64: binary(op, a, b, out, as: Int64.self)
         case .int32: binary(op, a, b, out, as: Int32.self)
+        case .int8: binary(op, a, b, out, as: Int8.self)
+        case .uint8: binary(op, a, b, out, as: UInt8.self)
         default: preconditionFailure("\(op.rawValue) does not support \(a.dtype)")
         }
         return out

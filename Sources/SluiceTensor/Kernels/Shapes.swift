@@ -61,11 +61,11 @@ public enum Shapes {
         return out
     }
 
-    /// Normalizes a possibly negative axis into 0..<rank (or 0...rank when `inclusive`).
+    /// Normalizes a possibly negative axis: into 0..<rank, or with `inclusive` (Flatten, the
+    /// 2-D view of old Softmax) into 0...rank, where −1 still means rank − 1.
     public static func axis(_ axis: Int, rank: Int, inclusive: Bool = false) throws -> Int {
-        let limit = inclusive ? rank + 1 : rank
-        let normalized = axis < 0 ? axis + limit : axis
-        guard normalized >= 0 && normalized < limit else {
+        let normalized = axis < 0 ? axis + rank : axis
+        guard normalized >= 0 && (normalized < rank || (inclusive && normalized == rank)) else {
             throw ShapeError("axis \(axis) is out of range for rank \(rank)")
         }
         return normalized

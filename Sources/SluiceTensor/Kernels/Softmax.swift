@@ -28,8 +28,9 @@ extension Kernels {
                     sum += e
                 }
                 if log {
-                    let shift = maximum + Foundation.logf(sum)
-                    for i in 0..<length { d[i] = s[i] - shift }
+                    // (x − max) first: exact for nearby values, where max + log(sum) would round.
+                    let logSum = Foundation.logf(sum)
+                    for i in 0..<length { d[i] = (s[i] - maximum) - logSum }
                 } else {
                     let scale = 1 / sum
                     for i in 0..<length { d[i] *= scale }
@@ -58,10 +59,10 @@ extension Kernels {
                 }
             }
             if log {
-                for j in 0..<inner { sums[j] = maxima[j] + Foundation.logf(sums[j]) }
+                for j in 0..<inner { sums[j] = Foundation.logf(sums[j]) }
                 for k in 0..<length {
                     let row = s + k * inner, outRow = d + k * inner
-                    for j in 0..<inner { outRow[j] = row[j] - sums[j] }
+                    for j in 0..<inner { outRow[j] = (row[j] - maxima[j]) - sums[j] }
                 }
             } else {
                 for j in 0..<inner { sums[j] = 1 / sums[j] }

@@ -1,0 +1,136 @@
+import Foundation
+import SluiceONNX
+import SluiceTensor
+import Testing
+
+/// Op semantics that differ between opsets, and fusion variants, beyond ONNX's node tests.
+@Suite struct OpTests {
+    static func runSingle(_ b: ModelBuilder, _ x: Tensor) throws -> Tensor {
+        try #require(try b.load().run(inputs: ["x": x])["y"])
+    }
+
+    @Test func softmaxBeforeOpset13NormalizesTheFlattenedTail() throws {
+        var rng = SeededGenerator(seed: 4)
+        let x = rng.tensor([2, 3, 4], in: -3...3)
+        var old = ModelBuilder()
+        old.opset = 11
+        old.input("x", [nil, 3, 4])
+        old.node("Softmax", ["x"], ["y"])  // axis defaults to 1: rows of 12
+        old.output("y")
+        let y = try Self.runSingle(old, x)
+        let expected = ReferenceKernels.softmax(x.reshaped([2, 12]), axis: 1).reshaped([2, 3, 4])
+        #expect(maxRelativeError(y, expected) <= 1e-6)
+
+        var new = old
+        new.opset = 13  // axis defaults to −1
+        #expect(maxRelativeError(try Self.runSingle(new, x), ReferenceKernels.softmax(x, axis: 2)) <= 1e-6)
+    }
+
+    @Test func clipBoundsAreAttributesBeforeOpset11AndInputsAfter() throws {
+        let x = Tensor(shape: [1, 4], floats: [-2, -0.25, 0.25, 2])
+        var old = ModelBuilder()
+        old.opset = 6
+        old.input("x", [nil, 4])
+        old.node("Clip", ["x"], ["y"], ["min": Float(-0.5), "max": Float(0.5)])
+        old.output("y")
+        #expect(try Self.runSingle(old, x).floats == [-0.5, -0.25, 0.25, 0.5])
+
+        var new = ModelBuilder()
+        new.opset = 13
+        new.input("x", [nil, 4])
+        new.initializer("hi", Tensor(shape: [], floats: [1]))
+        new.node("Clip", ["x", "", "hi"], ["y"])
+        new.output("y")
+        #expect(try Self.runSingle(new, x).floats == [-2, -0.25, 0.25, 1])
+    }
+
+    @Test func squeezeAndUnsqueezeAxesAttributesBeforeOpset13() throws {
+        var b = ModelBuilder()
+        b.opset = 11
+        b.input("x", [nil, 3])
+        b.node("Unsqueeze", ["x"], ["u"], ["axes": [0, -1]])
+        b.node("Squeeze", ["u"], ["y"], ["axes": [0]])
+        b.output("y")
+        let model = try b.load()
+        #expect(model.tensorInfo("u")?.shape == [1, nil, 3, 1])
+        #expect(model.outputs[0].shape == [nil, 3, 1])
+        let y = try #require(try model.run(inputs: ["x": Tensor(shape: [2, 3], floats: [1, 2, 3, 4, 5, 6])])["y"])
+        #expect(y.shape == [2, 3, 1] && y.floats == [1, 2, 3, 4, 5, 6])
+    }
+
+    @Test func reshapeCopiesZerosUnlessAllowZero() throws {
+        var b = ModelBuilder()
+        b.opset = 14
+        b.input("x", [nil, 4, 5])
+        b.initializer("shape", Tensor(shape: [2], int64s: [0, -1]))
+        b.node("Reshape", ["x", "shape"], ["y"], name: "flatten")
+        b.output("y")
+        #expect(try b.load().outputs[0].shape == [nil, 20])
+
+        b.nodes[0].attribute = [ModelBuilder.attribute("allowzero", 1)]
+        let error = try #require(throws: ModelError.self) { try b.load() }
+        #expect(error.kind == .shapeMismatch && error.description.contains("node 'flatten' (Reshape): cannot reshape"))
+    }
+
+    /// Conv+BatchNorm+Clip, depthwise Conv+LeakyRelu, Conv+Sigmoid, MatMul+Add(bias first)+Tanh
+    /// and Gemm+Relu: fused whole-graph results equal node-by-node results bit for bit.
+    @Test func fusedRunsEqualNodeByNodeRuns() throws {
+        var rng = SeededGenerator(seed: 12)
+        var b = ModelBuilder()
+        b.opset = 13
+        b.input("x", [nil, 3, 12])
+        b.initializer("w1", rng.tensor([6, 3, 3]))
+        b.initializer("b1", rng.tensor([6]))
+        for name in ["scale", "shift", "mean"] { b.initializer(name, rng.tensor([6])) }
+        b.initializer("var", rng.tensor([6], in: 0.5...2))
+        b.initializer("lo", Tensor(shape: [], floats: [0]))
+        b.initializer("hi", Tensor(shape: [], floats: [0.6]))
+        b.initializer("w2", rng.tensor([6, 1, 5]))
+        b.initializer("w3", rng.tensor([4, 6, 1]))
+        b.initializer("m", rng.tensor([48, 10]))
+        b.initializer("mb", rng.tensor([10]))
+        b.initializer("g", rng.tensor([10, 5]))
+        b.initializer("gb", rng.tensor([5]))
+        b.node("Conv", ["x", "w1", "b1"], ["c1"], name: "conv1", ["auto_pad": "SAME_UPPER"])
+        b.node("BatchNormalization", ["c1", "scale", "shift", "mean", "var"], ["n1"], name: "bn1")
+        b.node("Clip", ["n1", "lo", "hi"], ["a1"], name: "relu6")
+        b.node("Conv", ["a1", "w2"], ["c2"], name: "depthwise", ["group": 6, "pads": [2, 2], "dilations": [1]])
+        b.node("LeakyRelu", ["c2"], ["a2"], name: "leaky", ["alpha": Float(0.1)])
+        b.node("Conv", ["a2", "w3"], ["c3"], name: "pointwise")
+        b.node("Sigmoid", ["c3"], ["a3"], name: "gate")
+        b.node("Flatten", ["a3"], ["f"], name: "flatten")
+        b.node("MatMul", ["f", "m"], ["mm"], name: "fc1")
+        b.node("Add", ["mb", "mm"], ["s"], name: "fc1_bias")
+        b.node("Tanh", ["s"], ["t"], name: "tanh")
+        b.node("Gemm", ["t", "g", "gb"], ["l"], name: "fc2")
+        b.node("Relu", ["l"], ["y"], name: "relu")
+        b.output("y")
+        let model = try b.load()
+        #expect(model.fusionGroups == [0..<3, 3..<5, 5..<7, 8..<11, 11..<13])
+        #expect(model.outputs[0].shape == [nil, 5])
+        let x = rng.tensor([3, 3, 12])
+        let fused = try #require(try model.run(inputs: ["x": x])["y"])
+        let executor = try Executor(model: model, nodes: 0..<model.nodes.count)
+        var stepwise = ["x": x]
+        for i in 0..<model.nodes.count { try executor.run(i..<(i + 1), values: &stepwise) }
+        #expect(stepwise["y"]?.floats == fused.floats)
+        #expect(fused.floats.contains { $0 > 0 })
+    }
+
+    /// Fusion never swallows a tensor that something else reads or that the graph outputs.
+    @Test func sharedIntermediatesAreNotFused() throws {
+        var b = ModelBuilder()
+        b.input("x", [nil, 4])
+        b.initializer("w", Tensor(shape: [4, 4], floats: (0..<16).map { Float($0) / 8 - 1 }))
+        b.node("Gemm", ["x", "w"], ["g"], name: "fc")
+        b.node("Relu", ["g"], ["r"], name: "relu")
+        b.node("Add", ["r", "g"], ["y"], name: "skip")
+        b.output("y")
+        b.output("g")
+        let model = try b.load()
+        #expect(model.fusionGroups.isEmpty)
+        let out = try model.run(inputs: ["x": Tensor(shape: [1, 4], floats: [1, 2, 3, 4])])
+        let g = try #require(out["g"])
+        #expect(out["y"]?.floats == g.floats.map { max($0, 0) + $0 })
+    }
+}
