@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs what building and running Sluice needs on Debian: libzmq and OpenBLAS (with headers).
+# Installs what building, running and testing Sluice needs on Debian: libzmq and OpenBLAS (with
+# headers), and ONNX's backend test data for the conformance tests.
 # Idempotent: packages already present are left alone, and apt is not touched at all then.
 set -euo pipefail
 
-packages=(libzmq3-dev libopenblas-dev)
+packages=(libzmq3-dev libopenblas-dev libonnx-testdata)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
