@@ -99,7 +99,7 @@ struct ReshapeOperator: Operator {
         let x = try inputs.type(0)
         _ = try inputs.type(1, oneOf: [.int64], role: "shape")
         guard let requested = inputs.integers(1) else {
-            throw OpError.unsupported("the target shape must be known at load (an initializer, a Constant, or computed from shapes)")
+            throw OpError.needsValue("the target shape")
         }
         return [ValueType(x.dtype, try Self.resolve(requested, input: x.shape, allowZero: allowZero))]
     }
@@ -290,7 +290,7 @@ struct AxesOperator: Operator {
         if axesFromInput {
             _ = try inputs.type(1, oneOf: [.int64], role: "axes")
             guard let values = inputs.integers(1) else {
-                throw OpError.unsupported("the axes input must be known at load (an initializer or a Constant)")
+                throw OpError.needsValue("the axes input")
             }
             axes = values
         }
