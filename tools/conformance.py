@@ -8,8 +8,8 @@ lists cases whose outcome disagrees with Tests/SluiceONNXTests/ConformanceCases.
 
 A reason comes, in this order, from the kind of case (training, string, sequence/optional,
 quantized, random, unsupported element type: found by reading the model with the onnx
-package), from REASONS below (by case name prefix), from the reason already in the file, or
-else from the error the sweep recorded.
+package), from OP_REASONS below (an op the case uses), or else from the error the sweep
+recorded.
 """
 import os
 import re
@@ -30,18 +30,16 @@ QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", 
 RANDOM_OPS = {"Bernoulli", "RandomUniformLike", "RandomNormalLike", "RandomUniform", "RandomNormal", "Multinomial"}
 SUPPORTED_TYPES = {"FLOAT", "DOUBLE", "FLOAT16", "INT64", "INT32", "INT8", "UINT8", "BOOL"}
 
-# Hand-written reasons for cases outside the categories above, by case-name prefix.
-REASONS = OrderedDict([
-    ("node/test_nonmaxsuppression", "NonMaxSuppression (object detection) is not implemented; no sensor model exporter emits it"),
-    ("node/test_tfidfvectorizer", "TfIdfVectorizer (text n-gram features) is not implemented"),
-    ("node/test_gridsample", "GridSample (spatial transformer sampling) is not implemented"),
-    ("node/test_roialign", "RoiAlign (object detection) is not implemented"),
-    ("node/test_loop", "Loop (control flow with subgraphs) is not implemented: Sluice cuts graphs into layers at load"),
-    ("node/test_scan", "Scan (control flow with subgraphs) is not implemented: Sluice cuts graphs into layers at load"),
-    ("node/test_if", "If (control flow with subgraphs) is not implemented: Sluice cuts graphs into layers at load"),
-    ("node/test_stft", "STFT is not implemented"),
-    ("node/test_dft", "DFT is not implemented"),
-    ("node/test_melweightmatrix", "MelWeightMatrix is not implemented"),
+# Why an op outside the categories above is not implemented, by op type. A failing case that
+# uses one of these ops gets its reason; any other failure is described by its error.
+OP_REASONS = OrderedDict([
+    ("NonMaxSuppression", "NonMaxSuppression (object detection) is not implemented; sensor model exporters do not emit it"),
+    ("TfIdfVectorizer", "TfIdfVectorizer (text n-gram features) is not implemented"),
+    ("GridSample", "GridSample (spatial transformer sampling) is not implemented"),
+    ("RoiAlign", "RoiAlign (object detection) is not implemented"),
+    ("Loop", "Loop (control flow with subgraphs) is not implemented: Sluice cuts a flat graph into layers at load"),
+    ("Scan", "Scan (control flow with subgraphs) is not implemented: Sluice cuts a flat graph into layers at load"),
+    ("If", "If (control flow with subgraphs) is not implemented: Sluice cuts a flat graph into layers at load"),
 ])
 
 
@@ -115,15 +113,14 @@ def category_reason(name):
     return None
 
 
-def reason_for(name, detail, old_reasons):
+def reason_for(name, detail):
     category = category_reason(name)
     if category:
         return category
-    for prefix, reason in REASONS.items():
-        if name.startswith(prefix):
+    ops, _ = model_facts(name)
+    for op, reason in OP_REASONS.items():
+        if op in ops:
             return reason
-    if name in old_reasons:
-        return old_reasons[name]
     detail = re.sub(r"/usr/share/libonnx-testdata/data/[^:]*: ", "", detail)
     return detail[:200] or "fails"
 
@@ -183,7 +180,7 @@ def main():
                 print("%s\t%s\t%s" % (n, *outcomes[n]))
     if "--promote" in args:
         new_must = sorted(n for n in outcomes if outcomes[n][0] == "pass")
-        new_skipped = {n: reason_for(n, outcomes[n][1], skipped) for n in outcomes if outcomes[n][0] != "pass"}
+        new_skipped = {n: reason_for(n, outcomes[n][1]) for n in outcomes if outcomes[n][0] != "pass"}
         write_cases_file(new_must, new_skipped)
         print("wrote %s: %d must pass, %d skipped" % (os.path.normpath(CASES_FILE), len(new_must), len(new_skipped)))
     if regressions:

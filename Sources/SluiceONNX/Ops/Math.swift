@@ -7,7 +7,7 @@ enum MathOps {
         OpSchema(name: "Sub", opsets: 1...OpRegistry.latestOpset) { try BinaryOperator($0, .sub) },
         OpSchema(name: "Mul", opsets: 1...OpRegistry.latestOpset) { try BinaryOperator($0, .mul) },
         OpSchema(name: "Div", opsets: 1...OpRegistry.latestOpset) { try BinaryOperator($0, .div) },
-        OpSchema(name: "Gemm", opsets: 7...OpRegistry.latestOpset) { try GemmOperator($0) },
+        OpSchema(name: "Gemm", opsets: 1...OpRegistry.latestOpset) { try GemmOperator($0) },
         OpSchema(name: "MatMul", opsets: 1...OpRegistry.latestOpset) { try MatMulOperator($0) },
         OpSchema(name: "Relu", opsets: 1...OpRegistry.latestOpset) { try ActivationOperator($0, .relu) },
         OpSchema(name: "LeakyRelu", opsets: 1...OpRegistry.latestOpset) {

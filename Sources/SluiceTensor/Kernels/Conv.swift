@@ -9,9 +9,6 @@ public struct ConvGeometry: Sendable, Equatable {
     public init(input: [Int], weight: [Int], group: Int = 1, strides: [Int]? = nil, dilations: [Int]? = nil,
                 pads: [Int]? = nil, autoPad: AutoPad = .notSet) throws {
         guard input.count >= 3 else { throw ShapeError("Conv input must be N×C×spatial, got \(input)") }
-        guard input.count <= 4 else {
-            throw ShapeError("Conv with \(input.count - 2) spatial dimensions is not supported (only 1-D and 2-D), input \(input)")
-        }
         guard weight.count == input.count else {
             throw ShapeError("Conv weight \(weight) must have the input's rank \(input.count) (input \(input))")
         }
@@ -53,6 +50,10 @@ extension Kernels {
         precondition(bias == nil || bias!.elementCount == g.outChannels, "Conv bias must have \(g.outChannels) values")
         precondition(channelScale == nil || channelScale!.elementCount == g.outChannels, "Conv scale must have \(g.outChannels) values")
         precondition(channelShift == nil || channelShift!.elementCount == g.outChannels, "Conv shift must have \(g.outChannels) values")
+        if g.window.input.count > 2 {
+            return convGeneral(x, weight: weight, bias: bias, channelScale: channelScale, channelShift: channelShift,
+                               geometry: g, activation: activation, scratch: scratch)
+        }
         let out = Tensor(uninitialized: .float32, shape: g.outputShape)
         let p = g.window.planar
         let cg = g.inChannels / g.group

@@ -1,7 +1,7 @@
 import Foundation
 
 /// Elementwise float functions of one value (ONNX's unary math ops and activations).
-public enum UnaryOp: Sendable, Equatable, CustomStringConvertible {
+public enum UnaryOp: Sendable, Equatable {
     case abs, neg, exp, log, sqrt, reciprocal, floor, ceil, round, sign, erf
     case sin, cos, tan, asin, acos, atan, sinh, cosh, asinh, acosh, atanh
     case softplus, softsign, mish
@@ -14,8 +14,6 @@ public enum UnaryOp: Sendable, Equatable, CustomStringConvertible {
     case shrink(bias: Float, lambda: Float)
     /// x · Φ(x), exactly (erf) or with the tanh approximation.
     case gelu(tanh: Bool)
-
-    public var description: String { "\(self)" }
 
     /// The function in Double precision (the reference; also float64 and integer inputs).
     public func callAsFunction(_ x: Double) -> Double {
