@@ -28,7 +28,10 @@ struct ModelLoader {
             do {
                 initializers[tensor.name] = try Initializer(name: tensor.name, proto: tensor, baseDirectory: baseDirectory)
             } catch let e as OpError {
-                throw fail(e.kind, "initializer '\(tensor.name)' \(e.message)")
+                // Name the node that needs it, so the message says what cannot run.
+                let reader = graph.node.enumerated().first { $0.element.input.contains(tensor.name) }
+                    .map { ", read by node '\(makeNode($0.element, index: $0.offset).name)' (\($0.element.opType)):" } ?? ""
+                throw fail(e.kind, "initializer '\(tensor.name)'\(reader) \(e.message)")
             }
         }
         if let sparse = graph.sparseInitializer.first {
@@ -175,7 +178,7 @@ struct ModelLoader {
                          types: types, symbolic: symbolic, fusions: fusions)
     }
 
-    private func readProto() throws -> Onnx_ModelProto {
+    func readProto() throws -> Onnx_ModelProto {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw fail(.fileNotReadable, "cannot open the model: no such file")
@@ -196,15 +199,15 @@ struct ModelLoader {
         }
     }
 
-    private func defaultOpset(_ proto: Onnx_ModelProto) -> Int? {
+    func defaultOpset(_ proto: Onnx_ModelProto) -> Int? {
         proto.opsetImport.first(where: { $0.domain.isEmpty || $0.domain == "ai.onnx" }).map { Int($0.version) }
     }
 
-    private func domainOpset(_ proto: Onnx_ModelProto, _ domain: String) -> Int {
+    func domainOpset(_ proto: Onnx_ModelProto, _ domain: String) -> Int {
         Int(proto.opsetImport.first { $0.domain == domain }?.version ?? 0)
     }
 
-    private func makeNode(_ proto: Onnx_NodeProto, index: Int) -> Node {
+    func makeNode(_ proto: Onnx_NodeProto, index: Int) -> Node {
         Node(index: index, name: proto.name.isEmpty ? "\(proto.opType)_\(index)" : proto.name, opType: proto.opType,
              domain: proto.domain, inputs: proto.input, outputs: proto.output, attributes: Attributes(proto.attribute))
     }
