@@ -214,16 +214,23 @@ struct DropoutOperator: Operator {
         wantsMask = context.requestedOutputs == 2
     }
 
+    /// Training mode drops values at random, which inference does not do; with a ratio of 0 it
+    /// is the identity, so only that case passes.
+    func checkInferenceMode(_ inputs: InferenceInputs) throws {
+        guard let training = inputs.value(2), training.dtype == .bool, training.truthValues.contains(true) else { return }
+        if let ratio = inputs.scalarFloat(1), ratio == 0 { return }
+        if inputs.optionalType(1) != nil && inputs.value(1) == nil { return }  // known at run time
+        throw OpError.unsupported("training_mode=true is not supported (inference only)")
+    }
+
     func infer(_ inputs: InferenceInputs) throws -> [ValueType] {
         let x = try inputs.type(0)
-        if let training = inputs.value(2), training.dtype == .bool,
-           training.withUnsafeBufferPointer(as: UInt8.self, { $0.contains { $0 != 0 } }) {
-            throw OpError.unsupported("training_mode=true is not supported (inference only)")
-        }
+        try checkInferenceMode(inputs)
         return wantsMask ? [x, ValueType(.bool, x.shape)] : [x]
     }
 
     func evaluate(_ inputs: [Tensor?], outputs: [ValueType], scratch: Scratch) throws -> [Tensor] {
+        try checkInferenceMode(InferenceInputs(tensors: inputs))
         guard wantsMask else { return [inputs[0]!] }
         let mask = Tensor(uninitialized: .bool, shape: outputs[1].shape)
         mask.storage.bytes.initializeMemory(as: UInt8.self, repeating: 1, count: mask.elementCount)
@@ -231,6 +238,7 @@ struct DropoutOperator: Operator {
     }
 
     func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
+    var isView: Bool { !wantsMask }
 }
 
 /// ConvTranspose over any number of spatial dimensions. The output size comes from

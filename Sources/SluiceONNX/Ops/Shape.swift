@@ -26,6 +26,7 @@ struct IdentityOperator: Operator {
     func infer(_ inputs: InferenceInputs) throws -> [ValueType] { [try inputs.type(0)] }
     func evaluate(_ inputs: [Tensor?], outputs: [ValueType], scratch: Scratch) throws -> [Tensor] { [inputs[0]!] }
     func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
+    var isView: Bool { true }
 }
 
 /// Constant: its value comes from one of the `value*` attributes. The loader turns Constant
@@ -81,6 +82,7 @@ struct FlattenOperator: Operator {
     }
 
     func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
+    var isView: Bool { true }
 }
 
 /// Reshape to the shape given by the second input: 0 copies the input's dimension (unless
@@ -137,6 +139,7 @@ struct ReshapeOperator: Operator {
     }
 
     func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
+    var isView: Bool { true }
 }
 
 struct TransposeOperator: Operator {
@@ -320,6 +323,7 @@ struct AxesOperator: Operator {
     }
 
     func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
+    var isView: Bool { true }
 }
 
 struct CastOperator: Operator {

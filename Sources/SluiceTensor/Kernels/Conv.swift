@@ -45,16 +45,27 @@ extension Kernels {
     public static func conv(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, channelScale: Tensor? = nil,
                             channelShift: Tensor? = nil, geometry g: ConvGeometry, activation: Activation = .none,
                             scratch: Scratch) -> Tensor {
+        let out = Tensor(uninitialized: .float32, shape: g.outputShape)
+        conv(x, weight: weight, bias: bias, channelScale: channelScale, channelShift: channelShift, geometry: g,
+             activation: activation, scratch: scratch, into: out)
+        return out
+    }
+
+    /// The convolution written to `out` (the geometry's output shape).
+    public static func conv(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, channelScale: Tensor? = nil,
+                            channelShift: Tensor? = nil, geometry g: ConvGeometry, activation: Activation = .none,
+                            scratch: Scratch, into out: Tensor) {
         precondition(x.shape == [g.batch, g.inChannels] + g.window.input, "Conv input \(x.shape) does not match its geometry")
         precondition(weight.shape == [g.outChannels, g.inChannels / g.group] + g.window.kernel, "Conv weight \(weight.shape) does not match its geometry")
         precondition(bias == nil || bias!.elementCount == g.outChannels, "Conv bias must have \(g.outChannels) values")
         precondition(channelScale == nil || channelScale!.elementCount == g.outChannels, "Conv scale must have \(g.outChannels) values")
         precondition(channelShift == nil || channelShift!.elementCount == g.outChannels, "Conv shift must have \(g.outChannels) values")
+        precondition(out.shape == g.outputShape, "Conv into \(out.shape), expected \(g.outputShape)")
         if g.window.input.count > 2 {
-            return convGeneral(x, weight: weight, bias: bias, channelScale: channelScale, channelShift: channelShift,
-                               geometry: g, activation: activation, scratch: scratch)
+            convGeneral(x, weight: weight, bias: bias, channelScale: channelScale, channelShift: channelShift,
+                        geometry: g, activation: activation, scratch: scratch, into: out)
+            return
         }
-        let out = Tensor(uninitialized: .float32, shape: g.outputShape)
         let p = g.window.planar
         let cg = g.inChannels / g.group
         let mg = g.outChannels / g.group
@@ -119,7 +130,6 @@ extension Kernels {
             }
             n0 += count
         }
-        return out
     }
 
     /// About how many columns a convolution's matrix product gets when samples are batched.

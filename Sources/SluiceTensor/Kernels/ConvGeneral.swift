@@ -65,8 +65,7 @@ extension Kernels {
 
     /// Convolution for any number of spatial dimensions, one sample at a time (im2col + sgemm).
     static func convGeneral(_ x: Tensor, weight: Tensor, bias: Tensor?, channelScale: Tensor?, channelShift: Tensor?,
-                            geometry g: ConvGeometry, activation: Activation, scratch: Scratch) -> Tensor {
-        let out = Tensor(uninitialized: .float32, shape: g.outputShape)
+                            geometry g: ConvGeometry, activation: Activation, scratch: Scratch, into out: Tensor) {
         let w = g.window
         let cg = g.inChannels / g.group, mg = g.outChannels / g.group
         let kdim = cg * Tensor.elementCount(of: w.kernel)
@@ -85,7 +84,6 @@ extension Kernels {
                                 scale: channelScale?.floatPointer[m], shift: channelShift?.floatPointer[m], activation: activation)
             }
         }
-        return out
     }
 
     /// ONNX ConvTranspose for any number of spatial dimensions: X [N, C, in…], W [C, M/group,

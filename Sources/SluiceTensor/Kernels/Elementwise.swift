@@ -75,6 +75,13 @@ extension Kernels {
         let shape: [Int]
         do { shape = try Shapes.broadcast(a.shape, b.shape) } catch { preconditionFailure("\(error)") }
         let out = Tensor(uninitialized: a.dtype, shape: shape)
+        binary(op, a, b, into: out)
+        return out
+    }
+
+    /// `a op b` written to `out` (the broadcast shape, a's dtype).
+    public static func binary(_ op: BinaryOp, _ a: Tensor, _ b: Tensor, into out: Tensor) {
+        precondition(a.dtype == b.dtype && out.dtype == a.dtype, "\(op.rawValue) of \(a.dtype) and \(b.dtype) into \(out.dtype)")
         switch a.dtype {
         case .float32: binary(op, a, b, out, as: Float.self)
         case .float64: binary(op, a, b, out, as: Double.self)
@@ -85,7 +92,6 @@ extension Kernels {
         case .uint8: binary(op, a, b, out, as: UInt8.self)
         default: preconditionFailure("\(op.rawValue) does not support \(a.dtype)")
         }
-        return out
     }
 
     private static func binary<T: ArithmeticElement>(_ op: BinaryOp, _ a: Tensor, _ b: Tensor, _ out: Tensor, as: T.Type) {
@@ -169,5 +175,11 @@ extension Kernels {
         let out = Tensor(uninitialized: .float32, shape: x.shape)
         activation.apply(x.floatPointer, into: out.mutableFloatPointer, count: x.elementCount)
         return out
+    }
+
+    /// The activation written to `out` (same element count).
+    public static func activation(_ activation: Activation, _ x: Tensor, into out: Tensor) {
+        precondition(out.elementCount == x.elementCount, "\(activation) of \(x) into \(out)")
+        activation.apply(x.floatPointer, into: out.mutableFloatPointer, count: x.elementCount)
     }
 }
