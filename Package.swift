@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Targets are layered by what they may touch; a lower layer never imports a higher one:
-// C shims → SluiceTensor → SluiceONNX → SluicePlan → SluiceProtocol → SluiceTransport
+// C shims and kernels → SluiceTensor → SluiceONNX → SluicePlan → SluiceProtocol → SluiceTransport
 // → SluiceRoles → sluice (CLI). SluiceConfig only parses YAML; the protocol carries its types.
 let package = Package(
     name: "Sluice",
@@ -19,7 +19,9 @@ let package = Package(
         .systemLibrary(name: "CZeroMQ", path: "Sources/CZeroMQ"),
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
         .systemLibrary(name: "CProcess", path: "Sources/CProcess"),
-        .target(name: "SluiceTensor", dependencies: ["CBLAS"]),
+        // Float loops built for AVX2 + FMA and for the baseline, chosen at run time (see its header).
+        .target(name: "CKernels", path: "Sources/CKernels"),
+        .target(name: "SluiceTensor", dependencies: ["CBLAS", "CKernels"]),
         .target(
             name: "SluiceONNX",
             dependencies: ["SluiceTensor", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
