@@ -21,6 +21,28 @@ extension Kernels {
         let p = window.planar
         let planes = x.shape[0] * x.shape[1]
         let xp = x.floatPointer, yp = out.mutableFloatPointer
+        if p.ph == 0 && p.pw == 0 && (p.oh - 1) * p.sh + (p.kh - 1) * p.dh < p.h && (p.ow - 1) * p.sw + (p.kw - 1) * p.dw < p.w {
+            // Every window lies inside the input: no tap ranges to compute.
+            for plane in 0..<planes {
+                let src = xp + plane * p.h * p.w, dst = yp + plane * p.oh * p.ow
+                for oh in 0..<p.oh {
+                    let row = dst + oh * p.ow
+                    let top = src + oh * p.sh * p.w
+                    for ow in 0..<p.ow { row[ow] = top[ow * p.sw] }
+                    for kh in 0..<p.kh {
+                        let line = top + kh * p.dh * p.w
+                        for kw in 0..<p.kw where kh > 0 || kw > 0 {
+                            let tap = line + kw * p.dw
+                            for ow in 0..<p.ow {
+                                let v = tap[ow * p.sw]
+                                if v > row[ow] || v.isNaN { row[ow] = v }
+                            }
+                        }
+                    }
+                }
+            }
+            return
+        }
         for plane in 0..<planes {
             let src = xp + plane * p.h * p.w
             let dst = yp + plane * p.oh * p.ow

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// An activation of ONNX's recurrent ops (the `activations` attribute).
@@ -112,10 +113,16 @@ public struct RecurrentCell: Sendable {
     public func run(_ b: Buffers, steps: Int, batch: Int, inputSize: Int, reverse: Bool, lengths: [Int]?, scratch: Scratch) {
         let g = gates, h = hidden, gh = g * h
         // Scratch: input projections for all steps, recurrent projections, state.
-        let total = steps * batch * gh + batch * gh + 3 * batch * h
+        let panels = (gh + 15) / 16 * 16 * h
+        let total = steps * batch * gh + batch * gh + 3 * batch * h + panels + h * gh
         let base = scratch.floats(total)
         let xw = base, hr = base + steps * batch * gh
         let state = hr + batch * gh, cell = state + batch * h, rh = cell + batch * h
+        // Rᵀ [h, gates·h] packed once per sequence: every step's H·Rᵀ then streams it in order
+        // (OpenBLAS would repack R on every one of the steps).
+        let packedR = rh + batch * h, transposedR = packedR + panels
+        for i in 0..<gh { for j in 0..<h { transposedR[j * gh + i] = b.r[i * h + j] } }
+        sluice_pack_b(h, gh, transposedR, gh, packedR)
 
         // X·Wᵀ for every step at once, plus the input bias.
         Kernels.sgemm(transA: false, transB: true, m: steps * batch, n: gh, k: inputSize, a: b.x, lda: inputSize,
@@ -139,8 +146,12 @@ public struct RecurrentCell: Sendable {
             a.apply(p, count: count)
         }
         for step in 0..<steps {
-            Kernels.sgemm(transA: false, transB: true, m: batch, n: fullProducts, k: h, a: state, lda: h, b: b.r, ldb: h,
-                          c: hr, ldc: gh)
+            if fullProducts == gh {
+                sluice_sgemm_packed(batch, gh, h, 1, state, h, packedR, 0, hr, gh)
+            } else {
+                Kernels.sgemm(transA: false, transB: true, m: batch, n: fullProducts, k: h, a: state, lda: h, b: b.r, ldb: h,
+                              c: hr, ldc: gh)
+            }
             for row in 0..<batch {
                 // Rows past their length keep their state and output zeros; reverse runs each
                 // row backwards within its own length.
