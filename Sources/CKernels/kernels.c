@@ -75,3 +75,9 @@ void sluice_sgemm_packed(long m, long n, long k, float alpha, const float *a, lo
     DISPATCH(sgemm_packed_avx2(m, n, k, alpha, a, lda, packed, beta, c, ldc),
              sgemm_packed_base(m, n, k, alpha, a, lda, packed, beta, c, ldc));
 }
+
+void sluice_layernorm(const float *x, const float *residual, long rows, long cols, const float *scale, const float *bias,
+                      float eps, float *y, float *mean, float *inv) {
+    DISPATCH(layernorm_avx2(x, residual, rows, cols, scale, bias, eps, y, mean, inv),
+             layernorm_base(x, residual, rows, cols, scale, bias, eps, y, mean, inv));
+}

@@ -293,3 +293,52 @@ TARGET static void NAME(sgemm_small)(long m, long n, long k, float alpha, const 
         }
     }
 }
+
+/* Layer normalization of rows of `cols` floats: x, or x + residual when given; mean and
+ * 1/sqrt(var + eps) per row to `mean` and `inv` when given. */
+TARGET static void NAME(layernorm)(const float *x, const float *residual, long rows, long cols, const float *scale,
+                                   const float *bias, float eps, float *y, float *mean_out, float *inv_out) {
+    for (long r = 0; r < rows; r++) {
+        const float *src = x + r * cols;
+        float *dst = y + r * cols;
+        const float *in = src;
+        if (residual) {
+            const float *res = residual + r * cols;
+            long i = 0;
+            for (; i + 8 <= cols; i += 8) NAME(store)(dst + i, NAME(load)(src + i) + NAME(load)(res + i));
+            for (; i < cols; i++) dst[i] = src[i] + res[i];
+            in = dst;
+        }
+        NAME(v8) s = NAME(splat)(0.0f);
+        long i = 0;
+        for (; i + 8 <= cols; i += 8) s += NAME(load)(in + i);
+        float sum = 0;
+        for (int k = 0; k < 8; k++) sum += s[k];
+        for (; i < cols; i++) sum += in[i];
+        float mean = sum / (float)cols;
+        NAME(v8) m = NAME(splat)(mean), v = NAME(splat)(0.0f);
+        i = 0;
+        for (; i + 8 <= cols; i += 8) { NAME(v8) d = NAME(load)(in + i) - m; v += d * d; }
+        float var = 0;
+        for (int k = 0; k < 8; k++) var += v[k];
+        for (; i < cols; i++) { float d = in[i] - mean; var += d * d; }
+        var /= (float)cols;
+        float inv = 1.0f / __builtin_sqrtf(var + eps);
+        if (mean_out) mean_out[r] = mean;
+        if (inv_out) inv_out[r] = inv;
+        NAME(v8) iv = NAME(splat)(inv);
+        i = 0;
+        for (; i + 8 <= cols; i += 8) {
+            NAME(v8) t = (NAME(load)(in + i) - m) * iv;
+            if (scale) t = t * NAME(load)(scale + i);
+            if (bias) t = t + NAME(load)(bias + i);
+            NAME(store)(dst + i, t);
+        }
+        for (; i < cols; i++) {
+            float t = (in[i] - mean) * inv;
+            if (scale) t *= scale[i];
+            if (bias) t += bias[i];
+            dst[i] = t;
+        }
+    }
+}

@@ -197,4 +197,45 @@ import Testing
         #expect(again["y"]?.floats == y.floats)
         #expect(TensorStorage.allocationCount - before == 1)
     }
+
+    /// The fusions for transformer blocks (residual Add + LayerNormalization, MatMul + Add +
+    /// Gelu written out, Transpose + MatMul + scale) give what the nodes give one by one.
+    @Test func transformerFusionsMatchTheNodesRunOneByOne() throws {
+        var b = ModelBuilder()
+        var rng = SeededGenerator(seed: 21)
+        b.input("x", [nil, 4, 8])
+        b.input("r", [nil, 4, 8])
+        b.initializer("w", rng.tensor([8, 8]))
+        b.initializer("bias", rng.tensor([8]))
+        b.initializer("scale", rng.tensor([8]))
+        b.initializer("shift", rng.tensor([8]))
+        b.initializer("sqrt2", Tensor(shape: [], floats: [1.4142135]))
+        b.initializer("one", Tensor(shape: [], floats: [1]))
+        b.initializer("half", Tensor(shape: [], floats: [0.5]))
+        b.initializer("c", Tensor(shape: [], floats: [0.25]))
+        b.node("Add", ["x", "r"], ["sum"])
+        b.node("LayerNormalization", ["sum", "scale", "shift"], ["normed"], ["axis": -1, "epsilon": Float(1e-5)])
+        b.node("MatMul", ["normed", "w"], ["h"])
+        b.node("Add", ["h", "bias"], ["hb"])
+        b.node("Div", ["hb", "sqrt2"], ["d"])
+        b.node("Erf", ["d"], ["e"])
+        b.node("Add", ["e", "one"], ["e1"])
+        b.node("Mul", ["hb", "e1"], ["m"])
+        b.node("Mul", ["m", "half"], ["g"])
+        b.node("Transpose", ["g"], ["gt"], ["perm": [0, 2, 1]])
+        b.node("MatMul", ["normed", "gt"], ["scores"])
+        b.node("Mul", ["scores", "c"], ["y"])
+        b.output("y", [nil, 4, 4])
+        let model = try b.load()
+        #expect(model.fusionGroups == [0..<2, 2..<9, 9..<12])
+        let executor = try Executor(model: model, nodes: 0..<model.nodes.count)
+        let inputs = ["x": rng.tensor([3, 4, 8]), "r": rng.tensor([3, 4, 8])]
+        var whole = inputs
+        try executor.run(0..<model.nodes.count, values: &whole)
+        var stepwise = inputs
+        for i in 0..<model.nodes.count { try executor.run(i..<(i + 1), values: &stepwise) }
+        let fused = try #require(whole["y"]), separate = try #require(stepwise["y"])
+        #expect(fused.shape == [3, 4, 4])
+        #expect(maxRelativeError(fused, separate) < 1e-5)
+    }
 }

@@ -43,6 +43,12 @@ void sluice_pack_b(long k, long n, const float *b, long ldb, float *packed);
 void sluice_sgemm_packed(long m, long n, long k, float alpha, const float *a, long lda, const float *packed, float beta,
                          float *c, long ldc);
 
+/* Layer normalization of `rows` rows of `cols` floats (of x, or of x + residual when residual is
+ * not NULL): y = (v - mean) / sqrt(var + eps) * scale + bias (scale and bias may be NULL), with
+ * each row's mean and 1 / sqrt(var + eps) written to mean and inv unless NULL. y may be x. */
+void sluice_layernorm(const float *x, const float *residual, long rows, long cols, const float *scale, const float *bias,
+                      float eps, float *y, float *mean, float *inv);
+
 #ifdef __cplusplus
 }
 #endif

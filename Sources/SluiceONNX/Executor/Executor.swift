@@ -204,7 +204,13 @@ public final class Executor: @unchecked Sendable {
             var linear = MatMulBiasOperator(activation: activation)
             linear.packed = (headOp as? MatMulOperator)?.packed
             op = linear
-        case is TransposeOperator where fusion.transposedMatMul:
+        case is BinaryOperator where fusion.residualNorm:
+            let normNode = model.graph[fusion.nodes.upperBound - 1]
+            let sum = head.outputs[0]
+            guard let norm = model.operators[normNode.index] as? LayerNormOperator, normNode.inputs.first == sum else { break }
+            inputs = headInputs + Array(normNode.inputs.dropFirst())
+            op = AddLayerNormOperator(norm: norm)
+                case is TransposeOperator where fusion.transposedMatMul:
             let matmul = model.graph[fusion.head + 1]
             inputs = [matmul.inputs[0], head.inputs[0]]
             op = MatMulTransposedOperator(scale: fusion.scale)

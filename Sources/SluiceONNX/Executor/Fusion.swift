@@ -16,6 +16,8 @@ struct Fusion: Sendable {
     /// scalar]: one batched product with B transposed, scaled by `scale`.
     var transposedMatMul = false
     var scale: Float = 1
+    /// Add of two same-shaped tensors, then LayerNormalization of the sum.
+    var residualNorm = false
 
     var head: Int { nodes.lowerBound }
 
@@ -142,11 +144,20 @@ struct Fusion: Sendable {
                 fusions.append(Fusion(nodes: i..<end, batchNorm: nil, add: nil, activation: nil, transposedMatMul: true, scale: scale))
                 i = end
                 continue
-            case is BinaryOperator:
+            case let binary as BinaryOperator:
                 // A Gelu written out node by node.
                 if let x = head.inputs.first, geluAt(i, of: x) {
                     fusions.append(Fusion(nodes: i..<(i + 5), batchNorm: nil, add: nil, activation: i, gelu: true))
                     i += 5
+                    continue
+                }
+                // A residual Add of two same-shaped tensors straight into LayerNormalization.
+                if binary.op == .add, binary.legacy == nil, end < graph.count, operators[end] is LayerNormOperator,
+                   head.inputs.count == 2, let a = types[head.inputs[0]], let b = types[head.inputs[1]], a.shape == b.shape,
+                   let sum = head.outputs.first, graph[end].inputs.first == sum, onlyFeeds(sum, end),
+                   graph[end].outputs.dropFirst().allSatisfy({ $0.isEmpty }) {
+                    fusions.append(Fusion(nodes: i..<(end + 1), batchNorm: nil, add: i, activation: nil, residualNorm: true))
+                    i = end + 1
                     continue
                 }
             default:
@@ -258,4 +269,40 @@ struct MatMulTransposedOperator: Operator {
         guard let b = inputs[1], let k = b.shape.last else { return 0 }
         return 2 * Double(outputs[0].elementCount) * Double(k)
     }
+}
+
+/// Add(a, b) then LayerNormalization of the sum, in one pass per row.
+struct AddLayerNormOperator: Operator {
+    let norm: LayerNormOperator
+
+    func infer(_ inputs: InferenceInputs) throws -> [ValueType] {
+        let a = try inputs.type(0, oneOf: [.float32], role: "A"), b = try inputs.type(1, oneOf: [.float32], role: "B")
+        guard a.shape == b.shape else { throw OpError("residual shapes differ: \(describe(a.shape)) and \(describe(b.shape))") }
+        let rest = InferenceInputs(types: [a] + Array(inputs.types.dropFirst(2)), values: [nil] + Array(inputs.values.dropFirst(2)))
+        return [try norm.infer(rest)[0]]
+    }
+
+    func evaluate(_ inputs: [Tensor?], outputs: [ValueType], scratch: Scratch) throws -> [Tensor] {
+        let out = Tensor(uninitialized: .float32, shape: outputs[0].shape)
+        if try !evaluate(inputs, into: [out], scratch: scratch) {
+            let sum = Kernels.binary(.add, inputs[0]!, inputs[1]!)
+            return [try norm.evaluate([sum] + Array(inputs.dropFirst(2)), outputs: outputs, scratch: scratch)[0]]
+        }
+        return [out]
+    }
+
+    var writesInto: Bool { true }
+
+    func evaluate(_ inputs: [Tensor?], into outputs: [Tensor], scratch: Scratch) throws -> Bool {
+        let a = inputs[0]!, b = inputs[1]!
+        let axis = try Shapes.axis(norm.axis, rank: a.rank)
+        let columns = Tensor.elementCount(of: Array(a.shape[axis...]))
+        let scale = inputs[2]!, bias = inputs.count > 3 ? inputs[3] : nil
+        guard scale.elementCount == columns, bias == nil || bias!.elementCount == columns else { return false }
+        Kernels.layerNorm(a.floatData, residual: b.floatData, rows: a.elementCount / max(columns, 1), columns: columns,
+                          scale: scale.floatData, bias: bias?.floatData, epsilon: norm.epsilon, into: outputs[0].mutableFloatData)
+        return true
+    }
+
+    func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 9 * Double(outputs[0].elementCount) }
 }

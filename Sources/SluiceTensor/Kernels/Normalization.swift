@@ -1,41 +1,17 @@
+import CKernels
 import Foundation
 
 extension Kernels {
-    /// Layer normalization of `rows` rows of `columns` floats:
+    /// Layer normalization of `rows` rows of `columns` floats (of x, or of x + residual):
     /// `y = (x − mean) / sqrt(var + ε) · scale + bias`, with the per-row mean and 1/sqrt(var + ε)
     /// written to `mean` and `invStdDev` when given. `scale` and `bias` hold `columns` values.
-    public static func layerNorm(_ x: UnsafePointer<Float>, rows: Int, columns: Int, scale: UnsafePointer<Float>?,
-                                 bias: UnsafePointer<Float>?, epsilon: Float, into y: UnsafeMutablePointer<Float>,
-                                 mean meanOut: UnsafeMutablePointer<Float>? = nil,
+    /// Vectorized in CKernels; `ReferenceKernels.layerNorm` is its twin.
+    public static func layerNorm(_ x: UnsafePointer<Float>, residual: UnsafePointer<Float>? = nil, rows: Int, columns: Int,
+                                 scale: UnsafePointer<Float>?, bias: UnsafePointer<Float>?, epsilon: Float,
+                                 into y: UnsafeMutablePointer<Float>, mean meanOut: UnsafeMutablePointer<Float>? = nil,
                                  invStdDev invOut: UnsafeMutablePointer<Float>? = nil) {
         guard columns > 0 else { return }
-        let n = Float(columns)
-        for r in 0..<rows {
-            let src = x + r * columns, dst = y + r * columns
-            var s0: Float = 0, s1: Float = 0, s2: Float = 0, s3: Float = 0
-            var i = 0
-            while i + 4 <= columns { s0 += src[i]; s1 += src[i + 1]; s2 += src[i + 2]; s3 += src[i + 3]; i += 4 }
-            while i < columns { s0 += src[i]; i += 1 }
-            let mean = ((s0 + s1) + (s2 + s3)) / n
-            var v0: Float = 0, v1: Float = 0, v2: Float = 0, v3: Float = 0
-            i = 0
-            while i + 4 <= columns {
-                let d0 = src[i] - mean, d1 = src[i + 1] - mean, d2 = src[i + 2] - mean, d3 = src[i + 3] - mean
-                v0 += d0 * d0; v1 += d1 * d1; v2 += d2 * d2; v3 += d3 * d3
-                i += 4
-            }
-            while i < columns { let d = src[i] - mean; v0 += d * d; i += 1 }
-            let variance = ((v0 + v1) + (v2 + v3)) / n
-            let inv = 1 / (variance + epsilon).squareRoot()
-            meanOut?[r] = mean
-            invOut?[r] = inv
-            switch (scale, bias) {
-            case let (s?, b?): for j in 0..<columns { dst[j] = (src[j] - mean) * inv * s[j] + b[j] }
-            case let (s?, nil): for j in 0..<columns { dst[j] = (src[j] - mean) * inv * s[j] }
-            case let (nil, b?): for j in 0..<columns { dst[j] = (src[j] - mean) * inv + b[j] }
-            case (nil, nil): for j in 0..<columns { dst[j] = (src[j] - mean) * inv }
-            }
-        }
+        sluice_layernorm(x, residual, rows, columns, scale, bias, epsilon, y, meanOut, invOut)
     }
 
     /// Layer normalization of a tensor over its dimensions from `axis` on; returns Y, Mean and
