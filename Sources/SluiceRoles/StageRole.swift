@@ -62,9 +62,10 @@ public final class StageRole: PipelineRole {
                 return 1
             }
             if ready.count > 1, ready[1].contains(.readable) {
-                // Drain what is queued, but come back to the control socket regularly.
-                for _ in 0..<64 {
-                    guard let frames = try? pull?.receive(dontWait: true) else { break }
+                // Drain what is queued, but come back to the control socket within ~10 ms, so a
+                // move or a shutdown never waits behind a backlog.
+                let drainUntil = monotonicSeconds() + 0.01
+                while monotonicSeconds() < drainUntil, let frames = try? pull?.receive(dontWait: true) {
                     process(frames)
                 }
             }
