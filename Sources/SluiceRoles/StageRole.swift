@@ -129,8 +129,11 @@ public final class StageRole: PipelineRole {
             control.send(.failed(message: "cannot load weights for layers \(describe(loaded.layers)): \(error)"))
         case .success(let newExecutor):
             guard loaded.layers == machine?.held else { return }  // superseded by a later prepare
+            let shrinking = (executor?.parameterBytes ?? 0) > newExecutor.parameterBytes
             executor = newExecutor
             executorLayers = loaded.layers
+            // Hand freed weights back to the system, so a stage's memory follows its share.
+            if shrinking { malloc_trim(0) }
             logger.info("holding layers \(describe(loaded.layers)) (\(newExecutor.parameterBytes) bytes of weights)")
             if let epoch = loaded.acking { control.send(.prepared(epoch: epoch)) }
         }
@@ -143,6 +146,7 @@ public final class StageRole: PipelineRole {
         // Whatever is neither compute nor waiting to send is waiting for input.
         counters.idleSeconds = max(0, counters.elapsedSeconds - counters.busySeconds - counters.blockedSeconds)
         counters.layers = layerTimings.keys.sorted().map { layerTimings[$0]! }
+        counters.residentBytes = residentBytes()
         control.send(.heartbeat(counters))
     }
 
@@ -168,6 +172,7 @@ public final class StageRole: PipelineRole {
         assignment = new
         started = monotonicSeconds()
         counters = RoleCounters()
+        counters.residentBytesAtStart = residentBytes()
         logger.info("holding layers \(new.layers) (nodes \(loaded.nodes.lowerBound)..<\(loaded.nodes.upperBound), \(loaded.parameterBytes) bytes of weights)")
     }
 
