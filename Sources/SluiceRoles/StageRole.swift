@@ -1,3 +1,4 @@
+import CProcess
 import Dispatch
 import Foundation
 import Logging
@@ -133,7 +134,7 @@ public final class StageRole: PipelineRole {
             executor = newExecutor
             executorLayers = loaded.layers
             // Hand freed weights back to the system, so a stage's memory follows its share.
-            if shrinking { malloc_trim(0) }
+            if shrinking { sluice_release_free_memory() }
             logger.info("holding layers \(describe(loaded.layers)) (\(newExecutor.parameterBytes) bytes of weights)")
             if let epoch = loaded.acking { control.send(.prepared(epoch: epoch)) }
         }
