@@ -118,7 +118,9 @@ public struct SinkSummary: Codable, Equatable, Sendable {
     public var correct: UInt64 = 0
     public var duplicates: Int = 0
     public var rejected: Int = 0
-    /// Wall-clock ns of the first and last output, for throughput.
+    /// Wall-clock ns when the first batch was created at the source, and of the first and last
+    /// output, for throughput.
+    public var firstCreated: UInt64 = 0
     public var firstOutput: UInt64 = 0
     public var lastOutput: UInt64 = 0
     /// Source-to-sink latency per batch, milliseconds.

@@ -74,8 +74,9 @@ struct RoleLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String,
-             function: String, line: UInt) {
+    func log(event: LogEvent) {
+        let level = event.level
+        let message = event.message
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         var parts = tm()

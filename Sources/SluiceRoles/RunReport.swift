@@ -66,8 +66,9 @@ public struct RunReport: Codable {
         rejected = counters.values.reduce(0) { $0 + $1.rejected }
         labelled = sink.labelled
         correct = sink.correct
-        seconds = sink.lastOutput > sink.firstOutput ? Double(sink.lastOutput - sink.firstOutput) / 1e9 : 0
-        windowsPerSecond = seconds > 0 ? Double(windowsOut > 0 ? windowsOut - 1 : 0) / seconds : 0
+        // From the first batch's creation at the source to the last output at the sink.
+        seconds = sink.lastOutput > sink.firstCreated && sink.firstCreated > 0 ? Double(sink.lastOutput - sink.firstCreated) / 1e9 : 0
+        windowsPerSecond = seconds > 0 ? Double(windowsOut) / seconds : 0
         latencyP50Milliseconds = sink.latencyP50Milliseconds
         latencyP99Milliseconds = sink.latencyP99Milliseconds
         initialSplit = plan.partition.description
@@ -99,7 +100,8 @@ public struct RunReport: Codable {
             lines.append(String(format: "  accuracy     %llu/%llu = %.1f%% against the recording's labels", correct, labelled,
                                 100 * Double(correct) / Double(labelled)))
         }
-        lines.append(String(format: "  throughput   %.1f windows/s (first to last output in %.3f s)", windowsPerSecond, seconds))
+        lines.append(String(format: "  throughput   %.1f windows/s (%llu windows from the first batch sent to the last output, %.3f s)",
+                            windowsPerSecond, windowsOut, seconds))
         lines.append(String(format: "  latency      p50 %.2f ms, p99 %.2f ms (source to sink, per batch)", latencyP50Milliseconds, latencyP99Milliseconds))
         for record in rebalances {
             let measured = [record.measuredBeforeSamplesPerSecond, record.measuredAfterSamplesPerSecond]

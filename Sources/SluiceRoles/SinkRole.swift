@@ -127,6 +127,7 @@ public final class SinkRole: PipelineRole {
             return
         }
         let arrived = wallNanos()
+        if summary.firstCreated == 0 || batch.header.created < summary.firstCreated { summary.firstCreated = batch.header.created }
         if arrived > batch.header.created { latencies.append(Double(arrived - batch.header.created) / 1e6) }
         for released in reorder.insert((batch, keys), sequence: batch.header.batchSequence) {
             write(released.batch, keys: released.keys)

@@ -43,8 +43,8 @@ extension Sluice {
                 throw ExitCodes.report(error)
             }
             FileHandle.standardError.write(Data((result.report.text + "\n").utf8))
-            if let report {
-                FileManager.default.createFile(atPath: report, contents: result.report.json())
+            if let report, !FileManager.default.createFile(atPath: report, contents: result.report.json()) {
+                throw ExitCodes.report(RoleError("cannot write the report to \(report)"))
             }
             if result.exitCode != 0 { throw ExitCode(result.exitCode) }
         }
