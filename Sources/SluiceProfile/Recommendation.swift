@@ -49,9 +49,10 @@ public struct Recommendation: Codable, Equatable, Sendable {
         let currentSplit = Partition(ranges: current, stageTimes: []).description
         let unmeasured = costs.layerSecondsPerSample.indices.filter { costs.layerSecondsPerSample[$0] == nil }
         guard !current.isEmpty, costs.isComplete, current.last?.upperBound == costs.layerSecondsPerSample.count else {
-            let why = unmeasured.isEmpty
-                ? "no layer was measured"
-                : "\(unmeasured.count == 1 ? "layer" : "layers") \(unmeasured.map(String.init).joined(separator: ", ")) never measured"
+            let layerCount = costs.layerSecondsPerSample.count
+            let why = layerCount == 0 ? "no layer was measured"
+                : !unmeasured.isEmpty ? "\(unmeasured.count == 1 ? "layer" : "layers") \(unmeasured.map(String.init).joined(separator: ", ")) never measured"
+                : "the split covers \(current.last?.upperBound ?? 0) layers but \(layerCount) were measured"
             return Recommendation(text: "\(bottleneck.summary); \(why), so no other split can be predicted yet",
                                   currentSplit: currentSplit, bestSplit: nil, predictedCurrentSamplesPerSecond: nil,
                                   predictedBestSamplesPerSecond: nil, predictedGain: nil, moves: [])
