@@ -40,7 +40,7 @@ let package = Package(
         .executableTarget(
             name: "sluice",
             dependencies: [
-                "SluiceRoles", "SluiceConfig", "SluiceONNX", "SluicePlan", "SluiceTensor",
+                "SluiceRoles", "SluiceConfig", "SluiceONNX", "SluicePlan", "SluiceProtocol", "SluiceTensor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(name: "SluiceTensorTests", dependencies: ["SluiceTensor"]),

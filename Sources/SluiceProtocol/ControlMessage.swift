@@ -98,6 +98,9 @@ public struct RoleCounters: Codable, Equatable, Sendable {
     /// Messages that failed to decode or run: counted, logged, dropped.
     public var rejected: Int = 0
     public var layers: [LayerTiming] = []
+    /// Resident memory now, and when the role took its assignment (weights loaded).
+    public var residentBytes: Int = 0
+    public var residentBytesAtStart: Int = 0
     public init() {}
 }
 

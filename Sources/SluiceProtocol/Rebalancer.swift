@@ -16,6 +16,7 @@ public struct CostModel: Sendable, Equatable {
     private struct StageLayer: Hashable, Sendable { var stage: Int; var layer: Int }
     private var lastLayerTotals: [StageLayer: LayerTiming] = [:]
     private var lastStageTotals: [Int: RoleCounters] = [:]
+    private var measuredSpeeds: Set<Int> = []
     private let smoothing = 0.5
 
     public init(cut: LayerCut, stages: Int, secondsPerByte: Double = 1 / 2.5e9) {
@@ -48,7 +49,9 @@ public struct CostModel: Sendable, Equatable {
         lastStageTotals[stage] = counters
         if busyDelta > 1e-4, computeDelta > 0 {
             let speed = min(1, computeDelta / busyDelta)
-            stageSpeeds[stage] = smoothing * speed + (1 - smoothing) * stageSpeeds[stage]
+            // The first measurement replaces the assumed 1 outright: a slow stage is slow from the start.
+            stageSpeeds[stage] = measuredSpeeds.contains(stage) ? smoothing * speed + (1 - smoothing) * stageSpeeds[stage] : speed
+            measuredSpeeds.insert(stage)
         }
     }
 

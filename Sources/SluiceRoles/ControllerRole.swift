@@ -46,10 +46,10 @@ public final class ControllerRole {
                     logger.warning("dropped a control message of \(frames.count) frames")
                     continue
                 }
-                let sender = String(decoding: frames[0].bytes, as: UTF8.self)
+                let sender = frames[0].text
                 let message: ControlMessage
                 do {
-                    message = try ControlMessage.decode(frames[1].bytes)
+                    message = try frames[1].withBytes { try ControlMessage.decode($0) }
                 } catch {
                     logger.warning("dropped a control message from \(sender): \(error)")
                     continue

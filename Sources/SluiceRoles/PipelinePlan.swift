@@ -138,6 +138,7 @@ extension PlanGraph {
                       PlanNode(name: $0.name, opType: $0.opType, inputs: $0.inputs, outputs: $0.outputs,
                                flopsPerSample: $0.flopsPerSample, parameterBytes: $0.parameterBytes)
                   },
-                  inputs: model.inputs.map(\.name), outputs: model.outputs.map(\.name), constants: constants, bytesPerSample: bytes)
+                  inputs: model.inputs.map(\.name), outputs: model.outputs.map(\.name), constants: constants, bytesPerSample: bytes,
+                  unsplittable: model.fusionGroups)
     }
 }

@@ -18,6 +18,14 @@ public func monotonicSeconds() -> Double {
     return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
 }
 
+/// This process's resident memory, from /proc/self/statm (0 where that is unavailable).
+public func residentBytes() -> Int {
+    guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+    let fields = text.split(separator: " ")
+    guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
+    return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+}
+
 /// Counts SIGINT/SIGTERM deliveries; loops poll it between waits of at most ~50 ms.
 public enum StopSignal {
     nonisolated(unsafe) static var count: Int32 = 0
@@ -113,7 +121,7 @@ final class ControlChannel {
             lastHeard = monotonicSeconds()
             guard let frame = frames.last else { continue }
             do {
-                return try ControlMessage.decode(frame.bytes)
+                return try frame.withBytes { try ControlMessage.decode($0) }
             } catch {
                 logger.warning("dropped a control frame: \(error)")
             }

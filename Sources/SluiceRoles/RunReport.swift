@@ -13,6 +13,9 @@ public struct RunReport: Codable {
         public var blockedSeconds: Double
         public var elapsedSeconds: Double
         public var rejected: Int
+        /// Resident memory when the stage took its first assignment, and at the end.
+        public var residentBytesAtStart: Int
+        public var residentBytes: Int
         public var millisecondsPerBatch: Double { batches > 0 ? busySeconds * 1000 / Double(batches) : 0 }
         public var busyPercent: Double { elapsedSeconds > 0 ? 100 * busySeconds / elapsedSeconds : 0 }
     }
@@ -78,7 +81,8 @@ public struct RunReport: Codable {
             return StageReport(stage: index, layers: range.count == 1 ? "\(range.lowerBound)" : "\(range.lowerBound)-\(range.upperBound - 1)",
                                batches: stage.batches, samples: stage.samples, busySeconds: stage.busySeconds,
                                idleSeconds: stage.idleSeconds, blockedSeconds: stage.blockedSeconds,
-                               elapsedSeconds: stage.elapsedSeconds, rejected: stage.rejected)
+                               elapsedSeconds: stage.elapsedSeconds, rejected: stage.rejected,
+                               residentBytesAtStart: stage.residentBytesAtStart, residentBytes: stage.residentBytes)
         }
     }
 

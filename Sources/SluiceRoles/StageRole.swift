@@ -1,3 +1,4 @@
+import CProcess
 import Dispatch
 import Foundation
 import Logging
@@ -62,9 +63,10 @@ public final class StageRole: PipelineRole {
                 return 1
             }
             if ready.count > 1, ready[1].contains(.readable) {
-                // Drain what is queued, but come back to the control socket regularly.
-                for _ in 0..<64 {
-                    guard let frames = try? pull?.receive(dontWait: true) else { break }
+                // Drain what is queued, but come back to the control socket within ~10 ms, so a
+                // move or a shutdown never waits behind a backlog.
+                let drainUntil = monotonicSeconds() + 0.01
+                while monotonicSeconds() < drainUntil, let frames = try? pull?.receive(dontWait: true) {
                     process(frames)
                 }
             }
@@ -128,8 +130,11 @@ public final class StageRole: PipelineRole {
             control.send(.failed(message: "cannot load weights for layers \(describe(loaded.layers)): \(error)"))
         case .success(let newExecutor):
             guard loaded.layers == machine?.held else { return }  // superseded by a later prepare
+            let shrinking = (executor?.parameterBytes ?? 0) > newExecutor.parameterBytes
             executor = newExecutor
             executorLayers = loaded.layers
+            // Hand freed weights back to the system, so a stage's memory follows its share.
+            if shrinking { sluice_release_free_memory() }
             logger.info("holding layers \(describe(loaded.layers)) (\(newExecutor.parameterBytes) bytes of weights)")
             if let epoch = loaded.acking { control.send(.prepared(epoch: epoch)) }
         }
@@ -142,6 +147,7 @@ public final class StageRole: PipelineRole {
         // Whatever is neither compute nor waiting to send is waiting for input.
         counters.idleSeconds = max(0, counters.elapsedSeconds - counters.busySeconds - counters.blockedSeconds)
         counters.layers = layerTimings.keys.sorted().map { layerTimings[$0]! }
+        counters.residentBytes = residentBytes()
         control.send(.heartbeat(counters))
     }
 
@@ -167,6 +173,7 @@ public final class StageRole: PipelineRole {
         assignment = new
         started = monotonicSeconds()
         counters = RoleCounters()
+        counters.residentBytesAtStart = residentBytes()
         logger.info("holding layers \(new.layers) (nodes \(loaded.nodes.lowerBound)..<\(loaded.nodes.upperBound), \(loaded.parameterBytes) bytes of weights)")
     }
 
