@@ -2,8 +2,9 @@
 import PackageDescription
 
 // Targets are layered by what they may touch; a lower layer never imports a higher one:
-// C shims → SluiceTensor → SluiceONNX → SluicePlan → SluiceProtocol → SluiceTransport
-// → SluiceRoles → sluice (CLI). SluiceConfig only parses YAML; the protocol carries its types.
+// C shims → SluiceTensor → SluiceONNX → SluicePlan → SluiceProtocol → SluiceProfile
+// → SluiceTransport → SluiceRoles → sluice (CLI). SluiceConfig only parses YAML; the protocol
+// carries its types. SluiceProfile turns measurements into reports, traces and metrics.
 let package = Package(
     name: "Sluice",
     products: [
@@ -34,13 +35,13 @@ let package = Package(
         .target(
             name: "SluiceRoles",
             dependencies: [
-                "CProcess", "SluiceTensor", "SluiceONNX", "SluicePlan", "SluiceConfig", "SluiceProtocol", "SluiceTransport",
+                "CProcess", "SluiceTensor", "SluiceONNX", "SluicePlan", "SluiceConfig", "SluiceProtocol", "SluiceProfile", "SluiceTransport",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .executableTarget(
             name: "sluice",
             dependencies: [
-                "SluiceRoles", "SluiceConfig", "SluiceONNX", "SluicePlan", "SluiceProtocol", "SluiceTensor",
+                "SluiceRoles", "SluiceConfig", "SluiceONNX", "SluicePlan", "SluiceProtocol", "SluiceProfile", "SluiceTensor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(name: "SluiceTensorTests", dependencies: ["SluiceTensor"]),

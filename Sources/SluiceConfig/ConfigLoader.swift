@@ -232,14 +232,15 @@ private struct ConfigReader {
     }
 
     func readSink(_ node: Node?) -> SinkConfig? {
-        let entries = fields.mapping(node, at: "sink", allowed: ["type", "path"])
+        let entries = fields.mapping(node, at: "sink", allowed: ["type", "path", "delay_ms"])
         let kind = fields.choice(entries, "type", at: "sink", default: SinkKind.jsonl)
         var path = fields.string(entries, "path", at: "sink", parent: node) ?? "-"
         if kind == .npy && path == "-" {
             fields.report(node, "sink.path", "is required for an npy sink (a file to write)")
         }
         if path != "-" { path = resolve(path) }
-        return SinkConfig(kind: kind, path: path)
+        let delay = fields.double(entries, "delay_ms", at: "sink", parent: node, minimum: 0) ?? 0
+        return SinkConfig(kind: kind, path: path, delayMilliseconds: delay)
     }
 
     func readController(_ node: Node?) -> ControllerConfig? {

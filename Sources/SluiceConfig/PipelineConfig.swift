@@ -178,9 +178,11 @@ public struct SinkConfig: Codable, Sendable, Equatable {
     public var kind: SinkKind
     /// "-" is standard output (jsonl only).
     public var path: String
+    /// Test and demo knob: extra time the sink takes per micro-batch, as a slow consumer would.
+    public var delayMilliseconds: Double
 
-    public init(kind: SinkKind, path: String) {
-        self.kind = kind; self.path = path
+    public init(kind: SinkKind, path: String, delayMilliseconds: Double = 0) {
+        self.kind = kind; self.path = path; self.delayMilliseconds = delayMilliseconds
     }
 }
 

@@ -127,6 +127,8 @@ public struct StageProfile: Codable, Equatable, Sendable {
     public var busySeconds: Double
     public var idleSeconds: Double
     public var blockedSeconds: Double
+    /// The sum of the stage's per-layer compute times: busy time less anything else (slowdowns).
+    public var layerComputeSeconds: Double
     public var batches: Int
     public var samples: Int
     public var rejected: Int
@@ -138,15 +140,16 @@ public struct StageProfile: Codable, Equatable, Sendable {
     public var inStageP99Seconds: Double?
 
     public init(index: Int, layers: Range<Int>, replicas: Int = 1, elapsedSeconds: Double, busySeconds: Double, idleSeconds: Double,
-                blockedSeconds: Double, batches: Int, samples: Int, rejected: Int = 0, queueDepth: Int? = nil,
-                inStageP50Seconds: Double? = nil, inStageP99Seconds: Double? = nil) {
+                blockedSeconds: Double, layerComputeSeconds: Double = 0, batches: Int, samples: Int, rejected: Int = 0,
+                queueDepth: Int? = nil, inStageP50Seconds: Double? = nil, inStageP99Seconds: Double? = nil) {
         self.index = index
         self.layers = layerSpan(layers)
         firstLayer = layers.lowerBound
         lastLayer = layers.upperBound - 1
         self.replicas = replicas
         self.elapsedSeconds = elapsedSeconds; self.busySeconds = busySeconds; self.idleSeconds = idleSeconds
-        self.blockedSeconds = blockedSeconds; self.batches = batches; self.samples = samples; self.rejected = rejected
+        self.blockedSeconds = blockedSeconds; self.layerComputeSeconds = layerComputeSeconds
+        self.batches = batches; self.samples = samples; self.rejected = rejected
         self.queueDepth = queueDepth; self.inStageP50Seconds = inStageP50Seconds; self.inStageP99Seconds = inStageP99Seconds
     }
 
@@ -154,7 +157,7 @@ public struct StageProfile: Codable, Equatable, Sendable {
                 inStageP50Seconds: Double? = nil, inStageP99Seconds: Double? = nil) {
         self.init(index: index, layers: layers, replicas: replicas, elapsedSeconds: counters.elapsedSeconds,
                   busySeconds: counters.busySeconds, idleSeconds: counters.idleSeconds, blockedSeconds: counters.blockedSeconds,
-                  batches: counters.batches, samples: counters.samples, rejected: counters.rejected, queueDepth: queueDepth,
+                  layerComputeSeconds: counters.layers.reduce(0) { $0 + $1.seconds }, batches: counters.batches, samples: counters.samples, rejected: counters.rejected, queueDepth: queueDepth,
                   inStageP50Seconds: inStageP50Seconds, inStageP99Seconds: inStageP99Seconds)
     }
 
@@ -170,7 +173,8 @@ public struct StageProfile: Codable, Equatable, Sendable {
     private func fraction(_ seconds: Double) -> Double { elapsedSeconds > 0 ? seconds / elapsedSeconds : 0 }
 
     private enum CodingKeys: String, CodingKey {
-        case index, layers, firstLayer, lastLayer, replicas, elapsedSeconds, busySeconds, idleSeconds, blockedSeconds, batches
+        case index, layers, firstLayer, lastLayer, replicas, elapsedSeconds, busySeconds, idleSeconds, blockedSeconds
+        case layerComputeSeconds, batches
         case samples, rejected, queueDepth, inStageP50Seconds, inStageP99Seconds
         // Derived, written for scripts and ignored when read back.
         case busyFraction, idleFraction, blockedFraction, batchesPerSecond, samplesPerSecond, millisecondsPerBatch
@@ -187,6 +191,7 @@ public struct StageProfile: Codable, Equatable, Sendable {
         busySeconds = try c.decode(Double.self, forKey: .busySeconds)
         idleSeconds = try c.decode(Double.self, forKey: .idleSeconds)
         blockedSeconds = try c.decode(Double.self, forKey: .blockedSeconds)
+        layerComputeSeconds = try c.decodeIfPresent(Double.self, forKey: .layerComputeSeconds) ?? 0
         batches = try c.decode(Int.self, forKey: .batches)
         samples = try c.decode(Int.self, forKey: .samples)
         rejected = try c.decode(Int.self, forKey: .rejected)
@@ -206,6 +211,7 @@ public struct StageProfile: Codable, Equatable, Sendable {
         try c.encode(busySeconds, forKey: .busySeconds)
         try c.encode(idleSeconds, forKey: .idleSeconds)
         try c.encode(blockedSeconds, forKey: .blockedSeconds)
+        try c.encode(layerComputeSeconds, forKey: .layerComputeSeconds)
         try c.encode(batches, forKey: .batches)
         try c.encode(samples, forKey: .samples)
         try c.encode(rejected, forKey: .rejected)
@@ -244,80 +250,6 @@ public struct LayerProfile: Codable, Equatable, Sendable {
     }
 }
 
-/// One micro-batch's journey: created at the source, one hop per stage that ran layers on it
-/// (a stage that passed it through adds none), received at the sink. Nanoseconds of the wall
-/// clock (CLOCK_REALTIME), so processes line up.
-public struct BatchTrace: Codable, Equatable, Sendable {
-    public var batchSequence: UInt64
-    public var windowCount: Int
-    public var created: UInt64
-    public var hops: [Hop]
-    public var sinkReceived: UInt64
-
-    public init(batchSequence: UInt64, windowCount: Int, created: UInt64, hops: [Hop], sinkReceived: UInt64) {
-        self.batchSequence = batchSequence; self.windowCount = windowCount; self.created = created; self.hops = hops
-        self.sinkReceived = sinkReceived
-    }
-
-    /// What the sink records for a batch it received at `sinkReceived`.
-    public init(header: BatchHeader, sinkReceived: UInt64) {
-        self.init(batchSequence: header.batchSequence, windowCount: Int(header.windowCount), created: header.created,
-                  hops: header.hops, sinkReceived: sinkReceived)
-    }
-
-    /// `Hop` belongs to the wire protocol and is not Codable there; this mirror keeps the
-    /// JSON field names equal to the struct's.
-    private struct CodableHop: Codable {
-        var stage: UInt16, received: UInt64, computeStart: UInt64, computeEnd: UInt64, sendStart: UInt64
-    }
-
-    private enum CodingKeys: String, CodingKey { case batchSequence, windowCount, created, hops, sinkReceived }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        batchSequence = try c.decode(UInt64.self, forKey: .batchSequence)
-        windowCount = try c.decode(Int.self, forKey: .windowCount)
-        created = try c.decode(UInt64.self, forKey: .created)
-        hops = try c.decode([CodableHop].self, forKey: .hops).map {
-            Hop(stage: $0.stage, received: $0.received, computeStart: $0.computeStart, computeEnd: $0.computeEnd, sendStart: $0.sendStart)
-        }
-        sinkReceived = try c.decode(UInt64.self, forKey: .sinkReceived)
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(batchSequence, forKey: .batchSequence)
-        try c.encode(windowCount, forKey: .windowCount)
-        try c.encode(created, forKey: .created)
-        try c.encode(hops.map {
-            CodableHop(stage: $0.stage, received: $0.received, computeStart: $0.computeStart, computeEnd: $0.computeEnd, sendStart: $0.sendStart)
-        }, forKey: .hops)
-        try c.encode(sinkReceived, forKey: .sinkReceived)
-    }
-}
-
-/// Keeps a bounded, evenly spread sample of traces over a run of any length: every batch until
-/// `capacity` are held, then every second one of those and every second one after, and so on.
-/// The sink can feed it every batch; memory stays at `capacity` traces.
-public struct TraceSampler: Sendable {
-    public let capacity: Int
-    public private(set) var traces: [BatchTrace] = []
-    /// Keep one batch in `stride`.
-    public private(set) var stride = 1
-    private var seen = 0
-
-    public init(capacity: Int = 4096) { self.capacity = max(2, capacity) }
-
-    public mutating func add(_ trace: BatchTrace) {
-        defer { seen += 1 }
-        guard seen % stride == 0 else { return }
-        traces.append(trace)
-        if traces.count >= capacity {
-            traces = traces.enumerated().filter { $0.offset % 2 == 0 }.map(\.element)
-            stride *= 2
-        }
-    }
-}
 
 /// What the recommendation is computed from: the split in force and the measured costs, as in
 /// the controller's `CostModel`. Ranges are half-open ([lower, upper) in JSON).

@@ -29,7 +29,7 @@ public enum TextReport {
         return lines.joined(separator: "\n") + "\n"
     }
 
-    static func stageTable(_ profile: ProfileData) -> [String] {
+    public static func stageTable(_ profile: ProfileData) -> [String] {
         var rows = [["stage", "layers", "replicas", "busy%", "idle%", "blocked%", "batches/s", "samples/s", "ms/batch", "queue",
                      "p50 ms", "p99 ms", ""]]
         for stage in profile.stages {

@@ -32,7 +32,7 @@ public struct TensorDescriptor: Equatable, Sendable {
 
 /// One stage's visit to a batch, in nanoseconds of the wall clock (CLOCK_REALTIME), so hops
 /// of different processes line up.
-public struct Hop: Equatable, Sendable {
+public struct Hop: Codable, Equatable, Sendable {
     public var stage: UInt16
     public var received: UInt64
     public var computeStart: UInt64

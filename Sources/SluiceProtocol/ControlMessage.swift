@@ -126,6 +126,8 @@ public struct SinkSummary: Codable, Equatable, Sendable {
     /// Source-to-sink latency per batch, milliseconds.
     public var latencyP50Milliseconds: Double = 0
     public var latencyP99Milliseconds: Double = 0
+    /// Timestamps of a bounded, evenly spread sample of the batches, for profiles and traces.
+    public var traces: [BatchTrace] = []
     public init() {}
 }
 

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SluiceConfig
+import SluiceProfile
 import SluiceProtocol
 import SluiceTransport
 
@@ -15,10 +16,17 @@ public final class ControllerRole {
     private var logger = makeLogger("controller")
     private var sourceDone: SourceDone?
     private var started = monotonicSeconds()
+    private let metrics: MetricsServer?
+    private let liveEvery: Double?
+    private var nextLive = 0.0
 
-    public init(plan: PipelinePlan, endpoints: Endpoints) throws {
+    /// `metricsPort`: serve Prometheus text at http://host:port/metrics while running.
+    /// `liveEvery`: print the stage table to standard error this often (seconds).
+    public init(plan: PipelinePlan, endpoints: Endpoints, metricsPort: UInt16? = nil, liveEvery: Double? = nil) throws {
         self.plan = plan
         self.endpoints = endpoints
+        self.liveEvery = liveEvery
+        metrics = try metricsPort.map { try MetricsServer(host: "0.0.0.0", port: $0) }
         router = try ZMQSocket(context, .router, lingerMilliseconds: 2000, sendHighWaterMark: 10_000, receiveHighWaterMark: 10_000)
         try router.bind(endpoints.control)
         let coordinator = RebalanceCoordinator(
@@ -33,6 +41,7 @@ public final class ControllerRole {
     /// Runs the pipeline to its end; returns the report and the process exit code.
     public func run() -> (report: RunReport, exitCode: Int32) {
         logger.info("listening on \(endpoints.control) for \(plan.stageNames.count) stages, a source and a sink")
+        if let metrics { logger.info("metrics at http://0.0.0.0:\(metrics.port)/metrics") }
         var handledSignals: Int32 = 0
         while true {
             if StopSignal.received > handledSignals {
@@ -40,7 +49,12 @@ public final class ControllerRole {
                 if let outcome = perform(machine.handle(.stopRequested)) { return finish(outcome) }
             }
             if let outcome = perform(machine.handle(.tick(now: monotonicSeconds() - started))) { return finish(outcome) }
-            _ = try? poll([(router, .readable)], timeoutMilliseconds: 20)
+            _ = try? poll([(router, .readable)], descriptors: metrics?.pollDescriptors ?? [], timeoutMilliseconds: 20)
+            metrics?.serviceReady { PrometheusExposition.render(snapshot()) }
+            if let liveEvery, monotonicSeconds() >= nextLive, machine.phase == .running || machine.phase == .draining {
+                nextLive = monotonicSeconds() + liveEvery
+                FileHandle.standardError.write(Data((TextReport.stageTable(profile(traces: [], windowsOut: nil)).joined(separator: "\n") + "\n").utf8))
+            }
             while let frames = try? router.receive(dontWait: true) {
                 guard frames.count == 2 else {
                     logger.warning("dropped a control message of \(frames.count) frames")
@@ -82,11 +96,45 @@ public final class ControllerRole {
     private func finish(_ outcome: ControllerOutcome) -> (report: RunReport, exitCode: Int32) {
         let report = RunReport(plan: plan, outcome: outcome, sourceDone: sourceDone, counters: machine.counters,
                                coordinator: machine.coordinator)
+        var sink: SinkSummary?
+        switch outcome {
+        case .completed(let summary), .stopped(let summary?): sink = summary
+        default: break
+        }
+        lastProfile = profile(traces: sink?.traces ?? [], windowsOut: report.windowsOut)
         switch outcome {
         case .completed, .stopped: return (report, 0)
         case .failed(let message):
             logger.error("pipeline failed: \(message)")
             return (report, 1)
         }
+    }
+
+    /// The profile of the run so far (complete once `run` has returned).
+    public private(set) var lastProfile: ProfileData?
+
+    private var ranges: [Range<Int>] { machine.coordinator?.ranges ?? plan.partition.ranges }
+
+    private func stageCounters() -> [Int: RoleCounters] {
+        var byStage: [Int: RoleCounters] = [:]
+        for (index, name) in plan.stageNames.enumerated() { byStage[index] = machine.counters[name] }
+        return byStage
+    }
+
+    private func profile(traces: [BatchTrace], windowsOut: UInt64?) -> ProfileData {
+        let coordinator = machine.coordinator
+        return ProfileData.make(
+            pipeline: plan.config.name, cut: plan.cut, ranges: ranges, stageCounters: stageCounters(), traces: traces,
+            model: coordinator?.rebalancer.model ?? CostModel(cut: plan.cut, stages: ranges.count),
+            rebalances: coordinator?.history ?? [], windowsIn: sourceDone?.windows,
+            windowsOut: windowsOut ?? UInt64(machine.counters["sink"]?.samples ?? 0),
+            durationSeconds: machine.counters["sink"]?.elapsedSeconds ?? 0)
+    }
+
+    private func snapshot() -> MetricsSnapshot {
+        MetricsSnapshot(stages: stageCounters(), ranges: ranges,
+                        layerSecondsPerSample: machine.coordinator?.rebalancer.model.layerSeconds ?? [],
+                        epoch: machine.coordinator?.epoch ?? 1, rebalances: machine.coordinator?.history.filter(\.applied).count ?? 0,
+                        source: machine.counters["source"], sink: machine.counters["sink"])
     }
 }

@@ -21,6 +21,7 @@ public final class SinkRole: PipelineRole {
     private var summary = SinkSummary()
     private var counters = RoleCounters()
     private var latencies: [Double] = []
+    private var traces = TraceSampler()
     private var started = monotonicSeconds()
     private var nextHeartbeat = 0.0
     private var done = false
@@ -84,6 +85,7 @@ public final class SinkRole: PipelineRole {
                 latencies.sort()
                 summary.latencyP50Milliseconds = percentile(0.5)
                 summary.latencyP99Milliseconds = percentile(0.99)
+                summary.traces = traces.traces
                 control.send(.sinkDone(summary))
             }
             heartbeatIfDue()
@@ -129,9 +131,11 @@ public final class SinkRole: PipelineRole {
         let arrived = wallNanos()
         if summary.firstCreated == 0 || batch.header.created < summary.firstCreated { summary.firstCreated = batch.header.created }
         if arrived > batch.header.created { latencies.append(Double(arrived - batch.header.created) / 1e6) }
+        traces.add(BatchTrace(header: batch.header, sinkReceived: arrived))
         for released in reorder.insert((batch, keys), sequence: batch.header.batchSequence) {
             write(released.batch, keys: released.keys)
         }
+        if assignment.sink.delayMilliseconds > 0 { usleep(UInt32(assignment.sink.delayMilliseconds * 1000)) }
     }
 
     private func write(_ batch: Batch, keys: [WindowKey]) {

@@ -26,6 +26,11 @@ extension Sluice {
         @Option(help: "Also write the run summary as JSON to this file.")
         var report: String?
 
+        @Option(help: "Write the profile (stages, layers, latency, traces, recommendation) as JSON to this file.")
+        var profile: String?
+
+        @OptionGroup var observe: ObserveOptions
+
         @Flag(help: .hidden)
         var managed = false
 
@@ -38,7 +43,12 @@ extension Sluice {
             do {
                 var endpoints = plan.endpoints(runDirectory: directory)
                 endpoints.control = control
-                result = try ControllerRole(plan: plan, endpoints: endpoints).run()
+                let role = try ControllerRole(plan: plan, endpoints: endpoints, metricsPort: observe.metricsPort,
+                                              liveEvery: observe.live ? 1 : nil)
+                result = role.run()
+                if let profile, let data = role.lastProfile?.json(), !FileManager.default.createFile(atPath: profile, contents: data) {
+                    throw RoleError("cannot write the profile to \(profile)")
+                }
             } catch {
                 throw ExitCodes.report(error)
             }

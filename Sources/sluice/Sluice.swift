@@ -16,7 +16,7 @@ struct Sluice: ParsableCommand {
           sluice plan pipelines/imu-mlp-3stage.yaml
           sluice infer model.onnx --input window=x.npy --output out/
         """,
-        subcommands: [Run.self, Validate.self, Plan.self, Infer.self, Controller.self, Stage.self, Source.self, Sink.self])
+        subcommands: [Run.self, Profile.self, Validate.self, Plan.self, Infer.self, Controller.self, Stage.self, Source.self, Sink.self])
 }
 
 /// Exit codes: 1 the run failed, 2 the pipeline file is invalid, 3 the model cannot be loaded.
