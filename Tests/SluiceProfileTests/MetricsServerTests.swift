@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 #endif
 import SluiceProfile
+import SluiceTestSupport
 import SluiceTransport
 import Testing
 
@@ -11,15 +12,10 @@ private final class Client {
     let fd: Int32
 
     init(port: UInt16) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        guard let fd = connectToLoopback(port: port) else {
+            throw MetricsServerError(description: "connect: \(String(cString: strerror(errno)))")
         }
-        guard connected == 0 else { throw MetricsServerError(description: "connect: \(String(cString: strerror(errno)))") }
+        self.fd = fd
     }
 
     deinit { close(fd) }
