@@ -244,10 +244,18 @@ private struct ConfigReader {
     }
 
     func readController(_ node: Node?) -> ControllerConfig? {
-        let entries = fields.mapping(node, at: "controller", allowed: ["heartbeat_ms", "timeout_s"])
+        let entries = fields.mapping(node, at: "controller", allowed: ["heartbeat_ms", "timeout_s", "profiling"])
         let heartbeat = fields.double(entries, "heartbeat_ms", at: "controller", parent: node, minimum: 10) ?? 250
         let timeout = fields.double(entries, "timeout_s", at: "controller", parent: node, minimum: 1) ?? 10
-        return ControllerConfig(heartbeatMilliseconds: heartbeat, timeoutSeconds: timeout)
+        var profiling = true
+        if let flag = entries["profiling"] {
+            switch flag.scalar?.string {
+            case "true", "on", "yes": profiling = true
+            case "false", "off", "no": profiling = false
+            default: fields.report(flag, "controller.profiling", "must be on or off, not '\(flag.scalar?.string ?? "a collection")'")
+            }
+        }
+        return ControllerConfig(heartbeatMilliseconds: heartbeat, timeoutSeconds: timeout, profiling: profiling)
     }
 }
 

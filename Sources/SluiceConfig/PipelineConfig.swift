@@ -190,9 +190,12 @@ public struct ControllerConfig: Codable, Sendable, Equatable {
     public var heartbeatMilliseconds: Double
     /// A role that is silent this long is taken for dead.
     public var timeoutSeconds: Double
+    /// Per-layer timings and per-batch timestamps (for profiles, traces and live rebalancing).
+    /// Off, stages run their whole range in one call and record nothing per layer or batch.
+    public var profiling: Bool
 
-    public init(heartbeatMilliseconds: Double, timeoutSeconds: Double) {
-        self.heartbeatMilliseconds = heartbeatMilliseconds; self.timeoutSeconds = timeoutSeconds
+    public init(heartbeatMilliseconds: Double, timeoutSeconds: Double, profiling: Bool = true) {
+        self.heartbeatMilliseconds = heartbeatMilliseconds; self.timeoutSeconds = timeoutSeconds; self.profiling = profiling
     }
 }
 

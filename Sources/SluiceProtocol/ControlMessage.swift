@@ -38,10 +38,13 @@ public struct StageAssignment: Codable, Equatable, Sendable {
     /// Extra sleep as a fraction of compute time (a test and demo knob; 0 normally).
     public var slowdown: Double
     public var liveness: Liveness
+    /// Time each layer and stamp each batch's hop (see `ControllerConfig.profiling`).
+    public var profiling: Bool
     public init(stageIndex: Int, epoch: UInt32, modelPath: String, cut: LayerCut, layers: LayerRange, pullEndpoint: String,
-                pushEndpoint: String, slowdown: Double, liveness: Liveness) {
+                pushEndpoint: String, slowdown: Double, liveness: Liveness, profiling: Bool = true) {
         self.stageIndex = stageIndex; self.epoch = epoch; self.modelPath = modelPath; self.cut = cut; self.layers = layers
         self.pullEndpoint = pullEndpoint; self.pushEndpoint = pushEndpoint; self.slowdown = slowdown; self.liveness = liveness
+        self.profiling = profiling
     }
 }
 
@@ -70,9 +73,12 @@ public struct SinkAssignment: Codable, Equatable, Sendable {
     /// Batches must arrive with this cursor: every layer run.
     public var layerCount: Int
     public var liveness: Liveness
-    public init(sink: SinkConfig, pullEndpoint: String, outputName: String, classes: [String], layerCount: Int, liveness: Liveness) {
+    /// Keep a sample of batch timestamps for the profile's trace.
+    public var profiling: Bool
+    public init(sink: SinkConfig, pullEndpoint: String, outputName: String, classes: [String], layerCount: Int, liveness: Liveness,
+                profiling: Bool = true) {
         self.sink = sink; self.pullEndpoint = pullEndpoint; self.outputName = outputName; self.classes = classes
-        self.layerCount = layerCount; self.liveness = liveness
+        self.layerCount = layerCount; self.liveness = liveness; self.profiling = profiling
     }
 }
 

@@ -108,14 +108,14 @@ public struct PipelinePlan {
                 layers: LayerRange(start: range.lowerBound, end: range.upperBound),
                 pullEndpoint: endpoints.stages[index],
                 pushEndpoint: index + 1 < endpoints.stages.count ? endpoints.stages[index + 1] : endpoints.sink,
-                slowdown: config.stages.slowdown[index] ?? 0, liveness: liveness))
+                slowdown: config.stages.slowdown[index] ?? 0, liveness: liveness, profiling: config.controller.profiling))
         }
         messages["source"] = .assignSource(SourceAssignment(
             source: config.source, window: config.window, batching: config.batching, inputName: inputName,
             sampleShape: sampleShape, epoch: 1, pushEndpoint: endpoints.stages[0], liveness: liveness))
         messages["sink"] = .assignSink(SinkAssignment(
             sink: config.sink, pullEndpoint: endpoints.sink, outputName: outputName, classes: classes,
-            layerCount: cut.layers.count, liveness: liveness))
+            layerCount: cut.layers.count, liveness: liveness, profiling: config.controller.profiling))
         return messages
     }
 }

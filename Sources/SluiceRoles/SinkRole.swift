@@ -131,7 +131,7 @@ public final class SinkRole: PipelineRole {
         let arrived = wallNanos()
         if summary.firstCreated == 0 || batch.header.created < summary.firstCreated { summary.firstCreated = batch.header.created }
         if arrived > batch.header.created { latencies.append(Double(arrived - batch.header.created) / 1e6) }
-        traces.add(BatchTrace(header: batch.header, sinkReceived: arrived))
+        if assignment.profiling { traces.add(BatchTrace(header: batch.header, sinkReceived: arrived)) }
         for released in reorder.insert((batch, keys), sequence: batch.header.batchSequence) {
             write(released.batch, keys: released.keys)
         }

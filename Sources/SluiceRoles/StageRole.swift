@@ -202,14 +202,19 @@ public final class StageRole: PipelineRole {
             var values = batch.tensors
             let samples = Int(batch.header.windowCount)
             do {
-                for layerIndex in layers {
-                    let layer = assignment.cut.layers[layerIndex]
-                    let layerStart = monotonicSeconds()
-                    try executor.run(layer.nodes, values: &values)
-                    var timing = layerTimings[layerIndex] ?? LayerTiming(layer: layerIndex, seconds: 0, samples: 0)
-                    timing.seconds += monotonicSeconds() - layerStart
-                    timing.samples += samples
-                    layerTimings[layerIndex] = timing
+                if assignment.profiling {
+                    for layerIndex in layers {
+                        let layer = assignment.cut.layers[layerIndex]
+                        let layerStart = monotonicSeconds()
+                        try executor.run(layer.nodes, values: &values)
+                        var timing = layerTimings[layerIndex] ?? LayerTiming(layer: layerIndex, seconds: 0, samples: 0)
+                        timing.seconds += monotonicSeconds() - layerStart
+                        timing.samples += samples
+                        layerTimings[layerIndex] = timing
+                    }
+                } else {
+                    let cut = assignment.cut
+                    try executor.run(cut.layers[layers.lowerBound].nodeStart..<cut.layers[layers.upperBound - 1].nodeEnd, values: &values)
                 }
             } catch {
                 counters.busySeconds += monotonicSeconds() - clockStart
@@ -224,8 +229,10 @@ public final class StageRole: PipelineRole {
             }
             batch.setTensors(values.filter { boundary.contains($0.key) }, order: boundary)
             batch.header.cursor = UInt16(layers.upperBound)
-            batch.header.hops.append(Hop(stage: UInt16(assignment.stageIndex), received: received, computeStart: computeStart,
-                                         computeEnd: wallNanos(), sendStart: wallNanos()))
+            if assignment.profiling {
+                batch.header.hops.append(Hop(stage: UInt16(assignment.stageIndex), received: received, computeStart: computeStart,
+                                             computeEnd: wallNanos(), sendStart: wallNanos()))
+            }
             counters.batches += 1
             counters.samples += samples
         }

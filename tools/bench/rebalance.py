@@ -14,25 +14,11 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 
 import yaml
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def run(binary, config, folder, name):
-    path = os.path.join(folder, f"{name}.yaml")
-    report = os.path.join(folder, f"{name}.json")
-    with open(path, "w") as f:
-        yaml.safe_dump(config, f)
-    done = subprocess.run([binary, "run", path, "--report", report], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True)
-    if done.returncode != 0:
-        sys.exit(f"{name}: sluice run failed:\n{done.stderr}")
-    with open(report) as f:
-        return json.load(f)
+from common import ROOT, load_pipeline, release_binary, run
 
 
 def optimal_split(binary, config, folder, report):
@@ -55,20 +41,10 @@ def main():
     parser.add_argument("--binary", default=None, help="a built sluice (default: build release)")
     args = parser.parse_args()
 
-    binary = args.binary
-    if binary is None:
-        subprocess.run(["swift", "build", "-c", "release", "--product", "sluice"], cwd=ROOT, check=True,
-                       stdout=subprocess.DEVNULL)
-        binary = os.path.join(ROOT, ".build", "release", "sluice")
-
-    with open(args.pipeline) as f:
-        base = yaml.safe_load(f)
-    folder_of_pipeline = os.path.dirname(os.path.abspath(args.pipeline))
-    base["model"]["path"] = os.path.join(folder_of_pipeline, base["model"]["path"])
-    base["source"]["path"] = os.path.join(folder_of_pipeline, base["source"]["path"])
+    binary = release_binary(args.binary)
+    base = load_pipeline(args.pipeline)
     if args.repeat:
         base["source"]["repeat"] = args.repeat
-    base["sink"] = {"type": "jsonl", "path": "/dev/null"}
     initial = base["stages"]["split"]
 
     with tempfile.TemporaryDirectory() as folder:
