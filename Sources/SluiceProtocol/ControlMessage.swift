@@ -104,6 +104,10 @@ public struct RoleCounters: Codable, Equatable, Sendable {
     /// Messages that failed to decode or run: counted, logged, dropped.
     public var rejected: Int = 0
     public var layers: [LayerTiming] = []
+    /// Batches taken from the input and handed downstream (including ones passed through);
+    /// the controller reads a hop's queue as what upstream sent less what this role took.
+    public var received: Int = 0
+    public var sent: Int = 0
     /// Resident memory now, and when the role took its assignment (weights loaded).
     public var residentBytes: Int = 0
     public var residentBytesAtStart: Int = 0

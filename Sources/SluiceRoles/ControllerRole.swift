@@ -51,6 +51,7 @@ public final class ControllerRole {
             if let outcome = perform(machine.handle(.tick(now: monotonicSeconds() - started))) { return finish(outcome) }
             _ = try? poll([(router, .readable)], descriptors: metrics?.pollDescriptors ?? [], timeoutMilliseconds: 20)
             metrics?.serviceReady { PrometheusExposition.render(snapshot()) }
+            sampleQueues()
             if let liveEvery, monotonicSeconds() >= nextLive, machine.phase == .running || machine.phase == .draining {
                 nextLive = monotonicSeconds() + liveEvery
                 FileHandle.standardError.write(Data((TextReport.stageTable(profile(traces: [], windowsOut: nil)).joined(separator: "\n") + "\n").utf8))
@@ -128,7 +129,38 @@ public final class ControllerRole {
             model: coordinator?.rebalancer.model ?? CostModel(cut: plan.cut, stages: ranges.count),
             rebalances: coordinator?.history ?? [], windowsIn: sourceDone?.windows,
             windowsOut: windowsOut ?? UInt64(machine.counters["sink"]?.samples ?? 0),
-            durationSeconds: machine.counters["sink"]?.elapsedSeconds ?? 0)
+            durationSeconds: machine.counters["sink"]?.elapsedSeconds ?? 0, queueDepths: queueDepths())
+    }
+
+    /// Batches between each stage and its upstream, averaged over the samples taken each
+    /// heartbeat while the pipeline ran.
+    private func queueDepths() -> [Int: Int] {
+        queueSamples.mapValues { Int(($0.total / Double(max($0.count, 1))).rounded()) }
+    }
+
+    private var queueSamples: [Int: (total: Double, count: Int)] = [:]
+    private var nextQueueSample = 0.0
+
+    private func sampleQueues() {
+        guard machine.phase == .running, monotonicSeconds() >= nextQueueSample else { return }
+        nextQueueSample = monotonicSeconds() + plan.config.controller.heartbeatMilliseconds / 1000
+        for (stage, depth) in currentQueueDepths() {
+            let sample = queueSamples[stage] ?? (0, 0)
+            queueSamples[stage] = (sample.total + Double(depth), sample.count + 1)
+        }
+    }
+
+    /// Batches between each stage and its upstream now: sent there, not yet taken here (queued
+    /// in ZeroMQ and kernel buffers). Heartbeats are a moment apart, so this is approximate.
+    private func currentQueueDepths() -> [Int: Int] {
+        var depths: [Int: Int] = [:]
+        for (index, name) in plan.stageNames.enumerated() {
+            guard let stage = machine.counters[name], let upstream = machine.counters[index == 0 ? "source" : plan.stageNames[index - 1]] else {
+                continue
+            }
+            depths[index] = max(0, upstream.sent - stage.received)
+        }
+        return depths
     }
 
     private func snapshot() -> MetricsSnapshot {

@@ -110,6 +110,7 @@ public final class SinkRole: PipelineRole {
         guard let assignment else { return }
         let batch: Batch
         let keys: [WindowKey]
+        counters.received += 1
         do {
             batch = try Batch.decode(frames)
             let sequence = batch.header.batchSequence

@@ -168,6 +168,7 @@ public final class SourceRole: PipelineRole {
         }
         counters.blockedSeconds += monotonicSeconds() - waitStart
         counters.batches += 1
+        counters.sent += 1
         counters.samples += ready.keys.count
     }
 

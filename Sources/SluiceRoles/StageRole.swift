@@ -186,6 +186,7 @@ public final class StageRole: PipelineRole {
         guard let assignment, let machine, let executor, let push else { return reject("no assignment yet") }
         let received = wallNanos()
         var batch: Batch
+        counters.received += 1
         do {
             batch = try Batch.decode(frames)
         } catch {
@@ -251,6 +252,7 @@ public final class StageRole: PipelineRole {
                 waitStart = monotonicSeconds()
                 heartbeatIfDue()
             }
+            counters.sent += 1
         } catch {
             logger.error("send failed: \(error)")
         }
