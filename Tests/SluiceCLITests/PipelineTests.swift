@@ -205,6 +205,46 @@ extension MultiProcess {
             #expect(sequences == Array(0..<sequences.count).map { Optional($0) })
         }
 
+        @Test func aCrashedStageFailsTheRunClearlyAndLeavesNoProcessBehind() throws {
+            let file = try writePipeline("""
+            model:
+              path: \(Self.cnn)
+            source:
+              type: recording
+              path: \(Self.recording)
+              rate: real
+            window:
+              length: 100
+              hop: 10
+            stages:
+              count: 3
+            controller:
+              heartbeat_ms: 100
+              timeout_s: 2
+            sink:
+              type: jsonl
+              path: \(temporaryPath("out.jsonl"))
+            """)
+            let run = try Running(["run", file])
+            let runDirectory = "/tmp/sluice-\(run.pid)/"
+            let deadline = Date().addingTimeInterval(30)
+            var stages: [Int32] = []
+            while stages.isEmpty && Date() < deadline {
+                usleep(200_000)
+                stages = processes(matching: runDirectory).filter { pid in
+                    let commandLine = (FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") ?? Data()).map { $0 == 0 ? 32 : $0 }
+                    return String(decoding: commandLine, as: UTF8.self).contains("--name stage-1")
+                }
+            }
+            try #require(stages.count == 1, "stage-1 never started")
+            usleep(1_000_000)
+            kill(stages[0], SIGKILL)
+            let result = run.wait(timeout: 60)
+            #expect(result.status == 1, "\(result.stderr)")
+            #expect(result.stderr.contains("stage-1 stopped responding"), "\(result.stderr)")
+            #expect(processes(matching: runDirectory).isEmpty, "processes left behind")
+        }
+
         @Test func liveSensorsPushedOverZeroMQAreWindowedLikeTheRecording() throws {
             let output = temporaryPath("live.npy")
             let file = try writePipeline("""
