@@ -126,6 +126,8 @@ public struct BatchHeader: Equatable, Sendable {
         let epoch = try reader.read(UInt32.self, "epoch")
         let cursor = try reader.read(UInt16.self, "cursor")
         let hopCount = Int(try reader.read(UInt8.self, "hop count"))
+        // Every stage adds a hop: a full count leaves no room for the next one.
+        guard hopCount < Int(UInt8.max) else { throw WireError.malformed("\(hopCount) hops: no room for another stage") }
         let tensorCount = Int(try reader.read(UInt8.self, "tensor count"))
         let created = try reader.read(UInt64.self, "created")
         var hops: [Hop] = []

@@ -110,7 +110,10 @@ final class ControlChannel {
 
     func send(_ message: ControlMessage) {
         do {
-            try socket.send([.bytes(message.encoded())])
+            // Never block on the controller: a role whose controller is gone must still notice and exit.
+            if try !socket.send([.bytes(message.encoded())], dontWait: true) {
+                FileHandle.standardError.write(Data("\(name): the controller is not taking messages; dropped a \(message.type)\n".utf8))
+            }
         } catch {
             FileHandle.standardError.write(Data("\(name): cannot reach the controller: \(error)\n".utf8))
         }

@@ -52,6 +52,8 @@ public final class SinkRole: PipelineRole {
                 case .expect(let total):
                     expected = total.batches
                 case .shutdown:
+                    // Keep what was already released, also when the run ends early.
+                    try? writer?.finish()
                     heartbeatIfDue(force: true)
                     return 0
                 default:
@@ -67,8 +69,9 @@ public final class SinkRole: PipelineRole {
                 logger.error("the controller went silent; exiting")
                 return 1
             }
-            for _ in 0..<256 {
-                guard let frames = try? pull?.receive(dontWait: true) else { break }
+            // Take what is queued, but come back to the controller within ~10 ms.
+            let drainUntil = monotonicSeconds() + 0.01
+            while monotonicSeconds() < drainUntil, let frames = try? pull?.receive(dontWait: true) {
                 accept(frames)
             }
             if let expected, !done, reorder.nextSequence >= expected {
@@ -119,6 +122,9 @@ public final class SinkRole: PipelineRole {
             }
             guard let output = batch.tensors[assignment.outputName], output.rank >= 1, output.shape[0] == Int(batch.header.windowCount) else {
                 throw WireError.malformed("batch \(sequence) lacks output '\(assignment.outputName)' with one row per window")
+            }
+            guard batch.header.firstWindow <= UInt64.max - UInt64(batch.header.windowCount) else {
+                throw WireError.malformed("batch \(sequence) numbers its windows past the end of the sequence space")
             }
             keys = try batch.metadata.withUnsafeBytes { try WindowKey.decode($0) }
             guard keys.count == Int(batch.header.windowCount) else {
@@ -234,11 +240,17 @@ final class PredictionWriter {
     }
 
     private func flush() {
+        guard !buffer.isEmpty else { return }
         handle?.write(Data(buffer.utf8))
         buffer = ""
     }
 
+    private var finished = false
+
+    /// Writes what is buffered and closes the output; later calls do nothing.
     func finish() throws {
+        guard !finished else { return }
+        finished = true
         flush()
         if config.kind == .npy, !stacked.isEmpty {
             try NPY.write(Tensor.concatenatingRows(stacked), path: config.path)

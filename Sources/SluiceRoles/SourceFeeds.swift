@@ -102,8 +102,8 @@ final class TensorsFeed: WindowFeed {
 
     init(config: TensorsSource) throws {
         rows = try NPY.read(path: config.path)
-        guard rows.dtype == .float32, rows.rank >= 2 else {
-            throw RoleError("\(config.path): a tensors source needs float32 rows [rows, …], not \(rows.dtype)\(rows.shape)")
+        guard rows.dtype == .float32, rows.rank >= 2, rows.shape[0] > 0 else {
+            throw RoleError("\(config.path): a tensors source needs at least one float32 row [rows, …], not \(rows.dtype)\(rows.shape)")
         }
         rowLength = rows.elementCount / rows.shape[0]
         pacer = Pacer(config.rate)

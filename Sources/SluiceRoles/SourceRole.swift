@@ -162,6 +162,11 @@ public final class SourceRole: PipelineRole {
                     if case .mark(let newEpoch) = message { markEpoch(newEpoch) }
                     if case .shutdown = message { exit(0) }
                 }
+                if StopSignal.received > 0 && !stopRequested { stopRequested = true }
+                if control.controllerSilent(for: assignment.liveness.timeoutSeconds) {
+                    logger.error("the controller went silent while the source waited to send; exiting")
+                    exit(1)
+                }
             }
         } catch {
             logger.error("send failed: \(error)")

@@ -89,6 +89,10 @@ public final class StageRole: PipelineRole {
         case .prepare(let move):
             guard let assignment, var machine, move.ranges.indices.contains(assignment.stageIndex) else { break }
             let range = move.ranges[assignment.stageIndex]
+            guard range.start >= 0, range.start < range.end, range.end <= assignment.cut.layers.count else {
+                logger.warning("ignoring prepare of epoch \(move.epoch): layer range \(range) is outside the model's \(assignment.cut.layers.count) layers")
+                break
+            }
             let held = machine.prepare(epoch: move.epoch, range: range.start..<range.end)
             self.machine = machine
             if held == executorLayers {
@@ -152,7 +156,7 @@ public final class StageRole: PipelineRole {
     }
 
     private func apply(_ new: StageAssignment) throws {
-        guard new.layers.start < new.layers.end, new.layers.end <= new.cut.layers.count else {
+        guard new.layers.start >= 0, new.layers.start < new.layers.end, new.layers.end <= new.cut.layers.count else {
             throw RoleError("layer range \(new.layers) is outside the model's \(new.cut.layers.count) layers")
         }
         let layers = new.layers.start..<new.layers.end
@@ -248,6 +252,11 @@ public final class StageRole: PipelineRole {
             while try !socket.send(frames, dontWait: true) {
                 _ = try poll([(socket, .writable), (control.socket, .readable)], timeoutMilliseconds: 100)
                 if StopSignal.received > 0 || shutdownRequested() { return }
+                if control.controllerSilent(for: assignment?.liveness.timeoutSeconds ?? 30) {
+                    logger.error("the controller went silent while this stage waited to send; exiting")
+                    pendingShutdown = true
+                    return
+                }
                 counters.blockedSeconds += monotonicSeconds() - waitStart
                 waitStart = monotonicSeconds()
                 heartbeatIfDue()

@@ -145,7 +145,10 @@ public final class ZMQSocket: @unchecked Sendable {
                     throw ZMQError("zmq_msg_init_data")
                 }
             }
-            if zmq_msg_send(message, handle, flags) < 0 {
+            var sent = zmq_msg_send(message, handle, flags)
+            // A signal (Ctrl-C) may interrupt a send; retrying keeps multipart messages whole.
+            while sent < 0 && zmq_errno() == EINTR { sent = zmq_msg_send(message, handle, flags) }
+            if sent < 0 {
                 let error = ZMQError("send")
                 zmq_msg_close(message)
                 if error.wouldBlock && index == 0 { return false }
