@@ -176,7 +176,7 @@ private struct ConfigReader {
 
     func readStages(_ node: Node?) -> StagesConfig? {
         guard let node else { return nil }
-        let entries = fields.mapping(node, at: "stages", allowed: ["count", "split", "slowdown"])
+        let entries = fields.mapping(node, at: "stages", allowed: ["count", "split", "slowdown", "replicas"])
         let count = fields.int(entries, "count", at: "stages", parent: node, required: true, minimum: 1)
         var split: [LayerRange]?
         if let splitNode = entries["split"], splitNode.scalar?.string != "auto" {
@@ -191,7 +191,15 @@ private struct ConfigReader {
             }
         }
         guard let count else { return nil }
-        return StagesConfig(count: count, split: split, slowdown: slowdown)
+        var replicas: [Int: Int] = [:]
+        if let replicaNode = entries["replicas"] {
+            for (key, value) in fields.mapping(replicaNode, at: "stages.replicas", allowed: Set((0..<(count ?? 0)).map(String.init))) {
+                if let stage = Int(key), let processes = fields.int([key: value], key, at: "stages.replicas", parent: replicaNode, minimum: 1) {
+                    replicas[stage] = processes
+                }
+            }
+        }
+        return StagesConfig(count: count, split: split, slowdown: slowdown, replicas: replicas)
     }
 
     /// "0-3" or "4" per stage: contiguous, in order, starting at layer 0.

@@ -140,9 +140,11 @@ public struct StagesConfig: Codable, Sendable, Equatable {
     public var split: [LayerRange]?
     /// Test and demo knob: stage index → extra sleep as a fraction of its compute time.
     public var slowdown: [Int: Double]
+    /// Stage index → processes running it (data parallelism behind one PUSH; default 1).
+    public var replicas: [Int: Int]
 
-    public init(count: Int, split: [LayerRange]?, slowdown: [Int: Double]) {
-        self.count = count; self.split = split; self.slowdown = slowdown
+    public init(count: Int, split: [LayerRange]?, slowdown: [Int: Double], replicas: [Int: Int] = [:]) {
+        self.count = count; self.split = split; self.slowdown = slowdown; self.replicas = replicas
     }
 }
 

@@ -271,7 +271,7 @@ public struct CostInput: Codable, Equatable, Sendable {
     }
 
     public init(model: CostModel, ranges: [Range<Int>]) {
-        self.init(ranges: ranges, layerSecondsPerSample: model.layerSeconds, stageSpeeds: model.stageSpeeds,
+        self.init(ranges: ranges, layerSecondsPerSample: model.layerSeconds, stageSpeeds: model.effectiveSpeeds,
                   boundaryBytesPerSample: model.boundaryBytes, secondsPerByte: model.secondsPerByte)
     }
 

@@ -33,17 +33,17 @@ public struct StageAssignment: Codable, Equatable, Sendable {
     public var layers: LayerRange
     /// This stage binds PULL here …
     public var pullEndpoint: String
-    /// … and connects PUSH to the next hop here.
-    public var pushEndpoint: String
+    /// … and connects PUSH to every process of the next hop here (PUSH spreads batches over them).
+    public var pushEndpoints: [String]
     /// Extra sleep as a fraction of compute time (a test and demo knob; 0 normally).
     public var slowdown: Double
     public var liveness: Liveness
     /// Time each layer and stamp each batch's hop (see `ControllerConfig.profiling`).
     public var profiling: Bool
     public init(stageIndex: Int, epoch: UInt32, modelPath: String, cut: LayerCut, layers: LayerRange, pullEndpoint: String,
-                pushEndpoint: String, slowdown: Double, liveness: Liveness, profiling: Bool = true) {
+                pushEndpoints: [String], slowdown: Double, liveness: Liveness, profiling: Bool = true) {
         self.stageIndex = stageIndex; self.epoch = epoch; self.modelPath = modelPath; self.cut = cut; self.layers = layers
-        self.pullEndpoint = pullEndpoint; self.pushEndpoint = pushEndpoint; self.slowdown = slowdown; self.liveness = liveness
+        self.pullEndpoint = pullEndpoint; self.pushEndpoints = pushEndpoints; self.slowdown = slowdown; self.liveness = liveness
         self.profiling = profiling
     }
 }
@@ -56,12 +56,13 @@ public struct SourceAssignment: Codable, Equatable, Sendable {
     /// The model input's shape without the batch dimension.
     public var sampleShape: [Int]
     public var epoch: UInt32
-    public var pushEndpoint: String
+    /// Every process of the first stage.
+    public var pushEndpoints: [String]
     public var liveness: Liveness
     public init(source: SourceConfig, window: WindowConfig?, batching: BatchingConfig, inputName: String, sampleShape: [Int],
-                epoch: UInt32, pushEndpoint: String, liveness: Liveness) {
+                epoch: UInt32, pushEndpoints: [String], liveness: Liveness) {
         self.source = source; self.window = window; self.batching = batching; self.inputName = inputName
-        self.sampleShape = sampleShape; self.epoch = epoch; self.pushEndpoint = pushEndpoint; self.liveness = liveness
+        self.sampleShape = sampleShape; self.epoch = epoch; self.pushEndpoints = pushEndpoints; self.liveness = liveness
     }
 }
 
@@ -112,6 +113,37 @@ public struct RoleCounters: Codable, Equatable, Sendable {
     public var residentBytes: Int = 0
     public var residentBytesAtStart: Int = 0
     public init() {}
+}
+
+extension RoleCounters {
+    /// The totals of several processes of one stage (replicas) as one: times, counts and
+    /// per-layer timings add up, so fractions of the summed wall time stay averages.
+    public static func combined(_ parts: [RoleCounters]) -> RoleCounters {
+        guard parts.count > 1 else { return parts.first ?? RoleCounters() }
+        var total = RoleCounters()
+        var layers: [Int: LayerTiming] = [:]
+        for part in parts {
+            total.elapsedSeconds += part.elapsedSeconds
+            total.batches += part.batches
+            total.samples += part.samples
+            total.busySeconds += part.busySeconds
+            total.idleSeconds += part.idleSeconds
+            total.blockedSeconds += part.blockedSeconds
+            total.rejected += part.rejected
+            total.received += part.received
+            total.sent += part.sent
+            total.residentBytes += part.residentBytes
+            total.residentBytesAtStart += part.residentBytesAtStart
+            for timing in part.layers {
+                var sum = layers[timing.layer] ?? LayerTiming(layer: timing.layer, seconds: 0, samples: 0)
+                sum.seconds += timing.seconds
+                sum.samples += timing.samples
+                layers[timing.layer] = sum
+            }
+        }
+        total.layers = layers.keys.sorted().map { layers[$0]! }
+        return total
+    }
 }
 
 public struct SourceDone: Codable, Equatable, Sendable {

@@ -31,7 +31,9 @@ public final class ControllerRole {
         try router.bind(endpoints.control)
         let coordinator = RebalanceCoordinator(
             ranges: plan.partition.ranges, epoch: 1,
-            rebalancer: Rebalancer(config: plan.config.rebalance, cut: plan.cut, stages: plan.partition.ranges.count))
+            rebalancer: Rebalancer(config: plan.config.rebalance, cut: plan.cut, stages: plan.partition.ranges.count,
+                                   replicas: plan.replicaCounts),
+            instances: plan.stageNames)
         machine = ControllerMachine(assignments: plan.assignments(endpoints),
                                     liveness: Liveness(heartbeatSeconds: plan.config.controller.heartbeatMilliseconds / 1000,
                                                        timeoutSeconds: plan.config.controller.timeoutSeconds),
@@ -40,7 +42,7 @@ public final class ControllerRole {
 
     /// Runs the pipeline to its end; returns the report and the process exit code.
     public func run() -> (report: RunReport, exitCode: Int32) {
-        logger.info("listening on \(endpoints.control) for \(plan.stageNames.count) stages, a source and a sink")
+        logger.info("listening on \(endpoints.control) for \(plan.partition.ranges.count) stages (\(plan.stageNames.count) processes), a source and a sink")
         if let metrics { logger.info("metrics at http://0.0.0.0:\(metrics.port)/metrics") }
         var handledSignals: Int32 = 0
         while true {
@@ -96,7 +98,7 @@ public final class ControllerRole {
 
     private func finish(_ outcome: ControllerOutcome) -> (report: RunReport, exitCode: Int32) {
         let report = RunReport(plan: plan, outcome: outcome, sourceDone: sourceDone, counters: machine.counters,
-                               coordinator: machine.coordinator)
+                               stageCounters: stageCounters(), coordinator: machine.coordinator)
         var sink: SinkSummary?
         switch outcome {
         case .completed(let summary), .stopped(let summary?): sink = summary
@@ -116,9 +118,13 @@ public final class ControllerRole {
 
     private var ranges: [Range<Int>] { machine.coordinator?.ranges ?? plan.partition.ranges }
 
+    /// Each stage's counters, its replicas' combined.
     private func stageCounters() -> [Int: RoleCounters] {
         var byStage: [Int: RoleCounters] = [:]
-        for (index, name) in plan.stageNames.enumerated() { byStage[index] = machine.counters[name] }
+        for (index, names) in plan.stageInstances.enumerated() {
+            let parts = names.compactMap { machine.counters[$0] }
+            if !parts.isEmpty { byStage[index] = RoleCounters.combined(parts) }
+        }
         return byStage
     }
 
@@ -129,7 +135,8 @@ public final class ControllerRole {
             model: coordinator?.rebalancer.model ?? CostModel(cut: plan.cut, stages: ranges.count),
             rebalances: coordinator?.history ?? [], windowsIn: sourceDone?.windows,
             windowsOut: windowsOut ?? UInt64(machine.counters["sink"]?.samples ?? 0),
-            durationSeconds: machine.counters["sink"]?.elapsedSeconds ?? 0, queueDepths: queueDepths())
+            durationSeconds: machine.counters["sink"]?.elapsedSeconds ?? 0, queueDepths: queueDepths(),
+            replicas: Dictionary(uniqueKeysWithValues: plan.replicaCounts.enumerated().map { ($0.offset, $0.element) }))
     }
 
     /// Batches between each stage and its upstream, averaged over the samples taken each
@@ -154,10 +161,9 @@ public final class ControllerRole {
     /// in ZeroMQ and kernel buffers). Heartbeats are a moment apart, so this is approximate.
     private func currentQueueDepths() -> [Int: Int] {
         var depths: [Int: Int] = [:]
-        for (index, name) in plan.stageNames.enumerated() {
-            guard let stage = machine.counters[name], let upstream = machine.counters[index == 0 ? "source" : plan.stageNames[index - 1]] else {
-                continue
-            }
+        let stages = stageCounters()
+        for index in plan.partition.ranges.indices {
+            guard let stage = stages[index], let upstream = index == 0 ? machine.counters["source"] : stages[index - 1] else { continue }
             depths[index] = max(0, upstream.sent - stage.received)
         }
         return depths

@@ -41,10 +41,14 @@ public struct RunReport: Codable {
     public var rebalances: [RebalanceRecord]
     /// Measured compute seconds per sample, per layer (nil: never measured).
     public var layerSecondsPerSample: [Double?]
+    /// Each stage's speed as a whole: its processes' measured speed (compute ÷ busy) times
+    /// their number.
     public var stageSpeeds: [Double]
+    /// Micro-batches each stage process computed, by role name (replicas share a stage's load).
+    public var batchesByProcess: [String: Int]
 
     init(plan: PipelinePlan, outcome: ControllerOutcome, sourceDone: SourceDone?, counters: [String: RoleCounters],
-         coordinator: RebalanceCoordinator?) {
+         stageCounters: [Int: RoleCounters], coordinator: RebalanceCoordinator?) {
         pipeline = plan.config.name
         var summary: SinkSummary?
         switch outcome {
@@ -76,9 +80,10 @@ public struct RunReport: Codable {
         split = Rebalancer.describe(ranges)
         rebalances = coordinator?.history ?? []
         layerSecondsPerSample = coordinator?.rebalancer.model.layerSeconds ?? []
-        stageSpeeds = coordinator?.rebalancer.model.stageSpeeds ?? []
+        stageSpeeds = coordinator?.rebalancer.model.effectiveSpeeds ?? []
+        batchesByProcess = Dictionary(uniqueKeysWithValues: plan.stageNames.map { ($0, counters[$0]?.batches ?? 0) })
         stages = ranges.enumerated().map { index, range in
-            let stage = counters["stage-\(index)"] ?? RoleCounters()
+            let stage = stageCounters[index] ?? RoleCounters()
             return StageReport(stage: index, layers: range.count == 1 ? "\(range.lowerBound)" : "\(range.lowerBound)-\(range.upperBound - 1)",
                                batches: stage.batches, samples: stage.samples, busySeconds: stage.busySeconds,
                                idleSeconds: stage.idleSeconds, blockedSeconds: stage.blockedSeconds,

@@ -123,7 +123,7 @@ public final class SourceRole: PipelineRole {
         batcher = MicroBatcher(maxSize: new.batching.maxSize, maxDelaySeconds: new.batching.maxDelayMilliseconds / 1000,
                                sampleShape: new.sampleShape)
         let socket = try ZMQSocket(context, .push, lingerMilliseconds: 5000, sendHighWaterMark: 2, receiveHighWaterMark: 2)
-        try socket.connect(new.pushEndpoint)
+        for endpoint in new.pushEndpoints { try socket.connect(endpoint) }
         push = socket
         assignment = new
         epoch = new.epoch

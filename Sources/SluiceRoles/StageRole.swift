@@ -171,7 +171,7 @@ public final class StageRole: PipelineRole {
         }
         if push == nil {
             let pushSocket = try ZMQSocket(context, .push, lingerMilliseconds: 5000, sendHighWaterMark: 2, receiveHighWaterMark: 2)
-            try pushSocket.connect(new.pushEndpoint)
+            for endpoint in new.pushEndpoints { try pushSocket.connect(endpoint) }
             push = pushSocket
         }
         assignment = new

@@ -159,7 +159,7 @@ private func running() -> ControllerMachine {
         Layer(index: $0, nodeStart: $0, nodeEnd: $0 + 1, opTypes: ["F"], flopsPerSample: 1, parameterBytes: 4, outputs: ["x"], outputBytesPerSample: 4)
     }, inputs: ["x"], inputBytesPerSample: 4)
     let stage = StageAssignment(stageIndex: 0, epoch: 1, modelPath: "/m", cut: cut, layers: LayerRange(start: 0, end: 2),
-                                pullEndpoint: "a", pushEndpoint: "b", slowdown: 0, liveness: liveness)
+                                pullEndpoint: "a", pushEndpoints: ["b"], slowdown: 0, liveness: liveness)
     var coordinator = RebalanceCoordinator(ranges: [0..<2, 2..<4], epoch: 1,
                                            rebalancer: Rebalancer(config: RebalanceConfig(policy: .off), cut: cut, stages: 2))
     _ = coordinator.begin([0..<1, 1..<4], reason: "test")

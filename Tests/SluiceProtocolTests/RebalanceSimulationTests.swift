@@ -142,7 +142,7 @@ private struct Simulation {
             }
             return
         }
-        guard let index = RebalanceCoordinator.stageIndex(name) else { return }
+        guard let index = StageInstance.stage(of: name) else { return }
         switch message {
         case .prepare(let move):
             let range = move.ranges[index]
