@@ -43,6 +43,11 @@ public struct ModelError: Error, CustomStringConvertible, Equatable, Sendable {
 struct OpError: Error, CustomStringConvertible {
     let kind: ModelError.Kind
     let message: String
+    /// The output shapes depend on the value of an input that is only known at run time (a
+    /// shape or axes fed as a graph input, or computed from data). Inference at load then leaves
+    /// those outputs untyped; the executor infers them from the actual values on every run.
+    var dataDependent = false
+
     init(_ message: String, kind: ModelError.Kind = .shapeMismatch) {
         self.kind = kind
         self.message = message
@@ -51,6 +56,13 @@ struct OpError: Error, CustomStringConvertible {
 
     static func unsupported(_ message: String) -> OpError { OpError(message, kind: .unsupportedFeature) }
     static func invalid(_ message: String) -> OpError { OpError(message, kind: .invalidGraph) }
+
+    /// Input `role` must be known to infer the outputs, and it is not (yet).
+    static func needsValue(_ role: String) -> OpError {
+        var error = OpError("\(role) must be known to infer the output shape", kind: .unsupportedFeature)
+        error.dataDependent = true
+        return error
+    }
 }
 
 extension ModelError {

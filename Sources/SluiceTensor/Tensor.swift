@@ -32,10 +32,35 @@ public enum DType: UInt8, Sendable, CustomStringConvertible {
     }
 }
 
+import Foundation
+
 /// The bytes behind a tensor. Either owned (allocated here, freed on deinit) or borrowed from
 /// another owner, such as a received ZeroMQ message, which stays alive as long as this does.
 public final class TensorStorage: @unchecked Sendable {
     public static let alignment = 64
+
+    /// A per-thread count of owned allocations, so a test can check its own thread's work.
+    private static let counterKey: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key) { $0?.deallocate() }
+        return key
+    }()
+
+    private static func countAllocation() {
+        if let p = pthread_getspecific(counterKey) {
+            p.assumingMemoryBound(to: Int.self).pointee += 1
+        } else {
+            let p = UnsafeMutablePointer<Int>.allocate(capacity: 1)
+            p.initialize(to: 1)
+            pthread_setspecific(counterKey, p)
+        }
+    }
+
+    /// How many owned buffers this thread has allocated so far (borrowed storage is not
+    /// counted): tests use it to check that a planned steady state allocates nothing.
+    public static var allocationCount: Int {
+        pthread_getspecific(counterKey).map { $0.assumingMemoryBound(to: Int.self).pointee } ?? 0
+    }
 
     public let bytes: UnsafeMutableRawPointer
     public let byteCount: Int
@@ -43,6 +68,7 @@ public final class TensorStorage: @unchecked Sendable {
 
     /// Allocates `byteCount` zeroed, 64-byte aligned bytes.
     public init(byteCount: Int) {
+        Self.countAllocation()
         self.byteCount = byteCount
         bytes = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: Self.alignment)
         bytes.initializeMemory(as: UInt8.self, repeating: 0, count: max(byteCount, 1))
@@ -52,6 +78,7 @@ public final class TensorStorage: @unchecked Sendable {
     /// Allocates `byteCount` 64-byte aligned bytes left uninitialized, for a kernel that
     /// writes every byte before anyone reads them.
     public init(uninitializedByteCount byteCount: Int) {
+        Self.countAllocation()
         self.byteCount = byteCount
         bytes = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: Self.alignment)
         owner = nil

@@ -114,19 +114,87 @@ import Testing
         #expect(parallel == serial)
     }
 
-    /// Every tensor the nodes produce lands in `values`, except intermediates inside a fused run.
-    @Test func producesEveryTensorButFusedIntermediates() throws {
+    /// A run hands back what nodes after it (or the graph's outputs) read; intermediates used
+    /// only inside the range stay in the plan's buffers.
+    @Test func producesWhatLaterNodesRead() throws {
         let model = try ONNXModel.load(path: Self.cnnPath)
         let executor = try Executor(model: model, nodes: 0..<model.nodes.count)
         #expect(executor.fusedRanges == [1..<4, 5..<8])
         var values = ["window": Self.window(2)]
         try executor.run(0..<12, values: &values)
-        #expect(Set(values.keys) == ["window", "x_norm", "relu1_out", "pool1_out", "relu2_out", "gap_out", "flat", "logits", "scores"])
+        #expect(Set(values.keys) == ["window", "scores"])
+        var firstHalf = ["window": Self.window(2)]
+        try executor.run(0..<5, values: &firstHalf)
+        #expect(Set(firstHalf.keys) == ["window", "pool1_out"])
         var stepwise = ["window": Self.window(2)]
         for i in 0..<12 { try executor.run(i..<(i + 1), values: &stepwise) }
         #expect(Set(stepwise.keys) == Set(["window"] + model.nodes.flatMap(\.outputs)))
         #expect(stepwise["scores"]?.floats == values["scores"]?.floats)
         // A stage holding part of a fusion group runs it unfused.
         #expect(try Executor(model: model, nodes: 2..<8).fusedRanges == [5..<8])
+    }
+
+    /// After the first run at a batch size, a run allocates only the tensors it hands back.
+    @Test func steadyStateAllocatesOnlyTheResults() throws {
+        let model = try ONNXModel.load(path: Self.cnnPath)
+        let executor = try Executor(model: model, nodes: 0..<model.nodes.count)
+        let input = Self.window(4)
+        var first = ["window": input]
+        try executor.run(0..<12, values: &first)
+        let before = TensorStorage.allocationCount
+        for _ in 0..<5 {
+            var values = ["window": input]
+            try executor.run(0..<12, values: &values)
+            #expect(values["scores"]?.floats == first["scores"]?.floats)
+        }
+        #expect(TensorStorage.allocationCount - before == 5, "one allocation per run: the scores handed back")
+    }
+
+    /// The shape subgraph torch.onnx.export writes for a flatten with a symbolic batch
+    /// (Shape → Gather → Unsqueeze → Concat → Reshape) runs at any batch size, and is folded
+    /// into the plan: a steady-state run allocates nothing but its result.
+    @Test(arguments: [1, 3, 7])
+    func symbolicBatchShapeSubgraphRunsAtAnyBatchSize(batch: Int) throws {
+        var b = ModelBuilder()
+        b.opset = 13
+        b.input("x", [nil, 6, 10])
+        var rng = SeededGenerator(seed: 9)
+        let w = rng.tensor([60, 3]), bias = rng.tensor([3])
+        b.initializer("index0", Tensor(shape: [], int64s: [0]))
+        b.initializer("axes0", Tensor(shape: [1], int64s: [0]))
+        b.initializer("minus1", Tensor(shape: [1], int64s: [-1]))
+        b.initializer("w", w)
+        b.initializer("b", bias)
+        b.node("Shape", ["x"], ["shape"])
+        b.node("Gather", ["shape", "index0"], ["n"], ["axis": 0])
+        b.node("Unsqueeze", ["n", "axes0"], ["n1"])
+        b.node("Concat", ["n1", "minus1"], ["target"], ["axis": 0])
+        b.node("Reshape", ["x", "target"], ["flat"])
+        b.node("MatMul", ["flat", "w"], ["product"])
+        b.node("Add", ["product", "b"], ["y"])
+        b.output("y", [nil, 3])
+        let model = try b.load()
+        #expect(model.outputs[0].shape == [nil, 3])
+        let executor = try Executor(model: model, nodes: 0..<model.nodes.count)
+        let x = rng.tensor([batch, 6, 10])
+        var values = ["x": x]
+        try executor.run(0..<model.nodes.count, values: &values)
+        let y = try #require(values["y"])
+        #expect(y.shape == [batch, 3])
+        let xv = x.floats, wv = w.floats, bv = bias.floats
+        var expected = [Float](repeating: 0, count: batch * 3)
+        for r in 0..<batch {
+            for j in 0..<3 {
+                var sum = Double(bv[j])
+                for k in 0..<60 { sum += Double(xv[r * 60 + k]) * Double(wv[k * 3 + j]) }
+                expected[r * 3 + j] = Float(sum)
+            }
+        }
+        #expect(maxRelativeError(y, Tensor(shape: [batch, 3], floats: expected)) < 1e-5)
+        let before = TensorStorage.allocationCount
+        var again = ["x": x]
+        try executor.run(0..<model.nodes.count, values: &again)
+        #expect(again["y"]?.floats == y.floats)
+        #expect(TensorStorage.allocationCount - before == 1)
     }
 }

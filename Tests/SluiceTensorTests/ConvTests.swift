@@ -98,10 +98,12 @@ import Testing
         for (i, c) in cases.enumerated() { try check(c, seed: i, scratch: Scratch()) }
     }
 
-    @Test func geometryRejectsBadShapes() {
+    @Test func geometryRejectsBadShapes() throws {
         #expect(throws: ShapeError.self) { try ConvGeometry(input: [1, 3, 8], weight: [4, 2, 3]) }
         #expect(throws: ShapeError.self) { try ConvGeometry(input: [1, 4, 8], weight: [3, 2, 3], group: 2) }
         #expect(throws: ShapeError.self) { try ConvGeometry(input: [1, 3, 2], weight: [4, 3, 5]) }
-        #expect(throws: ShapeError.self) { try ConvGeometry(input: [1, 3, 4, 4, 4], weight: [4, 3, 1, 1, 1]) }
+        #expect(throws: ShapeError.self) { try ConvGeometry(input: [1, 3, 4, 4, 4], weight: [4, 3, 1, 1]) }
+        // Volumes (3 spatial dimensions) are convolved by the general kernel.
+        #expect(try ConvGeometry(input: [1, 3, 4, 4, 4], weight: [4, 3, 1, 1, 1]).outputShape == [1, 4, 4, 4, 4])
     }
 }

@@ -7,6 +7,13 @@ import SluiceTensor
 /// layers only) and plans its steps: every node on its own, plus fused steps for the model's
 /// fusion groups that lie wholly inside the range. It keeps no reference to the model, so the
 /// rest of the weights can be released. `run` may be called from several threads at once.
+///
+/// The first run of a range with given input shapes builds an `ExecutionPlan` for them: shapes
+/// inferred once, everything that depends only on weights and shapes folded to constants (the
+/// Shape → Gather → Concat → Reshape chains exporters write), and one buffer arena laid out by
+/// liveness, so later runs with the same shapes allocate no tensors except those they hand
+/// back. A new batch size gets its own plan. Ranges whose shapes depend on data (NonZero, a
+/// target shape fed at run time) run node by node with shapes inferred each time.
 public final class Executor: @unchecked Sendable {
     /// One kernel invocation: a node, or a fused run of nodes.
     struct Step {
@@ -35,16 +42,29 @@ public final class Executor: @unchecked Sendable {
         }
     }
 
+    /// The steps of one run range and the values it reads from the caller.
+    struct RangeSteps {
+        let steps: [Step]
+        /// Values read from `values`, each with the first step that reads it.
+        let externals: [(name: String, step: Int)]
+        /// Values the range produces that a later node or the graph's outputs read.
+        let escaping: Set<String>
+    }
+
     public let nodes: Range<Int>
     /// Bytes of the weights this executor holds.
     public let parameterBytes: Int
 
-    private let file: String
+    let file: String
     private let singles: [Step]
     private let fused: [Int: Step]
-    private let weights: [String: Tensor]
+    let weights: [String: Tensor]
     private let expectations: [String: Expectation]
+    /// For each value the graph computes, the highest index of a node that reads it.
+    private let lastReader: [String: Int]
+    private let graphOutputs: Set<String>
     private let scratchPool = ScratchPool()
+    private let cache = PlanCache()
 
     /// Prepares `nodes` (a contiguous range of `model.nodes`).
     public init(model: ONNXModel, nodes: Range<Int>) throws {
@@ -93,6 +113,13 @@ public final class Executor: @unchecked Sendable {
         self.weights = weights
         self.expectations = expectations
         parameterBytes = weights.values.reduce(0) { $0 + $1.byteCount }
+
+        var lastReader: [String: Int] = [:]
+        for node in model.graph {
+            for name in node.inputs where !name.isEmpty { lastReader[name] = max(lastReader[name] ?? -1, node.index) }
+        }
+        self.lastReader = lastReader
+        graphOutputs = Set(model.outputs.map(\.name))
 
         singles = zip(graph, planned).map { node, plan in
             Step(nodes: node.index..<(node.index + 1), node: node, op: plan.op, inputs: plan.inputs, outputs: node.outputs)
@@ -159,15 +186,10 @@ public final class Executor: @unchecked Sendable {
     /// The fused runs this executor will use when a run covers them whole.
     public var fusedRanges: [Range<Int>] { fused.values.map(\.nodes).sorted { $0.lowerBound < $1.lowerBound } }
 
-    /// Runs `model.nodes[range]` (within `nodes`), reading activations from `values` and adding
-    /// every tensor those nodes produce to it, except the intermediates inside a fused run
-    /// (which nothing outside the run reads). Errors name the node and leave the process intact.
-    public func run(_ range: Range<Int>, values: inout [String: Tensor]) throws {
-        guard range.lowerBound >= nodes.lowerBound, range.upperBound <= nodes.upperBound else {
-            throw ModelError(.invalidRange, "\(file): cannot run nodes \(range.lowerBound)..<\(range.upperBound); this executor holds \(nodes.lowerBound)..<\(nodes.upperBound)")
-        }
-        let scratch = scratchPool.take()
-        defer { scratchPool.give(scratch) }
+    /// The steps that run `range`, fused where a fusion lies wholly inside it.
+    private func steps(for range: Range<Int>) -> RangeSteps {
+        if let cached = cache.steps(range) { return cached }
+        var steps: [Step] = []
         var i = range.lowerBound
         while i < range.upperBound {
             let step: Step
@@ -176,38 +198,82 @@ public final class Executor: @unchecked Sendable {
             } else {
                 step = singles[i - nodes.lowerBound]
             }
-            try execute(step, values: &values, scratch: scratch)
+            steps.append(step)
             i = step.nodes.upperBound
+        }
+        var produced: Set<String> = []
+        var externals: [(String, Int)] = []
+        var seen: Set<String> = []
+        for (k, step) in steps.enumerated() {
+            for name in step.inputs where !name.isEmpty && weights[name] == nil && !produced.contains(name) && !seen.contains(name) {
+                externals.append((name, k))
+                seen.insert(name)
+            }
+            produced.formUnion(step.outputs.filter { !$0.isEmpty })
+        }
+        let escaping = produced.filter { graphOutputs.contains($0) || (lastReader[$0] ?? -1) >= range.upperBound }
+        let result = RangeSteps(steps: steps, externals: externals, escaping: escaping)
+        cache.setSteps(range, result)
+        return result
+    }
+
+    /// Runs `model.nodes[range]` (within `nodes`), reading activations from `values` and adding
+    /// to it every tensor those nodes produce that a node after the range or the graph's
+    /// outputs read (intermediates used only inside the range live in the plan's buffers).
+    /// Errors name the node and leave the process intact.
+    public func run(_ range: Range<Int>, values: inout [String: Tensor]) throws {
+        guard range.lowerBound >= nodes.lowerBound, range.upperBound <= nodes.upperBound else {
+            throw ModelError(.invalidRange, "\(file): cannot run nodes \(range.lowerBound)..<\(range.upperBound); this executor holds \(nodes.lowerBound)..<\(nodes.upperBound)")
+        }
+        guard !range.isEmpty else { return }
+        let plan = steps(for: range)
+        // Check what the caller passed before anything runs, naming the first node that reads it.
+        var key: [Int] = [range.lowerBound, range.upperBound]
+        for (name, k) in plan.externals {
+            let step = plan.steps[k]
+            guard let value = values[name] else {
+                throw ModelError.node(.invalidInput, file: file, node: step.node.name, op: step.node.qualifiedOp,
+                                      "input '\(name)' is missing: no earlier node of this run produced it and it is not among the values passed in")
+            }
+            if let expected = expectations[name], !expected.accepts(value) {
+                throw ModelError.node(.invalidInput, file: file, node: step.node.name, op: step.node.qualifiedOp,
+                                      "input '\(name)' is \(value.dtype)\(describe(value.shape)), expected \(expected.description)")
+            }
+            key.append(Int(value.dtype.rawValue))
+            key.append(value.rank)
+            key.append(contentsOf: value.shape)
+        }
+        let scratch = scratchPool.take()
+        defer { scratchPool.give(scratch) }
+        let executionPlan = try cache.plan(key) {
+            try ExecutionPlan.build(steps: plan, values: values, weights: weights, file: file)
+        }
+        if let executionPlan {
+            try executionPlan.run(values: &values, scratch: scratch)
+        } else {
+            for step in plan.steps { try execute(step, values: &values, scratch: scratch) }
         }
     }
 
+    /// Runs one step on whatever shapes it gets, inferring them first (ranges without a plan).
     private func execute(_ step: Step, values: inout [String: Tensor], scratch: Scratch) throws {
         var tensors: [Tensor?] = []
-        var types: [ValueType?] = []
         tensors.reserveCapacity(step.inputs.count)
-        types.reserveCapacity(step.inputs.count)
         for name in step.inputs {
-            let tensor: Tensor?
             if name.isEmpty {
-                tensor = nil
+                tensors.append(nil)
             } else if let weight = weights[name] {
-                tensor = weight
+                tensors.append(weight)
             } else if let value = values[name] {
-                if let expected = expectations[name], !expected.accepts(value) {
-                    throw ModelError.node(.invalidInput, file: file, node: step.node.name, op: step.node.qualifiedOp,
-                                          "input '\(name)' is \(value.dtype)\(describe(value.shape)), expected \(expected.description)")
-                }
-                tensor = value
+                tensors.append(value)
             } else {
                 throw ModelError.node(.invalidInput, file: file, node: step.node.name, op: step.node.qualifiedOp,
                                       "input '\(name)' is missing: no earlier node of this run produced it and it is not among the values passed in")
             }
-            tensors.append(tensor)
-            types.append(tensor.map { ValueType($0.dtype, $0.shape) })
         }
         let results: [Tensor]
         do {
-            let outputTypes = try step.op.infer(InferenceInputs(types: types, values: tensors))
+            let outputTypes = try step.op.infer(InferenceInputs(tensors: tensors))
             results = try step.op.evaluate(tensors, outputs: outputTypes, scratch: scratch)
         } catch {
             throw ModelError.wrap(error, file: file, node: step.node, kind: .invalidInput)
@@ -215,6 +281,43 @@ public final class Executor: @unchecked Sendable {
         for (k, name) in step.outputs.enumerated() where !name.isEmpty && k < results.count {
             values[name] = results[k]
         }
+    }
+}
+
+/// Plans by range and input shapes (nil: the range must run unplanned), and each range's steps.
+final class PlanCache: @unchecked Sendable {
+    private let lock = NSLock()
+    private var plans: [[Int]: ExecutionPlan?] = [:]
+    private var ranges: [Range<Int>: Executor.RangeSteps] = [:]
+    /// Plans kept at most; past this the cache starts over (batch sizes that keep changing).
+    static let capacity = 64
+
+    func steps(_ range: Range<Int>) -> Executor.RangeSteps? {
+        lock.lock()
+        defer { lock.unlock() }
+        return ranges[range]
+    }
+
+    func setSteps(_ range: Range<Int>, _ steps: Executor.RangeSteps) {
+        lock.lock()
+        ranges[range] = steps
+        lock.unlock()
+    }
+
+    func plan(_ key: [Int], build: () throws -> ExecutionPlan?) throws -> ExecutionPlan? {
+        lock.lock()
+        if let found = plans[key] {
+            lock.unlock()
+            return found
+        }
+        lock.unlock()
+        let made = try build()
+        lock.lock()
+        defer { lock.unlock() }
+        if plans.count >= Self.capacity { plans.removeAll() }
+        if let existing = plans[key] { return existing }
+        plans[key] = made
+        return made
     }
 }
 

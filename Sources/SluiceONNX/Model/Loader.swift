@@ -28,7 +28,10 @@ struct ModelLoader {
             do {
                 initializers[tensor.name] = try Initializer(name: tensor.name, proto: tensor, baseDirectory: baseDirectory)
             } catch let e as OpError {
-                throw fail(e.kind, "initializer '\(tensor.name)' \(e.message)")
+                // Name the node that needs it, so the message says what cannot run.
+                let reader = graph.node.enumerated().first { $0.element.input.contains(tensor.name) }
+                    .map { ", read by node '\(makeNode($0.element, index: $0.offset).name)' (\($0.element.opType)):" } ?? ""
+                throw fail(e.kind, "initializer '\(tensor.name)'\(reader) \(e.message)")
             }
         }
         if let sparse = graph.sparseInitializer.first {
@@ -107,14 +110,15 @@ struct ModelLoader {
             for input in inputInfos { types[input.name] = ValueType(input.dtype, input.shape.map { $0 ?? size }) }
             return types
         }
-        let types = try ShapeInference.run(graph: nodes, operators: operators, inputs: inputTypes(1),
-                                           initializers: initializers, file: path)
+        let inference = try ShapeInference.run(graph: nodes, operators: operators, inputs: inputTypes(1),
+                                               initializers: initializers, file: path)
+        let types = inference.types
         var symbolic: [String: [Bool]] = [:]
         if inputInfos.contains(where: { $0.shape.contains(nil) }) {
             // A model that only works at batch 1 (a Reshape to a fixed batch, say) still loads;
             // its batch dimensions are then fixed, and other sizes fail at run time.
             if let doubled = try? ShapeInference.run(graph: nodes, operators: operators, inputs: inputTypes(2),
-                                                     initializers: initializers, file: path) {
+                                                     initializers: initializers, file: path).types {
                 for (name, type) in types where initializers[name] == nil {
                     if let other = doubled[name], other.shape.count == type.shape.count {
                         symbolic[name] = zip(type.shape, other.shape).map { $0 != $1 }
@@ -126,12 +130,20 @@ struct ModelLoader {
 
         var outputInfos: [TensorInfo] = []
         for value in graph.output {
+            let (declaredType, declaredShape) = try tensorType(value, role: "graph output", allowUntyped: true)
             guard let type = types[value.name] else {
-                throw fail(.invalidGraph, "graph output '\(value.name)' is not produced by any node")
+                guard inference.dynamic.contains(value.name) else {
+                    throw fail(.invalidGraph, "graph output '\(value.name)' is not produced by any node")
+                }
+                // Its shape is only known at run time: report what the file declares.
+                guard let declaredType else {
+                    throw fail(.unsupportedFeature, "graph output '\(value.name)' has a shape known only at run time and declares no type")
+                }
+                outputInfos.append(TensorInfo(name: value.name, dtype: declaredType, shape: (declaredShape ?? []).map { _ in nil }))
+                continue
             }
             let mask = symbolic[value.name] ?? Array(repeating: false, count: type.shape.count)
             let shape: [Int?] = zip(type.shape, mask).map { $1 ? nil : $0 }
-            let (declaredType, declaredShape) = try tensorType(value, role: "graph output", allowUntyped: true)
             if let declaredType, declaredType != type.dtype {
                 throw fail(.shapeMismatch, "graph output '\(value.name)' is declared \(declaredType) but computes \(type.dtype)")
             }
@@ -149,9 +161,10 @@ struct ModelLoader {
         for (node, op) in zip(nodes, operators) {
             let inTypes = node.inputs.map { $0.isEmpty ? nil : types[$0] }
             let outTypes = node.outputs.compactMap { $0.isEmpty ? nil : types[$0] }
+            let known = !outTypes.isEmpty && node.outputs.allSatisfy { $0.isEmpty || types[$0] != nil }
             let weightNames = Set(node.inputs.filter { initializers[$0] != nil })
             infos.append(NodeInfo(index: node.index, name: node.name, opType: node.opType, inputs: node.inputs,
-                                  outputs: node.outputs, flopsPerSample: op.flops(inTypes, outTypes),
+                                  outputs: node.outputs, flopsPerSample: known ? op.flops(inTypes, outTypes) : 0,
                                   parameterBytes: weightNames.reduce(0) { $0 + initializers[$1]!.byteCount }))
         }
 
@@ -165,7 +178,7 @@ struct ModelLoader {
                          types: types, symbolic: symbolic, fusions: fusions)
     }
 
-    private func readProto() throws -> Onnx_ModelProto {
+    func readProto() throws -> Onnx_ModelProto {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw fail(.fileNotReadable, "cannot open the model: no such file")
@@ -186,15 +199,15 @@ struct ModelLoader {
         }
     }
 
-    private func defaultOpset(_ proto: Onnx_ModelProto) -> Int? {
+    func defaultOpset(_ proto: Onnx_ModelProto) -> Int? {
         proto.opsetImport.first(where: { $0.domain.isEmpty || $0.domain == "ai.onnx" }).map { Int($0.version) }
     }
 
-    private func domainOpset(_ proto: Onnx_ModelProto, _ domain: String) -> Int {
+    func domainOpset(_ proto: Onnx_ModelProto, _ domain: String) -> Int {
         Int(proto.opsetImport.first { $0.domain == domain }?.version ?? 0)
     }
 
-    private func makeNode(_ proto: Onnx_NodeProto, index: Int) -> Node {
+    func makeNode(_ proto: Onnx_NodeProto, index: Int) -> Node {
         Node(index: index, name: proto.name.isEmpty ? "\(proto.opType)_\(index)" : proto.name, opType: proto.opType,
              domain: proto.domain, inputs: proto.input, outputs: proto.output, attributes: Attributes(proto.attribute))
     }

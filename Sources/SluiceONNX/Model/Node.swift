@@ -46,7 +46,7 @@ struct Attributes: Sendable {
         guard let a = values[name] else { return nil }
         let actual = type(of: a)
         // An empty list carries no type information in old files.
-        if actual == .undefined && (expected == .ints || expected == .floats) { return a }
+        if actual == .undefined && (expected == .ints || expected == .floats || expected == .strings) { return a }
         guard actual == expected else {
             throw OpError.invalid("attribute '\(name)' must be \(expected), but it is \(actual)")
         }
@@ -75,6 +75,10 @@ struct Attributes: Sendable {
 
     func string(_ name: String) throws -> String? {
         try attribute(name, .string).map { String(decoding: $0.s, as: UTF8.self) }
+    }
+
+    func strings(_ name: String) throws -> [String]? {
+        try attribute(name, .strings).map { $0.strings.map { String(decoding: $0, as: UTF8.self) } }
     }
 
     func tensor(_ name: String) throws -> Onnx_TensorProto? {

@@ -4,17 +4,34 @@ import SluiceTensor
 /// are propagated where known (small initializers, Constant nodes, Shape of a typed input, and
 /// any small op whose inputs are all known), so that shape-computing subgraphs feeding Reshape
 /// resolve at load. Nothing here touches the executor; values found here are only for inference.
+///
+/// An output whose shape depends on the value of something only known at run time (a target
+/// shape fed as a graph input, the count of NonZero) is *dynamic*: it has no type at load, nor
+/// has anything computed from it. The executor infers those from the actual values each run.
 enum ShapeInference {
     /// Values with more elements than this are neither decoded nor folded for inference.
     static let foldLimit = 4096
 
+    struct Result {
+        var types: [String: ValueType]
+        var dynamic: Set<String>
+        /// Values known at load (initializers read by inference, constants, folded shape
+        /// computations), each at most `foldLimit` elements.
+        var values: [String: Tensor]
+    }
+
     static func run(graph: [Node], operators: [any Operator], inputs: [String: ValueType],
-                    initializers: [String: Initializer], file: String) throws -> [String: ValueType] {
+                    initializers: [String: Initializer], file: String) throws -> Result {
         var types = inputs
         for (name, initializer) in initializers { types[name] = initializer.type }
         var values: [String: Tensor] = [:]
+        var dynamic: Set<String> = []
         let scratch = Scratch()
         for (node, op) in zip(graph, operators) {
+            if node.inputs.contains(where: { !$0.isEmpty && dynamic.contains($0) }) {
+                dynamic.formUnion(node.outputs.filter { !$0.isEmpty })
+                continue
+            }
             var inTypes: [ValueType?] = []
             var inValues: [Tensor?] = []
             for name in node.inputs {
@@ -43,7 +60,13 @@ enum ShapeInference {
             }
             let known = InferenceInputs(types: inTypes, values: inValues)
             do {
-                let outTypes = try op.infer(known)
+                let outTypes: [ValueType]
+                do {
+                    outTypes = try op.infer(known)
+                } catch let e as OpError where e.dataDependent {
+                    dynamic.formUnion(node.outputs.filter { !$0.isEmpty })
+                    continue
+                }
                 for (i, name) in node.outputs.enumerated() where !name.isEmpty {
                     guard i < outTypes.count else {
                         throw OpError.unsupported("output \(i) ('\(name)') is not supported")
@@ -64,6 +87,6 @@ enum ShapeInference {
                 throw ModelError.wrap(error, file: file, node: node, kind: .shapeMismatch)
             }
         }
-        return types
+        return Result(types: types, dynamic: dynamic, values: values)
     }
 }

@@ -3,11 +3,11 @@ import SluiceTensor
 /// Arithmetic, matrix products and activations.
 enum MathOps {
     static let schemas: [OpSchema] = [
-        OpSchema(name: "Add", opsets: 7...OpRegistry.latestOpset) { try BinaryOperator($0, .add) },
-        OpSchema(name: "Sub", opsets: 7...OpRegistry.latestOpset) { try BinaryOperator($0, .sub) },
-        OpSchema(name: "Mul", opsets: 7...OpRegistry.latestOpset) { try BinaryOperator($0, .mul) },
-        OpSchema(name: "Div", opsets: 7...OpRegistry.latestOpset) { try BinaryOperator($0, .div) },
-        OpSchema(name: "Gemm", opsets: 7...OpRegistry.latestOpset) { try GemmOperator($0) },
+        OpSchema(name: "Add", opsets: 1...OpRegistry.latestOpset) { try BinaryOperator($0, .add) },
+        OpSchema(name: "Sub", opsets: 1...OpRegistry.latestOpset) { try BinaryOperator($0, .sub) },
+        OpSchema(name: "Mul", opsets: 1...OpRegistry.latestOpset) { try BinaryOperator($0, .mul) },
+        OpSchema(name: "Div", opsets: 1...OpRegistry.latestOpset) { try BinaryOperator($0, .div) },
+        OpSchema(name: "Gemm", opsets: 1...OpRegistry.latestOpset) { try GemmOperator($0) },
         OpSchema(name: "MatMul", opsets: 1...OpRegistry.latestOpset) { try MatMulOperator($0) },
         OpSchema(name: "Relu", opsets: 1...OpRegistry.latestOpset) { try ActivationOperator($0, .relu) },
         OpSchema(name: "LeakyRelu", opsets: 1...OpRegistry.latestOpset) {
@@ -21,26 +21,58 @@ enum MathOps {
     ]
 }
 
-/// Add, Sub, Mul, Div with NumPy broadcasting (opset 7 and later; older opsets had an explicit
-/// `broadcast` attribute).
+/// Add, Sub, Mul, Div with NumPy broadcasting (opset 7 and later). Before opset 7, B
+/// broadcast to A only when the `broadcast` attribute said so, aligned at `axis` (default: the
+/// trailing dimensions); `legacy` keeps those rules.
 struct BinaryOperator: Operator {
     let op: BinaryOp
+    var legacy: LegacyBroadcast?
 
     init(_ context: OpContext, _ op: BinaryOp) throws {
         try context.expectInputs(2...2)
         try context.expectOutputs(1...1)
         self.op = op
+        if context.opset < 7 { legacy = try LegacyBroadcast(context) }
     }
 
     func infer(_ inputs: InferenceInputs) throws -> [ValueType] {
         let a = try inputs.type(0, oneOf: Kernels.binaryDTypes, role: "input A")
-        let b = try inputs.type(1)
+        var b = try inputs.type(1)
         guard a.dtype == b.dtype else { throw OpError("inputs have different types: \(a.dtype) and \(b.dtype)") }
+        if let legacy { b.shape = try legacy.align(b.shape, to: a.shape) }
         return [ValueType(a.dtype, try Shapes.broadcast(a.shape, b.shape))]
     }
 
     func evaluate(_ inputs: [Tensor?], outputs: [ValueType], scratch: Scratch) throws -> [Tensor] {
-        [Kernels.binary(op, inputs[0]!, inputs[1]!)]
+        var b = inputs[1]!
+        if let legacy { b = b.reshaped(try legacy.align(b.shape, to: inputs[0]!.shape)) }
+        return [Kernels.binary(op, inputs[0]!, b)]
+    }
+}
+
+/// Broadcasting as opsets 1 to 6 defined it for binary ops: none unless `broadcast` = 1, and
+/// then B's dimensions line up with A's from `axis` on.
+struct LegacyBroadcast: Sendable {
+    let enabled: Bool
+    let axis: Int?
+
+    init(_ context: OpContext) throws {
+        enabled = try context.attributes.int("broadcast", default: 0) != 0
+        axis = try context.attributes.int("axis")
+    }
+
+    /// B's shape padded with 1s to A's rank, so that NumPy broadcasting gives the old result.
+    func align(_ b: [Int], to a: [Int]) throws -> [Int] {
+        guard enabled else {
+            guard a == b else { throw OpError("shapes \(describe(a)) and \(describe(b)) differ and broadcast is 0") }
+            return b
+        }
+        if b.count == 1 && b[0] == 1 { return b }
+        let start = axis.map { $0 < 0 ? $0 + a.count : $0 } ?? (a.count - b.count)
+        guard start >= 0, start + b.count <= a.count else {
+            throw OpError("B \(describe(b)) does not fit A \(describe(a)) at axis \(start)")
+        }
+        return Array(repeating: 1, count: start) + b + Array(repeating: 1, count: a.count - start - b.count)
     }
 }
 
@@ -143,10 +175,10 @@ struct ClipOperator: Operator {
     }
 
     func infer(_ inputs: InferenceInputs) throws -> [ValueType] {
-        let x = try inputs.type(0, oneOf: [.float32], role: "input")
+        let x = try inputs.type(0, oneOf: Kernels.binaryDTypes, role: "input")
         for i in 1..<max(1, inputs.count) {
-            if let bound = inputs.optionalType(i), bound.dtype != .float32 || bound.elementCount != 1 {
-                throw OpError("\(i == 1 ? "min" : "max") must be a float32 scalar, got \(bound)")
+            if let bound = inputs.optionalType(i), bound.dtype != x.dtype || bound.elementCount != 1 {
+                throw OpError("\(i == 1 ? "min" : "max") must be a \(x.dtype) scalar, got \(bound)")
             }
         }
         return [x]
@@ -159,9 +191,21 @@ struct ClipOperator: Operator {
     }
 
     func evaluate(_ inputs: [Tensor?], outputs: [ValueType], scratch: Scratch) throws -> [Tensor] {
+        let x = inputs[0]!
+        if x.dtype != .float32 {
+            let lo = inputs.count > 1 ? inputs[1]?.doubles.first : nil
+            let hi = inputs.count > 2 ? inputs[2]?.doubles.first : nil
+            let values = x.doubles.map { v -> Double in
+                var r = v
+                if let lo, r < lo { r = lo }
+                if let hi, r > hi { r = hi }
+                return r
+            }
+            return [Tensor(dtype: x.dtype, shape: x.shape, doubles: values)]
+        }
         let known = InferenceInputs(types: inputs.map { $0.map { ValueType($0.dtype, $0.shape) } }, values: inputs)
         let (lo, hi) = bounds(known)
-        return [Kernels.activation(.clip(min: lo, max: hi), inputs[0]!)]
+        return [Kernels.activation(.clip(min: lo, max: hi), x)]
     }
 }
 

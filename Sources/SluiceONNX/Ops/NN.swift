@@ -4,12 +4,14 @@ import SluiceTensor
 enum NNOps {
     static let schemas: [OpSchema] = [
         OpSchema(name: "Conv", opsets: 1...OpRegistry.latestOpset) { try ConvOperator($0) },
-        OpSchema(name: "BatchNormalization", opsets: 7...OpRegistry.latestOpset) { try BatchNormOperator($0) },
+        OpSchema(name: "BatchNormalization", opsets: 1...OpRegistry.latestOpset) { try BatchNormOperator($0) },
         OpSchema(name: "MaxPool", opsets: 1...OpRegistry.latestOpset) { try PoolOperator($0, average: false) },
         OpSchema(name: "AveragePool", opsets: 1...OpRegistry.latestOpset) { try PoolOperator($0, average: true) },
         OpSchema(name: "GlobalAveragePool", opsets: 1...OpRegistry.latestOpset) { try GlobalPoolOperator($0, average: true) },
         OpSchema(name: "GlobalMaxPool", opsets: 1...OpRegistry.latestOpset) { try GlobalPoolOperator($0, average: false) },
         OpSchema(name: "Dropout", opsets: 1...OpRegistry.latestOpset) { try DropoutOperator($0) },
+        OpSchema(name: "ConvTranspose", opsets: 1...OpRegistry.latestOpset) { try ConvTransposeOperator($0) },
+        OpSchema(name: "MaxUnpool", opsets: 9...OpRegistry.latestOpset) { try MaxUnpoolOperator($0) },
     ]
 }
 
@@ -119,7 +121,8 @@ struct BatchNormOperator: Operator {
     func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 2 * Double(outputs[0].elementCount) }
 }
 
-/// MaxPool and AveragePool over 1 or 2 spatial dimensions.
+/// MaxPool (with its optional Indices output) and AveragePool. 1-D and 2-D float32 windows
+/// run the planar kernels; other ranks, integer inputs and Indices the general one.
 struct PoolOperator: Operator {
     let average: Bool
     let autoPad: AutoPad
@@ -129,15 +132,15 @@ struct PoolOperator: Operator {
     let kernelShape: [Int]
     let pads: [Int]?
     let strides: [Int]?
+    let wantsIndices: Bool
+    let columnMajorIndices: Bool
 
     init(_ context: OpContext, average: Bool) throws {
         try context.expectInputs(1...1)
-        if !average && context.requestedOutputs > 1 {
-            throw OpError.unsupported("the Indices output of MaxPool is not supported")
-        }
-        try context.expectOutputs(1...1)
+        try context.expectOutputs(1...(average ? 1 : 2))
         let a = context.attributes
         self.average = average
+        wantsIndices = context.requestedOutputs > 1
         autoPad = try parseAutoPad(a)
         ceilMode = try a.int("ceil_mode", default: 0) != 0
         countIncludePad = try a.int("count_include_pad", default: 0) != 0
@@ -146,29 +149,31 @@ struct PoolOperator: Operator {
         kernelShape = kernel
         pads = try a.ints("pads")
         strides = try a.ints("strides")
-        if !average, try a.int("storage_order", default: 0) != 0, context.requestedOutputs > 1 {
-            throw OpError.unsupported("storage_order=1 is not supported")
-        }
+        columnMajorIndices = try a.int("storage_order", default: 0) != 0
     }
 
     func window(_ input: [Int]) throws -> WindowGeometry {
-        guard input.count == 3 || input.count == 4 else {
-            throw OpError.unsupported("only 1-D and 2-D pooling is supported, input is \(describe(input))")
-        }
+        guard input.count >= 3 else { throw OpError("input must be N×C×spatial, got \(describe(input))") }
         return try WindowGeometry(input: Array(input.dropFirst(2)), kernel: kernelShape, strides: strides,
                                   dilations: dilations, pads: pads, autoPad: autoPad, ceilMode: ceilMode)
     }
 
     func infer(_ inputs: InferenceInputs) throws -> [ValueType] {
-        let x = try inputs.type(0, oneOf: [.float32], role: "input X")
+        let x = try inputs.type(0, oneOf: average ? [.float32, .float64, .float16] : Kernels.reduceDTypes, role: "input X")
         let w = try window(x.shape)
-        return [ValueType(.float32, Array(x.shape.prefix(2)) + w.output)]
+        let shape = Array(x.shape.prefix(2)) + w.output
+        return [ValueType(x.dtype, shape), ValueType(.int64, shape)]
     }
 
     func evaluate(_ inputs: [Tensor?], outputs: [ValueType], scratch: Scratch) throws -> [Tensor] {
         let x = inputs[0]!
         let w = try window(x.shape)
-        return [average ? Kernels.averagePool(x, window: w, countIncludePad: countIncludePad) : Kernels.maxPool(x, window: w)]
+        if x.dtype == .float32 && x.rank <= 4 && !wantsIndices {
+            return [average ? Kernels.averagePool(x, window: w, countIncludePad: countIncludePad) : Kernels.maxPool(x, window: w)]
+        }
+        let (y, indices) = Kernels.poolGeneral(x, window: w, average: average, countIncludePad: countIncludePad,
+                                               columnMajorIndices: columnMajorIndices)
+        return wantsIndices ? [y, indices] : [y]
     }
 
     func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double {
@@ -209,16 +214,23 @@ struct DropoutOperator: Operator {
         wantsMask = context.requestedOutputs == 2
     }
 
+    /// Training mode drops values at random, which inference does not do; with a ratio of 0 it
+    /// is the identity, so only that case passes.
+    func checkInferenceMode(_ inputs: InferenceInputs) throws {
+        guard let training = inputs.value(2), training.dtype == .bool, training.truthValues.contains(true) else { return }
+        if let ratio = inputs.scalarFloat(1), ratio == 0 { return }
+        if inputs.optionalType(1) != nil && inputs.value(1) == nil { return }  // known at run time
+        throw OpError.unsupported("training_mode=true is not supported (inference only)")
+    }
+
     func infer(_ inputs: InferenceInputs) throws -> [ValueType] {
         let x = try inputs.type(0)
-        if let training = inputs.value(2), training.dtype == .bool,
-           training.withUnsafeBufferPointer(as: UInt8.self, { $0.contains { $0 != 0 } }) {
-            throw OpError.unsupported("training_mode=true is not supported (inference only)")
-        }
+        try checkInferenceMode(inputs)
         return wantsMask ? [x, ValueType(.bool, x.shape)] : [x]
     }
 
     func evaluate(_ inputs: [Tensor?], outputs: [ValueType], scratch: Scratch) throws -> [Tensor] {
+        try checkInferenceMode(InferenceInputs(tensors: inputs))
         guard wantsMask else { return [inputs[0]!] }
         let mask = Tensor(uninitialized: .bool, shape: outputs[1].shape)
         mask.storage.bytes.initializeMemory(as: UInt8.self, repeating: 1, count: mask.elementCount)
@@ -226,4 +238,156 @@ struct DropoutOperator: Operator {
     }
 
     func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
+    var isView: Bool { !wantsMask }
+}
+
+/// ConvTranspose over any number of spatial dimensions. The output size comes from
+/// `output_shape` when given (pads then derived as ONNX specifies), else from the pads.
+struct ConvTransposeOperator: Operator {
+    let autoPad: AutoPad
+    let dilations: [Int]?
+    let group: Int
+    let outputPadding: [Int]?
+    let outputShape: [Int]?
+    let pads: [Int]?
+    let strides: [Int]?
+
+    init(_ context: OpContext) throws {
+        try context.expectInputs(2...3)
+        try context.expectOutputs(1...1)
+        let a = context.attributes
+        autoPad = try parseAutoPad(a)
+        dilations = try a.ints("dilations")
+        group = try a.int("group", default: 1)
+        outputPadding = try a.ints("output_padding")
+        outputShape = try a.ints("output_shape")
+        pads = try a.ints("pads")
+        strides = try a.ints("strides")
+        if let kernel = try a.ints("kernel_shape"), kernel.isEmpty { throw OpError.invalid("kernel_shape is empty") }
+    }
+
+    /// Output spatial size and the pads at the start of each spatial dimension.
+    func geometry(input: [Int], weight: [Int]) throws -> (output: [Int], padsBegin: [Int], strides: [Int], dilations: [Int]) {
+        guard input.count >= 3, weight.count == input.count else {
+            throw OpError("input \(describe(input)) and weight \(describe(weight)) must be N×C×spatial and C×M×kernel")
+        }
+        guard group >= 1, input[1] == weight[0], input[1] % group == 0 else {
+            throw OpError("input has \(input[1]) channels; weight \(describe(weight)) with group \(group) expects \(weight[0])")
+        }
+        let spatial = Array(input.dropFirst(2)), kernel = Array(weight.dropFirst(2))
+        let rank = spatial.count
+        let strides = self.strides ?? Array(repeating: 1, count: rank)
+        let dilations = self.dilations ?? Array(repeating: 1, count: rank)
+        let outputPadding = self.outputPadding ?? Array(repeating: 0, count: rank)
+        guard strides.count == rank, dilations.count == rank, outputPadding.count == rank else {
+            throw OpError("strides, dilations and output_padding need \(rank) values")
+        }
+        var natural: [Int] = []
+        for d in 0..<rank {
+            let span: Int = (kernel[d] - 1) * dilations[d] + 1
+            natural.append(strides[d] * (spatial[d] - 1) + outputPadding[d] + span)
+        }
+        if let pads, autoPad == .notSet || autoPad == .valid {
+            guard pads.count == 2 * rank else { throw OpError("pads \(describe(pads)) need \(2 * rank) values") }
+            var output: [Int] = []
+            for d in 0..<rank { output.append(natural[d] - pads[d] - pads[d + rank]) }
+            if let outputShape { output = Array(outputShape.suffix(rank)) }
+            return (output, Array(pads.prefix(rank)), strides, dilations)
+        }
+        if autoPad == .notSet || autoPad == .valid, outputShape == nil {
+            return (natural, Array(repeating: 0, count: rank), strides, dilations)
+        }
+        if autoPad == .notSet || autoPad == .valid, let outputShape {
+            return (Array(outputShape.suffix(rank)), Array(repeating: 0, count: rank), strides, dilations)
+        }
+        let output = outputShape.map { Array($0.suffix(rank)) } ?? (0..<rank).map { spatial[$0] * strides[$0] }
+        let begin = (0..<rank).map { d -> Int in
+            let total = natural[d] - output[d]
+            return autoPad == .sameUpper ? total / 2 : total - total / 2
+        }
+        return (output, begin, strides, dilations)
+    }
+
+    func infer(_ inputs: InferenceInputs) throws -> [ValueType] {
+        let x = try inputs.type(0, oneOf: [.float32], role: "input X")
+        let w = try inputs.type(1, oneOf: [.float32], role: "weight W")
+        let g = try geometry(input: x.shape, weight: w.shape)
+        let channels = w.shape[1] * group
+        if let b = inputs.optionalType(2), b.shape != [channels] { throw OpError("bias B must be float32[\(channels)], got \(b)") }
+        guard g.output.allSatisfy({ $0 > 0 }) else { throw OpError("the output would be empty: \(describe(g.output))") }
+        return [ValueType(.float32, [x.shape[0], channels] + g.output)]
+    }
+
+    func evaluate(_ inputs: [Tensor?], outputs: [ValueType], scratch: Scratch) throws -> [Tensor] {
+        let x = inputs[0]!, w = inputs[1]!
+        let g = try geometry(input: x.shape, weight: w.shape)
+        return [Kernels.convTranspose(x, weight: w, bias: inputs.count > 2 ? inputs[2] : nil, group: group, strides: g.strides,
+                                      dilations: g.dilations, padsBegin: g.padsBegin, outputSpatial: g.output, scratch: scratch)]
+    }
+
+    func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double {
+        guard let x = inputs[0], let w = inputs[1] else { return 0 }
+        return 2 * Double(x.elementCount) * Double(w.elementCount / max(w.shape[0], 1))
+    }
+}
+
+/// MaxUnpool: scatters values to the positions MaxPool's Indices name, zeros elsewhere.
+struct MaxUnpoolOperator: Operator {
+    let kernelShape: [Int]
+    let pads: [Int]?
+    let strides: [Int]?
+
+    init(_ context: OpContext) throws {
+        try context.expectInputs(2...3)
+        try context.expectOutputs(1...1)
+        guard let kernel = try context.attributes.ints("kernel_shape") else { throw OpError.invalid("attribute kernel_shape is required") }
+        kernelShape = kernel
+        pads = try context.attributes.ints("pads")
+        strides = try context.attributes.ints("strides")
+    }
+
+    /// The shape MaxPool's input had: where the indices point.
+    func pooledFrom(_ x: [Int]) throws -> [Int] {
+        let rank = kernelShape.count
+        guard x.count == rank + 2 else { throw OpError("X must have \(rank) spatial dimensions") }
+        let strides = self.strides ?? Array(repeating: 1, count: rank)
+        let pads = self.pads ?? Array(repeating: 0, count: 2 * rank)
+        var spatial: [Int] = []
+        for d in 0..<rank { spatial.append((x[d + 2] - 1) * strides[d] + kernelShape[d] - pads[d] - pads[d + rank]) }
+        return Array(x.prefix(2)) + spatial
+    }
+
+    func infer(_ inputs: InferenceInputs) throws -> [ValueType] {
+        let x = try inputs.type(0, oneOf: [.float32], role: "X")
+        _ = try inputs.type(1, oneOf: [.int64], role: "I")
+        let inferred = try pooledFrom(x.shape)
+        if inputs.optionalType(2) != nil {
+            guard let shape = inputs.integers(2) else { throw OpError.needsValue("output_shape") }
+            guard shape.count == inferred.count, zip(shape, inferred).allSatisfy({ $0 >= $1 }) else {
+                throw OpError("output_shape \(describe(shape)) is smaller than the pooled input \(describe(inferred))")
+            }
+            return [ValueType(.float32, shape)]
+        }
+        return [ValueType(.float32, inferred)]
+    }
+
+    func evaluate(_ inputs: [Tensor?], outputs: [ValueType], scratch: Scratch) throws -> [Tensor] {
+        let inferred = try pooledFrom(inputs[0]!.shape)
+        var y = [Float](repeating: 0, count: Tensor.elementCount(of: inferred))
+        let x = inputs[0]!.floats, targets = inputs[1]!.int64Values
+        for (i, t) in targets.enumerated() {
+            guard t >= 0 && Int(t) < y.count else { throw OpError("index \(t) is outside the output", kind: .invalidInput) }
+            y[Int(t)] = x[i]
+        }
+        let unpooled = Tensor(shape: inferred, floats: y)
+        let shape = outputs[0].shape
+        if shape == inferred { return [unpooled] }
+        // Embed at the start of each dimension of the larger output.
+        let strides = Shapes.strides(inferred)
+        var sources = [Int](repeating: -1, count: Tensor.elementCount(of: shape))
+        forEachIndex(shape) { index, flat in
+            if zip(index, inferred).allSatisfy({ $0 < $1 }) { sources[flat] = offset(index, strides) }
+        }
+        return [Kernels.pick(unpooled, sources, shape: shape, fill: Tensor(shape: [1], floats: [0]))]
+    }
 }

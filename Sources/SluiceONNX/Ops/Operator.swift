@@ -83,10 +83,28 @@ protocol Operator: Sendable {
 
     /// Floating-point operations for these types (a multiply-add counts 2).
     func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double
+
+    /// Computes the outputs into `outputs`: one uninitialized tensor per type `infer` returned,
+    /// which the executor allocated (from its planned buffers). Returns false when this op, or
+    /// this case of it, has no such path; the executor then calls `evaluate` instead.
+    func evaluate(_ inputs: [Tensor?], into outputs: [Tensor], scratch: Scratch) throws -> Bool
+
+    /// Whether `evaluate(_:into:scratch:)` usually succeeds, so planned buffers are worth giving.
+    var writesInto: Bool { get }
+
+    /// Output 0 is input 0's storage seen under another shape (Reshape, Flatten, Squeeze, …).
+    var isView: Bool { get }
+
+    /// The same inputs always give the same outputs, so constant inputs may be folded.
+    var isDeterministic: Bool { get }
 }
 
 extension Operator {
     func valuesFromTypes(_ inputs: InferenceInputs) throws -> [Tensor]? { nil }
+    func evaluate(_ inputs: [Tensor?], into outputs: [Tensor], scratch: Scratch) throws -> Bool { false }
+    var writesInto: Bool { false }
+    var isView: Bool { false }
+    var isDeterministic: Bool { true }
 
     /// By default one operation per output element.
     func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double {
@@ -140,7 +158,9 @@ enum OpRegistry {
 
     static let schemas: [String: OpSchema] = {
         var all: [String: OpSchema] = [:]
-        for schema in MathOps.schemas + NNOps.schemas + ShapeOps.schemas {
+        for schema in MathOps.schemas + NNOps.schemas + ShapeOps.schemas + ElementwiseOps.schemas
+            + ReduceOps.schemas + LayoutOps.schemas + NormalizationOps.schemas
+            + RecurrentOps.schemas + LossOps.schemas + ResizeOps.schemas + SignalOps.schemas + LinalgOps.schemas {
             precondition(all[schema.name] == nil, "op \(schema.name) registered twice")
             all[schema.name] = schema
         }

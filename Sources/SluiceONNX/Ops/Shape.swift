@@ -26,6 +26,7 @@ struct IdentityOperator: Operator {
     func infer(_ inputs: InferenceInputs) throws -> [ValueType] { [try inputs.type(0)] }
     func evaluate(_ inputs: [Tensor?], outputs: [ValueType], scratch: Scratch) throws -> [Tensor] { [inputs[0]!] }
     func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
+    var isView: Bool { true }
 }
 
 /// Constant: its value comes from one of the `value*` attributes. The loader turns Constant
@@ -81,6 +82,7 @@ struct FlattenOperator: Operator {
     }
 
     func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
+    var isView: Bool { true }
 }
 
 /// Reshape to the shape given by the second input: 0 copies the input's dimension (unless
@@ -99,7 +101,7 @@ struct ReshapeOperator: Operator {
         let x = try inputs.type(0)
         _ = try inputs.type(1, oneOf: [.int64], role: "shape")
         guard let requested = inputs.integers(1) else {
-            throw OpError.unsupported("the target shape must be known at load (an initializer, a Constant, or computed from shapes)")
+            throw OpError.needsValue("the target shape")
         }
         return [ValueType(x.dtype, try Self.resolve(requested, input: x.shape, allowZero: allowZero))]
     }
@@ -137,6 +139,7 @@ struct ReshapeOperator: Operator {
     }
 
     func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
+    var isView: Bool { true }
 }
 
 struct TransposeOperator: Operator {
@@ -290,7 +293,7 @@ struct AxesOperator: Operator {
         if axesFromInput {
             _ = try inputs.type(1, oneOf: [.int64], role: "axes")
             guard let values = inputs.integers(1) else {
-                throw OpError.unsupported("the axes input must be known at load (an initializer or a Constant)")
+                throw OpError.needsValue("the axes input")
             }
             axes = values
         }
@@ -320,6 +323,7 @@ struct AxesOperator: Operator {
     }
 
     func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
+    var isView: Bool { true }
 }
 
 struct CastOperator: Operator {

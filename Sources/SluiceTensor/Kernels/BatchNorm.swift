@@ -23,6 +23,15 @@ extension Kernels {
         let channels = x.shape[1]
         let plane = Tensor.elementCount(of: Array(x.shape.dropFirst(2)))
         let out = Tensor(uninitialized: .float32, shape: x.shape)
+        channelAffine(x, scale: scale, shift: shift, into: out)
+        return out
+    }
+
+    /// The per-channel affine map written to `out` (x's shape).
+    public static func channelAffine(_ x: Tensor, scale: [Float], shift: [Float], into out: Tensor) {
+        precondition(x.rank >= 2 && x.shape[1] == scale.count && out.shape == x.shape, "per-channel affine of \(x) into \(out)")
+        let channels = x.shape[1]
+        let plane = Tensor.elementCount(of: Array(x.shape.dropFirst(2)))
         let xp = x.floatPointer, yp = out.mutableFloatPointer
         for n in 0..<x.shape[0] {
             for c in 0..<channels {
@@ -32,7 +41,6 @@ extension Kernels {
                 for i in 0..<plane { dst[i] = src[i] * k + b }
             }
         }
-        return out
     }
 
     /// BatchNormalization in inference mode over dimension 1.

@@ -9,9 +9,6 @@ public struct ConvGeometry: Sendable, Equatable {
     public init(input: [Int], weight: [Int], group: Int = 1, strides: [Int]? = nil, dilations: [Int]? = nil,
                 pads: [Int]? = nil, autoPad: AutoPad = .notSet) throws {
         guard input.count >= 3 else { throw ShapeError("Conv input must be N×C×spatial, got \(input)") }
-        guard input.count <= 4 else {
-            throw ShapeError("Conv with \(input.count - 2) spatial dimensions is not supported (only 1-D and 2-D), input \(input)")
-        }
         guard weight.count == input.count else {
             throw ShapeError("Conv weight \(weight) must have the input's rank \(input.count) (input \(input))")
         }
@@ -48,12 +45,27 @@ extension Kernels {
     public static func conv(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, channelScale: Tensor? = nil,
                             channelShift: Tensor? = nil, geometry g: ConvGeometry, activation: Activation = .none,
                             scratch: Scratch) -> Tensor {
+        let out = Tensor(uninitialized: .float32, shape: g.outputShape)
+        conv(x, weight: weight, bias: bias, channelScale: channelScale, channelShift: channelShift, geometry: g,
+             activation: activation, scratch: scratch, into: out)
+        return out
+    }
+
+    /// The convolution written to `out` (the geometry's output shape).
+    public static func conv(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, channelScale: Tensor? = nil,
+                            channelShift: Tensor? = nil, geometry g: ConvGeometry, activation: Activation = .none,
+                            scratch: Scratch, into out: Tensor) {
         precondition(x.shape == [g.batch, g.inChannels] + g.window.input, "Conv input \(x.shape) does not match its geometry")
         precondition(weight.shape == [g.outChannels, g.inChannels / g.group] + g.window.kernel, "Conv weight \(weight.shape) does not match its geometry")
         precondition(bias == nil || bias!.elementCount == g.outChannels, "Conv bias must have \(g.outChannels) values")
         precondition(channelScale == nil || channelScale!.elementCount == g.outChannels, "Conv scale must have \(g.outChannels) values")
         precondition(channelShift == nil || channelShift!.elementCount == g.outChannels, "Conv shift must have \(g.outChannels) values")
-        let out = Tensor(uninitialized: .float32, shape: g.outputShape)
+        precondition(out.shape == g.outputShape, "Conv into \(out.shape), expected \(g.outputShape)")
+        if g.window.input.count > 2 {
+            convGeneral(x, weight: weight, bias: bias, channelScale: channelScale, channelShift: channelShift,
+                        geometry: g, activation: activation, scratch: scratch, into: out)
+            return
+        }
         let p = g.window.planar
         let cg = g.inChannels / g.group
         let mg = g.outChannels / g.group
@@ -118,7 +130,6 @@ extension Kernels {
             }
             n0 += count
         }
-        return out
     }
 
     /// About how many columns a convolution's matrix product gets when samples are batched.

@@ -51,6 +51,15 @@ extension FixedWidthInteger {
     @inline(__always) static func minimum(_ a: Self, _ b: Self) -> Self { Swift.min(a, b) }
 }
 
+extension Float16: ArithmeticElement {
+    @inline(__always) static func add(_ a: Float16, _ b: Float16) -> Float16 { a + b }
+    @inline(__always) static func sub(_ a: Float16, _ b: Float16) -> Float16 { a - b }
+    @inline(__always) static func mul(_ a: Float16, _ b: Float16) -> Float16 { a * b }
+    @inline(__always) static func div(_ a: Float16, _ b: Float16) -> Float16 { a / b }
+    @inline(__always) static func maximum(_ a: Float16, _ b: Float16) -> Float16 { a.isNaN || b.isNaN ? .nan : Swift.max(a, b) }
+    @inline(__always) static func minimum(_ a: Float16, _ b: Float16) -> Float16 { a.isNaN || b.isNaN ? .nan : Swift.min(a, b) }
+}
+
 extension Int64: ArithmeticElement {}
 extension Int32: ArithmeticElement {}
 extension Int8: ArithmeticElement {}
@@ -58,7 +67,7 @@ extension UInt8: ArithmeticElement {}
 
 extension Kernels {
     /// The dtypes `binary` handles.
-    public static let binaryDTypes: [DType] = [.float32, .float64, .int64, .int32, .int8, .uint8]
+    public static let binaryDTypes: [DType] = [.float32, .float64, .float16, .int64, .int32, .int8, .uint8]
 
     /// `a op b` with NumPy broadcasting; both tensors have the same dtype, one of `binaryDTypes`.
     public static func binary(_ op: BinaryOp, _ a: Tensor, _ b: Tensor) -> Tensor {
@@ -66,16 +75,23 @@ extension Kernels {
         let shape: [Int]
         do { shape = try Shapes.broadcast(a.shape, b.shape) } catch { preconditionFailure("\(error)") }
         let out = Tensor(uninitialized: a.dtype, shape: shape)
+        binary(op, a, b, into: out)
+        return out
+    }
+
+    /// `a op b` written to `out` (the broadcast shape, a's dtype).
+    public static func binary(_ op: BinaryOp, _ a: Tensor, _ b: Tensor, into out: Tensor) {
+        precondition(a.dtype == b.dtype && out.dtype == a.dtype, "\(op.rawValue) of \(a.dtype) and \(b.dtype) into \(out.dtype)")
         switch a.dtype {
         case .float32: binary(op, a, b, out, as: Float.self)
         case .float64: binary(op, a, b, out, as: Double.self)
+        case .float16: binary(op, a, b, out, as: Float16.self)
         case .int64: binary(op, a, b, out, as: Int64.self)
         case .int32: binary(op, a, b, out, as: Int32.self)
         case .int8: binary(op, a, b, out, as: Int8.self)
         case .uint8: binary(op, a, b, out, as: UInt8.self)
         default: preconditionFailure("\(op.rawValue) does not support \(a.dtype)")
         }
-        return out
     }
 
     private static func binary<T: ArithmeticElement>(_ op: BinaryOp, _ a: Tensor, _ b: Tensor, _ out: Tensor, as: T.Type) {
@@ -96,8 +112,8 @@ extension Kernels {
     /// operands stay contiguous (or both stay broadcast), so the common cases (same shape, a
     /// scalar, a bias row) become one or two tight loops with no per-element index math.
     @inline(__always)
-    static func broadcastLoop<T>(_ a: UnsafePointer<T>, _ aShape: [Int], _ b: UnsafePointer<T>, _ bShape: [Int],
-                                 _ y: UnsafeMutablePointer<T>, _ shape: [Int], _ f: (T, T) -> T) {
+    public static func broadcastLoop<A, B, Y>(_ a: UnsafePointer<A>, _ aShape: [Int], _ b: UnsafePointer<B>, _ bShape: [Int],
+                                              _ y: UnsafeMutablePointer<Y>, _ shape: [Int], _ f: (A, B) -> Y) {
         let total = Tensor.elementCount(of: shape)
         guard total > 0 else { return }
         let (dims, aStrides, bStrides) = collapse(shape, Shapes.broadcastStrides(aShape, to: shape),
@@ -159,5 +175,11 @@ extension Kernels {
         let out = Tensor(uninitialized: .float32, shape: x.shape)
         activation.apply(x.floatPointer, into: out.mutableFloatPointer, count: x.elementCount)
         return out
+    }
+
+    /// The activation written to `out` (same element count).
+    public static func activation(_ activation: Activation, _ x: Tensor, into out: Tensor) {
+        precondition(out.elementCount == x.elementCount, "\(activation) of \(x) into \(out)")
+        activation.apply(x.floatPointer, into: out.mutableFloatPointer, count: x.elementCount)
     }
 }

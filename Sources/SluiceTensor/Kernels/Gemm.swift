@@ -75,9 +75,18 @@ extension Kernels {
         do {
             shape = try gemmShape(a: a.shape, b: b.shape, c: c?.shape, transA: transA, transB: transB)
         } catch { preconditionFailure("\(error)") }
-        let (m, n) = (shape[0], shape[1])
-        let k = transA ? a.shape[0] : a.shape[1]
         let out = Tensor(uninitialized: .float32, shape: shape)
+        gemm(a, b, c: c, transA: transA, transB: transB, alpha: alpha, beta: beta, activation: activation, into: out)
+        return out
+    }
+
+    /// ONNX Gemm written to `out` ([M, N]).
+    public static func gemm(_ a: Tensor, _ b: Tensor, c: Tensor? = nil, transA: Bool = false, transB: Bool = false,
+                            alpha: Float = 1, beta: Float = 1, activation: Activation = .none, into out: Tensor) {
+        let (m, n) = (out.shape[0], out.shape[1])
+        let k = transA ? a.shape[0] : a.shape[1]
+        precondition(out.rank == 2 && (transA ? a.shape[1] : a.shape[0]) == m && (transB ? b.shape[0] : b.shape[1]) == n,
+                     "Gemm of \(a.shape) and \(b.shape) into \(out.shape)")
         let y = out.mutableFloatPointer
         var blasBeta: Float = 0
         if let c, beta != 0 {
@@ -88,7 +97,6 @@ extension Kernels {
               a: a.floatPointer, lda: a.shape[1], b: b.floatPointer, ldb: b.shape[1],
               beta: blasBeta, c: y, ldc: n)
         activation.apply(y, count: m * n)
-        return out
     }
 
     /// Writes `c` broadcast to rows×columns into `y`.
@@ -113,8 +121,17 @@ extension Kernels {
     public static func linear(_ x: Tensor, _ w: Tensor, bias: Tensor, activation: Activation = .none) -> Tensor {
         precondition(x.rank == 2 && w.rank == 2 && x.shape[1] == w.shape[0] && bias.elementCount == w.shape[1],
                      "linear of \(x.shape) × \(w.shape) + \(bias.shape)")
-        let (m, k, n) = (x.shape[0], x.shape[1], w.shape[1])
-        let out = Tensor(uninitialized: .float32, shape: [m, n])
+        let out = Tensor(uninitialized: .float32, shape: [x.shape[0], w.shape[1]])
+        linear(x, w, bias: bias, activation: activation, into: out)
+        return out
+    }
+
+    /// `activation(x · w + bias)` written to `out` ([rows, n] elements; x seen as [rows, k]).
+    public static func linear(_ x: Tensor, _ w: Tensor, bias: Tensor, activation: Activation = .none, into out: Tensor) {
+        let (k, n) = (w.shape[0], w.shape[1])
+        let m = x.elementCount / max(k, 1)
+        precondition(x.elementCount == m * k && out.elementCount == m * n && bias.elementCount == n,
+                     "linear of \(x.shape) × \(w.shape) + \(bias.shape) into \(out.shape)")
         let y = out.mutableFloatPointer, b = bias.floatPointer
         sgemm(transA: false, transB: false, m: m, n: n, k: k, a: x.floatPointer, lda: k, b: w.floatPointer, ldb: n,
               c: y, ldc: n)
@@ -127,7 +144,6 @@ extension Kernels {
                 activation.apply(row, count: n)
             }
         }
-        return out
     }
 
     /// `numpy.matmul` for float32, batch dimensions broadcast.
@@ -135,6 +151,12 @@ extension Kernels {
         let outShape: [Int]
         do { outShape = try Shapes.matmul(a.shape, b.shape) } catch { preconditionFailure("\(error)") }
         let out = Tensor(uninitialized: .float32, shape: outShape)
+        matmul(a, b, into: out)
+        return out
+    }
+
+    /// `numpy.matmul` written to `out` (the product's element count).
+    public static func matmul(_ a: Tensor, _ b: Tensor, into out: Tensor) {
         let aMat = a.rank == 1 ? [1, a.shape[0]] : Array(a.shape.suffix(2))
         let bMat = b.rank == 1 ? [b.shape[0], 1] : Array(b.shape.suffix(2))
         let (m, k, n) = (aMat[0], aMat[1], bMat[1])
@@ -146,7 +168,7 @@ extension Kernels {
             // A shared right-hand matrix (the usual weight): fold A's batch into its rows.
             let rows = Tensor.elementCount(of: aBatch) * m
             sgemm(transA: false, transB: false, m: rows, n: n, k: k, a: pa, lda: k, b: pb, ldb: n, c: py, ldc: n)
-            return out
+            return
         }
         let batch = (try? Shapes.broadcast(aBatch, bBatch)) ?? []
         let aStrides = Shapes.broadcastStrides(aBatch, to: batch)
@@ -168,6 +190,5 @@ extension Kernels {
                 d -= 1
             }
         }
-        return out
     }
 }

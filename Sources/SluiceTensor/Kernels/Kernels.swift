@@ -140,6 +140,12 @@ extension Tensor {
                   storage: TensorStorage(uninitializedByteCount: Tensor.elementCount(of: shape) * dtype.byteSize))
     }
 
+    /// The float elements, read-only (for kernels in other modules).
+    public var floatData: UnsafePointer<Float> { floatPointer }
+
+    /// The float elements of a tensor the caller just created (for kernels in other modules).
+    public var mutableFloatData: UnsafeMutablePointer<Float> { mutableFloatPointer }
+
     /// The float elements, read-only, for kernels.
     var floatPointer: UnsafePointer<Float> {
         precondition(dtype == .float32, "float kernel given a \(dtype) tensor")

@@ -7,18 +7,27 @@ extension Kernels {
         precondition(perm.count == x.rank && Set(perm) == Set(0..<x.rank), "permutation \(perm) of rank \(x.rank)")
         let outShape = perm.map { x.shape[$0] }
         let out = Tensor(uninitialized: x.dtype, shape: outShape)
-        guard out.elementCount > 0 else { return out }
+        transpose(x, perm: perm, into: out)
+        return out
+    }
+
+    /// The permutation written to `out` (x's dtype and element count).
+    public static func transpose(_ x: Tensor, perm: [Int], into out: Tensor) {
+        precondition(perm.count == x.rank && out.dtype == x.dtype && out.elementCount == x.elementCount,
+                     "permutation \(perm) of \(x) into \(out)")
+        guard out.elementCount > 0 else { return }
         if perm == Array(0..<x.rank) {
             out.storage.bytes.copyMemory(from: x.storage.bytes, byteCount: x.byteCount)
-            return out
+            return
         }
+        let outShape = perm.map { x.shape[$0] }
+        let view = Tensor(dtype: out.dtype, shape: outShape, storage: out.storage)
         switch x.dtype.byteSize {
-        case 1: transpose(x, perm, out, as: UInt8.self)
-        case 2: transpose(x, perm, out, as: UInt16.self)
-        case 4: transpose(x, perm, out, as: UInt32.self)
-        default: transpose(x, perm, out, as: UInt64.self)
+        case 1: transpose(x, perm, view, as: UInt8.self)
+        case 2: transpose(x, perm, view, as: UInt16.self)
+        case 4: transpose(x, perm, view, as: UInt32.self)
+        default: transpose(x, perm, view, as: UInt64.self)
         }
-        return out
     }
 
     private static func transpose<T>(_ x: Tensor, _ perm: [Int], _ out: Tensor, as: T.Type) {
@@ -65,9 +74,16 @@ extension Kernels {
     public static func concat(_ parts: [Tensor], axis: Int) -> Tensor {
         let shape: [Int]
         do { shape = try concatShape(parts.map(\.shape), axis: axis) } catch { preconditionFailure("\(error)") }
+        let out = Tensor(uninitialized: parts[0].dtype, shape: shape)
+        concat(parts, axis: axis, into: out)
+        return out
+    }
+
+    /// The parts joined along `axis`, written to `out` (the joined shape).
+    public static func concat(_ parts: [Tensor], axis: Int, into out: Tensor) {
         let dtype = parts[0].dtype
-        precondition(parts.allSatisfy { $0.dtype == dtype }, "Concat of mixed dtypes")
-        let out = Tensor(uninitialized: dtype, shape: shape)
+        precondition(parts.allSatisfy { $0.dtype == dtype } && out.dtype == dtype, "Concat of mixed dtypes")
+        let shape = out.shape
         let outer = Tensor.elementCount(of: Array(shape[..<axis]))
         let inner = Tensor.elementCount(of: Array(shape[(axis + 1)...])) * dtype.byteSize
         var dst = out.storage.bytes
@@ -78,7 +94,6 @@ extension Kernels {
                 dst += chunk
             }
         }
-        return out
     }
 
     /// ONNX Gather: picks entries of `data` along `axis` by `indices` (int64 or int32; negative

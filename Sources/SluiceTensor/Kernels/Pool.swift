@@ -9,10 +9,17 @@ extension Kernels {
 
     /// Max pooling over 1-D or 2-D windows; padding never wins.
     public static func maxPool(_ x: Tensor, window: WindowGeometry) -> Tensor {
+        let out = Tensor(uninitialized: .float32, shape: Array(x.shape.prefix(2)) + window.output)
+        maxPool(x, window: window, into: out)
+        return out
+    }
+
+    /// maxPool written to `out` (N×C×output).
+    public static func maxPool(_ x: Tensor, window: WindowGeometry, into out: Tensor) {
         checkPoolInput(x, window, "MaxPool")
+        precondition(out.shape == Array(x.shape.prefix(2)) + window.output, "maxPool into \(out)")
         let p = window.planar
         let planes = x.shape[0] * x.shape[1]
-        let out = Tensor(uninitialized: .float32, shape: Array(x.shape.prefix(2)) + window.output)
         let xp = x.floatPointer, yp = out.mutableFloatPointer
         for plane in 0..<planes {
             let src = xp + plane * p.h * p.w
@@ -31,16 +38,22 @@ extension Kernels {
                 }
             }
         }
-        return out
     }
 
     /// Average pooling over 1-D or 2-D windows. With `countIncludePad` the divisor counts the
     /// taps that fall in the padding too (but not those past it, in ceil mode).
     public static func averagePool(_ x: Tensor, window: WindowGeometry, countIncludePad: Bool) -> Tensor {
+        let out = Tensor(uninitialized: .float32, shape: Array(x.shape.prefix(2)) + window.output)
+        averagePool(x, window: window, countIncludePad: countIncludePad, into: out)
+        return out
+    }
+
+    /// averagePool written to `out` (N×C×output).
+    public static func averagePool(_ x: Tensor, window: WindowGeometry, countIncludePad: Bool, into out: Tensor) {
         checkPoolInput(x, window, "AveragePool")
+        precondition(out.shape == Array(x.shape.prefix(2)) + window.output, "averagePool into \(out)")
         let p = window.planar
         let planes = x.shape[0] * x.shape[1]
-        let out = Tensor(uninitialized: .float32, shape: Array(x.shape.prefix(2)) + window.output)
         let xp = x.floatPointer, yp = out.mutableFloatPointer
         for plane in 0..<planes {
             let src = xp + plane * p.h * p.w
@@ -68,7 +81,6 @@ extension Kernels {
                 }
             }
         }
-        return out
     }
 
     /// The kernel taps `lo..<hi` of a window starting at `start` that land in `0..<size`.
@@ -98,14 +110,37 @@ extension Kernels {
         }
     }
 
+    /// Global average or max pooling written to `out` (N×C×1×…×1).
+    public static func globalPool(_ x: Tensor, average: Bool, into out: Tensor) {
+        if average {
+            globalPool(x, into: out) { p, count in
+                var sum: Float = 0
+                for i in 0..<count { sum += p[i] }
+                return count > 0 ? sum / Float(count) : 0
+            }
+        } else {
+            globalPool(x, into: out) { p, count in
+                var best = -Float.greatestFiniteMagnitude
+                for i in 0..<count { best = max(best, p[i]) }
+                return best
+            }
+        }
+    }
+
     @inline(__always)
     private static func globalPool(_ x: Tensor, _ reduce: (UnsafePointer<Float>, Int) -> Float) -> Tensor {
+        let out = Tensor(uninitialized: .float32, shape: Array(x.shape.prefix(2)) + Array(repeating: 1, count: x.rank - 2))
+        globalPool(x, into: out, reduce)
+        return out
+    }
+
+    @inline(__always)
+    private static func globalPool(_ x: Tensor, into out: Tensor, _ reduce: (UnsafePointer<Float>, Int) -> Float) {
         precondition(x.rank >= 3 && x.dtype == .float32, "global pooling needs a float N×C×spatial tensor, got \(x)")
         let planes = x.shape[0] * x.shape[1]
+        precondition(out.elementCount == planes, "global pooling of \(x) into \(out)")
         let size = Tensor.elementCount(of: Array(x.shape.dropFirst(2)))
-        let out = Tensor(uninitialized: .float32, shape: Array(x.shape.prefix(2)) + Array(repeating: 1, count: x.rank - 2))
         let xp = x.floatPointer, yp = out.mutableFloatPointer
         for plane in 0..<planes { yp[plane] = reduce(xp + plane * size, size) }
-        return out
     }
 }

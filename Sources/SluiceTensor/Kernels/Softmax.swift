@@ -12,6 +12,14 @@ extension Kernels {
         return out
     }
 
+    /// Softmax along `axis` written to `out` (x's element count).
+    public static func softmax(_ x: Tensor, axis: Int, log: Bool = false, into out: Tensor) {
+        precondition(x.dtype == .float32 && axis >= 0 && axis < x.rank && out.elementCount == x.elementCount, "softmax over axis \(axis) of \(x)")
+        let outer = Tensor.elementCount(of: Array(x.shape[..<axis]))
+        let inner = Tensor.elementCount(of: Array(x.shape[(axis + 1)...]))
+        softmax(x.floatPointer, into: out.mutableFloatPointer, outer: outer, length: x.shape[axis], inner: inner, log: log)
+    }
+
     /// Softmax of `outer` independent groups of `length` values spaced `inner` apart.
     public static func softmax(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>,
                                outer: Int, length: Int, inner: Int, log: Bool = false) {

@@ -1,0 +1,331 @@
+import Foundation
+import SluiceTensor
+
+/// A range of steps planned for one set of input shapes: every value's type known, everything
+/// computable from weights and shapes alone folded to a constant, and the intermediates laid
+/// out in one arena by liveness (a value's bytes are reused once its last reader has run).
+/// Runs reuse the arena and prebuilt tensor views, so the steady state allocates no tensor
+/// storage but for the values handed back to the caller.
+final class ExecutionPlan: @unchecked Sendable {
+    /// Where a value's tensor comes from in a run.
+    enum Source {
+        /// A weight, or a value folded at planning.
+        case constant(Tensor)
+        /// Passed in by the caller.
+        case external(String)
+        /// A view into the arena at this byte offset.
+        case arena(offset: Int)
+        /// Freshly allocated each run (it is handed back to the caller).
+        case fresh
+        /// Whatever the op returns (ops without an `into` path, and views).
+        case computed
+    }
+
+    struct PlannedStep {
+        let op: any Operator
+        let node: Node
+        /// Value ids, −1 for an omitted input.
+        let inputs: [Int]
+        /// Value ids for every output `infer` returns (unnamed ones get ids too).
+        let outputs: [Int]
+        let into: Bool
+    }
+
+    let file: String
+    let steps: [PlannedStep]
+    let types: [ValueType?]
+    let sources: [Source]
+    /// Values handed back to the caller: name and id.
+    let results: [(name: String, id: Int)]
+    let arenaBytes: Int
+    let maxInputs: Int
+    let maxOutputs: Int
+    private let states = StatePool()
+
+    private init(file: String, steps: [PlannedStep], types: [ValueType?], sources: [Source], results: [(String, Int)],
+                 arenaBytes: Int) {
+        self.file = file
+        self.steps = steps
+        self.types = types
+        self.sources = sources
+        self.results = results
+        self.arenaBytes = arenaBytes
+        maxInputs = steps.map(\.inputs.count).max() ?? 0
+        maxOutputs = steps.map(\.outputs.count).max() ?? 0
+    }
+
+    /// Values folded at planning are at most this many elements (a Transpose of a large weight
+    /// is still folded; a broadcast to something huge is not).
+    static let foldLimit = 1 << 22
+
+    /// Plans `range` for the shapes of `values`; nil when some shape depends on data.
+    static func build(steps range: Executor.RangeSteps, values: [String: Tensor], weights: [String: Tensor],
+                      file: String) throws -> ExecutionPlan? {
+        var ids: [String: Int] = [:]
+        var types: [ValueType?] = []
+        var sources: [Source] = []
+        var constants: [Int: Tensor] = [:]
+        func newValue(_ type: ValueType?, _ source: Source) -> Int {
+            types.append(type)
+            sources.append(source)
+            return types.count - 1
+        }
+        func id(_ name: String) -> Int? {
+            if let known = ids[name] { return known }
+            if let weight = weights[name] {
+                let i = newValue(ValueType(weight.dtype, weight.shape), .constant(weight))
+                constants[i] = weight
+                ids[name] = i
+                return i
+            }
+            if let value = values[name] {
+                let i = newValue(ValueType(value.dtype, value.shape), .external(name))
+                ids[name] = i
+                return i
+            }
+            return nil
+        }
+
+        var planned: [PlannedStep] = []
+        let scratch = Scratch()
+        for step in range.steps {
+            var inputIDs: [Int] = []
+            var inTypes: [ValueType?] = []
+            var inValues: [Tensor?] = []
+            for name in step.inputs {
+                guard !name.isEmpty else {
+                    inputIDs.append(-1)
+                    inTypes.append(nil)
+                    inValues.append(nil)
+                    continue
+                }
+                guard let i = id(name) else {
+                    throw ModelError.node(.invalidInput, file: file, node: step.node.name, op: step.node.qualifiedOp,
+                                          "input '\(name)' is missing: no earlier node of this run produced it and it is not among the values passed in")
+                }
+                inputIDs.append(i)
+                inTypes.append(types[i])
+                inValues.append(constants[i])
+            }
+            let known = InferenceInputs(types: inTypes, values: inValues)
+            let outTypes: [ValueType]
+            var folded: [Tensor]?
+            do {
+                do {
+                    outTypes = try step.op.infer(known)
+                } catch let e as OpError where e.dataDependent {
+                    return nil
+                }
+                if step.op.isDeterministic {
+                    folded = try step.op.valuesFromTypes(known)
+                    let allConstant = zip(inTypes, inValues).allSatisfy { $0.0 == nil || $0.1 != nil }
+                    if folded == nil, allConstant, outTypes.reduce(0, { $0 + $1.elementCount }) <= foldLimit {
+                        folded = try step.op.evaluate(inValues, outputs: outTypes, scratch: scratch)
+                    }
+                }
+            } catch {
+                throw ModelError.wrap(error, file: file, node: step.node, kind: .invalidInput)
+            }
+            if let folded {
+                for (k, name) in step.outputs.enumerated() where !name.isEmpty && k < folded.count {
+                    let i = newValue(ValueType(folded[k].dtype, folded[k].shape), .constant(folded[k]))
+                    constants[i] = folded[k]
+                    ids[name] = i
+                }
+                continue
+            }
+            var outputIDs: [Int] = []
+            for (k, type) in outTypes.enumerated() {
+                let i = newValue(type, .computed)
+                if k < step.outputs.count, !step.outputs[k].isEmpty { ids[step.outputs[k]] = i }
+                outputIDs.append(i)
+            }
+            planned.append(PlannedStep(op: step.op, node: step.node, inputs: inputIDs, outputs: outputIDs, into: step.op.writesInto))
+        }
+
+        // Results: every escaping value, by name.
+        var results: [(String, Int)] = []
+        for name in range.escaping.sorted() { if let i = ids[name] { results.append((name, i)) } }
+        let escapingIDs = Set(results.map(\.1))
+
+        // Views share their source's bytes: group values by root, and give each root the
+        // lifetime of its whole group.
+        var root = Array(0..<types.count)
+        for step in planned where step.op.isView && !step.outputs.isEmpty && step.inputs.first.map({ $0 >= 0 }) == true {
+            root[step.outputs[0]] = root[step.inputs[0]]
+        }
+        var lastUse = [Int](repeating: -1, count: types.count)
+        var escapes = [Bool](repeating: false, count: types.count)
+        var producedAt = [Int](repeating: -1, count: types.count)
+        for (k, step) in planned.enumerated() {
+            for i in step.inputs where i >= 0 { lastUse[root[i]] = max(lastUse[root[i]], k) }
+            for i in step.outputs { producedAt[i] = k; lastUse[root[i]] = max(lastUse[root[i]], k) }
+        }
+        for i in escapingIDs { escapes[root[i]] = true }
+
+        // Roots produced by an op that writes into given buffers get arena space or, when
+        // they escape, a fresh tensor each run.
+        var arena = ArenaLayout()
+        for (k, step) in planned.enumerated() {
+            for i in step.outputs where root[i] == i && step.into {
+                if escapes[i] {
+                    sources[i] = .fresh
+                } else if let type = types[i] {
+                    sources[i] = .arena(offset: arena.allocate(type.elementCount * type.dtype.byteSize))
+                }
+            }
+            // Free every arena root whose last reader is this step.
+            for i in Set(step.inputs.filter { $0 >= 0 }.map { root[$0] } + step.outputs.map { root[$0] }) where lastUse[i] == k {
+                if case .arena(let offset) = sources[i], let type = types[i] {
+                    arena.free(offset, type.elementCount * type.dtype.byteSize)
+                }
+            }
+        }
+        _ = producedAt
+        return ExecutionPlan(file: file, steps: planned, types: types, sources: sources, results: results, arenaBytes: arena.size)
+    }
+
+    /// One run's mutable state: the arena, the value table, and argument arrays reused per step.
+    final class State {
+        let arena: TensorStorage
+        var slots: [Tensor?]
+        /// Prebuilt views (arena) and constants, restored into `slots` where a run replaced them.
+        let fixed: [Tensor?]
+        var inputs: [Tensor?] = []
+        var outputs: [Tensor] = []
+
+        init(_ plan: ExecutionPlan) {
+            arena = TensorStorage(uninitializedByteCount: plan.arenaBytes)
+            var fixed = [Tensor?](repeating: nil, count: plan.types.count)
+            for (i, source) in plan.sources.enumerated() {
+                switch source {
+                case .constant(let t): fixed[i] = t
+                case .arena(let offset):
+                    let type = plan.types[i]!
+                    let bytes = type.elementCount * type.dtype.byteSize
+                    fixed[i] = Tensor(dtype: type.dtype, shape: type.shape,
+                                      storage: TensorStorage(borrowing: arena.bytes + offset, byteCount: bytes, owner: arena))
+                default: break
+                }
+            }
+            self.fixed = fixed
+            slots = fixed
+            inputs.reserveCapacity(plan.maxInputs)
+            outputs.reserveCapacity(plan.maxOutputs)
+        }
+    }
+
+    func run(values: inout [String: Tensor], scratch: Scratch) throws {
+        let state = states.take() ?? State(self)
+        defer { states.give(state) }
+        // Bind the caller's tensors.
+        for (i, source) in sources.enumerated() {
+            switch source {
+            case .external(let name): state.slots[i] = values[name]
+            case .constant, .arena: break
+            case .fresh, .computed: state.slots[i] = state.fixed[i]
+            }
+        }
+        for step in steps {
+            state.inputs.removeAll(keepingCapacity: true)
+            for i in step.inputs { state.inputs.append(i >= 0 ? state.slots[i] : nil) }
+            do {
+                var done = false
+                if step.into {
+                    state.outputs.removeAll(keepingCapacity: true)
+                    for i in step.outputs {
+                        if let view = state.slots[i], case .arena = sources[i] {
+                            state.outputs.append(view)
+                        } else {
+                            let type = types[i]!
+                            state.outputs.append(Tensor(uninitialized: type.dtype, shape: type.shape))
+                        }
+                    }
+                    done = try step.op.evaluate(state.inputs, into: state.outputs, scratch: scratch)
+                    if done { for (k, i) in step.outputs.enumerated() { state.slots[i] = state.outputs[k] } }
+                }
+                if !done {
+                    let outTypes = step.outputs.map { types[$0]! }
+                    let results = try step.op.evaluate(state.inputs, outputs: outTypes, scratch: scratch)
+                    for (k, i) in step.outputs.enumerated() where k < results.count { state.slots[i] = results[k] }
+                }
+            } catch {
+                throw ModelError.wrap(error, file: file, node: step.node, kind: .invalidInput)
+            }
+        }
+        for (name, i) in results {
+            if let tensor = state.slots[i] { values[name] = tensor }
+        }
+        // Drop references to the caller's tensors and the results so they can be released.
+        for (i, source) in sources.enumerated() {
+            switch source {
+            case .external, .fresh, .computed: state.slots[i] = nil
+            case .arena, .constant: state.slots[i] = state.fixed[i]
+            }
+        }
+    }
+
+    /// States for concurrent runs of one plan.
+    final class StatePool: @unchecked Sendable {
+        private let lock = NSLock()
+        private var free: [State] = []
+
+        func take() -> State? {
+            lock.lock()
+            defer { lock.unlock() }
+            return free.popLast()
+        }
+
+        func give(_ state: State) {
+            lock.lock()
+            free.append(state)
+            lock.unlock()
+        }
+    }
+}
+
+/// First-fit allocation of byte ranges in one arena, 64-byte aligned, merging freed neighbours.
+struct ArenaLayout {
+    private(set) var size = 0
+    /// Free blocks (offset, bytes), sorted by offset.
+    private var freeBlocks: [(offset: Int, bytes: Int)] = []
+
+    static func aligned(_ bytes: Int) -> Int { (max(bytes, 1) + 63) / 64 * 64 }
+
+    mutating func allocate(_ bytes: Int) -> Int {
+        let need = Self.aligned(bytes)
+        if let k = freeBlocks.firstIndex(where: { $0.bytes >= need }) {
+            let block = freeBlocks[k]
+            if block.bytes == need {
+                freeBlocks.remove(at: k)
+            } else {
+                freeBlocks[k] = (block.offset + need, block.bytes - need)
+            }
+            return block.offset
+        }
+        // Grow, reusing a free block that ends the arena.
+        if let last = freeBlocks.last, last.offset + last.bytes == size {
+            freeBlocks.removeLast()
+            size = last.offset + need
+            return last.offset
+        }
+        let offset = size
+        size += need
+        return offset
+    }
+
+    mutating func free(_ offset: Int, _ bytes: Int) {
+        let length = Self.aligned(bytes)
+        var k = freeBlocks.firstIndex { $0.offset > offset } ?? freeBlocks.count
+        freeBlocks.insert((offset, length), at: k)
+        if k + 1 < freeBlocks.count, freeBlocks[k].offset + freeBlocks[k].bytes == freeBlocks[k + 1].offset {
+            freeBlocks[k].bytes += freeBlocks[k + 1].bytes
+            freeBlocks.remove(at: k + 1)
+        }
+        if k > 0, freeBlocks[k - 1].offset + freeBlocks[k - 1].bytes == freeBlocks[k].offset {
+            freeBlocks[k - 1].bytes += freeBlocks[k].bytes
+            freeBlocks.remove(at: k)
+            k -= 1
+        }
+    }
+}

@@ -1,0 +1,276 @@
+import Foundation
+
+/// An activation of ONNX's recurrent ops (the `activations` attribute).
+public enum RecurrentActivation: Sendable, Equatable {
+    case sigmoid, tanh, relu, softsign, softplus
+    case hardSigmoid(alpha: Float, beta: Float)
+    case leakyRelu(alpha: Float)
+    case thresholdedRelu(alpha: Float)
+    case scaledTanh(alpha: Float, beta: Float)
+    case affine(alpha: Float, beta: Float)
+    case elu(alpha: Float)
+
+    @inline(__always)
+    public func callAsFunction(_ x: Float) -> Float {
+        switch self {
+        case .sigmoid: return Activation.sigmoid(x)
+        case .tanh: return Foundation.tanhf(x)
+        case .relu: return Swift.max(x, 0)
+        case .softsign: return x / (1 + Swift.abs(x))
+        case .softplus: return Foundation.log1pf(Foundation.expf(-Swift.abs(x))) + Swift.max(x, 0)
+        case .hardSigmoid(let a, let b): return Swift.max(0, Swift.min(1, a * x + b))
+        case .leakyRelu(let a): return x < 0 ? a * x : x
+        case .thresholdedRelu(let a): return x > a ? x : 0
+        case .scaledTanh(let a, let b): return a * Foundation.tanhf(b * x)
+        case .affine(let a, let b): return a * x + b
+        case .elu(let a): return x < 0 ? a * (Foundation.expf(x) - 1) : x
+        }
+    }
+}
+
+/// One direction of an ONNX RNN, GRU or LSTM over a whole sequence.
+public struct RecurrentCell: Sendable {
+    public enum Kind: Sendable, Equatable {
+        case rnn
+        case gru(linearBeforeReset: Bool)
+        case lstm
+    }
+
+    public let kind: Kind
+    public let hidden: Int
+    /// f, g (and h for LSTM) as ONNX names them; RNN uses f only.
+    public let activations: [RecurrentActivation]
+    public let clip: Float?
+
+    public init(kind: Kind, hidden: Int, activations: [RecurrentActivation], clip: Float?) {
+        self.kind = kind
+        self.hidden = hidden
+        self.activations = activations
+        self.clip = clip
+    }
+
+    /// Gates per step: 1 (RNN), 3 (GRU: z, r, h), 4 (LSTM: i, o, f, c).
+    public var gates: Int {
+        switch kind {
+        case .rnn: return 1
+        case .gru: return 3
+        case .lstm: return 4
+        }
+    }
+
+    /// Everything one direction reads and writes. Pointers into the op's tensors.
+    public struct Buffers {
+        /// X as [steps, batch, input].
+        public var x: UnsafePointer<Float>
+        /// W [gates·hidden, input] and R [gates·hidden, hidden] of this direction.
+        public var w: UnsafePointer<Float>
+        public var r: UnsafePointer<Float>
+        /// Wb and Rb, each gates·hidden, or nil.
+        public var bias: UnsafePointer<Float>?
+        /// LSTM peepholes [i, o, f] · hidden, or nil.
+        public var peepholes: UnsafePointer<Float>?
+        public var initialH: UnsafePointer<Float>?
+        public var initialC: UnsafePointer<Float>?
+        /// Y: the output at step t for batch row b goes to y + t·yStepStride + b·hidden (or nil).
+        public var y: UnsafeMutablePointer<Float>?
+        public var yStepStride: Int
+        /// The final states, [batch, hidden].
+        public var yh: UnsafeMutablePointer<Float>
+        public var yc: UnsafeMutablePointer<Float>?
+
+        public init(x: UnsafePointer<Float>, w: UnsafePointer<Float>, r: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                    peepholes: UnsafePointer<Float>?, initialH: UnsafePointer<Float>?, initialC: UnsafePointer<Float>?,
+                    y: UnsafeMutablePointer<Float>?, yStepStride: Int, yh: UnsafeMutablePointer<Float>,
+                    yc: UnsafeMutablePointer<Float>?) {
+            self.x = x
+            self.w = w
+            self.r = r
+            self.bias = bias
+            self.peepholes = peepholes
+            self.initialH = initialH
+            self.initialC = initialC
+            self.y = y
+            self.yStepStride = yStepStride
+            self.yh = yh
+            self.yc = yc
+        }
+    }
+
+    /// Runs the sequence forward or in reverse. `lengths` (per batch row, or nil for all
+    /// `steps`) stop a row early: its later outputs are 0 and its final state is the last valid one.
+    public func run(_ b: Buffers, steps: Int, batch: Int, inputSize: Int, reverse: Bool, lengths: [Int]?, scratch: Scratch) {
+        let g = gates, h = hidden, gh = g * h
+        // Scratch: input projections for all steps, recurrent projections, state.
+        let total = steps * batch * gh + batch * gh + 3 * batch * h
+        let base = scratch.floats(total)
+        let xw = base, hr = base + steps * batch * gh
+        let state = hr + batch * gh, cell = state + batch * h, rh = cell + batch * h
+
+        // X·Wᵀ for every step at once, plus the input bias.
+        Kernels.sgemm(transA: false, transB: true, m: steps * batch, n: gh, k: inputSize, a: b.x, lda: inputSize,
+                      b: b.w, ldb: inputSize, c: xw, ldc: gh)
+        if let bias = b.bias {
+            for row in 0..<(steps * batch) {
+                let p = xw + row * gh
+                for j in 0..<gh { p[j] += bias[j] }
+            }
+        }
+        if let h0 = b.initialH { state.update(from: h0, count: batch * h) } else { state.update(repeating: 0, count: batch * h) }
+        if let c0 = b.initialC { cell.update(from: c0, count: batch * h) } else { cell.update(repeating: 0, count: batch * h) }
+        let rb = b.bias.map { $0 + gh }
+        let f = activations[0], gAct = activations.count > 1 ? activations[1] : .tanh
+        let hAct = activations.count > 2 ? activations[2] : .tanh
+        @inline(__always) func clipped(_ v: Float) -> Float {
+            guard let clip else { return v }
+            return Swift.min(Swift.max(v, -clip), clip)
+        }
+
+        for step in 0..<steps {
+            // Rows past their length keep their state and output zeros.
+            let active = (0..<batch).map { row in lengths.map { step < $0[row] } ?? true }
+            // Reverse runs each row backwards within its own length.
+            let linearBeforeReset: Bool
+            if case .gru(let lbr) = kind { linearBeforeReset = lbr } else { linearBeforeReset = false }
+            let fullProducts = kind != .gru(linearBeforeReset: false) ? gh : 2 * h
+            Kernels.sgemm(transA: false, transB: true, m: batch, n: fullProducts, k: h, a: state, lda: h, b: b.r, ldb: h,
+                          c: hr, ldc: gh)
+            for row in 0..<batch where active[row] {
+                let length = lengths?[row] ?? steps
+                let t = reverse ? length - 1 - step : step
+                let pre = xw + (t * batch + row) * gh
+                let rec = hr + row * gh
+                let hPrev = state + row * h, cPrev = cell + row * h
+                switch kind {
+                case .rnn:
+                    for j in 0..<h {
+                        var v = pre[j] + rec[j]
+                        if let rb { v += rb[j] }
+                        hPrev[j] = f(clipped(v))
+                    }
+                case .gru(let lbr):
+                    // z and r first; r is needed before the candidate.
+                    let zr = rh + row * h
+                    for j in 0..<h {
+                        var vz = pre[j] + rec[j], vr = pre[h + j] + rec[h + j]
+                        if let rb { vz += rb[j]; vr += rb[h + j] }
+                        rec[j] = f(clipped(vz))
+                        zr[j] = f(clipped(vr))
+                    }
+                    if lbr {
+                        for j in 0..<h {
+                            var recurrent = rec[2 * h + j]
+                            if let rb { recurrent += rb[2 * h + j] }
+                            let candidate = gAct(clipped(pre[2 * h + j] + zr[j] * recurrent))
+                            let z = rec[j]
+                            hPrev[j] = (1 - z) * candidate + z * hPrev[j]
+                        }
+                    } else {
+                        // (r ⊙ H)·Rhᵀ needs r first: one more product per row.
+                        for j in 0..<h { zr[j] *= hPrev[j] }
+                        let product = rec + 2 * h
+                        Kernels.sgemm(transA: false, transB: true, m: 1, n: h, k: h, a: zr, lda: h, b: b.r + 2 * h * h, ldb: h,
+                                      c: product, ldc: h)
+                        for j in 0..<h {
+                            var v = pre[2 * h + j] + product[j]
+                            if let rb { v += rb[2 * h + j] }
+                            let candidate = gAct(clipped(v))
+                            let z = rec[j]
+                            hPrev[j] = (1 - z) * candidate + z * hPrev[j]
+                        }
+                    }
+                case .lstm:
+                    let p = b.peepholes
+                    for j in 0..<h {
+                        var vi = pre[j] + rec[j], vo = pre[h + j] + rec[h + j]
+                        var vf = pre[2 * h + j] + rec[2 * h + j], vc = pre[3 * h + j] + rec[3 * h + j]
+                        if let rb { vi += rb[j]; vo += rb[h + j]; vf += rb[2 * h + j]; vc += rb[3 * h + j] }
+                        if let p { vi += p[j] * cPrev[j]; vf += p[2 * h + j] * cPrev[j] }
+                        let i = f(clipped(vi)), fg = f(clipped(vf)), c = gAct(clipped(vc))
+                        let newC = fg * cPrev[j] + i * c
+                        if let p { vo += p[h + j] * newC }
+                        let o = f(clipped(vo))
+                        cPrev[j] = newC
+                        hPrev[j] = o * hAct(newC)
+                    }
+                }
+                if let y = b.y { (y + t * b.yStepStride + row * h).update(from: hPrev, count: h) }
+            }
+            if let y = b.y {
+                for row in 0..<batch where !active[row] {
+                    (y + step * b.yStepStride + row * h).update(repeating: 0, count: h)
+                }
+            }
+        }
+        b.yh.update(from: state, count: batch * h)
+        b.yc?.update(from: cell, count: batch * h)
+    }
+}
+
+extension ReferenceKernels {
+    /// One direction of RNN/GRU/LSTM straight from ONNX's equations, in Double: X [steps,
+    /// batch, input], W [gates·hidden, input], R [gates·hidden, hidden], bias [2·gates·hidden].
+    /// Returns Y [steps, batch, hidden] and the final H [batch, hidden].
+    public static func recurrent(_ cell: RecurrentCell, x: Tensor, w: Tensor, r: Tensor, bias: Tensor?, peepholes: Tensor?,
+                                 initialH: Tensor?, reverse: Bool) -> (Tensor, Tensor) {
+        let (steps, batch, input) = (x.shape[0], x.shape[1], x.shape[2])
+        let h = cell.hidden, g = cell.gates
+        let xv = x.doubles, wv = w.doubles, rv = r.doubles
+        let bv = bias?.doubles ?? [Double](repeating: 0, count: 2 * g * h)
+        let pv = peepholes?.doubles
+        func act(_ k: Int, _ v: Double) -> Double {
+            let f = k < cell.activations.count ? cell.activations[k] : .tanh
+            var value = v
+            if let clip = cell.clip { value = Swift.min(Swift.max(value, Double(-clip)), Double(clip)) }
+            return Double(f(Float(value)))
+        }
+        var state = initialH?.doubles ?? [Double](repeating: 0, count: batch * h)
+        var c = [Double](repeating: 0, count: batch * h)
+        var y = [Double](repeating: 0, count: steps * batch * h)
+        for step in 0..<steps {
+            let t = reverse ? steps - 1 - step : step
+            var next = state
+            for b in 0..<batch {
+                // xw[gate·h + j] and hr[gate·h + j]: the input and recurrent products.
+                var xw = [Double](repeating: 0, count: g * h), hr = xw
+                for row in 0..<(g * h) {
+                    for k in 0..<input { xw[row] += xv[(t * batch + b) * input + k] * wv[row * input + k] }
+                    for k in 0..<h { hr[row] += state[b * h + k] * rv[row * h + k] }
+                    xw[row] += bv[row]
+                }
+                // GRU's reset gate for every unit, needed before any candidate.
+                let resets = g == 3 ? (0..<h).map { act(0, xw[h + $0] + hr[h + $0] + bv[g * h + h + $0]) } : []
+                for j in 0..<h {
+                    let hPrev = state[b * h + j]
+                    switch cell.kind {
+                    case .rnn:
+                        next[b * h + j] = act(0, xw[j] + hr[j] + bv[g * h + j])
+                    case .gru(let lbr):
+                        let z = act(0, xw[j] + hr[j] + bv[g * h + j])
+                        let rg = act(0, xw[h + j] + hr[h + j] + bv[g * h + h + j])
+                        var candidate: Double
+                        if lbr {
+                            candidate = act(1, xw[2 * h + j] + rg * (hr[2 * h + j] + bv[g * h + 2 * h + j]))
+                        } else {
+                            var sum = 0.0
+                            for k in 0..<h { sum += resets[k] * state[b * h + k] * rv[(2 * h + j) * h + k] }
+                            candidate = act(1, xw[2 * h + j] + sum + bv[g * h + 2 * h + j])
+                        }
+                        next[b * h + j] = (1 - z) * candidate + z * hPrev
+                    case .lstm:
+                        let cPrev = c[b * h + j]
+                        let i = act(0, xw[j] + hr[j] + bv[g * h + j] + (pv?[j] ?? 0) * cPrev)
+                        let f = act(0, xw[2 * h + j] + hr[2 * h + j] + bv[g * h + 2 * h + j] + (pv?[2 * h + j] ?? 0) * cPrev)
+                        let candidate = act(1, xw[3 * h + j] + hr[3 * h + j] + bv[g * h + 3 * h + j])
+                        let newC = f * cPrev + i * candidate
+                        let o = act(0, xw[h + j] + hr[h + j] + bv[g * h + h + j] + (pv?[h + j] ?? 0) * newC)
+                        c[b * h + j] = newC
+                        next[b * h + j] = o * act(2, newC)
+                    }
+                }
+            }
+            state = next
+            for i in 0..<(batch * h) { y[t * batch * h + i] = state[i] }
+        }
+        return (Tensor(dtype: .float32, shape: [steps, batch, h], doubles: y), Tensor(dtype: .float32, shape: [batch, h], doubles: state))
+    }
+}

@@ -1,0 +1,82 @@
+import SluiceTensor
+import Testing
+
+/// The kernels added for ONNX op coverage against their plain reference twins.
+@Suite struct KernelTwinTests {
+    static let unaryOps: [UnaryOp] = [
+        .abs, .neg, .exp, .log, .sqrt, .reciprocal, .floor, .ceil, .round, .sign, .erf, .sin, .cos, .tan, .asin, .acos,
+        .atan, .sinh, .cosh, .asinh, .acosh, .atanh, .softplus, .softsign, .mish, .elu(alpha: 0.7),
+        .selu(alpha: 1.6, gamma: 1.05), .celu(alpha: 0.9), .hardSigmoid(alpha: 0.2, beta: 0.5), .hardSwish,
+        .thresholdedRelu(alpha: 0.3), .shrink(bias: 0.1, lambda: 0.4), .gelu(tanh: false), .gelu(tanh: true),
+    ]
+
+    @Test(arguments: unaryOps)
+    func unaryMatchesReference(op: UnaryOp) {
+        var rng = SeededGenerator(seed: 11)
+        // Inside every function's domain: (0, 1) suits log, sqrt, asin, acos, atanh; acosh needs ≥ 1.
+        let range: ClosedRange<Float> = op == .acosh ? 1...4 : ([.log, .sqrt, .asin, .acos, .atanh, .reciprocal].contains(op) ? 0.05...0.95 : -4...4)
+        let x = rng.tensor([5, 33], in: range)
+        expectClose(Kernels.unary(op, x), ReferenceKernels.unary(op, x), "\(op)")
+    }
+
+    @Test(arguments: 0..<40)
+    func reductionsMatchReference(seed: Int) {
+        var rng = SeededGenerator(seed: seed)
+        let rank = rng.int(1...4)
+        let shape = (0..<rank).map { _ in rng.int(1...6) }
+        let axes = (0..<rank).filter { _ in rng.bool() }
+        let chosen = axes.isEmpty ? [rng.int(0...(rank - 1))] : axes
+        let op = ReduceOp.allCases[seed % ReduceOp.allCases.count]
+        let x = rng.tensor(shape, in: op == .logSum ? 0.1...2 : -2...2)
+        let keep = rng.bool()
+        expectClose(Kernels.reduce(op, x, axes: chosen, keepDims: keep), ReferenceKernels.reduce(op, x, axes: chosen, keepDims: keep),
+                    "\(op) of \(shape) over \(chosen)")
+    }
+
+    @Test(arguments: [(3, 7), (1, 64), (16, 33), (4, 1)])
+    func layerNormMatchesReference(rows: Int, columns: Int) {
+        var rng = SeededGenerator(seed: rows * 100 + columns)
+        let x = rng.tensor([rows, columns], in: -3...5)
+        let scale = rng.tensor([columns]), bias = rng.tensor([columns])
+        let (y, _, _) = Kernels.layerNorm(x, scale: scale, bias: bias, axis: 1, epsilon: 1e-5)
+        expectClose(y, ReferenceKernels.layerNorm(x, scale: scale, bias: bias, axis: 1, epsilon: 1e-5), "\(rows)×\(columns)")
+    }
+
+    static let cells: [RecurrentCell.Kind] = [.rnn, .gru(linearBeforeReset: true), .gru(linearBeforeReset: false), .lstm]
+
+    @Test(arguments: cells, [false, true])
+    func recurrentMatchesReference(kind: RecurrentCell.Kind, reverse: Bool) {
+        var rng = SeededGenerator(seed: reverse ? 3 : 4)
+        let (steps, batch, input, hidden) = (5, 3, 4, 6)
+        let activations: [RecurrentActivation]
+        switch kind {
+        case .rnn: activations = [.tanh]
+        case .gru: activations = [.sigmoid, .tanh]
+        case .lstm: activations = [.sigmoid, .tanh, .tanh]
+        }
+        let cell = RecurrentCell(kind: kind, hidden: hidden, activations: activations, clip: nil)
+        let g = cell.gates
+        let x = rng.tensor([steps, batch, input]), w = rng.tensor([g * hidden, input]), r = rng.tensor([g * hidden, hidden])
+        let bias = rng.tensor([2 * g * hidden]), h0 = rng.tensor([batch, hidden])
+        let peepholes = kind == .lstm ? rng.tensor([3 * hidden]) : nil
+        let y = Tensor(zeros: .float32, shape: [steps, batch, hidden])
+        let yh = Tensor(zeros: .float32, shape: [batch, hidden])
+        let buffers = RecurrentCell.Buffers(x: x.floatData, w: w.floatData, r: r.floatData, bias: bias.floatData,
+                                            peepholes: peepholes?.floatData, initialH: h0.floatData, initialC: nil,
+                                            y: y.mutableFloatData, yStepStride: batch * hidden, yh: yh.mutableFloatData, yc: nil)
+        cell.run(buffers, steps: steps, batch: batch, inputSize: input, reverse: reverse, lengths: nil, scratch: Scratch())
+        let (ry, rh) = ReferenceKernels.recurrent(cell, x: x, w: w, r: r, bias: bias, peepholes: peepholes, initialH: h0, reverse: reverse)
+        expectClose(y, ry, "\(kind) Y")
+        expectClose(yh, rh, "\(kind) Y_h")
+    }
+
+    @Test func compareLogicAndSelectBroadcast() throws {
+        let a = Tensor(shape: [2, 3], floats: [1, 2, 3, 4, 5, 6])
+        let b = Tensor(shape: [3], floats: [2, 2, 7])
+        #expect(try Kernels.compare(.greater, a, b).truthValues == [false, false, false, true, true, false])
+        #expect(try Kernels.compare(.equal, a, b).truthValues == [false, true, false, false, false, false])
+        let mask = try Kernels.compare(.lessOrEqual, a, b)
+        #expect(try Kernels.logic(.xor, mask, Tensor(shape: [1], bools: [true])).truthValues == [false, false, false, true, true, false])
+        #expect(try Kernels.select(mask, a, Tensor(shape: [], floats: [0])).floats == [1, 2, 3, 0, 0, 6])
+    }
+}
