@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Targets are layered by what they may touch; a lower layer never imports a higher one:
-// C shims → SluiceTensor → SluiceONNX → SluicePlan → SluiceProtocol → SluiceProfile
+// C shims and kernels → SluiceTensor → SluiceONNX → SluicePlan → SluiceProtocol → SluiceProfile
 // → SluiceTransport → SluiceRoles → sluice (CLI). SluiceConfig only parses YAML; the protocol
 // carries its types. SluiceProfile turns measurements into reports, traces and metrics.
 let package = Package(
@@ -21,7 +21,11 @@ let package = Package(
         .systemLibrary(name: "CZeroMQ", path: "Sources/CZeroMQ"),
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
         .systemLibrary(name: "CProcess", path: "Sources/CProcess"),
-        .target(name: "SluiceTensor", dependencies: ["CBLAS"]),
+        // Float loops built for AVX2 + FMA and for the baseline, chosen at run time (see its header).
+        // Optimized in every configuration: the tests and debug runs use these loops too, and at
+        // -O0 they are several times slower than what they replace.
+        .target(name: "CKernels", path: "Sources/CKernels", cSettings: [.unsafeFlags(["-O2"])]),
+        .target(name: "SluiceTensor", dependencies: ["CBLAS", "CKernels"]),
         .target(
             name: "SluiceONNX",
             dependencies: ["SluiceTensor", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),

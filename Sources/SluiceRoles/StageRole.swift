@@ -43,7 +43,10 @@ public final class StageRole: PipelineRole {
     public func run() -> Int32 {
         control.send(.hello(Hello(role: .stage, name: name, pid: getpid(), host: ProcessInfo.processInfo.hostName)))
         while true {
-            if StopSignal.received > 0 || pendingShutdown { return 0 }
+            if StopSignal.received > 0 || pendingShutdown {
+                heartbeatIfDue(force: true)  // the controller's report waits for final counters
+                return 0
+            }
             var items: [(ZMQSocket, PollEvents)] = [(control.socket, .readable)]
             if let pull { items.append((pull, .readable)) }
             let ready: [PollEvents]

@@ -1,3 +1,4 @@
+import Foundation
 import SluiceTensor
 import Testing
 
@@ -78,5 +79,55 @@ import Testing
         let mask = try Kernels.compare(.lessOrEqual, a, b)
         #expect(try Kernels.logic(.xor, mask, Tensor(shape: [1], bools: [true])).truthValues == [false, false, false, true, true, false])
         #expect(try Kernels.select(mask, a, Tensor(shape: [], floats: [0])).floats == [1, 2, 3, 0, 0, 6])
+    }
+
+    /// The vectorized exp, erf, tanh, logistic and Gelu functions against libm over their
+    /// whole range (lengths that are not multiples of the vector width included).
+    @Test func fastMathMatchesLibm() {
+        typealias Function = (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void
+        func check(_ name: String, _ f: Function, _ reference: (Double) -> Double, _ range: ClosedRange<Float>,
+                   relative: Bool, tolerance: Double) {
+            var worst = 0.0
+            let count = 200_003
+            var x = [Float](repeating: 0, count: count)
+            for i in 0..<count { x[i] = range.lowerBound + (range.upperBound - range.lowerBound) * Float(i) / Float(count - 1) }
+            var y = [Float](repeating: 0, count: count)
+            x.withUnsafeBufferPointer { src in
+                y.withUnsafeMutableBufferPointer { dst in f(src.baseAddress!, dst.baseAddress!, count) }
+            }
+            for i in 0..<count {
+                let expected = reference(Double(x[i]))
+                let error = abs(Double(y[i]) - expected) / (relative ? max(abs(expected), 1e-30) : 1)
+                worst = max(worst, error)
+            }
+            #expect(worst < tolerance, "\(name): worst error \(worst)")
+        }
+        check("exp", { FastMath.exp($0, $1, count: $2) }, Foundation.exp, -87...88, relative: true, tolerance: 3e-7)
+        check("erf", { FastMath.erf($0, $1, count: $2) }, Foundation.erf, -9...9, relative: false, tolerance: 1e-6)
+        check("tanh", { FastMath.tanh($0, $1, count: $2) }, Foundation.tanh, -12...12, relative: false, tolerance: 1e-6)
+        check("sigmoid", { FastMath.sigmoid($0, $1, count: $2) }, { 1 / (1 + Foundation.exp(-$0)) }, -30...30,
+              relative: false, tolerance: 1e-6)
+        check("gelu", { FastMath.gelu($0, $1, count: $2) }, { 0.5 * $0 * (1 + Foundation.erf($0 / 2.0.squareRoot())) }, -8...8,
+              relative: false, tolerance: 4e-6)
+        var special: [Float] = [.nan, .infinity, -.infinity, 0, 1, -1, 100, -100, 3]
+        special.withUnsafeMutableBufferPointer { FastMath.exp($0.baseAddress!, $0.baseAddress!, count: $0.count) }
+        #expect(special[0].isNaN && special[1] == .infinity && special[2] < 1e-37 && special[3] == 1)
+    }
+
+    /// Products with a packed right-hand side against the plain reference, over row counts,
+    /// depths and widths that leave partial row chunks and partial 16-column panels.
+    @Test(arguments: [(1, 300, 5), (2, 257, 16), (3, 260, 33), (8, 512, 40), (13, 300, 17), (33, 256, 64), (70, 270, 18)])
+    func packedProductsMatchReference(m: Int, k: Int, n: Int) {
+        var rng = SeededGenerator(seed: m * 1000 + n)
+        let a = rng.tensor([m, k]), b = rng.tensor([k, n]), bias = rng.tensor([n])
+        let packed = Kernels.packColumns(b)
+        let out = Tensor(zeros: .float32, shape: [m, n])
+        Kernels.linear(a, packed: packed, k: k, n: n, bias: bias, activation: .relu, into: out)
+        let expected = ReferenceKernels.gemm(a, b, c: bias.reshaped([1, n]), activation: .relu)
+        expectClose(out, expected, "linear \(m)×\(k)×\(n)")
+        let c = rng.tensor([m, 1])
+        let gemmOut = Tensor(zeros: .float32, shape: [m, n])
+        Kernels.gemm(a, packed: packed, k: k, n: n, c: c, transA: false, alpha: 0.5, beta: 2, activation: .none, into: gemmOut)
+        expectClose(gemmOut, ReferenceKernels.gemm(a, b, c: c, alpha: 0.5, beta: 2), "gemm \(m)×\(k)×\(n)")
     }
 }

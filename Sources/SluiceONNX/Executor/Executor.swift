@@ -90,36 +90,44 @@ public final class Executor: @unchecked Sendable {
                 }
             }
         }
-        // Each node's op and inputs as planned; Gemm weights used transposed are stored
-        // transposed once, because BLAS runs A·Bᵀ markedly slower than A·B (about 50 against
-        // 75+ GFLOP/s at K = 1024, M = 32).
+        // Each node's op and inputs as planned. Gemm weights deep enough are packed into
+        // column panels for the packed kernel (see Kernels.packColumns); others used transposed
+        // are stored transposed once, because BLAS runs A·Bᵀ markedly slower than A·B (about
+        // 50 against 75+ GFLOP/s at K = 1024, M = 32).
         var planned: [(op: any Operator, inputs: [String])] = graph.map { (model.operators[$0.index], $0.inputs) }
-        var transposedUses: [String: Int] = [:]
         for (i, node) in graph.enumerated() {
-            guard var gemm = planned[i].op as? GemmOperator, gemm.transB, node.inputs.count > 1,
-                  let weight = weights[node.inputs[1]], weight.rank == 2 else { continue }
-            let key = Self.transposedKey(node.inputs[1])
-            if weights[key] == nil { weights[key] = Kernels.transpose(weight, perm: [1, 0]) }
-            gemm.transB = false
+            // MatMul by a constant matrix: packed too, so that it computes exactly as the
+            // MatMul + Add fusion built on it (a stage boundary may split that fusion).
+            if var matmul = planned[i].op as? MatMulOperator, node.inputs.count == 2,
+               let weight = weights[node.inputs[1]], weight.rank == 2, weight.dtype == .float32,
+               weight.shape[0] >= Kernels.packedMinimumDepth {
+                let key = Self.internalKey("packed", node.inputs[1])
+                if weights[key] == nil { weights[key] = Kernels.packColumns(weight) }
+                matmul.packed = PackedShape(k: weight.shape[0], n: weight.shape[1])
+                planned[i] = (matmul, [node.inputs[0], key])
+                continue
+            }
+            guard var gemm = planned[i].op as? GemmOperator, node.inputs.count > 1,
+                  let weight = weights[node.inputs[1]], weight.rank == 2, weight.dtype == .float32 else { continue }
+            let (k, n) = gemm.transB ? (weight.shape[1], weight.shape[0]) : (weight.shape[0], weight.shape[1])
             var inputs = node.inputs
-            inputs[1] = key
+            if k >= Kernels.packedMinimumDepth {
+                let key = Self.internalKey(gemm.transB ? "packedT" : "packed", node.inputs[1])
+                if weights[key] == nil {
+                    weights[key] = Kernels.packColumns(gemm.transB ? Kernels.transpose(weight, perm: [1, 0]) : weight)
+                }
+                gemm.packed = PackedShape(k: k, n: n)
+                inputs[1] = key
+            } else if gemm.transB {
+                let key = Self.internalKey("transposed", node.inputs[1])
+                if weights[key] == nil { weights[key] = Kernels.transpose(weight, perm: [1, 0]) }
+                inputs[1] = key
+            } else {
+                continue
+            }
+            gemm.transB = false
             planned[i] = (gemm, inputs)
-            transposedUses[node.inputs[1], default: 0] += 1
         }
-        for (name, uses) in transposedUses {
-            let otherUses = graph.reduce(0) { $0 + $1.inputs.filter { $0 == name }.count } - uses
-            if otherUses == 0 { weights[name] = nil }
-        }
-        self.weights = weights
-        self.expectations = expectations
-        parameterBytes = weights.values.reduce(0) { $0 + $1.byteCount }
-
-        var lastReader: [String: Int] = [:]
-        for node in model.graph {
-            for name in node.inputs where !name.isEmpty { lastReader[name] = max(lastReader[name] ?? -1, node.index) }
-        }
-        self.lastReader = lastReader
-        graphOutputs = Set(model.outputs.map(\.name))
 
         singles = zip(graph, planned).map { node, plan in
             Step(nodes: node.index..<(node.index + 1), node: node, op: plan.op, inputs: plan.inputs, outputs: node.outputs)
@@ -127,21 +135,38 @@ public final class Executor: @unchecked Sendable {
         var fused: [Int: Step] = [:]
         for fusion in model.fusions where nodes.contains(fusion.head) && fusion.nodes.upperBound <= nodes.upperBound {
             let head = planned[fusion.head - nodes.lowerBound]
-            fused[fusion.head] = try Self.plan(fusion, model: model, weights: weights, op: head.op, inputs: head.inputs)
+            fused[fusion.head] = try Self.plan(fusion, model: model, weights: &weights, op: head.op, inputs: head.inputs)
         }
         self.fused = fused
+        // Keep only the weights some step reads (a packed or transposed copy replaces its source).
+        let read = Set((singles + Array(fused.values)).flatMap(\.inputs))
+        weights = weights.filter { read.contains($0.key) }
+        self.weights = weights
+        self.expectations = expectations
+        // The model's bytes for these nodes' initializers, however they are stored here.
+        let initializerNames = Set(graph.flatMap(\.inputs).filter { model.initializers[$0] != nil })
+        parameterBytes = initializerNames.reduce(0) { $0 + model.initializers[$1]!.byteCount }
+
+        var lastReader: [String: Int] = [:]
+        for node in model.graph {
+            for name in node.inputs where !name.isEmpty { lastReader[name] = max(lastReader[name] ?? -1, node.index) }
+        }
+        self.lastReader = lastReader
+        graphOutputs = Set(model.outputs.map(\.name))
     }
 
-    /// Where the executor keeps a weight stored transposed (a name no ONNX tensor has).
-    private static func transposedKey(_ name: String) -> String { "\u{1}transposed/\(name)" }
+    /// Where the executor keeps a weight stored another way (a name no ONNX tensor has).
+    private static func internalKey(_ kind: String, _ name: String) -> String { "\u{1}\(kind)/\(name)" }
 
     /// Builds the single kernel of a fusion, folding constants of the later nodes in.
-    private static func plan(_ fusion: Fusion, model: ONNXModel, weights: [String: Tensor], op headOp: any Operator,
+    private static func plan(_ fusion: Fusion, model: ONNXModel, weights: inout [String: Tensor], op headOp: any Operator,
                              inputs headInputs: [String]) throws -> Step {
         let head = model.graph[fusion.head]
         let last = model.graph[fusion.nodes.upperBound - 1]
         var activation = Activation.none
-        if let a = fusion.activation {
+        if fusion.gelu {
+            activation = .gelu
+        } else if let a = fusion.activation {
             switch model.operators[a] {
             case let op as ActivationOperator:
                 activation = op.activation
@@ -175,8 +200,18 @@ public final class Executor: @unchecked Sendable {
         case is MatMulOperator:
             let add = model.graph[fusion.add!]
             let output = head.outputs[0]
-            inputs = head.inputs + [add.inputs[0] == output ? add.inputs[1] : add.inputs[0]]
-            op = MatMulBiasOperator(activation: activation)
+            inputs = headInputs + [add.inputs[0] == output ? add.inputs[1] : add.inputs[0]]
+            var linear = MatMulBiasOperator(activation: activation)
+            linear.packed = (headOp as? MatMulOperator)?.packed
+            op = linear
+        case is TransposeOperator where fusion.transposedMatMul:
+            let matmul = model.graph[fusion.head + 1]
+            inputs = [matmul.inputs[0], head.inputs[0]]
+            op = MatMulTransposedOperator(scale: fusion.scale)
+        case is BinaryOperator where fusion.gelu:
+            // The Gelu pattern alone: its input is the Div's first input.
+            inputs = [head.inputs[0]]
+            op = FusedActivationOperator(activation: .gelu)
         default:
             break
         }

@@ -1,13 +1,21 @@
 import SluiceTensor
 
 /// A run of consecutive nodes that the executor runs as one kernel:
-/// Conv [+ BatchNormalization] [+ activation], Gemm + activation, MatMul + Add [+ activation].
+/// Conv [+ BatchNormalization] [+ activation], Gemm + activation, MatMul + Add [+ activation],
+/// where an activation may also be the five nodes exporters write for exact Gelu
+/// (Div by √2, Erf, Add 1, Mul by x, Mul by ½), which alone also run as one kernel.
 /// Found at load from the graph alone; the node list is never changed.
 struct Fusion: Sendable {
     let nodes: Range<Int>
     let batchNorm: Int?
     let add: Int?
     let activation: Int?
+    /// The activation is the Gelu pattern starting at `activation`.
+    var gelu = false
+    /// Transpose (of the last two dimensions) + MatMul reading it as B [+ Mul or Div by a
+    /// scalar]: one batched product with B transposed, scaled by `scale`.
+    var transposedMatMul = false
+    var scale: Float = 1
 
     var head: Int { nodes.lowerBound }
 
@@ -32,6 +40,38 @@ struct Fusion: Sendable {
             default: return false
             }
         }
+        /// The scalar value of a constant float input, if it is one.
+        func scalar(_ name: String) -> Float? {
+            guard let initializer = initializers[name], initializer.dtype == .float32, initializer.shape.reduce(1, *) == 1,
+                  let value = try? initializer.tensor() else { return nil }
+            return value.floats[0]
+        }
+        /// Whether nodes j..<j+5 compute exact Gelu of `x`: Div(x, √2) (or Mul by 1/√2), Erf,
+        /// Add 1, then Mul by x and Mul by ½ in either order, each intermediate read only by the next.
+        func geluAt(_ j: Int, of x: String) -> Bool {
+            guard j + 5 <= graph.count else { return false }
+            let n = Array(graph[j..<(j + 5)])
+            guard let scale = operators[j] as? BinaryOperator, scale.legacy == nil, n[0].inputs.count == 2, n[0].inputs[0] == x,
+                  let c = scalar(n[0].inputs[1]) else { return false }
+            guard (scale.op == .div && abs(c - 1.41421356) < 1e-4) || (scale.op == .mul && abs(c - 0.70710678) < 1e-4) else { return false }
+            guard let erf = operators[j + 1] as? UnaryOperator, erf.op == .erf, n[1].inputs == [n[0].outputs[0]],
+                  onlyFeeds(n[0].outputs[0], j + 1) else { return false }
+            guard let add = operators[j + 2] as? BinaryOperator, add.op == .add, add.legacy == nil,
+                  n[2].inputs.contains(n[1].outputs[0]), onlyFeeds(n[1].outputs[0], j + 2),
+                  n[2].inputs.first(where: { $0 != n[1].outputs[0] }).flatMap(scalar) == 1 else { return false }
+            guard let m1 = operators[j + 3] as? BinaryOperator, m1.op == .mul, m1.legacy == nil,
+                  let m2 = operators[j + 4] as? BinaryOperator, m2.op == .mul, m2.legacy == nil,
+                  n[3].inputs.contains(n[2].outputs[0]), onlyFeeds(n[2].outputs[0], j + 3),
+                  n[4].inputs.contains(n[3].outputs[0]), onlyFeeds(n[3].outputs[0], j + 4) else { return false }
+            let other3 = n[3].inputs.first { $0 != n[2].outputs[0] } ?? ""
+            let other4 = n[4].inputs.first { $0 != n[3].outputs[0] } ?? ""
+            // {other3, other4} = {x, ½}
+            return (other3 == x && scalar(other4) == 0.5) || (scalar(other3) == 0.5 && other4 == x)
+        }
+        /// x's readers must be exactly the Div and the Mul of the Gelu at j (x is not kept).
+        func geluOwns(_ j: Int, _ x: String) -> Bool {
+            consumers[x] == [j, graph[j + 3].inputs.contains(x) ? j + 3 : j + 4] && !graphOutputs.contains(x)
+        }
 
         var fusions: [Fusion] = []
         var i = 0
@@ -54,6 +94,10 @@ struct Fusion: Sendable {
                 if activationFollows(end) {
                     activation = end
                     end += 1
+                } else if let out = head.outputs.first, geluAt(end, of: out), geluOwns(end, out) {
+                    fusions.append(Fusion(nodes: i..<(end + 5), batchNorm: nil, add: nil, activation: end, gelu: true))
+                    i = end + 5
+                    continue
                 }
             case is MatMulOperator:
                 // x[…, K] · W[K, N] + b[N]: a Gemm over the rows of x with a broadcast bias.
@@ -68,13 +112,43 @@ struct Fusion: Sendable {
                       bias.shape == [weight.shape[1]] || bias.shape == [1, weight.shape[1]] else { break }
                 let fusedAdd = end
                 end += 1
+                var gelu = false
                 if activationFollows(end) {
                     activation = end
                     end += 1
+                } else if let out = next.outputs.first, geluAt(end, of: out), geluOwns(end, out) {
+                    activation = end
+                    gelu = true
+                    end += 5
                 }
-                fusions.append(Fusion(nodes: i..<end, batchNorm: nil, add: fusedAdd, activation: activation))
+                fusions.append(Fusion(nodes: i..<end, batchNorm: nil, add: fusedAdd, activation: activation, gelu: gelu))
                 i = end
                 continue
+            case let transpose as TransposeOperator:
+                // Transpose(k, swap last two) → MatMul(q, kᵀ) [→ Mul/Div by a scalar].
+                guard let input = types[head.inputs[0]], input.shape.count >= 2, end < graph.count,
+                      let perm = try? transpose.permutation(rank: input.shape.count),
+                      perm == Array(0..<(input.shape.count - 2)) + [input.shape.count - 1, input.shape.count - 2],
+                      operators[end] is MatMulOperator, graph[end].inputs.count == 2, graph[end].inputs[1] == head.outputs[0],
+                      graph[end].inputs[0] != head.outputs[0], onlyFeeds(head.outputs[0], end) else { break }
+                end += 1
+                var scale: Float = 1
+                if end < graph.count, let mul = operators[end] as? BinaryOperator, mul.legacy == nil, mul.op == .mul || mul.op == .div,
+                   let product = graph[end - 1].outputs.first, graph[end].inputs.first == product, onlyFeeds(product, end),
+                   let c = scalar(graph[end].inputs[1]) {
+                    scale = mul.op == .mul ? c : 1 / c
+                    end += 1
+                }
+                fusions.append(Fusion(nodes: i..<end, batchNorm: nil, add: nil, activation: nil, transposedMatMul: true, scale: scale))
+                i = end
+                continue
+            case is BinaryOperator:
+                // A Gelu written out node by node.
+                if let x = head.inputs.first, geluAt(i, of: x) {
+                    fusions.append(Fusion(nodes: i..<(i + 5), batchNorm: nil, add: nil, activation: i, gelu: true))
+                    i += 5
+                    continue
+                }
             default:
                 break
             }
@@ -93,10 +167,17 @@ struct Fusion: Sendable {
 /// the rows of the input: `activation(x[…, K] · W[K, N] + b[N])`.
 struct MatMulBiasOperator: Operator {
     var activation: Activation
+    /// The weight input is packed in column panels from [k, n].
+    var packed: PackedShape?
+
+    init(activation: Activation) {
+        self.activation = activation
+    }
 
     func infer(_ inputs: InferenceInputs) throws -> [ValueType] {
         let x = try inputs.type(0, oneOf: [.float32], role: "A")
-        let w = try inputs.type(1, oneOf: [.float32], role: "B")
+        var w = try inputs.type(1, oneOf: [.float32], role: "B")
+        if let packed { w.shape = [packed.k, packed.n] }
         let shape = try Shapes.matmul(x.shape, w.shape)
         guard x.shape.count >= 2, w.shape.count == 2 else { throw OpError("fused MatMul needs A of rank ≥ 2 and a 2-D B") }
         return [ValueType(.float32, shape)]
@@ -104,6 +185,11 @@ struct MatMulBiasOperator: Operator {
 
     func evaluate(_ inputs: [Tensor?], outputs: [ValueType], scratch: Scratch) throws -> [Tensor] {
         let x = inputs[0]!, w = inputs[1]!, bias = inputs[2]!
+        if let packed {
+            let out = Tensor(uninitialized: .float32, shape: outputs[0].shape)
+            Kernels.linear(x, packed: w, k: packed.k, n: packed.n, bias: bias.reshaped([packed.n]), activation: activation, into: out)
+            return [out]
+        }
         let k = w.shape[0], n = w.shape[1]
         let rows = x.elementCount / max(k, 1)
         let y = Kernels.linear(x.reshaped([rows, k]), w, bias: bias.reshaped([n]), activation: activation)
@@ -112,6 +198,64 @@ struct MatMulBiasOperator: Operator {
 
     func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double {
         guard let w = inputs[1] else { return 0 }
-        return Double(outputs[0].elementCount) * (2 * Double(w.shape[0]) + 1)
+        return Double(outputs[0].elementCount) * (2 * Double(packed?.k ?? w.shape[0]) + 1)
+    }
+}
+
+/// The [k, n] a weight had before it was packed into column panels.
+struct PackedShape: Sendable, Equatable {
+    let k: Int
+    let n: Int
+}
+
+/// An activation on its own as one step (the fused Gelu pattern).
+struct FusedActivationOperator: Operator {
+    let activation: Activation
+
+    func infer(_ inputs: InferenceInputs) throws -> [ValueType] {
+        [try inputs.type(0, oneOf: [.float32], role: "input")]
+    }
+
+    func evaluate(_ inputs: [Tensor?], outputs: [ValueType], scratch: Scratch) throws -> [Tensor] {
+        [Kernels.activation(activation, inputs[0]!)]
+    }
+
+    var writesInto: Bool { true }
+
+    func evaluate(_ inputs: [Tensor?], into outputs: [Tensor], scratch: Scratch) throws -> Bool {
+        Kernels.activation(activation, inputs[0]!, into: outputs[0])
+        return true
+    }
+}
+
+/// MatMul(A, Bᵀ) · scale, where Bᵀ swaps B's last two dimensions: Transpose + MatMul [+ Mul].
+struct MatMulTransposedOperator: Operator {
+    let scale: Float
+
+    func infer(_ inputs: InferenceInputs) throws -> [ValueType] {
+        let a = try inputs.type(0, oneOf: [.float32], role: "A")
+        let b = try inputs.type(1, oneOf: [.float32], role: "B")
+        guard b.shape.count >= 2 else { throw OpError("B must have rank ≥ 2") }
+        var bt = b.shape
+        bt.swapAt(bt.count - 1, bt.count - 2)
+        return [ValueType(.float32, try Shapes.matmul(a.shape, bt))]
+    }
+
+    func evaluate(_ inputs: [Tensor?], outputs: [ValueType], scratch: Scratch) throws -> [Tensor] {
+        let out = Tensor(uninitialized: .float32, shape: outputs[0].shape)
+        Kernels.matmul(inputs[0]!, inputs[1]!, transB: true, alpha: scale, into: out)
+        return [out]
+    }
+
+    var writesInto: Bool { true }
+
+    func evaluate(_ inputs: [Tensor?], into outputs: [Tensor], scratch: Scratch) throws -> Bool {
+        Kernels.matmul(inputs[0]!, inputs[1]!, transB: true, alpha: scale, into: outputs[0])
+        return true
+    }
+
+    func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double {
+        guard let b = inputs[1], let k = b.shape.last else { return 0 }
+        return 2 * Double(outputs[0].elementCount) * Double(k)
     }
 }

@@ -83,6 +83,8 @@ struct GemmOperator: Operator {
     let transA: Bool
     var transB: Bool
     var activation: Activation = .none
+    /// B is packed in column panels from [k, n] (transB already applied).
+    var packed: PackedShape?
 
     init(_ context: OpContext) throws {
         try context.expectInputs(2...3)
@@ -96,7 +98,8 @@ struct GemmOperator: Operator {
 
     func infer(_ inputs: InferenceInputs) throws -> [ValueType] {
         let a = try inputs.type(0, oneOf: [.float32], role: "A")
-        let b = try inputs.type(1, oneOf: [.float32], role: "B")
+        var b = try inputs.type(1, oneOf: [.float32], role: "B")
+        if let packed { b.shape = [packed.k, packed.n] }
         let c = inputs.optionalType(2)
         if let c, c.dtype != .float32 { throw OpError("C must be float32, got \(c.dtype)") }
         return [ValueType(.float32, try Kernels.gemmShape(a: a.shape, b: b.shape, c: c?.shape, transA: transA, transB: transB))]
@@ -104,12 +107,18 @@ struct GemmOperator: Operator {
 
     func evaluate(_ inputs: [Tensor?], outputs: [ValueType], scratch: Scratch) throws -> [Tensor] {
         let c = inputs.count > 2 ? inputs[2] : nil
+        if let packed {
+            let out = Tensor(uninitialized: .float32, shape: outputs[0].shape)
+            Kernels.gemm(inputs[0]!, packed: inputs[1]!, k: packed.k, n: packed.n, c: c, transA: transA, alpha: alpha, beta: beta,
+                         activation: activation, into: out)
+            return [out]
+        }
         return [Kernels.gemm(inputs[0]!, inputs[1]!, c: c, transA: transA, transB: transB, alpha: alpha, beta: beta,
                              activation: activation)]
     }
 
     func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double {
-        guard let a = inputs[0] else { return 0 }
+        guard let a = inputs[0], a.shape.count == 2 else { return 0 }
         let k = transA ? a.shape[0] : a.shape[1]
         let extra = inputs.count > 2 && inputs[2] != nil ? 1.0 : 0.0
         return Double(outputs[0].elementCount) * (2 * Double(k) + extra)
@@ -118,6 +127,9 @@ struct GemmOperator: Operator {
 
 /// MatMul with NumPy semantics (1-D operands, broadcast batch dimensions).
 struct MatMulOperator: Operator {
+    /// B is a constant [k, n] matrix the executor packed in column panels.
+    var packed: PackedShape?
+
     init(_ context: OpContext) throws {
         try context.expectInputs(2...2)
         try context.expectOutputs(1...1)
@@ -125,13 +137,32 @@ struct MatMulOperator: Operator {
 
     func infer(_ inputs: InferenceInputs) throws -> [ValueType] {
         let a = try inputs.type(0, oneOf: [.float32], role: "A")
-        let b = try inputs.type(1, oneOf: [.float32], role: "B")
+        var b = try inputs.type(1, oneOf: [.float32], role: "B")
+        if let packed {
+            guard a.shape.count >= 2 else { throw OpError("a packed MatMul needs A of rank ≥ 2") }
+            b.shape = [packed.k, packed.n]
+        }
         return [ValueType(.float32, try Shapes.matmul(a.shape, b.shape))]
     }
 
     func evaluate(_ inputs: [Tensor?], outputs: [ValueType], scratch: Scratch) throws -> [Tensor] {
-        [Kernels.matmul(inputs[0]!, inputs[1]!)]
+        let out = Tensor(uninitialized: .float32, shape: outputs[0].shape)
+        _ = try evaluate(inputs, into: [out], scratch: scratch)
+        return [out]
     }
+
+    func evaluate(_ inputs: [Tensor?], into outputs: [Tensor], scratch: Scratch) throws -> Bool {
+        if let packed {
+            let a = inputs[0]!
+            Kernels.gemmPacked(m: a.elementCount / max(packed.k, 1), n: packed.n, k: packed.k, a: a.floatData, lda: packed.k,
+                               packed: inputs[1]!, accumulate: false, c: outputs[0].mutableFloatData, ldc: packed.n)
+        } else {
+            Kernels.matmul(inputs[0]!, inputs[1]!, into: outputs[0])
+        }
+        return true
+    }
+
+    var writesInto: Bool { true }
 
     func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double {
         guard let a = inputs[0], let k = a.shape.last else { return 0 }

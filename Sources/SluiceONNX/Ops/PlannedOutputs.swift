@@ -55,17 +55,13 @@ extension GemmOperator {
 
     func evaluate(_ inputs: [Tensor?], into outputs: [Tensor], scratch: Scratch) throws -> Bool {
         let c = inputs.count > 2 ? inputs[2] : nil
+        if let packed {
+            Kernels.gemm(inputs[0]!, packed: inputs[1]!, k: packed.k, n: packed.n, c: c, transA: transA, alpha: alpha, beta: beta,
+                         activation: activation, into: outputs[0])
+            return true
+        }
         Kernels.gemm(inputs[0]!, inputs[1]!, c: c, transA: transA, transB: transB, alpha: alpha, beta: beta,
                      activation: activation, into: outputs[0])
-        return true
-    }
-}
-
-extension MatMulOperator {
-    var writesInto: Bool { true }
-
-    func evaluate(_ inputs: [Tensor?], into outputs: [Tensor], scratch: Scratch) throws -> Bool {
-        Kernels.matmul(inputs[0]!, inputs[1]!, into: outputs[0])
         return true
     }
 }
@@ -74,6 +70,11 @@ extension MatMulBiasOperator {
     var writesInto: Bool { true }
 
     func evaluate(_ inputs: [Tensor?], into outputs: [Tensor], scratch: Scratch) throws -> Bool {
+        if let packed {
+            Kernels.linear(inputs[0]!, packed: inputs[1]!, k: packed.k, n: packed.n, bias: inputs[2]!, activation: activation,
+                           into: outputs[0])
+            return true
+        }
         Kernels.linear(inputs[0]!, inputs[1]!, bias: inputs[2]!, activation: activation, into: outputs[0])
         return true
     }

@@ -20,8 +20,6 @@ extension Kernels {
     public static func channelAffine(_ x: Tensor, scale: [Float], shift: [Float]) -> Tensor {
         precondition(x.rank >= 2 && x.shape[1] == scale.count && shift.count == scale.count,
                      "per-channel affine of \(x) with \(scale.count) channels")
-        let channels = x.shape[1]
-        let plane = Tensor.elementCount(of: Array(x.shape.dropFirst(2)))
         let out = Tensor(uninitialized: .float32, shape: x.shape)
         channelAffine(x, scale: scale, shift: shift, into: out)
         return out

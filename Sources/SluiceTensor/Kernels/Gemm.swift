@@ -157,17 +157,26 @@ extension Kernels {
 
     /// `numpy.matmul` written to `out` (the product's element count).
     public static func matmul(_ a: Tensor, _ b: Tensor, into out: Tensor) {
+        matmul(a, b, transB: false, alpha: 1, into: out)
+    }
+
+    /// `alpha · numpy.matmul(a, bᵀ)` (bᵀ swapping b's last two dimensions when `transB`), for
+    /// a MatMul fused with the Transpose before it and the scaling after it (attention's
+    /// q·kᵀ/√d), written to `out`.
+    public static func matmul(_ a: Tensor, _ b: Tensor, transB: Bool, alpha: Float, into out: Tensor) {
         let aMat = a.rank == 1 ? [1, a.shape[0]] : Array(a.shape.suffix(2))
-        let bMat = b.rank == 1 ? [b.shape[0], 1] : Array(b.shape.suffix(2))
+        var bMat = b.rank == 1 ? [b.shape[0], 1] : Array(b.shape.suffix(2))
+        if transB { bMat = [bMat[1], bMat[0]] }
         let (m, k, n) = (aMat[0], aMat[1], bMat[1])
         let aBatch = Array(a.shape.dropLast(min(2, a.rank)))
         let bBatch = Array(b.shape.dropLast(min(2, b.rank)))
         let pa = a.floatPointer, pb = b.floatPointer, py = out.mutableFloatPointer
+        let ldb = transB ? k : n
 
         if bBatch.allSatisfy({ $0 == 1 }) && aBatch.count >= bBatch.count {
             // A shared right-hand matrix (the usual weight): fold A's batch into its rows.
             let rows = Tensor.elementCount(of: aBatch) * m
-            sgemm(transA: false, transB: false, m: rows, n: n, k: k, a: pa, lda: k, b: pb, ldb: n, c: py, ldc: n)
+            sgemm(transA: false, transB: transB, m: rows, n: n, k: k, alpha: alpha, a: pa, lda: k, b: pb, ldb: ldb, c: py, ldc: n)
             return
         }
         let batch = (try? Shapes.broadcast(aBatch, bBatch)) ?? []
@@ -180,8 +189,8 @@ extension Kernels {
                 aOffset += index[d] * aStrides[d]
                 bOffset += index[d] * bStrides[d]
             }
-            sgemm(transA: false, transB: false, m: m, n: n, k: k, a: pa + aOffset * m * k, lda: k,
-                  b: pb + bOffset * k * n, ldb: n, c: py + t * m * n, ldc: n)
+            sgemm(transA: false, transB: transB, m: m, n: n, k: k, alpha: alpha, a: pa + aOffset * m * k, lda: k,
+                  b: pb + bOffset * k * n, ldb: ldb, c: py + t * m * n, ldc: n)
             var d = batch.count - 1
             while d >= 0 {
                 index[d] += 1

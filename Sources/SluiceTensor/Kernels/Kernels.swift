@@ -43,6 +43,8 @@ public enum Activation: Sendable, Equatable, CustomStringConvertible {
     case clip(min: Float, max: Float)
     case sigmoid
     case tanh
+    /// x · Φ(x) with the exact (erf) Φ.
+    case gelu
 
     public var description: String {
         switch self {
@@ -52,6 +54,7 @@ public enum Activation: Sendable, Equatable, CustomStringConvertible {
         case .clip(let lo, let hi): return "Clip(\(lo), \(hi))"
         case .sigmoid: return "Sigmoid"
         case .tanh: return "Tanh"
+        case .gelu: return "Gelu"
         }
     }
 
@@ -73,9 +76,11 @@ public enum Activation: Sendable, Equatable, CustomStringConvertible {
         case .clip(let lo, let hi):
             for i in 0..<count { dst[i] = Swift.min(Swift.max(src[i], lo), hi) }
         case .sigmoid:
-            for i in 0..<count { dst[i] = Activation.sigmoid(src[i]) }
+            FastMath.sigmoid(src, dst, count: count)
         case .tanh:
-            for i in 0..<count { dst[i] = Foundation.tanhf(src[i]) }
+            FastMath.tanh(src, dst, count: count)
+        case .gelu:
+            FastMath.gelu(src, dst, count: count)
         }
     }
 
@@ -88,6 +93,7 @@ public enum Activation: Sendable, Equatable, CustomStringConvertible {
         case .clip(let lo, let hi): return Swift.min(Swift.max(v, lo), hi)
         case .sigmoid: return Activation.sigmoid(v)
         case .tanh: return Foundation.tanhf(v)
+        case .gelu: return Float(0.5 * Double(v) * (1 + Foundation.erf(Double(v) / 2.0.squareRoot())))
         }
     }
 

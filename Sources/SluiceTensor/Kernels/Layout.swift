@@ -20,16 +20,36 @@ extension Kernels {
             out.storage.bytes.copyMemory(from: x.storage.bytes, byteCount: x.byteCount)
             return
         }
-        let outShape = perm.map { x.shape[$0] }
-        let view = Tensor(dtype: out.dtype, shape: outShape, storage: out.storage)
+        // Merge input dimensions that stay neighbours in the same order; drop size-1 ones.
+        var shape: [Int] = [], order: [Int] = []
+        let kept = perm.filter { x.shape[$0] != 1 }
+        var groups: [[Int]] = []  // input dimensions, grouped, in output order
+        for d in kept {
+            if let last = groups.last?.last, last + 1 == d, !kept.contains(where: { $0 > last && $0 < d }) {
+                groups[groups.count - 1].append(d)
+            } else {
+                groups.append([d])
+            }
+        }
+        let inputOrder = groups.sorted { $0[0] < $1[0] }
+        for group in inputOrder { shape.append(group.reduce(1) { $0 * x.shape[$1] }) }
+        for group in groups { order.append(inputOrder.firstIndex { $0 == group }!) }
+        let source = Tensor(dtype: x.dtype, shape: shape, storage: x.storage)
+        let view = Tensor(dtype: out.dtype, shape: order.map { shape[$0] }, storage: out.storage)
+        if order == Array(0..<order.count) {
+            out.storage.bytes.copyMemory(from: x.storage.bytes, byteCount: x.byteCount)
+            return
+        }
         switch x.dtype.byteSize {
-        case 1: transpose(x, perm, view, as: UInt8.self)
-        case 2: transpose(x, perm, view, as: UInt16.self)
-        case 4: transpose(x, perm, view, as: UInt32.self)
-        default: transpose(x, perm, view, as: UInt64.self)
+        case 1: transpose(source, order, view, as: UInt8.self)
+        case 2: transpose(source, order, view, as: UInt16.self)
+        case 4: transpose(source, order, view, as: UInt32.self)
+        default: transpose(source, order, view, as: UInt64.self)
         }
     }
 
+    /// The general permutation, once dimensions are merged: whole rows copied when the last
+    /// dimension stays last, tiles when the last two swap, element by element otherwise.
     private static func transpose<T>(_ x: Tensor, _ perm: [Int], _ out: Tensor, as: T.Type) {
         var inStrides = [Int](repeating: 1, count: x.rank)
         for d in stride(from: x.rank - 2, through: 0, by: -1) { inStrides[d] = inStrides[d + 1] * x.shape[d + 1] }
@@ -37,7 +57,46 @@ extension Kernels {
         let dims = out.shape
         let src = UnsafePointer(x.storage.bytes.bindMemory(to: T.self, capacity: x.elementCount))
         let dst = out.storage.bytes.bindMemory(to: T.self, capacity: out.elementCount)
+        let rank = x.rank
+        if rank >= 2 && perm[rank - 1] == rank - 2 && perm[rank - 2] == rank - 1 && Array(perm.prefix(rank - 2)) == Array(0..<(rank - 2)) {
+            // [batch, r, c] -> [batch, c, r] in 16×16 tiles.
+            let r = x.shape[rank - 2], c = x.shape[rank - 1]
+            let batch = x.elementCount / max(r * c, 1)
+            for b in 0..<batch {
+                let s = src + b * r * c, d = dst + b * r * c
+                var i0 = 0
+                while i0 < r {
+                    let i1 = min(i0 + 16, r)
+                    var j0 = 0
+                    while j0 < c {
+                        let j1 = min(j0 + 16, c)
+                        for i in i0..<i1 { for j in j0..<j1 { d[j * r + i] = s[i * c + j] } }
+                        j0 = j1
+                    }
+                    i0 = i1
+                }
+            }
+            return
+        }
         let n = dims.last!, step = strides.last!
+        if step == 1 {
+            // The last dimension stays last: copy whole rows.
+            var index = [Int](repeating: 0, count: dims.count)
+            var offset = 0
+            for o in 0..<(out.elementCount / max(n, 1)) {
+                (dst + o * n).update(from: src + offset, count: n)
+                var d = dims.count - 2
+                while d >= 0 {
+                    index[d] += 1
+                    offset += strides[d]
+                    if index[d] < dims[d] { break }
+                    offset -= strides[d] * dims[d]
+                    index[d] = 0
+                    d -= 1
+                }
+            }
+            return
+        }
         var index = [Int](repeating: 0, count: dims.count)
         var offset = 0
         for o in 0..<(out.elementCount / n) {

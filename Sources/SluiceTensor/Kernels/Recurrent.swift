@@ -10,6 +10,17 @@ public enum RecurrentActivation: Sendable, Equatable {
     case affine(alpha: Float, beta: Float)
     case elu(alpha: Float)
 
+    /// Applies the activation in place to `count` floats (vectorized for sigmoid and tanh).
+    @inline(__always)
+    public func apply(_ p: UnsafeMutablePointer<Float>, count: Int) {
+        switch self {
+        case .sigmoid: FastMath.sigmoid(p, p, count: count)
+        case .tanh: FastMath.tanh(p, p, count: count)
+        case .relu: for i in 0..<count { p[i] = Swift.max(p[i], 0) }
+        default: for i in 0..<count { p[i] = self(p[i]) }
+        }
+    }
+
     @inline(__always)
     public func callAsFunction(_ x: Float) -> Float {
         switch self {
@@ -120,85 +131,79 @@ public struct RecurrentCell: Sendable {
         let rb = b.bias.map { $0 + gh }
         let f = activations[0], gAct = activations.count > 1 ? activations[1] : .tanh
         let hAct = activations.count > 2 ? activations[2] : .tanh
-        @inline(__always) func clipped(_ v: Float) -> Float {
-            guard let clip else { return v }
-            return Swift.min(Swift.max(v, -clip), clip)
+        let linearBeforeReset: Bool
+        if case .gru(let lbr) = kind { linearBeforeReset = lbr } else { linearBeforeReset = false }
+        let fullProducts = kind == .gru(linearBeforeReset: false) ? 2 * h : gh
+        @inline(__always) func activate(_ a: RecurrentActivation, _ p: UnsafeMutablePointer<Float>, _ count: Int) {
+            if let clip { for j in 0..<count { p[j] = Swift.min(Swift.max(p[j], -clip), clip) } }
+            a.apply(p, count: count)
         }
-
         for step in 0..<steps {
-            // Rows past their length keep their state and output zeros.
-            let active = (0..<batch).map { row in lengths.map { step < $0[row] } ?? true }
-            // Reverse runs each row backwards within its own length.
-            let linearBeforeReset: Bool
-            if case .gru(let lbr) = kind { linearBeforeReset = lbr } else { linearBeforeReset = false }
-            let fullProducts = kind != .gru(linearBeforeReset: false) ? gh : 2 * h
             Kernels.sgemm(transA: false, transB: true, m: batch, n: fullProducts, k: h, a: state, lda: h, b: b.r, ldb: h,
                           c: hr, ldc: gh)
-            for row in 0..<batch where active[row] {
+            for row in 0..<batch {
+                // Rows past their length keep their state and output zeros; reverse runs each
+                // row backwards within its own length.
                 let length = lengths?[row] ?? steps
+                guard step < length else {
+                    if let y = b.y { (y + step * b.yStepStride + row * h).update(repeating: 0, count: h) }
+                    continue
+                }
                 let t = reverse ? length - 1 - step : step
                 let pre = xw + (t * batch + row) * gh
                 let rec = hr + row * gh
                 let hPrev = state + row * h, cPrev = cell + row * h
+                let work = rh + row * h
                 switch kind {
                 case .rnn:
-                    for j in 0..<h {
-                        var v = pre[j] + rec[j]
-                        if let rb { v += rb[j] }
-                        hPrev[j] = f(clipped(v))
-                    }
-                case .gru(let lbr):
-                    // z and r first; r is needed before the candidate.
-                    let zr = rh + row * h
-                    for j in 0..<h {
-                        var vz = pre[j] + rec[j], vr = pre[h + j] + rec[h + j]
-                        if let rb { vz += rb[j]; vr += rb[h + j] }
-                        rec[j] = f(clipped(vz))
-                        zr[j] = f(clipped(vr))
-                    }
-                    if lbr {
-                        for j in 0..<h {
-                            var recurrent = rec[2 * h + j]
-                            if let rb { recurrent += rb[2 * h + j] }
-                            let candidate = gAct(clipped(pre[2 * h + j] + zr[j] * recurrent))
-                            let z = rec[j]
-                            hPrev[j] = (1 - z) * candidate + z * hPrev[j]
+                    for j in 0..<h { work[j] = pre[j] + rec[j] }
+                    if let rb { for j in 0..<h { work[j] += rb[j] } }
+                    activate(f, work, h)
+                    hPrev.update(from: work, count: h)
+                case .gru:
+                    // rec[0..<h] becomes z, rec[h..<2h] becomes r.
+                    for j in 0..<(2 * h) { rec[j] += pre[j] }
+                    if let rb { for j in 0..<(2 * h) { rec[j] += rb[j] } }
+                    activate(f, rec, 2 * h)
+                    let z = rec, r = rec + h
+                    if linearBeforeReset {
+                        let recurrent = rec + 2 * h, input = pre + 2 * h
+                        if let rb {
+                            let rbh = rb + 2 * h
+                            for j in 0..<h { work[j] = input[j] + r[j] * (recurrent[j] + rbh[j]) }
+                        } else {
+                            for j in 0..<h { work[j] = input[j] + r[j] * recurrent[j] }
                         }
                     } else {
                         // (r ⊙ H)·Rhᵀ needs r first: one more product per row.
-                        for j in 0..<h { zr[j] *= hPrev[j] }
                         let product = rec + 2 * h
-                        Kernels.sgemm(transA: false, transB: true, m: 1, n: h, k: h, a: zr, lda: h, b: b.r + 2 * h * h, ldb: h,
+                        for j in 0..<h { work[j] = r[j] * hPrev[j] }
+                        Kernels.sgemm(transA: false, transB: true, m: 1, n: h, k: h, a: work, lda: h, b: b.r + 2 * h * h, ldb: h,
                                       c: product, ldc: h)
-                        for j in 0..<h {
-                            var v = pre[2 * h + j] + product[j]
-                            if let rb { v += rb[2 * h + j] }
-                            let candidate = gAct(clipped(v))
-                            let z = rec[j]
-                            hPrev[j] = (1 - z) * candidate + z * hPrev[j]
-                        }
+                        for j in 0..<h { work[j] = pre[2 * h + j] + product[j] }
+                        if let rb { for j in 0..<h { work[j] += rb[2 * h + j] } }
                     }
+                    activate(gAct, work, h)
+                    for j in 0..<h { hPrev[j] = (1 - z[j]) * work[j] + z[j] * hPrev[j] }
                 case .lstm:
-                    let p = b.peepholes
-                    for j in 0..<h {
-                        var vi = pre[j] + rec[j], vo = pre[h + j] + rec[h + j]
-                        var vf = pre[2 * h + j] + rec[2 * h + j], vc = pre[3 * h + j] + rec[3 * h + j]
-                        if let rb { vi += rb[j]; vo += rb[h + j]; vf += rb[2 * h + j]; vc += rb[3 * h + j] }
-                        if let p { vi += p[j] * cPrev[j]; vf += p[2 * h + j] * cPrev[j] }
-                        let i = f(clipped(vi)), fg = f(clipped(vf)), c = gAct(clipped(vc))
-                        let newC = fg * cPrev[j] + i * c
-                        if let p { vo += p[h + j] * newC }
-                        let o = f(clipped(vo))
-                        cPrev[j] = newC
-                        hPrev[j] = o * hAct(newC)
+                    // Gates i, o, f, c in rec.
+                    for j in 0..<gh { rec[j] += pre[j] }
+                    if let rb { for j in 0..<gh { rec[j] += rb[j] } }
+                    let gi = rec, go = rec + h, gf = rec + 2 * h, gc = rec + 3 * h
+                    if let p = b.peepholes {
+                        for j in 0..<h { gi[j] += p[j] * cPrev[j]; gf[j] += p[2 * h + j] * cPrev[j] }
                     }
+                    activate(f, gi, h)
+                    activate(f, gf, h)
+                    activate(gAct, gc, h)
+                    for j in 0..<h { cPrev[j] = gf[j] * cPrev[j] + gi[j] * gc[j] }
+                    if let p = b.peepholes { for j in 0..<h { go[j] += p[h + j] * cPrev[j] } }
+                    activate(f, go, h)
+                    work.update(from: cPrev, count: h)
+                    if clip != nil || hAct != .tanh { activate(hAct, work, h) } else { hAct.apply(work, count: h) }
+                    for j in 0..<h { hPrev[j] = go[j] * work[j] }
                 }
                 if let y = b.y { (y + t * b.yStepStride + row * h).update(from: hPrev, count: h) }
-            }
-            if let y = b.y {
-                for row in 0..<batch where !active[row] {
-                    (y + step * b.yStepStride + row * h).update(repeating: 0, count: h)
-                }
             }
         }
         b.yh.update(from: state, count: batch * h)

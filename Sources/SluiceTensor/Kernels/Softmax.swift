@@ -26,23 +26,7 @@ extension Kernels {
         guard length > 0 && outer > 0 && inner > 0 else { return }
         if inner == 1 {
             for o in 0..<outer {
-                let s = src + o * length, d = dst + o * length
-                var maximum = -Float.infinity
-                for i in 0..<length { maximum = max(maximum, s[i]) }
-                var sum: Float = 0
-                for i in 0..<length {
-                    let e = Foundation.expf(s[i] - maximum)
-                    d[i] = e
-                    sum += e
-                }
-                if log {
-                    // (x − max) first: exact for nearby values, where max + log(sum) would round.
-                    let logSum = Foundation.logf(sum)
-                    for i in 0..<length { d[i] = (s[i] - maximum) - logSum }
-                } else {
-                    let scale = 1 / sum
-                    for i in 0..<length { d[i] *= scale }
-                }
+                softmaxRow(src + o * length, dst + o * length, length, log: log)
             }
             return
         }
@@ -60,11 +44,9 @@ extension Kernels {
             }
             for k in 0..<length {
                 let row = s + k * inner, outRow = d + k * inner
-                for j in 0..<inner {
-                    let e = Foundation.expf(row[j] - maxima[j])
-                    outRow[j] = e
-                    sums[j] += e
-                }
+                for j in 0..<inner { outRow[j] = row[j] - maxima[j] }
+                FastMath.exp(outRow, outRow, count: inner)
+                for j in 0..<inner { sums[j] += outRow[j] }
             }
             if log {
                 for j in 0..<inner { sums[j] = Foundation.logf(sums[j]) }
@@ -80,5 +62,24 @@ extension Kernels {
                 }
             }
         }
+    }
+
+    /// One contiguous softmax row: maximum, exponentials and their sum in one vectorized pass,
+    /// then the scaling (or, for log, x − max − log Σ).
+    @inline(__always)
+    static func softmaxRow(_ s: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, _ length: Int, log: Bool) {
+        let maximum = FastMath.maximum(s, count: length)
+        if maximum.isNaN {
+            d.update(repeating: .nan, count: length)
+            return
+        }
+        let sum = FastMath.expShifted(s, d, count: length, shift: maximum)
+        if log {
+            // (x − max) first: exact for nearby values, where max + log(sum) would round.
+            let logSum = Foundation.logf(sum)
+            for i in 0..<length { d[i] = (s[i] - maximum) - logSum }
+            return
+        }
+        FastMath.scale(d, count: length, by: 1 / sum)
     }
 }

@@ -120,8 +120,9 @@ extension Kernels {
             case .abs: for i in 0..<n { dst[i] = Swift.abs(src[i]) }
             case .sqrt: for i in 0..<n { dst[i] = src[i].squareRoot() }
             case .reciprocal: for i in 0..<n { dst[i] = 1 / src[i] }
-            case .exp: for i in 0..<n { dst[i] = Foundation.expf(src[i]) }
-            case .erf: for i in 0..<n { dst[i] = Foundation.erff(src[i]) }
+            case .exp: FastMath.exp(src, dst, count: n)
+            case .erf: FastMath.erf(src, dst, count: n)
+            case .gelu(tanh: false): FastMath.gelu(src, dst, count: n)
             default: for i in 0..<n { dst[i] = op(src[i]) }
             }
         case .float64:

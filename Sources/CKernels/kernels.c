@@ -1,0 +1,77 @@
+#include "sluice_kernels.h"
+
+/* The 8-float vectors only travel between static inline functions, never across an ABI. */
+#pragma clang diagnostic ignored "-Wpsabi"
+
+#if defined(__x86_64__) || defined(__i386__)
+#define SLUICE_X86 1
+#endif
+
+#ifdef SLUICE_X86
+#define TARGET __attribute__((target("avx2,fma")))
+#define NAME(x) x##_avx2
+#include "kernels_impl.h"
+#undef TARGET
+#undef NAME
+#endif
+
+#define TARGET
+#define NAME(x) x##_base
+#include "kernels_impl.h"
+#undef TARGET
+#undef NAME
+
+static int vectorized = -1;
+
+int sluice_kernels_vectorized(void) {
+    if (vectorized < 0) {
+#ifdef SLUICE_X86
+        __builtin_cpu_init();
+        vectorized = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+        vectorized = 0;
+#endif
+    }
+    return vectorized;
+}
+
+#ifdef SLUICE_X86
+#define DISPATCH(call_avx2, call_base) (sluice_kernels_vectorized() ? call_avx2 : call_base)
+#else
+#define DISPATCH(call_avx2, call_base) (call_base)
+#endif
+
+float sluice_exp_shifted_sum(const float *x, float *y, long n, float shift) {
+    return DISPATCH(exp_shifted_sum_avx2(x, y, n, shift), exp_shifted_sum_base(x, y, n, shift));
+}
+void sluice_exp(const float *x, float *y, long n) { DISPATCH(exp_map_avx2(x, y, n), exp_map_base(x, y, n)); }
+void sluice_erf(const float *x, float *y, long n) { DISPATCH(erf_map_avx2(x, y, n), erf_map_base(x, y, n)); }
+void sluice_tanh(const float *x, float *y, long n) { DISPATCH(tanh_map_avx2(x, y, n), tanh_map_base(x, y, n)); }
+void sluice_sigmoid(const float *x, float *y, long n) { DISPATCH(sigmoid_map_avx2(x, y, n), sigmoid_map_base(x, y, n)); }
+void sluice_gelu(const float *x, float *y, long n) { DISPATCH(gelu_map_avx2(x, y, n), gelu_map_base(x, y, n)); }
+float sluice_max(const float *x, long n) { return DISPATCH(max_avx2(x, n), max_base(x, n)); }
+void sluice_scale(float *y, long n, float s) { DISPATCH(scale_avx2(y, n, s), scale_base(y, n, s)); }
+void sluice_sgemm_small(long m, long n, long k, float alpha, const float *a, long lda, const float *b, long ldb,
+                        float beta, float *c, long ldc) {
+    DISPATCH(sgemm_small_avx2(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc),
+             sgemm_small_base(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc));
+}
+
+void sluice_pack_b(long k, long n, const float *b, long ldb, float *packed) {
+    long panels = (n + 15) / 16;
+    for (long q = 0; q < panels; q++) {
+        for (long p = 0; p < k; p++) {
+            float *dst = packed + (q * k + p) * 16;
+            for (long j = 0; j < 16; j++) {
+                long column = q * 16 + j;
+                dst[j] = column < n ? b[p * ldb + column] : 0.0f;
+            }
+        }
+    }
+}
+
+void sluice_sgemm_packed(long m, long n, long k, float alpha, const float *a, long lda, const float *packed, float beta,
+                         float *c, long ldc) {
+    DISPATCH(sgemm_packed_avx2(m, n, k, alpha, a, lda, packed, beta, c, ldc),
+             sgemm_packed_base(m, n, k, alpha, a, lda, packed, beta, c, ldc));
+}
