@@ -94,7 +94,9 @@ extension MultiProcess {
             let run = try Running(["run", file, "--metrics-port", "6890"])
             var body = ""
             let deadline = Date().addingTimeInterval(60)
-            while Date() < deadline, !body.contains("sluice_stage_busy_seconds_total{stage=\"2\"}") {
+            // Stages report on their own heartbeats: wait until every one of them has.
+            let everyStage = (0..<3).map { "sluice_stage_busy_seconds_total{stage=\"\($0)\"}" }
+            while Date() < deadline, !everyStage.allSatisfy(body.contains) {
                 usleep(200_000)
                 body = httpGet(port: 6890, path: "/metrics") ?? ""
             }
