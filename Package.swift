@@ -2,8 +2,9 @@
 import PackageDescription
 
 // Targets are layered by what they may touch; a lower layer never imports a higher one:
-// C shims and kernels → SluiceTensor → SluiceONNX → SluicePlan → SluiceProtocol → SluiceTransport
-// → SluiceRoles → sluice (CLI). SluiceConfig only parses YAML; the protocol carries its types.
+// C shims and kernels → SluiceTensor → SluiceONNX → SluicePlan → SluiceProtocol → SluiceProfile
+// → SluiceTransport → SluiceRoles → sluice (CLI). SluiceConfig only parses YAML; the protocol
+// carries its types. SluiceProfile turns measurements into reports, traces and metrics.
 let package = Package(
     name: "Sluice",
     products: [
@@ -14,13 +15,16 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         .systemLibrary(name: "CZeroMQ", path: "Sources/CZeroMQ"),
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
         .systemLibrary(name: "CProcess", path: "Sources/CProcess"),
         // Float loops built for AVX2 + FMA and for the baseline, chosen at run time (see its header).
-        .target(name: "CKernels", path: "Sources/CKernels"),
+        // Optimized in every configuration: the tests and debug runs use these loops too, and at
+        // -O0 they are several times slower than what they replace.
+        .target(name: "CKernels", path: "Sources/CKernels", cSettings: [.unsafeFlags(["-O2"])]),
         .target(name: "SluiceTensor", dependencies: ["CBLAS", "CKernels"]),
         .target(
             name: "SluiceONNX",
@@ -28,17 +32,20 @@ let package = Package(
         .target(name: "SluicePlan", dependencies: ["SluiceONNX"]),
         .target(name: "SluiceConfig", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(name: "SluiceProtocol", dependencies: ["SluiceTensor", "SluicePlan", "SluiceConfig"]),
+        .target(
+            name: "SluiceProfile",
+            dependencies: ["SluiceProtocol", "SluicePlan", "SluiceConfig", .product(name: "Histogram", package: "hdrhistogram-swift")]),
         .target(name: "SluiceTransport", dependencies: ["CZeroMQ", "SluiceTensor", "SluiceProtocol"]),
         .target(
             name: "SluiceRoles",
             dependencies: [
-                "CProcess", "SluiceTensor", "SluiceONNX", "SluicePlan", "SluiceConfig", "SluiceProtocol", "SluiceTransport",
+                "CProcess", "SluiceTensor", "SluiceONNX", "SluicePlan", "SluiceConfig", "SluiceProtocol", "SluiceProfile", "SluiceTransport",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .executableTarget(
             name: "sluice",
             dependencies: [
-                "SluiceRoles", "SluiceConfig", "SluiceONNX", "SluicePlan", "SluiceTensor",
+                "SluiceRoles", "SluiceConfig", "SluiceONNX", "SluicePlan", "SluiceProtocol", "SluiceProfile", "SluiceTensor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(name: "SluiceTensorTests", dependencies: ["SluiceTensor"]),
@@ -48,8 +55,9 @@ let package = Package(
         .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig"]),
         .testTarget(name: "SluiceProtocolTests", dependencies: ["SluiceProtocol", "SluiceTensor", "SluicePlan", "SluiceConfig", "SluiceTestSupport"]),
         .testTarget(name: "SluiceTransportTests", dependencies: ["SluiceTransport", "SluiceProtocol", "SluiceTensor"]),
+        .testTarget(name: "SluiceProfileTests", dependencies: ["SluiceProfile", "SluiceProtocol", "SluicePlan", "SluiceTransport", "SluiceTestSupport"]),
         .testTarget(name: "SluiceRolesTests", dependencies: ["SluiceRoles", "SluiceConfig", "SluiceProtocol", "SluiceTensor"]),
-        .testTarget(name: "SluiceCLITests", dependencies: ["SluiceRoles", "SluiceONNX", "SluiceConfig", "SluiceProtocol", "SluiceTransport", "SluiceTensor"]),
+        .testTarget(name: "SluiceCLITests", dependencies: ["SluiceRoles", "SluiceONNX", "SluiceConfig", "SluiceProtocol", "SluiceTransport", "SluiceTensor", "SluiceTestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

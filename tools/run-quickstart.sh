@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh
-swift build -c release --product sluice >&2
+swift build -c release --product sluice --quiet >&2
 exec .build/release/sluice run pipelines/quickstart.yaml "$@"

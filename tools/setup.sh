@@ -4,7 +4,7 @@
 # Idempotent: packages already present are left alone, and apt is not touched at all then.
 set -euo pipefail
 
-packages=(libzmq3-dev libopenblas-dev libonnx-testdata)
+packages=(libzmq3-dev libopenblas-dev libonnx-testdata prometheus)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

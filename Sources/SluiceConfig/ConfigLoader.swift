@@ -176,7 +176,7 @@ private struct ConfigReader {
 
     func readStages(_ node: Node?) -> StagesConfig? {
         guard let node else { return nil }
-        let entries = fields.mapping(node, at: "stages", allowed: ["count", "split", "slowdown"])
+        let entries = fields.mapping(node, at: "stages", allowed: ["count", "split", "slowdown", "replicas"])
         let count = fields.int(entries, "count", at: "stages", parent: node, required: true, minimum: 1)
         var split: [LayerRange]?
         if let splitNode = entries["split"], splitNode.scalar?.string != "auto" {
@@ -191,7 +191,15 @@ private struct ConfigReader {
             }
         }
         guard let count else { return nil }
-        return StagesConfig(count: count, split: split, slowdown: slowdown)
+        var replicas: [Int: Int] = [:]
+        if let replicaNode = entries["replicas"] {
+            for (key, value) in fields.mapping(replicaNode, at: "stages.replicas", allowed: Set((0..<(count ?? 0)).map(String.init))) {
+                if let stage = Int(key), let processes = fields.int([key: value], key, at: "stages.replicas", parent: replicaNode, minimum: 1) {
+                    replicas[stage] = processes
+                }
+            }
+        }
+        return StagesConfig(count: count, split: split, slowdown: slowdown, replicas: replicas)
     }
 
     /// "0-3" or "4" per stage: contiguous, in order, starting at layer 0.
@@ -232,21 +240,30 @@ private struct ConfigReader {
     }
 
     func readSink(_ node: Node?) -> SinkConfig? {
-        let entries = fields.mapping(node, at: "sink", allowed: ["type", "path"])
+        let entries = fields.mapping(node, at: "sink", allowed: ["type", "path", "delay_ms"])
         let kind = fields.choice(entries, "type", at: "sink", default: SinkKind.jsonl)
         var path = fields.string(entries, "path", at: "sink", parent: node) ?? "-"
         if kind == .npy && path == "-" {
             fields.report(node, "sink.path", "is required for an npy sink (a file to write)")
         }
         if path != "-" { path = resolve(path) }
-        return SinkConfig(kind: kind, path: path)
+        let delay = fields.double(entries, "delay_ms", at: "sink", parent: node, minimum: 0) ?? 0
+        return SinkConfig(kind: kind, path: path, delayMilliseconds: delay)
     }
 
     func readController(_ node: Node?) -> ControllerConfig? {
-        let entries = fields.mapping(node, at: "controller", allowed: ["heartbeat_ms", "timeout_s"])
+        let entries = fields.mapping(node, at: "controller", allowed: ["heartbeat_ms", "timeout_s", "profiling"])
         let heartbeat = fields.double(entries, "heartbeat_ms", at: "controller", parent: node, minimum: 10) ?? 250
         let timeout = fields.double(entries, "timeout_s", at: "controller", parent: node, minimum: 1) ?? 10
-        return ControllerConfig(heartbeatMilliseconds: heartbeat, timeoutSeconds: timeout)
+        var profiling = true
+        if let flag = entries["profiling"] {
+            switch flag.scalar?.string {
+            case "true", "on", "yes": profiling = true
+            case "false", "off", "no": profiling = false
+            default: fields.report(flag, "controller.profiling", "must be on or off, not '\(flag.scalar?.string ?? "a collection")'")
+            }
+        }
+        return ControllerConfig(heartbeatMilliseconds: heartbeat, timeoutSeconds: timeout, profiling: profiling)
     }
 }
 

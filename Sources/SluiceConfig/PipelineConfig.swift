@@ -140,9 +140,11 @@ public struct StagesConfig: Codable, Sendable, Equatable {
     public var split: [LayerRange]?
     /// Test and demo knob: stage index → extra sleep as a fraction of its compute time.
     public var slowdown: [Int: Double]
+    /// Stage index → processes running it (data parallelism behind one PUSH; default 1).
+    public var replicas: [Int: Int]
 
-    public init(count: Int, split: [LayerRange]?, slowdown: [Int: Double]) {
-        self.count = count; self.split = split; self.slowdown = slowdown
+    public init(count: Int, split: [LayerRange]?, slowdown: [Int: Double], replicas: [Int: Int] = [:]) {
+        self.count = count; self.split = split; self.slowdown = slowdown; self.replicas = replicas
     }
 }
 
@@ -178,9 +180,11 @@ public struct SinkConfig: Codable, Sendable, Equatable {
     public var kind: SinkKind
     /// "-" is standard output (jsonl only).
     public var path: String
+    /// Test and demo knob: extra time the sink takes per micro-batch, as a slow consumer would.
+    public var delayMilliseconds: Double
 
-    public init(kind: SinkKind, path: String) {
-        self.kind = kind; self.path = path
+    public init(kind: SinkKind, path: String, delayMilliseconds: Double = 0) {
+        self.kind = kind; self.path = path; self.delayMilliseconds = delayMilliseconds
     }
 }
 
@@ -188,9 +192,12 @@ public struct ControllerConfig: Codable, Sendable, Equatable {
     public var heartbeatMilliseconds: Double
     /// A role that is silent this long is taken for dead.
     public var timeoutSeconds: Double
+    /// Per-layer timings and per-batch timestamps (for profiles, traces and live rebalancing).
+    /// Off, stages run their whole range in one call and record nothing per layer or batch.
+    public var profiling: Bool
 
-    public init(heartbeatMilliseconds: Double, timeoutSeconds: Double) {
-        self.heartbeatMilliseconds = heartbeatMilliseconds; self.timeoutSeconds = timeoutSeconds
+    public init(heartbeatMilliseconds: Double, timeoutSeconds: Double, profiling: Bool = true) {
+        self.heartbeatMilliseconds = heartbeatMilliseconds; self.timeoutSeconds = timeoutSeconds; self.profiling = profiling
     }
 }
 

@@ -25,13 +25,17 @@ public struct PlanGraph: Sendable {
     public var outputs: [String]
     public var constants: Set<String>
     public var bytesPerSample: [String: Int]
+    /// Node ranges that must stay in one layer (the executor fuses them, e.g. Conv+BN+Relu).
+    public var unsplittable: [Range<Int>]
 
-    public init(nodes: [PlanNode], inputs: [String], outputs: [String], constants: Set<String>, bytesPerSample: [String: Int]) {
+    public init(nodes: [PlanNode], inputs: [String], outputs: [String], constants: Set<String>, bytesPerSample: [String: Int],
+                unsplittable: [Range<Int>] = []) {
         self.nodes = nodes
         self.inputs = inputs
         self.outputs = outputs
         self.constants = constants
         self.bytesPerSample = bytesPerSample
+        self.unsplittable = unsplittable
     }
 
     /// The activations live at each position between nodes: position p lies before node p,
@@ -86,15 +90,19 @@ public struct LayerCut: Codable, Sendable, Equatable {
         index == 0 ? inputs : layers[index - 1].outputs
     }
 
-    /// Cuts `graph` at every position where at most `maxLiveTensors` activations are live,
-    /// raising the limit until at least `minimumLayers` layers result (or none can be made).
+    /// Cuts `graph` at every position where at most `maxLiveTensors` activations are live and no
+    /// unsplittable range would be cut, raising the limit until at least `minimumLayers` layers
+    /// result (or none can be made).
     public static func cut(_ graph: PlanGraph, maxLiveTensors: Int = 1, minimumLayers: Int = 1) -> LayerCut {
         let live = graph.liveTensors()
         var limit = maxLiveTensors
         var cuts: [Int] = []
         let widest = live.map(\.count).max() ?? 1
         repeat {
-            cuts = (1..<max(graph.nodes.count, 1)).filter { live[$0].count <= limit }
+            cuts = (1..<max(graph.nodes.count, 1)).filter { position in
+                live[position].count <= limit
+                    && !graph.unsplittable.contains { $0.lowerBound < position && position < $0.upperBound }
+            }
             limit += 1
         } while cuts.count + 1 < minimumLayers && limit <= widest
         let bounds = [0] + cuts + [graph.nodes.count]

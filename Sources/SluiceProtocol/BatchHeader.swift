@@ -32,7 +32,7 @@ public struct TensorDescriptor: Equatable, Sendable {
 
 /// One stage's visit to a batch, in nanoseconds of the wall clock (CLOCK_REALTIME), so hops
 /// of different processes line up.
-public struct Hop: Equatable, Sendable {
+public struct Hop: Codable, Equatable, Sendable {
     public var stage: UInt16
     public var received: UInt64
     public var computeStart: UInt64
@@ -126,6 +126,8 @@ public struct BatchHeader: Equatable, Sendable {
         let epoch = try reader.read(UInt32.self, "epoch")
         let cursor = try reader.read(UInt16.self, "cursor")
         let hopCount = Int(try reader.read(UInt8.self, "hop count"))
+        // Every stage adds a hop: a full count leaves no room for the next one.
+        guard hopCount < Int(UInt8.max) else { throw WireError.malformed("\(hopCount) hops: no room for another stage") }
         let tensorCount = Int(try reader.read(UInt8.self, "tensor count"))
         let created = try reader.read(UInt64.self, "created")
         var hops: [Hop] = []

@@ -33,15 +33,18 @@ public struct StageAssignment: Codable, Equatable, Sendable {
     public var layers: LayerRange
     /// This stage binds PULL here …
     public var pullEndpoint: String
-    /// … and connects PUSH to the next hop here.
-    public var pushEndpoint: String
+    /// … and connects PUSH to every process of the next hop here (PUSH spreads batches over them).
+    public var pushEndpoints: [String]
     /// Extra sleep as a fraction of compute time (a test and demo knob; 0 normally).
     public var slowdown: Double
     public var liveness: Liveness
+    /// Time each layer and stamp each batch's hop (see `ControllerConfig.profiling`).
+    public var profiling: Bool
     public init(stageIndex: Int, epoch: UInt32, modelPath: String, cut: LayerCut, layers: LayerRange, pullEndpoint: String,
-                pushEndpoint: String, slowdown: Double, liveness: Liveness) {
+                pushEndpoints: [String], slowdown: Double, liveness: Liveness, profiling: Bool = true) {
         self.stageIndex = stageIndex; self.epoch = epoch; self.modelPath = modelPath; self.cut = cut; self.layers = layers
-        self.pullEndpoint = pullEndpoint; self.pushEndpoint = pushEndpoint; self.slowdown = slowdown; self.liveness = liveness
+        self.pullEndpoint = pullEndpoint; self.pushEndpoints = pushEndpoints; self.slowdown = slowdown; self.liveness = liveness
+        self.profiling = profiling
     }
 }
 
@@ -53,12 +56,13 @@ public struct SourceAssignment: Codable, Equatable, Sendable {
     /// The model input's shape without the batch dimension.
     public var sampleShape: [Int]
     public var epoch: UInt32
-    public var pushEndpoint: String
+    /// Every process of the first stage.
+    public var pushEndpoints: [String]
     public var liveness: Liveness
     public init(source: SourceConfig, window: WindowConfig?, batching: BatchingConfig, inputName: String, sampleShape: [Int],
-                epoch: UInt32, pushEndpoint: String, liveness: Liveness) {
+                epoch: UInt32, pushEndpoints: [String], liveness: Liveness) {
         self.source = source; self.window = window; self.batching = batching; self.inputName = inputName
-        self.sampleShape = sampleShape; self.epoch = epoch; self.pushEndpoint = pushEndpoint; self.liveness = liveness
+        self.sampleShape = sampleShape; self.epoch = epoch; self.pushEndpoints = pushEndpoints; self.liveness = liveness
     }
 }
 
@@ -70,9 +74,12 @@ public struct SinkAssignment: Codable, Equatable, Sendable {
     /// Batches must arrive with this cursor: every layer run.
     public var layerCount: Int
     public var liveness: Liveness
-    public init(sink: SinkConfig, pullEndpoint: String, outputName: String, classes: [String], layerCount: Int, liveness: Liveness) {
+    /// Keep a sample of batch timestamps for the profile's trace.
+    public var profiling: Bool
+    public init(sink: SinkConfig, pullEndpoint: String, outputName: String, classes: [String], layerCount: Int, liveness: Liveness,
+                profiling: Bool = true) {
         self.sink = sink; self.pullEndpoint = pullEndpoint; self.outputName = outputName; self.classes = classes
-        self.layerCount = layerCount; self.liveness = liveness
+        self.layerCount = layerCount; self.liveness = liveness; self.profiling = profiling
     }
 }
 
@@ -98,7 +105,45 @@ public struct RoleCounters: Codable, Equatable, Sendable {
     /// Messages that failed to decode or run: counted, logged, dropped.
     public var rejected: Int = 0
     public var layers: [LayerTiming] = []
+    /// Batches taken from the input and handed downstream (including ones passed through);
+    /// the controller reads a hop's queue as what upstream sent less what this role took.
+    public var received: Int = 0
+    public var sent: Int = 0
+    /// Resident memory now, and when the role took its assignment (weights loaded).
+    public var residentBytes: Int = 0
+    public var residentBytesAtStart: Int = 0
     public init() {}
+}
+
+extension RoleCounters {
+    /// The totals of several processes of one stage (replicas) as one: times, counts and
+    /// per-layer timings add up, so fractions of the summed wall time stay averages.
+    public static func combined(_ parts: [RoleCounters]) -> RoleCounters {
+        guard parts.count > 1 else { return parts.first ?? RoleCounters() }
+        var total = RoleCounters()
+        var layers: [Int: LayerTiming] = [:]
+        for part in parts {
+            total.elapsedSeconds += part.elapsedSeconds
+            total.batches += part.batches
+            total.samples += part.samples
+            total.busySeconds += part.busySeconds
+            total.idleSeconds += part.idleSeconds
+            total.blockedSeconds += part.blockedSeconds
+            total.rejected += part.rejected
+            total.received += part.received
+            total.sent += part.sent
+            total.residentBytes += part.residentBytes
+            total.residentBytesAtStart += part.residentBytesAtStart
+            for timing in part.layers {
+                var sum = layers[timing.layer] ?? LayerTiming(layer: timing.layer, seconds: 0, samples: 0)
+                sum.seconds += timing.seconds
+                sum.samples += timing.samples
+                layers[timing.layer] = sum
+            }
+        }
+        total.layers = layers.keys.sorted().map { layers[$0]! }
+        return total
+    }
 }
 
 public struct SourceDone: Codable, Equatable, Sendable {
@@ -115,12 +160,16 @@ public struct SinkSummary: Codable, Equatable, Sendable {
     public var correct: UInt64 = 0
     public var duplicates: Int = 0
     public var rejected: Int = 0
-    /// Wall-clock ns of the first and last output, for throughput.
+    /// Wall-clock ns when the first batch was created at the source, and of the first and last
+    /// output, for throughput.
+    public var firstCreated: UInt64 = 0
     public var firstOutput: UInt64 = 0
     public var lastOutput: UInt64 = 0
     /// Source-to-sink latency per batch, milliseconds.
     public var latencyP50Milliseconds: Double = 0
     public var latencyP99Milliseconds: Double = 0
+    /// Timestamps of a bounded, evenly spread sample of the batches, for profiles and traces.
+    public var traces: [BatchTrace] = []
     public init() {}
 }
 

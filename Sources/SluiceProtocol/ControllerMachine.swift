@@ -1,3 +1,5 @@
+import SluiceConfig
+
 /// What happens to the controller: a message from a role, the clock moving on, or an operator's
 /// request to stop (SIGINT/SIGTERM).
 public enum ControllerEvent: Equatable, Sendable {
@@ -94,7 +96,7 @@ public struct ControllerMachine {
             let (inserted, _) = registered.insert(name)
             var actions: [ControllerAction] = []
             if !inserted { actions.append(.log("\(name) (\(hello.role.rawValue), pid \(hello.pid) on \(hello.host)) registered again")) }
-            if phase != .registering, let assignment = assignments[name] {
+            if phase != .registering, let assignment = currentAssignment(name) {
                 actions.append(.send(to: name, assignment))
             } else if registered.count == assignments.count {
                 phase = .preparing
@@ -149,6 +151,17 @@ public struct ControllerMachine {
         }
     }
 
+    /// A role's assignment as the plan stands now: a stage that registers again (restarted)
+    /// gets the range and epoch in force, not those the run started with.
+    private func currentAssignment(_ name: String) -> ControlMessage? {
+        guard case .assignStage(var stage)? = assignments[name], let coordinator,
+              coordinator.ranges.indices.contains(stage.stageIndex) else { return assignments[name] }
+        let range = coordinator.ranges[stage.stageIndex]
+        stage.layers = LayerRange(start: range.lowerBound, end: range.upperBound)
+        stage.epoch = coordinator.epoch
+        return .assignStage(stage)
+    }
+
     private mutating func requestStop() -> [ControllerAction] {
         if stopRequested {
             return finish(.stopped(nil), reason: "stopped at once on a second request")
@@ -192,6 +205,13 @@ public struct ControllerMachine {
             if phase == .draining, now - sinkProgress.at > liveness.timeoutSeconds {
                 return actions + finish(.failed("the sink received no batch for \(liveness.timeoutSeconds) s while draining; batches were lost"),
                                         reason: "drain stalled")
+            }
+            // Batches wait at the sink behind a gap that does not fill: one was lost on the way
+            // (replay from the source is not built yet), and nothing after it can be released.
+            if let sink = counters[sinkName], sink.received - sink.rejected > sink.batches,
+               now - sinkProgress.at > liveness.timeoutSeconds {
+                return actions + finish(.failed("batch \(sink.batches) never reached the sink; \(sink.received - sink.rejected - sink.batches) later batches wait behind it for \(liveness.timeoutSeconds) s"),
+                                        reason: "batch lost")
             }
         case .closing:
             // Final counters are a courtesy; a role that exits without them does not hold the run.

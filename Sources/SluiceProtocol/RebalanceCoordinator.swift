@@ -1,6 +1,20 @@
 import Foundation
 import SluiceConfig
 
+/// Role names of stage processes: "stage-2" for a stage's first process, "stage-2.1", … for
+/// its replicas.
+public enum StageInstance {
+    public static func name(stage: Int, replica: Int) -> String {
+        replica == 0 ? "stage-\(stage)" : "stage-\(stage).\(replica)"
+    }
+
+    /// The stage a role name belongs to, or nil for roles that are not stages.
+    public static func stage(of name: String) -> Int? {
+        guard name.hasPrefix("stage-") else { return nil }
+        return Int(name.dropFirst("stage-".count).prefix { $0 != "." })
+    }
+}
+
 /// Runs live boundary moves for the controller, free of sockets: prepare on every stage (each
 /// loads the weights it will need, keeping the old), commit everywhere, mark the first batch
 /// the source creates after that, and retire the old weights once the sink has released every
@@ -11,8 +25,8 @@ public struct RebalanceCoordinator: Sendable {
     public private(set) var rebalancer: Rebalancer
 
     enum Step: Equatable, Sendable {
-        case preparing(waiting: Set<Int>)
-        case committing(waiting: Set<Int>)
+        case preparing(waiting: Set<String>)
+        case committing(waiting: Set<String>)
         case marking
         case retiring(firstBatch: UInt64)
     }
@@ -26,25 +40,25 @@ public struct RebalanceCoordinator: Sendable {
 
     private var move: MoveInFlight?
     private let sourceName: String
+    /// Every stage process (replicas included): each must prepare and commit.
+    private let instances: [String]
     private var sinkTotals: [(time: Double, samples: Int)] = []
     private var settledAt: Double?
     private var now = 0.0
 
-    public init(ranges: [Range<Int>], epoch: UInt32, rebalancer: Rebalancer, sourceName: String = "source") {
+    /// `instances`: the role names of every stage process; by default one per stage.
+    public init(ranges: [Range<Int>], epoch: UInt32, rebalancer: Rebalancer, sourceName: String = "source",
+                instances: [String]? = nil) {
         self.ranges = ranges
         self.epoch = epoch
         self.rebalancer = rebalancer
         self.sourceName = sourceName
+        self.instances = instances ?? ranges.indices.map { StageInstance.name(stage: $0, replica: 0) }
     }
 
     public var isMoving: Bool { move != nil }
     public var history: [RebalanceRecord] { rebalancer.history }
 
-    static func stageName(_ index: Int) -> String { "stage-\(index)" }
-
-    static func stageIndex(_ name: String) -> Int? {
-        name.hasPrefix("stage-") ? Int(name.dropFirst("stage-".count)) : nil
-    }
 
     /// Samples per second the sink released over the last rebalancing interval.
     public var measuredSamplesPerSecond: Double? {
@@ -55,8 +69,8 @@ public struct RebalanceCoordinator: Sendable {
     }
 
     public mutating func heartbeat(from name: String, counters: RoleCounters, sinkName: String) -> [ControllerAction] {
-        if let stage = Self.stageIndex(name) {
-            rebalancer.observe(stage: stage, counters: counters)
+        if let stage = StageInstance.stage(of: name) {
+            rebalancer.observe(instance: name, stage: stage, counters: counters)
             return []
         }
         guard name == sinkName else { return [] }
@@ -67,24 +81,24 @@ public struct RebalanceCoordinator: Sendable {
         self.move = nil
         settledAt = now
         return [.log("rebalance to \(Rebalancer.describe(move.ranges)) complete (epoch \(move.epoch)); old weights released")]
-            + ranges.indices.map { .send(to: Self.stageName($0), .retire(epoch: move.epoch)) }
+            + instances.map { .send(to: $0, .retire(epoch: move.epoch)) }
     }
 
     public mutating func received(_ message: ControlMessage, from name: String) -> [ControllerAction] {
         guard var current = move else { return [] }
         switch (message, current.step) {
         case (.prepared(let acked), .preparing(var waiting)) where acked == current.epoch:
-            if let stage = Self.stageIndex(name) { waiting.remove(stage) }
+            waiting.remove(name)
             guard waiting.isEmpty else {
                 current.step = .preparing(waiting: waiting)
                 move = current
                 return []
             }
-            current.step = .committing(waiting: Set(ranges.indices))
+            current.step = .committing(waiting: Set(instances))
             move = current
-            return ranges.indices.map { .send(to: Self.stageName($0), .commit(epoch: current.epoch)) }
+            return instances.map { .send(to: $0, .commit(epoch: current.epoch)) }
         case (.committed(let acked), .committing(var waiting)) where acked == current.epoch:
-            if let stage = Self.stageIndex(name) { waiting.remove(stage) }
+            waiting.remove(name)
             guard waiting.isEmpty else {
                 current.step = .committing(waiting: waiting)
                 move = current
@@ -126,8 +140,8 @@ public struct RebalanceCoordinator: Sendable {
     public mutating func begin(_ newRanges: [Range<Int>], reason: String) -> [ControllerAction] {
         guard move == nil, newRanges.count == ranges.count else { return [] }
         let next = epoch + 1
-        move = MoveInFlight(epoch: next, ranges: newRanges, step: .preparing(waiting: Set(ranges.indices)), started: now)
+        move = MoveInFlight(epoch: next, ranges: newRanges, step: .preparing(waiting: Set(instances)), started: now)
         let plan = Move(epoch: next, ranges: newRanges.map { LayerRange(start: $0.lowerBound, end: $0.upperBound) })
-        return [.log("\(reason); preparing epoch \(next)")] + ranges.indices.map { .send(to: Self.stageName($0), .prepare(plan)) }
+        return [.log("\(reason); preparing epoch \(next)")] + instances.map { .send(to: $0, .prepare(plan)) }
     }
 }

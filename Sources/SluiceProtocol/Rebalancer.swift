@@ -12,28 +12,35 @@ public struct CostModel: Sendable, Equatable {
     /// Boundary bytes per sample after each layer (index 0: the model input), for transfer cost.
     public let boundaryBytes: [Int]
     public var secondsPerByte: Double
+    /// Processes per stage: a stage of r replicas takes r batches at a time.
+    public let replicas: [Int]
 
-    private struct StageLayer: Hashable, Sendable { var stage: Int; var layer: Int }
-    private var lastLayerTotals: [StageLayer: LayerTiming] = [:]
-    private var lastStageTotals: [Int: RoleCounters] = [:]
+    private struct InstanceLayer: Hashable, Sendable { var instance: String; var layer: Int }
+    private var lastLayerTotals: [InstanceLayer: LayerTiming] = [:]
+    private var lastInstanceTotals: [String: RoleCounters] = [:]
+    private var measuredSpeeds: Set<Int> = []
     private let smoothing = 0.5
 
-    public init(cut: LayerCut, stages: Int, secondsPerByte: Double = 1 / 2.5e9) {
+    public init(cut: LayerCut, stages: Int, replicas: [Int]? = nil, secondsPerByte: Double = 1 / 2.5e9) {
         layerSeconds = Array(repeating: nil, count: cut.layers.count)
         stageSpeeds = Array(repeating: 1, count: stages)
         boundaryBytes = [cut.inputBytesPerSample] + cut.layers.map(\.outputBytesPerSample)
         self.secondsPerByte = secondsPerByte
+        self.replicas = replicas ?? Array(repeating: 1, count: stages)
     }
+
+    /// Speed of each stage as a whole: its processes' speed times how many there are.
+    public var effectiveSpeeds: [Double] { zip(stageSpeeds, replicas).map { $0 * Double($1) } }
 
     public var isComplete: Bool { layerSeconds.allSatisfy { $0 != nil } }
 
-    /// Folds in a stage's running totals; differences since its last report are what count.
-    public mutating func observe(stage: Int, counters: RoleCounters) {
+    /// Folds in a stage process's running totals; differences since its last report are what count.
+    public mutating func observe(instance: String, stage: Int, counters: RoleCounters) {
         guard stage < stageSpeeds.count else { return }
         var computeDelta = 0.0
         for timing in counters.layers where timing.layer < layerSeconds.count {
-            // Totals are per stage: a layer that moved counts afresh on its new stage.
-            let key = StageLayer(stage: stage, layer: timing.layer)
+            // Totals are per process: a layer that moved counts afresh on its new stage.
+            let key = InstanceLayer(instance: instance, layer: timing.layer)
             let previous = lastLayerTotals[key] ?? LayerTiming(layer: timing.layer, seconds: 0, samples: 0)
             let samples = timing.samples - previous.samples
             let seconds = timing.seconds - previous.seconds
@@ -43,12 +50,14 @@ public struct CostModel: Sendable, Equatable {
             let perSample = seconds / Double(samples)
             layerSeconds[timing.layer] = layerSeconds[timing.layer].map { smoothing * perSample + (1 - smoothing) * $0 } ?? perSample
         }
-        let previous = lastStageTotals[stage] ?? RoleCounters()
+        let previous = lastInstanceTotals[instance] ?? RoleCounters()
         let busyDelta = counters.busySeconds - previous.busySeconds
-        lastStageTotals[stage] = counters
+        lastInstanceTotals[instance] = counters
         if busyDelta > 1e-4, computeDelta > 0 {
             let speed = min(1, computeDelta / busyDelta)
-            stageSpeeds[stage] = smoothing * speed + (1 - smoothing) * stageSpeeds[stage]
+            // The first measurement replaces the assumed 1 outright: a slow stage is slow from the start.
+            stageSpeeds[stage] = measuredSpeeds.contains(stage) ? smoothing * speed + (1 - smoothing) * stageSpeeds[stage] : speed
+            measuredSpeeds.insert(stage)
         }
     }
 
@@ -60,7 +69,7 @@ public struct CostModel: Sendable, Equatable {
 
     /// Predicted seconds per sample of each stage under `ranges`.
     public func stageTimes(_ ranges: [Range<Int>]) -> [Double] {
-        Partition.stageTimes(of: ranges, costs: partitionCosts, speeds: stageSpeeds)
+        Partition.stageTimes(of: ranges, costs: partitionCosts, speeds: effectiveSpeeds)
     }
 
     /// Predicted samples per second of the pipeline under `ranges` (its slowest stage).
@@ -96,13 +105,13 @@ public struct Rebalancer: Sendable {
     private var previousSplit: [Range<Int>]?
     private var lastRecommended: [Range<Int>]?
 
-    public init(config: RebalanceConfig, cut: LayerCut, stages: Int) {
+    public init(config: RebalanceConfig, cut: LayerCut, stages: Int, replicas: [Int]? = nil) {
         self.config = config
-        model = CostModel(cut: cut, stages: stages)
+        model = CostModel(cut: cut, stages: stages, replicas: replicas)
     }
 
-    public mutating func observe(stage: Int, counters: RoleCounters) {
-        model.observe(stage: stage, counters: counters)
+    public mutating func observe(instance: String, stage: Int, counters: RoleCounters) {
+        model.observe(instance: instance, stage: stage, counters: counters)
     }
 
     /// A better split for `current`, if one is worth moving to now.
@@ -110,7 +119,7 @@ public struct Rebalancer: Sendable {
                                   measuredSamplesPerSecond: Double?) -> RebalanceRecord? {
         guard config.policy != .off, model.isComplete else { return nil }
         if let lastDecisionAt, now - lastDecisionAt < config.intervalSeconds { return nil }
-        guard let best = try? Partition.optimal(costs: model.partitionCosts, stages: current.count, speeds: model.stageSpeeds),
+        guard let best = try? Partition.optimal(costs: model.partitionCosts, stages: current.count, speeds: model.effectiveSpeeds),
               best.ranges != current else { return nil }
         let oldThroughput = model.throughput(current)
         let newThroughput = model.throughput(best.ranges)

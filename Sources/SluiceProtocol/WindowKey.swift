@@ -78,8 +78,9 @@ public struct SampleChunkHeader: Codable, Equatable, Sendable {
         guard channels == expectedChannels else {
             throw WireError.malformed("sensor '\(sensor)' sent \(channels) channels; this pipeline expects \(expectedChannels)")
         }
-        guard let payloadBytes, payloadBytes == count * channels * 4 else {
-            throw WireError.malformed("sensor '\(sensor)': expected \(count * channels * 4) bytes of float32 samples, got \(payloadBytes.map(String.init) ?? "no frame")")
+        let expected = count.multipliedReportingOverflow(by: channels * 4)
+        guard let payloadBytes, !expected.overflow, payloadBytes == expected.partialValue else {
+            throw WireError.malformed("sensor '\(sensor)': \(count) samples of \(channels) float32 channels do not match a payload of \(payloadBytes.map(String.init) ?? "no") bytes")
         }
         if let labels = header.labels, labels.count != count {
             throw WireError.malformed("sensor '\(sensor)': \(labels.count) labels for \(count) samples")

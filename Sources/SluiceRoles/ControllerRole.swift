@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SluiceConfig
+import SluiceProfile
 import SluiceProtocol
 import SluiceTransport
 
@@ -15,15 +16,24 @@ public final class ControllerRole {
     private var logger = makeLogger("controller")
     private var sourceDone: SourceDone?
     private var started = monotonicSeconds()
+    private let metrics: MetricsServer?
+    private let liveEvery: Double?
+    private var nextLive = 0.0
 
-    public init(plan: PipelinePlan, endpoints: Endpoints) throws {
+    /// `metricsPort`: serve Prometheus text at http://host:port/metrics while running.
+    /// `liveEvery`: print the stage table to standard error this often (seconds).
+    public init(plan: PipelinePlan, endpoints: Endpoints, metricsPort: UInt16? = nil, liveEvery: Double? = nil) throws {
         self.plan = plan
         self.endpoints = endpoints
+        self.liveEvery = liveEvery
+        metrics = try metricsPort.map { try MetricsServer(host: "0.0.0.0", port: $0) }
         router = try ZMQSocket(context, .router, lingerMilliseconds: 2000, sendHighWaterMark: 10_000, receiveHighWaterMark: 10_000)
         try router.bind(endpoints.control)
         let coordinator = RebalanceCoordinator(
             ranges: plan.partition.ranges, epoch: 1,
-            rebalancer: Rebalancer(config: plan.config.rebalance, cut: plan.cut, stages: plan.partition.ranges.count))
+            rebalancer: Rebalancer(config: plan.config.rebalance, cut: plan.cut, stages: plan.partition.ranges.count,
+                                   replicas: plan.replicaCounts),
+            instances: plan.stageNames)
         machine = ControllerMachine(assignments: plan.assignments(endpoints),
                                     liveness: Liveness(heartbeatSeconds: plan.config.controller.heartbeatMilliseconds / 1000,
                                                        timeoutSeconds: plan.config.controller.timeoutSeconds),
@@ -32,7 +42,8 @@ public final class ControllerRole {
 
     /// Runs the pipeline to its end; returns the report and the process exit code.
     public func run() -> (report: RunReport, exitCode: Int32) {
-        logger.info("listening on \(endpoints.control) for \(plan.stageNames.count) stages, a source and a sink")
+        logger.info("listening on \(endpoints.control) for \(plan.partition.ranges.count) stages (\(plan.stageNames.count) processes), a source and a sink")
+        if let metrics { logger.info("metrics at http://0.0.0.0:\(metrics.port)/metrics") }
         var handledSignals: Int32 = 0
         while true {
             if StopSignal.received > handledSignals {
@@ -40,16 +51,22 @@ public final class ControllerRole {
                 if let outcome = perform(machine.handle(.stopRequested)) { return finish(outcome) }
             }
             if let outcome = perform(machine.handle(.tick(now: monotonicSeconds() - started))) { return finish(outcome) }
-            _ = try? poll([(router, .readable)], timeoutMilliseconds: 20)
+            _ = try? poll([(router, .readable)], descriptors: metrics?.pollDescriptors ?? [], timeoutMilliseconds: 20)
+            metrics?.serviceReady { PrometheusExposition.render(snapshot()) }
+            sampleQueues()
+            if let liveEvery, monotonicSeconds() >= nextLive, machine.phase == .running || machine.phase == .draining {
+                nextLive = monotonicSeconds() + liveEvery
+                FileHandle.standardError.write(Data((TextReport.stageTable(profile(traces: [], windowsOut: nil)).joined(separator: "\n") + "\n").utf8))
+            }
             while let frames = try? router.receive(dontWait: true) {
                 guard frames.count == 2 else {
                     logger.warning("dropped a control message of \(frames.count) frames")
                     continue
                 }
-                let sender = String(decoding: frames[0].bytes, as: UTF8.self)
+                let sender = frames[0].text
                 let message: ControlMessage
                 do {
-                    message = try ControlMessage.decode(frames[1].bytes)
+                    message = try frames[1].withBytes { try ControlMessage.decode($0) }
                 } catch {
                     logger.warning("dropped a control message from \(sender): \(error)")
                     continue
@@ -81,12 +98,81 @@ public final class ControllerRole {
 
     private func finish(_ outcome: ControllerOutcome) -> (report: RunReport, exitCode: Int32) {
         let report = RunReport(plan: plan, outcome: outcome, sourceDone: sourceDone, counters: machine.counters,
-                               coordinator: machine.coordinator)
+                               stageCounters: stageCounters(), coordinator: machine.coordinator)
+        var sink: SinkSummary?
+        switch outcome {
+        case .completed(let summary), .stopped(let summary?): sink = summary
+        default: break
+        }
+        lastProfile = profile(traces: sink?.traces ?? [], windowsOut: report.windowsOut)
         switch outcome {
         case .completed, .stopped: return (report, 0)
         case .failed(let message):
             logger.error("pipeline failed: \(message)")
             return (report, 1)
         }
+    }
+
+    /// The profile of the run so far (complete once `run` has returned).
+    public private(set) var lastProfile: ProfileData?
+
+    private var ranges: [Range<Int>] { machine.coordinator?.ranges ?? plan.partition.ranges }
+
+    /// Each stage's counters, its replicas' combined.
+    private func stageCounters() -> [Int: RoleCounters] {
+        var byStage: [Int: RoleCounters] = [:]
+        for (index, names) in plan.stageInstances.enumerated() {
+            let parts = names.compactMap { machine.counters[$0] }
+            if !parts.isEmpty { byStage[index] = RoleCounters.combined(parts) }
+        }
+        return byStage
+    }
+
+    private func profile(traces: [BatchTrace], windowsOut: UInt64?) -> ProfileData {
+        let coordinator = machine.coordinator
+        return ProfileData.make(
+            pipeline: plan.config.name, cut: plan.cut, ranges: ranges, stageCounters: stageCounters(), traces: traces,
+            model: coordinator?.rebalancer.model ?? CostModel(cut: plan.cut, stages: ranges.count),
+            rebalances: coordinator?.history ?? [], windowsIn: sourceDone?.windows,
+            windowsOut: windowsOut ?? UInt64(machine.counters["sink"]?.samples ?? 0),
+            durationSeconds: machine.counters["sink"]?.elapsedSeconds ?? 0, queueDepths: queueDepths(),
+            replicas: Dictionary(uniqueKeysWithValues: plan.replicaCounts.enumerated().map { ($0.offset, $0.element) }))
+    }
+
+    /// Batches between each stage and its upstream, averaged over the samples taken each
+    /// heartbeat while the pipeline ran.
+    private func queueDepths() -> [Int: Int] {
+        queueSamples.mapValues { Int(($0.total / Double(max($0.count, 1))).rounded()) }
+    }
+
+    private var queueSamples: [Int: (total: Double, count: Int)] = [:]
+    private var nextQueueSample = 0.0
+
+    private func sampleQueues() {
+        guard machine.phase == .running, monotonicSeconds() >= nextQueueSample else { return }
+        nextQueueSample = monotonicSeconds() + plan.config.controller.heartbeatMilliseconds / 1000
+        for (stage, depth) in currentQueueDepths() {
+            let sample = queueSamples[stage] ?? (0, 0)
+            queueSamples[stage] = (sample.total + Double(depth), sample.count + 1)
+        }
+    }
+
+    /// Batches between each stage and its upstream now: sent there, not yet taken here (queued
+    /// in ZeroMQ and kernel buffers). Heartbeats are a moment apart, so this is approximate.
+    private func currentQueueDepths() -> [Int: Int] {
+        var depths: [Int: Int] = [:]
+        let stages = stageCounters()
+        for index in plan.partition.ranges.indices {
+            guard let stage = stages[index], let upstream = index == 0 ? machine.counters["source"] : stages[index - 1] else { continue }
+            depths[index] = max(0, upstream.sent - stage.received)
+        }
+        return depths
+    }
+
+    private func snapshot() -> MetricsSnapshot {
+        MetricsSnapshot(stages: stageCounters(), ranges: ranges,
+                        layerSecondsPerSample: machine.coordinator?.rebalancer.model.layerSeconds ?? [],
+                        epoch: machine.coordinator?.epoch ?? 1, rebalances: machine.coordinator?.history.filter(\.applied).count ?? 0,
+                        source: machine.counters["source"], sink: machine.counters["sink"])
     }
 }

@@ -8,13 +8,21 @@ public final class Launcher {
     private let pipelineFile: String
     private let plan: PipelinePlan
     private let executable: String
-    private let reportPath: String?
+    private let controllerOptions: [String]
+    private let stopAfter: Double?
+    private let progress: ((Double) -> Void)?
     private var logger = makeLogger("run")
 
-    public init(pipelineFile: String, plan: PipelinePlan, reportPath: String?) {
+    /// `controllerOptions` are passed on to `sluice controller` (--report, --metrics-port, …).
+    /// `stopAfter`: drain and stop after this many seconds, as a first Ctrl-C would;
+    /// `progress` is called with the seconds elapsed, about five times a second.
+    public init(pipelineFile: String, plan: PipelinePlan, controllerOptions: [String] = [], stopAfter: Double? = nil,
+                progress: ((Double) -> Void)? = nil) {
         self.pipelineFile = pipelineFile
         self.plan = plan
-        self.reportPath = reportPath
+        self.controllerOptions = controllerOptions
+        self.stopAfter = stopAfter
+        self.progress = progress
         executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
     }
 
@@ -25,9 +33,8 @@ public final class Launcher {
         defer { try? FileManager.default.removeItem(atPath: runDirectory) }
         let endpoints = plan.endpoints(runDirectory: runDirectory)
 
-        var controllerArguments = ["controller", pipelineFile, "--control", endpoints.control, "--managed",
-                                   "--run-directory", runDirectory]
-        if let reportPath { controllerArguments += ["--report", reportPath] }
+        let controllerArguments = ["controller", pipelineFile, "--control", endpoints.control, "--managed",
+                                   "--run-directory", runDirectory] + controllerOptions
         var children: [(name: String, process: Process)] = []
         func spawn(_ name: String, _ arguments: [String]) throws {
             let process = Process()
@@ -51,7 +58,19 @@ public final class Launcher {
         let controller = children[0].process
         var forwardedSignals: Int32 = 0
         var killDeadline: Double?
+        let started = monotonicSeconds()
+        var stoppedOnTime = false
+        var nextProgress = 0.0
         while children.contains(where: { $0.process.isRunning }) {
+            let elapsed = monotonicSeconds() - started
+            if let progress, elapsed >= nextProgress {
+                nextProgress = elapsed + 0.2
+                progress(elapsed)
+            }
+            if let stopAfter, elapsed >= stopAfter, !stoppedOnTime, controller.isRunning {
+                stoppedOnTime = true
+                kill(controller.processIdentifier, SIGTERM)
+            }
             if StopSignal.received > forwardedSignals {
                 forwardedSignals = StopSignal.received
                 if controller.isRunning {

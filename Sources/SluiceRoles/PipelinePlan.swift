@@ -78,22 +78,33 @@ public struct PipelinePlan {
                            + cut.layers.map { Double($0.outputBytesPerSample) * flopsPerTransferredByte })
     }
 
-    public var stageNames: [String] { (0..<partition.ranges.count).map { "stage-\($0)" } }
+    /// Processes per stage (replicas), from `stages.replicas`.
+    public var replicaCounts: [Int] { (0..<partition.ranges.count).map { config.stages.replicas[$0] ?? 1 } }
+
+    /// Every stage process's role name, stage by stage: stage-1, stage-1.1, … for replicas.
+    public var stageInstances: [[String]] {
+        replicaCounts.enumerated().map { stage, count in (0..<count).map { StageInstance.name(stage: stage, replica: $0) } }
+    }
+
+    public var stageNames: [String] { stageInstances.flatMap { $0 } }
 
     /// Where every role listens: ipc:// files in `runDirectory`, or consecutive tcp ports.
     public func endpoints(runDirectory: String) -> Endpoints {
-        let stages = partition.ranges.count
+        let instances = stageInstances
         switch config.transport.kind {
         case .ipc:
             return Endpoints(control: "ipc://\(runDirectory)/control.ipc",
-                             stages: (0..<stages).map { "ipc://\(runDirectory)/stage-\($0).ipc" },
+                             stages: instances.map { $0.map { "ipc://\(runDirectory)/\($0).ipc" } },
                              sink: "ipc://\(runDirectory)/sink.ipc")
         case .tcp:
             let host = config.transport.host
-            let base = config.transport.basePort
-            return Endpoints(control: "tcp://\(host):\(base)",
-                             stages: (0..<stages).map { "tcp://\(host):\(base + 1 + $0)" },
-                             sink: "tcp://\(host):\(base + 1 + stages)")
+            var port = config.transport.basePort
+            func next() -> String {
+                port += 1
+                return "tcp://\(host):\(port)"
+            }
+            let stages = instances.map { $0.map { _ in next() } }
+            return Endpoints(control: "tcp://\(host):\(config.transport.basePort)", stages: stages, sink: next())
         }
     }
 
@@ -103,26 +114,29 @@ public struct PipelinePlan {
                                 timeoutSeconds: config.controller.timeoutSeconds)
         var messages: [String: ControlMessage] = [:]
         for (index, range) in partition.ranges.enumerated() {
-            messages["stage-\(index)"] = .assignStage(StageAssignment(
-                stageIndex: index, epoch: 1, modelPath: config.model.path, cut: cut,
-                layers: LayerRange(start: range.lowerBound, end: range.upperBound),
-                pullEndpoint: endpoints.stages[index],
-                pushEndpoint: index + 1 < endpoints.stages.count ? endpoints.stages[index + 1] : endpoints.sink,
-                slowdown: config.stages.slowdown[index] ?? 0, liveness: liveness))
+            for (replica, name) in stageInstances[index].enumerated() {
+                messages[name] = .assignStage(StageAssignment(
+                    stageIndex: index, epoch: 1, modelPath: config.model.path, cut: cut,
+                    layers: LayerRange(start: range.lowerBound, end: range.upperBound),
+                    pullEndpoint: endpoints.stages[index][replica],
+                    pushEndpoints: index + 1 < endpoints.stages.count ? endpoints.stages[index + 1] : [endpoints.sink],
+                    slowdown: config.stages.slowdown[index] ?? 0, liveness: liveness, profiling: config.controller.profiling))
+            }
         }
         messages["source"] = .assignSource(SourceAssignment(
             source: config.source, window: config.window, batching: config.batching, inputName: inputName,
-            sampleShape: sampleShape, epoch: 1, pushEndpoint: endpoints.stages[0], liveness: liveness))
+            sampleShape: sampleShape, epoch: 1, pushEndpoints: endpoints.stages[0], liveness: liveness))
         messages["sink"] = .assignSink(SinkAssignment(
             sink: config.sink, pullEndpoint: endpoints.sink, outputName: outputName, classes: classes,
-            layerCount: cut.layers.count, liveness: liveness))
+            layerCount: cut.layers.count, liveness: liveness, profiling: config.controller.profiling))
         return messages
     }
 }
 
 public struct Endpoints: Equatable {
     public var control: String
-    public var stages: [String]
+    /// Per stage, one endpoint per process (replica).
+    public var stages: [[String]]
     public var sink: String
 }
 
@@ -138,6 +152,7 @@ extension PlanGraph {
                       PlanNode(name: $0.name, opType: $0.opType, inputs: $0.inputs, outputs: $0.outputs,
                                flopsPerSample: $0.flopsPerSample, parameterBytes: $0.parameterBytes)
                   },
-                  inputs: model.inputs.map(\.name), outputs: model.outputs.map(\.name), constants: constants, bytesPerSample: bytes)
+                  inputs: model.inputs.map(\.name), outputs: model.outputs.map(\.name), constants: constants, bytesPerSample: bytes,
+                  unsplittable: model.fusionGroups)
     }
 }

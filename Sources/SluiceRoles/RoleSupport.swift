@@ -18,6 +18,14 @@ public func monotonicSeconds() -> Double {
     return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
 }
 
+/// This process's resident memory, from /proc/self/statm (0 where that is unavailable).
+public func residentBytes() -> Int {
+    guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+    let fields = text.split(separator: " ")
+    guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
+    return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+}
+
 /// Counts SIGINT/SIGTERM deliveries; loops poll it between waits of at most ~50 ms.
 public enum StopSignal {
     nonisolated(unsafe) static var count: Int32 = 0
@@ -66,8 +74,9 @@ struct RoleLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String,
-             function: String, line: UInt) {
+    func log(event: LogEvent) {
+        let level = event.level
+        let message = event.message
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         var parts = tm()
@@ -101,7 +110,10 @@ final class ControlChannel {
 
     func send(_ message: ControlMessage) {
         do {
-            try socket.send([.bytes(message.encoded())])
+            // Never block on the controller: a role whose controller is gone must still notice and exit.
+            if try !socket.send([.bytes(message.encoded())], dontWait: true) {
+                FileHandle.standardError.write(Data("\(name): the controller is not taking messages; dropped a \(message.type)\n".utf8))
+            }
         } catch {
             FileHandle.standardError.write(Data("\(name): cannot reach the controller: \(error)\n".utf8))
         }
@@ -113,7 +125,7 @@ final class ControlChannel {
             lastHeard = monotonicSeconds()
             guard let frame = frames.last else { continue }
             do {
-                return try ControlMessage.decode(frame.bytes)
+                return try frame.withBytes { try ControlMessage.decode($0) }
             } catch {
                 logger.warning("dropped a control frame: \(error)")
             }

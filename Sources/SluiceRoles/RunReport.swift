@@ -13,6 +13,9 @@ public struct RunReport: Codable {
         public var blockedSeconds: Double
         public var elapsedSeconds: Double
         public var rejected: Int
+        /// Resident memory when the stage took its first assignment, and at the end.
+        public var residentBytesAtStart: Int
+        public var residentBytes: Int
         public var millisecondsPerBatch: Double { batches > 0 ? busySeconds * 1000 / Double(batches) : 0 }
         public var busyPercent: Double { elapsedSeconds > 0 ? 100 * busySeconds / elapsedSeconds : 0 }
     }
@@ -38,10 +41,14 @@ public struct RunReport: Codable {
     public var rebalances: [RebalanceRecord]
     /// Measured compute seconds per sample, per layer (nil: never measured).
     public var layerSecondsPerSample: [Double?]
+    /// Each stage's speed as a whole: its processes' measured speed (compute ÷ busy) times
+    /// their number.
     public var stageSpeeds: [Double]
+    /// Micro-batches each stage process computed, by role name (replicas share a stage's load).
+    public var batchesByProcess: [String: Int]
 
     init(plan: PipelinePlan, outcome: ControllerOutcome, sourceDone: SourceDone?, counters: [String: RoleCounters],
-         coordinator: RebalanceCoordinator?) {
+         stageCounters: [Int: RoleCounters], coordinator: RebalanceCoordinator?) {
         pipeline = plan.config.name
         var summary: SinkSummary?
         switch outcome {
@@ -63,8 +70,9 @@ public struct RunReport: Codable {
         rejected = counters.values.reduce(0) { $0 + $1.rejected }
         labelled = sink.labelled
         correct = sink.correct
-        seconds = sink.lastOutput > sink.firstOutput ? Double(sink.lastOutput - sink.firstOutput) / 1e9 : 0
-        windowsPerSecond = seconds > 0 ? Double(windowsOut > 0 ? windowsOut - 1 : 0) / seconds : 0
+        // From the first batch's creation at the source to the last output at the sink.
+        seconds = sink.lastOutput > sink.firstCreated && sink.firstCreated > 0 ? Double(sink.lastOutput - sink.firstCreated) / 1e9 : 0
+        windowsPerSecond = seconds > 0 ? Double(windowsOut) / seconds : 0
         latencyP50Milliseconds = sink.latencyP50Milliseconds
         latencyP99Milliseconds = sink.latencyP99Milliseconds
         initialSplit = plan.partition.description
@@ -72,13 +80,15 @@ public struct RunReport: Codable {
         split = Rebalancer.describe(ranges)
         rebalances = coordinator?.history ?? []
         layerSecondsPerSample = coordinator?.rebalancer.model.layerSeconds ?? []
-        stageSpeeds = coordinator?.rebalancer.model.stageSpeeds ?? []
+        stageSpeeds = coordinator?.rebalancer.model.effectiveSpeeds ?? []
+        batchesByProcess = Dictionary(uniqueKeysWithValues: plan.stageNames.map { ($0, counters[$0]?.batches ?? 0) })
         stages = ranges.enumerated().map { index, range in
-            let stage = counters["stage-\(index)"] ?? RoleCounters()
+            let stage = stageCounters[index] ?? RoleCounters()
             return StageReport(stage: index, layers: range.count == 1 ? "\(range.lowerBound)" : "\(range.lowerBound)-\(range.upperBound - 1)",
                                batches: stage.batches, samples: stage.samples, busySeconds: stage.busySeconds,
                                idleSeconds: stage.idleSeconds, blockedSeconds: stage.blockedSeconds,
-                               elapsedSeconds: stage.elapsedSeconds, rejected: stage.rejected)
+                               elapsedSeconds: stage.elapsedSeconds, rejected: stage.rejected,
+                               residentBytesAtStart: stage.residentBytesAtStart, residentBytes: stage.residentBytes)
         }
     }
 
@@ -95,7 +105,8 @@ public struct RunReport: Codable {
             lines.append(String(format: "  accuracy     %llu/%llu = %.1f%% against the recording's labels", correct, labelled,
                                 100 * Double(correct) / Double(labelled)))
         }
-        lines.append(String(format: "  throughput   %.1f windows/s (first to last output in %.3f s)", windowsPerSecond, seconds))
+        lines.append(String(format: "  throughput   %.1f windows/s (%llu windows from the first batch sent to the last output, %.3f s)",
+                            windowsPerSecond, windowsOut, seconds))
         lines.append(String(format: "  latency      p50 %.2f ms, p99 %.2f ms (source to sink, per batch)", latencyP50Milliseconds, latencyP99Milliseconds))
         for record in rebalances {
             let measured = [record.measuredBeforeSamplesPerSecond, record.measuredAfterSamplesPerSecond]

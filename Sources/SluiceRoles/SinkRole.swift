@@ -21,6 +21,7 @@ public final class SinkRole: PipelineRole {
     private var summary = SinkSummary()
     private var counters = RoleCounters()
     private var latencies: [Double] = []
+    private var traces = TraceSampler()
     private var started = monotonicSeconds()
     private var nextHeartbeat = 0.0
     private var done = false
@@ -51,6 +52,8 @@ public final class SinkRole: PipelineRole {
                 case .expect(let total):
                     expected = total.batches
                 case .shutdown:
+                    // Keep what was already released, also when the run ends early.
+                    try? writer?.finish()
                     heartbeatIfDue(force: true)
                     return 0
                 default:
@@ -66,8 +69,9 @@ public final class SinkRole: PipelineRole {
                 logger.error("the controller went silent; exiting")
                 return 1
             }
-            for _ in 0..<256 {
-                guard let frames = try? pull?.receive(dontWait: true) else { break }
+            // Take what is queued, but come back to the controller within ~10 ms.
+            let drainUntil = monotonicSeconds() + 0.01
+            while monotonicSeconds() < drainUntil, let frames = try? pull?.receive(dontWait: true) {
                 accept(frames)
             }
             if let expected, !done, reorder.nextSequence >= expected {
@@ -84,6 +88,7 @@ public final class SinkRole: PipelineRole {
                 latencies.sort()
                 summary.latencyP50Milliseconds = percentile(0.5)
                 summary.latencyP99Milliseconds = percentile(0.99)
+                summary.traces = traces.traces
                 control.send(.sinkDone(summary))
             }
             heartbeatIfDue()
@@ -108,6 +113,7 @@ public final class SinkRole: PipelineRole {
         guard let assignment else { return }
         let batch: Batch
         let keys: [WindowKey]
+        counters.received += 1
         do {
             batch = try Batch.decode(frames)
             let sequence = batch.header.batchSequence
@@ -116,6 +122,9 @@ public final class SinkRole: PipelineRole {
             }
             guard let output = batch.tensors[assignment.outputName], output.rank >= 1, output.shape[0] == Int(batch.header.windowCount) else {
                 throw WireError.malformed("batch \(sequence) lacks output '\(assignment.outputName)' with one row per window")
+            }
+            guard batch.header.firstWindow <= UInt64.max - UInt64(batch.header.windowCount) else {
+                throw WireError.malformed("batch \(sequence) numbers its windows past the end of the sequence space")
             }
             keys = try batch.metadata.withUnsafeBytes { try WindowKey.decode($0) }
             guard keys.count == Int(batch.header.windowCount) else {
@@ -127,10 +136,13 @@ public final class SinkRole: PipelineRole {
             return
         }
         let arrived = wallNanos()
+        if summary.firstCreated == 0 || batch.header.created < summary.firstCreated { summary.firstCreated = batch.header.created }
         if arrived > batch.header.created { latencies.append(Double(arrived - batch.header.created) / 1e6) }
+        if assignment.profiling { traces.add(BatchTrace(header: batch.header, sinkReceived: arrived)) }
         for released in reorder.insert((batch, keys), sequence: batch.header.batchSequence) {
             write(released.batch, keys: released.keys)
         }
+        if assignment.sink.delayMilliseconds > 0 { usleep(UInt32(assignment.sink.delayMilliseconds * 1000)) }
     }
 
     private func write(_ batch: Batch, keys: [WindowKey]) {
@@ -228,11 +240,17 @@ final class PredictionWriter {
     }
 
     private func flush() {
+        guard !buffer.isEmpty else { return }
         handle?.write(Data(buffer.utf8))
         buffer = ""
     }
 
+    private var finished = false
+
+    /// Writes what is buffered and closes the output; later calls do nothing.
     func finish() throws {
+        guard !finished else { return }
+        finished = true
         flush()
         if config.kind == .npy, !stacked.isEmpty {
             try NPY.write(Tensor.concatenatingRows(stacked), path: config.path)

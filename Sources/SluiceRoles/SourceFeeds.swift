@@ -102,8 +102,8 @@ final class TensorsFeed: WindowFeed {
 
     init(config: TensorsSource) throws {
         rows = try NPY.read(path: config.path)
-        guard rows.dtype == .float32, rows.rank >= 2 else {
-            throw RoleError("\(config.path): a tensors source needs float32 rows [rows, …], not \(rows.dtype)\(rows.shape)")
+        guard rows.dtype == .float32, rows.rank >= 2, rows.shape[0] > 0 else {
+            throw RoleError("\(config.path): a tensors source needs at least one float32 row [rows, …], not \(rows.dtype)\(rows.shape)")
         }
         rowLength = rows.elementCount / rows.shape[0]
         pacer = Pacer(config.rate)
@@ -158,15 +158,17 @@ final class ZMQSensorFeed: WindowFeed {
             messages += 1
             lastMessage = now
             do {
-                let header = try SampleChunkHeader.decode(frames[0].bytes, payloadBytes: frames.count > 1 ? frames[1].count : nil,
-                                                          expectedChannels: config.channels)
+                let payloadBytes = frames.count > 1 ? frames[1].count : nil
+                let header = try frames[0].withBytes {
+                    try SampleChunkHeader.decode($0, payloadBytes: payloadBytes, expectedChannels: config.channels)
+                }
                 if header.isEndOfStream {
                     ended = true
                     break
                 }
                 // Copied out: a frame's bytes need not be aligned for Float.
                 var values = [Float](repeating: 0, count: header.count! * config.channels)
-                values.withUnsafeMutableBytes { $0.copyMemory(from: frames[1].bytes) }
+                values.withUnsafeMutableBytes { out in frames[1].withBytes { out.copyMemory(from: $0) } }
                 values.withUnsafeBufferPointer { all in
                     for sample in 0..<header.count! {
                         let slice = UnsafeBufferPointer(rebasing: all[(sample * config.channels)..<((sample + 1) * config.channels)])

@@ -123,7 +123,7 @@ public final class SourceRole: PipelineRole {
         batcher = MicroBatcher(maxSize: new.batching.maxSize, maxDelaySeconds: new.batching.maxDelayMilliseconds / 1000,
                                sampleShape: new.sampleShape)
         let socket = try ZMQSocket(context, .push, lingerMilliseconds: 5000, sendHighWaterMark: 2, receiveHighWaterMark: 2)
-        try socket.connect(new.pushEndpoint)
+        for endpoint in new.pushEndpoints { try socket.connect(endpoint) }
         push = socket
         assignment = new
         epoch = new.epoch
@@ -162,12 +162,18 @@ public final class SourceRole: PipelineRole {
                     if case .mark(let newEpoch) = message { markEpoch(newEpoch) }
                     if case .shutdown = message { exit(0) }
                 }
+                if StopSignal.received > 0 && !stopRequested { stopRequested = true }
+                if control.controllerSilent(for: assignment.liveness.timeoutSeconds) {
+                    logger.error("the controller went silent while the source waited to send; exiting")
+                    exit(1)
+                }
             }
         } catch {
             logger.error("send failed: \(error)")
         }
         counters.blockedSeconds += monotonicSeconds() - waitStart
         counters.batches += 1
+        counters.sent += 1
         counters.samples += ready.keys.count
     }
 

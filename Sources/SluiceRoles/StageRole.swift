@@ -1,3 +1,4 @@
+import CProcess
 import Dispatch
 import Foundation
 import Logging
@@ -42,7 +43,10 @@ public final class StageRole: PipelineRole {
     public func run() -> Int32 {
         control.send(.hello(Hello(role: .stage, name: name, pid: getpid(), host: ProcessInfo.processInfo.hostName)))
         while true {
-            if StopSignal.received > 0 || pendingShutdown { return 0 }
+            if StopSignal.received > 0 || pendingShutdown {
+                heartbeatIfDue(force: true)  // the controller's report waits for final counters
+                return 0
+            }
             var items: [(ZMQSocket, PollEvents)] = [(control.socket, .readable)]
             if let pull { items.append((pull, .readable)) }
             let ready: [PollEvents]
@@ -62,9 +66,10 @@ public final class StageRole: PipelineRole {
                 return 1
             }
             if ready.count > 1, ready[1].contains(.readable) {
-                // Drain what is queued, but come back to the control socket regularly.
-                for _ in 0..<64 {
-                    guard let frames = try? pull?.receive(dontWait: true) else { break }
+                // Drain what is queued, but come back to the control socket within ~10 ms, so a
+                // move or a shutdown never waits behind a backlog.
+                let drainUntil = monotonicSeconds() + 0.01
+                while monotonicSeconds() < drainUntil, let frames = try? pull?.receive(dontWait: true) {
                     process(frames)
                 }
             }
@@ -87,6 +92,10 @@ public final class StageRole: PipelineRole {
         case .prepare(let move):
             guard let assignment, var machine, move.ranges.indices.contains(assignment.stageIndex) else { break }
             let range = move.ranges[assignment.stageIndex]
+            guard range.start >= 0, range.start < range.end, range.end <= assignment.cut.layers.count else {
+                logger.warning("ignoring prepare of epoch \(move.epoch): layer range \(range) is outside the model's \(assignment.cut.layers.count) layers")
+                break
+            }
             let held = machine.prepare(epoch: move.epoch, range: range.start..<range.end)
             self.machine = machine
             if held == executorLayers {
@@ -128,8 +137,11 @@ public final class StageRole: PipelineRole {
             control.send(.failed(message: "cannot load weights for layers \(describe(loaded.layers)): \(error)"))
         case .success(let newExecutor):
             guard loaded.layers == machine?.held else { return }  // superseded by a later prepare
+            let shrinking = (executor?.parameterBytes ?? 0) > newExecutor.parameterBytes
             executor = newExecutor
             executorLayers = loaded.layers
+            // Hand freed weights back to the system, so a stage's memory follows its share.
+            if shrinking { sluice_release_free_memory() }
             logger.info("holding layers \(describe(loaded.layers)) (\(newExecutor.parameterBytes) bytes of weights)")
             if let epoch = loaded.acking { control.send(.prepared(epoch: epoch)) }
         }
@@ -142,11 +154,12 @@ public final class StageRole: PipelineRole {
         // Whatever is neither compute nor waiting to send is waiting for input.
         counters.idleSeconds = max(0, counters.elapsedSeconds - counters.busySeconds - counters.blockedSeconds)
         counters.layers = layerTimings.keys.sorted().map { layerTimings[$0]! }
+        counters.residentBytes = residentBytes()
         control.send(.heartbeat(counters))
     }
 
     private func apply(_ new: StageAssignment) throws {
-        guard new.layers.start < new.layers.end, new.layers.end <= new.cut.layers.count else {
+        guard new.layers.start >= 0, new.layers.start < new.layers.end, new.layers.end <= new.cut.layers.count else {
             throw RoleError("layer range \(new.layers) is outside the model's \(new.cut.layers.count) layers")
         }
         let layers = new.layers.start..<new.layers.end
@@ -161,12 +174,13 @@ public final class StageRole: PipelineRole {
         }
         if push == nil {
             let pushSocket = try ZMQSocket(context, .push, lingerMilliseconds: 5000, sendHighWaterMark: 2, receiveHighWaterMark: 2)
-            try pushSocket.connect(new.pushEndpoint)
+            for endpoint in new.pushEndpoints { try pushSocket.connect(endpoint) }
             push = pushSocket
         }
         assignment = new
         started = monotonicSeconds()
         counters = RoleCounters()
+        counters.residentBytesAtStart = residentBytes()
         logger.info("holding layers \(new.layers) (nodes \(loaded.nodes.lowerBound)..<\(loaded.nodes.upperBound), \(loaded.parameterBytes) bytes of weights)")
     }
 
@@ -179,6 +193,7 @@ public final class StageRole: PipelineRole {
         guard let assignment, let machine, let executor, let push else { return reject("no assignment yet") }
         let received = wallNanos()
         var batch: Batch
+        counters.received += 1
         do {
             batch = try Batch.decode(frames)
         } catch {
@@ -195,14 +210,19 @@ public final class StageRole: PipelineRole {
             var values = batch.tensors
             let samples = Int(batch.header.windowCount)
             do {
-                for layerIndex in layers {
-                    let layer = assignment.cut.layers[layerIndex]
-                    let layerStart = monotonicSeconds()
-                    try executor.run(layer.nodes, values: &values)
-                    var timing = layerTimings[layerIndex] ?? LayerTiming(layer: layerIndex, seconds: 0, samples: 0)
-                    timing.seconds += monotonicSeconds() - layerStart
-                    timing.samples += samples
-                    layerTimings[layerIndex] = timing
+                if assignment.profiling {
+                    for layerIndex in layers {
+                        let layer = assignment.cut.layers[layerIndex]
+                        let layerStart = monotonicSeconds()
+                        try executor.run(layer.nodes, values: &values)
+                        var timing = layerTimings[layerIndex] ?? LayerTiming(layer: layerIndex, seconds: 0, samples: 0)
+                        timing.seconds += monotonicSeconds() - layerStart
+                        timing.samples += samples
+                        layerTimings[layerIndex] = timing
+                    }
+                } else {
+                    let cut = assignment.cut
+                    try executor.run(cut.layers[layers.lowerBound].nodeStart..<cut.layers[layers.upperBound - 1].nodeEnd, values: &values)
                 }
             } catch {
                 counters.busySeconds += monotonicSeconds() - clockStart
@@ -217,8 +237,10 @@ public final class StageRole: PipelineRole {
             }
             batch.setTensors(values.filter { boundary.contains($0.key) }, order: boundary)
             batch.header.cursor = UInt16(layers.upperBound)
-            batch.header.hops.append(Hop(stage: UInt16(assignment.stageIndex), received: received, computeStart: computeStart,
-                                         computeEnd: wallNanos(), sendStart: wallNanos()))
+            if assignment.profiling {
+                batch.header.hops.append(Hop(stage: UInt16(assignment.stageIndex), received: received, computeStart: computeStart,
+                                             computeEnd: wallNanos(), sendStart: wallNanos()))
+            }
             counters.batches += 1
             counters.samples += samples
         }
@@ -233,10 +255,16 @@ public final class StageRole: PipelineRole {
             while try !socket.send(frames, dontWait: true) {
                 _ = try poll([(socket, .writable), (control.socket, .readable)], timeoutMilliseconds: 100)
                 if StopSignal.received > 0 || shutdownRequested() { return }
+                if control.controllerSilent(for: assignment?.liveness.timeoutSeconds ?? 30) {
+                    logger.error("the controller went silent while this stage waited to send; exiting")
+                    pendingShutdown = true
+                    return
+                }
                 counters.blockedSeconds += monotonicSeconds() - waitStart
                 waitStart = monotonicSeconds()
                 heartbeatIfDue()
             }
+            counters.sent += 1
         } catch {
             logger.error("send failed: \(error)")
         }

@@ -143,15 +143,18 @@ public struct Tensor: @unchecked Sendable {
 
     public func withUnsafeBufferPointer<T, R>(as type: T.Type, _ body: (UnsafeBufferPointer<T>) throws -> R) rethrows -> R {
         precondition(MemoryLayout<T>.stride == dtype.byteSize, "\(T.self) does not match \(dtype)")
-        let typed = storage.bytes.bindMemory(to: T.self, capacity: elementCount)
-        return try body(UnsafeBufferPointer(start: typed, count: elementCount))
+        // The storage must outlive `body`'s use of its bytes, even when this tensor is a temporary.
+        return try withExtendedLifetime(storage) {
+            try body(UnsafeBufferPointer(start: storage.bytes.bindMemory(to: T.self, capacity: elementCount), count: elementCount))
+        }
     }
 
     /// Writes are allowed only on a tensor this code just created (see the type's comment).
     public func withUnsafeMutableBufferPointer<T, R>(as type: T.Type, _ body: (UnsafeMutableBufferPointer<T>) throws -> R) rethrows -> R {
         precondition(MemoryLayout<T>.stride == dtype.byteSize, "\(T.self) does not match \(dtype)")
-        let typed = storage.bytes.bindMemory(to: T.self, capacity: elementCount)
-        return try body(UnsafeMutableBufferPointer(start: typed, count: elementCount))
+        return try withExtendedLifetime(storage) {
+            try body(UnsafeMutableBufferPointer(start: storage.bytes.bindMemory(to: T.self, capacity: elementCount), count: elementCount))
+        }
     }
 
     public var floats: [Float] {

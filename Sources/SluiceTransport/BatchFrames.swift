@@ -30,7 +30,7 @@ public struct Batch: @unchecked Sendable {
     /// aligned for the element type, in which case that tensor is copied.
     public static func decode(_ frames: [ZMQFrame]) throws -> Batch {
         guard frames.count >= 2 else { throw WireError.truncated("\(frames.count) frame(s); a batch has a header and a metadata frame") }
-        let header = try BatchHeader.decode(frames[0].bytes)
+        let header = try frames[0].withBytes { try BatchHeader.decode($0) }
         guard frames.count == 2 + header.tensors.count else {
             throw WireError.malformed("header lists \(header.tensors.count) tensors but \(frames.count - 2) tensor frames arrived")
         }
@@ -40,14 +40,15 @@ public struct Batch: @unchecked Sendable {
                 throw WireError.malformed("tensor '\(descriptor.name)' \(descriptor.dtype)\(descriptor.shape) needs \(descriptor.byteCount) bytes, frame has \(frame.count)")
             }
             guard tensors[descriptor.name] == nil else { throw WireError.malformed("tensor '\(descriptor.name)' appears twice") }
-            let base = UnsafeMutableRawPointer(mutating: frame.bytes.baseAddress)
-            if let base, Int(bitPattern: base) % descriptor.dtype.byteSize == 0 {
-                let storage = TensorStorage(borrowing: base, byteCount: frame.count, owner: frame)
-                tensors[descriptor.name] = Tensor(dtype: descriptor.dtype, shape: descriptor.shape, storage: storage)
-            } else {
+            tensors[descriptor.name] = frame.withBytes { bytes in
+                // The storage keeps the frame alive, so the tensor may borrow its bytes.
+                if let base = UnsafeMutableRawPointer(mutating: bytes.baseAddress), Int(bitPattern: base) % descriptor.dtype.byteSize == 0 {
+                    return Tensor(dtype: descriptor.dtype, shape: descriptor.shape,
+                                  storage: TensorStorage(borrowing: base, byteCount: bytes.count, owner: frame))
+                }
                 let tensor = Tensor(zeros: descriptor.dtype, shape: descriptor.shape)
-                if frame.count > 0 { tensor.storage.bytes.copyMemory(from: frame.bytes.baseAddress!, byteCount: frame.count) }
-                tensors[descriptor.name] = tensor
+                if bytes.count > 0 { tensor.storage.bytes.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
+                return tensor
             }
         }
         return Batch(header: header, metadata: frames[1].array, tensors: tensors)

@@ -56,8 +56,17 @@ public final class ZMQFrame: @unchecked Sendable {
     }
 
     public var count: Int { zmq_msg_size(message) }
-    public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: zmq_msg_data(message), count: count) }
-    public var array: [UInt8] { Array(bytes) }
+
+    /// The frame's bytes, valid only inside `body`: the frame must outlive every use of them,
+    /// which an optimized build would not otherwise guarantee.
+    public func withBytes<Result>(_ body: (UnsafeRawBufferPointer) throws -> Result) rethrows -> Result {
+        try withExtendedLifetime(self) { try body(UnsafeRawBufferPointer(start: zmq_msg_data(message), count: count)) }
+    }
+
+    public var array: [UInt8] { withBytes { Array($0) } }
+
+    /// The frame as UTF-8 text (routing ids).
+    public var text: String { withBytes { String(decoding: $0, as: UTF8.self) } }
 }
 
 /// What to send in one frame: bytes, copied into the message, or a tensor's storage, handed
@@ -136,7 +145,10 @@ public final class ZMQSocket: @unchecked Sendable {
                     throw ZMQError("zmq_msg_init_data")
                 }
             }
-            if zmq_msg_send(message, handle, flags) < 0 {
+            var sent = zmq_msg_send(message, handle, flags)
+            // A signal (Ctrl-C) may interrupt a send; retrying keeps multipart messages whole.
+            while sent < 0 && zmq_errno() == EINTR { sent = zmq_msg_send(message, handle, flags) }
+            if sent < 0 {
                 let error = ZMQError("send")
                 zmq_msg_close(message)
                 if error.wouldBlock && index == 0 { return false }

@@ -26,6 +26,11 @@ extension Sluice {
         @Option(help: "Also write the run summary as JSON to this file.")
         var report: String?
 
+        @Option(help: "Write the profile (stages, layers, latency, traces, recommendation) as JSON to this file.")
+        var profile: String?
+
+        @OptionGroup var observe: ObserveOptions
+
         @Flag(help: .hidden)
         var managed = false
 
@@ -38,13 +43,18 @@ extension Sluice {
             do {
                 var endpoints = plan.endpoints(runDirectory: directory)
                 endpoints.control = control
-                result = try ControllerRole(plan: plan, endpoints: endpoints).run()
+                let role = try ControllerRole(plan: plan, endpoints: endpoints, metricsPort: observe.metricsPort,
+                                              liveEvery: observe.live ? 1 : nil)
+                result = role.run()
+                if let profile, let data = role.lastProfile?.json(), !FileManager.default.createFile(atPath: profile, contents: data) {
+                    throw RoleError("cannot write the profile to \(profile)")
+                }
             } catch {
                 throw ExitCodes.report(error)
             }
             FileHandle.standardError.write(Data((result.report.text + "\n").utf8))
-            if let report {
-                FileManager.default.createFile(atPath: report, contents: result.report.json())
+            if let report, !FileManager.default.createFile(atPath: report, contents: result.report.json()) {
+                throw ExitCodes.report(RoleError("cannot write the report to \(report)"))
             }
             if result.exitCode != 0 { throw ExitCode(result.exitCode) }
         }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SluicePlan
+import SluiceProtocol
 import SluiceRoles
 
 extension Sluice {
@@ -8,14 +9,24 @@ extension Sluice {
         static let configuration = CommandConfiguration(
             abstract: "Show a pipeline's layers (ops, FLOPs, parameters, boundary sizes) and how they split over stages.",
             discussion: """
-            Costs are estimated from FLOPs and boundary bytes until stages have been measured.
+            Costs are estimated from FLOPs and boundary bytes until stages have been measured; give
+            a run's report (`sluice run --report`) to predict from its measured per-layer times and
+            stage speeds instead.
 
             Example:
               sluice plan pipelines/imu-mlp-3stage.yaml
+              sluice run pipelines/rebalance-demo.yaml --report run.json
+              sluice plan pipelines/rebalance-demo.yaml --measurements run.json --what-if 0-2,3,4-5
             """)
 
         @Argument(help: "The pipeline file (YAML).")
         var pipeline: String
+
+        @Option(name: .customLong("what-if"), help: "A split to predict, as layer ranges per stage, e.g. 0-3,4-9,10-11 (repeatable).")
+        var whatIf: [String] = []
+
+        @Option(help: "A run report (JSON from `sluice run --report`) whose measurements to predict from.")
+        var measurements: String?
 
         func run() throws {
             let plan = try loadPlan(pipeline)
@@ -32,17 +43,57 @@ extension Sluice {
             print("")
             let source = plan.config.stages.split == nil ? "balanced by estimated FLOPs and transfer" : "as given in stages.split"
             print("split over \(plan.partition.ranges.count) stages (\(source)): \(plan.partition)")
-            print(row(["stage", "layers", "MFLOP/sample", "share", "params"], widths: [5, 8, 12, 7, 10]))
+            print(row(["stage", "layers", "MFLOP/sample", "share", "params", "est. cost"], widths: [5, 8, 12, 7, 10, 10]))
             for (index, range) in plan.partition.ranges.enumerated() {
                 let layers = plan.cut.layers[range]
                 let flops = layers.reduce(0) { $0 + $1.flopsPerSample }
                 print(row(["\(index)", range.count == 1 ? "\(range.lowerBound)" : "\(range.lowerBound)-\(range.upperBound - 1)",
                            String(format: "%.4f", flops / 1e6), String(format: "%.0f%%", total > 0 ? 100 * flops / total : 0),
-                           bytes(layers.reduce(0) { $0 + $1.parameterBytes })], widths: [5, 8, 12, 7, 10]))
+                           bytes(layers.reduce(0) { $0 + $1.parameterBytes }),
+                           String(format: "%.4f", plan.partition.stageTimes[index] / 1e6)], widths: [5, 8, 12, 7, 10, 10]))
             }
-            let estimate = plan.partition.stageTimes.max() ?? 0
-            print(String(format: "bottleneck: stage %d, %.0f%% of the pipeline's estimated per-sample cost is the slowest stage's",
-                         plan.partition.bottleneckStage, (plan.partition.stageTimes.reduce(0, +) > 0 ? 100 * estimate / plan.partition.stageTimes.reduce(0, +) : 0)))
+            print("bottleneck: stage \(plan.partition.bottleneckStage) (est. cost: MFLOP per sample plus \(Int(PipelinePlan.flopsPerTransferredByte)) FLOP per byte it sends on)")
+            if !whatIf.isEmpty || measurements != nil { try predict(plan) }
+        }
+
+        /// Predicted throughput of the configured, the asked-for and the optimal splits.
+        private func predict(_ plan: PipelinePlan) throws {
+            let stages = plan.partition.ranges.count
+            var costs = PipelinePlan.estimatedCosts(plan.cut)
+            var speeds = Array(repeating: 1.0, count: stages)
+            var unit = "FLOP-estimated"
+            if let measurements {
+                let report: RunReport
+                do {
+                    report = try JSONDecoder().decode(RunReport.self, from: Data(contentsOf: URL(fileURLWithPath: measurements)))
+                } catch {
+                    throw ExitCodes.report(RoleError("\(measurements): not a run report from `sluice run --report`: \(error)"))
+                }
+                guard report.layerSecondsPerSample.count == plan.cut.layers.count, report.layerSecondsPerSample.allSatisfy({ $0 != nil }) else {
+                    throw ExitCodes.report(RoleError("\(measurements): its measurements cover \(report.layerSecondsPerSample.count) layers, not all \(plan.cut.layers.count) of this pipeline's"))
+                }
+                costs = PartitionCosts(layerCosts: report.layerSecondsPerSample.map { $0! },
+                                       transferCosts: CostModel(cut: plan.cut, stages: stages).partitionCosts.transferCosts)
+                if report.stageSpeeds.count == stages { speeds = report.stageSpeeds }
+                unit = "measured"
+            }
+            func line(_ label: String, _ ranges: [Range<Int>]) {
+                let times = Partition.stageTimes(of: ranges, costs: costs, speeds: speeds)
+                let bottleneck = times.max() ?? 0
+                let rate = measurements != nil && bottleneck > 0 ? String(format: "%.0f samples/s", 1 / bottleneck)
+                    : String(format: "%.4f MFLOP-eq/sample at the bottleneck", bottleneck / 1e6)
+                print("\(label.padding(toLength: 10, withPad: " ", startingAt: 0)) \(Rebalancer.describe(ranges).padding(toLength: 16, withPad: " ", startingAt: 0)) \(rate) (bottleneck stage \(times.firstIndex(of: bottleneck) ?? 0))")
+            }
+            print("")
+            print("predictions (\(unit) costs\(measurements != nil ? ", stage speeds " + speeds.map { String(format: "%.2f", $0) }.joined(separator: "/") : "")):")
+            line("current", plan.partition.ranges)
+            for split in whatIf {
+                guard let ranges = Rebalancer.ranges(from: split), ranges.count == stages, ranges.last?.upperBound == plan.cut.layers.count else {
+                    throw ExitCodes.report(RoleError("--what-if \(split): give \(stages) contiguous layer ranges covering layers 0-\(plan.cut.layers.count - 1), e.g. \(plan.partition)"))
+                }
+                line("what-if", ranges)
+            }
+            if let best = try? Partition.optimal(costs: costs, stages: stages, speeds: speeds) { line("optimal", best.ranges) }
         }
 
         private func summarize(_ ops: [String]) -> String {

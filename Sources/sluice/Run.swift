@@ -13,6 +13,7 @@ extension Sluice {
             Example:
               sluice run pipelines/quickstart.yaml > predictions.jsonl
               sluice run pipelines/quickstart.yaml --report run.json
+              sluice run pipelines/rebalance-demo.yaml --live --metrics-port 9464
             """)
 
         @Argument(help: "The pipeline file (YAML).")
@@ -21,10 +22,13 @@ extension Sluice {
         @Option(help: "Also write the run summary as JSON to this file.")
         var report: String?
 
+        @OptionGroup var observe: ObserveOptions
+
         func run() throws {
             let plan = try loadPlan(pipeline)
             StopSignal.install(managed: false)
-            let launcher = Launcher(pipelineFile: pipeline, plan: plan, reportPath: report)
+            let launcher = Launcher(pipelineFile: pipeline, plan: plan,
+                                    controllerOptions: (report.map { ["--report", $0] } ?? []) + observe.controllerArguments)
             let status: Int32
             do {
                 status = try launcher.run()
@@ -33,5 +37,18 @@ extension Sluice {
             }
             if status != 0 { throw ExitCode(status) }
         }
+    }
+}
+
+/// Watching a run while it goes: the stage table in the terminal, Prometheus metrics over HTTP.
+struct ObserveOptions: ParsableArguments {
+    @Flag(help: "Print the stage table (busy/idle/blocked, rates, bottleneck) to standard error every second.")
+    var live = false
+
+    @Option(help: "Serve Prometheus metrics at http://0.0.0.0:PORT/metrics from the controller.")
+    var metricsPort: UInt16?
+
+    var controllerArguments: [String] {
+        (live ? ["--live"] : []) + (metricsPort.map { ["--metrics-port", String($0)] } ?? [])
     }
 }

@@ -12,14 +12,15 @@ struct Sluice: ParsableCommand {
         discussion: """
         Examples:
           sluice run pipelines/quickstart.yaml
+          sluice profile pipelines/rebalance-demo.yaml --duration 10s
           sluice validate pipelines/quickstart.yaml
           sluice plan pipelines/imu-mlp-3stage.yaml
           sluice infer model.onnx --input window=x.npy --output out/
           sluice inspect model.onnx
           sluice bench model.onnx --batch 1,8,32
         """,
-        subcommands: [Run.self, Validate.self, Plan.self, Infer.self, Inspect.self, Bench.self, Controller.self, Stage.self,
-                      Source.self, Sink.self])
+        subcommands: [Run.self, Profile.self, Validate.self, Plan.self, Infer.self, Inspect.self, Bench.self, Controller.self,
+                      Stage.self, Source.self, Sink.self])
 }
 
 /// Exit codes: 1 the run failed, 2 the pipeline file is invalid, 3 the model cannot be loaded.

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 import SluiceTensor
 
-@Test(arguments: ["run", "validate", "plan", "infer", "controller", "stage", "source", "sink"])
+@Test(arguments: ["run", "profile", "validate", "plan", "infer", "inspect", "bench", "controller", "stage", "source", "sink"])
 func everySubcommandHelpShowsAnExample(subcommand: String) throws {
     let result = try sluice(subcommand, "--help")
     #expect(result.status == 0)

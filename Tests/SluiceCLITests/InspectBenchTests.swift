@@ -14,7 +14,7 @@ import Testing
         #expect(result.status == 0, "\(result.stderr)")
         for expected in ["ops: 12 nodes, 8 op types", "Conv", "BatchNormalization", "unsupported: none",
                          "inputs:  window: float32[N, 6, 100]", "MFLOP per sample", "parameters: 13.2 KiB in 16 initializers",
-                         "fused kernels: 2 (Conv+BatchNormalization+Relu at nodes 1-3", "layers: 12", "cut points: before nodes 1, 2"] {
+                         "fused kernels: 2 (Conv+BatchNormalization+Relu at nodes 1-3", "layers: 8", "cut points: before nodes 1, 4, 5, 8"] {
             #expect(result.stdout.contains(expected), "missing '\(expected)' in \(result.stdout)")
         }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 
 /// The package root, found from this file's path.
 let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -84,3 +85,7 @@ func processes(matching needle: String) -> [Int32] {
         return commandLine.contains(needle) && !commandLine.contains("swift-test") && !commandLine.hasPrefix("/proc")
     }
 }
+
+/// Every test that starts a pipeline of processes lives in here: they run one at a time, since
+/// a handful of processes already fill two cores and the tests assert outcomes under load.
+@Suite(.serialized) struct MultiProcess {}

@@ -31,6 +31,12 @@ private let residualGraph = PlanGraph(
     #expect(cut.boundary(before: 1) == ["c"] && cut.boundary(before: 3) == ["y"])
 }
 
+@Test func neverCutsInsideAnUnsplittableRange() {
+    var graph = residualGraph
+    graph.unsplittable = [0..<2]
+    #expect(LayerCut.cut(graph).layers.map(\.nodes) == [0..<3, 3..<4])
+}
+
 @Test func raisesTheLiveLimitToReachTheMinimumLayerCount() {
     let cut = LayerCut.cut(residualGraph, minimumLayers: 4)
     #expect(cut.layers.count == 4)

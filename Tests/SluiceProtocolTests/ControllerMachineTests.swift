@@ -1,5 +1,6 @@
 import Testing
 import SluiceConfig
+import SluicePlan
 @testable import SluiceProtocol
 
 private let liveness = Liveness(heartbeatSeconds: 0.5, timeoutSeconds: 5)
@@ -135,4 +136,45 @@ private func running() -> ControllerMachine {
     var controller = running()
     #expect(sends(controller.handle(.tick(now: 0.6))).sorted() == roles.map { "\($0):ping" }.sorted())
     #expect(sends(controller.handle(.tick(now: 0.7))).isEmpty)
+}
+
+@Test func aBatchThatNeverArrivesFailsTheRunInsteadOfStallingIt() {
+    var controller = running()
+    var sink = RoleCounters()
+    sink.received = 5
+    sink.batches = 2  // batch 2 is missing; 3 more wait behind it
+    var outcomeSeen: ControllerOutcome?
+    for second in 1...7 {
+        for name in roles where name != "sink" { _ = controller.handle(.received(from: name, .heartbeat(RoleCounters()))) }
+        _ = controller.handle(.received(from: "sink", .heartbeat(sink)))
+        outcomeSeen = outcome(controller.handle(.tick(now: Double(second)))) ?? outcomeSeen
+        if outcomeSeen != nil { break }
+    }
+    guard case .failed(let message)? = outcomeSeen else { Issue.record("no failure"); return }
+    #expect(message.contains("batch 2 never reached the sink"), "\(message)")
+}
+
+@Test func aStageThatRegistersAgainGetsTheRangeInForceNow() {
+    let cut = LayerCut(layers: (0..<4).map {
+        Layer(index: $0, nodeStart: $0, nodeEnd: $0 + 1, opTypes: ["F"], flopsPerSample: 1, parameterBytes: 4, outputs: ["x"], outputBytesPerSample: 4)
+    }, inputs: ["x"], inputBytesPerSample: 4)
+    let stage = StageAssignment(stageIndex: 0, epoch: 1, modelPath: "/m", cut: cut, layers: LayerRange(start: 0, end: 2),
+                                pullEndpoint: "a", pushEndpoints: ["b"], slowdown: 0, liveness: liveness)
+    var coordinator = RebalanceCoordinator(ranges: [0..<2, 2..<4], epoch: 1,
+                                           rebalancer: Rebalancer(config: RebalanceConfig(policy: .off), cut: cut, stages: 2))
+    _ = coordinator.begin([0..<1, 1..<4], reason: "test")
+    for name in ["stage-0", "stage-1"] { _ = coordinator.received(.prepared(epoch: 2), from: name) }
+    for name in ["stage-0", "stage-1"] { _ = coordinator.received(.committed(epoch: 2), from: name) }
+    var controller = ControllerMachine(assignments: ["stage-0": .assignStage(stage), "stage-1": .ping, "source": .ping, "sink": .ping],
+                                       liveness: liveness, coordinator: coordinator)
+    _ = controller.handle(.tick(now: 0))
+    for name in ["stage-0", "stage-1", "source", "sink"] {
+        _ = controller.handle(.received(from: name, .hello(Hello(role: .stage, name: name, pid: 1, host: "h"))))
+    }
+    let again = controller.handle(.received(from: "stage-0", .hello(Hello(role: .stage, name: "stage-0", pid: 2, host: "h"))))
+    guard case .send(_, .assignStage(let resent))? = again.first(where: { if case .send = $0 { return true } else { return false } }) else {
+        Issue.record("no assignment resent: \(again)")
+        return
+    }
+    #expect(resent.layers == LayerRange(start: 0, end: 1) && resent.epoch == 2)
 }

@@ -19,7 +19,10 @@ private struct Simulation {
 
     struct DataMessage { var sequence: UInt64; var value: Int64; var cursor: Int; var epoch: UInt32 }
 
+    /// One stage process; a stage with replicas has several.
     struct Stage {
+        var stage: Int
+        var name: String
         var machine: StageMachine
         /// Layers whose weights are loaded (what an executor holds).
         var loaded: Range<Int>
@@ -29,9 +32,12 @@ private struct Simulation {
 
     let layers: Int
     var rng: SplitMix
+    let stageCount: Int
+    /// Every stage process, replicas included.
     var stages: [Stage]
     var coordinator: RebalanceCoordinator
-    /// data[i] feeds stage i; data[stages.count] feeds the sink.
+    /// data[p] feeds stage process p (each has its own pipe, as PUSH peers do);
+    /// data[stages.count] feeds the sink.
     var data: [[DataMessage]]
     var toRoles: [String: [ControlMessage]] = [:]
     var toController: [(String, ControlMessage)] = []
@@ -44,16 +50,25 @@ private struct Simulation {
 
     init(layers: Int, stages count: Int, seed: UInt64) {
         self.layers = layers
+        stageCount = count
         rng = SplitMix(seed: seed)
         let initial = Simulation.randomSplit(layers: layers, stages: count, rng: &rng)
-        stages = initial.map { Stage(machine: StageMachine(range: $0, epoch: 1), loaded: $0) }
+        var processes: [Stage] = []
+        for (stage, range) in initial.enumerated() {
+            for replica in 0..<(Int(rng.next() % 3) + 1) {
+                processes.append(Stage(stage: stage, name: StageInstance.name(stage: stage, replica: replica),
+                                       machine: StageMachine(range: range, epoch: 1), loaded: range))
+            }
+        }
+        stages = processes
         let cut = LayerCut(layers: (0..<layers).map {
             Layer(index: $0, nodeStart: $0, nodeEnd: $0 + 1, opTypes: ["F"], flopsPerSample: 1, parameterBytes: 4,
                   outputs: ["x"], outputBytesPerSample: 8)
         }, inputs: ["x"], inputBytesPerSample: 8)
         coordinator = RebalanceCoordinator(ranges: initial, epoch: 1,
-                                           rebalancer: Rebalancer(config: RebalanceConfig(policy: .off), cut: cut, stages: count))
-        data = Array(repeating: [], count: count + 1)
+                                           rebalancer: Rebalancer(config: RebalanceConfig(policy: .off), cut: cut, stages: count),
+                                           instances: processes.map(\.name))
+        data = Array(repeating: [], count: processes.count + 1)
     }
 
     static func randomSplit(layers: Int, stages: Int, rng: inout SplitMix) -> [Range<Int>] {
@@ -61,6 +76,16 @@ private struct Simulation {
         while cuts.count < stages - 1 { cuts.insert(Int(rng.next() % UInt64(layers - 1)) + 1) }
         let bounds = [0] + cuts.sorted() + [layers]
         return (0..<stages).map { bounds[$0]..<bounds[$0 + 1] }
+    }
+
+    /// A PUSH to `stage` hands the message to one of its processes (the sink past the last stage).
+    mutating func push(_ message: DataMessage, toStage stage: Int) {
+        guard stage < stageCount else {
+            data[stages.count].append(message)
+            return
+        }
+        let peers = stages.indices.filter { stages[$0].stage == stage }
+        data[peers[Int(rng.next() % UInt64(peers.count))]].append(message)
     }
 
     mutating func perform(_ actions: [ControllerAction]) {
@@ -87,7 +112,7 @@ private struct Simulation {
         let choice = choices[Int(rng.next() % UInt64(choices.count))]
         switch choice {
         case 0:
-            data[0].append(DataMessage(sequence: nextSequence, value: Int64(nextSequence) * 7 + 3, cursor: 0, epoch: sourceEpoch))
+            push(DataMessage(sequence: nextSequence, value: Int64(nextSequence) * 7 + 3, cursor: 0, epoch: sourceEpoch), toStage: 0)
             nextSequence += 1
         case 100..<200:
             deliverData(to: choice - 100)
@@ -100,7 +125,7 @@ private struct Simulation {
         case 400..<500:
             finishLoad(stage: choice - 400)
         case 500:
-            let split = Simulation.randomSplit(layers: layers, stages: stages.count, rng: &rng)
+            let split = Simulation.randomSplit(layers: layers, stages: stageCount, rng: &rng)
             movesStarted += 1
             if split != coordinator.ranges { perform(coordinator.begin(split, reason: "random move")) }
         default:
@@ -119,19 +144,19 @@ private struct Simulation {
         let stage = stages[hop]
         switch stage.machine.decide(cursor: message.cursor) {
         case .reject(let reason):
-            violations.append("stage \(hop) rejected batch \(message.sequence): \(reason)")
+            violations.append("\(stage.name) rejected batch \(message.sequence): \(reason)")
             return
         case .passThrough:
             break
         case .run(let range):
             guard range.lowerBound >= stage.loaded.lowerBound && range.upperBound <= stage.loaded.upperBound else {
-                violations.append("stage \(hop) ran layers \(range) holding only \(stage.loaded)")
+                violations.append("\(stage.name) ran layers \(range) holding only \(stage.loaded)")
                 return
             }
             for index in range { message.value = Simulation.layer(index, message.value) }
             message.cursor = range.upperBound
         }
-        data[hop + 1].append(message)
+        push(message, toStage: stage.stage + 1)
     }
 
     mutating func deliverControl(_ message: ControlMessage, to name: String) {
@@ -142,10 +167,10 @@ private struct Simulation {
             }
             return
         }
-        guard let index = RebalanceCoordinator.stageIndex(name) else { return }
+        guard let index = stages.firstIndex(where: { $0.name == name }) else { return }
         switch message {
         case .prepare(let move):
-            let range = move.ranges[index]
+            let range = move.ranges[stages[index].stage]
             let held = stages[index].machine.prepare(epoch: move.epoch, range: range.start..<range.end)
             if held == stages[index].loaded && stages[index].loading == nil {
                 toController.append((name, .prepared(epoch: move.epoch)))
@@ -173,7 +198,7 @@ private struct Simulation {
         let held = stages[index].machine.held
         if loading.layers == held {
             stages[index].loaded = held
-            if let epoch = loading.acking { toController.append(("stage-\(index)", .prepared(epoch: epoch))) }
+            if let epoch = loading.acking { toController.append((stages[index].name, .prepared(epoch: epoch))) }
         } else {
             // Superseded: load what is held now, and ack the pending prepare when that is done.
             stages[index].loading = (held, stages[index].machine.preparing?.epoch ?? loading.acking)
@@ -181,6 +206,7 @@ private struct Simulation {
     }
 }
 
+/// Stages run as one to three processes each (replicas), so batches also overtake each other.
 @Test func randomLiveMovesNeverLoseDuplicateReorderOrMiscomputeABatch() {
     var totalMoves = 0
     for seed in 0..<60 as Range<UInt64> {

@@ -71,6 +71,8 @@ private let sampleHeader = BatchHeader(
     #expect(decoded == header)
     #expect(throws: WireError.self) { try json.withUnsafeBytes { try SampleChunkHeader.decode($0, payloadBytes: 239, expectedChannels: 6) } }
     #expect(throws: WireError.self) { try json.withUnsafeBytes { try SampleChunkHeader.decode($0, payloadBytes: 240, expectedChannels: 3) } }
+    let huge = Array(#"{"v":1,"sensor":"a","t0":0,"dt":1,"channels":3,"count":4000000000000000000}"#.utf8)
+    #expect(throws: WireError.self) { try huge.withUnsafeBytes { try SampleChunkHeader.decode($0, payloadBytes: 12, expectedChannels: 3) } }
     let eos = try Array(#"{"v":1,"eos":true}"#.utf8).withUnsafeBytes { try SampleChunkHeader.decode($0, payloadBytes: nil, expectedChannels: 6) }
     #expect(eos.isEndOfStream)
 }
@@ -86,10 +88,10 @@ private let sampleHeader = BatchHeader(
     let messages: [ControlMessage] = [
         .hello(Hello(role: .stage, name: "stage-0", pid: 42, host: "h")),
         .assignStage(StageAssignment(stageIndex: 0, epoch: 1, modelPath: "/m.onnx", cut: cut, layers: LayerRange(start: 0, end: 1),
-                                     pullEndpoint: "ipc:///tmp/a", pushEndpoint: "ipc:///tmp/b", slowdown: 0, liveness: liveness)),
+                                     pullEndpoint: "ipc:///tmp/a", pushEndpoints: ["ipc:///tmp/b"], slowdown: 0, liveness: liveness)),
         .assignSource(SourceAssignment(source: .tensors(TensorsSource(path: "/x.npy", rate: .max, rowsPerSecond: nil)), window: nil,
                                        batching: BatchingConfig(maxSize: 4, maxDelayMilliseconds: 5), inputName: "x", sampleShape: [32],
-                                       epoch: 1, pushEndpoint: "tcp://127.0.0.1:1", liveness: liveness)),
+                                       epoch: 1, pushEndpoints: ["tcp://127.0.0.1:1"], liveness: liveness)),
         .assignSink(SinkAssignment(sink: SinkConfig(kind: .jsonl, path: "-"), pullEndpoint: "ipc:///s", outputName: "y",
                                    classes: ["a"], layerCount: 1, liveness: liveness)),
         .ready, .start, .heartbeat(counters), .sourceDone(SourceDone(batches: 2, windows: 9)), .expect(SourceDone(batches: 2, windows: 9)),

@@ -77,11 +77,11 @@ func batchesCrossASocketIntact(transport: String) throws {
     try dealer.send([.bytes(ControlMessage.ready.encoded())])
     #expect(try poll([(router, .readable)], timeoutMilliseconds: 5000) == [.readable])
     let frames = try #require(try router.receive())
-    #expect(String(decoding: frames[0].bytes, as: UTF8.self) == "stage-2")
-    #expect(try ControlMessage.decode(frames[1].bytes) == .ready)
+    #expect(frames[0].text == "stage-2")
+    #expect(try frames[1].withBytes { try ControlMessage.decode($0) } == .ready)
     try router.send([.bytes(Array("stage-2".utf8)), .bytes(ControlMessage.start.encoded())])
     let reply = try #require(try dealer.receive())
-    #expect(try ControlMessage.decode(reply[0].bytes) == .start)
+    #expect(try reply[0].withBytes { try ControlMessage.decode($0) } == .start)
 }
 
 @Test func ipcSocketFilesAreRemovedOnClose() throws {

@@ -1,0 +1,113 @@
+import Foundation
+import SluiceProtocol
+
+/// What the controller knows at one moment, for `/metrics`.
+public struct MetricsSnapshot: Sendable, Equatable {
+    /// Each stage's latest running totals, by stage index.
+    public var stages: [Int: RoleCounters]
+    /// The split in force: layers held per stage index.
+    public var ranges: [Range<Int>]
+    /// Measured seconds per sample per layer (nil: not measured yet).
+    public var layerSecondsPerSample: [Double?]
+    public var epoch: UInt32
+    /// Rebalances applied (or proposed, under the recommend policy) so far.
+    public var rebalances: Int
+    /// The source's and the sink's running totals, where they have reported.
+    public var source: RoleCounters?
+    public var sink: RoleCounters?
+    /// End-to-end latency of released batches, where it is collected.
+    public var latency: LatencyHistogram?
+
+    public init(stages: [Int: RoleCounters], ranges: [Range<Int>], layerSecondsPerSample: [Double?], epoch: UInt32, rebalances: Int,
+                source: RoleCounters? = nil, sink: RoleCounters? = nil, latency: LatencyHistogram? = nil) {
+        self.stages = stages; self.ranges = ranges; self.layerSecondsPerSample = layerSecondsPerSample; self.epoch = epoch
+        self.rebalances = rebalances; self.source = source; self.sink = sink; self.latency = latency
+    }
+}
+
+/// Prometheus text exposition format, version 0.0.4: base units, `_total` counters, a
+/// `_seconds` histogram, labels only `stage` and `layer` (a handful of values each).
+public enum PrometheusExposition {
+    public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
+
+    public static func render(_ snapshot: MetricsSnapshot) -> String {
+        var out = ""
+        let stages = snapshot.stages.sorted { $0.key < $1.key }
+        func family(_ name: String, _ type: String, _ help: String, _ samples: [(labels: String, value: Double)]) {
+            guard !samples.isEmpty else { return }
+            out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
+            for sample in samples { out += "\(name)\(sample.labels) \(number(sample.value))\n" }
+        }
+        func perStage(_ value: (RoleCounters) -> Double) -> [(labels: String, value: Double)] {
+            stages.map { (labels: "{stage=\"\($0.key)\"}", value: value($0.value)) }
+        }
+
+        family("sluice_stage_batches_total", "counter", "Micro-batches a stage ran layers on.", perStage { Double($0.batches) })
+        family("sluice_stage_samples_total", "counter", "Samples (windows) a stage ran layers on.", perStage { Double($0.samples) })
+        family("sluice_stage_busy_seconds_total", "counter", "Seconds a stage spent computing, its own slowdowns included.",
+               perStage { $0.busySeconds })
+        family("sluice_stage_idle_seconds_total", "counter", "Seconds a stage spent waiting for input.", perStage { $0.idleSeconds })
+        family("sluice_stage_blocked_seconds_total", "counter", "Seconds a stage spent waiting for room downstream (backpressure).",
+               perStage { $0.blockedSeconds })
+        family("sluice_stage_elapsed_seconds_total", "counter", "Wall-clock seconds a stage has run: busy + idle + blocked.",
+               perStage { $0.elapsedSeconds })
+        family("sluice_stage_rejected_messages_total", "counter", "Messages a stage could not decode or run and dropped.",
+               perStage { Double($0.rejected) })
+        family("sluice_stage_first_layer", "gauge", "First layer a stage holds.",
+               snapshot.ranges.enumerated().map { (labels: "{stage=\"\($0.offset)\"}", value: Double($0.element.lowerBound)) })
+        family("sluice_stage_last_layer", "gauge", "Last layer a stage holds (inclusive).",
+               snapshot.ranges.enumerated().map { (labels: "{stage=\"\($0.offset)\"}", value: Double($0.element.upperBound - 1)) })
+
+        // A layer that moved has totals on more than one stage: its total is their sum.
+        var layerSeconds: [Int: Double] = [:]
+        var layerSamples: [Int: Double] = [:]
+        for (_, counters) in stages {
+            for timing in counters.layers {
+                layerSeconds[timing.layer, default: 0] += timing.seconds
+                layerSamples[timing.layer, default: 0] += Double(timing.samples)
+            }
+        }
+        family("sluice_layer_compute_seconds_total", "counter", "Seconds spent computing a layer, over every stage that held it.",
+               layerSeconds.sorted { $0.key < $1.key }.map { (labels: "{layer=\"\($0.key)\"}", value: $0.value) })
+        family("sluice_layer_samples_total", "counter", "Samples a layer was computed on.",
+               layerSamples.sorted { $0.key < $1.key }.map { (labels: "{layer=\"\($0.key)\"}", value: $0.value) })
+        family("sluice_layer_seconds_per_sample", "gauge", "Measured compute seconds per sample of a layer (moving average).",
+               snapshot.layerSecondsPerSample.enumerated().compactMap { index, seconds in
+                   seconds.map { (labels: "{layer=\"\(index)\"}", value: $0) }
+               })
+        family("sluice_pipeline_epoch", "gauge", "Plan epoch in force.", [(labels: "", value: Double(snapshot.epoch))])
+        family("sluice_rebalances_total", "counter", "Layer moves decided by the rebalancer.",
+               [(labels: "", value: Double(snapshot.rebalances))])
+        if let source = snapshot.source {
+            family("sluice_source_batches_total", "counter", "Micro-batches the source sent.", [(labels: "", value: Double(source.batches))])
+            family("sluice_source_samples_total", "counter", "Windows the source sent.", [(labels: "", value: Double(source.samples))])
+            family("sluice_source_blocked_seconds_total", "counter", "Seconds the source waited for room in the first stage.",
+                   [(labels: "", value: source.blockedSeconds)])
+        }
+        if let sink = snapshot.sink {
+            family("sluice_sink_batches_total", "counter", "Micro-batches the sink released.", [(labels: "", value: Double(sink.batches))])
+            family("sluice_sink_samples_total", "counter", "Windows the sink released.", [(labels: "", value: Double(sink.samples))])
+        }
+        if let latency = snapshot.latency {
+            let name = "sluice_end_to_end_latency_seconds"
+            out += "# HELP \(name) Seconds from a micro-batch's creation at the source to its arrival at the sink.\n"
+            out += "# TYPE \(name) histogram\n"
+            let cumulative = latency.cumulativeCounts
+            for (index, bound) in latency.bounds.enumerated() {
+                out += "\(name)_bucket{le=\"\(number(bound))\"} \(cumulative[index])\n"
+            }
+            out += "\(name)_bucket{le=\"+Inf\"} \(latency.count)\n"
+            out += "\(name)_sum \(number(latency.sum))\n"
+            out += "\(name)_count \(latency.count)\n"
+        }
+        return out
+    }
+
+    /// A sample value as Prometheus reads it: integers without a fraction, +Inf/-Inf/NaN spelled its way.
+    static func number(_ value: Double) -> String {
+        if value.isNaN { return "NaN" }
+        if value.isInfinite { return value > 0 ? "+Inf" : "-Inf" }
+        if value == value.rounded(), abs(value) < 1e15 { return String(Int64(value)) }
+        return "\(value)"
+    }
+}
