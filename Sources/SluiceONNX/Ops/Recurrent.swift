@@ -139,7 +139,11 @@ struct RecurrentOperator: Operator {
                 initialH: h0.map { $0.floatData + k * s.batch * h }, initialC: c0.map { $0.floatData + k * s.batch * h },
                 y: y.mutableFloatData + k * s.batch * h, yStepStride: d * s.batch * h,
                 yh: yh.mutableFloatData + k * s.batch * h, yc: yc.mutableFloatData + k * s.batch * h)
-            cell.run(buffers, steps: s.steps, batch: s.batch, inputSize: s.input, reverse: reverse, lengths: lengths, scratch: scratch)
+            // The buffers hold raw pointers: keep every tensor they point into alive meanwhile.
+            withExtendedLifetime((x, h0, c0, w, r, bias, peep, y, yh, yc)) {
+                cell.run(buffers, steps: s.steps, batch: s.batch, inputSize: s.input, reverse: reverse, lengths: lengths,
+                         scratch: scratch)
+            }
         }
         var results = [y, yh, yc]
         if batchFirst {

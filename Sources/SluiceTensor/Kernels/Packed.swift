@@ -60,7 +60,10 @@ extension Kernels {
         if transA {
             // The packed kernel reads A by rows: transpose it first (A is the activation, small).
             let at = transpose(a, perm: [1, 0])
-            gemmPacked(m: m, n: n, k: k, alpha: alpha, a: at.floatPointer, lda: k, packed: packed, accumulate: accumulate, c: y, ldc: n)
+            withExtendedLifetime(at) {
+                gemmPacked(m: m, n: n, k: k, alpha: alpha, a: at.floatPointer, lda: k, packed: packed, accumulate: accumulate,
+                           c: y, ldc: n)
+            }
         } else {
             gemmPacked(m: m, n: n, k: k, alpha: alpha, a: a.floatPointer, lda: k, packed: packed, accumulate: accumulate, c: y, ldc: n)
         }
