@@ -242,8 +242,45 @@ NAME_PANEL(5)
 NAME_PANEL(6)
 #undef NAME_PANEL
 
+/* One row of A against packed B: four panels at a time, so that eight independent FMA chains
+ * hide the FMA latency a single panel's chain would wait on. */
+TARGET static void NAME(gemv_packed)(long n, long k, float alpha, const float *a, const float *packed, float beta, float *c) {
+    long panels = (n + 15) / 16;
+    long q = 0;
+    for (; q + 4 <= panels; q += 4) {
+        const float *p0 = packed + q * k * 16, *p1 = p0 + k * 16, *p2 = p1 + k * 16, *p3 = p2 + k * 16;
+        NAME(v8) s[8];
+        for (int i = 0; i < 8; i++) s[i] = NAME(splat)(0.0f);
+        for (long p = 0; p < k; p++) {
+            NAME(v8) av = NAME(splat)(a[p]);
+            s[0] += av * NAME(load)(p0 + p * 16); s[1] += av * NAME(load)(p0 + p * 16 + 8);
+            s[2] += av * NAME(load)(p1 + p * 16); s[3] += av * NAME(load)(p1 + p * 16 + 8);
+            s[4] += av * NAME(load)(p2 + p * 16); s[5] += av * NAME(load)(p2 + p * 16 + 8);
+            s[6] += av * NAME(load)(p3 + p * 16); s[7] += av * NAME(load)(p3 + p * 16 + 8);
+        }
+        for (int i = 0; i < 8; i++) {
+            long column = q * 16 + i * 8;
+            NAME(v8) y = s[i] * alpha;
+            if (column + 8 <= n) {
+                if (beta != 0.0f) y += NAME(load)(c + column);
+                NAME(store)(c + column, y);
+            } else {
+                for (long j = 0; column + j < n; j++) c[column + j] = y[j] + (beta != 0.0f ? c[column + j] : 0.0f);
+            }
+        }
+    }
+    for (; q < panels; q++) {
+        long cols = n - q * 16 < 16 ? n - q * 16 : 16;
+        NAME(panel1)(k, alpha, a, k, packed + q * k * 16, beta, c + q * 16, 0, cols);
+    }
+}
+
 TARGET static void NAME(sgemm_packed)(long m, long n, long k, float alpha, const float *a, long lda, const float *packed,
                                       float beta, float *c, long ldc) {
+    if (m == 1) {
+        NAME(gemv_packed)(n, k, alpha, a, packed, beta, c);
+        return;
+    }
     long panels = (n + 15) / 16;
     /* Rows in near-equal chunks of at most 6 (8 rows as 4 + 4, not 6 + 2). */
     long chunks = (m + 5) / 6, chunk = chunks > 0 ? (m + chunks - 1) / chunks : 1;

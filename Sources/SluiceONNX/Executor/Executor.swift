@@ -107,6 +107,17 @@ public final class Executor: @unchecked Sendable {
                 planned[i] = (matmul, [node.inputs[0], key])
                 continue
             }
+            // Recurrent weights R: Rᵀ packed once per direction, as input 8.
+            if var recurrent = planned[i].op as? RecurrentOperator, node.inputs.count > 2,
+               let r = weights[node.inputs[2]], r.rank == 3, r.dtype == .float32, r.shape[1] == recurrent.gates * r.shape[2] {
+                let key = Self.internalKey("packedR", node.inputs[2])
+                if weights[key] == nil { weights[key] = RecurrentCell.packRecurrentWeights(r, gates: recurrent.gates) }
+                recurrent.packedR = true
+                var inputs = node.inputs + Array(repeating: "", count: max(0, 8 - node.inputs.count))
+                inputs = Array(inputs.prefix(8)) + [key]
+                planned[i] = (recurrent, inputs)
+                continue
+            }
             guard var gemm = planned[i].op as? GemmOperator, node.inputs.count > 1,
                   let weight = weights[node.inputs[1]], weight.rank == 2, weight.dtype == .float32 else { continue }
             let (k, n) = gemm.transB ? (weight.shape[1], weight.shape[0]) : (weight.shape[0], weight.shape[1])

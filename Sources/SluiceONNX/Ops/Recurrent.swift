@@ -19,6 +19,8 @@ struct RecurrentOperator: Operator {
     let activations: [[RecurrentActivation]]
     let clip: Float?
     let batchFirst: Bool
+    /// Input 8 holds R packed per direction (set by the executor when R is a weight).
+    var packedR = false
 
     var gates: Int {
         switch kind {
@@ -133,14 +135,17 @@ struct RecurrentOperator: Operator {
         let gh = gates * h
         for (k, reverse) in directions.enumerated() {
             let cell = RecurrentCell(kind: kind, hidden: h, activations: activations[k], clip: clip)
-            let buffers = RecurrentCell.Buffers(
+            var buffers = RecurrentCell.Buffers(
                 x: x.floatData, w: w.floatData + k * gh * s.input, r: r.floatData + k * gh * h,
                 bias: bias.map { $0.floatData + k * 2 * gh }, peepholes: peep.map { $0.floatData + k * 3 * h },
                 initialH: h0.map { $0.floatData + k * s.batch * h }, initialC: c0.map { $0.floatData + k * s.batch * h },
                 y: y.mutableFloatData + k * s.batch * h, yStepStride: d * s.batch * h,
                 yh: yh.mutableFloatData + k * s.batch * h, yc: yc.mutableFloatData + k * s.batch * h)
+            if packedR, let packed = input(8), packed.shape == [d, RecurrentCell.packedRecurrentCount(gates: gates, hidden: h)] {
+                buffers.packedR = packed.floatData + k * packed.shape[1]
+            }
             // The buffers hold raw pointers: keep every tensor they point into alive meanwhile.
-            withExtendedLifetime((x, h0, c0, w, r, bias, peep, y, yh, yc)) {
+            withExtendedLifetime((x, h0, c0, w, r, bias, peep, y, yh, yc, input(8))) {
                 cell.run(buffers, steps: s.steps, batch: s.batch, inputSize: s.input, reverse: reverse, lengths: lengths,
                          scratch: scratch)
             }

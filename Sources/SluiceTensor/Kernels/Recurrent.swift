@@ -81,6 +81,8 @@ public struct RecurrentCell: Sendable {
         public var bias: UnsafePointer<Float>?
         /// LSTM peepholes [i, o, f] · hidden, or nil.
         public var peepholes: UnsafePointer<Float>?
+        /// Rᵀ packed by `RecurrentCell.packRecurrentWeights`, when prepared ahead of the run.
+        public var packedR: UnsafePointer<Float>?
         public var initialH: UnsafePointer<Float>?
         public var initialC: UnsafePointer<Float>?
         /// Y: the output at step t for batch row b goes to y + t·yStepStride + b·hidden (or nil).
@@ -120,9 +122,12 @@ public struct RecurrentCell: Sendable {
         let state = hr + batch * gh, cell = state + batch * h, rh = cell + batch * h
         // Rᵀ [h, gates·h] packed once per sequence: every step's H·Rᵀ then streams it in order
         // (OpenBLAS would repack R on every one of the steps).
-        let packedR = rh + batch * h, transposedR = packedR + panels
-        for i in 0..<gh { for j in 0..<h { transposedR[j * gh + i] = b.r[i * h + j] } }
-        sluice_pack_b(h, gh, transposedR, gh, packedR)
+        var packedR = UnsafePointer(rh + batch * h)
+        if let prepared = b.packedR {
+            packedR = prepared
+        } else {
+            Self.packRecurrentWeights(b.r, gates: g, hidden: h, into: rh + batch * h, scratch: rh + batch * h + panels)
+        }
 
         // X·Wᵀ for every step at once, plus the input bias.
         Kernels.sgemm(transA: false, transB: true, m: steps * batch, n: gh, k: inputSize, a: b.x, lda: inputSize,
@@ -288,5 +293,33 @@ extension ReferenceKernels {
             for i in 0..<(batch * h) { y[t * batch * h + i] = state[i] }
         }
         return (Tensor(dtype: .float32, shape: [steps, batch, h], doubles: y), Tensor(dtype: .float32, shape: [batch, h], doubles: state))
+    }
+}
+
+extension RecurrentCell {
+    /// Floats `packRecurrentWeights` writes for one direction.
+    public static func packedRecurrentCount(gates: Int, hidden: Int) -> Int { (gates * hidden + 15) / 16 * 16 * hidden }
+
+    /// Rᵀ [hidden, gates·hidden] of one direction's R [gates·hidden, hidden], packed in column
+    /// panels for the per-step H·Rᵀ. `scratch` holds hidden · gates · hidden floats.
+    public static func packRecurrentWeights(_ r: UnsafePointer<Float>, gates: Int, hidden h: Int, into packed: UnsafeMutablePointer<Float>,
+                                            scratch transposed: UnsafeMutablePointer<Float>) {
+        let gh = gates * h
+        for i in 0..<gh { for j in 0..<h { transposed[j * gh + i] = r[i * h + j] } }
+        sluice_pack_b(h, gh, transposed, gh, packed)
+    }
+
+    /// R [directions, gates·hidden, hidden] packed per direction: [directions, packedRecurrentCount].
+    public static func packRecurrentWeights(_ r: Tensor, gates: Int) -> Tensor {
+        let (directions, h) = (r.shape[0], r.shape[2])
+        let count = packedRecurrentCount(gates: gates, hidden: h)
+        let packed = Tensor(uninitialized: .float32, shape: [directions, count])
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: gates * h * h)
+        defer { scratch.deallocate() }
+        for d in 0..<directions {
+            packRecurrentWeights(r.floatData + d * gates * h * h, gates: gates, hidden: h, into: packed.mutableFloatData + d * count,
+                                 scratch: scratch)
+        }
+        return packed
     }
 }
