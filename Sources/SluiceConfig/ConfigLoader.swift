@@ -47,7 +47,7 @@ private struct ConfigReader {
     func read(_ root: Node?) -> PipelineConfig? {
         guard let root else { return nil }
         let top = fields.mapping(root, at: "", allowed: [
-            "name", "model", "source", "window", "batching", "stages", "transport", "sink", "controller", "rebalance",
+            "name", "model", "source", "window", "batching", "stages", "transport", "sink", "controller", "rebalance", "cores",
         ])
         if top.isEmpty && root.mapping == nil { return nil }
         for required in ["model", "source", "stages"] where top[required] == nil {
@@ -67,10 +67,11 @@ private struct ConfigReader {
         let sink = readSink(top["sink"])
         let controller = readController(top["controller"])
         let rebalance = readRebalance(top["rebalance"])
+        let cores = fields.int(top, "cores", at: "", parent: root, minimum: 1)
         guard let model, let source, let stages, let transport, let sink, let controller, let batching else { return nil }
         return PipelineConfig(file: fields.file, name: name, model: model, source: source, window: window,
                               batching: batching, stages: stages, transport: transport, sink: sink,
-                              controller: controller, rebalance: rebalance)
+                              controller: controller, rebalance: rebalance, cores: cores)
     }
 
     func resolve(_ path: String) -> String {
@@ -176,30 +177,46 @@ private struct ConfigReader {
 
     func readStages(_ node: Node?) -> StagesConfig? {
         guard let node else { return nil }
-        let entries = fields.mapping(node, at: "stages", allowed: ["count", "split", "slowdown", "replicas"])
-        let count = fields.int(entries, "count", at: "stages", parent: node, required: true, minimum: 1)
+        let entries = fields.mapping(node, at: "stages", allowed: ["count", "split", "slowdown", "replicas", "threads"])
+        let autoCount = entries["count"] == nil || entries["count"]?.scalar?.string == "auto"
+        let count = autoCount ? nil : fields.int(entries, "count", at: "stages", parent: node, required: true, minimum: 1)
+        if !autoCount && count == nil { return nil }
         var split: [LayerRange]?
         if let splitNode = entries["split"], splitNode.scalar?.string != "auto" {
+            if autoCount {
+                fields.report(splitNode, "stages.split", "needs stages.count: with count auto the planner cuts the layers")
+                return nil
+            }
             split = readSplit(splitNode, count: count)
         }
-        var slowdown: [Int: Double] = [:]
-        if let slowNode = entries["slowdown"] {
-            for (key, value) in fields.mapping(slowNode, at: "stages.slowdown", allowed: Set((0..<(count ?? 0)).map(String.init))) {
-                if let stage = Int(key), let fraction = fields.double([key: value], key, at: "stages.slowdown", parent: slowNode, minimum: 0) {
-                    slowdown[stage] = fraction
-                }
+        let autoReplicas = entries["replicas"]?.scalar?.string == "auto"
+        if autoCount {
+            for key in ["slowdown", "threads", "replicas"] where entries[key] != nil && !(key == "replicas" && autoReplicas) {
+                fields.report(entries[key], "stages.\(key)", "is per stage index, so it needs stages.count (with count auto the planner chooses)")
             }
         }
-        guard let count else { return nil }
-        var replicas: [Int: Int] = [:]
-        if let replicaNode = entries["replicas"] {
-            for (key, value) in fields.mapping(replicaNode, at: "stages.replicas", allowed: Set((0..<(count ?? 0)).map(String.init))) {
-                if let stage = Int(key), let processes = fields.int([key: value], key, at: "stages.replicas", parent: replicaNode, minimum: 1) {
-                    replicas[stage] = processes
-                }
-            }
+        let stageKeys = Set((0..<(count ?? 0)).map(String.init))
+        let slowdown = perStage(entries["slowdown"], at: "stages.slowdown", keys: stageKeys) {
+            fields.double($0, $1, at: "stages.slowdown", parent: $2, minimum: 0)
         }
-        return StagesConfig(count: count, split: split, slowdown: slowdown, replicas: replicas)
+        let replicas = autoReplicas ? [:] : perStage(entries["replicas"], at: "stages.replicas", keys: stageKeys) {
+            fields.int($0, $1, at: "stages.replicas", parent: $2, minimum: 1)
+        }
+        let threads = perStage(entries["threads"], at: "stages.threads", keys: stageKeys) {
+            fields.int($0, $1, at: "stages.threads", parent: $2, minimum: 1)
+        }
+        return StagesConfig(count: count, split: split, slowdown: slowdown, replicas: replicas, autoReplicas: autoReplicas, threads: threads)
+    }
+
+    /// A mapping of stage index to value, such as `replicas: {1: 2}`.
+    func perStage<Value>(_ node: Node?, at path: String, keys: Set<String>,
+                         _ value: ([String: Node], String, Node) -> Value?) -> [Int: Value] {
+        guard let node, !keys.isEmpty else { return [:] }
+        var result: [Int: Value] = [:]
+        for (key, item) in fields.mapping(node, at: path, allowed: keys) {
+            if let stage = Int(key), let parsed = value([key: item], key, node) { result[stage] = parsed }
+        }
+        return result
     }
 
     /// "0-3" or "4" per stage: contiguous, in order, starting at layer 0.

@@ -14,13 +14,20 @@ public struct PipelineConfig: Codable, Sendable, Equatable {
     public var sink: SinkConfig
     public var controller: ControllerConfig
     public var rebalance: RebalanceConfig
+    /// Compute threads all stage processes may use together (replicas × threads summed over
+    /// stages); nil: the machine's cores. Source, sink and controller mostly wait, and are not counted.
+    public var cores: Int?
 
     public init(file: String, name: String, model: ModelConfig, source: SourceConfig, window: WindowConfig?, batching: BatchingConfig,
                 stages: StagesConfig, transport: TransportConfig, sink: SinkConfig, controller: ControllerConfig,
-                rebalance: RebalanceConfig = RebalanceConfig()) {
+                rebalance: RebalanceConfig = RebalanceConfig(), cores: Int? = nil) {
         self.file = file; self.name = name; self.model = model; self.source = source; self.window = window; self.batching = batching
         self.stages = stages; self.transport = transport; self.sink = sink; self.controller = controller; self.rebalance = rebalance
+        self.cores = cores
     }
+
+    /// The core budget in force: `cores`, or every core this machine has.
+    public var coreBudget: Int { cores ?? ProcessInfo.processInfo.activeProcessorCount }
 }
 
 public struct ModelConfig: Codable, Sendable, Equatable {
@@ -135,17 +142,27 @@ public struct BatchingConfig: Codable, Sendable, Equatable {
 }
 
 public struct StagesConfig: Codable, Sendable, Equatable {
-    public var count: Int
+    /// Stage processes in the chain; nil (`auto`): the planner chooses under the core budget.
+    public var count: Int?
     /// Explicit layer ranges, one per stage (half-open); nil lets the planner balance them.
     public var split: [LayerRange]?
     /// Test and demo knob: stage index → extra sleep as a fraction of its compute time.
     public var slowdown: [Int: Double]
     /// Stage index → processes running it (data parallelism behind one PUSH; default 1).
     public var replicas: [Int: Int]
+    /// `replicas: auto`: the planner chooses every stage's replicas and threads under the core budget.
+    public var autoReplicas: Bool
+    /// Stage index → compute threads of each of its processes (default 1, or the planner's choice).
+    public var threads: [Int: Int]
 
-    public init(count: Int, split: [LayerRange]?, slowdown: [Int: Double], replicas: [Int: Int] = [:]) {
+    public init(count: Int?, split: [LayerRange]?, slowdown: [Int: Double], replicas: [Int: Int] = [:], autoReplicas: Bool = false,
+                threads: [Int: Int] = [:]) {
         self.count = count; self.split = split; self.slowdown = slowdown; self.replicas = replicas
+        self.autoReplicas = autoReplicas; self.threads = threads
     }
+
+    /// Whether the planner chooses replicas and threads (`count: auto` or `replicas: auto`).
+    public var plansShapes: Bool { count == nil || autoReplicas }
 }
 
 public struct LayerRange: Codable, Sendable, Equatable, CustomStringConvertible {

@@ -40,11 +40,13 @@ public struct StageAssignment: Codable, Equatable, Sendable {
     public var liveness: Liveness
     /// Time each layer and stamp each batch's hop (see `ControllerConfig.profiling`).
     public var profiling: Bool
+    /// Compute threads of this process (its kernels' intra-op parallelism).
+    public var threads: Int
     public init(stageIndex: Int, epoch: UInt32, modelPath: String, cut: LayerCut, layers: LayerRange, pullEndpoint: String,
-                pushEndpoints: [String], slowdown: Double, liveness: Liveness, profiling: Bool = true) {
+                pushEndpoints: [String], slowdown: Double, liveness: Liveness, profiling: Bool = true, threads: Int = 1) {
         self.stageIndex = stageIndex; self.epoch = epoch; self.modelPath = modelPath; self.cut = cut; self.layers = layers
         self.pullEndpoint = pullEndpoint; self.pushEndpoints = pushEndpoints; self.slowdown = slowdown; self.liveness = liveness
-        self.profiling = profiling
+        self.profiling = profiling; self.threads = threads
     }
 }
 
@@ -209,6 +211,8 @@ public enum ControlMessage: Equatable, Sendable {
     case marked(Mark)
     /// Stages: no batch handled under an older range is in flight any more; drop unused weights.
     case retire(epoch: UInt32)
+    /// Controller → the source or a stage: a replica joined the next hop; connect PUSH to it too.
+    case connect(endpoint: String)
 }
 
 /// A new plan: one layer range per stage, under a new epoch.
@@ -229,6 +233,7 @@ extension ControlMessage: Codable {
     private struct Reason: Codable { var reason: String }
     private struct Failure: Codable { var message: String }
     private struct Epoch: Codable { var epoch: UInt32 }
+    private struct Peer: Codable { var endpoint: String }
 
     public var type: String {
         switch self {
@@ -253,6 +258,7 @@ extension ControlMessage: Codable {
         case .mark: return "mark"
         case .marked: return "marked"
         case .retire: return "retire"
+        case .connect: return "connect"
         }
     }
 
@@ -273,6 +279,7 @@ extension ControlMessage: Codable {
         case .prepared(let epoch), .commit(let epoch), .committed(let epoch), .mark(let epoch), .retire(let epoch):
             try container.encode(Epoch(epoch: epoch), forKey: .body)
         case .marked(let mark): try container.encode(mark, forKey: .body)
+        case .connect(let endpoint): try container.encode(Peer(endpoint: endpoint), forKey: .body)
         case .ready, .start, .stop, .ping: break
         }
     }
@@ -302,6 +309,7 @@ extension ControlMessage: Codable {
         case "mark": self = .mark(epoch: try container.decode(Epoch.self, forKey: .body).epoch)
         case "marked": self = .marked(try container.decode(Mark.self, forKey: .body))
         case "retire": self = .retire(epoch: try container.decode(Epoch.self, forKey: .body).epoch)
+        case "connect": self = .connect(endpoint: try container.decode(Peer.self, forKey: .body).endpoint)
         default:
             throw DecodingError.dataCorruptedError(forKey: .type, in: container, debugDescription: "unknown control message type '\(type)'")
         }

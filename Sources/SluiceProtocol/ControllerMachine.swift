@@ -19,6 +19,11 @@ public enum ControllerOutcome: Equatable, Sendable {
 public enum ControllerAction: Equatable, Sendable {
     case send(to: String, ControlMessage)
     case log(String)
+    /// The coordinator asks for one more process of a stage; the controller machine turns it
+    /// into `spawn` (the shell never sees it).
+    case addReplica(stage: Int)
+    /// Start a stage process with this role name (it registers like any role).
+    case spawn(role: String)
     /// The run is over; shutdown has already been sent to every role.
     case finish(ControllerOutcome)
 }
@@ -35,7 +40,13 @@ public struct ControllerMachine {
     public private(set) var counters: [String: RoleCounters] = [:]
     public private(set) var runStarted: Double?
 
-    private let assignments: [String: ControlMessage]
+    private var assignments: [String: ControlMessage]
+    /// Where a stage process added during the run binds its PULL, by role name; nil: no replicas are added.
+    private let replicaEndpoint: ((String) -> String)?
+    /// Replicas spawned and not yet ready: their stage, and when they were asked for.
+    private var pendingReplicas: [String: (stage: Int, since: Double)] = [:]
+    /// The endpoints each role's PUSH connects to, so a new replica is announced once to each.
+    private var connected: [String: Set<String>] = [:]
     private let sourceName: String
     private let sinkName: String
     private let liveness: Liveness
@@ -55,8 +66,9 @@ public struct ControllerMachine {
     /// `assignments` maps every role's name to its assignment message; the run starts once all
     /// of them have said hello and ready.
     public init(assignments: [String: ControlMessage], sourceName: String = "source", sinkName: String = "sink",
-                liveness: Liveness, coordinator: RebalanceCoordinator? = nil) {
+                liveness: Liveness, coordinator: RebalanceCoordinator? = nil, replicaEndpoint: ((String) -> String)? = nil) {
         self.assignments = assignments
+        self.replicaEndpoint = replicaEndpoint
         self.sourceName = sourceName
         self.sinkName = sinkName
         self.liveness = liveness
@@ -67,6 +79,45 @@ public struct ControllerMachine {
     public mutating func move(to ranges: [Range<Int>], reason: String) -> [ControllerAction] {
         guard phase == .running else { return [] }
         return coordinator?.begin(ranges, reason: reason) ?? []
+    }
+
+    /// Role names of every stage process, replicas (and those still starting) included.
+    public var stageInstances: [[String]] {
+        var byStage: [[String]] = Array(repeating: [], count: coordinator?.ranges.count ?? 0)
+        for name in roleNames {
+            guard let stage = StageInstance.stage(of: name) else { continue }
+            while byStage.count <= stage { byStage.append([]) }
+            byStage[stage].append(name)
+        }
+        return byStage
+    }
+
+    /// Turns the coordinator's requests for replicas into processes to start.
+    private mutating func coordinated(_ actions: [ControllerAction]) -> [ControllerAction] {
+        actions.flatMap { action -> [ControllerAction] in
+            guard case .addReplica(let stage) = action else { return [action] }
+            guard let replicaEndpoint, case .assignStage(var assignment)? = assignments[StageInstance.name(stage: stage, replica: 0)] else {
+                return coordinator?.abandonGrowth(reason: "this controller cannot start processes") ?? []
+            }
+            let name = StageInstance.name(stage: stage, replica: stageInstances[stage].count)
+            assignment.pullEndpoint = replicaEndpoint(name)
+            assignments[name] = .assignStage(assignment)
+            pendingReplicas[name] = (stage, now)
+            lastHeard[name] = now
+            return [.log("starting \(name), a replica of stage \(stage), at \(assignment.pullEndpoint)"), .spawn(role: name)]
+        }
+    }
+
+    /// A replica is ready: the processes before it connect to it, and the coordinator counts it.
+    private mutating func replicaJoined(_ name: String, stage: Int) -> [ControllerAction] {
+        guard case .assignStage(let assignment)? = assignments[name] else { return [] }
+        let upstream = stage == 0 ? [sourceName] : stageInstances[stage - 1]
+        var actions: [ControllerAction] = []
+        for role in upstream where !(connected[role]?.contains(assignment.pullEndpoint) ?? false) {
+            connected[role, default: []].insert(assignment.pullEndpoint)
+            actions.append(.send(to: role, .connect(endpoint: assignment.pullEndpoint)))
+        }
+        return actions + coordinated(coordinator?.joined(name, stage: stage) ?? [])
     }
 
     private var roleNames: [String] { assignments.keys.sorted() }
@@ -98,15 +149,20 @@ public struct ControllerMachine {
             if !inserted { actions.append(.log("\(name) (\(hello.role.rawValue), pid \(hello.pid) on \(hello.host)) registered again")) }
             if phase != .registering, let assignment = currentAssignment(name) {
                 actions.append(.send(to: name, assignment))
+                noteConnections(name, assignment)
             } else if registered.count == assignments.count {
                 phase = .preparing
                 phaseStarted = now
                 actions.append(.log("all \(assignments.count) roles registered; sending assignments"))
                 actions += roleNames.map { .send(to: $0, assignments[$0]!) }
+                for role in roleNames { noteConnections(role, assignments[role]!) }
             }
             return actions
         case .ready:
             ready.insert(name)
+            if let pending = pendingReplicas.removeValue(forKey: name) {
+                return phase == .running || phase == .draining ? replicaJoined(name, stage: pending.stage) : []
+            }
             guard phase == .preparing, ready.count == assignments.count else { return [] }
             phase = .running
             phaseStarted = now
@@ -118,7 +174,7 @@ public struct ControllerMachine {
             if name == sinkName, roleCounters.batches != sinkProgress.batches {
                 sinkProgress = (roleCounters.batches, now)
             }
-            var moveActions = coordinator?.heartbeat(from: name, counters: roleCounters, sinkName: sinkName) ?? []
+            var moveActions = coordinated(coordinator?.heartbeat(from: name, counters: roleCounters, sinkName: sinkName) ?? [])
             if phase == .closing { moveActions = [] }
             if phase == .closing {
                 finalReports.insert(name)
@@ -129,7 +185,7 @@ public struct ControllerMachine {
             }
             return moveActions
         case .prepared, .committed, .marked:
-            return coordinator?.received(message, from: name) ?? []
+            return coordinated(coordinator?.received(message, from: name) ?? [])
         case .sourceDone(let done):
             guard phase == .running else { return [] }
             phase = .draining
@@ -146,20 +202,35 @@ public struct ControllerMachine {
             return roleNames.map { .send(to: $0, .shutdown(reason: "done")) }
         case .failed(let reason):
             return finish(.failed("\(name): \(reason)"), reason: "\(name) failed")
-        case .assignStage, .assignSource, .assignSink, .start, .expect, .stop, .shutdown, .ping, .prepare, .commit, .mark, .retire:
+        case .assignStage, .assignSource, .assignSink, .start, .expect, .stop, .shutdown, .ping, .prepare, .commit, .mark, .retire, .connect:
             return [.log("ignoring \(message.type) from \(name): only the controller sends it")]
         }
     }
 
     /// A role's assignment as the plan stands now: a stage that registers again (restarted)
-    /// gets the range and epoch in force, not those the run started with.
+    /// or joins as a replica gets the range and epoch in force and every process of the next hop.
     private func currentAssignment(_ name: String) -> ControlMessage? {
         guard case .assignStage(var stage)? = assignments[name], let coordinator,
               coordinator.ranges.indices.contains(stage.stageIndex) else { return assignments[name] }
         let range = coordinator.ranges[stage.stageIndex]
         stage.layers = LayerRange(start: range.lowerBound, end: range.upperBound)
         stage.epoch = coordinator.epoch
+        let next = stage.stageIndex + 1
+        if next < stageInstances.count {
+            stage.pushEndpoints = stageInstances[next].compactMap {
+                guard case .assignStage(let peer)? = assignments[$0] else { return nil }
+                return peer.pullEndpoint
+            }
+        }
         return .assignStage(stage)
+    }
+
+    private mutating func noteConnections(_ name: String, _ assignment: ControlMessage) {
+        switch assignment {
+        case .assignStage(let stage): connected[name] = Set(stage.pushEndpoints)
+        case .assignSource(let source): connected[name] = Set(source.pushEndpoints)
+        default: break
+        }
     }
 
     private mutating func requestStop() -> [ControllerAction] {
@@ -196,8 +267,9 @@ public struct ControllerMachine {
                                         reason: "roles missing")
             }
         case .running, .draining:
-            actions += coordinator?.tick(now: now, allowNewMoves: phase == .running && !stopRequested) ?? []
-            let silent = roleNames.filter { now - (lastHeard[$0] ?? started) > liveness.timeoutSeconds }
+            actions += coordinated(coordinator?.tick(now: now, allowNewMoves: phase == .running && !stopRequested) ?? [])
+            actions += abandonLateReplicas()
+            let silent = roleNames.filter { pendingReplicas[$0] == nil && now - (lastHeard[$0] ?? started) > liveness.timeoutSeconds }
             if !silent.isEmpty {
                 return actions + finish(.failed("\(silent.joined(separator: ", ")) stopped responding (silent for more than \(liveness.timeoutSeconds) s)"),
                                         reason: "role lost")
@@ -221,6 +293,20 @@ public struct ControllerMachine {
             }
         case .finished:
             break
+        }
+        return actions
+    }
+
+    /// A replica that is not ready long after it was asked for (loading a model takes a while)
+    /// is given up: the run goes on without it.
+    private mutating func abandonLateReplicas() -> [ControllerAction] {
+        var actions: [ControllerAction] = []
+        for (name, pending) in pendingReplicas where now - pending.since > liveness.timeoutSeconds * 3 {
+            pendingReplicas[name] = nil
+            assignments[name] = nil
+            registered.remove(name)
+            actions.append(.send(to: name, .shutdown(reason: "not ready in time")))
+            actions += coordinator?.abandonGrowth(reason: "\(name) was not ready within \(Int(liveness.timeoutSeconds * 3)) s") ?? []
         }
         return actions
     }

@@ -38,10 +38,18 @@ public struct RebalanceCoordinator: Sendable {
         var started: Double
     }
 
+    /// Replicas asked for and not yet joined, and the ranges to move to once they have.
+    struct Growth: Sendable {
+        var waiting: Int
+        var ranges: [Range<Int>]
+        var reason: String
+    }
+
     private var move: MoveInFlight?
+    private var growth: Growth?
     private let sourceName: String
     /// Every stage process (replicas included): each must prepare and commit.
-    private let instances: [String]
+    public private(set) var instances: [String]
     private var sinkTotals: [(time: Double, samples: Int)] = []
     private var settledAt: Double?
     private var now = 0.0
@@ -57,7 +65,39 @@ public struct RebalanceCoordinator: Sendable {
     }
 
     public var isMoving: Bool { move != nil }
+    public var isGrowing: Bool { growth != nil }
     public var history: [RebalanceRecord] { rebalancer.history }
+
+    /// Processes per stage as they stand.
+    public var replicas: [Int] { rebalancer.model.replicas }
+
+    /// A replica asked for by `.addReplica` is running and connected: from now on it takes
+    /// part in moves, and the cost model counts it. Once every replica asked for has joined,
+    /// the move planned with them starts.
+    public mutating func joined(_ name: String, stage: Int) -> [ControllerAction] {
+        guard !instances.contains(name) else { return [] }
+        instances.append(name)
+        rebalancer.addReplica(stage: stage)
+        guard var current = growth else { return [.log("\(name) joined stage \(stage)")] }
+        current.waiting -= 1
+        guard current.waiting <= 0 else {
+            growth = current
+            return [.log("\(name) joined stage \(stage); waiting for \(current.waiting) more")]
+        }
+        growth = nil
+        let joinedLog = ControllerAction.log("\(name) joined stage \(stage); replicas now \(replicas.map(String.init).joined(separator: ","))")
+        guard current.ranges != ranges else { return [joinedLog] }
+        return [joinedLog] + begin(current.ranges, reason: current.reason)
+    }
+
+    /// A replica asked for could not start: the move planned with it is dropped, and no
+    /// replica is asked for again in this run.
+    public mutating func abandonGrowth(reason: String) -> [ControllerAction] {
+        guard growth != nil else { return [] }
+        growth = nil
+        rebalancer.stopAddingReplicas()
+        return [.log("not adding replicas for the rest of the run: \(reason)")]
+    }
 
 
     /// Samples per second the sink released over the last rebalancing interval.
@@ -125,20 +165,34 @@ public struct RebalanceCoordinator: Sendable {
             rebalancer.recordMeasuredAfter(rate)
             settledAt = nil
         }
-        guard allowNewMoves, move == nil else { return [] }
+        guard allowNewMoves, move == nil, growth == nil else { return [] }
         guard let record = rebalancer.proposal(current: ranges, now: now, epoch: epoch + 1,
                                                measuredSamplesPerSecond: measuredSamplesPerSecond) else { return [] }
         let gain = record.predictedOldSamplesPerSecond > 0 ? 100 * (record.predictedNewSamplesPerSecond / record.predictedOldSamplesPerSecond - 1) : 0
-        let summary = String(format: "%@ -> %@ predicts %.0f -> %.0f samples/s (+%.0f%%)", record.oldSplit, record.newSplit,
+        let summary = String(format: "%@ -> %@ predicts %.0f -> %.0f samples/s (+%.0f%%)", record.oldPlan, record.newPlan,
                              record.predictedOldSamplesPerSecond, record.predictedNewSamplesPerSecond, gain)
         guard record.applied else { return [.log("recommend: \(summary) (policy is recommend: not moving)")] }
         guard let newRanges = Rebalancer.ranges(from: record.newSplit) else { return [] }
+        if let wanted = record.newReplicas { return addReplicas(wanted, then: newRanges, reason: "rebalance: \(summary)") }
         return begin(newRanges, reason: "rebalance: \(summary)")
+    }
+
+    /// Asks for processes until each stage has `wanted`, then moves to `newRanges` once they
+    /// have joined. New replicas start on the ranges in force: no move is in flight, so every
+    /// batch they can receive needs only those weights.
+    public mutating func addReplicas(_ wanted: [Int], then newRanges: [Range<Int>], reason: String) -> [ControllerAction] {
+        guard move == nil, growth == nil, wanted.count == ranges.count else { return [] }
+        let added = zip(wanted, replicas).enumerated().flatMap { stage, counts in
+            Array(repeating: ControllerAction.addReplica(stage: stage), count: max(0, counts.0 - counts.1))
+        }
+        guard !added.isEmpty else { return begin(newRanges, reason: reason) }
+        growth = Growth(waiting: added.count, ranges: newRanges, reason: reason)
+        return [.log("\(reason); adding \(added.count) replica\(added.count == 1 ? "" : "s") first")] + added
     }
 
     /// Starts a move to `newRanges` under the next epoch.
     public mutating func begin(_ newRanges: [Range<Int>], reason: String) -> [ControllerAction] {
-        guard move == nil, newRanges.count == ranges.count else { return [] }
+        guard move == nil, newRanges.count == ranges.count, newRanges != ranges else { return [] }
         let next = epoch + 1
         move = MoveInFlight(epoch: next, ranges: newRanges, step: .preparing(waiting: Set(instances)), started: now)
         let plan = Move(epoch: next, ranges: newRanges.map { LayerRange(start: $0.lowerBound, end: $0.upperBound) })

@@ -13,7 +13,7 @@ public struct CostModel: Sendable, Equatable {
     public let boundaryBytes: [Int]
     public var secondsPerByte: Double
     /// Processes per stage: a stage of r replicas takes r batches at a time.
-    public let replicas: [Int]
+    public private(set) var replicas: [Int]
 
     private struct InstanceLayer: Hashable, Sendable { var instance: String; var layer: Int }
     private var lastLayerTotals: [InstanceLayer: LayerTiming] = [:]
@@ -33,6 +33,12 @@ public struct CostModel: Sendable, Equatable {
     public var effectiveSpeeds: [Double] { zip(stageSpeeds, replicas).map { $0 * Double($1) } }
 
     public var isComplete: Bool { layerSeconds.allSatisfy { $0 != nil } }
+
+    /// A replica of `stage` joined: the stage takes one more batch at a time.
+    public mutating func addReplica(stage: Int) {
+        guard replicas.indices.contains(stage) else { return }
+        replicas[stage] += 1
+    }
 
     /// Folds in a stage process's running totals; differences since its last report are what count.
     public mutating func observe(instance: String, stage: Int, counters: RoleCounters) {
@@ -92,6 +98,13 @@ public struct RebalanceRecord: Codable, Equatable, Sendable {
     public var measuredAfterSamplesPerSecond: Double?
     /// False under the `recommend` policy: the split was only proposed.
     public var applied: Bool
+    /// Processes per stage before and after, when the decision adds replicas (nil: unchanged).
+    public var oldReplicas: [Int]?
+    public var newReplicas: [Int]?
+
+    /// The plan moved to, in words: "0-1,2,3-5" or "0-1,2 ×2,3-5" when replicas were added.
+    public var newPlan: String { Rebalancer.describe(Rebalancer.ranges(from: newSplit) ?? [], replicas: newReplicas) }
+    public var oldPlan: String { Rebalancer.describe(Rebalancer.ranges(from: oldSplit) ?? [], replicas: oldReplicas) }
 }
 
 /// Decides when a better split is worth a move: a predicted gain above the threshold, no
@@ -100,37 +113,74 @@ public struct RebalanceRecord: Codable, Equatable, Sendable {
 public struct Rebalancer: Sendable {
     public let config: RebalanceConfig
     public private(set) var model: CostModel
+    /// Compute threads the stage processes may use together; spare ones go to new replicas.
+    public private(set) var cores: Int
+    /// Threads of each process, per stage (fixed for the run).
+    public let threads: [Int]
+    /// Per layer, the share of compute more threads speed up (see `CorePlanner`).
+    public let parallelFractions: [Double]?
     public private(set) var history: [RebalanceRecord] = []
     private var lastDecisionAt: Double?
     private var previousSplit: [Range<Int>]?
     private var lastRecommended: [Range<Int>]?
 
-    public init(config: RebalanceConfig, cut: LayerCut, stages: Int, replicas: [Int]? = nil) {
+    /// `cores`: the budget; nil means no more than the processes started with (no replicas added).
+    public init(config: RebalanceConfig, cut: LayerCut, stages: Int, replicas: [Int]? = nil, threads: [Int]? = nil,
+                cores: Int? = nil, parallelFractions: [Double]? = nil) {
         self.config = config
         model = CostModel(cut: cut, stages: stages, replicas: replicas)
+        self.threads = threads ?? Array(repeating: 1, count: stages)
+        self.cores = cores ?? 0
+        self.parallelFractions = parallelFractions
+    }
+
+    public mutating func addReplica(stage: Int) { model.addReplica(stage: stage) }
+
+    /// No more replicas for the rest of the run (one could not be started; others would fail alike).
+    public mutating func stopAddingReplicas() { cores = 0 }
+
+    private var coresInUse: Int { zip(model.replicas, threads).reduce(0) { $0 + $1.0 * $1.1 } }
+
+    /// The best ranges for the stages as they are, or, with spare cores, the best ranges and
+    /// replicas (never fewer than now), each stage's processes running at their measured speed.
+    func bestPlan(current: [Range<Int>]) -> (ranges: [Range<Int>], replicas: [Int], throughput: Double)? {
+        if cores > coresInUse {
+            let planner = CorePlanner(costs: model.partitionCosts, parallelFractions: parallelFractions)
+            let constraints = CorePlanner.Constraints(stages: current.count, minimumReplicas: model.replicas,
+                                                      threads: threads.map { $0 }, speeds: model.stageSpeeds)
+            guard let plan = try? planner.plan(cores: cores, constraints: constraints) else { return nil }
+            return (plan.ranges, plan.replicas, plan.throughput)
+        }
+        guard let best = try? Partition.optimal(costs: model.partitionCosts, stages: current.count, speeds: model.effectiveSpeeds) else {
+            return nil
+        }
+        return (best.ranges, model.replicas, model.throughput(best.ranges))
     }
 
     public mutating func observe(instance: String, stage: Int, counters: RoleCounters) {
         model.observe(instance: instance, stage: stage, counters: counters)
     }
 
-    /// A better split for `current`, if one is worth moving to now.
+    /// A better split (and, with spare cores, more replicas) for `current`, if one is worth
+    /// moving to now.
     public mutating func proposal(current: [Range<Int>], now: Double, epoch: UInt32,
                                   measuredSamplesPerSecond: Double?) -> RebalanceRecord? {
         guard config.policy != .off, model.isComplete else { return nil }
         if let lastDecisionAt, now - lastDecisionAt < config.intervalSeconds { return nil }
-        guard let best = try? Partition.optimal(costs: model.partitionCosts, stages: current.count, speeds: model.effectiveSpeeds),
-              best.ranges != current else { return nil }
+        guard let best = bestPlan(current: current) else { return nil }
+        let grows = best.replicas != model.replicas
+        guard best.ranges != current || grows else { return nil }
         let oldThroughput = model.throughput(current)
-        let newThroughput = model.throughput(best.ranges)
+        let newThroughput = best.throughput
         let gain = oldThroughput > 0 ? newThroughput / oldThroughput - 1 : 0
-        let required = best.ranges == previousSplit ? 2 * config.threshold : config.threshold
+        let required = best.ranges == previousSplit && !grows ? 2 * config.threshold : config.threshold
         guard gain > required else { return nil }
-        if config.policy == .recommend && best.ranges == lastRecommended { return nil }
+        if config.policy == .recommend && best.ranges == lastRecommended && !grows { return nil }
         let record = RebalanceRecord(atSeconds: now, epoch: epoch, oldSplit: Self.describe(current), newSplit: Self.describe(best.ranges),
                                      predictedOldSamplesPerSecond: oldThroughput, predictedNewSamplesPerSecond: newThroughput,
                                      measuredBeforeSamplesPerSecond: measuredSamplesPerSecond, measuredAfterSamplesPerSecond: nil,
-                                     applied: config.policy == .auto)
+                                     applied: config.policy == .auto,
+                                     oldReplicas: grows ? model.replicas : nil, newReplicas: grows ? best.replicas : nil)
         history.append(record)
         lastDecisionAt = now
         if config.policy == .auto {
@@ -149,6 +199,14 @@ public struct Rebalancer: Sendable {
 
     public static func describe(_ ranges: [Range<Int>]) -> String {
         Partition(ranges: ranges, stageTimes: []).description
+    }
+
+    /// "0-1,2 ×2,3-5": a stage's processes after ×, when more than one.
+    public static func describe(_ ranges: [Range<Int>], replicas: [Int]?) -> String {
+        guard let replicas, replicas.count == ranges.count else { return describe(ranges) }
+        return zip(ranges, replicas).map { range, count in
+            describe([range]) + (count > 1 ? " ×\(count)" : "")
+        }.joined(separator: ",")
     }
 
     public static func ranges(from split: String) -> [Range<Int>]? {

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SluiceConfig
+import SluicePlan
 import SluiceProfile
 import SluiceProtocol
 import SluiceTransport
@@ -19,25 +20,34 @@ public final class ControllerRole {
     private let metrics: MetricsServer?
     private let liveEvery: Double?
     private var nextLive = 0.0
+    /// Stage processes this controller started during the run (replicas added live).
+    private let spawnStages: Bool
+    private var spawned: [Process] = []
 
     /// `metricsPort`: serve Prometheus text at http://host:port/metrics while running.
     /// `liveEvery`: print the stage table to standard error this often (seconds).
-    public init(plan: PipelinePlan, endpoints: Endpoints, metricsPort: UInt16? = nil, liveEvery: Double? = nil) throws {
+    /// `runDirectory`: where ipc endpoints of replicas added during the run go. `spawnStages`:
+    /// start those replicas as processes of this executable (under `sluice run`); otherwise the
+    /// log says which `sluice stage` to start by hand.
+    public init(plan: PipelinePlan, endpoints: Endpoints, runDirectory: String, spawnStages: Bool = false,
+                metricsPort: UInt16? = nil, liveEvery: Double? = nil) throws {
         self.plan = plan
         self.endpoints = endpoints
         self.liveEvery = liveEvery
+        self.spawnStages = spawnStages
         metrics = try metricsPort.map { try MetricsServer(host: "0.0.0.0", port: $0) }
         router = try ZMQSocket(context, .router, lingerMilliseconds: 2000, sendHighWaterMark: 10_000, receiveHighWaterMark: 10_000)
         try router.bind(endpoints.control)
         let coordinator = RebalanceCoordinator(
             ranges: plan.partition.ranges, epoch: 1,
             rebalancer: Rebalancer(config: plan.config.rebalance, cut: plan.cut, stages: plan.partition.ranges.count,
-                                   replicas: plan.replicaCounts),
+                                   replicas: plan.replicaCounts, threads: plan.shapes.map(\.threads), cores: plan.config.coreBudget,
+                                   parallelFractions: CorePlanner.parallelFractions(cut: plan.cut, graph: plan.graph)),
             instances: plan.stageNames)
         machine = ControllerMachine(assignments: plan.assignments(endpoints),
                                     liveness: Liveness(heartbeatSeconds: plan.config.controller.heartbeatMilliseconds / 1000,
                                                        timeoutSeconds: plan.config.controller.timeoutSeconds),
-                                    coordinator: coordinator)
+                                    coordinator: coordinator, replicaEndpoint: plan.replicaEndpoints(runDirectory: runDirectory))
     }
 
     /// Runs the pipeline to its end; returns the report and the process exit code.
@@ -89,11 +99,32 @@ public final class ControllerRole {
                 }
             case .log(let text):
                 logger.info("\(text)")
+            case .spawn(let role):
+                startStage(role)
+            case .addReplica:
+                break  // the machine turns these into `spawn`
             case .finish(let result):
                 outcome = result
             }
         }
         return outcome
+    }
+
+    private func startStage(_ role: String) {
+        let arguments = ["stage", "--controller", endpoints.control, "--name", role]
+        guard spawnStages else {
+            logger.warning("a replica is wanted: start `sluice \(arguments.joined(separator: " "))` (the controller waits \(Int(plan.config.controller.timeoutSeconds * 3)) s)")
+            return
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
+        process.arguments = arguments + ["--managed"]
+        do {
+            try process.run()
+            spawned.append(process)
+        } catch {
+            logger.error("cannot start \(role): \(error)")
+        }
     }
 
     private func finish(_ outcome: ControllerOutcome) -> (report: RunReport, exitCode: Int32) {
@@ -121,7 +152,7 @@ public final class ControllerRole {
     /// Each stage's counters, its replicas' combined.
     private func stageCounters() -> [Int: RoleCounters] {
         var byStage: [Int: RoleCounters] = [:]
-        for (index, names) in plan.stageInstances.enumerated() {
+        for (index, names) in machine.stageInstances.enumerated() {
             let parts = names.compactMap { machine.counters[$0] }
             if !parts.isEmpty { byStage[index] = RoleCounters.combined(parts) }
         }
@@ -136,7 +167,7 @@ public final class ControllerRole {
             rebalances: coordinator?.history ?? [], windowsIn: sourceDone?.windows,
             windowsOut: windowsOut ?? UInt64(machine.counters["sink"]?.samples ?? 0),
             durationSeconds: machine.counters["sink"]?.elapsedSeconds ?? 0, queueDepths: queueDepths(),
-            replicas: Dictionary(uniqueKeysWithValues: plan.replicaCounts.enumerated().map { ($0.offset, $0.element) }))
+            replicas: Dictionary(uniqueKeysWithValues: (machine.coordinator?.replicas ?? plan.replicaCounts).enumerated().map { ($0.offset, $0.element) }))
     }
 
     /// Batches between each stage and its upstream, averaged over the samples taken each

@@ -12,6 +12,8 @@ public struct PipelinePlan {
     public let graph: PlanGraph
     public let cut: LayerCut
     public let partition: Partition
+    /// Processes and threads per stage, as configured or as the planner chose them.
+    public let shapes: [StageShape]
     public let inputName: String
     public let outputName: String
     /// The model input's shape without the batch dimension.
@@ -25,7 +27,7 @@ public struct PipelinePlan {
     public static func make(config: PipelineConfig) throws -> PipelinePlan {
         let model = try ONNXModel.load(path: config.model.path)
         let graph = PlanGraph(model: model)
-        let cut = LayerCut.cut(graph, maxLiveTensors: 1, minimumLayers: config.stages.count)
+        let cut = LayerCut.cut(graph, maxLiveTensors: 1, minimumLayers: config.stages.count ?? 1)
 
         let inputs = model.inputs
         let input: TensorInfo
@@ -52,22 +54,41 @@ public struct PipelinePlan {
         let classes = config.model.classes
             ?? model.metadata["classes"].map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? []
 
-        let partition: Partition
         let costs = PipelinePlan.estimatedCosts(cut)
-        if let split = config.stages.split {
-            guard split.last?.end == cut.layers.count else {
-                throw RoleError("\(config.file): stages.split: covers layers 0-\((split.last?.end ?? 1) - 1) but the model has \(cut.layers.count) layers (0-\(cut.layers.count - 1)); see `sluice plan`")
-            }
-            let ranges = split.map { $0.start..<$0.end }
-            partition = Partition(ranges: ranges, stageTimes: Partition.stageTimes(of: ranges, costs: costs, speeds: Array(repeating: 1, count: ranges.count)))
-        } else {
-            do {
-                partition = try Partition.optimal(costs: costs, stages: config.stages.count)
-            } catch {
-                throw RoleError("\(config.file): stages.count: \(error)")
-            }
+        let stages = config.stages
+        let splitRanges = stages.split.map { $0.map { $0.start..<$0.end } }
+        if let split = stages.split, split.last?.end != cut.layers.count {
+            throw RoleError("\(config.file): stages.split: covers layers 0-\((split.last?.end ?? 1) - 1) but the model has \(cut.layers.count) layers (0-\(cut.layers.count - 1)); see `sluice plan`")
         }
-        return PipelinePlan(config: config, model: model, graph: graph, cut: cut, partition: partition, inputName: input.name,
+        let partition: Partition
+        let shapes: [StageShape]
+        if stages.plansShapes {
+            let count = stages.count ?? splitRanges?.count
+            let planner = CorePlanner(costs: costs, parallelFractions: CorePlanner.parallelFractions(cut: cut, graph: graph))
+            let constraints = CorePlanner.Constraints(
+                stages: count, ranges: splitRanges,
+                threads: count.map { count in (0..<count).map { stages.threads[$0] } })
+            do {
+                let chosen = try planner.plan(cores: config.coreBudget, constraints: constraints)
+                partition = Partition(ranges: chosen.ranges, stageTimes: chosen.stageTimes)
+                shapes = chosen.shapes
+            } catch {
+                throw RoleError("\(config.file): cores: \(error)")
+            }
+        } else {
+            let count = stages.count ?? 1
+            if let ranges = splitRanges {
+                partition = Partition(ranges: ranges, stageTimes: Partition.stageTimes(of: ranges, costs: costs, speeds: Array(repeating: 1, count: ranges.count)))
+            } else {
+                do {
+                    partition = try Partition.optimal(costs: costs, stages: count)
+                } catch {
+                    throw RoleError("\(config.file): stages.count: \(error)")
+                }
+            }
+            shapes = (0..<count).map { StageShape(replicas: stages.replicas[$0] ?? 1, threads: stages.threads[$0] ?? 1) }
+        }
+        return PipelinePlan(config: config, model: model, graph: graph, cut: cut, partition: partition, shapes: shapes, inputName: input.name,
                             outputName: outputName, sampleShape: sampleDims.map { $0! }, classes: classes)
     }
 
@@ -78,8 +99,8 @@ public struct PipelinePlan {
                            + cut.layers.map { Double($0.outputBytesPerSample) * flopsPerTransferredByte })
     }
 
-    /// Processes per stage (replicas), from `stages.replicas`.
-    public var replicaCounts: [Int] { (0..<partition.ranges.count).map { config.stages.replicas[$0] ?? 1 } }
+    /// Processes per stage (replicas).
+    public var replicaCounts: [Int] { shapes.map(\.replicas) }
 
     /// Every stage process's role name, stage by stage: stage-1, stage-1.1, … for replicas.
     public var stageInstances: [[String]] {
@@ -108,6 +129,19 @@ public struct PipelinePlan {
         }
     }
 
+    /// Where stage processes added during the run bind: ipc files beside the others, or the tcp
+    /// ports after the sink's, one each.
+    public func replicaEndpoints(runDirectory: String) -> (String) -> String {
+        let ports = PortCounter(next: config.transport.basePort + stageNames.count + 2)
+        let transport = config.transport
+        return { name in
+            switch transport.kind {
+            case .ipc: return "ipc://\(runDirectory)/\(name).ipc"
+            case .tcp: return "tcp://\(transport.host):\(ports.take())"
+            }
+        }
+    }
+
     /// The assignment message for every role, by role name.
     public func assignments(_ endpoints: Endpoints) -> [String: ControlMessage] {
         let liveness = Liveness(heartbeatSeconds: config.controller.heartbeatMilliseconds / 1000,
@@ -120,7 +154,8 @@ public struct PipelinePlan {
                     layers: LayerRange(start: range.lowerBound, end: range.upperBound),
                     pullEndpoint: endpoints.stages[index][replica],
                     pushEndpoints: index + 1 < endpoints.stages.count ? endpoints.stages[index + 1] : [endpoints.sink],
-                    slowdown: config.stages.slowdown[index] ?? 0, liveness: liveness, profiling: config.controller.profiling))
+                    slowdown: config.stages.slowdown[index] ?? 0, liveness: liveness, profiling: config.controller.profiling,
+                    threads: shapes[index].threads))
             }
         }
         messages["source"] = .assignSource(SourceAssignment(
@@ -130,6 +165,15 @@ public struct PipelinePlan {
             sink: config.sink, pullEndpoint: endpoints.sink, outputName: outputName, classes: classes,
             layerCount: cut.layers.count, liveness: liveness, profiling: config.controller.profiling))
         return messages
+    }
+}
+
+private final class PortCounter: @unchecked Sendable {
+    private var next: Int
+    init(next: Int) { self.next = next }
+    func take() -> Int {
+        defer { next += 1 }
+        return next
     }
 }
 

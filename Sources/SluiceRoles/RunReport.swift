@@ -46,6 +46,9 @@ public struct RunReport: Codable {
     public var stageSpeeds: [Double]
     /// Micro-batches each stage process computed, by role name (replicas share a stage's load).
     public var batchesByProcess: [String: Int]
+    /// Processes per stage at the start and at the end (replicas added live show as a rise).
+    public var initialReplicas: [Int]
+    public var replicas: [Int]
 
     init(plan: PipelinePlan, outcome: ControllerOutcome, sourceDone: SourceDone?, counters: [String: RoleCounters],
          stageCounters: [Int: RoleCounters], coordinator: RebalanceCoordinator?) {
@@ -81,7 +84,9 @@ public struct RunReport: Codable {
         rebalances = coordinator?.history ?? []
         layerSecondsPerSample = coordinator?.rebalancer.model.layerSeconds ?? []
         stageSpeeds = coordinator?.rebalancer.model.effectiveSpeeds ?? []
-        batchesByProcess = Dictionary(uniqueKeysWithValues: plan.stageNames.map { ($0, counters[$0]?.batches ?? 0) })
+        batchesByProcess = Dictionary(uniqueKeysWithValues: (coordinator?.instances ?? plan.stageNames).map { ($0, counters[$0]?.batches ?? 0) })
+        initialReplicas = plan.replicaCounts
+        replicas = coordinator?.replicas ?? plan.replicaCounts
         stages = ranges.enumerated().map { index, range in
             let stage = stageCounters[index] ?? RoleCounters()
             return StageReport(stage: index, layers: range.count == 1 ? "\(range.lowerBound)" : "\(range.lowerBound)-\(range.upperBound - 1)",
@@ -112,15 +117,17 @@ public struct RunReport: Codable {
             let measured = [record.measuredBeforeSamplesPerSecond, record.measuredAfterSamplesPerSecond]
                 .map { $0.map { String(format: "%.0f", $0) } ?? "?" }
             let verb = record.applied ? "rebalanced" : "recommended"
-            lines.append("  \(verb) at \(String(format: "%.1f", record.atSeconds)) s: \(record.oldSplit) -> \(record.newSplit), predicted "
+            lines.append("  \(verb) at \(String(format: "%.1f", record.atSeconds)) s: \(record.oldPlan) -> \(record.newPlan), predicted "
                 + String(format: "%.0f -> %.0f", record.predictedOldSamplesPerSecond, record.predictedNewSamplesPerSecond)
                 + " samples/s, measured \(measured[0]) -> \(measured[1])")
         }
-        lines.append("  stage  layers    batches    busy s  ms/batch   busy %   idle %  blocked %")
+        lines.append("  stage  layers   procs    batches    busy s  ms/batch   busy %   idle %  blocked %")
         for stage in stages {
             let elapsed = max(stage.elapsedSeconds, 1e-9)
+            let processes = replicas.indices.contains(stage.stage) ? replicas[stage.stage] : 1
             lines.append("  " + String(stage.stage).padding(toLength: 6, withPad: " ", startingAt: 0) + " "
                 + stage.layers.padding(toLength: 8, withPad: " ", startingAt: 0)
+                + String(format: " %5d", processes)
                 + String(format: "%8d %9.3f %9.3f %8.1f %8.1f %10.1f", stage.batches, stage.busySeconds, stage.millisecondsPerBatch,
                          stage.busyPercent, 100 * stage.idleSeconds / elapsed, 100 * stage.blockedSeconds / elapsed))
         }

@@ -57,6 +57,8 @@ public final class SourceRole: PipelineRole {
                     stopRequested = true
                 case .mark(let newEpoch):
                     markEpoch(newEpoch)
+                case .connect(let endpoint):
+                    connectDownstream(endpoint)
                 case .shutdown:
                     heartbeatIfDue(force: true)
                     return 0
@@ -160,6 +162,7 @@ public final class SourceRole: PipelineRole {
                 while let message = control.receive(logger: logger) {
                     if case .stop = message { stopRequested = true }
                     if case .mark(let newEpoch) = message { markEpoch(newEpoch) }
+                    if case .connect(let endpoint) = message { connectDownstream(endpoint) }
                     if case .shutdown = message { exit(0) }
                 }
                 if StopSignal.received > 0 && !stopRequested { stopRequested = true }
@@ -175,6 +178,16 @@ public final class SourceRole: PipelineRole {
         counters.batches += 1
         counters.sent += 1
         counters.samples += ready.keys.count
+    }
+
+    /// A replica joined the first stage: PUSH spreads batches over it from now on.
+    private func connectDownstream(_ endpoint: String) {
+        do {
+            try push?.connect(endpoint)
+            logger.info("sending to \(endpoint) too (a new replica of stage 0)")
+        } catch {
+            logger.error("cannot connect to the new replica at \(endpoint): \(error)")
+        }
     }
 
     private func heartbeatIfDue(force: Bool = false) {

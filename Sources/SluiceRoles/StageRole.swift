@@ -118,6 +118,13 @@ public final class StageRole: PipelineRole {
             let held = machine.retire(epoch: epoch)
             self.machine = machine
             if held != executorLayers { loader.load(assignment: assignment, layers: held, acking: nil) }
+        case .connect(let endpoint):
+            do {
+                try push?.connect(endpoint)
+                logger.info("sending to \(endpoint) too (a new replica of the next stage)")
+            } catch {
+                logger.error("cannot connect to the new replica at \(endpoint): \(error)")
+            }
         case .shutdown(let reason):
             heartbeatIfDue(force: true)
             logger.debug("shutdown: \(reason)")
@@ -163,6 +170,7 @@ public final class StageRole: PipelineRole {
             throw RoleError("layer range \(new.layers) is outside the model's \(new.cut.layers.count) layers")
         }
         let layers = new.layers.start..<new.layers.end
+        Kernels.setThreads(new.threads)
         let loaded = try WeightLoader.executor(for: new, layers: layers)
         executor = loaded
         executorLayers = layers

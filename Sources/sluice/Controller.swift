@@ -43,7 +43,8 @@ extension Sluice {
             do {
                 var endpoints = plan.endpoints(runDirectory: directory)
                 endpoints.control = control
-                let role = try ControllerRole(plan: plan, endpoints: endpoints, metricsPort: observe.metricsPort,
+                let role = try ControllerRole(plan: plan, endpoints: endpoints, runDirectory: directory, spawnStages: managed,
+                                              metricsPort: observe.metricsPort,
                                               liveEvery: observe.live ? 1 : nil)
                 result = role.run()
                 if let profile, let data = role.lastProfile?.json(), !FileManager.default.createFile(atPath: profile, contents: data) {

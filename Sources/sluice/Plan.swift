@@ -17,6 +17,7 @@ extension Sluice {
               sluice plan pipelines/imu-mlp-3stage.yaml
               sluice run pipelines/rebalance-demo.yaml --report run.json
               sluice plan pipelines/rebalance-demo.yaml --measurements run.json --what-if 0-2,3,4-5
+              sluice plan pipelines/imu-mlp-3stage.yaml --cores 8
             """)
 
         @Argument(help: "The pipeline file (YAML).")
@@ -27,6 +28,9 @@ extension Sluice {
 
         @Option(help: "A run report (JSON from `sluice run --report`) whose measurements to predict from.")
         var measurements: String?
+
+        @Option(help: "Plan stages, replicas and threads together for this many cores (default: the pipeline's `cores`).")
+        var cores: Int?
 
         func run() throws {
             let plan = try loadPlan(pipeline)
@@ -41,42 +45,71 @@ extension Sluice {
             }
             let total = plan.cut.layers.reduce(0) { $0 + $1.flopsPerSample }
             print("")
-            let source = plan.config.stages.split == nil ? "balanced by estimated FLOPs and transfer" : "as given in stages.split"
+            let source = plan.config.stages.plansShapes ? "planned for \(plan.config.coreBudget) cores"
+                : plan.config.stages.split == nil ? "balanced by estimated FLOPs and transfer" : "as given in stages.split"
             print("split over \(plan.partition.ranges.count) stages (\(source)): \(plan.partition)")
-            print(row(["stage", "layers", "MFLOP/sample", "share", "params", "est. cost"], widths: [5, 8, 12, 7, 10, 10]))
+            print(row(["stage", "layers", "MFLOP/sample", "share", "params", "processes", "threads", "est. cost"], widths: [5, 8, 12, 7, 10, 9, 7, 10]))
             for (index, range) in plan.partition.ranges.enumerated() {
                 let layers = plan.cut.layers[range]
                 let flops = layers.reduce(0) { $0 + $1.flopsPerSample }
                 print(row(["\(index)", range.count == 1 ? "\(range.lowerBound)" : "\(range.lowerBound)-\(range.upperBound - 1)",
                            String(format: "%.4f", flops / 1e6), String(format: "%.0f%%", total > 0 ? 100 * flops / total : 0),
-                           bytes(layers.reduce(0) { $0 + $1.parameterBytes }),
-                           String(format: "%.4f", plan.partition.stageTimes[index] / 1e6)], widths: [5, 8, 12, 7, 10, 10]))
+                           bytes(layers.reduce(0) { $0 + $1.parameterBytes }), "\(plan.shapes[index].replicas)", "\(plan.shapes[index].threads)",
+                           String(format: "%.4f", plan.partition.stageTimes[index] / 1e6)], widths: [5, 8, 12, 7, 10, 9, 7, 10]))
             }
-            print("bottleneck: stage \(plan.partition.bottleneckStage) (est. cost: MFLOP per sample plus \(Int(PipelinePlan.flopsPerTransferredByte)) FLOP per byte it sends on)")
+            print("bottleneck: stage \(plan.partition.bottleneckStage) (est. cost: MFLOP per sample plus \(Int(PipelinePlan.flopsPerTransferredByte)) FLOP per byte it sends on, divided by the stage's processes)")
+            if let cores { guard cores >= 1 else { throw ValidationError("--cores must be at least 1") } }
             if !whatIf.isEmpty || measurements != nil { try predict(plan) }
+            if cores != nil || plan.config.stages.plansShapes { try planCores(plan) }
+        }
+
+        /// Costs per layer and stage speeds: measured ones from a run report, or FLOP estimates.
+        private func costModel(_ plan: PipelinePlan) throws -> (costs: PartitionCosts, speeds: [Double]?, measured: Bool) {
+            guard let measurements else { return (PipelinePlan.estimatedCosts(plan.cut), nil, false) }
+            let report: RunReport
+            do {
+                report = try JSONDecoder().decode(RunReport.self, from: Data(contentsOf: URL(fileURLWithPath: measurements)))
+            } catch {
+                throw ExitCodes.report(RoleError("\(measurements): not a run report from `sluice run --report`: \(error)"))
+            }
+            guard report.layerSecondsPerSample.count == plan.cut.layers.count, report.layerSecondsPerSample.allSatisfy({ $0 != nil }) else {
+                throw ExitCodes.report(RoleError("\(measurements): its measurements cover \(report.layerSecondsPerSample.count) layers, not all \(plan.cut.layers.count) of this pipeline's"))
+            }
+            let costs = PartitionCosts(layerCosts: report.layerSecondsPerSample.map { $0! },
+                                       transferCosts: CostModel(cut: plan.cut, stages: 1).partitionCosts.transferCosts)
+            return (costs, report.stageSpeeds.count == plan.partition.ranges.count ? report.stageSpeeds : nil, true)
+        }
+
+        /// The plan the core budget gives, against one process on one core and on all of them.
+        private func planCores(_ plan: PipelinePlan) throws {
+            let budget = cores ?? plan.config.coreBudget
+            let model = try costModel(plan)
+            let planner = CorePlanner(costs: model.costs, parallelFractions: CorePlanner.parallelFractions(cut: plan.cut, graph: plan.graph))
+            let chosen: CorePlan
+            do {
+                chosen = try planner.plan(cores: budget)
+            } catch {
+                throw ExitCodes.report(RoleError("cannot plan for \(budget) cores: \(error)"))
+            }
+            let all = 0..<plan.cut.layers.count
+            let oneCore = planner.stageTime(all, shape: StageShape())
+            let threaded = planner.stageTime(all, shape: StageShape(replicas: 1, threads: budget))
+            let configured = planner.stageTimes(plan.partition.ranges, shapes: plan.shapes).max() ?? 0
+            func speedup(_ time: Double) -> String { String(format: "%.2f×", time > 0 ? oneCore / time : 0) }
+            print("")
+            print("under a budget of \(budget) cores (\(model.measured ? "measured" : "FLOP-estimated") costs; speed-ups over one process on one core):")
+            print("  planned       \(chosen)   \(speedup(chosen.bottleneck))")
+            print("  this file     \(CorePlan(ranges: plan.partition.ranges, shapes: plan.shapes, stageTimes: []))   \(speedup(configured))")
+            print("  one process   \(budget) threads   \(speedup(threaded)) (only convolutions and products use more than one thread)")
         }
 
         /// Predicted throughput of the configured, the asked-for and the optimal splits.
         private func predict(_ plan: PipelinePlan) throws {
             let stages = plan.partition.ranges.count
-            var costs = PipelinePlan.estimatedCosts(plan.cut)
-            var speeds = Array(repeating: 1.0, count: stages)
-            var unit = "FLOP-estimated"
-            if let measurements {
-                let report: RunReport
-                do {
-                    report = try JSONDecoder().decode(RunReport.self, from: Data(contentsOf: URL(fileURLWithPath: measurements)))
-                } catch {
-                    throw ExitCodes.report(RoleError("\(measurements): not a run report from `sluice run --report`: \(error)"))
-                }
-                guard report.layerSecondsPerSample.count == plan.cut.layers.count, report.layerSecondsPerSample.allSatisfy({ $0 != nil }) else {
-                    throw ExitCodes.report(RoleError("\(measurements): its measurements cover \(report.layerSecondsPerSample.count) layers, not all \(plan.cut.layers.count) of this pipeline's"))
-                }
-                costs = PartitionCosts(layerCosts: report.layerSecondsPerSample.map { $0! },
-                                       transferCosts: CostModel(cut: plan.cut, stages: stages).partitionCosts.transferCosts)
-                if report.stageSpeeds.count == stages { speeds = report.stageSpeeds }
-                unit = "measured"
-            }
+            let model = try costModel(plan)
+            let costs = model.costs
+            let speeds = model.speeds ?? Array(repeating: 1.0, count: stages)
+            let unit = model.measured ? "measured" : "FLOP-estimated"
             func line(_ label: String, _ ranges: [Range<Int>]) {
                 let times = Partition.stageTimes(of: ranges, costs: costs, speeds: speeds)
                 let bottleneck = times.max() ?? 0

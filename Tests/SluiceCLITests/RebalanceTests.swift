@@ -35,8 +35,10 @@ extension MultiProcess {
             return try #require(try model.run(inputs: ["window": Tensor(shape: [count, 6, 100], floats: values)])["scores"])
         }
 
-        static func pipeline(split: String?, slowdown: String = "", repeats: Int, output: String, port: Int) -> String {
+        /// `cores`: the budget; by default one per stage, so no replica is added (the machine's core count does not matter).
+        static func pipeline(split: String?, slowdown: String = "", repeats: Int, output: String, port: Int, cores: Int = 3) -> String {
             """
+            cores: \(cores)
             model:
               path: \(mlp)
             source:
@@ -128,6 +130,31 @@ extension MultiProcess {
 
 extension MultiProcess {
     @Suite struct ReplicaTests {
+        @Test func spareCoresBecomeReplicasWhileTheStreamFlows() throws {
+            let output = temporaryPath("scores.npy")
+            let reportPath = temporaryPath("report.json")
+            // Stage 1 holds the heaviest layer and runs at a quarter speed; a fourth core is spare.
+            let file = try writePipeline(RebalanceTests.pipeline(split: "[\"0-1\", \"2\", \"3-5\"]", slowdown: "  slowdown: {1: 3.0}",
+                                                                 repeats: 20, output: output, port: 7100, cores: 4))
+            let result = try sluice("run", file, "--report", reportPath, timeout: 300)
+            #expect(result.status == 0, "\(result.stderr)")
+            let report = try RebalanceTests.report(reportPath)
+            #expect(report.initialReplicas == [1, 1, 1])
+            // One replica was started, joined and computed batches: four processes on four cores.
+            #expect(report.replicas.reduce(0, +) == 4, "\(report.replicas): \(result.stderr)")
+            let grown = report.rebalances.filter { $0.applied && $0.newReplicas != nil }
+            #expect(grown.count == 1, "\(report.rebalances.map(\.newPlan))")
+            let added = report.batchesByProcess.filter { $0.key.hasSuffix(".1") }
+            #expect(added.count == 1 && added.values.allSatisfy { $0 > 0 }, "\(report.batchesByProcess)")
+            #expect(result.stderr.contains("joined stage"), "\(result.stderr)")
+            // Nothing lost, duplicated or changed while the process joined and layers moved.
+            #expect(report.windowsOut == report.windowsIn && report.duplicatesDropped == 0 && report.rejected == 0)
+            let produced = try NPY.read(path: output)
+            let expected = try RebalanceTests.singleProcessScores(hop: 5, repeats: 20)
+            #expect(produced.shape == expected.shape)
+            #expect(allClose(produced.floats, expected.floats, rtol: 1e-5, atol: 1e-7))
+        }
+
         @Test func aReplicatedStageSharesItsBatchesAndEveryOutputStaysInOrder() throws {
             let output = temporaryPath("scores.npy")
             let reportPath = temporaryPath("report.json")

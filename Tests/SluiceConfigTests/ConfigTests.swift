@@ -132,3 +132,20 @@ sink:
     #expect(found.contains("24:controller.profiling: must be on or off, not 'sometimes'"), "\(found)")
     #expect(found.contains("26:rebalance.policy: must be one of: off, recommend, auto, not 'often'"), "\(found)")
 }
+
+@Test func aCoreBudgetLetsThePlannerChooseStagesReplicasAndThreads() throws {
+    let planned = try parse(valid.replacingOccurrences(of: "  count: 3\n  split: [\"0-2\", \"3\", \"4-9\"]\n", with: "  count: auto\n") + "\ncores: 12\n")
+    #expect(planned.cores == 12 && planned.coreBudget == 12)
+    #expect(planned.stages.count == nil && planned.stages.plansShapes)
+    let fixedCount = try parse(valid.replacingOccurrences(of: "  split: [\"0-2\", \"3\", \"4-9\"]\n", with: "  replicas: auto\n  threads: {1: 2}\n"))
+    #expect(fixedCount.stages.count == 3 && fixedCount.stages.autoReplicas && fixedCount.stages.threads == [1: 2])
+    #expect(fixedCount.cores == nil && fixedCount.coreBudget == ProcessInfo.processInfo.activeProcessorCount)
+    let explicit = try parse(valid.replacingOccurrences(of: "  split: [\"0-2\", \"3\", \"4-9\"]\n", with: "  replicas: {1: 2}\n"))
+    #expect(!explicit.stages.plansShapes && explicit.stages.replicas == [1: 2])
+
+    let found = issues(valid.replacingOccurrences(of: "  count: 3\n", with: "  count: auto\n") + "\ncores: 0\n")
+    #expect(found.contains("17:stages.split: needs stages.count: with count auto the planner cuts the layers"), "\(found)")
+    #expect(found.contains("23:cores: must be >= 1"), "\(found)")
+    let perStage = issues(valid.replacingOccurrences(of: "  count: 3\n  split: [\"0-2\", \"3\", \"4-9\"]\n", with: "  threads: {0: 2}\n"))
+    #expect(perStage.contains { $0.hasPrefix("16:stages.threads: is per stage index, so it needs stages.count") }, "\(perStage)")
+}

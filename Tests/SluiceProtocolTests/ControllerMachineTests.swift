@@ -178,3 +178,74 @@ private func running() -> ControllerMachine {
     }
     #expect(resent.layers == LayerRange(start: 0, end: 1) && resent.epoch == 2)
 }
+
+/// Two stages, the second four times as heavy, a budget of three cores: the controller adds a
+/// replica to the heavy stage while the run goes on.
+private func growingController(timeout: Double = 5) -> ControllerMachine {
+    let cut = LayerCut(layers: (0..<2).map {
+        Layer(index: $0, nodeStart: $0, nodeEnd: $0 + 1, opTypes: ["F"], flopsPerSample: 1, parameterBytes: 4, outputs: ["x"], outputBytesPerSample: 4)
+    }, inputs: ["x"], inputBytesPerSample: 4)
+    let alive = Liveness(heartbeatSeconds: 0.5, timeoutSeconds: timeout)
+    func stage(_ index: Int) -> ControlMessage {
+        .assignStage(StageAssignment(stageIndex: index, epoch: 1, modelPath: "/m", cut: cut, layers: LayerRange(start: index, end: index + 1),
+                                     pullEndpoint: "ipc://stage-\(index)", pushEndpoints: [index == 0 ? "ipc://stage-1" : "ipc://sink"],
+                                     slowdown: 0, liveness: alive))
+    }
+    let rebalancer = Rebalancer(config: RebalanceConfig(policy: .auto, intervalSeconds: 0.1, threshold: 0.1), cut: cut, stages: 2,
+                                replicas: [1, 1], threads: [1, 1], cores: 3)
+    var controller = ControllerMachine(assignments: ["stage-0": stage(0), "stage-1": stage(1), "source": .ping, "sink": .ping],
+                                       liveness: alive,
+                                       coordinator: RebalanceCoordinator(ranges: [0..<1, 1..<2], epoch: 1, rebalancer: rebalancer),
+                                       replicaEndpoint: { "ipc://\($0)" })
+    _ = controller.handle(.tick(now: 0))
+    for name in roles { _ = controller.handle(.received(from: name, .hello(Hello(role: .stage, name: name, pid: 1, host: "h")))) }
+    for name in roles { _ = controller.handle(.received(from: name, .ready)) }
+    for (stage, seconds) in [(0, 1.0), (1, 4.0)] {
+        var counters = RoleCounters()
+        counters.busySeconds = seconds
+        counters.layers = [LayerTiming(layer: stage, seconds: seconds, samples: 1000)]
+        _ = controller.handle(.received(from: "stage-\(stage)", .heartbeat(counters)))
+    }
+    return controller
+}
+
+@Test func aStageThatOneLayerHoldsBackGetsAReplicaWhileTheRunGoesOn() {
+    var controller = growingController()
+    let decision = controller.handle(.tick(now: 1))
+    #expect(decision.contains(.spawn(role: "stage-1.1")), "\(decision)")
+    #expect(controller.stageInstances == [["stage-0"], ["stage-1", "stage-1.1"]])
+
+    let hello = controller.handle(.received(from: "stage-1.1", .hello(Hello(role: .stage, name: "stage-1.1", pid: 2, host: "h"))))
+    guard case .send("stage-1.1", .assignStage(let assignment))? = hello.first(where: { if case .send = $0 { return true } else { return false } }) else {
+        Issue.record("no assignment for the new replica: \(hello)")
+        return
+    }
+    #expect(assignment.pullEndpoint == "ipc://stage-1.1" && assignment.pushEndpoints == ["ipc://sink"])
+    #expect(assignment.layers == LayerRange(start: 1, end: 2) && assignment.epoch == 1)
+    #expect(controller.coordinator?.replicas == [1, 1], "counted before it is ready")
+
+    let ready = controller.handle(.received(from: "stage-1.1", .ready))
+    #expect(sends(ready) == ["stage-0:connect"], "\(ready)")
+    #expect(ready.contains(.send(to: "stage-0", .connect(endpoint: "ipc://stage-1.1"))))
+    #expect(controller.coordinator?.replicas == [1, 2])
+    #expect(controller.coordinator?.instances.contains("stage-1.1") == true)
+    #expect(controller.coordinator?.history.last?.newReplicas == [1, 2])
+    // The budget is spent: no further replica, and no move (the split was already the best).
+    #expect(!controller.handle(.tick(now: 2)).contains { if case .spawn = $0 { return true } else { return false } })
+    #expect(controller.phase == .running)
+}
+
+@Test func aReplicaThatNeverStartsIsGivenUpWithoutFailingTheRun() {
+    var controller = growingController(timeout: 1)
+    #expect(controller.handle(.tick(now: 1)).contains(.spawn(role: "stage-1.1")))
+    var actions: [ControllerAction] = []
+    for tenth in 11...45 {
+        // The roles that exist keep answering; the new one never does.
+        for name in roles { _ = controller.handle(.received(from: name, .heartbeat(RoleCounters()))) }
+        actions += controller.handle(.tick(now: Double(tenth) / 10))
+    }
+    #expect(outcome(actions) == nil, "\(actions)")
+    #expect(actions.contains(.send(to: "stage-1.1", .shutdown(reason: "not ready in time"))))
+    #expect(controller.coordinator?.isGrowing == false && controller.coordinator?.replicas == [1, 1])
+    #expect(controller.stageInstances == [["stage-0"], ["stage-1"]])
+}

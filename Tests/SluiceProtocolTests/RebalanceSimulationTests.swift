@@ -28,6 +28,8 @@ private struct Simulation {
         var loaded: Range<Int>
         /// A background load in progress: the layers it will hold, and the epoch to ack.
         var loading: (layers: Range<Int>, acking: UInt32?)?
+        /// Whether the hop before it sends to it (a replica added live is not yet connected).
+        var connected = true
     }
 
     let layers: Int
@@ -36,9 +38,9 @@ private struct Simulation {
     /// Every stage process, replicas included.
     var stages: [Stage]
     var coordinator: RebalanceCoordinator
-    /// data[p] feeds stage process p (each has its own pipe, as PUSH peers do);
-    /// data[stages.count] feeds the sink.
+    /// data[p] feeds stage process p (each has its own pipe, as PUSH peers do).
     var data: [[DataMessage]]
+    var toSink: [DataMessage] = []
     var toRoles: [String: [ControlMessage]] = [:]
     var toController: [(String, ControlMessage)] = []
     var sourceEpoch: UInt32 = 1
@@ -47,6 +49,8 @@ private struct Simulation {
     var released: [DataMessage] = []
     var violations: [String] = []
     var movesStarted = 0
+    var growthsStarted = 0
+    var replicasJoined = 0
 
     init(layers: Int, stages count: Int, seed: UInt64) {
         self.layers = layers
@@ -68,7 +72,7 @@ private struct Simulation {
         coordinator = RebalanceCoordinator(ranges: initial, epoch: 1,
                                            rebalancer: Rebalancer(config: RebalanceConfig(policy: .off), cut: cut, stages: count),
                                            instances: processes.map(\.name))
-        data = Array(repeating: [], count: processes.count + 1)
+        data = Array(repeating: [], count: processes.count)
     }
 
     static func randomSplit(layers: Int, stages: Int, rng: inout SplitMix) -> [Range<Int>] {
@@ -78,18 +82,32 @@ private struct Simulation {
         return (0..<stages).map { bounds[$0]..<bounds[$0 + 1] }
     }
 
-    /// A PUSH to `stage` hands the message to one of its processes (the sink past the last stage).
+    /// A PUSH to `stage` hands the message to one of its connected processes (the sink past the last stage).
     mutating func push(_ message: DataMessage, toStage stage: Int) {
         guard stage < stageCount else {
-            data[stages.count].append(message)
+            toSink.append(message)
             return
         }
-        let peers = stages.indices.filter { stages[$0].stage == stage }
+        let peers = stages.indices.filter { stages[$0].stage == stage && stages[$0].connected }
         data[peers[Int(rng.next() % UInt64(peers.count))]].append(message)
     }
 
     mutating func perform(_ actions: [ControllerAction]) {
-        for case .send(let name, let message) in actions { toRoles[name, default: []].append(message) }
+        for action in actions {
+            switch action {
+            case .send(let name, let message):
+                toRoles[name, default: []].append(message)
+            case .addReplica(let stage):
+                // What the controller machine assigns a new replica: the range and epoch in force.
+                let replica = stages.filter { $0.stage == stage }.count
+                let range = coordinator.ranges[stage]
+                stages.append(Stage(stage: stage, name: StageInstance.name(stage: stage, replica: replica),
+                                    machine: StageMachine(range: range, epoch: coordinator.epoch), loaded: range, connected: false))
+                data.append([])
+            default:
+                break
+            }
+        }
     }
 
     mutating func sinkHeartbeat() {
@@ -106,15 +124,23 @@ private struct Simulation {
         for (index, name) in toRoles.keys.sorted().enumerated() where !(toRoles[name]!.isEmpty) { choices.append(200 + index) }
         if !toController.isEmpty { choices.append(300) }
         for (index, stage) in stages.enumerated() where stage.loading != nil { choices.append(400 + index) }
-        if !coordinator.isMoving && movesStarted < moves { choices.append(500) }
+        if !toSink.isEmpty { choices.append(150) }
+        if !coordinator.isMoving && !coordinator.isGrowing && movesStarted < moves { choices.append(500) }
+        if !coordinator.isMoving && !coordinator.isGrowing && growthsStarted < moves / 10 { choices.append(700) }
+        for (index, stage) in stages.enumerated() where !stage.connected { choices.append(800 + index) }
         choices.append(600)  // sink heartbeat
-        guard choices.count > 1 || nextSequence < batches || !data.allSatisfy(\.isEmpty) || coordinator.isMoving else { return false }
+        guard choices.count > 1 || nextSequence < batches || !data.allSatisfy(\.isEmpty) || !toSink.isEmpty
+                || coordinator.isMoving || coordinator.isGrowing else { return false }
         let choice = choices[Int(rng.next() % UInt64(choices.count))]
         switch choice {
         case 0:
             push(DataMessage(sequence: nextSequence, value: Int64(nextSequence) * 7 + 3, cursor: 0, epoch: sourceEpoch), toStage: 0)
             nextSequence += 1
-        case 100..<200:
+        case 150:
+            let message = toSink.removeFirst()
+            if message.cursor != layers { violations.append("batch \(message.sequence) reached the sink at cursor \(message.cursor)") }
+            released += sink.insert(message, sequence: message.sequence)
+        case 100..<150:
             deliverData(to: choice - 100)
         case 200..<300:
             let name = toRoles.keys.sorted()[choice - 200]
@@ -128,6 +154,19 @@ private struct Simulation {
             let split = Simulation.randomSplit(layers: layers, stages: stageCount, rng: &rng)
             movesStarted += 1
             if split != coordinator.ranges { perform(coordinator.begin(split, reason: "random move")) }
+        case 700:
+            // One or two more processes for a random stage, then a random move with them.
+            var wanted = coordinator.replicas
+            wanted[Int(rng.next() % UInt64(stageCount))] += Int(rng.next() % 2) + 1
+            growthsStarted += 1
+            perform(coordinator.addReplicas(wanted, then: Simulation.randomSplit(layers: layers, stages: stageCount, rng: &rng),
+                                            reason: "random growth"))
+        case 800..<900:
+            // The new replica is ready: the hop before it connects, and the coordinator counts it.
+            let index = choice - 800
+            stages[index].connected = true
+            replicasJoined += 1
+            perform(coordinator.joined(stages[index].name, stage: stages[index].stage))
         default:
             sinkHeartbeat()
         }
@@ -136,11 +175,6 @@ private struct Simulation {
 
     mutating func deliverData(to hop: Int) {
         var message = data[hop].removeFirst()
-        if hop == stages.count {
-            if message.cursor != layers { violations.append("batch \(message.sequence) reached the sink at cursor \(message.cursor)") }
-            released += sink.insert(message, sequence: message.sequence)
-            return
-        }
         let stage = stages[hop]
         switch stage.machine.decide(cursor: message.cursor) {
         case .reject(let reason):
@@ -206,9 +240,11 @@ private struct Simulation {
     }
 }
 
-/// Stages run as one to three processes each (replicas), so batches also overtake each other.
+/// Stages run as one to three processes each (replicas), so batches also overtake each other,
+/// and replicas join while batches flow, each followed by a move.
 @Test func randomLiveMovesNeverLoseDuplicateReorderOrMiscomputeABatch() {
     var totalMoves = 0
+    var totalJoined = 0
     for seed in 0..<60 as Range<UInt64> {
         var generator = SplitMix(seed: seed * 7919 + 1)
         let layers = Int(generator.next() % 10) + 3
@@ -216,13 +252,16 @@ private struct Simulation {
         let batches: UInt64 = 300
         var simulation = Simulation(layers: layers, stages: stages, seed: seed)
         var steps = 0
-        while simulation.step(batches: batches, moves: 60), steps < 200_000 { steps += 1 }
+        // A violation ends the seed at once: a lost batch would otherwise hold the last move open until the step limit.
+        while simulation.violations.isEmpty, simulation.step(batches: batches, moves: 60), steps < 200_000 { steps += 1 }
         // Let the last move finish: the sink reports progress until old weights are retired.
-        while simulation.coordinator.isMoving && steps < 250_000 {
+        while simulation.violations.isEmpty && (simulation.coordinator.isMoving || simulation.coordinator.isGrowing) && steps < 250_000 {
             _ = simulation.step(batches: batches, moves: 0)
             steps += 1
         }
         totalMoves += simulation.coordinator.epoch > 1 ? Int(simulation.coordinator.epoch - 1) : 0
+        totalJoined += simulation.replicasJoined
+        #expect(simulation.coordinator.instances.count == simulation.stages.count, "seed \(seed): a replica never joined")
         #expect(simulation.violations.isEmpty, "seed \(seed): \(simulation.violations.prefix(3))")
         #expect(simulation.released.map(\.sequence) == Array(0..<batches), "seed \(seed): released out of order or incompletely")
         #expect(simulation.released.allSatisfy { $0.value == Simulation.singleProcess(Int64($0.sequence) * 7 + 3, layers: layers) },
@@ -235,4 +274,5 @@ private struct Simulation {
         }
     }
     #expect(totalMoves >= 1000, "only \(totalMoves) moves completed")
+    #expect(totalJoined >= 200, "only \(totalJoined) replicas joined")
 }
