@@ -154,26 +154,30 @@ extension Kernels {
     /// The stride-1 1-D convolution by `sluice_conv1d`: each sample's channels are copied once into
     /// rows with their zero padding (a copy of the input, where im2col made k), then every output
     /// channel block × 16 positions is accumulated in registers, with bias, folded
-    /// BatchNormalization and Relu applied before the store.
+    /// BatchNormalization and Relu applied before the store. One sample at a time, so that its
+    /// padded copy is still in L1 or L2 when the kernel reads it: padding a whole micro-batch of
+    /// 32 first left the copy in L3.
     static func directConv1d(_ x: Tensor, weight: Tensor, bias: Tensor?, channelScale: Tensor?, channelShift: Tensor?,
                              geometry g: ConvGeometry, activation: Activation, scratch: Scratch, into out: Tensor) {
         let w = g.window
         let (length, positions, kernel, padBegin) = (w.input[0], w.output[0], w.kernel[0], w.padsBegin[0])
         let channels = g.inChannels
         let row = sluice_conv1d_padded_row(positions, kernel)
-        let padded = scratch.floats(g.batch * channels * row)
-        let xp = x.floatPointer
-        for r in 0..<(g.batch * channels) {
-            let dst = padded + r * row
-            dst.update(repeating: 0, count: padBegin)
-            (dst + padBegin).update(from: xp + r * length, count: length)
-            (dst + padBegin + length).update(repeating: 0, count: row - padBegin - length)
-        }
+        let padded = scratch.floats(channels * row)
         let relu = activation == .relu
-        sluice_conv1d(g.batch, g.outChannels, channels, kernel, positions, weight.floatPointer, padded, row, channels * row,
-                      out.mutableFloatPointer, bias?.floatPointer, channelScale?.floatPointer, channelShift?.floatPointer,
-                      relu ? 1 : 0)
-        if !relu { activation.apply(out.mutableFloatPointer, count: out.elementCount) }
+        let xp = x.floatPointer, yp = out.mutableFloatPointer
+        for n in 0..<g.batch {
+            for c in 0..<channels {
+                let dst = padded + c * row
+                dst.update(repeating: 0, count: padBegin)
+                (dst + padBegin).update(from: xp + (n * channels + c) * length, count: length)
+                (dst + padBegin + length).update(repeating: 0, count: row - padBegin - length)
+            }
+            sluice_conv1d(1, g.outChannels, channels, kernel, positions, weight.floatPointer, padded, row, channels * row,
+                          yp + n * g.outChannels * positions, bias?.floatPointer, channelScale?.floatPointer,
+                          channelShift?.floatPointer, relu ? 1 : 0)
+        }
+        if !relu { activation.apply(yp, count: out.elementCount) }
     }
 
     /// About how many columns a convolution's matrix product gets when samples are batched.
