@@ -89,3 +89,7 @@ void sluice_conv1d(long batch, long m, long channels, long k, long positions, co
     DISPATCH(conv1d_avx2(batch, m, channels, k, positions, w, x, ldx, x_sample, y, bias, scale, shift, relu),
              conv1d_base(batch, m, channels, k, positions, w, x, ldx, x_sample, y, bias, scale, shift, relu));
 }
+
+void sluice_max_into(float *row, const float *tap, long stride, long n) {
+    DISPATCH(max_into_avx2(row, tap, stride, n), max_into_base(row, tap, stride, n));
+}

@@ -498,3 +498,20 @@ TARGET static void NAME(conv1d)(long batch, long m, long channels, long k, long 
         }
     }
 }
+
+/* row[i] = the larger of row[i] and tap[i · stride], NaN if either is NaN. */
+TARGET static void NAME(max_into)(float *row, const float *tap, long stride, long n) {
+    if (stride == 2) {
+        /* Max pooling's usual 2 / 2 window: pairs deinterleaved eight at a time. */
+        long i = 0;
+        for (; i + 8 <= n; i += 8) {
+            NAME(v8) lo = NAME(load)(tap + 2 * i), hi = NAME(load)(tap + 2 * i + 8);
+            NAME(v8) v = __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
+            NAME(v8) best = NAME(load)(row + i);
+            NAME(store)(row + i, NAME(select)((v > best) | (v != v), v, best));
+        }
+        for (; i < n; i++) { float v = tap[2 * i]; row[i] = v > row[i] || v != v ? v : row[i]; }
+        return;
+    }
+    for (long i = 0; i < n; i++) { float v = tap[i * stride]; row[i] = v > row[i] || v != v ? v : row[i]; }
+}

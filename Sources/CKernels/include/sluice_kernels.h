@@ -61,6 +61,9 @@ void sluice_conv1d(long batch, long m, long channels, long k, long positions, co
 /* The floats a padded input row must hold for sluice_conv1d: whole 16-position blocks are read. */
 long sluice_conv1d_padded_row(long positions, long k);
 
+/* row[i] = max(row[i], tap[i * stride]) for i < n, NaN when either is NaN (max pooling's taps). */
+void sluice_max_into(float *row, const float *tap, long stride, long n);
+
 #ifdef __cplusplus
 }
 #endif
