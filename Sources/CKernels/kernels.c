@@ -81,3 +81,15 @@ void sluice_layernorm(const float *x, const float *residual, long rows, long col
     DISPATCH(layernorm_avx2(x, residual, rows, cols, scale, bias, eps, y, mean, inv),
              layernorm_base(x, residual, rows, cols, scale, bias, eps, y, mean, inv));
 }
+
+long sluice_conv1d_padded_row(long positions, long k) { return (positions + 15) / 16 * 16 + k - 1; }
+
+void sluice_conv1d(long batch, long m, long channels, long k, long positions, const float *w, const float *x, long ldx,
+                   long x_sample, float *y, const float *bias, const float *scale, const float *shift, int relu) {
+    DISPATCH(conv1d_avx2(batch, m, channels, k, positions, w, x, ldx, x_sample, y, bias, scale, shift, relu),
+             conv1d_base(batch, m, channels, k, positions, w, x, ldx, x_sample, y, bias, scale, shift, relu));
+}
+
+void sluice_max_into(float *row, const float *tap, long stride, long n) {
+    DISPATCH(max_into_avx2(row, tap, stride, n), max_into_base(row, tap, stride, n));
+}

@@ -379,3 +379,139 @@ TARGET static void NAME(layernorm)(const float *x, const float *residual, long r
         }
     }
 }
+
+/* The per-channel epilogue of a convolution on one vector: ((v + bias) · scale + shift), each
+ * term only when given, then Relu. Each step rounds on its own, as the unfused nodes do, so the
+ * fused result is bit for bit the separate kernels' result: no contraction into an FMA here. */
+TARGET static inline NAME(v8) NAME(conv_epilogue)(NAME(v8) v, const float *bias, const float *scale, const float *shift,
+                                                  long channel, int relu) {
+#pragma STDC FP_CONTRACT OFF
+    if (bias) v = v + NAME(splat)(bias[channel]);
+    if (scale) v = v * NAME(splat)(scale[channel]);
+    if (shift) v = v + NAME(splat)(shift[channel]);
+    if (relu) {
+        /* Swift's max(v, 0), as Activation.relu computes it: −0 becomes +0 and NaN stays NaN. */
+        NAME(v8) zero = NAME(splat)(0.0f);
+        v = NAME(select)(zero >= v, zero, v);
+    }
+    return v;
+}
+
+/* ROWS output channels × 16 output positions of a stride-1 1-D convolution over a padded input:
+ * y[r, t] = Σ_c Σ_j w[r, c, j] · x[c, t + j]. Every input row has 16 + k − 1 readable floats from
+ * x, so the last, partial block of positions reads padding instead of branching; `cols` of the 16
+ * are stored. Every loop over the rows is unrolled so that the accumulators live in registers;
+ * the taps of the common kernel sizes (3 and 5) are unrolled too, since a loop of 3 or 5
+ * iterations per channel costs a good part of the time, and the general tap loop is kept rolled
+ * because unrolled it would need more than the 16 vector registers and spill. */
+#define NAME_CONV_TAP(ROWS, j)                                                                         \
+    {                                                                                                  \
+        NAME(v8) b0 = NAME(load)(xr + (j)), b1 = NAME(load)(xr + (j) + 8);                             \
+        _Pragma("clang loop unroll(full)")                                                             \
+        for (int r = 0; r < ROWS; r++) {                                                               \
+            NAME(v8) av = NAME(splat)(wr[r * ldw + (j)]);                                              \
+            acc0[r] += av * b0;                                                                        \
+            acc1[r] += av * b1;                                                                        \
+        }                                                                                              \
+    }
+#define NAME_CONV_TILE(ROWS)                                                                           \
+    TARGET static inline void NAME(conv_tile##ROWS)(long channels, long k, const float *w, long ldw,    \
+                                                    const float *x, long ldx, float *y, long ldy,       \
+                                                    long cols, const float *bias, const float *scale,   \
+                                                    const float *shift, long m0, int relu) {            \
+        NAME(v8) acc0[ROWS], acc1[ROWS];                                                               \
+        _Pragma("clang loop unroll(full)")                                                             \
+        for (int r = 0; r < ROWS; r++) { acc0[r] = NAME(splat)(0.0f); acc1[r] = NAME(splat)(0.0f); }   \
+        if (k == 3) {                                                                                  \
+            for (long c = 0; c < channels; c++) {                                                      \
+                const float *xr = x + c * ldx, *wr = w + c * 3;                                        \
+                NAME_CONV_TAP(ROWS, 0) NAME_CONV_TAP(ROWS, 1) NAME_CONV_TAP(ROWS, 2)                   \
+            }                                                                                          \
+        } else if (k == 5) {                                                                           \
+            for (long c = 0; c < channels; c++) {                                                      \
+                const float *xr = x + c * ldx, *wr = w + c * 5;                                        \
+                NAME_CONV_TAP(ROWS, 0) NAME_CONV_TAP(ROWS, 1) NAME_CONV_TAP(ROWS, 2)                   \
+                NAME_CONV_TAP(ROWS, 3) NAME_CONV_TAP(ROWS, 4)                                          \
+            }                                                                                          \
+        } else {                                                                                       \
+            for (long c = 0; c < channels; c++) {                                                      \
+                const float *xr = x + c * ldx, *wr = w + c * k;                                        \
+                _Pragma("clang loop unroll(disable)")                                                  \
+                for (long j = 0; j < k; j++) NAME_CONV_TAP(ROWS, j)                                    \
+            }                                                                                          \
+        }                                                                                              \
+        _Pragma("clang loop unroll(full)")                                                             \
+        for (int r = 0; r < ROWS; r++) {                                                               \
+            NAME(v8) y0 = NAME(conv_epilogue)(acc0[r], bias, scale, shift, m0 + r, relu);              \
+            NAME(v8) y1 = NAME(conv_epilogue)(acc1[r], bias, scale, shift, m0 + r, relu);              \
+            float *out = y + r * ldy;                                                                  \
+            if (cols == 16) {                                                                          \
+                NAME(store)(out, y0);                                                                  \
+                NAME(store)(out + 8, y1);                                                              \
+            } else {                                                                                   \
+                float tmp[16];                                                                         \
+                NAME(store)(tmp, y0);                                                                  \
+                NAME(store)(tmp + 8, y1);                                                              \
+                for (long t = 0; t < cols; t++) out[t] = tmp[t];                                       \
+            }                                                                                          \
+        }                                                                                              \
+    }
+NAME_CONV_TILE(1)
+NAME_CONV_TILE(2)
+NAME_CONV_TILE(3)
+NAME_CONV_TILE(4)
+NAME_CONV_TILE(5)
+NAME_CONV_TILE(6)
+#undef NAME_CONV_TILE
+#undef NAME_CONV_TAP
+
+TARGET static void NAME(conv1d)(long batch, long m, long channels, long k, long positions, const float *w,
+                                const float *x, long ldx, long x_sample, float *y, const float *bias,
+                                const float *scale, const float *shift, int relu) {
+    long ldw = channels * k;
+    /* Channels in near-equal chunks of at most 6 (64 as 6 × 10 + 4). Samples outermost, then
+     * spans of 256 positions: the span's input (channels × 256 floats and the taps' overlap)
+     * stays in L1 or L2 while all the weights pass over it. With the channel chunks outermost
+     * instead, a micro-batch of 32 streamed its inputs from L3 once per chunk and ran at two
+     * thirds of the speed. */
+    long chunks = (m + 5) / 6, chunk = chunks > 0 ? (m + chunks - 1) / chunks : 1;
+    for (long s = 0; s < batch; s++) {
+        for (long span = 0; span < positions; span += 256) {
+            long span_end = positions - span < 256 ? positions : span + 256;
+            for (long m0 = 0; m0 < m; m0 += chunk) {
+                long rows = m - m0 < chunk ? m - m0 : chunk;
+                const float *wp = w + m0 * ldw;
+                for (long t0 = span; t0 < span_end; t0 += 16) {
+                    long cols = span_end - t0 < 16 ? span_end - t0 : 16;
+                    const float *xp = x + s * x_sample + t0;
+                    float *yp = y + (s * m + m0) * positions + t0;
+                    switch (rows) {
+                    case 6: NAME(conv_tile6)(channels, k, wp, ldw, xp, ldx, yp, positions, cols, bias, scale, shift, m0, relu); break;
+                    case 5: NAME(conv_tile5)(channels, k, wp, ldw, xp, ldx, yp, positions, cols, bias, scale, shift, m0, relu); break;
+                    case 4: NAME(conv_tile4)(channels, k, wp, ldw, xp, ldx, yp, positions, cols, bias, scale, shift, m0, relu); break;
+                    case 3: NAME(conv_tile3)(channels, k, wp, ldw, xp, ldx, yp, positions, cols, bias, scale, shift, m0, relu); break;
+                    case 2: NAME(conv_tile2)(channels, k, wp, ldw, xp, ldx, yp, positions, cols, bias, scale, shift, m0, relu); break;
+                    default: NAME(conv_tile1)(channels, k, wp, ldw, xp, ldx, yp, positions, cols, bias, scale, shift, m0, relu); break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* row[i] = the larger of row[i] and tap[i · stride], NaN if either is NaN. */
+TARGET static void NAME(max_into)(float *row, const float *tap, long stride, long n) {
+    if (stride == 2) {
+        /* Max pooling's usual 2 / 2 window: pairs deinterleaved eight at a time. */
+        long i = 0;
+        for (; i + 8 <= n; i += 8) {
+            NAME(v8) lo = NAME(load)(tap + 2 * i), hi = NAME(load)(tap + 2 * i + 8);
+            NAME(v8) v = __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
+            NAME(v8) best = NAME(load)(row + i);
+            NAME(store)(row + i, NAME(select)((v > best) | (v != v), v, best));
+        }
+        for (; i < n; i++) { float v = tap[2 * i]; row[i] = v > row[i] || v != v ? v : row[i]; }
+        return;
+    }
+    for (long i = 0; i < n; i++) { float v = tap[i * stride]; row[i] = v > row[i] || v != v ? v : row[i]; }
+}

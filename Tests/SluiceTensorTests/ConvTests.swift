@@ -69,6 +69,48 @@ import Testing
         try check(Self.randomCase(seed: 500 + seed, spatial: 2), seed: seed, scratch: Scratch())
     }
 
+    /// A Conv1d the direct kernel takes (group 1, stride 1, dilation 1), sized to reach its edges:
+    /// output channels 1–20 leave every row-block remainder (1 to 6), kernel sizes 3 and 5 take
+    /// the unrolled taps and the others the general loop, lengths are rarely a multiple of the
+    /// 16-position block, and pads differ on each side.
+    static func directCase(seed: Int) -> Case {
+        var rng = SeededGenerator(seed: 9000 + seed)
+        let kernel = [1, 2, 3, 3, 4, 5, 5, 7][seed % 8]
+        let length = rng.int(1...70)
+        var pads = [rng.int(0...3), rng.int(0...3)]
+        if length + pads[0] + pads[1] < kernel { pads[1] += kernel - length - pads[0] - pads[1] }
+        let activations: [Activation] = [.relu, .none, .leakyRelu(alpha: 0.1), .relu, .sigmoid]
+        let channels = rng.int(1...19)
+        return Case(input: [rng.int(1...4), channels, length], weight: [rng.int(1...20), channels, kernel], group: 1,
+                    strides: [1], dilations: [1], pads: pads, bias: rng.bool(), scale: seed % 3 == 0,
+                    activation: activations[seed % activations.count])
+    }
+
+    @Test(arguments: 0..<60)
+    func directConv1DMatchesReference(seed: Int) throws {
+        let c = Self.directCase(seed: seed)
+        let geometry = try ConvGeometry(input: c.input, weight: c.weight, pads: c.pads)
+        #expect(Kernels.convIsDirect(geometry) == FastMath.vectorized, "\(c) should run directly with AVX2")
+        try check(c, seed: seed, scratch: Scratch())
+    }
+
+    @Test func directConv1DLongAndWide() throws {
+        // Longer than one 256-position span (the kernel's outer blocking), more channels than a
+        // row block, the cnn1d layers' shapes, and the same scratch reused across them.
+        let scratch = Scratch()
+        let cases = [
+            Case(input: [2, 9, 300], weight: [13, 9, 5], group: 1, strides: [1], dilations: [1], pads: [2, 2],
+                 bias: true, scale: true, activation: .relu),
+            Case(input: [3, 6, 128], weight: [64, 6, 5], group: 1, strides: [1], dilations: [1], pads: [2, 2],
+                 bias: true, scale: true, activation: .relu),
+            Case(input: [2, 64, 64], weight: [128, 64, 3], group: 1, strides: [1], dilations: [1], pads: [1, 1],
+                 bias: true, scale: false, activation: .relu),
+            Case(input: [1, 3, 517], weight: [7, 3, 9], group: 1, strides: [1], dilations: [1], pads: [0, 4],
+                 bias: false, scale: false, activation: .none),
+        ]
+        for (i, c) in cases.enumerated() { try check(c, seed: i, scratch: scratch) }
+    }
+
     @Test func scratchIsReusedAcrossShapes() throws {
         // One scratch serves big and small problems in any order without stale columns leaking in.
         let scratch = Scratch()

@@ -29,6 +29,25 @@ import Testing
         expectClose(Kernels.maxPool(x, window: w), reference, tolerance: 0, "maxPool \(shape) \(w)")
     }
 
+    @Test func maxPoolVectorRows() throws {
+        // Rows long enough for the eight-wide pairs of the stride-2 path and its scalar tail, and
+        // other strides beside it; a NaN anywhere in a window wins.
+        for (i, (length, kernel, stride)) in [(128, 2, 2), (37, 2, 2), (130, 3, 2), (64, 2, 1), (50, 3, 3)].enumerated() {
+            let w = try WindowGeometry(input: [length], kernel: [kernel], strides: [stride])
+            var rng = SeededGenerator(seed: 40 + i)
+            let x = rng.tensor([2, 3, length])
+            let reference = ReferenceKernels.maxPool(x, kernel: w.kernel, strides: w.strides, dilations: w.dilations,
+                                                     padsBegin: w.padsBegin, padsEnd: w.padsEnd, output: w.output)
+            expectClose(Kernels.maxPool(x, window: w), reference, tolerance: 0, "maxPool \(x.shape) \(w)")
+            var values = x.floats
+            let poisoned = length + 2 * stride + 1
+            values[poisoned] = .nan
+            let pooled = Kernels.maxPool(Tensor(shape: x.shape, floats: values), window: w).floats
+            let window = (poisoned - length) / stride
+            #expect(pooled[w.output[0] + window].isNaN, "maxPool \(x.shape) \(w): NaN lost")
+        }
+    }
+
     @Test(arguments: 0..<60)
     func averagePoolMatchesReference(seed: Int) throws {
         let (shape, w, _) = try Self.randomWindow(seed: 300 + seed, spatial: seed % 2 + 1)

@@ -1,3 +1,5 @@
+import CKernels
+
 extension Kernels {
     /// Validates an N×C×spatial pooling input against its window geometry.
     private static func checkPoolInput(_ x: Tensor, _ window: WindowGeometry, _ name: String) {
@@ -33,10 +35,10 @@ extension Kernels {
                         let line = top + kh * p.dh * p.w
                         for kw in 0..<p.kw where kh > 0 || kw > 0 {
                             let tap = line + kw * p.dw
-                            for ow in 0..<p.ow {
-                                let v = tap[ow * p.sw]
-                                if v > row[ow] || v.isNaN { row[ow] = v }
-                            }
+                            // Vector selects, not branches: on real activations the comparison
+                            // goes either way at random, and the mispredictions of a scalar loop
+                            // made max pooling a tenth of cnn1d's time.
+                            sluice_max_into(row, tap, p.sw, p.ow)
                         }
                     }
                 }
