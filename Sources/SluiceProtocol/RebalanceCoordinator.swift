@@ -120,6 +120,7 @@ public struct RebalanceCoordinator: Sendable {
         // Every batch any stage handled under an older range has reached the sink.
         self.move = nil
         settledAt = now
+        rebalancer.recordSettled(at: now)
         return [.log("rebalance to \(Rebalancer.describe(move.ranges)) complete (epoch \(move.epoch)); old weights released")]
             + instances.map { .send(to: $0, .retire(epoch: move.epoch)) }
     }

@@ -96,6 +96,8 @@ public struct RebalanceRecord: Codable, Equatable, Sendable {
     /// Measured at the sink over the interval before the move, and after it settled.
     public var measuredBeforeSamplesPerSecond: Double?
     public var measuredAfterSamplesPerSecond: Double?
+    /// When the move was complete everywhere (old weights released), seconds into the run.
+    public var settledAtSeconds: Double?
     /// False under the `recommend` policy: the split was only proposed.
     public var applied: Bool
     /// Processes per stage before and after, when the decision adds replicas (nil: unchanged).
@@ -189,6 +191,12 @@ public struct Rebalancer: Sendable {
             lastRecommended = best.ranges
         }
         return record
+    }
+
+    /// The last move is complete everywhere.
+    public mutating func recordSettled(at seconds: Double) {
+        guard let last = history.indices.last, history[last].applied, history[last].settledAtSeconds == nil else { return }
+        history[last].settledAtSeconds = seconds
     }
 
     /// The sink's measured rate once the last move settled.

@@ -128,8 +128,10 @@ public final class ControllerRole {
     }
 
     private func finish(_ outcome: ControllerOutcome) -> (report: RunReport, exitCode: Int32) {
-        let report = RunReport(plan: plan, outcome: outcome, sourceDone: sourceDone, counters: machine.counters,
+        var report = RunReport(plan: plan, outcome: outcome, sourceDone: sourceDone, counters: machine.counters,
                                stageCounters: stageCounters(), coordinator: machine.coordinator)
+        report.sinkTimeline = sinkTimeline
+        report.startedAtSeconds = machine.runStarted
         var sink: SinkSummary?
         switch outcome {
         case .completed(let summary), .stopped(let summary?): sink = summary
@@ -178,10 +180,16 @@ public final class ControllerRole {
 
     private var queueSamples: [Int: (total: Double, count: Int)] = [:]
     private var nextQueueSample = 0.0
+    /// Seconds on the controller's clock and windows the sink had released then, once a heartbeat.
+    private var sinkTimeline: [[Double]] = []
 
     private func sampleQueues() {
-        guard machine.phase == .running, monotonicSeconds() >= nextQueueSample else { return }
+        guard machine.phase == .running || machine.phase == .draining, monotonicSeconds() >= nextQueueSample else { return }
         nextQueueSample = monotonicSeconds() + plan.config.controller.heartbeatMilliseconds / 1000
+        if machine.runStarted != nil, let sink = machine.counters["sink"] {
+            sinkTimeline.append([monotonicSeconds() - started, Double(sink.samples)])
+        }
+        guard machine.phase == .running else { return }
         for (stage, depth) in currentQueueDepths() {
             let sample = queueSamples[stage] ?? (0, 0)
             queueSamples[stage] = (sample.total + Double(depth), sample.count + 1)

@@ -49,6 +49,11 @@ public struct RunReport: Codable {
     /// Processes per stage at the start and at the end (replicas added live show as a rise).
     public var initialReplicas: [Int]
     public var replicas: [Int]
+    /// [seconds on the controller's clock, windows the sink had released], about once a
+    /// heartbeat: the throughput before, during and after each move. Rebalance records'
+    /// times are on the same clock; the source started at `startedAtSeconds`.
+    public var sinkTimeline: [[Double]] = []
+    public var startedAtSeconds: Double?
 
     init(plan: PipelinePlan, outcome: ControllerOutcome, sourceDone: SourceDone?, counters: [String: RoleCounters],
          stageCounters: [Int: RoleCounters], coordinator: RebalanceCoordinator?) {

@@ -87,7 +87,8 @@ extension Sluice {
             let planner = CorePlanner(costs: model.costs, parallelFractions: CorePlanner.parallelFractions(cut: plan.cut, graph: plan.graph))
             let chosen: CorePlan
             do {
-                chosen = try planner.plan(cores: budget)
+                // A fixed stage count in the file stays fixed; `count: auto` leaves it to the planner.
+                chosen = try planner.plan(cores: budget, constraints: .init(stages: plan.config.stages.count, speeds: model.speeds))
             } catch {
                 throw ExitCodes.report(RoleError("cannot plan for \(budget) cores: \(error)"))
             }
@@ -101,6 +102,10 @@ extension Sluice {
             print("  planned       \(chosen)   \(speedup(chosen.bottleneck))")
             print("  this file     \(CorePlan(ranges: plan.partition.ranges, shapes: plan.shapes, stageTimes: []))   \(speedup(configured))")
             print("  one process   \(budget) threads   \(speedup(threaded)) (only convolutions and products use more than one thread)")
+            let split = chosen.ranges.map { "\"\(Rebalancer.describe([$0]))\"" }.joined(separator: ", ")
+            let replicas = chosen.replicas.enumerated().filter { $0.element > 1 }.map { "\($0.offset): \($0.element)" }.joined(separator: ", ")
+            let threads = chosen.threads.enumerated().filter { $0.element > 1 }.map { "\($0.offset): \($0.element)" }.joined(separator: ", ")
+            print("  as stages:    {count: \(chosen.ranges.count), split: [\(split)], replicas: {\(replicas)}, threads: {\(threads)}}")
         }
 
         /// Predicted throughput of the configured, the asked-for and the optimal splits.

@@ -1,14 +1,19 @@
 #!/usr/bin/env python3
-"""Live rebalancing benchmark: how close does the controller get to the offline optimum, how fast?
+"""Live rebalancing benchmark: how close does the controller get to the offline optimum, how
+fast, and does the stream keep its pace while layers move?
 
 Runs pipelines/rebalance-demo.yaml (or --pipeline) three times in one go, with the release build:
   1. the deliberately bad initial split, rebalancing off;
   2. the same start with rebalancing on (auto);
-  3. the offline-optimal split for the costs run 2 measured, rebalancing off.
-and prints throughput of each, the ratio of (2) after convergence to (3), the time to converge,
-and each stage's resident memory before and after.
+  3. the offline-optimal plan for the costs run 2 measured, rebalancing off.
+With --cores above the stage count, run 2 may add replicas from the spare cores, and run 3 is
+the optimal split *and replicas* for that budget (`sluice plan --cores`).
 
-  python3 tools/bench/rebalance.py [--pipeline FILE] [--repeat N] [--binary PATH]
+It prints each run's steady throughput, the time to converge, the auto run's throughput during
+each move against the initial plan's, the auto run after convergence against the optimum, and
+each stage's resident memory before and after.
+
+  python3 tools/bench/rebalance.py [--pipeline FILE] [--repeat N] [--cores N] [--binary PATH]
 """
 import argparse
 import json
@@ -21,23 +26,70 @@ import yaml
 from common import ROOT, load_pipeline, release_binary, run
 
 
-def optimal_split(binary, config, folder, report):
-    """The offline optimum for the measured costs, from `sluice plan --measurements`."""
+def optimal_stages(binary, config, folder, report, cores):
+    """The offline optimum for the measured costs: `sluice plan --measurements [--cores]`."""
     path = os.path.join(folder, "plan.yaml")
     measurements = os.path.join(folder, "measurements.json")
     with open(path, "w") as f:
         yaml.safe_dump(config, f)
     with open(measurements, "w") as f:
         json.dump(report, f)
-    out = subprocess.run([binary, "plan", path, "--measurements", measurements], capture_output=True, text=True, check=True).stdout
+    command = [binary, "plan", path, "--measurements", measurements]
+    if cores > config["stages"]["count"]:
+        out = subprocess.run(command + ["--cores", str(cores)], capture_output=True, text=True, check=True).stdout
+        line = next(l for l in out.splitlines() if l.strip().startswith("as stages:"))
+        stages = yaml.safe_load(line.split("as stages:", 1)[1])
+        return {key: value for key, value in stages.items() if value}
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     line = next(l for l in out.splitlines() if l.startswith("optimal"))
-    return line.split()[1]
+    return {"count": config["stages"]["count"], "split": line.split()[1].split(",")}
+
+
+def rate(timeline, start, end):
+    """Windows per second the sink released between two times on the controller's clock."""
+    def at(t):
+        # Linear between the samples around t.
+        for (t0, s0), (t1, s1) in zip(timeline, timeline[1:]):
+            if t0 <= t <= t1:
+                return s0 + (s1 - s0) * (t - t0) / (t1 - t0) if t1 > t0 else s1
+        return timeline[-1][1] if t > timeline[-1][0] else timeline[0][1]
+    return (at(end) - at(start)) / (end - start) if end > start else float("nan")
+
+
+def steady_window(report, after=None):
+    """From `after` (default: one second into the run, or a fifth of a shorter one) to when 95%
+    of the windows were out: the rate without the start-up and the drain."""
+    timeline = report["sinkTimeline"]
+    total = timeline[-1][1]
+    end = next((t for t, s in timeline if s >= 0.95 * total), timeline[-1][0])
+    started = report["startedAtSeconds"]
+    start = started + min(1.0, 0.2 * (end - started)) if after is None else after
+    return start, end
+
+
+def steady_rate(report, after=None):
+    start, end = steady_window(report, after)
+    return rate(report["sinkTimeline"], start, end)
+
+
+def slowest_interval(timeline, start, end, width=0.25):
+    """The lowest rate over any `width`-second interval inside [start, end]."""
+    points = [t for t, _ in timeline if start <= t <= end - width]
+    rates = [rate(timeline, t, t + width) for t in points]
+    return min(rates) if rates else rate(timeline, start, end)
+
+
+def describe(stages):
+    split = ",".join(stages["split"])
+    replicas = stages.get("replicas") or {}
+    return split + "".join(f" s{k}×{v}" for k, v in sorted(replicas.items()))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pipeline", default=os.path.join(ROOT, "pipelines", "rebalance-demo.yaml"))
     parser.add_argument("--repeat", type=int, default=None, help="override source.repeat")
+    parser.add_argument("--cores", type=int, default=None, help="core budget (default: one per stage, so only layers move)")
     parser.add_argument("--binary", default=None, help="a built sluice (default: build release)")
     args = parser.parse_args()
 
@@ -45,33 +97,49 @@ def main():
     base = load_pipeline(args.pipeline)
     if args.repeat:
         base["source"]["repeat"] = args.repeat
-    initial = base["stages"]["split"]
+    cores = args.cores or base["stages"]["count"]
+    base["cores"] = cores
+    base["controller"] = dict(base.get("controller", {}), heartbeat_ms=100)
+    initial = {"count": base["stages"]["count"], "split": base["stages"]["split"]}
 
     with tempfile.TemporaryDirectory() as folder:
         off = dict(base, rebalance={"policy": "off"})
         bad = run(binary, off, folder, "initial")
         auto = run(binary, dict(base, rebalance=dict(base.get("rebalance", {}), policy="auto")), folder, "auto")
-        best = optimal_split(binary, off, folder, auto)
-        optimum = run(binary, dict(off, stages=dict(base["stages"], split=best.split(","))), folder, "optimal")
+        best = optimal_stages(binary, off, folder, auto, cores)
+        optimum = run(binary, dict(off, stages=dict(base["stages"], **best)), folder, "optimal")
 
     moves = [r for r in auto["rebalances"] if r["applied"]]
-    converged = moves[-1]["atSeconds"] if moves else 0.0
-    after = moves[-1].get("measuredAfterSamplesPerSecond") if moves else None
-    rate = {name: r["windowsPerSecond"] for name, r in [("initial", bad), ("auto", auto), ("optimal", optimum)]}
+    started = auto["startedAtSeconds"]
+    converged = (moves[-1].get("settledAtSeconds") or moves[-1]["atSeconds"]) if moves else started
+    rates = {"initial": steady_rate(bad), "optimal": steady_rate(optimum),
+             "auto": steady_rate(auto), "auto after convergence": steady_rate(auto, after=converged + 0.25)}
+    final = {"split": auto["split"].split(","), "replicas": {i: r for i, r in enumerate(auto["replicas"]) if r > 1}}
 
-    print(f"pipeline {os.path.relpath(args.pipeline, ROOT)}, {auto['windowsOut']} windows per run, cpus {os.cpu_count()}")
-    print(f"{'run':<10} {'split':<14} {'windows/s':>10}")
-    print(f"{'initial':<10} {','.join(initial):<14} {rate['initial']:>10.0f}")
-    print(f"{'auto':<10} {auto['split']:<14} {rate['auto']:>10.0f}   (whole run, moves included)")
-    print(f"{'optimal':<10} {best:<14} {rate['optimal']:>10.0f}")
+    print(f"pipeline {os.path.relpath(args.pipeline, ROOT)}, {auto['windowsOut']} windows per run, "
+          f"{cores} cores for stages, cpus {os.cpu_count()}; steady windows/s = from 1 s in to 95% of the windows out")
+    print(f"{'run':<24} {'plan':<28} {'windows/s':>10}")
+    print(f"{'initial':<24} {describe(initial):<28} {rates['initial']:>10.0f}")
+    print(f"{'auto (whole run)':<24} {describe(final):<28} {rates['auto']:>10.0f}")
+    print(f"{'auto after convergence':<24} {describe(final):<28} {rates['auto after convergence']:>10.0f}")
+    print(f"{'optimal':<24} {describe(best):<28} {rates['optimal']:>10.0f}")
+    timeline = auto["sinkTimeline"]
     for move in moves:
-        print(f"  move at {move['atSeconds']:.2f} s: {move['oldSplit']} -> {move['newSplit']}, predicted "
-              f"{move['predictedOldSamplesPerSecond']:.0f} -> {move['predictedNewSamplesPerSecond']:.0f}, measured "
-              f"{move.get('measuredBeforeSamplesPerSecond') or float('nan'):.0f} -> {move.get('measuredAfterSamplesPerSecond') or float('nan'):.0f} samples/s")
-    print(f"converged {converged:.2f} s after start to {auto['split']} ({'the' if auto['split'] == best else 'not the'} offline optimum)")
-    if after:
-        print(f"after convergence: {after:.0f} windows/s = {100 * after / rate['optimal']:.0f}% of the optimal split's {rate['optimal']:.0f}")
-    print(f"auto / optimal, whole run: {rate['auto'] / rate['optimal']:.2f}; auto / initial: {rate['auto'] / rate['initial']:.2f}")
+        settled = move.get("settledAtSeconds") or move["atSeconds"]
+        during = rate(timeline, move["atSeconds"], settled) if settled > move["atSeconds"] else float("nan")
+        slowest = slowest_interval(timeline, move["atSeconds"], settled) if settled - move["atSeconds"] > 0.25 else during
+        old = move.get("oldReplicas")
+        new = move.get("newReplicas")
+        print(f"  move at {move['atSeconds'] - started:.2f} s, settled at {settled - started:.2f} s: {move['oldSplit']}"
+              f"{' ' + str(old) if old else ''} -> {move['newSplit']}{' ' + str(new) if new else ''}, predicted "
+              f"{move['predictedOldSamplesPerSecond']:.0f} -> {move['predictedNewSamplesPerSecond']:.0f} samples/s")
+        print(f"    during the move: {during:.0f} windows/s (slowest 0.25 s: {slowest:.0f}) = "
+              f"{during / rates['initial']:.2f} of the initial plan's steady rate")
+    print(f"converged {converged - started:.2f} s after start")
+    after = rates["auto after convergence"] / rates["optimal"]
+    print(f"after convergence: {100 * after:.0f}% of the optimal plan's rate "
+          f"({'within' if converged - started <= 10 else 'NOT within'} 10 s of start; goal 95%)")
+    print(f"auto / initial, whole run: {rates['auto'] / rates['initial']:.2f}")
     print("resident memory per stage (MiB), start -> end of the auto run:")
     for stage in auto["stages"]:
         print(f"  stage {stage['stage']} layers {stage['layers']:<6} {stage['residentBytesAtStart'] / 2**20:6.1f} -> {stage['residentBytes'] / 2**20:6.1f}")
