@@ -286,12 +286,13 @@ private struct ConfigReader {
 
 extension ConfigReader {
     func readRebalance(_ node: Node?) -> RebalanceConfig {
-        let entries = fields.mapping(node, at: "rebalance", allowed: ["policy", "interval_s", "threshold"])
+        let entries = fields.mapping(node, at: "rebalance", allowed: ["policy", "interval_s", "threshold", "warmup_s"])
         let defaults = RebalanceConfig()
         return RebalanceConfig(
             policy: fields.choice(entries, "policy", at: "rebalance", default: defaults.policy),
             intervalSeconds: fields.double(entries, "interval_s", at: "rebalance", parent: node, minimum: 0.1) ?? defaults.intervalSeconds,
-            threshold: fields.double(entries, "threshold", at: "rebalance", parent: node, minimum: 0) ?? defaults.threshold)
+            threshold: fields.double(entries, "threshold", at: "rebalance", parent: node, minimum: 0) ?? defaults.threshold,
+            warmupSeconds: fields.double(entries, "warmup_s", at: "rebalance", parent: node, minimum: 0) ?? defaults.warmupSeconds)
     }
 }
 

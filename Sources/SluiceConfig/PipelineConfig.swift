@@ -233,8 +233,10 @@ public struct RebalanceConfig: Codable, Sendable, Equatable {
     public var intervalSeconds: Double
     /// Move only when the predicted throughput gain exceeds this fraction (0.1 = 10%).
     public var threshold: Double
+    /// Measure this long after the stream starts before the first move (caches and queues settle).
+    public var warmupSeconds: Double
 
-    public init(policy: RebalancePolicy = .recommend, intervalSeconds: Double = 2, threshold: Double = 0.1) {
-        self.policy = policy; self.intervalSeconds = intervalSeconds; self.threshold = threshold
+    public init(policy: RebalancePolicy = .recommend, intervalSeconds: Double = 2, threshold: Double = 0.1, warmupSeconds: Double = 0) {
+        self.policy = policy; self.intervalSeconds = intervalSeconds; self.threshold = threshold; self.warmupSeconds = warmupSeconds
     }
 }

@@ -267,7 +267,7 @@ public struct ControllerMachine {
                                         reason: "roles missing")
             }
         case .running, .draining:
-            actions += coordinated(coordinator?.tick(now: now, allowNewMoves: phase == .running && !stopRequested) ?? [])
+            actions += coordinated(coordinator?.tick(now: now, allowNewMoves: phase == .running && !stopRequested, streamingSince: runStarted) ?? [])
             actions += abandonLateReplicas()
             let silent = roleNames.filter { pendingReplicas[$0] == nil && now - (lastHeard[$0] ?? started) > liveness.timeoutSeconds }
             if !silent.isEmpty {

@@ -160,13 +160,15 @@ public struct RebalanceCoordinator: Sendable {
     }
 
     /// Considers a move (when allowed) and records the measured gain of the last one.
-    public mutating func tick(now time: Double, allowNewMoves: Bool) -> [ControllerAction] {
+    /// `streamingSince`: when the source started, on the same clock (moves wait out the warm-up).
+    public mutating func tick(now time: Double, allowNewMoves: Bool, streamingSince: Double? = nil) -> [ControllerAction] {
         now = time
         if let settled = settledAt, now - settled >= rebalancer.config.intervalSeconds, let rate = measuredSamplesPerSecond {
             rebalancer.recordMeasuredAfter(rate)
             settledAt = nil
         }
-        guard allowNewMoves, move == nil, growth == nil else { return [] }
+        guard allowNewMoves, move == nil, growth == nil,
+              now - (streamingSince ?? now) >= rebalancer.config.warmupSeconds else { return [] }
         guard let record = rebalancer.proposal(current: ranges, now: now, epoch: epoch + 1,
                                                measuredSamplesPerSecond: measuredSamplesPerSecond) else { return [] }
         let gain = record.predictedOldSamplesPerSecond > 0 ? 100 * (record.predictedNewSamplesPerSecond / record.predictedOldSamplesPerSecond - 1) : 0

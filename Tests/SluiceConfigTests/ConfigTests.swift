@@ -125,9 +125,9 @@ sink:
 }
 
 @Test func profilingCanBeSwitchedOffAndRebalancingTuned() throws {
-    let config = try parse(valid + "\ncontroller:\n  profiling: off\nrebalance:\n  policy: auto\n  interval_s: 0.5\n  threshold: 0.2\n")
+    let config = try parse(valid + "\ncontroller:\n  profiling: off\nrebalance:\n  policy: auto\n  interval_s: 0.5\n  threshold: 0.2\n  warmup_s: 3\n")
     #expect(config.controller.profiling == false)
-    #expect(config.rebalance == RebalanceConfig(policy: .auto, intervalSeconds: 0.5, threshold: 0.2))
+    #expect(config.rebalance == RebalanceConfig(policy: .auto, intervalSeconds: 0.5, threshold: 0.2, warmupSeconds: 3))
     let found = issues(valid + "\ncontroller:\n  profiling: sometimes\nrebalance:\n  policy: often\n")
     #expect(found.contains("24:controller.profiling: must be on or off, not 'sometimes'"), "\(found)")
     #expect(found.contains("26:rebalance.policy: must be one of: off, recommend, auto, not 'often'"), "\(found)")

@@ -181,7 +181,7 @@ private func running() -> ControllerMachine {
 
 /// Two stages, the second four times as heavy, a budget of three cores: the controller adds a
 /// replica to the heavy stage while the run goes on.
-private func growingController(timeout: Double = 5) -> ControllerMachine {
+private func growingController(timeout: Double = 5, warmup: Double = 0) -> ControllerMachine {
     let cut = LayerCut(layers: (0..<2).map {
         Layer(index: $0, nodeStart: $0, nodeEnd: $0 + 1, opTypes: ["F"], flopsPerSample: 1, parameterBytes: 4, outputs: ["x"], outputBytesPerSample: 4)
     }, inputs: ["x"], inputBytesPerSample: 4)
@@ -191,7 +191,7 @@ private func growingController(timeout: Double = 5) -> ControllerMachine {
                                      pullEndpoint: "ipc://stage-\(index)", pushEndpoints: [index == 0 ? "ipc://stage-1" : "ipc://sink"],
                                      slowdown: 0, liveness: alive))
     }
-    let rebalancer = Rebalancer(config: RebalanceConfig(policy: .auto, intervalSeconds: 0.1, threshold: 0.1), cut: cut, stages: 2,
+    let rebalancer = Rebalancer(config: RebalanceConfig(policy: .auto, intervalSeconds: 0.1, threshold: 0.1, warmupSeconds: warmup), cut: cut, stages: 2,
                                 replicas: [1, 1], threads: [1, 1], cores: 3)
     var controller = ControllerMachine(assignments: ["stage-0": stage(0), "stage-1": stage(1), "source": .ping, "sink": .ping],
                                        liveness: alive,
@@ -248,4 +248,12 @@ private func growingController(timeout: Double = 5) -> ControllerMachine {
     #expect(actions.contains(.send(to: "stage-1.1", .shutdown(reason: "not ready in time"))))
     #expect(controller.coordinator?.isGrowing == false && controller.coordinator?.replicas == [1, 1])
     #expect(controller.stageInstances == [["stage-0"], ["stage-1"]])
+}
+
+@Test func noMoveBeforeTheWarmUpIsOver() {
+    var controller = growingController(timeout: 20, warmup: 5)
+    for second in 1...4 {
+        #expect(!controller.handle(.tick(now: Double(second))).contains(.spawn(role: "stage-1.1")), "moved at \(second) s")
+    }
+    #expect(controller.handle(.tick(now: 5.5)).contains(.spawn(role: "stage-1.1")))
 }
