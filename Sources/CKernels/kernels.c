@@ -35,6 +35,15 @@ int sluice_kernels_vectorized(void) {
     return vectorized;
 }
 
+int sluice_cpu_has_avx512(void) {
+#ifdef SLUICE_X86
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+#else
+    return 0;
+#endif
+}
+
 #ifdef SLUICE_X86
 #define DISPATCH(call_avx2, call_base) (sluice_kernels_vectorized() ? call_avx2 : call_base)
 #else

@@ -3,6 +3,7 @@ import Foundation
 import SluiceConfig
 import SluiceONNX
 import SluiceRoles
+import SluiceTensor
 
 @main
 struct Sluice: ParsableCommand {
@@ -21,6 +22,22 @@ struct Sluice: ParsableCommand {
         """,
         subcommands: [Run.self, Profile.self, Validate.self, Plan.self, Infer.self, Inspect.self, Bench.self, Controller.self,
                       Stage.self, Source.self, Sink.self])
+
+    static func main() {
+        restartWithBetterBLASKernels()
+        main(nil)
+    }
+
+    /// OpenBLAS reads `OPENBLAS_CORETYPE` only as it loads, before any Swift code runs: when it
+    /// fell back to baseline kernels on a vector CPU, run this same command again with the core
+    /// type set. Every process `sluice run` starts inherits it.
+    private static func restartWithBetterBLASKernels() {
+        guard let coreType = Kernels.betterBLASCoreType() else { return }
+        setenv("OPENBLAS_CORETYPE", coreType, 1)
+        let arguments = CommandLine.unsafeArgv
+        execv("/proc/self/exe", arguments)
+        // exec failed (no /proc): carry on with the slower kernels.
+    }
 }
 
 /// Exit codes: 1 the run failed, 2 the pipeline file is invalid, 3 the model cannot be loaded.

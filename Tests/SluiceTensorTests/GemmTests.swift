@@ -1,5 +1,5 @@
 import Foundation
-import SluiceTensor
+@testable import SluiceTensor
 import Testing
 
 @Suite struct GemmTests {
@@ -86,4 +86,14 @@ import Testing
             expectClose(fused, reference, "linear rows \(rows) \(activation)")
         }
     }
+}
+
+@Test func baselineBLASKernelsOnAVXMachinesAreReplaced() {
+    // What OpenBLAS 0.3.21 chose on a cloud Xeon it did not recognize, and what to ask for instead.
+    #expect(Kernels.betterBLASCoreType(chosen: "Prescott", environment: [:], avx512: true, avx2: true) == "SkylakeX")
+    #expect(Kernels.betterBLASCoreType(chosen: "Prescott", environment: [:], avx512: false, avx2: true) == "Haswell")
+    #expect(Kernels.betterBLASCoreType(chosen: "Prescott", environment: [:], avx512: false, avx2: false) == nil)
+    // A vector kernel it chose, or a core type the user set, is left alone.
+    #expect(Kernels.betterBLASCoreType(chosen: "Cooperlake", environment: [:], avx512: true, avx2: true) == nil)
+    #expect(Kernels.betterBLASCoreType(chosen: "Prescott", environment: ["OPENBLAS_CORETYPE": "Prescott"], avx512: true, avx2: true) == nil)
 }

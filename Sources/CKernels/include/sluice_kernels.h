@@ -14,6 +14,8 @@ extern "C" {
 
 /* 1 when the AVX2 + FMA versions are in use. */
 int sluice_kernels_vectorized(void);
+/* Whether the CPU runs AVX-512 (F and VL), whatever these kernels use. */
+int sluice_cpu_has_avx512(void);
 
 /* y[i] = exp(x[i] - shift); returns the sum of the y[i]. */
 float sluice_exp_shifted_sum(const float *x, float *y, long n, float shift);
