@@ -95,6 +95,11 @@ public final class ZMQSocket: @unchecked Sendable {
         try setOption(ZMQ_LINGER, lingerMilliseconds)
         try setOption(ZMQ_SNDHWM, sendHighWaterMark)
         try setOption(ZMQ_RCVHWM, receiveHighWaterMark)
+        // Roles start in any order, so a connect often comes before its peer binds. libzmq
+        // retries after 100 ms by default, which a stream that starts at once would wait out;
+        // 10 ms, doubling up to a second, keeps start-up short without spinning on a dead peer.
+        try setOption(ZMQ_RECONNECT_IVL, 10)
+        try setOption(ZMQ_RECONNECT_IVL_MAX, 1000)
         if let identity {
             let bytes = Array(identity.utf8)
             guard zmq_setsockopt(handle, ZMQ_ROUTING_ID, bytes, bytes.count) == 0 else { throw ZMQError("set routing id") }
