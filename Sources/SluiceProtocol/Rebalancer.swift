@@ -124,7 +124,7 @@ public struct Rebalancer: Sendable {
     public private(set) var history: [RebalanceRecord] = []
     private var lastDecisionAt: Double?
     private var previousSplit: [Range<Int>]?
-    private var lastRecommended: [Range<Int>]?
+    private var lastRecommended: (ranges: [Range<Int>], replicas: [Int])?
 
     /// `cores`: the budget; nil means no more than the processes started with (no replicas added).
     public init(config: RebalanceConfig, cut: LayerCut, stages: Int, replicas: [Int]? = nil, threads: [Int]? = nil,
@@ -177,7 +177,7 @@ public struct Rebalancer: Sendable {
         let gain = oldThroughput > 0 ? newThroughput / oldThroughput - 1 : 0
         let required = best.ranges == previousSplit && !grows ? 2 * config.threshold : config.threshold
         guard gain > required else { return nil }
-        if config.policy == .recommend && best.ranges == lastRecommended && !grows { return nil }
+        if config.policy == .recommend, let last = lastRecommended, last.ranges == best.ranges, last.replicas == best.replicas { return nil }
         let record = RebalanceRecord(atSeconds: now, epoch: epoch, oldSplit: Self.describe(current), newSplit: Self.describe(best.ranges),
                                      predictedOldSamplesPerSecond: oldThroughput, predictedNewSamplesPerSecond: newThroughput,
                                      measuredBeforeSamplesPerSecond: measuredSamplesPerSecond, measuredAfterSamplesPerSecond: nil,
@@ -188,7 +188,7 @@ public struct Rebalancer: Sendable {
         if config.policy == .auto {
             previousSplit = current
         } else {
-            lastRecommended = best.ranges
+            lastRecommended = (best.ranges, best.replicas)
         }
         return record
     }
