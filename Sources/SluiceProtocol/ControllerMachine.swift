@@ -62,6 +62,10 @@ public struct ControllerMachine {
     private var finalReports: Set<String> = []
     /// Live rebalancing, when the pipeline has stages to rebalance.
     public private(set) var coordinator: RebalanceCoordinator?
+    /// The cost model as it stood when moves stopped (the source finished, or a stop was
+    /// asked for): what the controller last planned with. Later heartbeats still update the
+    /// live model, with the drain's sparse batches.
+    public private(set) var lastPlanningModel: CostModel?
 
     /// `assignments` maps every role's name to its assignment message; the run starts once all
     /// of them have said hello and ready.
@@ -188,6 +192,7 @@ public struct ControllerMachine {
             return coordinated(coordinator?.received(message, from: name) ?? [])
         case .sourceDone(let done):
             guard phase == .running else { return [] }
+            if lastPlanningModel == nil { lastPlanningModel = coordinator?.rebalancer.model }
             phase = .draining
             phaseStarted = now
             sinkProgress.at = now
@@ -244,6 +249,7 @@ public struct ControllerMachine {
         case .preparing:
             return [.log("stop requested; waiting for roles to be ready so none is left behind")]
         case .running:
+            lastPlanningModel = coordinator?.rebalancer.model
             return [.log("stop requested: the source stops reading and the pipeline drains"), .send(to: sourceName, .stop)]
         case .draining, .closing, .finished:
             return [.log("stop requested while draining; waiting for the sink")]

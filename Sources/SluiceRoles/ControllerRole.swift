@@ -129,7 +129,8 @@ public final class ControllerRole {
 
     private func finish(_ outcome: ControllerOutcome) -> (report: RunReport, exitCode: Int32) {
         var report = RunReport(plan: plan, outcome: outcome, sourceDone: sourceDone, counters: machine.counters,
-                               stageCounters: stageCounters(), coordinator: machine.coordinator)
+                               stageCounters: stageCounters(), coordinator: machine.coordinator,
+                               lastPlanningModel: machine.lastPlanningModel)
         report.sinkTimeline = sinkTimeline
         report.startedAtSeconds = machine.runStarted
         var sink: SinkSummary?

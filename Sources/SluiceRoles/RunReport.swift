@@ -44,6 +44,10 @@ public struct RunReport: Codable {
     /// Each stage's speed as a whole: its processes' measured speed (compute ÷ busy) times
     /// their number.
     public var stageSpeeds: [Double]
+    /// The same two as the controller last planned with, when moves stopped (the drain that
+    /// follows still moves the figures above); nil when it never planned.
+    public var plannedLayerSecondsPerSample: [Double?]?
+    public var plannedStageSpeeds: [Double]?
     /// Micro-batches each stage process computed, by role name (replicas share a stage's load).
     public var batchesByProcess: [String: Int]
     /// Processes per stage at the start and at the end (replicas added live show as a rise).
@@ -56,7 +60,7 @@ public struct RunReport: Codable {
     public var startedAtSeconds: Double?
 
     init(plan: PipelinePlan, outcome: ControllerOutcome, sourceDone: SourceDone?, counters: [String: RoleCounters],
-         stageCounters: [Int: RoleCounters], coordinator: RebalanceCoordinator?) {
+         stageCounters: [Int: RoleCounters], coordinator: RebalanceCoordinator?, lastPlanningModel: CostModel? = nil) {
         pipeline = plan.config.name
         var summary: SinkSummary?
         switch outcome {
@@ -89,6 +93,8 @@ public struct RunReport: Codable {
         rebalances = coordinator?.history ?? []
         layerSecondsPerSample = coordinator?.rebalancer.model.layerSeconds ?? []
         stageSpeeds = coordinator?.rebalancer.model.effectiveSpeeds ?? []
+        plannedLayerSecondsPerSample = lastPlanningModel?.layerSeconds
+        plannedStageSpeeds = lastPlanningModel?.effectiveSpeeds
         batchesByProcess = Dictionary(uniqueKeysWithValues: (coordinator?.instances ?? plan.stageNames).map { ($0, counters[$0]?.batches ?? 0) })
         initialReplicas = plan.replicaCounts
         replicas = coordinator?.replicas ?? plan.replicaCounts

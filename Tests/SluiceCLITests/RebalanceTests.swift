@@ -72,12 +72,15 @@ extension MultiProcess {
             try JSONDecoder().decode(RunReport.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
         }
 
-        /// The best split for the report's own measurements, and the predicted throughput of both.
+        /// The best split for the costs the controller measured while it could still move, and
+        /// the predicted throughput of that and of the split it ended on.
         static func offlineOptimum(_ report: RunReport) throws -> (best: Partition, finalRate: Double, bestRate: Double) {
-            let costs = PartitionCosts(layerCosts: report.layerSecondsPerSample.map { $0 ?? 0 })
-            let best = try Partition.optimal(costs: costs, stages: 3, speeds: report.stageSpeeds)
+            let layerSeconds = try #require(report.plannedLayerSecondsPerSample)
+            let speeds = try #require(report.plannedStageSpeeds)
+            let costs = PartitionCosts(layerCosts: layerSeconds.map { $0 ?? 0 })
+            let best = try Partition.optimal(costs: costs, stages: 3, speeds: speeds)
             let final = try #require(Rebalancer.ranges(from: report.split))
-            let finalTime = Partition.stageTimes(of: final, costs: costs, speeds: report.stageSpeeds).max()!
+            let finalTime = Partition.stageTimes(of: final, costs: costs, speeds: speeds).max()!
             return (best, 1 / finalTime, 1 / best.bottleneck)
         }
 
