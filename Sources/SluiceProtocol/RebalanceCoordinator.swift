@@ -86,7 +86,12 @@ public struct RebalanceCoordinator: Sendable {
         }
         growth = nil
         let joinedLog = ControllerAction.log("\(name) joined stage \(stage); replicas now \(replicas.map(String.init).joined(separator: ","))")
-        guard current.ranges != ranges else { return [joinedLog] }
+        guard current.ranges != ranges else {
+            // Replicas alone: the plan is in force now; its gain is measured from here.
+            settledAt = now
+            rebalancer.recordSettled(at: now)
+            return [joinedLog]
+        }
         return [joinedLog] + begin(current.ranges, reason: current.reason)
     }
 

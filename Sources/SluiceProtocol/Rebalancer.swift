@@ -96,7 +96,8 @@ public struct RebalanceRecord: Codable, Equatable, Sendable {
     /// Measured at the sink over the interval before the move, and after it settled.
     public var measuredBeforeSamplesPerSecond: Double?
     public var measuredAfterSamplesPerSecond: Double?
-    /// When the move was complete everywhere (old weights released), seconds into the run.
+    /// When the move was complete everywhere (old weights released, or the replicas asked for
+    /// joined), on the same clock as `atSeconds`.
     public var settledAtSeconds: Double?
     /// False under the `recommend` policy: the split was only proposed.
     public var applied: Bool

@@ -230,6 +230,7 @@ private func growingController(timeout: Double = 5, warmup: Double = 0) -> Contr
     #expect(controller.coordinator?.replicas == [1, 2])
     #expect(controller.coordinator?.instances.contains("stage-1.1") == true)
     #expect(controller.coordinator?.history.last?.newReplicas == [1, 2])
+    #expect(controller.coordinator?.history.last?.settledAtSeconds == 1, "a replica-only plan is in force once the replica joined")
     // The budget is spent: no further replica, and no move (the split was already the best).
     #expect(!controller.handle(.tick(now: 2)).contains { if case .spawn = $0 { return true } else { return false } })
     #expect(controller.phase == .running)
