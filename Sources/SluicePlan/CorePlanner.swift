@@ -101,10 +101,13 @@ public struct CorePlanner: Sendable {
 
     /// Compute of `range` per sample at `threads` threads.
     public func compute(_ range: Range<Int>, threads: Int) -> Double {
-        range.reduce(0) { total, layer in
-            let fraction = min(max(parallelFractions[layer], 0), 1)
-            return total + costs.layerCosts[layer] * ((1 - fraction) + fraction / (1 + threadEfficiency * Double(threads - 1)))
-        }
+        range.reduce(0) { $0 + costs.layerCosts[$1] * threadFactor(layer: $1, threads: threads) }
+    }
+
+    /// The share of its one-thread time `layer` takes at `threads` threads.
+    public func threadFactor(layer: Int, threads: Int) -> Double {
+        let fraction = min(max(parallelFractions[layer], 0), 1)
+        return (1 - fraction) + fraction / (1 + threadEfficiency * Double(threads - 1))
     }
 
     /// Per layer, the FLOP share of its products (convolutions, Gemm, MatMul): the kernels that

@@ -121,7 +121,7 @@ public struct ControllerMachine {
             connected[role, default: []].insert(assignment.pullEndpoint)
             actions.append(.send(to: role, .connect(endpoint: assignment.pullEndpoint)))
         }
-        return actions + coordinated(coordinator?.joined(name, stage: stage) ?? [])
+        return actions + coordinated(coordinator?.joined(name, stage: stage, startMove: phase == .running && !stopRequested) ?? [])
     }
 
     private var roleNames: [String] { assignments.keys.sorted() }
@@ -182,7 +182,7 @@ public struct ControllerMachine {
             if phase == .closing { moveActions = [] }
             if phase == .closing {
                 finalReports.insert(name)
-                if finalReports.count == assignments.count, let outcome = pendingOutcome {
+                if Set(assignments.keys).subtracting(pendingReplicas.keys).isSubset(of: finalReports), let outcome = pendingOutcome {
                     phase = .finished
                     return [.finish(outcome)]
                 }
@@ -206,6 +206,9 @@ public struct ControllerMachine {
             pendingOutcome = stopRequested ? .stopped(summary) : .completed(summary)
             return roleNames.map { .send(to: $0, .shutdown(reason: "done")) }
         case .failed(let reason):
+            if pendingReplicas[name] != nil {
+                return [.log("\(name) failed before it joined: \(reason)")] + giveUpReplica(name, because: "\(name) failed: \(reason)")
+            }
             return finish(.failed("\(name): \(reason)"), reason: "\(name) failed")
         case .assignStage, .assignSource, .assignSink, .start, .expect, .stop, .shutdown, .ping, .prepare, .commit, .mark, .retire, .connect:
             return [.log("ignoring \(message.type) from \(name): only the controller sends it")]
@@ -213,21 +216,33 @@ public struct ControllerMachine {
     }
 
     /// A role's assignment as the plan stands now: a stage that registers again (restarted)
-    /// or joins as a replica gets the range and epoch in force and every process of the next hop.
+    /// or joins as a replica gets the range and epoch in force; it and a restarted source get
+    /// every process of the next hop that is ready (one still starting is announced by
+    /// `connect` once it is: a PUSH peer that nobody has bound yet would hold batches).
     private func currentAssignment(_ name: String) -> ControlMessage? {
-        guard case .assignStage(var stage)? = assignments[name], let coordinator,
-              coordinator.ranges.indices.contains(stage.stageIndex) else { return assignments[name] }
-        let range = coordinator.ranges[stage.stageIndex]
-        stage.layers = LayerRange(start: range.lowerBound, end: range.upperBound)
-        stage.epoch = coordinator.epoch
-        let next = stage.stageIndex + 1
-        if next < stageInstances.count {
-            stage.pushEndpoints = stageInstances[next].compactMap {
-                guard case .assignStage(let peer)? = assignments[$0] else { return nil }
-                return peer.pullEndpoint
-            }
+        switch assignments[name] {
+        case .assignSource(var source)?:
+            if let first = stageInstances.first { source.pushEndpoints = readyEndpoints(first) }
+            return .assignSource(source)
+        case .assignStage(var stage)?:
+            guard let coordinator, coordinator.ranges.indices.contains(stage.stageIndex) else { return assignments[name] }
+            let range = coordinator.ranges[stage.stageIndex]
+            stage.layers = LayerRange(start: range.lowerBound, end: range.upperBound)
+            stage.epoch = coordinator.epoch
+            let next = stage.stageIndex + 1
+            if next < stageInstances.count { stage.pushEndpoints = readyEndpoints(stageInstances[next]) }
+            return .assignStage(stage)
+        default:
+            return assignments[name]
         }
-        return .assignStage(stage)
+    }
+
+    /// Where the ready processes among `names` bind their PULL.
+    private func readyEndpoints(_ names: [String]) -> [String] {
+        names.compactMap {
+            guard pendingReplicas[$0] == nil, case .assignStage(let peer)? = assignments[$0] else { return nil }
+            return peer.pullEndpoint
+        }
     }
 
     private mutating func noteConnections(_ name: String, _ assignment: ControlMessage) {
@@ -306,15 +321,16 @@ public struct ControllerMachine {
     /// A replica that is not ready long after it was asked for (loading a model takes a while)
     /// is given up: the run goes on without it.
     private mutating func abandonLateReplicas() -> [ControllerAction] {
-        var actions: [ControllerAction] = []
-        for (name, pending) in pendingReplicas where now - pending.since > liveness.timeoutSeconds * 3 {
-            pendingReplicas[name] = nil
-            assignments[name] = nil
-            registered.remove(name)
-            actions.append(.send(to: name, .shutdown(reason: "not ready in time")))
-            actions += coordinator?.abandonGrowth(reason: "\(name) was not ready within \(Int(liveness.timeoutSeconds * 3)) s") ?? []
+        pendingReplicas.filter { now - $0.value.since > liveness.timeoutSeconds * 3 }.keys.sorted().flatMap {
+            giveUpReplica($0, because: "\($0) was not ready within \(Int(liveness.timeoutSeconds * 3)) s")
         }
-        return actions
+    }
+
+    private mutating func giveUpReplica(_ name: String, because reason: String) -> [ControllerAction] {
+        pendingReplicas[name] = nil
+        assignments[name] = nil
+        registered.remove(name)
+        return [.send(to: name, .shutdown(reason: "not ready in time"))] + (coordinator?.abandonGrowth(reason: reason) ?? [])
     }
 
     private mutating func finish(_ outcome: ControllerOutcome, reason: String) -> [ControllerAction] {

@@ -73,8 +73,8 @@ public struct RebalanceCoordinator: Sendable {
 
     /// A replica asked for by `.addReplica` is running and connected: from now on it takes
     /// part in moves, and the cost model counts it. Once every replica asked for has joined,
-    /// the move planned with them starts.
-    public mutating func joined(_ name: String, stage: Int) -> [ControllerAction] {
+    /// the move planned with them starts (unless `startMove` is false: the stream is ending).
+    public mutating func joined(_ name: String, stage: Int, startMove: Bool = true) -> [ControllerAction] {
         guard !instances.contains(name) else { return [] }
         instances.append(name)
         rebalancer.addReplica(stage: stage)
@@ -86,7 +86,7 @@ public struct RebalanceCoordinator: Sendable {
         }
         growth = nil
         let joinedLog = ControllerAction.log("\(name) joined stage \(stage); replicas now \(replicas.map(String.init).joined(separator: ","))")
-        guard current.ranges != ranges else {
+        guard current.ranges != ranges, startMove else {
             // Replicas alone: the plan is in force now; its gain is measured from here.
             settledAt = now
             rebalancer.recordSettled(at: now)

@@ -126,6 +126,7 @@ public struct Rebalancer: Sendable {
     private var lastDecisionAt: Double?
     private var previousSplit: [Range<Int>]?
     private var lastRecommended: (ranges: [Range<Int>], replicas: [Int])?
+    private var lastEvaluatedAt: Double?
 
     /// `cores`: the budget; nil means no more than the processes started with (no replicas added).
     public init(config: RebalanceConfig, cut: LayerCut, stages: Int, replicas: [Int]? = nil, threads: [Int]? = nil,
@@ -145,19 +146,28 @@ public struct Rebalancer: Sendable {
     private var coresInUse: Int { zip(model.replicas, threads).reduce(0) { $0 + $1.0 * $1.1 } }
 
     /// The best ranges for the stages as they are, or, with spare cores, the best ranges and
-    /// replicas (never fewer than now), each stage's processes running at their measured speed.
-    func bestPlan(current: [Range<Int>]) -> (ranges: [Range<Int>], replicas: [Int], throughput: Double)? {
-        if cores > coresInUse {
-            let planner = CorePlanner(costs: model.partitionCosts, parallelFractions: parallelFractions)
-            let constraints = CorePlanner.Constraints(stages: current.count, minimumReplicas: model.replicas,
-                                                      threads: threads.map { $0 }, speeds: model.stageSpeeds)
-            guard let plan = try? planner.plan(cores: cores, constraints: constraints) else { return nil }
-            return (plan.ranges, plan.replicas, plan.throughput)
+    /// replicas (never fewer than now), each stage's processes running at their measured speed;
+    /// with the predicted throughput of that plan and of the current one, on the same model.
+    func bestPlan(current: [Range<Int>]) -> (ranges: [Range<Int>], replicas: [Int], throughput: Double, currentThroughput: Double)? {
+        guard cores > coresInUse else {
+            guard let best = try? Partition.optimal(costs: model.partitionCosts, stages: current.count, speeds: model.effectiveSpeeds) else {
+                return nil
+            }
+            return (best.ranges, model.replicas, model.throughput(best.ranges), model.throughput(current))
         }
-        guard let best = try? Partition.optimal(costs: model.partitionCosts, stages: current.count, speeds: model.effectiveSpeeds) else {
-            return nil
+        // Layers were timed at their stage's threads; the planner applies threads itself.
+        var costs = model.partitionCosts
+        let measured = CorePlanner(costs: costs, parallelFractions: parallelFractions)
+        for (stage, range) in current.enumerated() {
+            for layer in range { costs.layerCosts[layer] /= measured.threadFactor(layer: layer, threads: threads[stage]) }
         }
-        return (best.ranges, model.replicas, model.throughput(best.ranges))
+        let planner = CorePlanner(costs: costs, parallelFractions: parallelFractions)
+        let constraints = CorePlanner.Constraints(stages: current.count, minimumReplicas: model.replicas,
+                                                  threads: threads.map { $0 }, speeds: model.stageSpeeds)
+        guard let plan = try? planner.plan(cores: cores, constraints: constraints) else { return nil }
+        let shapes = zip(model.replicas, threads).map { StageShape(replicas: $0, threads: $1) }
+        let now = planner.stageTimes(current, shapes: shapes, speeds: model.stageSpeeds).max() ?? 0
+        return (plan.ranges, plan.replicas, plan.throughput, now > 0 ? 1 / now : 0)
     }
 
     public mutating func observe(instance: String, stage: Int, counters: RoleCounters) {
@@ -170,10 +180,13 @@ public struct Rebalancer: Sendable {
                                   measuredSamplesPerSecond: Double?) -> RebalanceRecord? {
         guard config.policy != .off, model.isComplete else { return nil }
         if let lastDecisionAt, now - lastDecisionAt < config.intervalSeconds { return nil }
+        // The controller ticks every few milliseconds; planning a few times an interval is plenty.
+        if let lastEvaluatedAt, now - lastEvaluatedAt < min(config.intervalSeconds / 2, 0.25) { return nil }
+        lastEvaluatedAt = now
         guard let best = bestPlan(current: current) else { return nil }
         let grows = best.replicas != model.replicas
         guard best.ranges != current || grows else { return nil }
-        let oldThroughput = model.throughput(current)
+        let oldThroughput = best.currentThroughput
         let newThroughput = best.throughput
         let gain = oldThroughput > 0 ? newThroughput / oldThroughput - 1 : 0
         let required = best.ranges == previousSplit && !grows ? 2 * config.threshold : config.threshold

@@ -51,12 +51,13 @@ public struct RunReport: Codable {
     /// Micro-batches each stage process computed, by role name (replicas share a stage's load).
     public var batchesByProcess: [String: Int]
     /// Processes per stage at the start and at the end (replicas added live show as a rise).
-    public var initialReplicas: [Int]
-    public var replicas: [Int]
+    /// (Optional so reports written before they existed still load for `sluice plan --measurements`.)
+    public var initialReplicas: [Int]?
+    public var replicas: [Int]?
     /// [seconds on the controller's clock, windows the sink had released], about once a
     /// heartbeat: the throughput before, during and after each move. Rebalance records'
     /// times are on the same clock; the source started at `startedAtSeconds`.
-    public var sinkTimeline: [[Double]] = []
+    public var sinkTimeline: [[Double]]?
     public var startedAtSeconds: Double?
 
     init(plan: PipelinePlan, outcome: ControllerOutcome, sourceDone: SourceDone?, counters: [String: RoleCounters],
@@ -135,7 +136,7 @@ public struct RunReport: Codable {
         lines.append("  stage  layers   procs    batches    busy s  ms/batch   busy %   idle %  blocked %")
         for stage in stages {
             let elapsed = max(stage.elapsedSeconds, 1e-9)
-            let processes = replicas.indices.contains(stage.stage) ? replicas[stage.stage] : 1
+            let processes = replicas.flatMap { $0.indices.contains(stage.stage) ? $0[stage.stage] : nil } ?? 1
             lines.append("  " + String(stage.stage).padding(toLength: 6, withPad: " ", startingAt: 0) + " "
                 + stage.layers.padding(toLength: 8, withPad: " ", startingAt: 0)
                 + String(format: " %5d", processes)

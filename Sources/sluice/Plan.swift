@@ -64,20 +64,28 @@ extension Sluice {
         }
 
         /// Costs per layer and stage speeds: measured ones from a run report, or FLOP estimates.
-        private func costModel(_ plan: PipelinePlan) throws -> (costs: PartitionCosts, speeds: [Double]?, measured: Bool) {
-            guard let measurements else { return (PipelinePlan.estimatedCosts(plan.cut), nil, false) }
+        /// Costs per layer and stage speeds: measured ones from a run report (as the controller
+        /// last planned with them), or FLOP estimates. `speeds` are whole stages', replicas
+        /// counted; `processSpeeds` each process's.
+        private func costModel(_ plan: PipelinePlan) throws -> (costs: PartitionCosts, speeds: [Double]?, processSpeeds: [Double]?, measured: Bool) {
+            guard let measurements else { return (PipelinePlan.estimatedCosts(plan.cut), nil, nil, false) }
             let report: RunReport
             do {
                 report = try JSONDecoder().decode(RunReport.self, from: Data(contentsOf: URL(fileURLWithPath: measurements)))
             } catch {
                 throw ExitCodes.report(RoleError("\(measurements): not a run report from `sluice run --report`: \(error)"))
             }
-            guard report.layerSecondsPerSample.count == plan.cut.layers.count, report.layerSecondsPerSample.allSatisfy({ $0 != nil }) else {
-                throw ExitCodes.report(RoleError("\(measurements): its measurements cover \(report.layerSecondsPerSample.count) layers, not all \(plan.cut.layers.count) of this pipeline's"))
+            let layerSeconds = report.plannedLayerSecondsPerSample ?? report.layerSecondsPerSample
+            guard layerSeconds.count == plan.cut.layers.count, layerSeconds.allSatisfy({ $0 != nil }) else {
+                throw ExitCodes.report(RoleError("\(measurements): its measurements cover \(layerSeconds.count) layers, not all \(plan.cut.layers.count) of this pipeline's"))
             }
-            let costs = PartitionCosts(layerCosts: report.layerSecondsPerSample.map { $0! },
+            let costs = PartitionCosts(layerCosts: layerSeconds.map { $0! },
                                        transferCosts: CostModel(cut: plan.cut, stages: 1).partitionCosts.transferCosts)
-            return (costs, report.stageSpeeds.count == plan.partition.ranges.count ? report.stageSpeeds : nil, true)
+            let speeds = report.plannedStageSpeeds ?? report.stageSpeeds
+            guard speeds.count == plan.partition.ranges.count else { return (costs, nil, nil, true) }
+            let replicas = report.replicas ?? Array(repeating: 1, count: speeds.count)
+            let processSpeeds = replicas.count == speeds.count ? zip(speeds, replicas).map { $0 / Double(max($1, 1)) } : nil
+            return (costs, speeds, processSpeeds, true)
         }
 
         /// The plan the core budget gives, against one process on one core and on all of them.
@@ -88,7 +96,7 @@ extension Sluice {
             let chosen: CorePlan
             do {
                 // A fixed stage count in the file stays fixed; `count: auto` leaves it to the planner.
-                chosen = try planner.plan(cores: budget, constraints: .init(stages: plan.config.stages.count, speeds: model.speeds))
+                chosen = try planner.plan(cores: budget, constraints: .init(stages: plan.config.stages.count, speeds: model.processSpeeds))
             } catch {
                 throw ExitCodes.report(RoleError("cannot plan for \(budget) cores: \(error)"))
             }

@@ -144,7 +144,7 @@ extension MultiProcess {
             let report = try RebalanceTests.report(reportPath)
             #expect(report.initialReplicas == [1, 1, 1])
             // One replica was started, joined and computed batches: four processes on four cores.
-            #expect(report.replicas.reduce(0, +) == 4, "\(report.replicas): \(result.stderr)")
+            #expect((report.replicas ?? []).reduce(0, +) == 4, "\(report.replicas): \(result.stderr)")
             let grown = report.rebalances.filter { $0.applied && $0.newReplicas != nil }
             #expect(grown.count == 1, "\(report.rebalances.map(\.newPlan))")
             let added = report.batchesByProcess.filter { $0.key.hasSuffix(".1") }

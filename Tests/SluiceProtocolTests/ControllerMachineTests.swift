@@ -181,7 +181,7 @@ private func running() -> ControllerMachine {
 
 /// Two stages, the second four times as heavy, a budget of three cores: the controller adds a
 /// replica to the heavy stage while the run goes on.
-private func growingController(timeout: Double = 5, warmup: Double = 0) -> ControllerMachine {
+private func growingController(timeout: Double = 5, warmup: Double = 0, cores: Int = 3, stageSeconds: [Double] = [1, 4]) -> ControllerMachine {
     let cut = LayerCut(layers: (0..<2).map {
         Layer(index: $0, nodeStart: $0, nodeEnd: $0 + 1, opTypes: ["F"], flopsPerSample: 1, parameterBytes: 4, outputs: ["x"], outputBytesPerSample: 4)
     }, inputs: ["x"], inputBytesPerSample: 4)
@@ -192,7 +192,7 @@ private func growingController(timeout: Double = 5, warmup: Double = 0) -> Contr
                                      slowdown: 0, liveness: alive))
     }
     let rebalancer = Rebalancer(config: RebalanceConfig(policy: .auto, intervalSeconds: 0.1, threshold: 0.1, warmupSeconds: warmup), cut: cut, stages: 2,
-                                replicas: [1, 1], threads: [1, 1], cores: 3)
+                                replicas: [1, 1], threads: [1, 1], cores: cores)
     var controller = ControllerMachine(assignments: ["stage-0": stage(0), "stage-1": stage(1), "source": .ping, "sink": .ping],
                                        liveness: alive,
                                        coordinator: RebalanceCoordinator(ranges: [0..<1, 1..<2], epoch: 1, rebalancer: rebalancer),
@@ -200,7 +200,7 @@ private func growingController(timeout: Double = 5, warmup: Double = 0) -> Contr
     _ = controller.handle(.tick(now: 0))
     for name in roles { _ = controller.handle(.received(from: name, .hello(Hello(role: .stage, name: name, pid: 1, host: "h")))) }
     for name in roles { _ = controller.handle(.received(from: name, .ready)) }
-    for (stage, seconds) in [(0, 1.0), (1, 4.0)] {
+    for (stage, seconds) in stageSeconds.enumerated() {
         var counters = RoleCounters()
         counters.busySeconds = seconds
         counters.layers = [LayerTiming(layer: stage, seconds: seconds, samples: 1000)]
@@ -257,4 +257,32 @@ private func growingController(timeout: Double = 5, warmup: Double = 0) -> Contr
         #expect(!controller.handle(.tick(now: Double(second))).contains(.spawn(role: "stage-1.1")), "moved at \(second) s")
     }
     #expect(controller.handle(.tick(now: 5.5)).contains(.spawn(role: "stage-1.1")))
+}
+
+@Test func aReplicaIsNeverSentBatchesBeforeItIsReady() {
+    // Both stages equally heavy and four cores: each gets a second process.
+    var controller = growingController(cores: 4, stageSeconds: [4, 4])
+    let decision = controller.handle(.tick(now: 1))
+    #expect(decision.contains(.spawn(role: "stage-0.1")) && decision.contains(.spawn(role: "stage-1.1")), "\(decision)")
+    let hello = controller.handle(.received(from: "stage-0.1", .hello(Hello(role: .stage, name: "stage-0.1", pid: 2, host: "h"))))
+    guard case .send(_, .assignStage(let assignment))? = hello.first(where: { if case .send = $0 { return true } else { return false } }) else {
+        Issue.record("no assignment: \(hello)")
+        return
+    }
+    // stage-1.1 is still loading: a PUSH peer nobody has bound would hold batches.
+    #expect(assignment.pushEndpoints == ["ipc://stage-1"])
+    #expect(sends(controller.handle(.received(from: "stage-0.1", .ready))) == ["source:connect"])
+    _ = controller.handle(.received(from: "stage-1.1", .hello(Hello(role: .stage, name: "stage-1.1", pid: 3, host: "h"))))
+    let ready = controller.handle(.received(from: "stage-1.1", .ready))
+    #expect(sends(ready).filter { $0.hasSuffix(":connect") }.sorted() == ["stage-0.1:connect", "stage-0:connect"], "\(ready)")
+    #expect(controller.coordinator?.replicas == [2, 2])
+}
+
+@Test func aReplicaThatFailsToStartIsGivenUpWithoutFailingTheRun() {
+    var controller = growingController()
+    #expect(controller.handle(.tick(now: 1)).contains(.spawn(role: "stage-1.1")))
+    let failed = controller.handle(.received(from: "stage-1.1", .failed(message: "cannot bind tcp://127.0.0.1:5607: address in use")))
+    #expect(outcome(failed) == nil, "\(failed)")
+    #expect(controller.phase == .running && controller.coordinator?.isGrowing == false)
+    #expect(controller.stageInstances == [["stage-0"], ["stage-1"]])
 }
