@@ -3,9 +3,9 @@
 # pytorch-operator, simple) through Sluice's executor and prints pass/fail/skip counts per folder.
 #
 #   tools/conformance.sh               counts per folder, and every case whose outcome differs
-#                                      from Tests/SluiceONNXTests/ConformanceCases.swift
+#                                      from Tests/Fixtures/conformance-cases.json
 #   tools/conformance.sh --failures    also every failing case with its error
-#   tools/conformance.sh --promote     rewrites ConformanceCases.swift: every passing case must
+#   tools/conformance.sh --promote     rewrites Tests/Fixtures/conformance-cases.json: every passing case must
 #                                      pass from now on; every failing one is skipped, with a reason
 #
 # The cases run in a debug build of the test target (ConformanceSweep in ConformanceTests.swift);

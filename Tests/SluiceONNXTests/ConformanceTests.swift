@@ -172,3 +172,24 @@ struct ConformanceSweep {
         }
     }
 }
+
+/// The cases the executor must pass, and those it skips with their reasons: the checked-in list
+/// `tools/conformance.sh --promote` writes (Tests/Fixtures/conformance-cases.json).
+enum ConformanceCases {
+    private struct List: Decodable {
+        var mustPass: [String]
+        var skipped: [String: String]
+    }
+
+    private static let list: List = {
+        let path = Paths.fixture("conformance-cases.json")
+        do {
+            return try JSONDecoder().decode(List.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+        } catch {
+            fatalError("cannot read the conformance case list \(path): \(error)")
+        }
+    }()
+
+    static var mustPass: [String] { list.mustPass }
+    static var skipped: [String: String] { list.skipped }
+}
