@@ -37,10 +37,8 @@ public struct CorePlan: Sendable, Equatable, CustomStringConvertible {
     /// "0-1 ×2, 2, 3-5 (4 cores)": a stage's replicas after ×, its threads after t.
     public var description: String {
         let stages = zip(ranges, shapes).map { range, shape in
-            var text = range.count == 1 ? "\(range.lowerBound)" : "\(range.lowerBound)-\(range.upperBound - 1)"
-            if shape.replicas > 1 { text += " ×\(shape.replicas)" }
-            if shape.threads > 1 { text += " t\(shape.threads)" }
-            return text
+            Partition(ranges: [range], stageTimes: []).description
+                + (shape.replicas > 1 ? " ×\(shape.replicas)" : "") + (shape.threads > 1 ? " t\(shape.threads)" : "")
         }
         return stages.joined(separator: ", ") + " (\(cores) core\(cores == 1 ? "" : "s"))"
     }

@@ -116,12 +116,8 @@ public final class ControllerRole {
             logger.warning("a replica is wanted: start `sluice \(arguments.joined(separator: " "))` (the controller waits \(Int(plan.config.controller.timeoutSeconds * 3)) s)")
             return
         }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
-        process.arguments = arguments + ["--managed"]
         do {
-            try process.run()
-            spawned.append(process)
+            spawned.append(try startSluiceProcess(arguments + ["--managed"]))
         } catch {
             logger.error("cannot start \(role): \(error)")
         }

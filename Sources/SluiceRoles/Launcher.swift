@@ -7,7 +7,6 @@ import Logging
 public final class Launcher {
     private let pipelineFile: String
     private let plan: PipelinePlan
-    private let executable: String
     private let controllerOptions: [String]
     private let stopAfter: Double?
     private let progress: ((Double) -> Void)?
@@ -23,7 +22,6 @@ public final class Launcher {
         self.controllerOptions = controllerOptions
         self.stopAfter = stopAfter
         self.progress = progress
-        executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
     }
 
     public func run() throws -> Int32 {
@@ -37,11 +35,7 @@ public final class Launcher {
                                    "--run-directory", runDirectory] + controllerOptions
         var children: [(name: String, process: Process)] = []
         func spawn(_ name: String, _ arguments: [String]) throws {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = arguments
-            try process.run()
-            children.append((name, process))
+            children.append((name, try startSluiceProcess(arguments)))
         }
         do {
             try spawn("controller", controllerArguments)

@@ -143,3 +143,23 @@ public protocol PipelineRole {
     /// The process exit status: 0 after shutdown, 1 on a fatal error.
     func run() -> Int32
 }
+
+/// Starts another process of this same executable (a role of the pipeline) with `arguments`.
+func startSluiceProcess(_ arguments: [String]) throws -> Process {
+    let process = Process()
+    let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    try process.run()
+    return process
+}
+
+/// A replica joined the next hop: `push` spreads batches over it too from now on.
+func connect(_ push: ZMQSocket?, toReplica endpoint: String, logger: Logger) {
+    do {
+        try push?.connect(endpoint)
+        logger.info("sending to \(endpoint) too (a new replica of the next stage)")
+    } catch {
+        logger.error("cannot connect to the new replica at \(endpoint): \(error)")
+    }
+}

@@ -58,7 +58,7 @@ public final class SourceRole: PipelineRole {
                 case .mark(let newEpoch):
                     markEpoch(newEpoch)
                 case .connect(let endpoint):
-                    connectDownstream(endpoint)
+                    connect(push, toReplica: endpoint, logger: logger)
                 case .shutdown:
                     heartbeatIfDue(force: true)
                     return 0
@@ -162,7 +162,7 @@ public final class SourceRole: PipelineRole {
                 while let message = control.receive(logger: logger) {
                     if case .stop = message { stopRequested = true }
                     if case .mark(let newEpoch) = message { markEpoch(newEpoch) }
-                    if case .connect(let endpoint) = message { connectDownstream(endpoint) }
+                    if case .connect(let endpoint) = message { connect(push, toReplica: endpoint, logger: logger) }
                     if case .shutdown = message { exit(0) }
                 }
                 if StopSignal.received > 0 && !stopRequested { stopRequested = true }
@@ -178,16 +178,6 @@ public final class SourceRole: PipelineRole {
         counters.batches += 1
         counters.sent += 1
         counters.samples += ready.keys.count
-    }
-
-    /// A replica joined the first stage: PUSH spreads batches over it from now on.
-    private func connectDownstream(_ endpoint: String) {
-        do {
-            try push?.connect(endpoint)
-            logger.info("sending to \(endpoint) too (a new replica of stage 0)")
-        } catch {
-            logger.error("cannot connect to the new replica at \(endpoint): \(error)")
-        }
     }
 
     private func heartbeatIfDue(force: Bool = false) {

@@ -119,12 +119,7 @@ public final class StageRole: PipelineRole {
             self.machine = machine
             if held != executorLayers { loader.load(assignment: assignment, layers: held, acking: nil) }
         case .connect(let endpoint):
-            do {
-                try push?.connect(endpoint)
-                logger.info("sending to \(endpoint) too (a new replica of the next stage)")
-            } catch {
-                logger.error("cannot connect to the new replica at \(endpoint): \(error)")
-            }
+            connect(push, toReplica: endpoint, logger: logger)
         case .shutdown(let reason):
             heartbeatIfDue(force: true)
             logger.debug("shutdown: \(reason)")
