@@ -62,9 +62,9 @@ public struct ControllerMachine {
     private var finalReports: Set<String> = []
     /// Live rebalancing, when the pipeline has stages to rebalance.
     public private(set) var coordinator: RebalanceCoordinator?
-    /// The cost model as it stood when moves stopped (the source finished, or a stop was
-    /// asked for): what the controller last planned with. Later heartbeats still update the
-    /// live model, with the drain's sparse batches.
+    /// The cost model the controller last planned with, kept when moves stopped (the source
+    /// finished, or a stop was asked for). Later heartbeats still update the live model, with
+    /// the drain's sparse batches.
     public private(set) var lastPlanningModel: CostModel?
 
     /// `assignments` maps every role's name to its assignment message; the run starts once all
@@ -192,7 +192,7 @@ public struct ControllerMachine {
             return coordinated(coordinator?.received(message, from: name) ?? [])
         case .sourceDone(let done):
             guard phase == .running else { return [] }
-            if lastPlanningModel == nil { lastPlanningModel = coordinator?.rebalancer.model }
+            if lastPlanningModel == nil { lastPlanningModel = coordinator.map { $0.rebalancer.plannedWith ?? $0.rebalancer.model } }
             phase = .draining
             phaseStarted = now
             sinkProgress.at = now
@@ -264,7 +264,7 @@ public struct ControllerMachine {
         case .preparing:
             return [.log("stop requested; waiting for roles to be ready so none is left behind")]
         case .running:
-            lastPlanningModel = coordinator?.rebalancer.model
+            lastPlanningModel = coordinator.map { $0.rebalancer.plannedWith ?? $0.rebalancer.model }
             return [.log("stop requested: the source stops reading and the pipeline drains"), .send(to: sourceName, .stop)]
         case .draining, .closing, .finished:
             return [.log("stop requested while draining; waiting for the sink")]

@@ -127,6 +127,8 @@ public struct Rebalancer: Sendable {
     private var previousSplit: [Range<Int>]?
     private var lastRecommended: (ranges: [Range<Int>], replicas: [Int])?
     private var lastEvaluatedAt: Double?
+    /// The cost model as it was at the last evaluation: what the controller last planned with.
+    public private(set) var plannedWith: CostModel?
 
     /// `cores`: the budget; nil means no more than the processes started with (no replicas added).
     public init(config: RebalanceConfig, cut: LayerCut, stages: Int, replicas: [Int]? = nil, threads: [Int]? = nil,
@@ -183,6 +185,7 @@ public struct Rebalancer: Sendable {
         // The controller ticks every few milliseconds; planning a few times an interval is plenty.
         if let lastEvaluatedAt, now - lastEvaluatedAt < min(config.intervalSeconds / 2, 0.25) { return nil }
         lastEvaluatedAt = now
+        plannedWith = model
         guard let best = bestPlan(current: current) else { return nil }
         let grows = best.replicas != model.replicas
         guard best.ranges != current || grows else { return nil }
