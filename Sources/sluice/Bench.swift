@@ -60,7 +60,8 @@ extension Sluice {
             if !json {
                 print("model: \(model)")
                 print("inputs: " + loaded.inputs.map(\.description).joined(separator: ", "))
-                print(String(format: "threads: %d, %.1f s per batch size, %.4f MFLOP per sample", threads, seconds, flopsPerSample / 1e6))
+                print("threads: \(threads), kernels: \(InstructionLevel.inUse), "
+                      + String(format: "%.1f s per batch size, %.4f MFLOP per sample", seconds, flopsPerSample / 1e6))
                 print(row(["batch", "runs", "samples/s", "p50 ms", "p99 ms", "GFLOP/s"], widths: [6, 8, 12, 10, 10, 8]))
             }
             var generator = SystemRandomNumberGenerator()

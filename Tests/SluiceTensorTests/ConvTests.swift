@@ -42,20 +42,25 @@ import Testing
         let shift = c.scale ? rng.tensor([c.weight[0]]) : nil
         let geometry = try ConvGeometry(input: c.input, weight: c.weight, group: c.group, strides: c.strides,
                                         dilations: c.dilations, pads: c.pads)
-        let fast = Kernels.conv(x, weight: w, bias: bias, channelScale: scale, channelShift: shift, geometry: geometry,
-                                activation: c.activation, scratch: scratch)
         let spatial = c.input.count - 2
         let reference = ReferenceKernels.conv(x, weight: w, bias: bias, channelScale: scale, channelShift: shift,
                                               group: c.group,
                                               strides: c.strides, dilations: c.dilations,
                                               padsBegin: Array(c.pads.prefix(spatial)), padsEnd: Array(c.pads.suffix(spatial)),
                                               activation: c.activation)
-        expectClose(fast, reference, "conv \(c)")
-        if let scale, let shift {
-            // Folding a BatchNormalization in gives bit for bit what the two separate kernels give.
-            let plain = Kernels.conv(x, weight: w, bias: bias, geometry: geometry, scratch: scratch)
-            let separate = Kernels.activation(c.activation, Kernels.channelAffine(plain, scale: scale.floats, shift: shift.floats))
-            #expect(fast.floats == separate.floats, "conv \(c): fused epilogue differs from separate kernels")
+        // The direct kernel is built for several instruction levels: every one this CPU runs.
+        let levels = Kernels.convIsDirect(geometry) ? InstructionLevel.runnable : [.inUse]
+        for level in levels {
+            let fast = Kernels.conv(x, weight: w, bias: bias, channelScale: scale, channelShift: shift, geometry: geometry,
+                                    activation: c.activation, scratch: scratch, instructions: level)
+            expectClose(fast, reference, "conv \(c) \(level)")
+            if let scale, let shift {
+                // Folding a BatchNormalization in gives bit for bit what the two separate kernels give.
+                let plain = Kernels.conv(x, weight: w, bias: bias, geometry: geometry, scratch: scratch, instructions: level)
+                let separate = Kernels.activation(c.activation,
+                                                  Kernels.channelAffine(plain, scale: scale.floats, shift: shift.floats))
+                #expect(fast.floats == separate.floats, "conv \(c) \(level): fused epilogue differs from separate kernels")
+            }
         }
     }
 
@@ -70,9 +75,9 @@ import Testing
     }
 
     /// A Conv1d the direct kernel takes (group 1, stride 1, dilation 1), sized to reach its edges:
-    /// output channels 1–20 leave every row-block remainder (1 to 6), kernel sizes 3 and 5 take
-    /// the unrolled taps and the others the general loop, lengths are rarely a multiple of the
-    /// 16-position block, and pads differ on each side.
+    /// output channels 1–20 leave every row-block size (1 to 6 rows with AVX2, 1 to 12 with
+    /// AVX-512), kernel sizes 3 and 5 take the unrolled taps and the others the general loop,
+    /// lengths are rarely a multiple of the 16- or 32-position block, and pads differ on each side.
     static func directCase(seed: Int) -> Case {
         var rng = SeededGenerator(seed: 9000 + seed)
         let kernel = [1, 2, 3, 3, 4, 5, 5, 7][seed % 8]

@@ -129,5 +129,16 @@ import Testing
         let gemmOut = Tensor(zeros: .float32, shape: [m, n])
         Kernels.gemm(a, packed: packed, k: k, n: n, c: c, transA: false, alpha: 0.5, beta: 2, activation: .none, into: gemmOut)
         expectClose(gemmOut, ReferenceKernels.gemm(a, b, c: c, alpha: 0.5, beta: 2), "gemm \(m)×\(k)×\(n)")
+        // Every instruction level this CPU runs, not only the best one, with C added in and not.
+        let addend = rng.tensor([m, n])
+        for level in InstructionLevel.runnable {
+            for c in [nil, addend] {
+                let out = Tensor(zeros: .float32, shape: [m, n])
+                Kernels.gemm(a, packed: packed, k: k, n: n, c: c, transA: false, alpha: 0.5, beta: 1, activation: .none,
+                             into: out, instructions: level)
+                expectClose(out, ReferenceKernels.gemm(a, b, c: c, alpha: 0.5, beta: 1),
+                            "\(level) packed \(m)×\(k)×\(n) with C: \(c != nil)")
+            }
+        }
     }
 }

@@ -70,11 +70,12 @@ def main():
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--markdown", action="store_true")
+    p.add_argument("--only", default=",".join(MODELS), help="comma-separated subset of " + ",".join(MODELS))
     a = p.parse_args()
     peak = json.loads(a.peak_json)["peak_gflops"]
     batches = [int(b) for b in a.batch.split(",")]
     rows = []
-    for name in MODELS:
+    for name in [m for m in MODELS if m in a.only.split(",")]:
         model = os.path.join(a.models, name + ".onnx")
         error = check_outputs(a.sluice, model, a.threads)
         flops = flops_per_sample(a.sluice, model)

@@ -12,7 +12,13 @@
 extern "C" {
 #endif
 
-/* 1 when the AVX2 + FMA versions are in use. */
+/* The instruction set in use: 2 for AVX-512 (the packed product, and the direct convolution except
+ * on AMD Zen 4, where its AVX2 build is faster; the rest stays AVX2), 1 for AVX2 + FMA, 0 for the
+ * baseline build. The most the CPU runs, unless
+ * the environment variable SLUICE_KERNELS (avx2 or baseline) asks for less, which lets a
+ * benchmark compare the levels on one machine. */
+int sluice_kernels_level(void);
+/* 1 when the AVX2 + FMA versions (or better) are in use. */
 int sluice_kernels_vectorized(void);
 /* Whether the CPU runs AVX-512 (F and VL), whatever these kernels use. */
 int sluice_cpu_has_avx512(void);
@@ -44,6 +50,10 @@ void sluice_pack_b(long k, long n, const float *b, long ldb, float *packed);
  * once, sequentially, for all rows of A. */
 void sluice_sgemm_packed(long m, long n, long k, float alpha, const float *a, long lda, const float *packed, float beta,
                          float *c, long ldc);
+/* The same with the kernels of one instruction level (at most sluice_kernels_level()), so that the
+ * tests check every build the CPU can run against the reference. */
+void sluice_sgemm_packed_at(int level, long m, long n, long k, float alpha, const float *a, long lda,
+                            const float *packed, float beta, float *c, long ldc);
 
 /* Layer normalization of `rows` rows of `cols` floats (of x, or of x + residual when residual is
  * not NULL): y = (v - mean) / sqrt(var + eps) * scale + bias (scale and bias may be NULL), with
@@ -60,7 +70,10 @@ void sluice_layernorm(const float *x, const float *residual, long rows, long col
  * nonzero; each step rounds separately, as the unfused nodes do. */
 void sluice_conv1d(long batch, long m, long channels, long k, long positions, const float *w, const float *x, long ldx,
                    long x_sample, float *y, const float *bias, const float *scale, const float *shift, int relu);
-/* The floats a padded input row must hold for sluice_conv1d: whole 16-position blocks are read. */
+void sluice_conv1d_at(int level, long batch, long m, long channels, long k, long positions, const float *w,
+                      const float *x, long ldx, long x_sample, float *y, const float *bias, const float *scale,
+                      const float *shift, int relu);
+/* The floats a padded input row must hold for sluice_conv1d: whole 32-position blocks are read. */
 long sluice_conv1d_padded_row(long positions, long k);
 
 /* row[i] = max(row[i], tap[i * stride]) for i < n, NaN when either is NaN (max pooling's taps). */

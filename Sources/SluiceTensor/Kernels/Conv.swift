@@ -46,17 +46,18 @@ extension Kernels {
     /// not change a single bit of the result.
     public static func conv(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, channelScale: Tensor? = nil,
                             channelShift: Tensor? = nil, geometry g: ConvGeometry, activation: Activation = .none,
-                            scratch: Scratch) -> Tensor {
+                            scratch: Scratch, instructions: InstructionLevel = .inUse) -> Tensor {
         let out = Tensor(uninitialized: .float32, shape: g.outputShape)
         conv(x, weight: weight, bias: bias, channelScale: channelScale, channelShift: channelShift, geometry: g,
-             activation: activation, scratch: scratch, into: out)
+             activation: activation, scratch: scratch, into: out, instructions: instructions)
         return out
     }
 
-    /// The convolution written to `out` (the geometry's output shape).
+    /// The convolution written to `out` (the geometry's output shape). `instructions` picks the
+    /// direct kernel's level when it is not the one in use (for tests).
     public static func conv(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, channelScale: Tensor? = nil,
                             channelShift: Tensor? = nil, geometry g: ConvGeometry, activation: Activation = .none,
-                            scratch: Scratch, into out: Tensor) {
+                            scratch: Scratch, into out: Tensor, instructions: InstructionLevel = .inUse) {
         precondition(x.shape == [g.batch, g.inChannels] + g.window.input, "Conv input \(x.shape) does not match its geometry")
         precondition(weight.shape == [g.outChannels, g.inChannels / g.group] + g.window.kernel, "Conv weight \(weight.shape) does not match its geometry")
         precondition(bias == nil || bias!.elementCount == g.outChannels, "Conv bias must have \(g.outChannels) values")
@@ -65,7 +66,7 @@ extension Kernels {
         precondition(out.shape == g.outputShape, "Conv into \(out.shape), expected \(g.outputShape)")
         if convIsDirect(g) {
             directConv1d(x, weight: weight, bias: bias, channelScale: channelScale, channelShift: channelShift, geometry: g,
-                         activation: activation, scratch: scratch, into: out)
+                         activation: activation, scratch: scratch, into: out, instructions: instructions)
             return
         }
         if g.window.input.count > 2 {
@@ -153,12 +154,14 @@ extension Kernels {
 
     /// The stride-1 1-D convolution by `sluice_conv1d`: each sample's channels are copied once into
     /// rows with their zero padding (a copy of the input, where im2col made k), then every output
-    /// channel block × 16 positions is accumulated in registers, with bias, folded
+    /// channel block × 16 (32 with AVX-512) positions is accumulated in registers, with bias, folded
     /// BatchNormalization and Relu applied before the store. One sample at a time, so that its
     /// padded copy is still in L1 or L2 when the kernel reads it: padding a whole micro-batch of
     /// 32 first left the copy in L3.
     static func directConv1d(_ x: Tensor, weight: Tensor, bias: Tensor?, channelScale: Tensor?, channelShift: Tensor?,
-                             geometry g: ConvGeometry, activation: Activation, scratch: Scratch, into out: Tensor) {
+                             geometry g: ConvGeometry, activation: Activation, scratch: Scratch, into out: Tensor,
+                             instructions: InstructionLevel) {
+        precondition(instructions <= .inUse, "\(instructions) kernels are not in use on this CPU")
         let w = g.window
         let (length, positions, kernel, padBegin) = (w.input[0], w.output[0], w.kernel[0], w.padsBegin[0])
         let channels = g.inChannels
@@ -173,9 +176,9 @@ extension Kernels {
                 (dst + padBegin).update(from: xp + (n * channels + c) * length, count: length)
                 (dst + padBegin + length).update(repeating: 0, count: row - padBegin - length)
             }
-            sluice_conv1d(1, g.outChannels, channels, kernel, positions, weight.floatPointer, padded, row, channels * row,
-                          yp + n * g.outChannels * positions, bias?.floatPointer, channelScale?.floatPointer,
-                          channelShift?.floatPointer, relu ? 1 : 0)
+            sluice_conv1d_at(Int32(instructions.rawValue), 1, g.outChannels, channels, kernel, positions,
+                             weight.floatPointer, padded, row, channels * row, yp + n * g.outChannels * positions,
+                             bias?.floatPointer, channelScale?.floatPointer, channelShift?.floatPointer, relu ? 1 : 0)
         }
         if !relu { activation.apply(yp, count: out.elementCount) }
     }

@@ -57,6 +57,31 @@ public enum Kernels {
     }
 }
 
+/// The instruction sets the C kernels are built for. The best one the CPU runs is picked when the
+/// process starts, unless `SLUICE_KERNELS=avx2` or `SLUICE_KERNELS=baseline` asks for less (to
+/// compare levels on one machine). AVX-512 is used by the packed matrix product and the direct
+/// 1-D convolution (not on AMD Zen 4, where that convolution's AVX2 build is faster); the other
+/// kernels stop at AVX2.
+public enum InstructionLevel: Int, Comparable, CaseIterable, Sendable, CustomStringConvertible {
+    case baseline = 0, avx2 = 1, avx512 = 2
+
+    /// The level the kernels use in this process.
+    public static var inUse: InstructionLevel { InstructionLevel(rawValue: Int(sluice_kernels_level())) ?? .baseline }
+
+    /// Every level up to the one in use: the ones a test can run and compare.
+    public static var runnable: [InstructionLevel] { allCases.filter { $0 <= inUse } }
+
+    public static func < (a: InstructionLevel, b: InstructionLevel) -> Bool { a.rawValue < b.rawValue }
+
+    public var description: String {
+        switch self {
+        case .baseline: return "baseline"
+        case .avx2: return "avx2"
+        case .avx512: return "avx512"
+        }
+    }
+}
+
 /// An activation applied elementwise, alone or fused into the epilogue of Conv and Gemm.
 public enum Activation: Sendable, Equatable, CustomStringConvertible {
     case none

@@ -7,7 +7,8 @@ import CKernels
 /// Measured on one core of this project's machines (K = N = 1024): OpenBLAS's sgemm reaches 5,
 /// 18, 32 and 63 GFLOP/s at M = 1, 4, 8 and 32 rows; the packed kernel (AVX2 + FMA, picked at
 /// run time) 44, 84, 95 and 100. Small-K products (K < 256) stay with OpenBLAS, which is as
-/// fast or faster there.
+/// fast or faster there. On CPUs with AVX-512 the kernel uses 16-float vectors and 12-row tiles
+/// (see kernels_avx512.h), except for single rows, which memory bandwidth bounds either way.
 extension Kernels {
     /// Weights with at least this many rows (K) are packed.
     public static let packedMinimumDepth = 256
@@ -22,16 +23,20 @@ extension Kernels {
     }
 
     /// `c = alpha · a · B (+ c when accumulating)` for a [m, k] (row stride lda) and B packed
-    /// from [k, n]; c has row stride ldc.
+    /// from [k, n]; c has row stride ldc. `instructions` picks a level other than the one in use
+    /// (for tests).
     public static func gemmPacked(m: Int, n: Int, k: Int, alpha: Float = 1, a: UnsafePointer<Float>, lda: Int, packed: Tensor,
-                                  accumulate: Bool, c: UnsafeMutablePointer<Float>, ldc: Int) {
+                                  accumulate: Bool, c: UnsafeMutablePointer<Float>, ldc: Int,
+                                  instructions: InstructionLevel = .inUse) {
         precondition(packed.shape == [(n + 15) / 16, k, 16], "packed \(packed.shape) is not [\(k), \(n)] in panels")
         guard m > 0 && n > 0 else { return }
         if k == 0 {
             if !accumulate { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }
             return
         }
-        sluice_sgemm_packed(m, n, k, alpha, a, lda, packed.floatPointer, accumulate ? 1 : 0, c, ldc)
+        precondition(instructions <= .inUse, "\(instructions) kernels are not in use on this CPU")
+        sluice_sgemm_packed_at(Int32(instructions.rawValue), m, n, k, alpha, a, lda, packed.floatPointer,
+                               accumulate ? 1 : 0, c, ldc)
     }
 
     /// `activation(x · w + bias)` with w [k, n] packed; x is seen as [rows, k].
@@ -47,7 +52,7 @@ extension Kernels {
 
     /// ONNX Gemm with B [k, n] packed (transB already applied): `activation(alpha · op(A) · B + beta · C)`.
     public static func gemm(_ a: Tensor, packed: Tensor, k: Int, n: Int, c: Tensor?, transA: Bool, alpha: Float, beta: Float,
-                            activation: Activation, into out: Tensor) {
+                            activation: Activation, into out: Tensor, instructions: InstructionLevel = .inUse) {
         let m = transA ? a.shape[1] : a.shape[0]
         precondition(out.shape == [m, n] && (transA ? a.shape[0] : a.shape[1]) == k, "Gemm of \(a.shape) × [\(k), \(n)] into \(out.shape)")
         let y = out.mutableFloatPointer
@@ -62,10 +67,11 @@ extension Kernels {
             let at = transpose(a, perm: [1, 0])
             withExtendedLifetime(at) {
                 gemmPacked(m: m, n: n, k: k, alpha: alpha, a: at.floatPointer, lda: k, packed: packed, accumulate: accumulate,
-                           c: y, ldc: n)
+                           c: y, ldc: n, instructions: instructions)
             }
         } else {
-            gemmPacked(m: m, n: n, k: k, alpha: alpha, a: a.floatPointer, lda: k, packed: packed, accumulate: accumulate, c: y, ldc: n)
+            gemmPacked(m: m, n: n, k: k, alpha: alpha, a: a.floatPointer, lda: k, packed: packed, accumulate: accumulate, c: y,
+                       ldc: n, instructions: instructions)
         }
         activation.apply(y, count: m * n)
     }
