@@ -98,6 +98,26 @@ import Testing
         #expect(typed.nodes[2].parameterBytes == 12)
     }
 
+    /// ONNX keeps 16-bit types in int32_data and uint32/uint64 in uint64_data.
+    @Test func typedFieldsOfTheNarrowAndUnsignedTypes() throws {
+        func decode(_ dtype: DType, int32s: [Int32] = [], uint64s: [UInt64] = []) throws -> Tensor {
+            var proto = Onnx_TensorProto()
+            proto.dataType = Int32(dtype.rawValue)
+            proto.dims = [Int64(max(int32s.count, uint64s.count))]
+            proto.int32Data = int32s
+            proto.uint64Data = uint64s
+            let decoded = try ONNXTensor.decode(try proto.serializedData()).tensor
+            #expect(decoded.dtype == dtype)
+            return decoded
+        }
+        #expect(try decode(.int16, int32s: [-3, 32767]).int64Values == [-3, 32767])
+        #expect(try decode(.uint16, int32s: [65535, 2]).int64Values == [65535, 2])
+        #expect(try decode(.bfloat16, int32s: [0x3FC0]).doubles == [1.5])
+        #expect(try decode(.uint32, uint64s: [4_294_967_295]).int64Values == [4_294_967_295])
+        try decode(.uint64, uint64s: [UInt64.max]).withUnsafeBufferPointer(as: UInt64.self) { #expect(Array($0) == [.max]) }
+        #expect(throws: ModelError.self) { try decode(.uint32, int32s: [1]) }
+    }
+
     @Test func externalDataIsReadRelativeToTheModel() throws {
         let directory = try Paths.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }

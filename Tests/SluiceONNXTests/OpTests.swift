@@ -74,6 +74,27 @@ import Testing
 
     /// Conv+BatchNorm+Clip, depthwise Conv+LeakyRelu, Conv+Sigmoid, MatMul+Add(bias first)+Tanh
     /// and Gemm+Relu: fused whole-graph results equal node-by-node results bit for bit.
+    /// Past Int64.max a uint64 is still a large positive number to Mod, Max and BitShift.
+    @Test func unsignedOpsUseTheFullUInt64Range() throws {
+        func run(_ op: String, _ a: [UInt64], _ b: [UInt64], _ attributes: [String: Any] = [:]) throws -> [UInt64] {
+            var builder = ModelBuilder()
+            builder.input("a", [a.count], .uint64)
+            builder.input("b", [b.count], .uint64)
+            builder.node(op, ["a", "b"], ["y"], attributes)
+            builder.output("y", nil, .uint64)
+            func tensor(_ values: [UInt64]) -> Tensor {
+                Tensor(dtype: .uint64, shape: [values.count], int64Values: values.map { Int64(bitPattern: $0) })
+            }
+            let y = try #require(try builder.load().run(inputs: ["a": tensor(a), "b": tensor(b)])["y"])
+            return y.withUnsafeBufferPointer(as: UInt64.self) { Array($0) }
+        }
+        let big: UInt64 = 0xF000_0000_0000_0007
+        #expect(try run("Mod", [big, big, 9], [10, 0, 4]) == [big % 10, 0, 1])
+        #expect(try run("Max", [big, 1], [1, big]) == [big, big])
+        #expect(try run("BitShift", [big, big, big], [60, 64, 0], ["direction": "RIGHT"]) == [15, 0, big])
+        #expect(try run("BitShift", [big, 1], [4, 63], ["direction": "LEFT"]) == [0x70, 1 << 63])
+    }
+
     @Test func fusedRunsEqualNodeByNodeRuns() throws {
         var rng = SeededGenerator(seed: 12)
         var b = ModelBuilder()
