@@ -37,7 +37,6 @@ SUPPORTED_TYPES = {"FLOAT", "DOUBLE", "FLOAT16", "BFLOAT16", "INT64", "INT32", "
 OP_REASONS = OrderedDict([
     ("NonMaxSuppression", "NonMaxSuppression (object detection) is not implemented; sensor model exporters do not emit it"),
     ("TfIdfVectorizer", "TfIdfVectorizer (text n-gram features) is not implemented"),
-    ("GridSample", "GridSample (spatial transformer sampling) is not implemented"),
     ("RoiAlign", "RoiAlign (object detection) is not implemented"),
     ("Loop", "Loop (control flow with subgraphs) is not implemented: Sluice cuts a flat graph into layers at load"),
     ("Scan", "Scan (control flow with subgraphs) is not implemented: Sluice cuts a flat graph into layers at load"),

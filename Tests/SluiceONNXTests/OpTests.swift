@@ -95,6 +95,31 @@ import Testing
         #expect(try run("BitShift", [big, 1], [4, 63], ["direction": "LEFT"]) == [0x70, 1 << 63])
     }
 
+    /// Opset 20 renamed bilinear and bicubic to linear and cubic; each opset takes its own names.
+    @Test func gridSampleModeNamesFollowTheOpset() throws {
+        func model(opset: Int, mode: String, grid: [Int] = [1, 2, 2, 2]) -> ModelBuilder {
+            var b = ModelBuilder()
+            b.opset = opset
+            b.input("x", [1, 1, 2, 2])
+            b.input("grid", grid)
+            b.node("GridSample", ["x", "grid"], ["y"], name: "warp", ["mode": mode, "align_corners": 1])
+            b.output("y")
+            return b
+        }
+        let x = Tensor(shape: [1, 1, 2, 2], floats: [1, 2, 3, 4])
+        let grid = Tensor(shape: [1, 2, 2, 2], floats: [-1, -1, 1, 1, 0, 0, 1, -1])
+        for (opset, mode) in [(16, "bilinear"), (20, "linear")] {
+            let y = try #require(try model(opset: opset, mode: mode).load().run(inputs: ["x": x, "grid": grid])["y"])
+            #expect(y.shape == [1, 1, 2, 2] && y.floats == [1, 4, 2.5, 2])
+        }
+        for (opset, mode) in [(16, "linear"), (20, "bicubic")] {
+            let error = try #require(throws: ModelError.self) { try model(opset: opset, mode: mode).load() }
+            #expect(error.message.contains("node 'warp' (GridSample): mode '\(mode)'"), "\(error)")
+        }
+        let badGrid = try #require(throws: ModelError.self) { try model(opset: 16, mode: "nearest", grid: [1, 2, 2, 3]).load() }
+        #expect(badGrid.message.contains("node 'warp' (GridSample): grid [1, 2, 2, 3] must be [N, Hout, Wout, 2]"), "\(badGrid)")
+    }
+
     @Test func fusedRunsEqualNodeByNodeRuns() throws {
         var rng = SeededGenerator(seed: 12)
         var b = ModelBuilder()
