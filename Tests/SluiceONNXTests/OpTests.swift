@@ -120,6 +120,40 @@ import Testing
         #expect(badGrid.message.contains("node 'warp' (GridSample): grid [1, 2, 2, 3] must be [N, Hout, Wout, 2]"), "\(badGrid)")
     }
 
+    /// How many boxes NonMaxSuppression keeps is known only from the scores: the model loads
+    /// with that output's shape open and runs at any count.
+    @Test func nonMaxSuppressionOutputShapeComesFromTheScores() throws {
+        var b = ModelBuilder()
+        b.opset = 11
+        b.input("boxes", [1, 3, 4])
+        b.input("scores", [1, 1, 3])
+        b.initializer("limit", Tensor(shape: [1], int64s: [5]))
+        b.initializer("iou", Tensor(shape: [1], floats: [0.5]))
+        b.node("NonMaxSuppression", ["boxes", "scores", "limit", "iou"], ["y"], name: "nms")
+        b.output("y", [nil, 3], .int64)
+        let model = try b.load()
+        #expect(model.outputs[0].shape == [nil, nil])
+        let boxes = Tensor(shape: [1, 3, 4], floats: [0, 0, 1, 1, 0, 0, 1, 1.1, 2, 2, 3, 3])
+        let y = try #require(try model.run(inputs: ["boxes": boxes, "scores": Tensor(shape: [1, 1, 3], floats: [0.6, 0.9, 0.1])])["y"])
+        #expect(y.shape == [2, 3] && y.int64s == [0, 0, 1, 0, 0, 2])
+        let error = try #require(throws: ModelError.self) {
+            try model.run(inputs: ["boxes": boxes, "scores": Tensor(shape: [1, 1, 2], floats: [0.6, 0.9])])
+        }
+        #expect(error.message.contains("scores"), "\(error)")
+    }
+
+    @Test func roiAlignRejectsABatchIndexOutsideX() throws {
+        var b = ModelBuilder()
+        b.opset = 16
+        b.input("x", [2, 1, 4, 4])
+        b.initializer("rois", Tensor(shape: [1, 4], floats: [0, 0, 2, 2]))
+        b.initializer("batch", Tensor(shape: [1], int64s: [2]))
+        b.node("RoiAlign", ["x", "rois", "batch"], ["y"], name: "pool")
+        b.output("y")
+        let error = try #require(throws: ModelError.self) { try b.load() }
+        #expect(error.message.contains("node 'pool' (RoiAlign): batch index 2 is outside X's batch of 2"), "\(error)")
+    }
+
     @Test func fusedRunsEqualNodeByNodeRuns() throws {
         var rng = SeededGenerator(seed: 12)
         var b = ModelBuilder()

@@ -160,7 +160,8 @@ enum OpRegistry {
         var all: [String: OpSchema] = [:]
         for schema in MathOps.schemas + NNOps.schemas + ShapeOps.schemas + ElementwiseOps.schemas
             + ReduceOps.schemas + LayoutOps.schemas + NormalizationOps.schemas
-            + RecurrentOps.schemas + LossOps.schemas + ResizeOps.schemas + SignalOps.schemas + LinalgOps.schemas {
+            + RecurrentOps.schemas + LossOps.schemas + ResizeOps.schemas + SignalOps.schemas + LinalgOps.schemas
+            + DetectionOps.schemas {
             precondition(all[schema.name] == nil, "op \(schema.name) registered twice")
             all[schema.name] = schema
         }
