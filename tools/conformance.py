@@ -35,7 +35,6 @@ SUPPORTED_TYPES = {"FLOAT", "DOUBLE", "FLOAT16", "BFLOAT16", "INT64", "INT32", "
 # Why an op outside the categories above is not implemented, by op type. A failing case that
 # uses one of these ops gets its reason; any other failure is described by its error.
 OP_REASONS = OrderedDict([
-    ("TfIdfVectorizer", "TfIdfVectorizer (text n-gram features) is not implemented"),
     ("Loop", "Loop (control flow with subgraphs) is not implemented: Sluice cuts a flat graph into layers at load"),
     ("Scan", "Scan (control flow with subgraphs) is not implemented: Sluice cuts a flat graph into layers at load"),
     ("If", "If (control flow with subgraphs) is not implemented: Sluice cuts a flat graph into layers at load"),

@@ -154,6 +154,45 @@ import Testing
         #expect(error.message.contains("node 'pool' (RoiAlign): batch index 2 is outside X's batch of 2"), "\(error)")
     }
 
+    /// The conformance cases cover TF only: IDF and TFIDF, with and without weights, here.
+    @Test func tfIdfVectorizerWeighsCountsByMode() throws {
+        func run(_ mode: String, weights: [Float]?, pool: String = "pool_int64s") throws -> [Float] {
+            var b = ModelBuilder()
+            b.opset = 9
+            b.input("x", [8], .int64)
+            var attributes: [String: Any] = ["mode": mode, "min_gram_length": 1, "max_gram_length": 2, "max_skip_count": 0,
+                                             "ngram_counts": [0, 4], "ngram_indexes": Array(0..<7),
+                                             "pool_int64s": [2, 3, 5, 4, 5, 6, 7, 8, 6, 7]]
+            if let weights { attributes["weights"] = weights }
+            b.node("TfIdfVectorizer", ["x"], ["y"], name: "tfidf", attributes)
+            b.output("y")
+            let x = Tensor(shape: [8], int64s: [2, 3, 5, 6, 7, 5, 6, 2])
+            return try #require(try b.load().run(inputs: ["x": x])["y"]).floats
+        }
+        let w: [Float] = [0.5, 1, 1.5, 2, 2.5, 3, 3.5]
+        #expect(try run("TF", weights: nil) == [2, 1, 2, 0, 2, 0, 1])
+        #expect(try run("IDF", weights: w) == [0.5, 1, 1.5, 0, 2.5, 0, 3.5])
+        #expect(try run("IDF", weights: nil) == [1, 1, 1, 0, 1, 0, 1])
+        #expect(try run("TFIDF", weights: w) == [1, 1, 3, 0, 5, 0, 3.5])
+
+        var strings = ModelBuilder()
+        strings.input("x", [2], .int64)
+        var node = Onnx_NodeProto()
+        node.opType = "TfIdfVectorizer"
+        node.name = "words"
+        node.input = ["x"]
+        node.output = ["y"]
+        var pool = Onnx_AttributeProto()
+        pool.name = "pool_strings"; pool.type = .strings; pool.strings = [Data("a".utf8)]
+        node.attribute = [ModelBuilder.attribute("mode", "TF"), ModelBuilder.attribute("min_gram_length", 1),
+                          ModelBuilder.attribute("max_gram_length", 1), ModelBuilder.attribute("ngram_counts", [0]),
+                          ModelBuilder.attribute("ngram_indexes", [0]), pool]
+        strings.nodes.append(node)
+        strings.output("y")
+        let error = try #require(throws: ModelError.self) { try strings.load() }
+        #expect(error.message.contains("node 'words' (TfIdfVectorizer): pool_strings: string tensors are not supported"), "\(error)")
+    }
+
     @Test func fusedRunsEqualNodeByNodeRuns() throws {
         var rng = SeededGenerator(seed: 12)
         var b = ModelBuilder()

@@ -161,7 +161,7 @@ enum OpRegistry {
         for schema in MathOps.schemas + NNOps.schemas + ShapeOps.schemas + ElementwiseOps.schemas
             + ReduceOps.schemas + LayoutOps.schemas + NormalizationOps.schemas
             + RecurrentOps.schemas + LossOps.schemas + ResizeOps.schemas + SignalOps.schemas + LinalgOps.schemas
-            + DetectionOps.schemas {
+            + DetectionOps.schemas + TextOps.schemas {
             precondition(all[schema.name] == nil, "op \(schema.name) registered twice")
             all[schema.name] = schema
         }
