@@ -3,7 +3,8 @@
 /// (exact for every integer dtype but uint64, which keeps its bit pattern: values past
 /// Int64.max read as negative), and tensors built back from those.
 extension DType {
-    public var isFloatingPoint: Bool { self == .float32 || self == .float64 || self == .float16 || self == .bfloat16 }
+    public static let floatingPoint: [DType] = [.float32, .float64, .float16, .bfloat16]
+    public var isFloatingPoint: Bool { DType.floatingPoint.contains(self) }
     public var isInteger: Bool { !isFloatingPoint && self != .bool }
     public var isSigned: Bool { ![.uint8, .uint16, .uint32, .uint64, .bool].contains(self) }
 }

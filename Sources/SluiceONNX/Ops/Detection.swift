@@ -9,7 +9,6 @@ enum DetectionOps {
 }
 
 struct RoiAlignOperator: Operator {
-    static let floatTypes: [DType] = [.float32, .float64, .float16, .bfloat16]
     let alignment: RoiAlignment
 
     init(_ context: OpContext) throws {
@@ -35,8 +34,8 @@ struct RoiAlignOperator: Operator {
     }
 
     func infer(_ inputs: InferenceInputs) throws -> [ValueType] {
-        let x = try inputs.type(0, oneOf: Self.floatTypes, role: "X")
-        let rois = try inputs.type(1, oneOf: Self.floatTypes, role: "rois")
+        let x = try inputs.type(0, oneOf: DType.floatingPoint, role: "X")
+        let rois = try inputs.type(1, oneOf: DType.floatingPoint, role: "rois")
         let indices = try inputs.type(2, oneOf: [.int64], role: "batch_indices")
         guard x.shape.count == 4 else { throw OpError("X is \(describe(x.shape)), not [N, C, H, W]") }
         guard rois.shape.count == 2, rois.shape[1] == 4, indices.shape == [rois.shape[0]] else {

@@ -237,7 +237,6 @@ struct ResizeOperator: Operator {
 /// torch.nn.functional.grid_sample exports it. Opset 20 renamed the modes bilinear and bicubic
 /// to linear and cubic and allowed more spatial dimensions; the 2-D case is what is implemented.
 struct GridSampleOperator: Operator {
-    static let floatTypes: [DType] = [.float32, .float64, .float16, .bfloat16]
     let sampling: GridSampling
 
     init(_ context: OpContext) throws {
@@ -261,8 +260,8 @@ struct GridSampleOperator: Operator {
     }
 
     func infer(_ inputs: InferenceInputs) throws -> [ValueType] {
-        let x = try inputs.type(0, oneOf: Self.floatTypes, role: "X")
-        let grid = try inputs.type(1, oneOf: Self.floatTypes, role: "grid")
+        let x = try inputs.type(0, oneOf: DType.floatingPoint, role: "X")
+        let grid = try inputs.type(1, oneOf: DType.floatingPoint, role: "grid")
         guard x.shape.count == 4 else {
             throw OpError.unsupported("X is \(describe(x.shape)): only two spatial dimensions ([N, C, H, W]) are supported")
         }
