@@ -32,12 +32,9 @@ RANDOM_OPS = {"Bernoulli", "RandomUniformLike", "RandomNormalLike", "RandomUnifo
 SUPPORTED_TYPES = {"FLOAT", "DOUBLE", "FLOAT16", "BFLOAT16", "INT64", "INT32", "INT16", "INT8", "UINT64", "UINT32", "UINT16",
                    "UINT8", "BOOL"}
 
-# Why an op outside the categories above is not implemented, by op type. A failing case that
-# uses one of these ops gets its reason; any other failure is described by its error.
+# Why an op outside the categories above is not implemented, by op type (none at present). A
+# failing case that uses one of these ops gets its reason; any other failure is described by its error.
 OP_REASONS = OrderedDict([
-    ("Loop", "Loop (control flow with subgraphs) is not implemented: Sluice cuts a flat graph into layers at load"),
-    ("Scan", "Scan (control flow with subgraphs) is not implemented: Sluice cuts a flat graph into layers at load"),
-    ("If", "If (control flow with subgraphs) is not implemented: Sluice cuts a flat graph into layers at load"),
 ])
 
 # Cases whose own data is at fault, by name.
