@@ -24,7 +24,7 @@ intra-op thread.
                          -> Gemm(64->16, transB=1) -> Softmax(axis=1), output "y" [N,16]
   tiny_mlp_input.npy [5,32] / tiny_mlp_expected.npy [5,16]
   models/unsupported-op.onnx  a valid model whose node "weird_node" is a
-                         NonMaxSuppression (opset 17); loading it must fail with
+                         DynamicQuantizeLinear (opset 17); loading it must fail with
                          an error naming the op, the node and the opset.
 
 Run from the repo root (after export_basicmotions.py and train_models.py):
@@ -147,24 +147,18 @@ def tiny_mlp(rng):
 
 
 def unsupported_op():
-    init = [
-        numpy_helper.from_array(np.array([3], dtype=np.int64), "max_boxes"),
-        numpy_helper.from_array(np.array([0.5], dtype=np.float32), "iou_threshold"),
-        numpy_helper.from_array(np.array([0.0], dtype=np.float32), "score_threshold"),
-    ]
+    # A quantized op: Sluice leaves those out (float32 first), so this stays unsupported.
     nodes = [helper.make_node(
-        "NonMaxSuppression", ["boxes", "scores", "max_boxes", "iou_threshold",
-                              "score_threshold"], ["selected"], name="weird_node")]
+        "DynamicQuantizeLinear", ["x"], ["y", "y_scale", "y_zero_point"], name="weird_node")]
     graph = helper.make_graph(
         nodes, "unsupported_op",
-        [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, 6, 4]),
-         helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 1, 6])],
-        [helper.make_tensor_value_info("selected", TensorProto.INT64, ["K", 3])], init)
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.UINT8, [1, 6]),
+         helper.make_tensor_value_info("y_scale", TensorProto.FLOAT, []),
+         helper.make_tensor_value_info("y_zero_point", TensorProto.UINT8, [])])
     path = save_model(graph, "unsupported-op.onnx")
-    boxes = np.array([[[0, 0, 1, 1], [0, 0.1, 1, 1.1], [0, -0.1, 1, 0.9],
-                       [0, 10, 1, 11], [0, 10.1, 1, 11.1], [0, 100, 1, 101]]], np.float32)
-    scores = np.array([[[0.9, 0.75, 0.6, 0.95, 0.5, 0.3]]], np.float32)
-    run(path, {"boxes": boxes, "scores": scores})  # valid: onnxruntime runs it
+    x = np.array([[0, 0.5, -1.25, 2, 3.5, -0.75]], np.float32)
+    run(path, {"x": x})  # valid: onnxruntime runs it
 
 
 def main():

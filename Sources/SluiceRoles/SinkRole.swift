@@ -227,17 +227,7 @@ final class PredictionWriter {
     }
 
     /// Any numeric output as Doubles, for class picking and printing.
-    private func numbers(_ tensor: Tensor) -> [Double] {
-        switch tensor.dtype {
-        case .float32: return tensor.withUnsafeBufferPointer(as: Float.self) { $0.map(Double.init) }
-        case .float64: return tensor.withUnsafeBufferPointer(as: Double.self) { Array($0) }
-        case .int64: return tensor.withUnsafeBufferPointer(as: Int64.self) { $0.map(Double.init) }
-        case .int32: return tensor.withUnsafeBufferPointer(as: Int32.self) { $0.map(Double.init) }
-        case .int8: return tensor.withUnsafeBufferPointer(as: Int8.self) { $0.map(Double.init) }
-        case .uint8, .bool: return tensor.withUnsafeBufferPointer(as: UInt8.self) { $0.map(Double.init) }
-        case .float16: return tensor.withUnsafeBufferPointer(as: UInt16.self) { $0.map { Double(Float(Float16(bitPattern: $0))) } }
-        }
-    }
+    private func numbers(_ tensor: Tensor) -> [Double] { tensor.doubles }
 
     private func flush() {
         guard !buffer.isEmpty else { return }

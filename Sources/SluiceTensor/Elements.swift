@@ -1,10 +1,12 @@
 /// Element access for the many rarely used ops that need not be fast: every element of any
 /// numeric dtype as a Double (exact for floats and for integers up to 2^53) or as an Int64
-/// (exact for every integer dtype), and tensors built back from those.
+/// (exact for every integer dtype but uint64, which keeps its bit pattern: values past
+/// Int64.max read as negative), and tensors built back from those.
 extension DType {
-    public var isFloatingPoint: Bool { self == .float32 || self == .float64 || self == .float16 }
+    public static let floatingPoint: [DType] = [.float32, .float64, .float16, .bfloat16]
+    public var isFloatingPoint: Bool { DType.floatingPoint.contains(self) }
     public var isInteger: Bool { !isFloatingPoint && self != .bool }
-    public var isSigned: Bool { self != .uint8 && self != .bool }
+    public var isSigned: Bool { ![.uint8, .uint16, .uint32, .uint64, .bool].contains(self) }
 }
 
 extension Tensor {
@@ -19,6 +21,11 @@ extension Tensor {
         case .int32: return withUnsafeBufferPointer(as: Int32.self) { $0.map(Double.init) }
         case .int8: return withUnsafeBufferPointer(as: Int8.self) { $0.map(Double.init) }
         case .uint8, .bool: return withUnsafeBufferPointer(as: UInt8.self) { n == 0 ? [] : $0.map(Double.init) }
+        case .int16: return withUnsafeBufferPointer(as: Int16.self) { $0.map(Double.init) }
+        case .uint16: return withUnsafeBufferPointer(as: UInt16.self) { $0.map(Double.init) }
+        case .uint32: return withUnsafeBufferPointer(as: UInt32.self) { $0.map(Double.init) }
+        case .uint64: return withUnsafeBufferPointer(as: UInt64.self) { $0.map { Double($0) } }
+        case .bfloat16: return withUnsafeBufferPointer(as: UInt16.self) { $0.map { Double(Kernels.bfloat16ToFloat($0)) } }
         }
     }
 
@@ -30,6 +37,10 @@ extension Tensor {
         case .int32: return withUnsafeBufferPointer(as: Int32.self) { $0.map(Int64.init) }
         case .int8: return withUnsafeBufferPointer(as: Int8.self) { $0.map(Int64.init) }
         case .uint8, .bool: return withUnsafeBufferPointer(as: UInt8.self) { $0.map(Int64.init) }
+        case .int16: return withUnsafeBufferPointer(as: Int16.self) { $0.map(Int64.init) }
+        case .uint16: return withUnsafeBufferPointer(as: UInt16.self) { $0.map(Int64.init) }
+        case .uint32: return withUnsafeBufferPointer(as: UInt32.self) { $0.map(Int64.init) }
+        case .uint64: return withUnsafeBufferPointer(as: UInt64.self) { $0.map { Int64(bitPattern: $0) } }
         default: return doubles.map(Tensor.saturatingInt64)
         }
     }
@@ -49,6 +60,12 @@ extension Tensor {
         return Int64(v)
     }
 
+    static func saturatingUInt64(_ v: Double) -> UInt64 {
+        if v.isNaN || v <= 0 { return 0 }
+        if v >= 1.8446744073709551615e19 { return .max }
+        return UInt64(v)
+    }
+
     /// A tensor of `dtype` from Doubles: floats rounded to the type, integers truncated toward
     /// zero and wrapped to the width, bool as `!= 0`.
     public init(dtype: DType, shape: [Int], doubles values: [Double]) {
@@ -59,7 +76,10 @@ extension Tensor {
         case .float32: withUnsafeMutableBufferPointer(as: Float.self) { for i in 0..<n { $0[i] = Float(values[i]) } }
         case .float64: withUnsafeMutableBufferPointer(as: Double.self) { for i in 0..<n { $0[i] = values[i] } }
         case .float16: withUnsafeMutableBufferPointer(as: Float16.self) { for i in 0..<n { $0[i] = Float16(Float(values[i])) } }
+        case .bfloat16:
+            withUnsafeMutableBufferPointer(as: UInt16.self) { for i in 0..<n { $0[i] = Kernels.floatToBFloat16(Float(values[i])) } }
         case .bool: withUnsafeMutableBufferPointer(as: UInt8.self) { for i in 0..<n { $0[i] = values[i] != 0 ? 1 : 0 } }
+        case .uint64: withUnsafeMutableBufferPointer(as: UInt64.self) { for i in 0..<n { $0[i] = Tensor.saturatingUInt64(values[i]) } }
         default: self = Tensor(dtype: dtype, shape: shape, int64Values: values.map(Tensor.saturatingInt64))
         }
     }
@@ -74,6 +94,10 @@ extension Tensor {
         case .int32: withUnsafeMutableBufferPointer(as: Int32.self) { for i in 0..<n { $0[i] = Int32(truncatingIfNeeded: values[i]) } }
         case .int8: withUnsafeMutableBufferPointer(as: Int8.self) { for i in 0..<n { $0[i] = Int8(truncatingIfNeeded: values[i]) } }
         case .uint8: withUnsafeMutableBufferPointer(as: UInt8.self) { for i in 0..<n { $0[i] = UInt8(truncatingIfNeeded: values[i]) } }
+        case .int16: withUnsafeMutableBufferPointer(as: Int16.self) { for i in 0..<n { $0[i] = Int16(truncatingIfNeeded: values[i]) } }
+        case .uint16: withUnsafeMutableBufferPointer(as: UInt16.self) { for i in 0..<n { $0[i] = UInt16(truncatingIfNeeded: values[i]) } }
+        case .uint32: withUnsafeMutableBufferPointer(as: UInt32.self) { for i in 0..<n { $0[i] = UInt32(truncatingIfNeeded: values[i]) } }
+        case .uint64: withUnsafeMutableBufferPointer(as: UInt64.self) { for i in 0..<n { $0[i] = UInt64(bitPattern: values[i]) } }
         case .bool: withUnsafeMutableBufferPointer(as: UInt8.self) { for i in 0..<n { $0[i] = values[i] != 0 ? 1 : 0 } }
         default: self = Tensor(dtype: dtype, shape: shape, doubles: values.map(Double.init))
         }

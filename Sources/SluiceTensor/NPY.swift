@@ -59,7 +59,11 @@ public enum NPY {
         case "|i1": dtype = .int8
         case "|u1": dtype = .uint8
         case "|b1": dtype = .bool
-        default: throw NPYError(path: path, reason: "unsupported dtype '\(descr)' (use little-endian float32, float64, int64, int32, int8, uint8 or bool)")
+        case "<i2": dtype = .int16
+        case "<u2": dtype = .uint16
+        case "<u4": dtype = .uint32
+        case "<u8": dtype = .uint64
+        default: throw NPYError(path: path, reason: "unsupported dtype '\(descr)' (use little-endian float32, float64, float16, int64, int32, int16, int8, uint64, uint32, uint16, uint8 or bool)")
         }
         let tensor = Tensor(zeros: dtype, shape: shape)
         let dataStart = headerStart + headerLength
@@ -83,6 +87,12 @@ public enum NPY {
         case .int8: descr = "|i1"
         case .uint8: descr = "|u1"
         case .bool: descr = "|b1"
+        case .int16: descr = "<i2"
+        case .uint16: descr = "<u2"
+        case .uint32: descr = "<u4"
+        case .uint64: descr = "<u8"
+        // NumPy has no bfloat16: its bit patterns, as ONNX's own test data stores them.
+        case .bfloat16: descr = "<u2"
         }
         let shapeText = tensor.shape.count == 1 ? "(\(tensor.shape[0]),)" : "(" + tensor.shape.map(String.init).joined(separator: ", ") + ")"
         var header = "{'descr': '\(descr)', 'fortran_order': False, 'shape': \(shapeText), }"

@@ -3,18 +3,24 @@ public enum DType: UInt8, Sendable, CustomStringConvertible {
     case float32 = 1
     case uint8 = 2
     case int8 = 3
+    case uint16 = 4
+    case int16 = 5
     case int32 = 6
     case int64 = 7
     case bool = 9
     case float16 = 10
     case float64 = 11
+    case uint32 = 12
+    case uint64 = 13
+    /// Brain floating point: the top 16 bits of a float32 (no Swift type; kept as UInt16 bits).
+    case bfloat16 = 16
 
     public var byteSize: Int {
         switch self {
         case .uint8, .int8, .bool: return 1
-        case .float16: return 2
-        case .float32, .int32: return 4
-        case .int64, .float64: return 8
+        case .float16, .bfloat16, .uint16, .int16: return 2
+        case .float32, .int32, .uint32: return 4
+        case .int64, .float64, .uint64: return 8
         }
     }
 
@@ -28,6 +34,11 @@ public enum DType: UInt8, Sendable, CustomStringConvertible {
         case .bool: return "bool"
         case .float16: return "float16"
         case .float64: return "float64"
+        case .uint16: return "uint16"
+        case .int16: return "int16"
+        case .uint32: return "uint32"
+        case .uint64: return "uint64"
+        case .bfloat16: return "bfloat16"
         }
     }
 }

@@ -140,7 +140,7 @@ extension Sluice {
             switch dtype {
             case .float32:
                 return Tensor(shape: shape, floats: (0..<count).map { _ in Float.random(in: -1..<1, using: &generator) })
-            case .float64, .float16:
+            case .float64, .float16, .bfloat16:
                 return Tensor(dtype: dtype, shape: shape, doubles: (0..<count).map { _ in Double.random(in: -1..<1, using: &generator) })
             default:
                 return Tensor(zeros: dtype, shape: shape)

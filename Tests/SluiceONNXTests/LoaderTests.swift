@@ -8,19 +8,18 @@ import Testing
         let path = Paths.fixture("models/unsupported-op.onnx")
         let error = try #require(throws: ModelError.self) { try ONNXModel.load(path: path) }
         #expect(error.kind == .unsupportedOp)
-        #expect(error.description == "\(path): node 'weird_node': unsupported op NonMaxSuppression (opset 17)")
+        #expect(error.description == "\(path): node 'weird_node': unsupported op DynamicQuantizeLinear (opset 17)")
     }
 
     @Test func everyUnsupportedOpIsListed() throws {
         var b = ModelBuilder()
         b.input("x", [nil, 5])
-        b.initializer("k", Tensor(shape: [1], int64s: [2]))
-        b.node("NonMaxSuppression", ["x", "k"], ["values"], name: "weird_node")
+        b.node("DynamicQuantizeLinear", ["x"], ["values"], name: "weird_node")
         b.node("Fancy", ["values"], ["y"], name: "custom", domain: "com.example")
         b.output("y")
         let error = try #require(throws: ModelError.self) { try b.load() }
         #expect(error.kind == .unsupportedOp)
-        #expect(error.description.contains("node 'weird_node': unsupported op NonMaxSuppression (opset 17)"))
+        #expect(error.description.contains("node 'weird_node': unsupported op DynamicQuantizeLinear (opset 17)"))
         #expect(error.description.contains("node 'custom': unsupported op com.example.Fancy (opset 0)"))
     }
 
@@ -96,6 +95,26 @@ import Testing
         #expect(typed.nodes.map(\.opType) == ["Gemm", "Reshape", "Add"])
         #expect(typed.isInitializer("offset"))
         #expect(typed.nodes[2].parameterBytes == 12)
+    }
+
+    /// ONNX keeps 16-bit types in int32_data and uint32/uint64 in uint64_data.
+    @Test func typedFieldsOfTheNarrowAndUnsignedTypes() throws {
+        func decode(_ dtype: DType, int32s: [Int32] = [], uint64s: [UInt64] = []) throws -> Tensor {
+            var proto = Onnx_TensorProto()
+            proto.dataType = Int32(dtype.rawValue)
+            proto.dims = [Int64(max(int32s.count, uint64s.count))]
+            proto.int32Data = int32s
+            proto.uint64Data = uint64s
+            let decoded = try ONNXTensor.decode(try proto.serializedData()).tensor
+            #expect(decoded.dtype == dtype)
+            return decoded
+        }
+        #expect(try decode(.int16, int32s: [-3, 32767]).int64Values == [-3, 32767])
+        #expect(try decode(.uint16, int32s: [65535, 2]).int64Values == [65535, 2])
+        #expect(try decode(.bfloat16, int32s: [0x3FC0]).doubles == [1.5])
+        #expect(try decode(.uint32, uint64s: [4_294_967_295]).int64Values == [4_294_967_295])
+        try decode(.uint64, uint64s: [UInt64.max]).withUnsafeBufferPointer(as: UInt64.self) { #expect(Array($0) == [.max]) }
+        #expect(throws: ModelError.self) { try decode(.uint32, int32s: [1]) }
     }
 
     @Test func externalDataIsReadRelativeToTheModel() throws {
@@ -279,6 +298,6 @@ import Testing
         #expect(model.nodes[0].flopsPerSample == 2 * 4 * 10 * 3 * 3)
         #expect(model.nodes[0].parameterBytes == 144 && model.nodes[1].parameterBytes == 0)
         #expect(model.outputs == [TensorInfo(name: "g", dtype: .float32, shape: [nil, 4, 1])])
-        #expect(ONNXModel.supportedOps.contains("Conv") && !ONNXModel.supportedOps.contains("NonMaxSuppression"))
+        #expect(ONNXModel.supportedOps.contains("Conv") && !ONNXModel.supportedOps.contains("DynamicQuantizeLinear"))
     }
 }

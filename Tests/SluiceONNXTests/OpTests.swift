@@ -74,6 +74,125 @@ import Testing
 
     /// Conv+BatchNorm+Clip, depthwise Conv+LeakyRelu, Conv+Sigmoid, MatMul+Add(bias first)+Tanh
     /// and Gemm+Relu: fused whole-graph results equal node-by-node results bit for bit.
+    /// Past Int64.max a uint64 is still a large positive number to Mod, Max and BitShift.
+    @Test func unsignedOpsUseTheFullUInt64Range() throws {
+        func run(_ op: String, _ a: [UInt64], _ b: [UInt64], _ attributes: [String: Any] = [:]) throws -> [UInt64] {
+            var builder = ModelBuilder()
+            builder.input("a", [a.count], .uint64)
+            builder.input("b", [b.count], .uint64)
+            builder.node(op, ["a", "b"], ["y"], attributes)
+            builder.output("y", nil, .uint64)
+            func tensor(_ values: [UInt64]) -> Tensor {
+                Tensor(dtype: .uint64, shape: [values.count], int64Values: values.map { Int64(bitPattern: $0) })
+            }
+            let y = try #require(try builder.load().run(inputs: ["a": tensor(a), "b": tensor(b)])["y"])
+            return y.withUnsafeBufferPointer(as: UInt64.self) { Array($0) }
+        }
+        let big: UInt64 = 0xF000_0000_0000_0007
+        #expect(try run("Mod", [big, big, 9], [10, 0, 4]) == [big % 10, 0, 1])
+        #expect(try run("Max", [big, 1], [1, big]) == [big, big])
+        #expect(try run("BitShift", [big, big, big], [60, 64, 0], ["direction": "RIGHT"]) == [15, 0, big])
+        #expect(try run("BitShift", [big, 1], [4, 63], ["direction": "LEFT"]) == [0x70, 1 << 63])
+    }
+
+    /// Opset 20 renamed bilinear and bicubic to linear and cubic; each opset takes its own names.
+    @Test func gridSampleModeNamesFollowTheOpset() throws {
+        func model(opset: Int, mode: String, grid: [Int] = [1, 2, 2, 2]) -> ModelBuilder {
+            var b = ModelBuilder()
+            b.opset = opset
+            b.input("x", [1, 1, 2, 2])
+            b.input("grid", grid)
+            b.node("GridSample", ["x", "grid"], ["y"], name: "warp", ["mode": mode, "align_corners": 1])
+            b.output("y")
+            return b
+        }
+        let x = Tensor(shape: [1, 1, 2, 2], floats: [1, 2, 3, 4])
+        let grid = Tensor(shape: [1, 2, 2, 2], floats: [-1, -1, 1, 1, 0, 0, 1, -1])
+        for (opset, mode) in [(16, "bilinear"), (20, "linear")] {
+            let y = try #require(try model(opset: opset, mode: mode).load().run(inputs: ["x": x, "grid": grid])["y"])
+            #expect(y.shape == [1, 1, 2, 2] && y.floats == [1, 4, 2.5, 2])
+        }
+        for (opset, mode) in [(16, "linear"), (20, "bicubic")] {
+            let error = try #require(throws: ModelError.self) { try model(opset: opset, mode: mode).load() }
+            #expect(error.message.contains("node 'warp' (GridSample): mode '\(mode)'"), "\(error)")
+        }
+        let badGrid = try #require(throws: ModelError.self) { try model(opset: 16, mode: "nearest", grid: [1, 2, 2, 3]).load() }
+        #expect(badGrid.message.contains("node 'warp' (GridSample): grid [1, 2, 2, 3] must be [N, Hout, Wout, 2]"), "\(badGrid)")
+    }
+
+    /// How many boxes NonMaxSuppression keeps is known only from the scores: the model loads
+    /// with that output's shape open and runs at any count.
+    @Test func nonMaxSuppressionOutputShapeComesFromTheScores() throws {
+        var b = ModelBuilder()
+        b.opset = 11
+        b.input("boxes", [1, 3, 4])
+        b.input("scores", [1, 1, 3])
+        b.initializer("limit", Tensor(shape: [1], int64s: [5]))
+        b.initializer("iou", Tensor(shape: [1], floats: [0.5]))
+        b.node("NonMaxSuppression", ["boxes", "scores", "limit", "iou"], ["y"], name: "nms")
+        b.output("y", [nil, 3], .int64)
+        let model = try b.load()
+        #expect(model.outputs[0].shape == [nil, nil])
+        let boxes = Tensor(shape: [1, 3, 4], floats: [0, 0, 1, 1, 0, 0, 1, 1.1, 2, 2, 3, 3])
+        let y = try #require(try model.run(inputs: ["boxes": boxes, "scores": Tensor(shape: [1, 1, 3], floats: [0.6, 0.9, 0.1])])["y"])
+        #expect(y.shape == [2, 3] && y.int64s == [0, 0, 1, 0, 0, 2])
+        let error = try #require(throws: ModelError.self) {
+            try model.run(inputs: ["boxes": boxes, "scores": Tensor(shape: [1, 1, 2], floats: [0.6, 0.9])])
+        }
+        #expect(error.message.contains("scores"), "\(error)")
+    }
+
+    @Test func roiAlignRejectsABatchIndexOutsideX() throws {
+        var b = ModelBuilder()
+        b.opset = 16
+        b.input("x", [2, 1, 4, 4])
+        b.initializer("rois", Tensor(shape: [1, 4], floats: [0, 0, 2, 2]))
+        b.initializer("batch", Tensor(shape: [1], int64s: [2]))
+        b.node("RoiAlign", ["x", "rois", "batch"], ["y"], name: "pool")
+        b.output("y")
+        let error = try #require(throws: ModelError.self) { try b.load() }
+        #expect(error.message.contains("node 'pool' (RoiAlign): batch index 2 is outside X's batch of 2"), "\(error)")
+    }
+
+    /// The conformance cases cover TF only: IDF and TFIDF, with and without weights, here.
+    @Test func tfIdfVectorizerWeighsCountsByMode() throws {
+        func run(_ mode: String, weights: [Float]?, pool: String = "pool_int64s") throws -> [Float] {
+            var b = ModelBuilder()
+            b.opset = 9
+            b.input("x", [8], .int64)
+            var attributes: [String: Any] = ["mode": mode, "min_gram_length": 1, "max_gram_length": 2, "max_skip_count": 0,
+                                             "ngram_counts": [0, 4], "ngram_indexes": Array(0..<7),
+                                             "pool_int64s": [2, 3, 5, 4, 5, 6, 7, 8, 6, 7]]
+            if let weights { attributes["weights"] = weights }
+            b.node("TfIdfVectorizer", ["x"], ["y"], name: "tfidf", attributes)
+            b.output("y")
+            let x = Tensor(shape: [8], int64s: [2, 3, 5, 6, 7, 5, 6, 2])
+            return try #require(try b.load().run(inputs: ["x": x])["y"]).floats
+        }
+        let w: [Float] = [0.5, 1, 1.5, 2, 2.5, 3, 3.5]
+        #expect(try run("TF", weights: nil) == [2, 1, 2, 0, 2, 0, 1])
+        #expect(try run("IDF", weights: w) == [0.5, 1, 1.5, 0, 2.5, 0, 3.5])
+        #expect(try run("IDF", weights: nil) == [1, 1, 1, 0, 1, 0, 1])
+        #expect(try run("TFIDF", weights: w) == [1, 1, 3, 0, 5, 0, 3.5])
+
+        var strings = ModelBuilder()
+        strings.input("x", [2], .int64)
+        var node = Onnx_NodeProto()
+        node.opType = "TfIdfVectorizer"
+        node.name = "words"
+        node.input = ["x"]
+        node.output = ["y"]
+        var pool = Onnx_AttributeProto()
+        pool.name = "pool_strings"; pool.type = .strings; pool.strings = [Data("a".utf8)]
+        node.attribute = [ModelBuilder.attribute("mode", "TF"), ModelBuilder.attribute("min_gram_length", 1),
+                          ModelBuilder.attribute("max_gram_length", 1), ModelBuilder.attribute("ngram_counts", [0]),
+                          ModelBuilder.attribute("ngram_indexes", [0]), pool]
+        strings.nodes.append(node)
+        strings.output("y")
+        let error = try #require(throws: ModelError.self) { try strings.load() }
+        #expect(error.message.contains("node 'words' (TfIdfVectorizer): pool_strings: string tensors are not supported"), "\(error)")
+    }
+
     @Test func fusedRunsEqualNodeByNodeRuns() throws {
         var rng = SeededGenerator(seed: 12)
         var b = ModelBuilder()

@@ -110,6 +110,7 @@ struct ModelBuilder {
         case let v as [Int]: a.type = .ints; a.ints = v.map { Int64($0) }
         case let v as [Float]: a.type = .floats; a.floats = v
         case let v as Onnx_TensorProto: a.type = .tensor; a.t = v
+        case let v as Onnx_GraphProto: a.type = .graph; a.g = v
         default: fatalError("unsupported attribute value \(value)")
         }
         return a
@@ -127,6 +128,17 @@ struct ModelBuilder {
         nodes.append(n)
     }
 
+    /// The nodes, initializers, inputs and outputs as a graph (also a subgraph attribute's value).
+    func graph(_ name: String = "test") -> Onnx_GraphProto {
+        var graph = Onnx_GraphProto()
+        graph.name = name
+        graph.node = nodes
+        graph.initializer = initializers
+        graph.input = inputs
+        graph.output = outputs
+        return graph
+    }
+
     var proto: Onnx_ModelProto {
         var model = Onnx_ModelProto()
         model.irVersion = irVersion
@@ -134,13 +146,7 @@ struct ModelBuilder {
         opsetID.domain = ""
         opsetID.version = Int64(opset)
         model.opsetImport = [opsetID]
-        var graph = Onnx_GraphProto()
-        graph.name = "test"
-        graph.node = nodes
-        graph.initializer = initializers
-        graph.input = inputs
-        graph.output = outputs
-        model.graph = graph
+        model.graph = graph()
         model.metadataProps = metadata.keys.sorted().map { key in
             var entry = Onnx_StringStringEntryProto()
             entry.key = key

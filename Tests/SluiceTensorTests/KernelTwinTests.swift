@@ -141,4 +141,57 @@ import Testing
             }
         }
     }
+
+    static let samplings = GridSampling.Mode.allCases.flatMap { mode in
+        GridSampling.Padding.allCases.flatMap { padding in
+            [false, true].map { GridSampling(mode: mode, padding: padding, alignCorners: $0) }
+        }
+    }
+
+    /// Grid points reaching past the input on every side, so each padding mode does its part.
+    @Test(arguments: samplings)
+    func gridSampleMatchesReference(sampling: GridSampling) {
+        var rng = SeededGenerator(seed: 21)
+        let x = rng.tensor([2, 3, 5, 4], in: -2...2)
+        let grid = rng.tensor([2, 6, 7, 2], in: -2.5...2.5)
+        expectClose(Kernels.gridSample(x, grid: grid, sampling), ReferenceKernels.gridSample(x, grid: grid, sampling), "\(sampling)")
+    }
+
+    /// Values from ONNX's reference implementation (onnx.reference, GridSample) for X = [[1, 2, 3],
+    /// [4, 5, 6]] at six points, inside and outside, per mode, padding and align_corners.
+    @Test func gridSamplePaddingModesMatchONNX() {
+        let x = Tensor(shape: [1, 1, 2, 3], floats: [1, 2, 3, 4, 5, 6])
+        let points: [(Float, Float)] = [(-1.5, -1.2), (-1, -0.4), (-0.2, 0.3), (0.5, 1), (1.3, 1.7), (2.9, -2.6)]
+        let grid = Tensor(shape: [1, 1, 6, 2], floats: points.flatMap { [$0.0, $0.1] })
+        let expected: [(GridSampling.Mode, GridSampling.Padding, Bool, [Float])] = [
+            (.nearest, .zeros, false, [0, 1, 5, 0, 0, 0]), (.nearest, .zeros, true, [1, 1, 5, 6, 6, 0]),
+            (.nearest, .border, false, [1, 1, 5, 6, 6, 3]), (.nearest, .reflection, false, [1, 1, 5, 6, 6, 4]),
+            (.linear, .zeros, false, [0, 0.65, 4.1, 2.875, 0, 0]), (.linear, .zeros, true, [0.45, 1.9, 3.75, 5.5, 2.73, 0]),
+            (.linear, .border, false, [1, 1.3, 4.1, 5.75, 6, 3]), (.linear, .border, true, [1, 1.9, 3.75, 5.5, 6, 3]),
+            (.linear, .reflection, false, [1.25, 1.3, 4.1, 5.75, 5.4, 4]), (.linear, .reflection, true, [1.8, 1.9, 3.75, 5.5, 4.65, 3.5]),
+            (.cubic, .zeros, false, [-0.01448, 0.5668, 4.74737, 3.53162, -0.02282, 0]),
+            (.cubic, .zeros, true, [0.28181, 2.13625, 4.44086, 6.15625, 3.19915, -0.00308]),
+            (.cubic, .border, false, [1, 1.15225, 4.08275, 6.08984, 6, 3]), (.cubic, .border, true, [1, 1.837, 3.72919, 5.59375, 6, 3]),
+            (.cubic, .reflection, false, [0.71891, 1.0585, 4.08275, 6.37109, 5.50763, 4.03188]),
+            (.cubic, .reflection, true, [1.3965, 1.648, 3.85875, 5.6875, 5.03325, 3.7025]),
+        ]
+        for (mode, padding, align, values) in expected {
+            let sampling = GridSampling(mode: mode, padding: padding, alignCorners: align)
+            let want = Tensor(shape: [1, 1, 1, 6], floats: values)
+            expectClose(Kernels.gridSample(x, grid: grid, sampling), want, tolerance: 2e-5, "\(sampling)")
+            expectClose(ReferenceKernels.gridSample(x, grid: grid, sampling), want, tolerance: 2e-5, "reference \(sampling)")
+        }
+    }
+
+    @Test func gridSampleFarOutsideOrNaNReadsZeros() {
+        let x = Tensor(shape: [1, 1, 2, 2], floats: [1, 2, 3, 4])
+        let grid = Tensor(shape: [1, 1, 3, 2], floats: [1e30, 0, .nan, 0, -.infinity, 0.5])
+        for mode in GridSampling.Mode.allCases {
+            let y = Kernels.gridSample(x, grid: grid, GridSampling(mode: mode, padding: .zeros, alignCorners: false))
+            #expect(y.floats == [0, 0, 0], "\(mode)")
+        }
+        let border = Kernels.gridSample(x, grid: Tensor(shape: [1, 1, 1, 2], floats: [1e30, -1e30]),
+                                        GridSampling(mode: .linear, padding: .border, alignCorners: true))
+        #expect(border.floats == [2])
+    }
 }

@@ -47,4 +47,26 @@ import Testing
         let half = Kernels.cast(Tensor(shape: [4], floats: [1, -2.5, 65504, 1e-7]), to: .float16)
         #expect(Kernels.cast(half, to: .float32).floats == [1, -2.5, 65504, Float(1.1920929e-7)])
     }
+
+    @Test func castCoversTheWiderIntegerTypes() {
+        let big = Tensor(dtype: .uint64, shape: [3], int64Values: [Int64(bitPattern: UInt64.max), 1 << 40, 7])
+        #expect(Kernels.cast(big, to: .float64).doubles == [18446744073709551615.0, 1099511627776, 7])
+        // Narrowing wraps, as between the narrower types.
+        #expect(Kernels.cast(big, to: .uint16).int64Values == [65535, 0, 7])
+        #expect(Kernels.cast(big, to: .int16).int64Values == [-1, 0, 7])
+        #expect(Kernels.cast(Tensor(shape: [2], int64s: [-1, 70000]), to: .uint32).int64Values == [4294967295, 70000])
+        // Floats past Int64.max still fit uint64; negative ones saturate at 0.
+        let wide = Kernels.cast(Tensor(dtype: .float64, shape: [3], doubles: [1.5e19, -3, 2.9]), to: .uint64)
+        wide.withUnsafeBufferPointer(as: UInt64.self) { #expect(Array($0) == [15_000_000_000_000_000_000, 0, 2]) }
+    }
+
+    @Test func castToBFloat16TruncatesAndKeepsNaN() {
+        let x = Tensor(shape: [5], floats: [Float(bitPattern: 0x3EF5_EEB0), -2.5, .infinity, .nan, Float(bitPattern: 0x7F80_0001)])
+        let b = Kernels.cast(x, to: .bfloat16)
+        b.withUnsafeBufferPointer(as: UInt16.self) { #expect(Array($0[0..<3]) == [0x3EF5, 0xC020, 0x7F80]) }
+        let back = Kernels.cast(b, to: .float32).floats
+        #expect(back[0] == Float(bitPattern: 0x3EF5_0000) && back[1] == -2.5 && back[2] == .infinity)
+        // A NaN whose payload lies in the dropped bits must not turn into infinity.
+        #expect(back[3].isNaN && back[4].isNaN)
+    }
 }

@@ -325,8 +325,7 @@ public final class Executor: @unchecked Sendable {
         }
         let results: [Tensor]
         do {
-            let outputTypes = try step.op.infer(InferenceInputs(tensors: tensors))
-            results = try step.op.evaluate(tensors, outputs: outputTypes, scratch: scratch)
+            results = try step.op.compute(tensors, scratch: scratch)
         } catch {
             throw ModelError.wrap(error, file: file, node: step.node, kind: .invalidInput)
         }

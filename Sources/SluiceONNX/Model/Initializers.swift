@@ -8,11 +8,16 @@ enum TensorDecoder {
         case 1: return .float32
         case 2: return .uint8
         case 3: return .int8
+        case 4: return .uint16
+        case 5: return .int16
         case 6: return .int32
         case 7: return .int64
         case 9: return .bool
         case 10: return .float16
         case 11: return .float64
+        case 12: return .uint32
+        case 13: return .uint64
+        case 16: return .bfloat16
         default: return nil
         }
     }
@@ -29,7 +34,7 @@ enum TensorDecoder {
     /// The dtype and shape a proto declares, validated.
     static func info(_ proto: Onnx_TensorProto) throws -> (dtype: DType, shape: [Int]) {
         guard let dtype = dtype(onnx: proto.dataType) else {
-            throw OpError.unsupported("data type \(onnxTypeName(proto.dataType)) is not supported (float32, float64, float16, int64, int32, int8, uint8, bool are)")
+            throw OpError.unsupported("data type \(onnxTypeName(proto.dataType)) is not supported (only numeric and bool tensors are)")
         }
         guard proto.dims.allSatisfy({ $0 >= 0 }) else { throw OpError.invalid("has negative dimensions \(proto.dims)") }
         if proto.hasSegment { throw OpError.unsupported("segmented tensors are not supported") }
@@ -132,11 +137,20 @@ enum TensorDecoder {
         case .int32:
             try check(proto.int32Data.count, "int32_data")
             tensor.withUnsafeMutableBufferPointer(as: Int32.self) { for i in 0..<count { $0[i] = proto.int32Data[i] } }
-        case .float16:
+        case .float16, .bfloat16, .uint16, .int16:
+            // 16-bit types travel as their bit patterns, one per int32.
             try check(proto.int32Data.count, "int32_data")
             tensor.withUnsafeMutableBufferPointer(as: UInt16.self) {
                 for i in 0..<count { $0[i] = UInt16(truncatingIfNeeded: proto.int32Data[i]) }
             }
+        case .uint32:
+            try check(proto.uint64Data.count, "uint64_data")
+            tensor.withUnsafeMutableBufferPointer(as: UInt32.self) {
+                for i in 0..<count { $0[i] = UInt32(truncatingIfNeeded: proto.uint64Data[i]) }
+            }
+        case .uint64:
+            try check(proto.uint64Data.count, "uint64_data")
+            tensor.withUnsafeMutableBufferPointer(as: UInt64.self) { for i in 0..<count { $0[i] = proto.uint64Data[i] } }
         case .int8:
             try check(proto.int32Data.count, "int32_data")
             tensor.withUnsafeMutableBufferPointer(as: Int8.self) {

@@ -30,7 +30,7 @@ struct ModelLoader {
             } catch let e as OpError {
                 // Name the node that needs it, so the message says what cannot run.
                 let reader = graph.node.enumerated().first { $0.element.input.contains(tensor.name) }
-                    .map { ", read by node '\(makeNode($0.element, index: $0.offset).name)' (\($0.element.opType)):" } ?? ""
+                    .map { ", read by node '\(Self.makeNode($0.element, index: $0.offset).name)' (\($0.element.opType)):" } ?? ""
                 throw fail(e.kind, "initializer '\(tensor.name)'\(reader) \(e.message)")
             }
         }
@@ -50,7 +50,7 @@ struct ModelLoader {
                 pending.append((fileIndex, node))
                 continue
             }
-            let constant = makeNode(node, index: fileIndex)
+            let constant = Self.makeNode(node, index: fileIndex)
             guard importedOpset != nil else {
                 throw fail(.invalidGraph, "node '\(constant.name)' uses the default (ai.onnx) domain, but the model imports no default-domain opset")
             }
@@ -66,10 +66,15 @@ struct ModelLoader {
             }
         }
 
-        let order = try topologicalOrder(pending.map { makeNode($0.proto, index: $0.fileIndex) },
-                                         available: inputNames.union(initializers.keys))
+        let order: [Int]
+        do {
+            order = try Self.topologicalOrder(pending.map { Self.makeNode($0.proto, index: $0.fileIndex) },
+                                              available: inputNames.union(initializers.keys))
+        } catch let e as OpError {
+            throw fail(e.kind, e.message)
+        }
         let nodes = order.enumerated().map { index, fileNode in
-            makeNode(pending[fileNode].proto, index: index)
+            Self.makeNode(pending[fileNode].proto, index: index)
         }
 
         // Every op must be supported before anything else is said about the graph.
@@ -207,9 +212,12 @@ struct ModelLoader {
         Int(proto.opsetImport.first { $0.domain == domain }?.version ?? 0)
     }
 
-    func makeNode(_ proto: Onnx_NodeProto, index: Int) -> Node {
-        Node(index: index, name: proto.name.isEmpty ? "\(proto.opType)_\(index)" : proto.name, opType: proto.opType,
-             domain: proto.domain, inputs: proto.input, outputs: proto.output, attributes: Attributes(proto.attribute))
+    static func makeNode(_ proto: Onnx_NodeProto, index: Int) -> Node {
+        // Also the names it lists itself: its subgraphs look them up by name.
+        let implicit = Subgraph.outerNames(of: proto.attribute.flatMap(Subgraph.graphs))
+        return Node(index: index, name: proto.name.isEmpty ? "\(proto.opType)_\(index)" : proto.name, opType: proto.opType,
+                    domain: proto.domain, inputs: proto.input + implicit, outputs: proto.output,
+                    attributes: Attributes(proto.attribute), implicitInputCount: implicit.count)
     }
 
     /// The element type and shape a value declares; shape nil when it declares none.
@@ -236,15 +244,15 @@ struct ModelLoader {
 
     /// A stable topological order: file order wherever it is already valid, producers moved
     /// ahead of their first consumer otherwise. Returns indices into `nodes`.
-    private func topologicalOrder(_ nodes: [Node], available: Set<String>) throws -> [Int] {
+    static func topologicalOrder(_ nodes: [Node], available: Set<String>) throws -> [Int] {
         var producer: [String: Int] = [:]
         for (i, node) in nodes.enumerated() {
             for name in node.outputs where !name.isEmpty {
                 if let other = producer[name] {
-                    throw fail(.invalidGraph, "tensor '\(name)' is produced by both node '\(nodes[other].name)' and node '\(node.name)'")
+                    throw OpError.invalid("tensor '\(name)' is produced by both node '\(nodes[other].name)' and node '\(node.name)'")
                 }
                 if available.contains(name) {
-                    throw fail(.invalidGraph, "node '\(node.name)' writes '\(name)', which is a graph input or an initializer")
+                    throw OpError.invalid("node '\(node.name)' writes '\(name)', which is a graph input or an initializer")
                 }
                 producer[name] = i
             }
@@ -263,10 +271,10 @@ struct ModelLoader {
                     let name = inputs[top.next]
                     if name.isEmpty || available.contains(name) { continue }
                     guard let p = producer[name] else {
-                        throw fail(.invalidGraph, "node '\(nodes[top.node].name)' (\(nodes[top.node].qualifiedOp)) reads '\(name)', which no node produces and which is neither a graph input nor an initializer")
+                        throw OpError.invalid("node '\(nodes[top.node].name)' (\(nodes[top.node].qualifiedOp)) reads '\(name)', which no node produces and which is neither a graph input nor an initializer")
                     }
                     if state[p] == 1 {
-                        throw fail(.invalidGraph, "the graph has a cycle through node '\(nodes[p].name)'")
+                        throw OpError.invalid("the graph has a cycle through node '\(nodes[p].name)'")
                     }
                     if state[p] == 0 {
                         state[p] = 1

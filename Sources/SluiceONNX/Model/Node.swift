@@ -1,6 +1,10 @@
 import SluiceTensor
 
 /// A node as the loader keeps it: names resolved, attributes by name.
+///
+/// A node holding subgraphs (If, Loop, Scan) also reads, through them, values of the graph
+/// around it. Those come last in `inputs`, after the ones the file lists, so that sorting,
+/// liveness and stage cuts see every value the node needs.
 struct Node: Sendable {
     let index: Int
     let name: String
@@ -9,6 +13,11 @@ struct Node: Sendable {
     let inputs: [String]
     let outputs: [String]
     let attributes: Attributes
+    /// How many of `inputs`, at the end, its subgraphs read from the enclosing graph.
+    var implicitInputCount = 0
+
+    /// The inputs the file lists for the node.
+    var declaredInputs: ArraySlice<String> { inputs.dropLast(implicitInputCount) }
 
     /// The op as written in messages: `TopK`, or `com.example.Thing` outside the default domain.
     var qualifiedOp: String { domain.isEmpty || domain == "ai.onnx" ? opType : "\(domain).\(opType)" }
@@ -36,6 +45,7 @@ struct Attributes: Sendable {
         if a.hasI { return .int }
         if a.hasS { return .string }
         if a.hasT { return .tensor }
+        if a.hasG { return .graph }
         if !a.floats.isEmpty { return .floats }
         if !a.ints.isEmpty { return .ints }
         if !a.strings.isEmpty { return .strings }
@@ -83,6 +93,10 @@ struct Attributes: Sendable {
 
     func tensor(_ name: String) throws -> Onnx_TensorProto? {
         try attribute(name, .tensor).map { $0.t }
+    }
+
+    func graph(_ name: String) throws -> Onnx_GraphProto? {
+        try attribute(name, .graph).map { $0.g }
     }
 
     func isSet(_ name: String, of type: Onnx_AttributeProto.AttributeType) -> Bool {

@@ -51,7 +51,7 @@ extension ModelLoader {
         var nodes: [ModelSurvey.Node] = []
         var unsupported: [ModelSurvey.Unsupported] = []
         for (index, nodeProto) in proto.graph.node.enumerated() {
-            let node = makeNode(nodeProto, index: index)
+            let node = ModelLoader.makeNode(nodeProto, index: index)
             nodes.append(ModelSurvey.Node(name: node.name, op: node.qualifiedOp))
             let isDefaultDomain = node.domain.isEmpty || node.domain == "ai.onnx"
             if isDefaultDomain && opset == nil {

@@ -320,6 +320,12 @@ struct ModOperator: Operator {
             let av = a.doubles, bv = b.doubles
             return [Tensor(dtype: a.dtype, shape: shape, doubles: (0..<ao.count).map { Foundation.fmod(av[ao[$0]], bv[bo[$0]]) })]
         }
+        if a.dtype == .uint64 {
+            // Past Int64.max its bit pattern reads negative: divide unsigned (no signs to fix up).
+            let av = a.withUnsafeBufferPointer(as: UInt64.self) { Array($0) }, bv = b.withUnsafeBufferPointer(as: UInt64.self) { Array($0) }
+            let values = (0..<ao.count).map { i in Int64(bitPattern: bv[bo[i]] == 0 ? 0 : av[ao[i]] % bv[bo[i]]) }
+            return [Tensor(dtype: a.dtype, shape: shape, int64Values: values)]
+        }
         let av = a.int64Values, bv = b.int64Values
         let values = (0..<ao.count).map { i -> Int64 in
             let x = av[ao[i]], y = bv[bo[i]]
@@ -332,8 +338,9 @@ struct ModOperator: Operator {
     }
 }
 
-/// BitShift on unsigned integers (uint8 here; the other unsigned types are not supported).
+/// BitShift on unsigned integers; a shift by the width or more gives 0.
 struct BitShiftOperator: Operator {
+    static let dtypes: [DType] = [.uint8, .uint16, .uint32, .uint64]
     let left: Bool
 
     init(_ context: OpContext) throws {
@@ -345,7 +352,8 @@ struct BitShiftOperator: Operator {
     }
 
     func infer(_ inputs: InferenceInputs) throws -> [ValueType] {
-        let x = try inputs.type(0, oneOf: [.uint8], role: "X"), y = try inputs.type(1, oneOf: [.uint8], role: "Y")
+        let x = try inputs.type(0, oneOf: Self.dtypes, role: "X"), y = try inputs.type(1, oneOf: Self.dtypes, role: "Y")
+        guard x.dtype == y.dtype else { throw OpError("X and Y have different types: \(x.dtype) and \(y.dtype)") }
         return [ValueType(x.dtype, try Shapes.broadcast(x.shape, y.shape))]
     }
 
@@ -353,11 +361,14 @@ struct BitShiftOperator: Operator {
         let x = inputs[0]!, y = inputs[1]!
         let shape = outputs[0].shape
         let xo = Shapes.broadcastOffsets(x.shape, to: shape), yo = Shapes.broadcastOffsets(y.shape, to: shape)
+        let width = UInt64(x.dtype.byteSize * 8)
+        // Unsigned values as bit patterns: zero-extended, so a right shift brings in zeros, and
+        // the tensor built back wraps a left shift to the width.
         let xv = x.int64Values, yv = y.int64Values
         let values = (0..<xo.count).map { i -> Int64 in
-            let v = UInt8(truncatingIfNeeded: xv[xo[i]]), s = yv[yo[i]]
-            if s >= 8 { return 0 }
-            return Int64(left ? v << UInt8(s) : v >> UInt8(s))
+            let v = UInt64(bitPattern: xv[xo[i]]), s = UInt64(bitPattern: yv[yo[i]])
+            if s >= width { return 0 }
+            return Int64(bitPattern: left ? v << s : v >> s)
         }
         return [Tensor(dtype: x.dtype, shape: shape, int64Values: values)]
     }

@@ -97,6 +97,11 @@ protocol Operator: Sendable {
 
     /// The same inputs always give the same outputs, so constant inputs may be folded.
     var isDeterministic: Bool { get }
+
+    /// The output types are known only by computing the outputs (control flow, whose subgraph
+    /// decides them): `infer` reports them data-dependent, and a run calls `evaluate` with no
+    /// output types and takes those of what it returns.
+    var outputTypesNeedEvaluation: Bool { get }
 }
 
 extension Operator {
@@ -105,6 +110,13 @@ extension Operator {
     var writesInto: Bool { false }
     var isView: Bool { false }
     var isDeterministic: Bool { true }
+    var outputTypesNeedEvaluation: Bool { false }
+
+    /// The outputs for these actual inputs: types inferred first where that is possible.
+    func compute(_ inputs: [Tensor?], scratch: Scratch) throws -> [Tensor] {
+        if outputTypesNeedEvaluation { return try evaluate(inputs, outputs: [], scratch: scratch) }
+        return try evaluate(inputs, outputs: try infer(InferenceInputs(tensors: inputs)), scratch: scratch)
+    }
 
     /// By default one operation per output element.
     func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double {
@@ -120,8 +132,9 @@ struct OpContext {
 
     /// Fails unless the node has between `min` and `max` inputs (ignoring trailing omitted ones).
     func expectInputs(_ range: ClosedRange<Int>) throws {
-        var count = node.inputs.count
-        while count > 0 && node.inputs[count - 1].isEmpty { count -= 1 }
+        let inputs = node.declaredInputs
+        var count = inputs.count
+        while count > 0 && inputs[inputs.startIndex + count - 1].isEmpty { count -= 1 }
         guard range.contains(count) else {
             throw OpError.invalid(range.lowerBound == range.upperBound
                 ? "expects \(range.lowerBound) input(s), has \(count)"
@@ -160,7 +173,8 @@ enum OpRegistry {
         var all: [String: OpSchema] = [:]
         for schema in MathOps.schemas + NNOps.schemas + ShapeOps.schemas + ElementwiseOps.schemas
             + ReduceOps.schemas + LayoutOps.schemas + NormalizationOps.schemas
-            + RecurrentOps.schemas + LossOps.schemas + ResizeOps.schemas + SignalOps.schemas + LinalgOps.schemas {
+            + RecurrentOps.schemas + LossOps.schemas + ResizeOps.schemas + SignalOps.schemas + LinalgOps.schemas
+            + DetectionOps.schemas + TextOps.schemas + ControlFlowOps.schemas {
             precondition(all[schema.name] == nil, "op \(schema.name) registered twice")
             all[schema.name] = schema
         }

@@ -2,11 +2,13 @@ import Foundation
 import SluiceTensor
 
 /// Resize and the older Upsample: nearest, linear and cubic interpolation along each resized
-/// axis in turn (the interpolation is separable), as ONNX defines them.
+/// axis in turn (the interpolation is separable), as ONNX defines them. GridSample: the same
+/// interpolations at positions a grid gives.
 enum ResizeOps {
     static let schemas: [OpSchema] = [
         OpSchema(name: "Resize", opsets: 10...OpRegistry.latestOpset) { try ResizeOperator($0) },
         OpSchema(name: "Upsample", opsets: 7...9) { try ResizeOperator(upsample: $0) },
+        OpSchema(name: "GridSample", opsets: 16...OpRegistry.latestOpset) { try GridSampleOperator($0) },
     ]
 }
 
@@ -228,5 +230,54 @@ struct ResizeOperator: Operator {
         var newShape = shape
         newShape[axis] = size
         return (result, newShape)
+    }
+}
+
+/// GridSample over two spatial dimensions (X [N, C, H, W], grid [N, Hout, Wout, 2]), as
+/// torch.nn.functional.grid_sample exports it. Opset 20 renamed the modes bilinear and bicubic
+/// to linear and cubic and allowed more spatial dimensions; the 2-D case is what is implemented.
+struct GridSampleOperator: Operator {
+    let sampling: GridSampling
+
+    init(_ context: OpContext) throws {
+        try context.expectInputs(2...2)
+        try context.expectOutputs(1...1)
+        let a = context.attributes
+        let renamed = context.opset >= 20
+        let modes: [String: GridSampling.Mode] = renamed
+            ? ["nearest": .nearest, "linear": .linear, "cubic": .cubic]
+            : ["nearest": .nearest, "bilinear": .linear, "bicubic": .cubic]
+        let modeText = try a.string("mode") ?? (renamed ? "linear" : "bilinear")
+        guard let mode = modes[modeText] else {
+            throw OpError.invalid("mode '\(modeText)' is not one of \(modes.keys.sorted().joined(separator: ", ")) (opset \(context.opset))")
+        }
+        let paddings: [String: GridSampling.Padding] = ["zeros": .zeros, "border": .border, "reflection": .reflection]
+        let paddingText = try a.string("padding_mode") ?? "zeros"
+        guard let padding = paddings[paddingText] else {
+            throw OpError.invalid("padding_mode '\(paddingText)' is not one of border, reflection, zeros")
+        }
+        sampling = GridSampling(mode: mode, padding: padding, alignCorners: try a.int("align_corners", default: 0) != 0)
+    }
+
+    func infer(_ inputs: InferenceInputs) throws -> [ValueType] {
+        let x = try inputs.type(0, oneOf: DType.floatingPoint, role: "X")
+        let grid = try inputs.type(1, oneOf: DType.floatingPoint, role: "grid")
+        guard x.shape.count == 4 else {
+            throw OpError.unsupported("X is \(describe(x.shape)): only two spatial dimensions ([N, C, H, W]) are supported")
+        }
+        guard grid.shape.count == 4, grid.shape[3] == 2, grid.shape[0] == x.shape[0] else {
+            throw OpError("grid \(describe(grid.shape)) must be [N, Hout, Wout, 2] with N = \(x.shape[0]) as in X")
+        }
+        return [ValueType(x.dtype, [x.shape[0], x.shape[1], grid.shape[1], grid.shape[2]])]
+    }
+
+    func evaluate(_ inputs: [Tensor?], outputs: [ValueType], scratch: Scratch) throws -> [Tensor] {
+        let x = Kernels.cast(inputs[0]!, to: .float32), grid = Kernels.cast(inputs[1]!, to: .float32)
+        return [Kernels.cast(Kernels.gridSample(x, grid: grid, sampling), to: outputs[0].dtype)]
+    }
+
+    func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double {
+        let taps = Double(sampling.tapsPerAxis * sampling.tapsPerAxis)
+        return Double(outputs[0].elementCount) * 2 * taps
     }
 }

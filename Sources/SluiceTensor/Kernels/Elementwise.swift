@@ -64,10 +64,15 @@ extension Int64: ArithmeticElement {}
 extension Int32: ArithmeticElement {}
 extension Int8: ArithmeticElement {}
 extension UInt8: ArithmeticElement {}
+extension Int16: ArithmeticElement {}
+extension UInt16: ArithmeticElement {}
+extension UInt32: ArithmeticElement {}
+extension UInt64: ArithmeticElement {}
 
 extension Kernels {
     /// The dtypes `binary` handles.
-    public static let binaryDTypes: [DType] = [.float32, .float64, .float16, .int64, .int32, .int8, .uint8]
+    public static let binaryDTypes: [DType] = [.float32, .float64, .float16, .int64, .int32, .int16, .int8,
+                                                .uint64, .uint32, .uint16, .uint8]
 
     /// `a op b` with NumPy broadcasting; both tensors have the same dtype, one of `binaryDTypes`.
     public static func binary(_ op: BinaryOp, _ a: Tensor, _ b: Tensor) -> Tensor {
@@ -90,6 +95,10 @@ extension Kernels {
         case .int32: binary(op, a, b, out, as: Int32.self)
         case .int8: binary(op, a, b, out, as: Int8.self)
         case .uint8: binary(op, a, b, out, as: UInt8.self)
+        case .int16: binary(op, a, b, out, as: Int16.self)
+        case .uint16: binary(op, a, b, out, as: UInt16.self)
+        case .uint32: binary(op, a, b, out, as: UInt32.self)
+        case .uint64: binary(op, a, b, out, as: UInt64.self)
         default: preconditionFailure("\(op.rawValue) does not support \(a.dtype)")
         }
     }

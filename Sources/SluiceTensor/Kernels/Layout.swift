@@ -192,92 +192,21 @@ extension Kernels {
     /// bool is `!= 0`.
     public static func cast(_ x: Tensor, to dtype: DType) -> Tensor {
         if x.dtype == dtype { return x }
-        let out = Tensor(uninitialized: dtype, shape: x.shape)
-        let n = x.elementCount
-        switch x.dtype {
-        case .float32, .float64, .float16:
-            var values = [Double](repeating: 0, count: n)
-            switch x.dtype {
-            case .float32: x.withUnsafeBufferPointer(as: Float.self) { for i in 0..<n { values[i] = Double($0[i]) } }
-            case .float64: x.withUnsafeBufferPointer(as: Double.self) { for i in 0..<n { values[i] = $0[i] } }
-            default: x.withUnsafeBufferPointer(as: UInt16.self) { for i in 0..<n { values[i] = Double(halfToFloat($0[i])) } }
-            }
-            write(values, to: out)
-        default:
-            var values = [Int64](repeating: 0, count: n)
-            switch x.dtype {
-            case .int64: x.withUnsafeBufferPointer(as: Int64.self) { for i in 0..<n { values[i] = $0[i] } }
-            case .int32: x.withUnsafeBufferPointer(as: Int32.self) { for i in 0..<n { values[i] = Int64($0[i]) } }
-            case .int8: x.withUnsafeBufferPointer(as: Int8.self) { for i in 0..<n { values[i] = Int64($0[i]) } }
-            default: x.withUnsafeBufferPointer(as: UInt8.self) { for i in 0..<n { values[i] = Int64($0[i]) } }
-            }
-            write(values, to: out)
+        // Between integer types the bit patterns carry over (uint64 included); everything else
+        // goes through Double, exact for every float and for integers up to 2^53.
+        if !x.dtype.isFloatingPoint && !dtype.isFloatingPoint {
+            return Tensor(dtype: dtype, shape: x.shape, int64Values: x.int64Values)
         }
-        return out
+        return Tensor(dtype: dtype, shape: x.shape, doubles: x.doubles)
     }
 
-    private static func write(_ values: [Double], to out: Tensor) {
-        switch out.dtype {
-        case .float32: out.withUnsafeMutableBufferPointer(as: Float.self) { for i in values.indices { $0[i] = Float(values[i]) } }
-        case .float64: out.withUnsafeMutableBufferPointer(as: Double.self) { for i in values.indices { $0[i] = values[i] } }
-        case .float16: out.withUnsafeMutableBufferPointer(as: UInt16.self) { for i in values.indices { $0[i] = floatToHalf(Float(values[i])) } }
-        case .bool: out.withUnsafeMutableBufferPointer(as: UInt8.self) { for i in values.indices { $0[i] = values[i] != 0 ? 1 : 0 } }
-        default:
-            write(values.map(saturatingInt64), to: out)
-        }
-    }
+    /// bfloat16 bits → single: they are its top half.
+    public static func bfloat16ToFloat(_ b: UInt16) -> Float { Float(bitPattern: UInt32(b) << 16) }
 
-    private static func write(_ values: [Int64], to out: Tensor) {
-        switch out.dtype {
-        case .int64: out.withUnsafeMutableBufferPointer(as: Int64.self) { for i in values.indices { $0[i] = values[i] } }
-        case .int32: out.withUnsafeMutableBufferPointer(as: Int32.self) { for i in values.indices { $0[i] = Int32(truncatingIfNeeded: values[i]) } }
-        case .int8: out.withUnsafeMutableBufferPointer(as: Int8.self) { for i in values.indices { $0[i] = Int8(truncatingIfNeeded: values[i]) } }
-        case .uint8: out.withUnsafeMutableBufferPointer(as: UInt8.self) { for i in values.indices { $0[i] = UInt8(truncatingIfNeeded: values[i]) } }
-        case .bool: out.withUnsafeMutableBufferPointer(as: UInt8.self) { for i in values.indices { $0[i] = values[i] != 0 ? 1 : 0 } }
-        default: write(values.map { Double($0) }, to: out)
-        }
-    }
-
-    private static func saturatingInt64(_ v: Double) -> Int64 {
-        if v.isNaN { return 0 }
-        if v >= 9.223372036854775807e18 { return .max }
-        if v <= -9.223372036854775808e18 { return .min }
-        return Int64(v)
-    }
-
-    /// IEEE half → single, bit by bit (no Float16 type needed).
-    static func halfToFloat(_ h: UInt16) -> Float {
-        let sign = UInt32(h & 0x8000) << 16
-        let exponent = Int(h >> 10) & 0x1F
-        let mantissa = UInt32(h & 0x3FF)
-        if exponent == 0 {
-            let value = Float(mantissa) * Float(sign: .plus, exponent: -24, significand: 1)
-            return sign != 0 ? -value : value
-        }
-        if exponent == 31 {
-            return Float(bitPattern: sign | 0x7F80_0000 | (mantissa << 13))
-        }
-        return Float(bitPattern: sign | UInt32(exponent - 15 + 127) << 23 | mantissa << 13)
-    }
-
-    /// IEEE single → half, rounding to nearest even.
-    static func floatToHalf(_ f: Float) -> UInt16 {
-        let bits = f.bitPattern
-        let sign = UInt16((bits >> 16) & 0x8000)
-        if f.isNaN { return sign | 0x7E00 }
-        let magnitude = abs(f)
-        if magnitude >= 65520 { return sign | 0x7C00 }
-        if magnitude < Float(sign: .plus, exponent: -14, significand: 1) {
-            // Subnormal half: a multiple of 2^-24.
-            let scaled = (magnitude * Float(sign: .plus, exponent: 24, significand: 1)).rounded(.toNearestOrEven)
-            return sign | UInt16(scaled)
-        }
-        let exponent = Int((bits >> 23) & 0xFF) - 127 + 15
-        let mantissa = (bits & 0x7F_FFFF) >> 13
-        let rest = bits & 0x1FFF
-        var half = UInt32(exponent) << 10 | mantissa
-        // Round to nearest even; a carry out of the mantissa correctly bumps the exponent.
-        if rest > 0x1000 || (rest == 0x1000 && (mantissa & 1) == 1) { half += 1 }
-        return sign | UInt16(half)
+    /// Single → bfloat16 by truncation (dropping the low 16 bits), as ONNX's reference Cast and
+    /// its backend test data do; NaN stays a quiet NaN instead of possibly becoming infinity.
+    public static func floatToBFloat16(_ f: Float) -> UInt16 {
+        if f.isNaN { return UInt16(truncatingIfNeeded: f.bitPattern >> 16) | 0x7FC0 }
+        return UInt16(truncatingIfNeeded: f.bitPattern >> 16)
     }
 }

@@ -44,6 +44,14 @@ extension Kernels {
         case .int32: run(Int32.self)
         case .int8: run(Int8.self)
         case .uint8, .bool: run(UInt8.self)
+        case .int16: run(Int16.self)
+        case .uint16: run(UInt16.self)
+        case .uint32: run(UInt32.self)
+        case .uint64: run(UInt64.self)
+        case .bfloat16:
+            // Compared as floats: the bit patterns of negative values sort backwards.
+            let fa = Kernels.cast(a, to: .float32), fb = Kernels.cast(b, to: .float32)
+            return try compare(op, fa, fb)
         }
         return out
     }

@@ -98,7 +98,7 @@ public enum UnaryOp: Sendable, Equatable {
 
 extension Kernels {
     /// The dtypes `unary` handles.
-    public static let unaryDTypes: [DType] = [.float32, .float64, .float16]
+    public static let unaryDTypes: [DType] = [.float32, .float64, .float16, .bfloat16]
 
     /// `op` applied to every element of a float tensor.
     public static func unary(_ op: UnaryOp, _ x: Tensor) -> Tensor {
@@ -133,6 +133,10 @@ extension Kernels {
             let src = x.storage.bytes.bindMemory(to: Float16.self, capacity: n)
             let dst = out.storage.bytes.bindMemory(to: Float16.self, capacity: n)
             for i in 0..<n { dst[i] = Float16(op(Float(src[i]))) }
+        case .bfloat16:
+            let src = x.storage.bytes.bindMemory(to: UInt16.self, capacity: n)
+            let dst = out.storage.bytes.bindMemory(to: UInt16.self, capacity: n)
+            for i in 0..<n { dst[i] = floatToBFloat16(op(bfloat16ToFloat(src[i]))) }
         default:
             preconditionFailure("\(op) of a \(x.dtype) tensor")
         }
