@@ -75,7 +75,7 @@ static int splits_512_bit_operations(void) {
 /* The level the convolution uses by default: the kernels' level, except as above. */
 static int conv_level = -1;
 
-static int default_conv_level(void) {
+int sluice_conv1d_level(void) {
     if (conv_level < 0) {
         int chosen = sluice_kernels_level();
         conv_level = chosen == 2 && splits_512_bit_operations() ? 1 : chosen;
@@ -162,7 +162,7 @@ void sluice_conv1d_at(int at_level, long batch, long m, long channels, long k, l
 
 void sluice_conv1d(long batch, long m, long channels, long k, long positions, const float *w, const float *x, long ldx,
                    long x_sample, float *y, const float *bias, const float *scale, const float *shift, int relu) {
-    sluice_conv1d_at(default_conv_level(), batch, m, channels, k, positions, w, x, ldx, x_sample, y, bias, scale,
+    sluice_conv1d_at(sluice_conv1d_level(), batch, m, channels, k, positions, w, x, ldx, x_sample, y, bias, scale,
                      shift, relu);
 }
 

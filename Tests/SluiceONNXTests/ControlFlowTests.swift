@@ -112,4 +112,22 @@ import Testing
         #expect(loadError.message.contains("node 'branch' (If): in its subgraph, node 'quantize' (DynamicQuantizeLinear): unsupported op"),
                 "\(loadError)")
     }
+
+    /// A Loop may carry nothing and only collect scan outputs.
+    @Test func loopWithOnlyScanOutputs() throws {
+        var body = ModelBuilder()
+        body.input("i", [], .int64)
+        body.input("going", [], .bool)
+        body.node("Identity", ["going"], ["going_out"])
+        body.node("Cast", ["i"], ["step"], ["to": 1])
+        body.output("going_out", [], .bool)
+        body.output("step", [])
+        var b = ModelBuilder()
+        b.opset = 13
+        b.input("n", [], .int64)
+        b.node("Loop", ["n", ""], ["steps"], name: "count", ["body": body.graph("count_body")])
+        b.output("steps", nil)
+        let y = try b.load().run(inputs: ["n": Tensor(shape: [], int64s: [4])])["steps"]
+        #expect(y?.floats == [0, 1, 2, 3])
+    }
 }

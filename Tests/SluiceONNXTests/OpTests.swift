@@ -93,6 +93,18 @@ import Testing
         #expect(try run("Max", [big, 1], [1, big]) == [big, big])
         #expect(try run("BitShift", [big, big, big], [60, 64, 0], ["direction": "RIGHT"]) == [15, 0, big])
         #expect(try run("BitShift", [big, 1], [4, 63], ["direction": "LEFT"]) == [0x70, 1 << 63])
+        // And to Abs and Sign (ReduceMax and ReduceMin refuse uint64 at load).
+        func unary(_ op: String, _ a: [UInt64]) throws -> [UInt64] {
+            var builder = ModelBuilder()
+            builder.input("a", [a.count], .uint64)
+            builder.node(op, ["a"], ["y"])
+            builder.output("y", nil, .uint64)
+            let x = Tensor(dtype: .uint64, shape: [a.count], int64Values: a.map { Int64(bitPattern: $0) })
+            let y = try #require(try builder.load().run(inputs: ["a": x])["y"])
+            return y.withUnsafeBufferPointer(as: UInt64.self) { Array($0) }
+        }
+        #expect(try unary("Abs", [big, 2]) == [big, 2])
+        #expect(try unary("Sign", [big, 0]) == [1, 0])
     }
 
     /// Opset 20 renamed bilinear and bicubic to linear and cubic; each opset takes its own names.
@@ -152,6 +164,29 @@ import Testing
         b.output("y")
         let error = try #require(throws: ModelError.self) { try b.load() }
         #expect(error.message.contains("node 'pool' (RoiAlign): batch index 2 is outside X's batch of 2"), "\(error)")
+    }
+
+    /// Indices and boxes computed at run time are checked when the node runs: a bad one would
+    /// read outside X or trap, so the run fails with the node's name instead.
+    @Test func roiAlignChecksComputedIndicesAndBoxes() throws {
+        var b = ModelBuilder()
+        b.opset = 16
+        b.input("x", [2, 1, 4, 4])
+        b.input("rois", [1, 4])
+        b.input("batch", [1], .int64)
+        b.node("RoiAlign", ["x", "rois", "batch"], ["y"], name: "pool")
+        b.output("y")
+        let model = try b.load()
+        let x = Tensor(zeros: .float32, shape: [2, 1, 4, 4])
+        func run(_ box: [Float], _ index: Int64) throws -> Tensor? {
+            try model.run(inputs: ["x": x, "rois": Tensor(shape: [1, 4], floats: box), "batch": Tensor(shape: [1], int64s: [index])])["y"]
+        }
+        let outside = try #require(throws: (any Error).self) { try run([0, 0, 2, 2], 2) }
+        #expect("\(outside)".contains("pool") && "\(outside)".contains("batch index 2 is outside X's batch of 2"), "\(outside)")
+        let notFinite = try #require(throws: (any Error).self) { try run([0, .nan, 2, 2], 0) }
+        #expect("\(notFinite)".contains("roi 0 has a non-finite coordinate"), "\(notFinite)")
+        // An inverted box samples nothing, as onnxruntime does, rather than trapping.
+        #expect(try run([3, 3, 0, 0], 1)?.shape == [1, 1, 1, 1])
     }
 
     /// The conformance cases cover TF only: IDF and TFIDF, with and without weights, here.

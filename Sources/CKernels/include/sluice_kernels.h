@@ -70,6 +70,8 @@ void sluice_layernorm(const float *x, const float *residual, long rows, long col
  * nonzero; each step rounds separately, as the unfused nodes do. */
 void sluice_conv1d(long batch, long m, long channels, long k, long positions, const float *w, const float *x, long ldx,
                    long x_sample, float *y, const float *bias, const float *scale, const float *shift, int relu);
+/* The level sluice_conv1d uses: sluice_kernels_level(), but AVX2 on AMD Zen 4 (see kernels.c). */
+int sluice_conv1d_level(void);
 void sluice_conv1d_at(int level, long batch, long m, long channels, long k, long positions, const float *w,
                       const float *x, long ldx, long x_sample, float *y, const float *bias, const float *scale,
                       const float *shift, int relu);

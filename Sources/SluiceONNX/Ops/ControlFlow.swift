@@ -143,7 +143,7 @@ struct LoopOperator: Operator {
             let results = try body.run([Tensor(shape: [], int64s: [iteration]), Tensor(shape: [], bools: [going])] + values,
                                        scope: outer, scratch: scratch)
             going = results[0].truthValues.first ?? false
-            values = Array(results[1...carried])
+            values = Array(results[1..<(1 + carried)])
             for k in 0..<scanned { slices[k].append(results[1 + carried + k]) }
             iteration += 1
         }

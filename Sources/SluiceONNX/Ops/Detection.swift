@@ -49,7 +49,15 @@ struct RoiAlignOperator: Operator {
 
     func evaluate(_ inputs: [Tensor?], outputs: [ValueType], scratch: Scratch) throws -> [Tensor] {
         let x = Kernels.cast(inputs[0]!, to: .float32), rois = Kernels.cast(inputs[1]!, to: .float32)
-        let y = Kernels.roiAlign(x, rois: rois, batchIndices: inputs[2]!.int64s.map { Int($0) }, alignment)
+        // Computed indices and boxes reach here unchecked by `infer`: a bad one would read outside X.
+        let batches = inputs[2]!.int64Values
+        if let bad = batches.first(where: { $0 < 0 || $0 >= x.shape[0] }) {
+            throw OpError("batch index \(bad) is outside X's batch of \(x.shape[0])")
+        }
+        if let bad = rois.floats.firstIndex(where: { !$0.isFinite }) {
+            throw OpError("roi \(bad / 4) has a non-finite coordinate \(rois.floats[bad])")
+        }
+        let y = Kernels.roiAlign(x, rois: rois, batchIndices: batches.map { Int($0) }, alignment)
         return [Kernels.cast(y, to: outputs[0].dtype)]
     }
 }
@@ -94,6 +102,9 @@ struct NonMaxSuppressionOperator: Operator {
     func infer(_ inputs: InferenceInputs) throws -> [ValueType] {
         [ValueType(.int64, [try select(inputs).count / 3, 3])]
     }
+
+    /// A run selects once, in `evaluate`, instead of once to size the output and again to fill it.
+    var outputTypesNeedEvaluation: Bool { true }
 
     func evaluate(_ inputs: [Tensor?], outputs: [ValueType], scratch: Scratch) throws -> [Tensor] {
         let triples = try select(InferenceInputs(tensors: inputs))

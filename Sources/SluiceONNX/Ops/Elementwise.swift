@@ -103,9 +103,12 @@ struct UnaryOperator: Operator {
     func evaluate(_ inputs: [Tensor?], outputs: [ValueType], scratch: Scratch) throws -> [Tensor] {
         let x = inputs[0]!
         if x.dtype.isFloatingPoint { return [Kernels.unary(op, x)] }
+        // uint64 values above Int64.max are held as negative bit patterns: never negative numbers.
+        let unsigned = x.dtype == .uint64
         let values = x.int64Values.map { v -> Int64 in
             switch op {
-            case .abs: return v < 0 ? 0 &- v : v
+            case .abs: return v < 0 && !unsigned ? 0 &- v : v
+            case .sign where unsigned: return v != 0 ? 1 : 0
             case .neg: return 0 &- v
             default: return v > 0 ? 1 : (v < 0 ? -1 : 0)
             }

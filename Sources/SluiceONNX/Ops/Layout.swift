@@ -545,13 +545,15 @@ enum ScatterReduction: String {
         }
     }
 
-    func combine(_ old: Int64, _ new: Int64) -> Int64 {
+    /// `unsigned` for uint64, whose values above Int64.max are held as negative bit patterns.
+    func combine(_ old: Int64, _ new: Int64, unsigned: Bool) -> Int64 {
+        let newIsLess = unsigned ? UInt64(bitPattern: new) < UInt64(bitPattern: old) : new < old
         switch self {
         case .none: return new
         case .add: return old &+ new
         case .mul: return old &* new
-        case .max: return Swift.max(old, new)
-        case .min: return Swift.min(old, new)
+        case .max: return newIsLess ? old : new
+        case .min: return newIsLess ? new : old
         }
     }
 
@@ -575,7 +577,7 @@ func scatter(_ data: Tensor, _ updates: Tensor, targets: [Int], reduction: Scatt
     if data.dtype.isInteger {
         var values = data.int64Values
         let u = updates.int64Values
-        for (i, t) in targets.enumerated() { values[t] = reduction.combine(values[t], u[i]) }
+        for (i, t) in targets.enumerated() { values[t] = reduction.combine(values[t], u[i], unsigned: data.dtype == .uint64) }
         return Tensor(dtype: data.dtype, shape: data.shape, int64Values: values)
     }
     var values = data.doubles

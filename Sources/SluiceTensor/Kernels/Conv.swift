@@ -46,7 +46,7 @@ extension Kernels {
     /// not change a single bit of the result.
     public static func conv(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, channelScale: Tensor? = nil,
                             channelShift: Tensor? = nil, geometry g: ConvGeometry, activation: Activation = .none,
-                            scratch: Scratch, instructions: InstructionLevel = .inUse) -> Tensor {
+                            scratch: Scratch, instructions: InstructionLevel? = nil) -> Tensor {
         let out = Tensor(uninitialized: .float32, shape: g.outputShape)
         conv(x, weight: weight, bias: bias, channelScale: channelScale, channelShift: channelShift, geometry: g,
              activation: activation, scratch: scratch, into: out, instructions: instructions)
@@ -54,10 +54,10 @@ extension Kernels {
     }
 
     /// The convolution written to `out` (the geometry's output shape). `instructions` picks the
-    /// direct kernel's level when it is not the one in use (for tests).
+    /// direct kernel's level (for tests); by default it is `sluice_conv1d_level()`.
     public static func conv(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, channelScale: Tensor? = nil,
                             channelShift: Tensor? = nil, geometry g: ConvGeometry, activation: Activation = .none,
-                            scratch: Scratch, into out: Tensor, instructions: InstructionLevel = .inUse) {
+                            scratch: Scratch, into out: Tensor, instructions: InstructionLevel? = nil) {
         precondition(x.shape == [g.batch, g.inChannels] + g.window.input, "Conv input \(x.shape) does not match its geometry")
         precondition(weight.shape == [g.outChannels, g.inChannels / g.group] + g.window.kernel, "Conv weight \(weight.shape) does not match its geometry")
         precondition(bias == nil || bias!.elementCount == g.outChannels, "Conv bias must have \(g.outChannels) values")
@@ -160,8 +160,9 @@ extension Kernels {
     /// 32 first left the copy in L3.
     static func directConv1d(_ x: Tensor, weight: Tensor, bias: Tensor?, channelScale: Tensor?, channelShift: Tensor?,
                              geometry g: ConvGeometry, activation: Activation, scratch: Scratch, into out: Tensor,
-                             instructions: InstructionLevel) {
-        precondition(instructions <= .inUse, "\(instructions) kernels are not in use on this CPU")
+                             instructions: InstructionLevel?) {
+        if let instructions { precondition(instructions <= .inUse, "\(instructions) kernels are not in use on this CPU") }
+        let level = instructions.map { Int32($0.rawValue) } ?? sluice_conv1d_level()
         let w = g.window
         let (length, positions, kernel, padBegin) = (w.input[0], w.output[0], w.kernel[0], w.padsBegin[0])
         let channels = g.inChannels
@@ -176,7 +177,7 @@ extension Kernels {
                 (dst + padBegin).update(from: xp + (n * channels + c) * length, count: length)
                 (dst + padBegin + length).update(repeating: 0, count: row - padBegin - length)
             }
-            sluice_conv1d_at(Int32(instructions.rawValue), 1, g.outChannels, channels, kernel, positions,
+            sluice_conv1d_at(level, 1, g.outChannels, channels, kernel, positions,
                              weight.floatPointer, padded, row, channels * row, yp + n * g.outChannels * positions,
                              bias?.floatPointer, channelScale?.floatPointer, channelShift?.floatPointer, relu ? 1 : 0)
         }

@@ -64,8 +64,8 @@ extension Kernels {
                 boxH = Swift.max(boxH, 1)
             }
             let binH = boxH / Double(outH), binW = boxW / Double(outW)
-            let gridH = p.samplingRatio > 0 ? p.samplingRatio : Int(binH.rounded(.up))
-            let gridW = p.samplingRatio > 0 ? p.samplingRatio : Int(binW.rounded(.up))
+            let gridH = p.samplingRatio > 0 ? p.samplingRatio : adaptiveSamples(binH)
+            let gridW = p.samplingRatio > 0 ? p.samplingRatio : adaptiveSamples(binW)
             let count = Double(Swift.max(gridH * gridW, 1))
             // The four corners and weights of every sample of every bin, shared by all channels.
             var samples: [(positions: [Int], weights: [Double])] = []
@@ -99,6 +99,13 @@ extension Kernels {
             }
         }
         return out
+    }
+
+    /// Samples per bin side without a sampling ratio: one per pixel the bin spans, none for an
+    /// inverted box (as onnxruntime), and at most 1024, so that an absurd box cannot ask for
+    /// unbounded work or memory.
+    static func adaptiveSamples(_ bin: Double) -> Int {
+        bin > 0 ? Int(Swift.min(bin.rounded(.up), 1024)) : 0
     }
 
     /// The pixels around (y, x) and their bilinear weights; all weights 0 more than a pixel
