@@ -190,13 +190,7 @@ struct ResizeOperator: Operator {
         case .linear:
             return [(clamp(floor), 1 - ratio), (clamp(floor + 1), ratio)]
         case .cubic:
-            let a = cubicA, r = ratio
-            var weights = [
-                ((a * (r + 1) - 5 * a) * (r + 1) + 8 * a) * (r + 1) - 4 * a,
-                ((a + 2) * r - (a + 3)) * r * r + 1,
-                ((a + 2) * (1 - r) - (a + 3)) * (1 - r) * (1 - r) + 1,
-                ((a * ((1 - r) + 1) - 5 * a) * ((1 - r) + 1) + 8 * a) * ((1 - r) + 1) - 4 * a,
-            ]
+            var weights = Kernels.cubicWeights(ratio, a: cubicA)
             let positions = (0..<4).map { floor - 1 + $0 }
             if excludeOutside {
                 for k in 0..<4 where positions[k] < 0 || positions[k] >= inSize { weights[k] = 0 }

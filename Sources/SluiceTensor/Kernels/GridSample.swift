@@ -70,13 +70,6 @@ public struct GridSampling: Sendable, Equatable {
         }
     }
 
-    /// Keys' cubic convolution weights (a = −0.75) of the four pixels around fraction `t`.
-    static func cubicWeights(_ t: Double) -> [Double] {
-        let a = -0.75
-        func near(_ d: Double) -> Double { ((a + 2) * d - (a + 3)) * d * d + 1 }
-        func far(_ d: Double) -> Double { ((a * d - 5 * a) * d + 8 * a) * d - 4 * a }
-        return [far(t + 1), near(t), near(1 - t), far(2 - t)]
-    }
 
     /// Most pixels one output reads along one axis.
     public var tapsPerAxis: Int {
@@ -106,7 +99,7 @@ public struct GridSampling: Sendable, Equatable {
             weights[0] = Float(1 - t)
             weights[1] = Float(t)
         case .cubic:
-            let w = Self.cubicWeights(t)
+            let w = Kernels.cubicWeights(t)
             for k in 0..<4 {
                 pixels[k] = pixel(first - 1 + k, size: size) ?? -1
                 weights[k] = Float(w[k])
@@ -177,7 +170,7 @@ extension ReferenceKernels {
             switch sampling.mode {
             case .nearest: return read(Int(at))
             case .linear: return (1 - t) * read(first) + t * read(first + 1)
-            case .cubic: return zip(GridSampling.cubicWeights(t), (first - 1)...(first + 2)).reduce(0) { $0 + $1.0 * read($1.1) }
+            case .cubic: return zip(Kernels.cubicWeights(t), (first - 1)...(first + 2)).reduce(0) { $0 + $1.0 * read($1.1) }
             }
         }
         var y = [Double](repeating: 0, count: n * c * outH * outW)
@@ -198,5 +191,15 @@ extension ReferenceKernels {
             }
         }
         return Tensor(shape: [n, c, outH, outW], floats: y.map { Float($0) })
+    }
+}
+
+extension Kernels {
+    /// Keys' cubic convolution weights of the four pixels around fraction `t` (GridSample's
+    /// bicubic mode, and Resize's cubic mode with its `cubic_coeff_a`).
+    public static func cubicWeights(_ t: Double, a: Double = -0.75) -> [Double] {
+        func near(_ d: Double) -> Double { ((a + 2) * d - (a + 3)) * d * d + 1 }
+        func far(_ d: Double) -> Double { ((a * d - 5 * a) * d + 8 * a) * d - 4 * a }
+        return [far(t + 1), near(t), near(1 - t), far((1 - t) + 1)]
     }
 }
