@@ -72,7 +72,6 @@ static int splits_512_bit_operations(void) {
 #endif
 }
 
-/* The level the convolution uses by default: the kernels' level, except as above. */
 static int conv_level = -1;
 
 int sluice_conv1d_level(void) {
@@ -158,12 +157,6 @@ void sluice_conv1d_at(int at_level, long batch, long m, long channels, long k, l
     }
 #endif
     conv1d_base(batch, m, channels, k, positions, w, x, ldx, x_sample, y, bias, scale, shift, relu);
-}
-
-void sluice_conv1d(long batch, long m, long channels, long k, long positions, const float *w, const float *x, long ldx,
-                   long x_sample, float *y, const float *bias, const float *scale, const float *shift, int relu) {
-    sluice_conv1d_at(sluice_conv1d_level(), batch, m, channels, k, positions, w, x, ldx, x_sample, y, bias, scale,
-                     shift, relu);
 }
 
 void sluice_max_into(float *row, const float *tap, long stride, long n) {

@@ -61,21 +61,22 @@ void sluice_sgemm_packed_at(int level, long m, long n, long k, float alpha, cons
 void sluice_layernorm(const float *x, const float *residual, long rows, long cols, const float *scale, const float *bias,
                       float eps, float *y, float *mean, float *inv);
 
-/* Stride-1, dilation-1 1-D convolution of `batch` samples, computed directly (no im2col):
+/* Stride-1, dilation-1 1-D convolution of `batch` samples, computed directly (no im2col) with the
+ * kernels of instruction level `level` (normally sluice_conv1d_level(); any level up to
+ * sluice_kernels_level() in tests):
  * y[s, o, t] = epilogue(Σ_c Σ_j w[o, c, j] · x[s, c, t + j]) for o < m, t < positions, with w
  * [m, channels, k] as ONNX stores it and y [batch, m, positions]. x holds each sample's input
  * already padded: channel rows ldx floats apart (ldx at least sluice_conv1d_padded_row(positions,
  * k), the row's padding zeros) and samples x_sample floats apart. The epilogue is
  * ((v + bias[o]) · scale[o] + shift[o]), each term only when not NULL, then Relu when relu is
  * nonzero; each step rounds separately, as the unfused nodes do. */
-void sluice_conv1d(long batch, long m, long channels, long k, long positions, const float *w, const float *x, long ldx,
-                   long x_sample, float *y, const float *bias, const float *scale, const float *shift, int relu);
-/* The level sluice_conv1d uses: sluice_kernels_level(), but AVX2 on AMD Zen 4 (see kernels.c). */
-int sluice_conv1d_level(void);
 void sluice_conv1d_at(int level, long batch, long m, long channels, long k, long positions, const float *w,
                       const float *x, long ldx, long x_sample, float *y, const float *bias, const float *scale,
                       const float *shift, int relu);
-/* The floats a padded input row must hold for sluice_conv1d: whole 32-position blocks are read. */
+/* The level the convolution should use: sluice_kernels_level(), but AVX2 on AMD Zen 4 (see
+ * kernels.c). */
+int sluice_conv1d_level(void);
+/* The floats a padded input row must hold for sluice_conv1d_at: whole 32-position blocks are read. */
 long sluice_conv1d_padded_row(long positions, long k);
 
 /* row[i] = max(row[i], tap[i * stride]) for i < n, NaN when either is NaN (max pooling's taps). */

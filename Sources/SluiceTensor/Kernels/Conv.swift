@@ -152,7 +152,7 @@ extension Kernels {
             && FastMath.vectorized
     }
 
-    /// The stride-1 1-D convolution by `sluice_conv1d`: each sample's channels are copied once into
+    /// The stride-1 1-D convolution by `sluice_conv1d_at`: each sample's channels are copied once into
     /// rows with their zero padding (a copy of the input, where im2col made k), then every output
     /// channel block × 16 (32 with AVX-512) positions is accumulated in registers, with bias, folded
     /// BatchNormalization and Relu applied before the store. One sample at a time, so that its
