@@ -238,4 +238,70 @@ import Testing
         #expect(fused.shape == [3, 4, 4])
         #expect(maxRelativeError(fused, separate) < 1e-5)
     }
+
+    /// A node that hands back its input unchanged (Cast to the same type, Identity) shares the
+    /// input's bytes; the plan must keep those bytes until the node's output is last read, and
+    /// hand the caller bytes no later run overwrites. skl2onnx starts every MLP with such a Cast.
+    @Test(arguments: ["Cast", "Identity"])
+    func nodesThatReturnTheirInputKeepItAlive(op: String) throws {
+        var b = ModelBuilder()
+        var rng = SeededGenerator(seed: 5)
+        b.input("x", [nil, 16])
+        b.initializer("w1", rng.tensor([16, 32]))
+        b.initializer("b1", rng.tensor([32]))
+        b.initializer("w2", rng.tensor([32, 4]))
+        b.node("Relu", ["x"], ["r"])
+        b.node(op, ["r"], ["c"], op == "Cast" ? ["to": 1] : [:])
+        b.node("MatMul", ["c", "w1"], ["m"])
+        b.node("Add", ["m", "b1"], ["a"])
+        b.node("Relu", ["a"], ["h"])
+        b.node("MatMul", ["h", "w2"], ["y"])
+        b.output("y", [nil, 4])
+        b.output("c", [nil, 16])
+        let model = try b.load()
+        let executor = try Executor(model: model, nodes: 0..<model.nodes.count)
+        for batch in [1, 8, 13] {
+            let x = rng.tensor([batch, 16], in: -2...2)
+            var whole = ["x": x]
+            try executor.run(0..<model.nodes.count, values: &whole)
+            var stepwise = ["x": x]
+            for i in 0..<model.nodes.count { try executor.run(i..<(i + 1), values: &stepwise) }
+            let y = try #require(whole["y"]), c = try #require(whole["c"])
+            #expect(maxRelativeError(y, try #require(stepwise["y"])) < 1e-5)
+            #expect(c.floats == x.floats.map { max($0, 0) })
+            // A second run must leave what the first handed back as it was.
+            let kept = (y.floats, c.floats)
+            var again = ["x": rng.tensor([batch, 16], in: -2...2)]
+            try executor.run(0..<model.nodes.count, values: &again)
+            #expect(y.floats == kept.0 && c.floats == kept.1)
+        }
+    }
+
+    /// Add + LayerNormalization is fused even when the operands broadcast at run time, as the
+    /// position embeddings [1, T, C] beside the activations [N, T, C] of every BERT export do.
+    @Test(arguments: [[1, 4, 8], [8], [1, 1, 8], [4, 1]] as [[Int]])
+    func residualNormBroadcasts(residual: [Int]) throws {
+        var b = ModelBuilder()
+        var rng = SeededGenerator(seed: 9)
+        b.input("x", [nil, 4, 8])
+        b.initializer("p", rng.tensor(residual))
+        b.initializer("scale", rng.tensor([8]))
+        b.initializer("shift", rng.tensor([8]))
+        b.node("Add", ["x", "p"], ["sum"])
+        b.node("LayerNormalization", ["sum", "scale", "shift"], ["y"], ["axis": -1, "epsilon": Float(1e-5)])
+        b.output("y", [nil, 4, 8])
+        let model = try b.load()
+        #expect(model.fusionGroups == [0..<2])
+        let executor = try Executor(model: model, nodes: 0..<model.nodes.count)
+        for batch in [1, 3] {
+            let x = rng.tensor([batch, 4, 8])
+            var whole = ["x": x]
+            try executor.run(0..<model.nodes.count, values: &whole)
+            var stepwise = ["x": x]
+            for i in 0..<model.nodes.count { try executor.run(i..<(i + 1), values: &stepwise) }
+            let fused = try #require(whole["y"])
+            #expect(fused.shape == [batch, 4, 8])
+            #expect(maxRelativeError(fused, try #require(stepwise["y"])) < 1e-5)
+        }
+    }
 }

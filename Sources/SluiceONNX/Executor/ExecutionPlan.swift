@@ -162,6 +162,18 @@ final class ExecutionPlan: @unchecked Sendable {
             for i in step.outputs { producedAt[i] = k; lastUse[root[i]] = max(lastUse[root[i]], k) }
         }
         for i in escapingIDs { escapes[root[i]] = true }
+        // An op without an `into` path may hand back one of its inputs unchanged (Cast to the
+        // same type, Identity, an Expand that changes nothing, …). Its output then shares the
+        // input's bytes, so the input's storage must live, and escape, as long as the output
+        // does. Walking backwards carries this along chains of such ops in one pass.
+        for step in planned.reversed() where !step.into {
+            for o in step.outputs {
+                for i in step.inputs where i >= 0 {
+                    lastUse[root[i]] = max(lastUse[root[i]], lastUse[root[o]])
+                    if escapes[root[o]] { escapes[root[i]] = true }
+                }
+            }
+        }
 
         // Roots produced by an op that writes into given buffers get arena space or, when
         // they escape, a fresh tensor each run.
@@ -247,7 +259,19 @@ final class ExecutionPlan: @unchecked Sendable {
                 if !done {
                     let outTypes = step.outputs.map { types[$0]! }
                     let results = try step.op.evaluate(state.inputs, outputs: outTypes, scratch: scratch)
-                    for (k, i) in step.outputs.enumerated() where k < results.count { state.slots[i] = results[k] }
+                    for (k, i) in step.outputs.enumerated() where k < results.count {
+                        // A step planned to write into its own buffer keeps its value there even
+                        // when it fell back: what the fallback returned may share an input's
+                        // bytes, which the plan lets later steps overwrite.
+                        if step.into, k < state.outputs.count, results[k].dtype == state.outputs[k].dtype,
+                           results[k].byteCount == state.outputs[k].byteCount,
+                           state.inputs.contains(where: { $0.map { Self.overlap($0, results[k]) } ?? false }) {
+                            state.outputs[k].storage.bytes.copyMemory(from: results[k].storage.bytes, byteCount: results[k].byteCount)
+                            state.slots[i] = state.outputs[k]
+                        } else {
+                            state.slots[i] = results[k]
+                        }
+                    }
                 }
             } catch {
                 throw ModelError.wrap(error, file: file, node: step.node, kind: .invalidInput)
@@ -263,6 +287,12 @@ final class ExecutionPlan: @unchecked Sendable {
             case .arena, .constant: state.slots[i] = state.fixed[i]
             }
         }
+    }
+
+    /// Whether two tensors' bytes overlap.
+    static func overlap(_ a: Tensor, _ b: Tensor) -> Bool {
+        let a0 = UInt(bitPattern: a.storage.bytes), b0 = UInt(bitPattern: b.storage.bytes)
+        return a0 < b0 + UInt(b.byteCount) && b0 < a0 + UInt(a.byteCount)
     }
 
     /// States for concurrent runs of one plan.

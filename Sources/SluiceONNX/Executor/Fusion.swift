@@ -16,7 +16,7 @@ struct Fusion: Sendable {
     /// scalar]: one batched product with B transposed, scaled by `scale`.
     var transposedMatMul = false
     var scale: Float = 1
-    /// Add of two same-shaped tensors, then LayerNormalization of the sum.
+    /// Add of two tensors, then LayerNormalization of the sum.
     var residualNorm = false
 
     var head: Int { nodes.lowerBound }
@@ -151,9 +151,10 @@ struct Fusion: Sendable {
                     i += 5
                     continue
                 }
-                // A residual Add of two same-shaped tensors straight into LayerNormalization.
+                // A residual Add straight into LayerNormalization (the operands may broadcast).
                 if binary.op == .add, binary.legacy == nil, end < graph.count, operators[end] is LayerNormOperator,
-                   head.inputs.count == 2, let a = types[head.inputs[0]], let b = types[head.inputs[1]], a.shape == b.shape,
+                   head.inputs.count == 2, let a = types[head.inputs[0]], let b = types[head.inputs[1]],
+                   a.dtype == .float32, b.dtype == .float32, (try? Shapes.broadcast(a.shape, b.shape)) != nil,
                    let sum = head.outputs.first, graph[end].inputs.first == sum, onlyFeeds(sum, end),
                    graph[end].outputs.dropFirst().allSatisfy({ $0.isEmpty }) {
                     fusions.append(Fusion(nodes: i..<(end + 1), batchNorm: nil, add: i, activation: nil, residualNorm: true))
@@ -271,14 +272,16 @@ struct MatMulTransposedOperator: Operator {
     }
 }
 
-/// Add(a, b) then LayerNormalization of the sum, in one pass per row.
+/// Add(a, b) then LayerNormalization of the sum, in one pass per row; a and b broadcast as Add's do.
 struct AddLayerNormOperator: Operator {
     let norm: LayerNormOperator
 
     func infer(_ inputs: InferenceInputs) throws -> [ValueType] {
         let a = try inputs.type(0, oneOf: [.float32], role: "A"), b = try inputs.type(1, oneOf: [.float32], role: "B")
-        guard a.shape == b.shape else { throw OpError("residual shapes differ: \(describe(a.shape)) and \(describe(b.shape))") }
-        let rest = InferenceInputs(types: [a] + Array(inputs.types.dropFirst(2)), values: [nil] + Array(inputs.values.dropFirst(2)))
+        // The shapes the fusion saw at load may differ at run time (a batch of N plus position
+        // embeddings of batch 1): the sum broadcasts as Add does.
+        let sum = ValueType(.float32, try Shapes.broadcast(a.shape, b.shape))
+        let rest = InferenceInputs(types: [sum] + Array(inputs.types.dropFirst(2)), values: [nil] + Array(inputs.values.dropFirst(2)))
         return [try norm.infer(rest)[0]]
     }
 
@@ -294,14 +297,37 @@ struct AddLayerNormOperator: Operator {
     var writesInto: Bool { true }
 
     func evaluate(_ inputs: [Tensor?], into outputs: [Tensor], scratch: Scratch) throws -> Bool {
-        let a = inputs[0]!, b = inputs[1]!
-        let axis = try Shapes.axis(norm.axis, rank: a.rank)
-        let columns = Tensor.elementCount(of: Array(a.shape[axis...]))
+        let a = inputs[0]!, b = inputs[1]!, out = outputs[0]
+        let axis = try Shapes.axis(norm.axis, rank: out.rank)
+        let columns = Tensor.elementCount(of: Array(out.shape[axis...]))
         let scale = inputs[2]!, bias = inputs.count > 3 ? inputs[3] : nil
-        guard scale.elementCount == columns, bias == nil || bias!.elementCount == columns else { return false }
-        Kernels.layerNorm(a.floatData, residual: b.floatData, rows: a.elementCount / max(columns, 1), columns: columns,
-                          scale: scale.floatData, bias: bias?.floatData, epsilon: norm.epsilon, into: outputs[0].mutableFloatData)
+        guard columns > 0, scale.elementCount == columns, bias == nil || bias!.elementCount == columns else { return false }
+        // One operand has the sum's shape; the other repeats over whole rows of it (the same
+        // shape, or position embeddings [1, T, C] beside [N, T, C]): add it block by block.
+        let (full, block) = a.shape == out.shape ? (a, b) : (b, a)
+        guard full.shape == out.shape, let repeats = Self.repeats(block.shape, in: out.shape, axis: axis) else {
+            let sum = Kernels.binary(.add, a, b)
+            Kernels.layerNorm(sum.floatData, rows: sum.elementCount / columns, columns: columns, scale: scale.floatData,
+                              bias: bias?.floatData, epsilon: norm.epsilon, into: out.mutableFloatData)
+            return true
+        }
+        let blockCount = block.elementCount
+        for r in 0..<repeats {
+            Kernels.layerNorm(full.floatData + r * blockCount, residual: block.floatData, rows: blockCount / columns, columns: columns,
+                              scale: scale.floatData, bias: bias?.floatData, epsilon: norm.epsilon,
+                              into: out.mutableFloatData + r * blockCount)
+        }
         return true
+    }
+
+    /// How many times `block` repeats to fill `shape`, when it is `shape` with leading
+    /// dimensions (before `axis`) set to 1 or dropped; nil for any other broadcast.
+    static func repeats(_ block: [Int], in shape: [Int], axis: Int) -> Int? {
+        guard block.count <= shape.count else { return nil }
+        let padded = Array(repeating: 1, count: shape.count - block.count) + block
+        let first = padded.indices.first { padded[$0] != 1 || $0 >= axis } ?? shape.count
+        guard first <= axis, padded[first...].elementsEqual(shape[first...]) else { return nil }
+        return Tensor.elementCount(of: Array(shape[..<first]))
     }
 
     func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 9 * Double(outputs[0].elementCount) }
