@@ -18,12 +18,20 @@ chunk is one two-frame message, Sluice's live-sensor format:
            t0 = time of the chunk's first sample (s), dt = sample period (s),
            labels (one per sample) only when the CSV has a label column.
   frame 1: count * channels float32 little-endian, sample-major.
-After the data: one single-frame message {"v": 1, "eos": true}; then the
-socket closes, lingering up to --linger-ms for queued messages to go out.
+Every chunk names this process as its sender ("sender": --sender, default
+sensor_sim-PID). After the data: one single-frame end of stream,
+{"v": 1, "eos": true, "sender": ..., "chunks": N}; it ends only this sender's
+input (the source ends its input once every sender it heard from has ended),
+and N lets the source count chunks that never arrived. Then the socket closes,
+lingering up to --linger-ms for queued messages to go out.
+
+--socket-per-sensor sends each sensor's chunks from its own socket, as
+separate devices would, each with its own end of stream (sender = sensor id).
 """
 import argparse
 import csv
 import json
+import os
 import sys
 import time
 
@@ -79,6 +87,9 @@ def main():
     ap.add_argument("--chunk", type=int, default=10, help="samples per message")
     ap.add_argument("--sndhwm", type=int, default=1000, help="ZMQ_SNDHWM (messages)")
     ap.add_argument("--linger-ms", type=int, default=2000, help="ZMQ_LINGER on close")
+    ap.add_argument("--sender", default="sensor_sim-%d" % os.getpid(), help="sender name in chunks and end of stream")
+    ap.add_argument("--socket-per-sensor", action="store_true",
+                    help="one PUSH socket per sensor, each ending its own stream (sender = sensor id)")
     args = ap.parse_args()
     if args.chunk < 1 or args.speed < 0:
         ap.error("--chunk must be >= 1 and --speed >= 0")
@@ -89,10 +100,22 @@ def main():
     t_start = min(t[0] for t, _, _ in sensors.values()) if sensors else 0.0
 
     ctx = zmq.Context(io_threads=1)
-    sock = ctx.socket(zmq.PUSH)
-    sock.setsockopt(zmq.LINGER, args.linger_ms)
-    sock.setsockopt(zmq.SNDHWM, args.sndhwm)
-    sock.connect(args.endpoint)
+
+    def open_socket():
+        sock = ctx.socket(zmq.PUSH)
+        sock.setsockopt(zmq.LINGER, args.linger_ms)
+        sock.setsockopt(zmq.SNDHWM, args.sndhwm)
+        sock.connect(args.endpoint)
+        return sock
+
+    if args.socket_per_sensor:
+        sockets = {s: open_socket() for s in sensors}
+        sender_of = {s: s for s in sensors}
+    else:
+        shared = open_socket()
+        sockets = {s: shared for s in sensors}
+        sender_of = {s: args.sender for s in sensors}
+    sent_by = {}
 
     n_msgs = n_samples = 0
     start = time.monotonic()
@@ -104,18 +127,26 @@ def main():
                     time.sleep(delay)
             t, x, labels = sensors[s]
             head = {"v": 1, "sensor": s, "t0": float(t[a]), "dt": periods[s],
-                    "channels": len(channels), "count": b - a}
+                    "channels": len(channels), "count": b - a, "sender": sender_of[s]}
             if has_labels:
                 head["labels"] = labels[a:b]
-            sock.send_multipart([json.dumps(head, separators=(",", ":")).encode(),
-                                 np.ascontiguousarray(x[a:b]).tobytes()])
+            sockets[s].send_multipart([json.dumps(head, separators=(",", ":")).encode(),
+                                       np.ascontiguousarray(x[a:b]).tobytes()])
+            sent_by[sender_of[s]] = sent_by.get(sender_of[s], 0) + 1
             n_msgs += 1
             n_samples += b - a
-        sock.send(json.dumps({"v": 1, "eos": True}, separators=(",", ":")).encode())
+        ended = set()
+        for s in sensors:
+            if sender_of[s] in ended:
+                continue
+            ended.add(sender_of[s])
+            eos = {"v": 1, "eos": True, "sender": sender_of[s], "chunks": sent_by.get(sender_of[s], 0)}
+            sockets[s].send(json.dumps(eos, separators=(",", ":")).encode())
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
     finally:
-        sock.close()  # waits up to --linger-ms for queued messages
+        for sock in set(sockets.values()):
+            sock.close()  # waits up to --linger-ms for queued messages
         ctx.term()
     elapsed = time.monotonic() - start
     print("sent %d messages, %d samples from %d sensors (%d channels) to %s in %.2f s"

@@ -55,8 +55,10 @@ public struct ProfileData: Codable, Equatable, Sendable {
         let stages = ranges.enumerated().map { index, range in
             let counters = stageCounters[index] ?? RoleCounters()
             return StageProfile(index: index, layers: range, replicas: replicas[index] ?? 1, counters: counters,
-                                queueDepth: queueDepths[index], inStageP50Seconds: inStage.percentile(stage: index, 50),
-                                inStageP99Seconds: inStage.percentile(stage: index, 99))
+                                queueDepth: queueDepths[index],
+                                // Live, before any trace reached the sink, the stage's own recent figures.
+                                inStageP50Seconds: inStage.percentile(stage: index, 50) ?? counters.inStageP50Seconds,
+                                inStageP99Seconds: inStage.percentile(stage: index, 99) ?? counters.inStageP99Seconds)
         }
         var layers: [LayerProfile] = []
         for layer in cut.layers {

@@ -17,6 +17,8 @@ public struct MetricsSnapshot: Sendable, Equatable {
     public var sink: RoleCounters?
     /// End-to-end latency of released batches, where it is collected.
     public var latency: LatencyHistogram?
+    /// What each process dropped, by process name ("controller" for its own socket).
+    public var drops: [String: DropCounts] = [:]
 
     public init(stages: [Int: RoleCounters], ranges: [Range<Int>], layerSecondsPerSample: [Double?], epoch: UInt32, rebalances: Int,
                 source: RoleCounters? = nil, sink: RoleCounters? = nil, latency: LatencyHistogram? = nil) {
@@ -88,6 +90,15 @@ public enum PrometheusExposition {
             family("sluice_sink_batches_total", "counter", "Micro-batches the sink released.", [(labels: "", value: Double(sink.batches))])
             family("sluice_sink_samples_total", "counter", "Windows the sink released.", [(labels: "", value: Double(sink.samples))])
         }
+        var dropSamples: [(labels: String, value: Double)] = []
+        for (role, counts) in snapshot.drops.sorted(by: { $0.key < $1.key }) {
+            for entry in counts.entries {
+                dropSamples.append((labels: "{role=\"\(label(role))\",unit=\"\(entry.unit.rawValue)\",reason=\"\(entry.reason.rawValue)\"}",
+                                    value: Double(entry.count)))
+            }
+        }
+        family("sluice_dropped_total", "counter", "Chunks, samples, windows, batches and control frames a process dropped, by reason.",
+               dropSamples)
         if let latency = snapshot.latency {
             let name = "sluice_end_to_end_latency_seconds"
             out += "# HELP \(name) Seconds from a micro-batch's creation at the source to its arrival at the sink.\n"
@@ -101,6 +112,12 @@ public enum PrometheusExposition {
             out += "\(name)_count \(latency.count)\n"
         }
         return out
+    }
+
+    /// A label value with `\`, `"` and newlines escaped, as the text format wants them.
+    static func label(_ value: String) -> String {
+        value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+            .replacingOccurrences(of: "\n", with: "\\n")
     }
 
     /// A sample value as Prometheus reads it: integers without a fraction, +Inf/-Inf/NaN spelled its way.

@@ -114,6 +114,15 @@ public struct RoleCounters: Codable, Equatable, Sendable {
     /// Resident memory now, and when the role took its assignment (weights loaded).
     public var residentBytes: Int = 0
     public var residentBytesAtStart: Int = 0
+    /// Everything this role dropped, by unit and reason (`rejected` counts the messages among them).
+    public var drops = DropCounts()
+    /// Sink: end-to-end latency of the batches it released, for `/metrics`.
+    public var latency: LatencyHistogram?
+    /// Stage: time in stage (received to sent) over its recent batches, for the live table.
+    public var inStageP50Seconds: Double?
+    public var inStageP99Seconds: Double?
+    /// Sink: batches whose carried timestamps were implausible (not used for latency or throughput).
+    public var implausibleStamps: Int = 0
     public init() {}
 }
 
@@ -136,6 +145,11 @@ extension RoleCounters {
             total.sent += part.sent
             total.residentBytes += part.residentBytes
             total.residentBytesAtStart += part.residentBytesAtStart
+            total.drops.add(part.drops)
+            total.implausibleStamps += part.implausibleStamps
+            // Replicas' recent times in stage: the slower replica's figure, a bound for both.
+            total.inStageP50Seconds = [total.inStageP50Seconds, part.inStageP50Seconds].compactMap { $0 }.max()
+            total.inStageP99Seconds = [total.inStageP99Seconds, part.inStageP99Seconds].compactMap { $0 }.max()
             for timing in part.layers {
                 var sum = layers[timing.layer] ?? LayerTiming(layer: timing.layer, seconds: 0, samples: 0)
                 sum.seconds += timing.seconds
@@ -162,6 +176,10 @@ public struct SinkSummary: Codable, Equatable, Sendable {
     public var correct: UInt64 = 0
     public var duplicates: Int = 0
     public var rejected: Int = 0
+    /// What the sink dropped, by unit and reason (duplicates and rejected batches among them).
+    public var drops = DropCounts()
+    /// Batches whose carried timestamps were implausible: left out of latency and throughput.
+    public var implausibleStamps: Int = 0
     /// Wall-clock ns when the first batch was created at the source, and of the first and last
     /// output, for throughput.
     public var firstCreated: UInt64 = 0

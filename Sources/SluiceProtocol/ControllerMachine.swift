@@ -126,6 +126,9 @@ public struct ControllerMachine {
 
     private var roleNames: [String] { assignments.keys.sorted() }
 
+    /// Whether `name` is a role of this pipeline (replicas added live included).
+    public func knows(_ name: String) -> Bool { assignments[name] != nil }
+
     public mutating func handle(_ event: ControllerEvent) -> [ControllerAction] {
         guard phase != .finished else { return [] }
         switch event {

@@ -41,6 +41,12 @@ public struct SampleChunkHeader: Codable, Equatable, Sendable {
     public var count: Int?
     public var labels: [String]?
     public var eos: Bool?
+    /// Who sent the message; end of stream is per sender (docs/protocol.md §4). A chunk without
+    /// it is its sensor's: the sender is named by the sensor id.
+    public var sender: String?
+    /// End of stream only: chunks the sender sent before it, so the source can count any that
+    /// never arrived.
+    public var chunks: Int?
 
     public init(sensor: String, t0: Double, dt: Double, channels: Int, count: Int, labels: [String]? = nil) {
         v = 1
@@ -52,14 +58,22 @@ public struct SampleChunkHeader: Codable, Equatable, Sendable {
         self.labels = labels
     }
 
-    public static let endOfStream = SampleChunkHeader(v: 1, eos: true)
+    /// The end of `sender`'s stream, after `chunks` chunks (nil: not counted).
+    public static func endOfStream(sender: String, chunks: Int? = nil) -> SampleChunkHeader {
+        SampleChunkHeader(v: 1, eos: true, sender: sender, chunks: chunks)
+    }
 
-    private init(v: Int, eos: Bool) {
+    private init(v: Int, eos: Bool, sender: String, chunks: Int?) {
         self.v = v
         self.eos = eos
+        self.sender = sender
+        self.chunks = chunks
     }
 
     public var isEndOfStream: Bool { eos == true }
+
+    /// The sender whose stream this message belongs to: `sender`, or else the sensor id.
+    public var senderName: String? { sender ?? sensor }
 
     /// Decodes and checks a chunk header against the payload size and the expected channels.
     public static func decode(_ bytes: UnsafeRawBufferPointer, payloadBytes: Int?, expectedChannels: Int) throws -> SampleChunkHeader {
@@ -70,7 +84,15 @@ public struct SampleChunkHeader: Codable, Equatable, Sendable {
             throw WireError.malformed("sample header is not the documented JSON object: \(error)")
         }
         guard header.v == 1 else { throw WireError.unsupportedVersion(UInt8(clamping: header.v)) }
-        if header.isEndOfStream { return header }
+        if header.isEndOfStream {
+            // An end of stream that names no sender could end other senders' input while their
+            // chunks are still on the way: it is refused, never guessed at.
+            guard let sender = header.sender, !sender.isEmpty else {
+                throw WireError.malformed("end of stream must name its sender: {\"v\":1,\"eos\":true,\"sender\":\"…\"}")
+            }
+            if let chunks = header.chunks, chunks < 0 { throw WireError.malformed("end of stream of '\(sender)' counts \(chunks) chunks") }
+            return header
+        }
         guard let sensor = header.sensor, !sensor.isEmpty, let t0 = header.t0, t0.isFinite, let dt = header.dt, dt > 0,
               let channels = header.channels, let count = header.count, count > 0 else {
             throw WireError.malformed("sample header needs sensor, t0, dt > 0, channels and count > 0")

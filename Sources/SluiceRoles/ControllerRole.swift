@@ -23,6 +23,12 @@ public final class ControllerRole {
     /// Stage processes this controller started during the run (replicas added live).
     private let spawnStages: Bool
     private var spawned: [Process] = []
+    /// Control frames this controller dropped, by reason.
+    private lazy var controlDrops = DropLog(logger: logger)
+    /// Heartbeats kept to give each scrape of `/metrics` counters that agree with each other.
+    private var metricsCut = ConsistentCut()
+    /// Messages taken off the control socket per turn of the loop.
+    static let messagesPerTurn = 64
 
     /// `metricsPort`: serve Prometheus text at http://host:port/metrics while running.
     /// `liveEvery`: print the stage table to standard error this often (seconds).
@@ -68,9 +74,13 @@ public final class ControllerRole {
                 nextLive = monotonicSeconds() + liveEvery
                 FileHandle.standardError.write(Data((TextReport.stageTable(profile(traces: [], windowsOut: nil)).joined(separator: "\n") + "\n").utf8))
             }
-            while let frames = try? router.receive(dontWait: true) {
+            // A bounded turn: however fast messages arrive, the timers of the next turn (pings,
+            // liveness, /metrics, the live table) run within one turn's worth of messages.
+            var taken = 0
+            while taken < Self.messagesPerTurn, let frames = try? router.receive(dontWait: true) {
+                taken += 1
                 guard frames.count == 2 else {
-                    logger.warning("dropped a control message of \(frames.count) frames")
+                    controlDrops.drop([(1, .controlFrame)], .malformed, "a control message of \(frames.count) frames")
                     continue
                 }
                 let sender = frames[0].text
@@ -78,11 +88,20 @@ public final class ControllerRole {
                 do {
                     message = try frames[1].withBytes { try ControlMessage.decode($0) }
                 } catch {
-                    logger.warning("dropped a control message from \(sender): \(error)")
+                    controlDrops.drop([(1, .controlFrame)], .malformed, "from '\(sender)': \(error)")
                     continue
                 }
-                if case .sourceDone(let done) = message { sourceDone = done }
-                if let outcome = perform(machine.handle(.received(from: sender, message))) { return finish(outcome) }
+                let known = machine.knows(sender)
+                if known, case .sourceDone(let done) = message { sourceDone = done }
+                if known, case .heartbeat(let counters) = message { metricsCut.record(counters, from: sender) }
+                var actions = machine.handle(.received(from: sender, message))
+                if !known {
+                    // Still answered (a stage started by hand under a wrong name learns so), but
+                    // counted and logged at a bounded rate rather than once per message.
+                    controlDrops.drop([(1, .controlFrame)], .unknownPeer, "\(message.type) from '\(sender)', no role of this pipeline")
+                    actions.removeAll { if case .log = $0 { return true } else { return false } }
+                }
+                if let outcome = perform(actions) { return finish(outcome) }
             }
         }
     }
@@ -128,6 +147,8 @@ public final class ControllerRole {
                                stageCounters: stageCounters(), coordinator: machine.coordinator,
                                lastPlanningModel: machine.lastPlanningModel)
         report.sinkTimeline = sinkTimeline
+        controlDrops.flush()
+        report.addControllerDrops(controlDrops.counts)
         report.startedAtSeconds = machine.runStarted
         var sink: SinkSummary?
         switch outcome {
@@ -206,9 +227,21 @@ public final class ControllerRole {
     }
 
     private func snapshot() -> MetricsSnapshot {
-        MetricsSnapshot(stages: stageCounters(), ranges: ranges,
-                        layerSecondsPerSample: machine.coordinator?.rebalancer.model.layerSeconds ?? [],
-                        epoch: machine.coordinator?.epoch ?? 1, rebalances: machine.coordinator?.history.filter(\.applied).count ?? 0,
-                        source: machine.counters["source"], sink: machine.counters["sink"])
+        let picked = metricsCut.cut(source: "source", stages: machine.stageInstances, sink: "sink")
+        var stages: [Int: RoleCounters] = [:]
+        for (index, names) in machine.stageInstances.enumerated() {
+            let parts = names.compactMap { picked[$0] }
+            if !parts.isEmpty { stages[index] = RoleCounters.combined(parts) }
+        }
+        var drops: [String: DropCounts] = [:]
+        for (name, counters) in machine.counters where !counters.drops.isEmpty { drops[name] = counters.drops }
+        if !controlDrops.counts.isEmpty { drops["controller"] = controlDrops.counts }
+        var snapshot = MetricsSnapshot(stages: stages, ranges: ranges,
+                                       layerSecondsPerSample: machine.coordinator?.rebalancer.model.layerSeconds ?? [],
+                                       epoch: machine.coordinator?.epoch ?? 1,
+                                       rebalances: machine.coordinator?.history.filter(\.applied).count ?? 0,
+                                       source: picked["source"], sink: picked["sink"], latency: picked["sink"]?.latency)
+        snapshot.drops = drops
+        return snapshot
     }
 }

@@ -59,6 +59,12 @@ public struct RunReport: Codable {
     /// times are on the same clock; the source started at `startedAtSeconds`.
     public var sinkTimeline: [[Double]]?
     public var startedAtSeconds: Double?
+    /// What each process dropped, by unit and reason ("controller" for its own socket); absent
+    /// for a process that dropped nothing. (Optional so older reports still load.)
+    public var dropped: [String: DropCounts]?
+    /// Batches whose carried timestamps the sink found implausible: kept out of latency and
+    /// throughput, counted here.
+    public var implausibleStamps: Int?
 
     init(plan: PipelinePlan, outcome: ControllerOutcome, sourceDone: SourceDone?, counters: [String: RoleCounters],
          stageCounters: [Int: RoleCounters], coordinator: RebalanceCoordinator?, lastPlanningModel: CostModel? = nil) {
@@ -81,6 +87,12 @@ public struct RunReport: Codable {
         batchesOut = summary?.batches ?? UInt64(counters["sink"]?.batches ?? 0)
         duplicatesDropped = sink.duplicates
         rejected = counters.values.reduce(0) { $0 + $1.rejected }
+        var dropped: [String: DropCounts] = [:]
+        for (name, roleCounters) in counters where !roleCounters.drops.isEmpty { dropped[name] = roleCounters.drops }
+        // The summary is the sink's word at the end; its heartbeats may lag it.
+        if !sink.drops.isEmpty { dropped["sink"] = sink.drops }
+        self.dropped = dropped
+        implausibleStamps = max(sink.implausibleStamps, counters["sink"]?.implausibleStamps ?? 0)
         labelled = sink.labelled
         correct = sink.correct
         // From the first batch's creation at the source to the last output at the sink.
@@ -109,14 +121,37 @@ public struct RunReport: Codable {
         }
     }
 
+    mutating func addControllerDrops(_ drops: DropCounts) {
+        guard !drops.isEmpty else { return }
+        var all = dropped ?? [:]
+        all["controller", default: DropCounts()].add(drops)
+        dropped = all
+    }
+
+    /// Nothing was dropped anywhere for a reason that loses data, every window that went in came
+    /// out, and the run completed: the one case the summary may say "none lost".
+    public var nothingLost: Bool {
+        outcome == "completed" && windowsIn == windowsOut && rejected == 0
+            && !(dropped ?? [:]).values.contains { $0.anyLoss }
+    }
+
     public var text: String {
         var lines: [String] = []
         let inText = windowsIn.map(String.init) ?? "?"
-        let intact = windowsIn == windowsOut && duplicatesDropped == 0 && rejected == 0
+        let intact = nothingLost && duplicatesDropped == 0
         lines.append("sluice: \(pipeline) \(outcome): \(inText) windows in, \(windowsOut) out\(intact ? " (in order, none lost or duplicated)" : "")")
         if let failure { lines.append("  error        \(failure)") }
-        if duplicatesDropped > 0 || rejected > 0 {
-            lines.append("  dropped      \(duplicatesDropped) duplicate batches, \(rejected) malformed or misrouted messages")
+        if let windowsIn, windowsIn > windowsOut {
+            lines.append("  lost         \(windowsIn - windowsOut) of the \(windowsIn) windows the source sent never came out")
+        }
+        for (name, drops) in (dropped ?? [:]).sorted(by: { $0.key < $1.key }) {
+            lines.append("  dropped      \(name): \(drops.summary)")
+        }
+        if rejected > 0, (dropped ?? [:]).isEmpty {
+            lines.append("  dropped      \(rejected) malformed or misrouted messages")
+        }
+        if let implausibleStamps, implausibleStamps > 0 {
+            lines.append("  timestamps   \(implausibleStamps) batches carried implausible timestamps: left out of latency and throughput")
         }
         if labelled > 0 {
             lines.append(String(format: "  accuracy     %llu/%llu = %.1f%% against the recording's labels", correct, labelled,

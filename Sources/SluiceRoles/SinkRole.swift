@@ -16,7 +16,12 @@ public final class SinkRole: PipelineRole {
     private var assignment: SinkAssignment?
     private var pull: ZMQSocket?
     private var writer: PredictionWriter?
-    private var reorder = ReorderBuffer<(batch: Batch, keys: [WindowKey])>()
+    /// Each batch waits with its end-to-end latency (nil: its stamps were implausible).
+    private var reorder = ReorderBuffer<(batch: Batch, keys: [WindowKey], latency: Double?)>()
+    private lazy var dropLog = DropLog(logger: logger)
+    private var latencyHistogram = LatencyHistogram()
+    /// Wall clock when this sink took its assignment: no batch of the run was created before it.
+    private var assignedAt: UInt64 = 0
     private var expected: UInt64?
     private var summary = SinkSummary()
     private var counters = RoleCounters()
@@ -54,6 +59,8 @@ public final class SinkRole: PipelineRole {
                 case .shutdown:
                     // Keep what was already released, also when the run ends early.
                     try? writer?.finish()
+                    countUnreleased()
+                    dropLog.flush()
                     heartbeatIfDue(force: true)
                     return 0
                 default:
@@ -85,6 +92,8 @@ public final class SinkRole: PipelineRole {
                 summary.batches = reorder.nextSequence
                 summary.duplicates = reorder.duplicates
                 summary.rejected = counters.rejected
+                summary.drops = dropLog.counts
+                summary.implausibleStamps = counters.implausibleStamps
                 latencies.sort()
                 summary.latencyP50Milliseconds = percentile(0.5)
                 summary.latencyP99Milliseconds = percentile(0.99)
@@ -107,6 +116,16 @@ public final class SinkRole: PipelineRole {
         try socket.bind(new.pullEndpoint)
         pull = socket
         assignment = new
+        assignedAt = wallNanos()
+    }
+
+    /// Batches still held behind a gap when the run ends were never output: count them.
+    private func countUnreleased() {
+        let held = reorder.pendingItems
+        guard !held.isEmpty else { return }
+        dropLog.drop([(held.count, .batch), (held.reduce(0) { $0 + $1.keys.count }, .window)], .neverReleased,
+                     "held behind batch \(reorder.nextSequence), which never arrived")
+        counters.drops = dropLog.counts
     }
 
     private func accept(_ frames: [ZMQFrame]) {
@@ -117,30 +136,63 @@ public final class SinkRole: PipelineRole {
         do {
             batch = try Batch.decode(frames)
             let sequence = batch.header.batchSequence
+            let windows = Int(batch.header.windowCount)
             guard Int(batch.header.cursor) == assignment.layerCount else {
-                throw WireError.malformed("batch \(sequence) arrived at cursor \(batch.header.cursor); the model has \(assignment.layerCount) layers")
+                throw SinkRejection(reason: .misrouted, windows: windows,
+                                    detail: "batch \(sequence) arrived at cursor \(batch.header.cursor); the model has \(assignment.layerCount) layers")
             }
             guard let output = batch.tensors[assignment.outputName], output.rank >= 1, output.shape[0] == Int(batch.header.windowCount) else {
-                throw WireError.malformed("batch \(sequence) lacks output '\(assignment.outputName)' with one row per window")
+                throw SinkRejection(reason: .malformed, windows: windows,
+                                    detail: "batch \(sequence) lacks output '\(assignment.outputName)' with one row per window")
             }
             guard batch.header.firstWindow <= UInt64.max - UInt64(batch.header.windowCount) else {
-                throw WireError.malformed("batch \(sequence) numbers its windows past the end of the sequence space")
+                throw SinkRejection(reason: .malformed, windows: windows,
+                                    detail: "batch \(sequence) numbers its windows past the end of the sequence space")
             }
-            keys = try batch.metadata.withUnsafeBytes { try WindowKey.decode($0) }
+            do {
+                keys = try batch.metadata.withUnsafeBytes { try WindowKey.decode($0) }
+            } catch {
+                throw SinkRejection(reason: .malformed, windows: windows, detail: "batch \(sequence): \(error)")
+            }
             guard keys.count == Int(batch.header.windowCount) else {
-                throw WireError.malformed("batch \(sequence) has \(keys.count) window keys for \(batch.header.windowCount) windows")
+                throw SinkRejection(reason: .malformed, windows: windows, detail: "batch \(sequence) has \(keys.count) window keys for \(batch.header.windowCount) windows")
             }
+        } catch let error as SinkRejection {
+            counters.rejected += 1
+            dropLog.drop([(1, .batch), (error.windows, .window)], error.reason, error.detail)
+            counters.drops = dropLog.counts
+            return
         } catch {
             counters.rejected += 1
-            logger.warning("dropped a batch: \(error)")
+            dropLog.drop([(1, .batch)], .malformed, "\(error)")
+            counters.drops = dropLog.counts
             return
         }
         let arrived = wallNanos()
-        if summary.firstCreated == 0 || batch.header.created < summary.firstCreated { summary.firstCreated = batch.header.created }
-        if arrived > batch.header.created { latencies.append(Double(arrived - batch.header.created) / 1e6) }
-        if assignment.profiling { traces.add(BatchTrace(header: batch.header, sinkReceived: arrived)) }
-        for released in reorder.insert((batch, keys), sequence: batch.header.batchSequence) {
+        // The stamps come from other processes, or from anyone who reached the socket: a batch
+        // whose stamps could not be this run's is counted and kept out of every time figure.
+        var latency: Double?
+        if StampCheck.plausible(batch.header, notBefore: assignedAt, arrived: arrived) {
+            if summary.firstCreated == 0 || batch.header.created < summary.firstCreated { summary.firstCreated = batch.header.created }
+            latency = Double(arrived - batch.header.created) / 1e9
+            if assignment.profiling { traces.add(BatchTrace(header: batch.header, sinkReceived: arrived)) }
+        } else {
+            counters.implausibleStamps += 1
+            if counters.implausibleStamps <= 5 || counters.implausibleStamps.isMultiple(of: 1000) {
+                logger.warning("batch \(batch.header.batchSequence) carries implausible timestamps (created \(batch.header.created), arrived \(arrived)); \(counters.implausibleStamps) such so far, left out of latency and throughput")
+            }
+        }
+        let duplicatesBefore = reorder.duplicates
+        for released in reorder.insert((batch, keys, latency), sequence: batch.header.batchSequence) {
+            if let latency = released.latency {
+                latencies.append(latency * 1000)
+                latencyHistogram.record(seconds: latency)
+            }
             write(released.batch, keys: released.keys)
+        }
+        if reorder.duplicates > duplicatesBefore {
+            dropLog.drop([(1, .batch), (keys.count, .window)], .duplicate, "batch \(batch.header.batchSequence) was already released or waiting")
+            counters.drops = dropLog.counts
         }
         if assignment.sink.delayMilliseconds > 0 { usleep(UInt32(assignment.sink.delayMilliseconds * 1000)) }
     }
@@ -166,6 +218,8 @@ public final class SinkRole: PipelineRole {
         guard let assignment, force || monotonicSeconds() >= nextHeartbeat else { return }
         nextHeartbeat = monotonicSeconds() + assignment.liveness.heartbeatSeconds
         counters.elapsedSeconds = monotonicSeconds() - started
+        counters.drops = dropLog.counts
+        counters.latency = latencyHistogram
         control.send(.heartbeat(counters))
     }
 }
@@ -266,4 +320,11 @@ private func jsonString(_ text: String) -> String {
 /// Shortest text that reads back as the same number; JSON has no NaN or infinity.
 private func format<Number: BinaryFloatingPoint & LosslessStringConvertible>(_ value: Number) -> String {
     value.isFinite ? "\(value)" : "null"
+}
+
+/// Why the sink refuses a batch, with what it knew of the batch.
+private struct SinkRejection: Error {
+    var reason: DropReason
+    var windows: Int
+    var detail: String
 }

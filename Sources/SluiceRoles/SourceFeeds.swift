@@ -20,6 +20,15 @@ protocol WindowFeed: AnyObject {
     func next(now: Double) -> FeedStep
     /// Samples or messages the feed had to drop, counted.
     var rejected: Int { get }
+    /// Everything the feed dropped, by unit and reason.
+    var drops: DropCounts { get }
+    /// After the input ended: takes what is still queued and counts it as dropped.
+    func discardAfterEnd()
+}
+
+extension WindowFeed {
+    var drops: DropCounts { DropCounts() }
+    func discardAfterEnd() {}
 }
 
 /// Pacing: maps a position in the input (seconds of recording, or row index / rate) to the
@@ -138,23 +147,48 @@ final class ZMQSensorFeed: WindowFeed {
     private var lastMessage: Double?
     private var ended = false
     private let logger: Logger
+    private let dropLog: DropLog
+    /// Per sender: chunks taken (accepted or rejected), and whether its end of stream came.
+    private var senders: [String: (chunks: Int, ended: Bool)] = [:]
+    private var malformedBySender: [String: Int] = [:]
+    /// Sender connections open now: a connected sender may still send.
+    private let connections: ConnectionMonitor?
+
+    var drops: DropCounts { dropLog.counts }
+
 
     init(context: ZMQContext, config: ZMQSource, window: WindowConfig, logger: Logger) throws {
         self.config = config
         self.logger = logger
+        dropLog = DropLog(logger: logger)
         windows = SlidingWindows(channels: config.channels, config: window)
         let pull = try ZMQSocket(context, .pull, lingerMilliseconds: 0, sendHighWaterMark: 100, receiveHighWaterMark: 1000)
         try pull.bind(config.endpoint)
         socket = pull
+        connections = try pull.monitorConnections(context)
+    }
+
+    /// Every sender heard from has sent its end of stream and closed its connection: whatever
+    /// they sent before has arrived, and no sender is left that could still send.
+    private var everySenderDone: Bool {
+        !senders.isEmpty && senders.values.allSatisfy(\.ended) && (connections?.open ?? 0) == 0
     }
 
     var sampleShape: [Int] { windows.sampleShape }
 
     func next(now: Double) -> FeedStep {
         if ended { return .end }
+        // Connection events first: a sender's chunks are queued before its connection closes, so
+        // once the close is seen, draining the queue takes every chunk it sent.
+        connections?.update()
         var out: [Window] = []
         var messages = 0
-        while messages < 64, let frames = try? socket?.receive(dontWait: true) {
+        var drained = false
+        while messages < 64 {
+            guard let frames = try? socket?.receive(dontWait: true) else {
+                drained = true
+                break
+            }
             messages += 1
             lastMessage = now
             do {
@@ -162,9 +196,28 @@ final class ZMQSensorFeed: WindowFeed {
                 let header = try frames[0].withBytes {
                     try SampleChunkHeader.decode($0, payloadBytes: payloadBytes, expectedChannels: config.channels)
                 }
+                // Per connection ZeroMQ keeps order: a sender's end of stream follows every chunk it
+                // sent. The input ends when every sender heard from has ended, so no chunk sent
+                // before its sender's end is ever cut off by another sender's end.
+                let sender = header.senderName ?? ""
+                var state = senders[sender] ?? (0, false)
                 if header.isEndOfStream {
-                    ended = true
-                    break
+                    let arrived = state.chunks + (malformedBySender[sender] ?? 0)
+                    if let counted = header.chunks, counted > arrived {
+                        dropLog.drop([(counted - arrived, .chunk)], .neverArrived,
+                                     "sender '\(sender)' ended after \(counted) chunks; \(arrived) arrived")
+                    }
+                    state.ended = true
+                    senders[sender] = state
+                    logger.info("sender '\(sender)' ended its stream after \(state.chunks) chunks")
+                    continue
+                }
+                state.chunks += 1
+                senders[sender] = state
+                if state.ended {
+                    dropLog.drop([(1, .chunk), (header.count ?? 0, .sample)], .afterSenderEnded,
+                                 "sensor '\(header.sensor ?? "?")' of sender '\(sender)' after that sender's end of stream")
+                    continue
                 }
                 // Copied out: a frame's bytes need not be aligned for Float.
                 var values = [Float](repeating: 0, count: header.count! * config.channels)
@@ -180,8 +233,15 @@ final class ZMQSensorFeed: WindowFeed {
                 }
             } catch {
                 rejected += 1
-                logger.warning("dropped a sensor message: \(error)")
+                // A chunk its sender will count in its end of stream: note it arrived.
+                // (It does not make its sender one the input waits for: only a valid message does.)
+                if let sender = Self.senderOf(frames.first) { malformedBySender[sender, default: 0] += 1 }
+                dropLog.drop([(1, .chunk)], .malformed, "a sensor message: \(error)")
             }
+        }
+        if drained, everySenderDone {
+            ended = true
+            logger.info("input ended: all \(senders.count) senders sent their end of stream and disconnected")
         }
         if !out.isEmpty { return .windows(out) }
         if ended { return .end }
@@ -192,5 +252,29 @@ final class ZMQSensorFeed: WindowFeed {
             return .wait(until: since + config.idleTimeoutSeconds)
         }
         return .wait(until: nil)
+    }
+
+    func discardAfterEnd() {
+        var messages = 0
+        while messages < 64, let frames = try? socket?.receive(dontWait: true) {
+            messages += 1
+            let header = frames.first.flatMap { frame in
+                try? frame.withBytes { try SampleChunkHeader.decode($0, payloadBytes: frames.count > 1 ? frames[1].count : nil,
+                                                                    expectedChannels: config.channels) }
+            }
+            if let header, header.isEndOfStream { continue }
+            if header == nil { rejected += 1 }
+            dropLog.drop([(1, .chunk), (header?.count ?? 0, .sample)], header == nil ? .malformed : .afterEndOfInput,
+                         "sensor '\(header?.sensor ?? "?")' of sender '\(header?.senderName ?? Self.senderOf(frames.first) ?? "?")'")
+        }
+    }
+
+    func flushLog() { dropLog.flush() }
+
+    /// The sender a message names, read leniently from a header that failed its checks.
+    private static func senderOf(_ frame: ZMQFrame?) -> String? {
+        guard let frame, frame.count <= 1 << 16,
+              let object = frame.withBytes({ try? JSONSerialization.jsonObject(with: Data($0)) }) as? [String: Any] else { return nil }
+        return (object["sender"] as? String) ?? (object["sensor"] as? String)
     }
 }

@@ -60,6 +60,9 @@ public final class SourceRole: PipelineRole {
                 case .connect(let endpoint):
                     connect(push, toReplica: endpoint, logger: logger)
                 case .shutdown:
+                    // What reached the socket too late is counted, not silently left there.
+                    feed?.discardAfterEnd()
+                    (feed as? ZMQSensorFeed)?.flushLog()
                     heartbeatIfDue(force: true)
                     return 0
                 default:
@@ -94,10 +97,12 @@ public final class SourceRole: PipelineRole {
                 if !finished, let ready = batcher!.flushIfDue(now: monotonicSeconds()) { send(ready) }
                 if let deadline = batcher!.deadline { waitUntil = min(waitUntil, deadline) }
             }
+            // After the end, input still arriving is taken off the socket and counted as dropped.
+            if finished { feed?.discardAfterEnd() }
             heartbeatIfDue()
             let timeout = max(0, Int((waitUntil - monotonicSeconds()) * 1000))
             var items: [(ZMQSocket, PollEvents)] = [(control.socket, .readable)]
-            if streaming, !finished, let socket = feed?.socket { items.append((socket, .readable)) }
+            if streaming, let socket = feed?.socket { items.append((socket, .readable)) }
             if timeout > 0 { _ = try? poll(items, timeoutMilliseconds: timeout) }
         }
     }
@@ -185,6 +190,7 @@ public final class SourceRole: PipelineRole {
         nextHeartbeat = monotonicSeconds() + assignment.liveness.heartbeatSeconds
         counters.elapsedSeconds = monotonicSeconds() - started
         counters.rejected = feed?.rejected ?? 0
+        counters.drops = feed?.drops ?? DropCounts()
         control.send(.heartbeat(counters))
     }
 }

@@ -151,12 +151,19 @@ public final class StageRole: PipelineRole {
 
     private func heartbeatIfDue(force: Bool = false) {
         guard let assignment, force || monotonicSeconds() >= nextHeartbeat else { return }
+        if force { dropLog.flush() }  // the final heartbeat: say what the rate limit held back
         nextHeartbeat = monotonicSeconds() + assignment.liveness.heartbeatSeconds
         counters.elapsedSeconds = monotonicSeconds() - started
         // Whatever is neither compute nor waiting to send is waiting for input.
         counters.idleSeconds = max(0, counters.elapsedSeconds - counters.busySeconds - counters.blockedSeconds)
         counters.layers = layerTimings.keys.sorted().map { layerTimings[$0]! }
         counters.residentBytes = residentBytes()
+        if !recentInStage.isEmpty {
+            let sorted = recentInStage.sorted()
+            func at(_ p: Double) -> Double { sorted[max(0, min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1))] }
+            counters.inStageP50Seconds = at(0.5)
+            counters.inStageP99Seconds = at(0.99)
+        }
         control.send(.heartbeat(counters))
     }
 
@@ -187,24 +194,41 @@ public final class StageRole: PipelineRole {
         logger.info("holding layers \(new.layers) (nodes \(loaded.nodes.lowerBound)..<\(loaded.nodes.upperBound), \(loaded.parameterBytes) bytes of weights)")
     }
 
-    private func reject(_ reason: String) {
+    private lazy var dropLog = DropLog(logger: logger)
+    /// Times in stage (received to sent, seconds) of the latest batches, for the live p50/p99.
+    private var recentInStage: [Double] = []
+    private var nextInStage = 0
+
+    /// Counts, logs (rate-limited) and drops a message; `windows` when the header was readable.
+    private func reject(_ reason: DropReason, _ detail: String, windows: Int = 0) {
         counters.rejected += 1
-        logger.warning("dropped a batch: \(reason)")
+        dropLog.drop([(1, .batch), (windows, .window)], reason, detail)
+        counters.drops = dropLog.counts
+    }
+
+    private func noteInStage(_ seconds: Double) {
+        if recentInStage.count < 1024 {
+            recentInStage.append(seconds)
+        } else {
+            recentInStage[nextInStage] = seconds
+            nextInStage = (nextInStage + 1) % recentInStage.count
+        }
     }
 
     private func process(_ frames: [ZMQFrame]) {
-        guard let assignment, let machine, let executor, let push else { return reject("no assignment yet") }
+        guard let assignment, let machine, let executor, let push else { return reject(.notAssigned, "no assignment yet") }
         let received = wallNanos()
         var batch: Batch
         counters.received += 1
         do {
             batch = try Batch.decode(frames)
         } catch {
-            return reject("\(error)")
+            return reject(.malformed, "\(error)")
         }
+        let windows = Int(batch.header.windowCount)
         switch machine.decide(cursor: Int(batch.header.cursor)) {
         case .reject(let reason):
-            return reject("batch \(batch.header.batchSequence): \(reason)")
+            return reject(.misrouted, "batch \(batch.header.batchSequence): \(reason)", windows: windows)
         case .passThrough:
             break
         case .run(let layers):
@@ -229,14 +253,15 @@ public final class StageRole: PipelineRole {
                 }
             } catch {
                 counters.busySeconds += monotonicSeconds() - clockStart
-                return reject("batch \(batch.header.batchSequence): \(error)")
+                return reject(.failedToRun, "batch \(batch.header.batchSequence): \(error)", windows: windows)
             }
             let computeSeconds = monotonicSeconds() - clockStart
             if assignment.slowdown > 0 { usleep(UInt32(computeSeconds * assignment.slowdown * 1e6)) }
             counters.busySeconds += monotonicSeconds() - clockStart
             let boundary = assignment.cut.boundary(before: layers.upperBound)
             guard boundary.allSatisfy({ values[$0] != nil }) else {
-                return reject("batch \(batch.header.batchSequence) lacks boundary tensors \(boundary.filter { values[$0] == nil })")
+                return reject(.failedToRun, "batch \(batch.header.batchSequence) lacks boundary tensors \(boundary.filter { values[$0] == nil })",
+                              windows: windows)
             }
             batch.setTensors(values.filter { boundary.contains($0.key) }, order: boundary)
             batch.header.cursor = UInt16(layers.upperBound)
@@ -248,6 +273,7 @@ public final class StageRole: PipelineRole {
             counters.samples += samples
         }
         send(batch, on: push)
+        noteInStage(Double(wallNanos() &- received) / 1e9)
     }
 
     /// Sends downstream, counting the time spent waiting for room as blocked.

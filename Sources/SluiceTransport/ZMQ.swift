@@ -29,10 +29,11 @@ public final class ZMQContext: @unchecked Sendable {
 }
 
 public enum SocketKind {
-    case push, pull, dealer, router
+    case push, pull, dealer, router, pair
 
     var code: Int32 {
         switch self {
+        case .pair: return ZMQ_PAIR
         case .push: return ZMQ_PUSH
         case .pull: return ZMQ_PULL
         case .dealer: return ZMQ_DEALER
@@ -116,6 +117,18 @@ public final class ZMQSocket: @unchecked Sendable {
         guard zmq_setsockopt(handle, option, &value, MemoryLayout<Int32>.size) == 0 else { throw ZMQError("zmq_setsockopt(\(option))") }
     }
 
+    /// Watches this socket's peers come and go: the returned socket receives libzmq's monitor
+    /// events for connections accepted and closed (read them with `ConnectionMonitor`).
+    public func monitorConnections(_ context: ZMQContext) throws -> ConnectionMonitor {
+        let endpoint = "inproc://sluice-monitor-\(UInt(bitPattern: handle))"
+        guard zmq_socket_monitor(handle, endpoint, ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED) == 0 else {
+            throw ZMQError("zmq_socket_monitor")
+        }
+        let pair = try ZMQSocket(context, .pair, lingerMilliseconds: 0, sendHighWaterMark: 1000, receiveHighWaterMark: 100_000)
+        try pair.connect(endpoint)
+        return ConnectionMonitor(socket: pair)
+    }
+
     /// Binds, first removing a socket file an earlier run left behind at an ipc:// endpoint.
     public func bind(_ endpoint: String) throws {
         if endpoint.hasPrefix("ipc://") {
@@ -196,4 +209,32 @@ public func poll(_ items: [(ZMQSocket, PollEvents)], timeoutMilliseconds: Int) t
         throw error
     }
     return pollItems.map { PollEvents(rawValue: $0.revents) }
+}
+
+/// Counts the peers connected to a bound socket, from its monitor events.
+public final class ConnectionMonitor {
+    public let socket: ZMQSocket
+    /// Connections accepted and not closed since.
+    public private(set) var open = 0
+    public private(set) var accepted = 0
+
+    init(socket: ZMQSocket) { self.socket = socket }
+
+    /// Takes every queued event.
+    public func update() {
+        while let frames = try? socket.receive(dontWait: true) {
+            // Frame 0: u16 event, u32 value (native byte order); frame 1: the endpoint.
+            guard let first = frames.first, first.count >= 2 else { continue }
+            let event = first.withBytes { UInt16($0[0]) | UInt16($0[1]) << 8 }
+            switch Int32(event) {
+            case ZMQ_EVENT_ACCEPTED:
+                accepted += 1
+                open += 1
+            case ZMQ_EVENT_DISCONNECTED:
+                open = max(0, open - 1)
+            default:
+                break
+            }
+        }
+    }
 }

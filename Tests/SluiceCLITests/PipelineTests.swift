@@ -269,6 +269,8 @@ extension MultiProcess {
             let run = try Running(["run", file])
             let recording = try Recording.load(RecordingSource(path: packageRoot.path + "/pipelines/data/basicmotions-test.csv",
                                                                rate: .max, channels: nil, sampleRateHz: nil))
+            // The sender's socket closes before the wait: the input ends once every sender ended and left.
+            do {
             let context = ZMQContext()
             let sensor = try ZMQSocket(context, .push, lingerMilliseconds: 5000, sendHighWaterMark: 1000, receiveHighWaterMark: 10)
             try sensor.connect("tcp://127.0.0.1:6305")
@@ -286,7 +288,11 @@ extension MultiProcess {
                     try sensor.send([.bytes(Array(try JSONEncoder().encode(header))), .bytes(values.withUnsafeBytes { Array($0) })])
                 }
             }
-            try sensor.send([.bytes(Array(#"{"v":1,"eos":true}"#.utf8))])
+            // Chunks that name no sender are their sensor's: each sensor's stream ends on its own.
+            for sensorName in (0..<8).map({ "imu-\($0)" }) {
+                try sensor.send([.bytes(Array(try JSONEncoder().encode(SampleChunkHeader.endOfStream(sender: sensorName))))])
+            }
+            }
             let result = run.wait()
             #expect(result.status == 0, "\(result.stderr)")
             #expect(result.stderr.contains("dropped a sensor message"), "\(result.stderr)")

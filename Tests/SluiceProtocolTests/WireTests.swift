@@ -73,8 +73,14 @@ private let sampleHeader = BatchHeader(
     #expect(throws: WireError.self) { try json.withUnsafeBytes { try SampleChunkHeader.decode($0, payloadBytes: 240, expectedChannels: 3) } }
     let huge = Array(#"{"v":1,"sensor":"a","t0":0,"dt":1,"channels":3,"count":4000000000000000000}"#.utf8)
     #expect(throws: WireError.self) { try huge.withUnsafeBytes { try SampleChunkHeader.decode($0, payloadBytes: 12, expectedChannels: 3) } }
-    let eos = try Array(#"{"v":1,"eos":true}"#.utf8).withUnsafeBytes { try SampleChunkHeader.decode($0, payloadBytes: nil, expectedChannels: 6) }
-    #expect(eos.isEndOfStream)
+    let eos = try Array(#"{"v":1,"eos":true,"sender":"imu-3","chunks":7}"#.utf8).withUnsafeBytes {
+        try SampleChunkHeader.decode($0, payloadBytes: nil, expectedChannels: 6)
+    }
+    #expect(eos.isEndOfStream && eos.senderName == "imu-3" && eos.chunks == 7)
+    // An end of stream naming no sender could cut off other senders' chunks: refused.
+    #expect(throws: WireError.self) {
+        try Array(#"{"v":1,"eos":true}"#.utf8).withUnsafeBytes { try SampleChunkHeader.decode($0, payloadBytes: nil, expectedChannels: 6) }
+    }
 }
 
 @Test func controlMessagesRoundTripAsTypedJSON() throws {
