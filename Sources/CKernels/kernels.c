@@ -41,6 +41,9 @@ static int cpu_level(void) {
 }
 
 static int level = -1;
+/* A lower level for the calling thread only (-1: none), so that a test can run the same model at
+ * every level in one process while other tests run on other threads at the process's level. */
+static _Thread_local int thread_cap = -1;
 
 int sluice_kernels_level(void) {
     if (level < 0) {
@@ -50,8 +53,10 @@ int sluice_kernels_level(void) {
         else if (requested && strcmp(requested, "avx2") == 0) cap = 1;
         level = cap < supported ? cap : supported;
     }
-    return level;
+    return thread_cap >= 0 && thread_cap < level ? thread_cap : level;
 }
+
+void sluice_kernels_cap_thread(int cap) { thread_cap = cap; }
 
 int sluice_kernels_vectorized(void) { return sluice_kernels_level() >= 1; }
 
@@ -72,14 +77,12 @@ static int splits_512_bit_operations(void) {
 #endif
 }
 
-static int conv_level = -1;
+static int splits_512 = -1;
 
 int sluice_conv1d_level(void) {
-    if (conv_level < 0) {
-        int chosen = sluice_kernels_level();
-        conv_level = chosen == 2 && splits_512_bit_operations() ? 1 : chosen;
-    }
-    return conv_level;
+    if (splits_512 < 0) splits_512 = splits_512_bit_operations();
+    int chosen = sluice_kernels_level();
+    return chosen == 2 && splits_512 ? 1 : chosen;
 }
 
 int sluice_cpu_has_avx512(void) { return cpu_level() == 2; }

@@ -18,6 +18,9 @@ extern "C" {
  * the environment variable SLUICE_KERNELS (avx2 or baseline) asks for less, which lets a
  * benchmark compare the levels on one machine. */
 int sluice_kernels_level(void);
+/* Caps sluice_kernels_level() at `cap` on the calling thread only (-1 lifts the cap): tests run one
+ * model at every level in one process this way. */
+void sluice_kernels_cap_thread(int cap);
 /* 1 when the AVX2 + FMA versions (or better) are in use. */
 int sluice_kernels_vectorized(void);
 /* Whether the CPU runs AVX-512 (F and VL), whatever these kernels use. */

@@ -71,6 +71,14 @@ public enum InstructionLevel: Int, Comparable, CaseIterable, Sendable, CustomStr
     /// Every level up to the one in use: the ones a test can run and compare.
     public static var runnable: [InstructionLevel] { allCases.filter { $0 <= inUse } }
 
+    /// Runs `body` with the kernels of at most `level` on this thread only; other threads keep the
+    /// process's level. Lets one test run a whole model at every level in one process.
+    public static func capped<T>(at level: InstructionLevel, _ body: () throws -> T) rethrows -> T {
+        sluice_kernels_cap_thread(Int32(level.rawValue))
+        defer { sluice_kernels_cap_thread(-1) }
+        return try body()
+    }
+
     public static func < (a: InstructionLevel, b: InstructionLevel) -> Bool { a.rawValue < b.rawValue }
 
     public var description: String {
