@@ -77,37 +77,51 @@ public enum NPY {
     }
 
     public static func encode(_ tensor: Tensor) -> Data {
-        let descr: String
-        switch tensor.dtype {
-        case .float32: descr = "<f4"
-        case .float64: descr = "<f8"
-        case .float16: descr = "<f2"
-        case .int64: descr = "<i8"
-        case .int32: descr = "<i4"
-        case .int8: descr = "|i1"
-        case .uint8: descr = "|u1"
-        case .bool: descr = "|b1"
-        case .int16: descr = "<i2"
-        case .uint16: descr = "<u2"
-        case .uint32: descr = "<u4"
-        case .uint64: descr = "<u8"
-        // NumPy has no bfloat16: its bit patterns, as ONNX's own test data stores them.
-        case .bfloat16: descr = "<u2"
-        }
-        let shapeText = tensor.shape.count == 1 ? "(\(tensor.shape[0]),)" : "(" + tensor.shape.map(String.init).joined(separator: ", ") + ")"
-        var header = "{'descr': '\(descr)', 'fortran_order': False, 'shape': \(shapeText), }"
-        // Pad so that the data starts on a 64-byte boundary, as NumPy does.
-        let unpadded = magic.count + 4 + header.utf8.count + 1
-        header += String(repeating: " ", count: (64 - unpadded % 64) % 64) + "\n"
-        var data = Data(magic)
-        data.append(contentsOf: [1, 0, UInt8(header.utf8.count & 0xFF), UInt8(header.utf8.count >> 8)])
-        data.append(contentsOf: Array(header.utf8))
+        var data = header(dtype: tensor.dtype, shape: tensor.shape)
         data.append(Data(bytes: tensor.storage.bytes, count: tensor.byteCount))
         return data
     }
 
+    /// The format's type code for a dtype.
+    static func descriptor(_ dtype: DType) -> String {
+        switch dtype {
+        case .float32: return "<f4"
+        case .float64: return "<f8"
+        case .float16: return "<f2"
+        case .int64: return "<i8"
+        case .int32: return "<i4"
+        case .int8: return "|i1"
+        case .uint8: return "|u1"
+        case .bool: return "|b1"
+        case .int16: return "<i2"
+        case .uint16: return "<u2"
+        case .uint32: return "<u4"
+        case .uint64: return "<u8"
+        // NumPy has no bfloat16: its bit patterns, as ONNX's own test data stores them.
+        case .bfloat16: return "<u2"
+        }
+    }
+
+    /// Everything before the data: magic, version, header length and the header dict, padded
+    /// so the data starts on a 64-byte boundary (as NumPy does) and to at least `minimumLength`
+    /// bytes, so that a header rewritten later with a larger row count keeps the same length.
+    public static func header(dtype: DType, shape: [Int], minimumLength: Int = 0) -> Data {
+        let shapeText = shape.count == 1 ? "(\(shape[0]),)" : "(" + shape.map(String.init).joined(separator: ", ") + ")"
+        var header = "{'descr': '\(descriptor(dtype))', 'fortran_order': False, 'shape': \(shapeText), }"
+        let unpadded = magic.count + 4 + header.utf8.count + 1
+        var padding = (64 - unpadded % 64) % 64
+        while unpadded + padding < minimumLength { padding += 64 }
+        header += String(repeating: " ", count: padding) + "\n"
+        var data = Data(magic)
+        data.append(contentsOf: [1, 0, UInt8(header.utf8.count & 0xFF), UInt8((header.utf8.count >> 8) & 0xFF)])
+        data.append(contentsOf: Array(header.utf8))
+        return data
+    }
+
+    /// Writes the file in place with open(2): the path may be a device, a pipe or a symlink,
+    /// and stays one.
     public static func write(_ tensor: Tensor, path: String) throws {
-        try encode(tensor).write(to: URL(fileURLWithPath: path))
+        try OutputFile.write(encode(tensor), to: path)
     }
 
     /// The text after `'key':` in a header dict, up to the next top-level comma.
