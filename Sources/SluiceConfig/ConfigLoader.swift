@@ -257,15 +257,23 @@ private struct ConfigReader {
     }
 
     func readSink(_ node: Node?) -> SinkConfig? {
-        let entries = fields.mapping(node, at: "sink", allowed: ["type", "path", "delay_ms"])
+        let entries = fields.mapping(node, at: "sink", allowed: ["type", "path", "max_delay_ms", "delay_ms"])
         let kind = fields.choice(entries, "type", at: "sink", default: SinkKind.jsonl)
         var path = fields.string(entries, "path", at: "sink", parent: node) ?? "-"
         if kind == .npy && path == "-" {
             fields.report(node, "sink.path", "is required for an npy sink (a file to write)")
         }
         if path != "-" { path = resolve(path) }
+        // The npy header holds the row count, rewritten in place at the end: a pipe or device
+        // cannot take that.
+        var info = stat()
+        if kind == .npy, path != "-", stat(path, &info) == 0, (info.st_mode & S_IFMT) != S_IFREG {
+            fields.report(entries["path"], "sink.path", "must be a regular file for an npy sink (its header is rewritten with the row count at the end); for a pipe or a device use type: jsonl")
+        }
+        let maxDelay = fields.double(entries, "max_delay_ms", at: "sink", parent: node, minimum: 0) ?? SinkConfig.defaultMaxDelayMilliseconds
+        if maxDelay > 60_000 { fields.report(entries["max_delay_ms"], "sink.max_delay_ms", "must be <= 60000 (a minute)") }
         let delay = fields.double(entries, "delay_ms", at: "sink", parent: node, minimum: 0) ?? 0
-        return SinkConfig(kind: kind, path: path, delayMilliseconds: delay)
+        return SinkConfig(kind: kind, path: path, maxDelayMilliseconds: min(maxDelay, 60_000), delayMilliseconds: delay)
     }
 
     func readController(_ node: Node?) -> ControllerConfig? {

@@ -197,11 +197,17 @@ public struct SinkConfig: Codable, Sendable, Equatable {
     public var kind: SinkKind
     /// "-" is standard output (jsonl only).
     public var path: String
+    /// The longest a released batch's predictions wait in the sink's buffer before they are
+    /// written and flushed (0: each batch at once).
+    public var maxDelayMilliseconds: Double
     /// Test and demo knob: extra time the sink takes per micro-batch, as a slow consumer would.
     public var delayMilliseconds: Double
 
-    public init(kind: SinkKind, path: String, delayMilliseconds: Double = 0) {
-        self.kind = kind; self.path = path; self.delayMilliseconds = delayMilliseconds
+    public static let defaultMaxDelayMilliseconds = 100.0
+
+    public init(kind: SinkKind, path: String, maxDelayMilliseconds: Double = SinkConfig.defaultMaxDelayMilliseconds,
+                delayMilliseconds: Double = 0) {
+        self.kind = kind; self.path = path; self.maxDelayMilliseconds = maxDelayMilliseconds; self.delayMilliseconds = delayMilliseconds
     }
 }
 

@@ -42,7 +42,9 @@ public final class SinkRole: PipelineRole {
         while true {
             var items: [(ZMQSocket, PollEvents)] = [(control.socket, .readable)]
             if let pull { items.append((pull, .readable)) }
-            _ = try? poll(items, timeoutMilliseconds: 50)
+            // Wake in time to flush predictions that are due (sink.max_delay_ms), even with no batch coming.
+            let flushWait = min(50, max(0, ((writer?.secondsUntilDue ?? 1) * 1000).rounded(.up)))
+            _ = try? poll(items, timeoutMilliseconds: Int(flushWait))
             while let message = control.receive(logger: logger) {
                 switch message {
                 case .assignSink(let sinkAssignment):
@@ -80,6 +82,13 @@ public final class SinkRole: PipelineRole {
             let drainUntil = monotonicSeconds() + 0.01
             while monotonicSeconds() < drainUntil, let frames = try? pull?.receive(dontWait: true) {
                 accept(frames)
+            }
+            do {
+                try writer?.flushIfDue()
+            } catch {
+                logger.error("cannot write the output: \(error)")
+                control.send(.failed(message: "cannot write the output: \(error)"))
+                return 1
             }
             if let expected, !done, reorder.nextSequence >= expected {
                 done = true
@@ -222,109 +231,4 @@ public final class SinkRole: PipelineRole {
         counters.latency = latencyHistogram
         control.send(.heartbeat(counters))
     }
-}
-
-/// Writes predictions in the order given: JSON lines (one per window) or one .npy at the end.
-final class PredictionWriter {
-    private let config: SinkConfig
-    private let classes: [String]
-    private let handle: FileHandle?
-    /// npy output, written as one array at the end.
-    private var stacked: [Tensor] = []
-    private var buffer = ""
-
-    init(config: SinkConfig, classes: [String]) throws {
-        self.config = config
-        self.classes = classes
-        switch (config.kind, config.path) {
-        case (.jsonl, "-"):
-            handle = FileHandle.standardOutput
-        case (.jsonl, let path):
-            guard FileManager.default.createFile(atPath: path, contents: nil) else { throw RoleError("cannot create \(path)") }
-            handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
-        case (.npy, let path):
-            guard FileManager.default.createFile(atPath: path, contents: nil) else { throw RoleError("cannot create \(path)") }
-            handle = nil
-        }
-    }
-
-    /// Writes one batch; returns the predicted class name per window where classes are known.
-    func write(output: Tensor, keys: [WindowKey], firstWindow: UInt64) -> [String?] {
-        let rows = output.shape[0]
-        let width = output.elementCount / max(rows, 1)
-        let values = numbers(output)
-        let predicted = (0..<rows).map { row -> String? in
-            guard width == classes.count, width > 0 else { return nil }
-            var best = 0
-            for column in 1..<width where values[row * width + column] > values[row * width + best] { best = column }
-            return classes[best]
-        }
-        if config.kind == .npy {
-            if rows > 0 { stacked.append(output) }
-            return predicted
-        }
-        for (row, key) in keys.enumerated() {
-            var line = "{\"seq\":\(firstWindow + UInt64(row)),\"sensor\":\(jsonString(key.sensor)),\"window_start\":\(format(key.start))"
-            if let name = predicted[row] { line += ",\"class\":\(jsonString(name))" }
-            line += ",\"scores\":["
-            for column in 0..<width {
-                if column > 0 { line += "," }
-                line += output.dtype == .float32 ? format(Float(values[row * width + column])) : format(values[row * width + column])
-            }
-            line += "]"
-            if let label = key.label { line += ",\"label\":\(jsonString(label))" }
-            line += "}\n"
-            buffer += line
-        }
-        if buffer.utf8.count > 1 << 14 { flush() }
-        return predicted
-    }
-
-    /// Any numeric output as Doubles, for class picking and printing.
-    private func numbers(_ tensor: Tensor) -> [Double] { tensor.doubles }
-
-    private func flush() {
-        guard !buffer.isEmpty else { return }
-        handle?.write(Data(buffer.utf8))
-        buffer = ""
-    }
-
-    private var finished = false
-
-    /// Writes what is buffered and closes the output; later calls do nothing.
-    func finish() throws {
-        guard !finished else { return }
-        finished = true
-        flush()
-        if config.kind == .npy, !stacked.isEmpty {
-            try NPY.write(Tensor.concatenatingRows(stacked), path: config.path)
-        }
-        if let handle, handle !== FileHandle.standardOutput { try handle.close() }
-    }
-}
-
-private func jsonString(_ text: String) -> String {
-    var out = "\""
-    for scalar in text.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-        default: out.unicodeScalars.append(scalar)
-        }
-    }
-    return out + "\""
-}
-
-/// Shortest text that reads back as the same number; JSON has no NaN or infinity.
-private func format<Number: BinaryFloatingPoint & LosslessStringConvertible>(_ value: Number) -> String {
-    value.isFinite ? "\(value)" : "null"
-}
-
-/// Why the sink refuses a batch, with what it knew of the batch.
-private struct SinkRejection: Error {
-    var reason: DropReason
-    var windows: Int
-    var detail: String
 }

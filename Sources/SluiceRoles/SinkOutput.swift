@@ -1,0 +1,140 @@
+import Foundation
+import SluiceConfig
+import SluiceProtocol
+import SluiceTensor
+
+/// Writes predictions in the order given, as they are released: JSON lines (one per window) or
+/// rows of one .npy file. Nothing waits for the end of the run: JSON lines leave within
+/// `sink.max_delay_ms` of their batch's release, .npy rows go to the file as each batch comes,
+/// so memory stays flat. The output path is opened with open(2), never replaced (see
+/// `OutputFile`).
+final class PredictionWriter {
+    private let config: SinkConfig
+    private let classes: [String]
+    private let lines: OutputFile?
+    private let rows: NPYRowWriter?
+    private var buffer = ""
+    /// When the oldest line in `buffer` was added (monotonic seconds); nil when it is empty.
+    private var pendingSince: Double?
+    private var finished = false
+    /// The first write that failed: later writes are skipped and `flushIfDue`/`finish` throw it.
+    private var failure: Error?
+    private let maxDelaySeconds: Double
+    /// Flush before the buffer grows past this, whatever the delay.
+    private static let bufferLimit = 64 << 10
+
+    init(config: SinkConfig, classes: [String]) throws {
+        self.config = config
+        self.classes = classes
+        maxDelaySeconds = max(0, config.maxDelayMilliseconds) / 1000
+        switch config.kind {
+        case .jsonl:
+            lines = try OutputFile(path: config.path)
+            rows = nil
+        case .npy:
+            lines = nil
+            rows = try NPYRowWriter(path: config.path)
+        }
+    }
+
+    /// Writes one batch; returns the predicted class name per window where classes are known.
+    /// A failed write is kept and thrown by the next `flushIfDue` or `finish`.
+    func write(output: Tensor, keys: [WindowKey], firstWindow: UInt64) -> [String?] {
+        let rowCount = output.rank >= 1 ? output.shape[0] : 0
+        let width = output.elementCount / max(rowCount, 1)
+        let values = output.doubles
+        let predicted = (0..<rowCount).map { row -> String? in
+            guard width == classes.count, width > 0 else { return nil }
+            // A NaN compares false with everything, so an argmax over NaN scores would name the
+            // first class: scores that are not all finite name none.
+            guard (0..<width).allSatisfy({ values[row * width + $0].isFinite }) else { return nil }
+            var best = 0
+            for column in 1..<width where values[row * width + column] > values[row * width + best] { best = column }
+            return classes[best]
+        }
+        guard failure == nil, !finished else { return predicted }
+        if let rows {
+            do {
+                if rowCount > 0 { try rows.append(output) }
+            } catch {
+                failure = error
+            }
+            return predicted
+        }
+        for (row, key) in keys.enumerated() where row < rowCount {
+            var line = "{\"seq\":\(firstWindow &+ UInt64(row)),\"sensor\":\(jsonString(key.sensor)),\"window_start\":\(format(key.start))"
+            if let name = predicted[row] { line += ",\"class\":\(jsonString(name))" }
+            line += ",\"scores\":["
+            for column in 0..<width {
+                if column > 0 { line += "," }
+                line += output.dtype == .float32 ? format(Float(values[row * width + column])) : format(values[row * width + column])
+            }
+            line += "]"
+            if let label = key.label { line += ",\"label\":\(jsonString(label))" }
+            line += "}\n"
+            buffer += line
+        }
+        if pendingSince == nil, !buffer.isEmpty { pendingSince = monotonicSeconds() }
+        if buffer.utf8.count >= Self.bufferLimit || maxDelaySeconds == 0 {
+            flush()
+        } else {
+            try? flushIfDue()
+        }
+        return predicted
+    }
+
+    /// Seconds until the oldest buffered line is due (0: now); nil when nothing waits. The
+    /// sink's loop waits no longer than this, so `max_delay_ms` holds while no batch arrives.
+    var secondsUntilDue: Double? {
+        guard let pendingSince else { return nil }
+        return max(0, pendingSince + maxDelaySeconds - monotonicSeconds())
+    }
+
+    /// Writes the buffered lines once the oldest has waited `max_delay_ms`; throws the first
+    /// write failure.
+    func flushIfDue() throws {
+        if let secondsUntilDue, secondsUntilDue <= 0 { flush() }
+        if let failure { throw failure }
+    }
+
+    private func flush() {
+        defer { pendingSince = nil }
+        guard !buffer.isEmpty, failure == nil, let lines else { buffer = ""; return }
+        do {
+            try lines.write(Data(buffer.utf8))
+        } catch {
+            failure = error
+        }
+        buffer = ""
+    }
+
+    /// Writes what is buffered (and the npy header's row count) and closes the output; later
+    /// calls do nothing.
+    func finish() throws {
+        guard !finished else { return }
+        flush()
+        finished = true
+        if let failure { throw failure }
+        try rows?.finish()
+        try lines?.close()
+    }
+}
+
+private func jsonString(_ text: String) -> String {
+    var out = "\""
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
+        default: out.unicodeScalars.append(scalar)
+        }
+    }
+    return out + "\""
+}
+
+/// Shortest text that reads back as the same number; JSON has no NaN or infinity.
+private func format<Number: BinaryFloatingPoint & LosslessStringConvertible>(_ value: Number) -> String {
+    value.isFinite ? "\(value)" : "null"
+}
