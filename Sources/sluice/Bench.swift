@@ -8,13 +8,13 @@ extension Sluice {
         static let configuration = CommandConfiguration(
             abstract: "Measure the single-process executor on a model: samples/s and latency per batch size.",
             discussion: """
-            Feeds random inputs shaped as the model declares them (the first symbolic dimension
-            is the batch), warms up, then runs repeatedly for the given time at each batch size,
-            and prints samples per second, p50 and p99 latency per run, and achieved GFLOP/s.
+            Feeds random inputs shaped as the model declares them (the first symbolic dimension \
+            is the batch), warms up, then runs repeatedly for the given time at each batch size, \
+            and prints samples per second, p50 and p99 latency per run, and achieved GFLOP/s. \
             This is what one process gives before the model is cut into a pipeline.
 
             Example:
-              sluice bench pipelines/models/basicmotions-cnn.onnx --batch 1,8,32 --threads 1 --seconds 2
+              sluice bench pipelines/models/basicmotions-cnn.onnx --batch 1,8,32 --seconds 0.5
             """)
 
         @Argument(help: "The model (.onnx).")

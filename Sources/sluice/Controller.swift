@@ -1,14 +1,16 @@
 import ArgumentParser
 import Foundation
 import SluiceRoles
+import SluiceTensor
 
 extension Sluice {
     struct Controller: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Run a pipeline's controller: it plans, assigns layers to stages and watches them.",
             discussion: """
-            `sluice run` starts this for you. To run the roles as separate services instead, start the
-            controller and then `sluice stage|source|sink --controller ENDPOINT --name NAME` for each role.
+            `sluice run` starts this for you. To run the roles as separate services instead, start \
+            the controller and then `sluice stage|source|sink --controller ENDPOINT --name NAME` \
+            for each role.
 
             Example:
               sluice controller pipelines/quickstart.yaml --control tcp://0.0.0.0:5600
@@ -29,6 +31,8 @@ extension Sluice {
         @Option(help: "Write the profile (stages, layers, latency, traces, recommendation) as JSON to this file.")
         var profile: String?
 
+        @OptionGroup var predictions: PredictionsOption
+
         @OptionGroup var observe: ObserveOptions
 
         @Flag(help: .hidden)
@@ -36,7 +40,7 @@ extension Sluice {
 
         func run() throws {
             StopSignal.install(managed: managed)
-            let plan = try loadPlan(pipeline)
+            let plan = try loadPlan(pipeline, predictions: predictions.path)
             let directory = runDirectory ?? FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(getpid())").path
             try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             let result: (report: RunReport, exitCode: Int32)
@@ -47,15 +51,19 @@ extension Sluice {
                                               metricsPort: observe.metricsPort,
                                               liveEvery: observe.live ? 1 : nil)
                 result = role.run()
-                if let profile, let data = role.lastProfile?.json(), !FileManager.default.createFile(atPath: profile, contents: data) {
-                    throw RoleError("cannot write the profile to \(profile)")
+                if let profile, let data = role.lastProfile?.json() {
+                    try OutputFile.write(data, to: profile)
                 }
             } catch {
                 throw ExitCodes.report(error)
             }
             FileHandle.standardError.write(Data((result.report.text + "\n").utf8))
-            if let report, !FileManager.default.createFile(atPath: report, contents: result.report.json()) {
-                throw ExitCodes.report(RoleError("cannot write the report to \(report)"))
+            if let report {
+                do {
+                    try OutputFile.write(result.report.json(), to: report)
+                } catch {
+                    throw ExitCodes.report(error)
+                }
             }
             if result.exitCode != 0 { throw ExitCode(result.exitCode) }
         }

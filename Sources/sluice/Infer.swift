@@ -8,11 +8,11 @@ extension Sluice {
         static let configuration = CommandConfiguration(
             abstract: "Run a model in this process on .npy inputs and write its outputs as .npy files.",
             discussion: """
-            Each output is written to DIR/NAME.npy. Use it to check a model against reference outputs
-            before putting it in a pipeline.
+            Each output is written to DIR/NAME.npy. Use it to check a model against reference \
+            outputs before putting it in a pipeline.
 
             Example:
-              sluice infer pipelines/models/basicmotions-cnn.onnx --input window=windows.npy --output out/
+              sluice infer pipelines/models/basicmotions-cnn.onnx --input window=Tests/Fixtures/quickstart_input.npy --output out/
             """)
 
         @Argument(help: "The model (.onnx).")

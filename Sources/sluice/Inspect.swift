@@ -9,9 +9,9 @@ extension Sluice {
         static let configuration = CommandConfiguration(
             abstract: "Show what a model holds: ops, unsupported ops, layer cut points, FLOPs and parameters.",
             discussion: """
-            Answers "will my model run?" before any pipeline is written. A model with ops this
-            build cannot run is still inspected: the unsupported ops are listed with their nodes,
-            and the command exits with 3, as it does when the model fails to load (missing
+            Answers "will my model run?" before any pipeline is written. A model with ops this \
+            build cannot run is still inspected: the unsupported ops are listed with their nodes, \
+            and the command exits with 3, as it does when the model fails to load (missing \
             external data, shapes that do not fit), naming the node, its op and the reason.
 
             Example:

@@ -9,11 +9,11 @@ extension Sluice {
         static let configuration = CommandConfiguration(
             abstract: "Show a pipeline's layers (ops, FLOPs, parameters, boundary sizes) and how they split over stages.",
             discussion: """
-            Costs are estimated from FLOPs and boundary bytes until stages have been measured; give
-            a run's report (`sluice run --report`) to predict from its measured per-layer times and
-            stage speeds instead.
+            Costs are estimated from FLOPs and boundary bytes until stages have been measured; \
+            give a run's report (`sluice run --report`) to predict from its measured per-layer \
+            times and stage speeds instead.
 
-            Example:
+            Examples:
               sluice plan pipelines/imu-mlp-3stage.yaml
               sluice run pipelines/rebalance-demo.yaml --report run.json
               sluice plan pipelines/rebalance-demo.yaml --measurements run.json --what-if 0-2,3,4-5

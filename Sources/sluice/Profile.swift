@@ -2,20 +2,24 @@ import ArgumentParser
 import Foundation
 import SluiceProfile
 import SluiceRoles
+import SluiceTensor
 
 extension Sluice {
     struct Profile: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Run a pipeline for a while and report which stage limits throughput, why, and what a better split would give.",
             discussion: """
-            Prints a stage table (busy/idle/blocked, rates, time in stage, the bottleneck and the rule
-            that found it), a layer table (ops, FLOPs, measured time per sample), end-to-end latency
-            split into queueing, transfer and compute, and a recommendation. Writes a Chrome/Perfetto
-            trace and an SVG chart, and says where.
+            Prints a stage table (busy/idle/blocked, rates, time in stage, the bottleneck and the \
+            rule that found it), a layer table (ops, FLOPs, measured time per sample), end-to-end \
+            latency split into queueing, transfer and compute, and a recommendation. Writes a \
+            Chrome/Perfetto trace and an SVG chart, and says where.
 
-            Example:
-              sluice profile pipelines/rebalance-demo.yaml --duration 10s
-              sluice profile pipelines/quickstart.yaml --json > profile.json
+            The report goes to standard output, so the predictions must go elsewhere: a pipeline \
+            whose sink writes to standard output needs --predictions FILE (/dev/null drops them).
+
+            Examples:
+              sluice profile pipelines/rebalance-demo.yaml --duration 2s
+              sluice profile pipelines/quickstart.yaml --json --predictions predictions.jsonl > profile.json
             """)
 
         @Argument(help: "The pipeline file (YAML).")
@@ -33,19 +37,35 @@ extension Sluice {
         @Option(help: "Where to write the SVG chart (default: NAME-profile.svg in this folder).")
         var svg: String?
 
+        @OptionGroup var predictions: PredictionsOption
+
         @OptionGroup var observe: ObserveOptions
 
         func run() throws {
-            let plan = try loadPlan(pipeline)
+            let plan = try loadPlan(pipeline, predictions: predictions.path)
             let seconds = try duration.map { text -> Double in
                 guard let value = parseDuration(text) else { throw ValidationError("--duration takes e.g. 30s, 2m or 500ms, not '\(text)'") }
                 return value
             }
+            let tracePath = trace ?? "\(plan.config.name)-trace.json"
+            let svgPath = svg ?? "\(plan.config.name)-profile.svg"
+            // The report goes to standard output: the predictions, the trace and the chart may not.
+            try OutputStreams.checkReportOnStandardOutput(command: "profile", predictions: plan.config.sink.path, pipeline: pipeline)
+            try OutputStreams.check("--trace", tracePath, predictions: plan.config.sink.path, pipeline: pipeline, reportOnStandardOutput: true)
+            try OutputStreams.check("--svg", svgPath, predictions: plan.config.sink.path, pipeline: pipeline, reportOnStandardOutput: true)
             StopSignal.install(managed: false)
-            let profilePath = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-profile-\(getpid()).json").path
-            defer { try? FileManager.default.removeItem(atPath: profilePath) }
+            // The controller hands the profile over through a file in a folder of this run's own.
+            var template = Array(FileManager.default.temporaryDirectory.appendingPathComponent("sluice-profile-XXXXXX").path.utf8CString)
+            guard let folder = mkdtemp(&template).map({ String(cString: $0) }) else {
+                throw ExitCodes.report(RoleError("cannot make a temporary folder: \(String(cString: strerror(errno)))"))
+            }
+            let profilePath = folder + "/profile.json"
+            defer {
+                unlink(profilePath)
+                rmdir(folder)
+            }
             let launcher = Launcher(pipelineFile: pipeline, plan: plan,
-                                    controllerOptions: ["--profile", profilePath] + observe.controllerArguments,
+                                    controllerOptions: ["--profile", profilePath] + predictions.controllerArguments + observe.controllerArguments,
                                     stopAfter: seconds, progress: { showProgress($0, of: seconds) })
             let status: Int32
             do {
@@ -64,11 +84,11 @@ extension Sluice {
             } else {
                 print(TextReport.render(profile), terminator: "")
             }
-            let tracePath = trace ?? "\(plan.config.name)-trace.json"
-            let svgPath = svg ?? "\(plan.config.name)-profile.svg"
-            guard FileManager.default.createFile(atPath: tracePath, contents: ChromeTrace.render(profile)),
-                  FileManager.default.createFile(atPath: svgPath, contents: Data(SVGChart.render(profile).utf8)) else {
-                throw ExitCodes.report(RoleError("cannot write \(tracePath) or \(svgPath)"))
+            do {
+                try OutputFile.write(ChromeTrace.render(profile), to: tracePath)
+                try OutputFile.write(Data(SVGChart.render(profile).utf8), to: svgPath)
+            } catch {
+                throw ExitCodes.report(error)
             }
             FileHandle.standardError.write(Data("trace: \(tracePath) (open in ui.perfetto.dev or chrome://tracing)\nchart: \(svgPath)\n".utf8))
             if status != 0 { throw ExitCode(status) }

@@ -13,19 +13,34 @@ struct Sluice: ParsableCommand {
         discussion: """
         Examples:
           sluice run pipelines/quickstart.yaml
-          sluice profile pipelines/rebalance-demo.yaml --duration 10s
+          sluice profile pipelines/rebalance-demo.yaml --duration 2s
           sluice validate pipelines/quickstart.yaml
           sluice plan pipelines/imu-mlp-3stage.yaml
-          sluice infer model.onnx --input window=x.npy --output out/
-          sluice inspect model.onnx
-          sluice bench model.onnx --batch 1,8,32
+          sluice infer pipelines/models/basicmotions-cnn.onnx --input window=Tests/Fixtures/quickstart_input.npy --output out/
+          sluice inspect pipelines/models/basicmotions-cnn.onnx
+          sluice bench pipelines/models/basicmotions-cnn.onnx --batch 1,8,32 --seconds 0.5
         """,
+        version: SluiceVersion.current,
         subcommands: [Run.self, Profile.self, Validate.self, Plan.self, Infer.self, Inspect.self, Bench.self, Controller.self,
                       Stage.self, Source.self, Sink.self])
 
     static func main() {
         restartWithBetterBLASKernels()
-        main(nil)
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            // Help is rendered unwrapped and wrapped once here (see HelpText). Other clean exits
+            // (--version, completion scripts) print as the parser has them.
+            if exitCode(for: error) == .success {
+                let text = fullMessage(for: error, columns: HelpText.unwrapped)
+                if text.hasPrefix("OVERVIEW: ") || text.hasPrefix("USAGE: ") {
+                    print(HelpText.wrap(text, columns: HelpText.terminalColumns()))
+                    exit(withError: ExitCode.success)
+                }
+            }
+            exit(withError: error)
+        }
     }
 
     /// OpenBLAS reads `OPENBLAS_CORETYPE` only as it loads, before any Swift code runs: when it
@@ -53,9 +68,17 @@ enum ExitCodes {
 }
 
 /// Loads and checks a pipeline file and its model, or exits with the matching code.
-func loadPlan(_ file: String) throws -> PipelinePlan {
+/// `predictions` replaces the sink's path (`--predictions`).
+func loadPlan(_ file: String, predictions: String? = nil) throws -> PipelinePlan {
     do {
-        return try PipelinePlan.make(config: try PipelineConfig.load(path: file))
+        var config = try PipelineConfig.load(path: file)
+        if let predictions {
+            config.sink.path = predictions == "-" ? "-" : URL(fileURLWithPath: predictions).standardizedFileURL.path
+        }
+        if config.sink.kind == .npy && config.sink.path == "-" {
+            throw RoleError("an npy sink needs a file: --predictions FILE")
+        }
+        return try PipelinePlan.make(config: config)
     } catch {
         throw ExitCodes.report(error)
     }

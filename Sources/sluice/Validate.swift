@@ -8,7 +8,7 @@ extension Sluice {
         static let configuration = CommandConfiguration(
             abstract: "Check pipeline files and their models without running anything.",
             discussion: """
-            Reports every problem as FILE:LINE: KEY: MESSAGE. Exit status: 0 valid, 2 invalid
+            Reports every problem as FILE:LINE: KEY: MESSAGE. Exit status: 0 valid, 2 invalid \
             pipeline file, 3 the model cannot be loaded.
 
             Example:
