@@ -7,7 +7,22 @@ public struct ConfigIssue: Sendable, Equatable, CustomStringConvertible {
 
     public var description: String {
         let location = line.map { "\(file):\($0)" } ?? file
-        return key.isEmpty ? "\(location): \(message)" : "\(location): \(key): \(message)"
+        let text = key.isEmpty ? "\(location): \(message)" : "\(location): \(key): \(message)"
+        return Self.printable(text)
+    }
+
+    /// Keys and values are quoted from the file: their control characters (a terminal escape,
+    /// a newline that would fake another message) are shown escaped, never written raw.
+    static func printable(_ text: String) -> String {
+        var out = ""
+        for scalar in text.unicodeScalars {
+            if scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) {
+                out += "\\u{\(String(scalar.value, radix: 16))}"
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
     }
 }
 

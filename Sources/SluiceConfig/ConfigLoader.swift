@@ -24,16 +24,31 @@ extension PipelineConfig {
         let config = reader.read(root)
         if let config, fields.issues.isEmpty { return config }
         throw ConfigError(issues: fields.issues.isEmpty
-            ? [ConfigIssue(file: file, line: nil, key: "", message: "the file is empty")] : fields.issues)
+            ? [ConfigIssue(file: file, line: 1, key: "", message: "the file is empty (a pipeline needs model, source and stages)")]
+            : fields.issues)
     }
 
+    /// Every YAML error as one line located in the file; the parser's multi-line context (which
+    /// quotes the file, control characters and all) is left out.
     private static func syntaxIssue(_ error: YamlError, file: String) -> ConfigIssue {
         switch error {
-        case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _),
-             .composer(_, let problem, let mark, _):
-            return ConfigIssue(file: file, line: mark.line, key: "", message: "invalid YAML: \(problem)")
+        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
+             .composer(let context, let problem, let mark, _):
+            let during = context.map { "\($0.text) (line \($0.mark.line)): " } ?? ""
+            return ConfigIssue(file: file, line: max(1, mark.line), key: "", message: "invalid YAML: \(during)\(problem)")
+        case .reader(let problem, let offset, let value, let yaml):
+            // libyaml counts the offset in characters of the decoded text.
+            let prefix = offset.map { yaml.unicodeScalars.prefix(max(0, $0)) }
+            let line = (prefix?.filter { $0 == "\n" }.count ?? 0) + 1
+            return ConfigIssue(file: file, line: line, key: "",
+                               message: "invalid YAML: \(problem) (character code \(value)); write it escaped inside double quotes, as \"\\x01\"")
+        case .duplicatedKeysInMapping(let duplicates, let context):
+            return ConfigIssue(file: file, line: max(1, context.mark.line), key: duplicates.joined(separator: ", "),
+                               message: "is given more than once in one mapping")
+        case .dataCouldNotBeDecoded(let encoding):
+            return ConfigIssue(file: file, line: 1, key: "", message: "invalid YAML: the text is not \(encoding)")
         default:
-            return ConfigIssue(file: file, line: nil, key: "", message: "invalid YAML: \(error)")
+            return ConfigIssue(file: file, line: 1, key: "", message: "invalid YAML: \(error)")
         }
     }
 }
@@ -58,7 +73,7 @@ private struct ConfigReader {
         let model = readModel(top["model"])
         let source = readSource(top["source"])
         let window = readWindow(top["window"])
-        if let source, source.needsWindow, window == nil, top["source"] != nil {
+        if let source, source.needsWindow, top["window"] == nil, top["source"] != nil {
             fields.report(root, "window", "is required for a \(source.kind) source (length and hop of the sliding window)")
         }
         let batching = readBatching(top["batching"])
@@ -67,11 +82,13 @@ private struct ConfigReader {
         let sink = readSink(top["sink"])
         let controller = readController(top["controller"])
         let rebalance = readRebalance(top["rebalance"])
-        let cores = fields.int(top, "cores", at: "", parent: root, minimum: 1)
+        let cores = fields.int(top, "cores", at: "", parent: root, minimum: 1, maximum: Limits.cores)
         guard let model, let source, let stages, let transport, let sink, let controller, let batching else { return nil }
-        return PipelineConfig(file: fields.file, name: name, model: model, source: source, window: window,
-                              batching: batching, stages: stages, transport: transport, sink: sink,
-                              controller: controller, rebalance: rebalance, cores: cores)
+        var config = PipelineConfig(file: fields.file, name: name, model: model, source: source, window: window,
+                                    batching: batching, stages: stages, transport: transport, sink: sink,
+                                    controller: controller, rebalance: rebalance, cores: cores)
+        config.keyLines = fields.lines
+        return config
     }
 
     func resolve(_ path: String) -> String {
@@ -106,7 +123,7 @@ private struct ConfigReader {
         case "max": return .max
         case "real": return .realtime(speed: 1)
         default:
-            if text.hasSuffix("x"), let speed = Double(text.dropLast()), speed > 0, speed.isFinite {
+            if text.hasSuffix("x"), let speed = Double(text.dropLast()), speed > 0, speed <= Limits.rate {
                 return .realtime(speed: speed)
             }
             fields.report(node, "\(path).rate", "must be 'max', 'real' or a speed-up such as '4x', not '\(text)'")
@@ -119,15 +136,16 @@ private struct ConfigReader {
         let kinds = ["recording", "zmq", "tensors"]
         let entries = fields.mapping(node, at: "source", allowed: [
             "type", "path", "rate", "channels", "sample_rate_hz", "endpoint", "idle_timeout_s", "rows_per_second", "repeat",
+            "max_sensors", "sensor_idle_s",
         ])
-        let repeats = fields.int(entries, "repeat", at: "source", parent: node, minimum: 1) ?? 1
+        let repeats = fields.int(entries, "repeat", at: "source", parent: node, minimum: 1, maximum: Limits.repeats) ?? 1
         guard let type = fields.string(entries, "type", at: "source", parent: node, required: true) else { return nil }
         switch type {
         case "recording":
             let path = existingFile(entries, "path", at: "source", parent: node)
             let rate = readRate(entries, at: "source")
             let channels = fields.stringList(entries, "channels", at: "source")
-            let sampleRate = fields.double(entries, "sample_rate_hz", at: "source", parent: node, minimum: 0, exclusiveMinimum: true)
+            let sampleRate = fields.double(entries, "sample_rate_hz", at: "source", parent: node, minimum: 0, exclusiveMinimum: true, maximum: Limits.rate)
             if let path, path.hasSuffix(".npy"), sampleRate == nil, entries["sample_rate_hz"] == nil {
                 fields.report(node, "source.sample_rate_hz", "is required for an .npy recording (it has no timestamps)")
             }
@@ -135,18 +153,23 @@ private struct ConfigReader {
             return .recording(RecordingSource(path: path, rate: rate, channels: channels, sampleRateHz: sampleRate, repeats: repeats))
         case "zmq":
             let endpoint = fields.string(entries, "endpoint", at: "source", parent: node, required: true)
-            let channels = fields.int(entries, "channels", at: "source", parent: node, required: true, minimum: 1)
-            let idle = fields.double(entries, "idle_timeout_s", at: "source", parent: node, minimum: 0) ?? 0
+            let channels = fields.int(entries, "channels", at: "source", parent: node, required: true, minimum: 1, maximum: Limits.channels)
+            let idle = fields.double(entries, "idle_timeout_s", at: "source", parent: node, minimum: 0, maximum: Limits.seconds) ?? 0
             if let endpoint, !(endpoint.hasPrefix("tcp://") || endpoint.hasPrefix("ipc://")) {
                 fields.report(entries["endpoint"], "source.endpoint", "must start with tcp:// or ipc://")
                 return nil
             }
+            let maxSensors = fields.int(entries, "max_sensors", at: "source", parent: node, minimum: 1, maximum: 10_000_000)
+                ?? ZMQSource.defaultMaxSensors
+            let sensorIdle = fields.double(entries, "sensor_idle_s", at: "source", parent: node, minimum: 0, exclusiveMinimum: true, maximum: Limits.seconds)
+                ?? ZMQSource.defaultSensorIdleSeconds
             guard let endpoint, let channels else { return nil }
-            return .zmq(ZMQSource(endpoint: endpoint, channels: channels, idleTimeoutSeconds: idle))
+            return .zmq(ZMQSource(endpoint: endpoint, channels: channels, idleTimeoutSeconds: idle, maxSensors: maxSensors,
+                                  sensorIdleSeconds: sensorIdle))
         case "tensors":
             let path = existingFile(entries, "path", at: "source", parent: node)
             let rate = readRate(entries, at: "source")
-            let rows = fields.double(entries, "rows_per_second", at: "source", parent: node, minimum: 0, exclusiveMinimum: true)
+            let rows = fields.double(entries, "rows_per_second", at: "source", parent: node, minimum: 0, exclusiveMinimum: true, maximum: Limits.rate)
             if case .realtime = rate, rows == nil {
                 fields.report(node, "source.rows_per_second", "is required when a tensors source has a real-time rate")
             }
@@ -161,8 +184,8 @@ private struct ConfigReader {
     func readWindow(_ node: Node?) -> WindowConfig? {
         guard let node else { return nil }
         let entries = fields.mapping(node, at: "window", allowed: ["length", "hop", "layout"])
-        let length = fields.int(entries, "length", at: "window", parent: node, required: true, minimum: 1)
-        let hop = fields.int(entries, "hop", at: "window", parent: node, minimum: 1) ?? length
+        let length = fields.int(entries, "length", at: "window", parent: node, required: true, minimum: 1, maximum: Limits.windowLength)
+        let hop = fields.int(entries, "hop", at: "window", parent: node, minimum: 1, maximum: Limits.windowLength) ?? length
         let layout = fields.choice(entries, "layout", at: "window", default: WindowLayout.channelsFirst)
         guard let length, let hop else { return nil }
         return WindowConfig(length: length, hop: hop, layout: layout)
@@ -170,8 +193,8 @@ private struct ConfigReader {
 
     func readBatching(_ node: Node?) -> BatchingConfig? {
         let entries = fields.mapping(node, at: "batching", allowed: ["max_size", "max_delay_ms"])
-        let size = fields.int(entries, "max_size", at: "batching", parent: node, minimum: 1) ?? 8
-        let delay = fields.double(entries, "max_delay_ms", at: "batching", parent: node, minimum: 0) ?? 20
+        let size = fields.int(entries, "max_size", at: "batching", parent: node, minimum: 1, maximum: Limits.batchSize) ?? 8
+        let delay = fields.double(entries, "max_delay_ms", at: "batching", parent: node, minimum: 0, maximum: Limits.milliseconds) ?? 20
         return BatchingConfig(maxSize: size, maxDelayMilliseconds: delay)
     }
 
@@ -179,7 +202,7 @@ private struct ConfigReader {
         guard let node else { return nil }
         let entries = fields.mapping(node, at: "stages", allowed: ["count", "split", "slowdown", "replicas", "threads"])
         let autoCount = entries["count"] == nil || entries["count"]?.scalar?.string == "auto"
-        let count = autoCount ? nil : fields.int(entries, "count", at: "stages", parent: node, required: true, minimum: 1)
+        let count = autoCount ? nil : fields.int(entries, "count", at: "stages", parent: node, required: true, minimum: 1, maximum: Limits.stages)
         if !autoCount && count == nil { return nil }
         var split: [LayerRange]?
         if let splitNode = entries["split"], splitNode.scalar?.string != "auto" {
@@ -197,13 +220,13 @@ private struct ConfigReader {
         }
         let stageKeys = Set((0..<(count ?? 0)).map(String.init))
         let slowdown = perStage(entries["slowdown"], at: "stages.slowdown", keys: stageKeys) {
-            fields.double($0, $1, at: "stages.slowdown", parent: $2, minimum: 0)
+            fields.double($0, $1, at: "stages.slowdown", parent: $2, minimum: 0, maximum: 1000)
         }
         let replicas = autoReplicas ? [:] : perStage(entries["replicas"], at: "stages.replicas", keys: stageKeys) {
-            fields.int($0, $1, at: "stages.replicas", parent: $2, minimum: 1)
+            fields.int($0, $1, at: "stages.replicas", parent: $2, minimum: 1, maximum: Limits.cores)
         }
         let threads = perStage(entries["threads"], at: "stages.threads", keys: stageKeys) {
-            fields.int($0, $1, at: "stages.threads", parent: $2, minimum: 1)
+            fields.int($0, $1, at: "stages.threads", parent: $2, minimum: 1, maximum: Limits.cores)
         }
         return StagesConfig(count: count, split: split, slowdown: slowdown, replicas: replicas, autoReplicas: autoReplicas, threads: threads)
     }
@@ -229,8 +252,13 @@ private struct ConfigReader {
         for (index, item) in sequence.enumerated() {
             let text = item.scalar?.string ?? ""
             let parts = text.split(separator: "-", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
-            guard (parts.count == 1 || parts.count == 2), let first = parts[0], let last = parts.last!, first <= last, first >= 0 else {
+            guard parts.count == 1 || parts.count == 2, let first = parts.first ?? nil, let last = parts.last ?? nil,
+                  first <= last, first >= 0 else {
                 fields.report(item, "stages.split[\(index)]", "must be a layer range such as '0-3' or '4', not '\(text)'")
+                return nil
+            }
+            guard last < Limits.layers else {
+                fields.report(item, "stages.split[\(index)]", "layer \(last) is past any model (layers are numbered below \(Limits.layers))")
                 return nil
             }
             let expectedStart = ranges.last?.end ?? 0
@@ -270,16 +298,16 @@ private struct ConfigReader {
         if kind == .npy, path != "-", stat(path, &info) == 0, (info.st_mode & S_IFMT) != S_IFREG {
             fields.report(entries["path"], "sink.path", "must be a regular file for an npy sink (its header is rewritten with the row count at the end); for a pipe or a device use type: jsonl")
         }
-        let maxDelay = fields.double(entries, "max_delay_ms", at: "sink", parent: node, minimum: 0) ?? SinkConfig.defaultMaxDelayMilliseconds
+        let maxDelay = fields.double(entries, "max_delay_ms", at: "sink", parent: node, minimum: 0, maximum: Limits.milliseconds) ?? SinkConfig.defaultMaxDelayMilliseconds
         if maxDelay > 60_000 { fields.report(entries["max_delay_ms"], "sink.max_delay_ms", "must be <= 60000 (a minute)") }
-        let delay = fields.double(entries, "delay_ms", at: "sink", parent: node, minimum: 0) ?? 0
+        let delay = fields.double(entries, "delay_ms", at: "sink", parent: node, minimum: 0, maximum: Limits.milliseconds) ?? 0
         return SinkConfig(kind: kind, path: path, maxDelayMilliseconds: min(maxDelay, 60_000), delayMilliseconds: delay)
     }
 
     func readController(_ node: Node?) -> ControllerConfig? {
         let entries = fields.mapping(node, at: "controller", allowed: ["heartbeat_ms", "timeout_s", "profiling"])
-        let heartbeat = fields.double(entries, "heartbeat_ms", at: "controller", parent: node, minimum: 10) ?? 250
-        let timeout = fields.double(entries, "timeout_s", at: "controller", parent: node, minimum: 1) ?? 10
+        let heartbeat = fields.double(entries, "heartbeat_ms", at: "controller", parent: node, minimum: 10, maximum: Limits.milliseconds) ?? 250
+        let timeout = fields.double(entries, "timeout_s", at: "controller", parent: node, minimum: 1, maximum: Limits.seconds) ?? 10
         var profiling = true
         if let flag = entries["profiling"] {
             switch flag.scalar?.string {
@@ -298,9 +326,9 @@ extension ConfigReader {
         let defaults = RebalanceConfig()
         return RebalanceConfig(
             policy: fields.choice(entries, "policy", at: "rebalance", default: defaults.policy),
-            intervalSeconds: fields.double(entries, "interval_s", at: "rebalance", parent: node, minimum: 0.1) ?? defaults.intervalSeconds,
-            threshold: fields.double(entries, "threshold", at: "rebalance", parent: node, minimum: 0) ?? defaults.threshold,
-            warmupSeconds: fields.double(entries, "warmup_s", at: "rebalance", parent: node, minimum: 0) ?? defaults.warmupSeconds)
+            intervalSeconds: fields.double(entries, "interval_s", at: "rebalance", parent: node, minimum: 0.1, maximum: Limits.seconds) ?? defaults.intervalSeconds,
+            threshold: fields.double(entries, "threshold", at: "rebalance", parent: node, minimum: 0, maximum: 1000) ?? defaults.threshold,
+            warmupSeconds: fields.double(entries, "warmup_s", at: "rebalance", parent: node, minimum: 0, maximum: Limits.seconds) ?? defaults.warmupSeconds)
     }
 }
 
@@ -310,4 +338,23 @@ extension SourceConfig {
         if case .tensors = self { return false }
         return true
     }
+}
+
+/// Upper bounds on sizes and times a pipeline file may ask for: far beyond any real pipeline,
+/// small enough that everything computed from them (products, sums, conversions to integer
+/// milliseconds or nanoseconds) stays exact and allocations stay bounded.
+enum Limits {
+    static let stages = 1024
+    static let cores = 4096
+    static let channels = 1 << 16
+    static let windowLength = 1 << 24
+    static let batchSize = 1 << 16
+    static let repeats = 1 << 20
+    /// Layer indices in stages.split.
+    static let layers = 1 << 24
+    /// A week, in seconds and in milliseconds.
+    static let seconds = 604_800.0
+    static let milliseconds = 604_800_000.0
+    /// Samples, rows or replay speed-up per second.
+    static let rate = 1e9
 }

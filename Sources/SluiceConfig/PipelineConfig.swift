@@ -17,6 +17,9 @@ public struct PipelineConfig: Codable, Sendable, Equatable {
     /// Compute threads all stage processes may use together (replicas × threads summed over
     /// stages); nil: the machine's cores. Source, sink and controller mostly wait, and are not counted.
     public var cores: Int?
+    /// The line of each key in the file, by key path ("stages.count"), so that problems found
+    /// after parsing (against the model) still name their line.
+    public var keyLines: [String: Int]?
 
     public init(file: String, name: String, model: ModelConfig, source: SourceConfig, window: WindowConfig?, batching: BatchingConfig,
                 stages: StagesConfig, transport: TransportConfig, sink: SinkConfig, controller: ControllerConfig,
@@ -24,6 +27,17 @@ public struct PipelineConfig: Codable, Sendable, Equatable {
         self.file = file; self.name = name; self.model = model; self.source = source; self.window = window; self.batching = batching
         self.stages = stages; self.transport = transport; self.sink = sink; self.controller = controller; self.rebalance = rebalance
         self.cores = cores
+    }
+
+    /// A problem with `key` found after parsing, located at the key's line (or its section's).
+    public func issue(_ key: String, _ message: String) -> ConfigError {
+        var path = key
+        var line = keyLines?[path]
+        while line == nil, let dot = path.lastIndex(of: ".") {
+            path = String(path[..<dot])
+            line = keyLines?[path]
+        }
+        return ConfigError(issues: [ConfigIssue(file: file, line: line ?? 1, key: key, message: message)])
     }
 
     /// The core budget in force: `cores`, or every core this machine has.
@@ -96,9 +110,19 @@ public struct ZMQSource: Codable, Sendable, Equatable {
     public var channels: Int
     /// Finish when no sample arrived for this long (0: wait for an end-of-stream message).
     public var idleTimeoutSeconds: Double
+    /// Sensors whose partial windows are held at once. A chunk from a new sensor while this
+    /// many are live (after idle ones are evicted) is refused: dropped, counted and logged.
+    public var maxSensors: Int
+    /// A sensor silent this long is forgotten, its partial window with it.
+    public var sensorIdleSeconds: Double
 
-    public init(endpoint: String, channels: Int, idleTimeoutSeconds: Double) {
+    public static let defaultMaxSensors = 10_000
+    public static let defaultSensorIdleSeconds = 60.0
+
+    public init(endpoint: String, channels: Int, idleTimeoutSeconds: Double, maxSensors: Int = ZMQSource.defaultMaxSensors,
+                sensorIdleSeconds: Double = ZMQSource.defaultSensorIdleSeconds) {
         self.endpoint = endpoint; self.channels = channels; self.idleTimeoutSeconds = idleTimeoutSeconds
+        self.maxSensors = maxSensors; self.sensorIdleSeconds = sensorIdleSeconds
     }
 }
 

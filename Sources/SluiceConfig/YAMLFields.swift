@@ -5,6 +5,8 @@ import Yams
 final class YAMLFields {
     let file: String
     private(set) var issues: [ConfigIssue] = []
+    /// The line of every key read, by key path ("stages.count"), for problems found later.
+    private(set) var lines: [String: Int] = [:]
 
     init(file: String) { self.file = file }
 
@@ -23,6 +25,7 @@ final class YAMLFields {
         for (keyNode, value) in mapping {
             let key = keyNode.string ?? ""
             let keyPath = path.isEmpty ? key : "\(path).\(key)"
+            if let line = keyNode.mark?.line { lines[keyPath] = line }
             if !allowed.contains(key) {
                 report(keyNode, keyPath, "unknown key (expected one of: \(allowed.sorted().joined(separator: ", ")))")
             }
@@ -44,7 +47,7 @@ final class YAMLFields {
     }
 
     func int(_ entries: [String: Node], _ key: String, at path: String, parent: Node?, required: Bool = false,
-             minimum: Int? = nil) -> Int? {
+             minimum: Int? = nil, maximum: Int? = nil) -> Int? {
         guard let node = entries[key] else {
             if required { report(parent, join(path, key), "is required") }
             return nil
@@ -57,11 +60,15 @@ final class YAMLFields {
             report(node, join(path, key), "must be >= \(minimum)")
             return nil
         }
+        if let maximum, value > maximum {
+            report(node, join(path, key), "must be <= \(maximum)")
+            return nil
+        }
         return value
     }
 
     func double(_ entries: [String: Node], _ key: String, at path: String, parent: Node?, required: Bool = false,
-                minimum: Double? = nil, exclusiveMinimum: Bool = false) -> Double? {
+                minimum: Double? = nil, exclusiveMinimum: Bool = false, maximum: Double? = nil) -> Double? {
         guard let node = entries[key] else {
             if required { report(parent, join(path, key), "is required") }
             return nil
@@ -72,6 +79,10 @@ final class YAMLFields {
         }
         if let minimum, exclusiveMinimum ? value <= minimum : value < minimum {
             report(node, join(path, key), "must be \(exclusiveMinimum ? ">" : ">=") \(minimum)")
+            return nil
+        }
+        if let maximum, value > maximum {
+            report(node, join(path, key), "must be <= \(maximum)")
             return nil
         }
         return value

@@ -26,6 +26,11 @@ public struct PipelinePlan {
 
     public static func make(config: PipelineConfig) throws -> PipelinePlan {
         let model = try ONNXModel.load(path: config.model.path)
+        // Every stage needs a layer, and a layer holds at least one node: checked before the
+        // cut, which works in memory proportional to the count it is asked for.
+        if let count = config.stages.count, count > model.nodes.count {
+            throw config.issue("stages.count", "\(count) stages, but the model has \(model.nodes.count) nodes, so at most \(model.nodes.count) layers")
+        }
         let graph = PlanGraph(model: model)
         let cut = LayerCut.cut(graph, maxLiveTensors: 1, minimumLayers: config.stages.count ?? 1)
 
@@ -33,12 +38,12 @@ public struct PipelinePlan {
         let input: TensorInfo
         if let wanted = config.model.input {
             guard let found = inputs.first(where: { $0.name == wanted }) else {
-                throw RoleError("\(config.file): model.input: the model has no input '\(wanted)' (inputs: \(inputs.map(\.name).joined(separator: ", ")))")
+                throw config.issue("model.input", "the model has no input '\(wanted)' (inputs: \(inputs.map(\.name).joined(separator: ", ")))")
             }
             input = found
         } else {
             guard inputs.count == 1 else {
-                throw RoleError("\(config.file): model.input: the model has \(inputs.count) inputs (\(inputs.map(\.name).joined(separator: ", "))); name the one windows feed")
+                throw config.issue("model.input", "the model has \(inputs.count) inputs (\(inputs.map(\.name).joined(separator: ", "))); name the one windows feed")
             }
             input = inputs[0]
         }
@@ -47,9 +52,11 @@ public struct PipelinePlan {
         guard !input.shape.isEmpty, sampleDims.allSatisfy({ $0 != nil }) else {
             throw RoleError("model input '\(input.name)' has shape \(input.shape.map { $0.map(String.init) ?? "?" }); only the batch dimension may be symbolic")
         }
+        let sampleShape = sampleDims.compactMap { $0 }
+        try checkWindow(config, input: input.name, sampleShape: sampleShape)
         let outputName = config.model.output ?? model.outputs.first?.name ?? ""
         guard model.outputs.contains(where: { $0.name == outputName }) else {
-            throw RoleError("\(config.file): model.output: the model has no output '\(outputName)'")
+            throw config.issue("model.output", "the model has no output '\(outputName)'")
         }
         let classes = config.model.classes
             ?? model.metadata["classes"].map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? []
@@ -58,7 +65,7 @@ public struct PipelinePlan {
         let stages = config.stages
         let splitRanges = stages.split.map { $0.map { $0.start..<$0.end } }
         if let split = stages.split, split.last?.end != cut.layers.count {
-            throw RoleError("\(config.file): stages.split: covers layers 0-\((split.last?.end ?? 1) - 1) but the model has \(cut.layers.count) layers (0-\(cut.layers.count - 1)); see `sluice plan`")
+            throw config.issue("stages.split", "covers layers 0-\((split.last?.end ?? 1) - 1) but the model has \(cut.layers.count) layers (0-\(cut.layers.count - 1)); see `sluice plan`")
         }
         let partition: Partition
         let shapes: [StageShape]
@@ -73,7 +80,7 @@ public struct PipelinePlan {
                 partition = Partition(ranges: chosen.ranges, stageTimes: chosen.stageTimes)
                 shapes = chosen.shapes
             } catch {
-                throw RoleError("\(config.file): cores: \(error)")
+                throw config.issue("cores", "\(error)")
             }
         } else {
             let count = stages.count ?? 1
@@ -83,13 +90,42 @@ public struct PipelinePlan {
                 do {
                     partition = try Partition.optimal(costs: costs, stages: count)
                 } catch {
-                    throw RoleError("\(config.file): stages.count: \(error)")
+                    throw config.issue("stages.count", "\(error)")
                 }
             }
             shapes = (0..<count).map { StageShape(replicas: stages.replicas[$0] ?? 1, threads: stages.threads[$0] ?? 1) }
         }
         return PipelinePlan(config: config, model: model, graph: graph, cut: cut, partition: partition, shapes: shapes, inputName: input.name,
-                            outputName: outputName, sampleShape: sampleDims.map { $0! }, classes: classes)
+                            outputName: outputName, sampleShape: sampleShape, classes: classes)
+    }
+
+    /// The windows the source will cut must be the rows the model takes: the same check for
+    /// `sluice validate` and before `sluice run` starts any process. A sensor source gives
+    /// [channels, length] (channels_first) or [length, channels] per window.
+    static func checkWindow(_ config: PipelineConfig, input: String, sampleShape: [Int]) throws {
+        guard let window = config.window, config.source.needsWindow else { return }
+        let channels: Int?
+        switch config.source {
+        case .zmq(let zmq): channels = zmq.channels
+        case .recording(let recording): channels = try? Recording.channelCount(recording)
+        case .tensors: channels = nil
+        }
+        let layout = window.layout
+        let takes = "model input '\(input)' takes \(sampleShape) per window"
+        guard sampleShape.count == 2 else {
+            throw config.issue("window", "\(takes), but sensor windows are 2-D ([channels, length] or [length, channels])")
+        }
+        let (modelChannels, modelLength) = layout == .channelsFirst ? (sampleShape[0], sampleShape[1]) : (sampleShape[1], sampleShape[0])
+        let other = layout == .channelsFirst ? WindowLayout.channelsLast : .channelsFirst
+        let swapped = window.length == modelChannels && (channels ?? modelLength) == modelLength
+        let hint = swapped ? "; with window.layout: \(other.rawValue) it fits" : ""
+        if window.length != modelLength {
+            throw config.issue("window.length", "is \(window.length), but \(takes) (\(layout.rawValue): \(layout == .channelsFirst ? "[channels, length]" : "[length, channels]"))\(hint)")
+        }
+        if let channels, channels != modelChannels {
+            let key = config.source.kind == "zmq" ? "source.channels" : "source"
+            throw config.issue(key, "gives \(channels) channel(s), but \(takes) (\(layout.rawValue)): \(modelChannels) channel(s)\(hint)")
+        }
     }
 
     /// FLOP-based costs per layer and per boundary, for planning before anything is measured.
@@ -160,7 +196,7 @@ public struct PipelinePlan {
         }
         messages["source"] = .assignSource(SourceAssignment(
             source: config.source, window: config.window, batching: config.batching, inputName: inputName,
-            sampleShape: sampleShape, epoch: 1, pushEndpoints: endpoints.stages[0], liveness: liveness))
+            sampleShape: sampleShape, epoch: 1, pushEndpoints: endpoints.stages[0], liveness: liveness, nanPolicy: config.nanPolicy))
         messages["sink"] = .assignSink(SinkAssignment(
             sink: config.sink, pullEndpoint: endpoints.sink, outputName: outputName, classes: classes,
             layerCount: cut.layers.count, liveness: liveness, profiling: config.controller.profiling))

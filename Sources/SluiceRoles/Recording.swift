@@ -22,12 +22,41 @@ public struct Recording {
                 throw RoleError("\(config.path): a recording .npy must be float32 [samples, channels], not \(tensor.dtype)\(tensor.shape)")
             }
             let rate = config.sampleRateHz ?? 1
-            return Recording(channelNames: (0..<tensor.shape[1]).map { "ch\($0)" },
+            return try checkedTimes(config, Recording(channelNames: (0..<tensor.shape[1]).map { "ch\($0)" },
                              sensors: Array(repeating: "sensor-0", count: tensor.shape[0]),
                              times: (0..<tensor.shape[0]).map { Double($0) / rate },
-                             samples: tensor.floats, labels: Array(repeating: nil, count: tensor.shape[0]))
+                             samples: tensor.floats, labels: Array(repeating: nil, count: tensor.shape[0])))
         }
-        return try parseCSV(path: config.path, channels: config.channels)
+        return try checkedTimes(config, parseCSV(path: config.path, channels: config.channels))
+    }
+
+    /// Replays shift each pass by the recording's span plus a sample period (at most the span
+    /// again, or 1 s): every window start they make must stay a finite number.
+    private static func checkedTimes(_ config: RecordingSource, _ recording: Recording) throws -> Recording {
+        if let first = recording.times.min(), let last = recording.times.max(),
+           !(abs(first) + abs(last) + (2 * (last - first) + 1) * Double(config.repeats)).isFinite {
+            throw RoleError("\(config.path): sample times from \(first) to \(last) s, replayed \(config.repeats) time(s), pass the largest time")
+        }
+        return recording
+    }
+
+    /// The channels a recording gives, read from its header alone (the CSV's first line, the
+    /// .npy's shape), so checking a pipeline does not read the whole recording.
+    public static func channelCount(_ config: RecordingSource) throws -> Int {
+        guard let handle = FileHandle(forReadingAtPath: config.path) else { throw RoleError("\(config.path): cannot read the recording") }
+        defer { try? handle.close() }
+        let head = (try? handle.read(upToCount: 1 << 16)) ?? Data()
+        if config.path.hasSuffix(".npy") {
+            guard let shape = NPY.shape(ofHeader: head), shape.count == 2 else {
+                throw RoleError("\(config.path): a recording .npy must be [samples, channels]")
+            }
+            return shape[1]
+        }
+        if let wanted = config.channels { return wanted.count }
+        let text = String(decoding: head, as: UTF8.self)
+        guard let first = text.split(whereSeparator: \.isNewline).first else { throw RoleError("\(config.path): the recording is empty") }
+        return first.split(separator: ",", omittingEmptySubsequences: false)
+            .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !["sensor", "t", "label"].contains($0) }.count
     }
 
     static func parseCSV(path: String, channels wanted: [String]?) throws -> Recording {
@@ -53,7 +82,9 @@ public struct Recording {
             guard fields.count == header.count else {
                 throw RoleError("\(path):\(lineNumber): \(fields.count) fields, the header has \(header.count)")
             }
-            guard let time = Double(fields[timeColumn]) else { throw RoleError("\(path):\(lineNumber): t is not a number: '\(fields[timeColumn])'") }
+            guard let time = Double(fields[timeColumn]), time.isFinite else {
+                throw RoleError("\(path):\(lineNumber): t is not a finite number: '\(fields[timeColumn])'")
+            }
             recording.sensors.append(String(fields[sensorColumn]))
             recording.times.append(time)
             for (name, column) in zip(channelNames, channelColumns) {

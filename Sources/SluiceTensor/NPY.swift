@@ -17,8 +17,13 @@ public enum NPY {
         return try decode(data, path: path)
     }
 
-    public static func decode(_ data: Data, path: String = "<memory>") throws -> Tensor {
-        let bytes = [UInt8](data)
+    /// The shape an .npy header declares, from the file's first bytes; nil when they are not one.
+    public static func shape(ofHeader data: Data) -> [Int]? {
+        try? parseHeader([UInt8](data), path: "").shape
+    }
+
+    /// Checks the magic, version and header dict; every size is checked before it is used.
+    private static func parseHeader(_ bytes: [UInt8], path: String) throws -> (dtype: DType, shape: [Int], dataStart: Int) {
         guard bytes.count >= 10, Array(bytes[0..<6]) == magic else {
             throw NPYError(path: path, reason: "missing the \\x93NUMPY magic")
         }
@@ -46,8 +51,14 @@ public enum NPY {
             throw NPYError(path: path, reason: "Fortran-order arrays are not supported; save with np.ascontiguousarray")
         }
         guard let shapeText = value(of: "shape", in: header) else { throw NPYError(path: path, reason: "header has no shape") }
-        let shape = shapeText.trimmingCharacters(in: CharacterSet(charactersIn: "() "))
-            .split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        // Every dimension a non-negative integer (a dropped or negative one would change the shape).
+        var shape: [Int] = []
+        for part in shapeText.trimmingCharacters(in: CharacterSet(charactersIn: "() ")).split(separator: ",") {
+            let text = part.trimmingCharacters(in: .whitespaces)
+            if text.isEmpty { continue }
+            guard let dim = Int(text), dim >= 0 else { throw NPYError(path: path, reason: "shape \(shapeText) has a dimension '\(text)' that is not a size") }
+            shape.append(dim)
+        }
 
         let dtype: DType
         switch descr {
@@ -65,13 +76,28 @@ public enum NPY {
         case "<u8": dtype = .uint64
         default: throw NPYError(path: path, reason: "unsupported dtype '\(descr)' (use little-endian float32, float64, float16, int64, int32, int16, int8, uint64, uint32, uint16, uint8 or bool)")
         }
-        let tensor = Tensor(zeros: dtype, shape: shape)
-        let dataStart = headerStart + headerLength
-        guard bytes.count - dataStart >= tensor.byteCount else {
-            throw NPYError(path: path, reason: "expected \(tensor.byteCount) bytes of data for \(dtype)\(shape), found \(bytes.count - dataStart)")
+        return (dtype, shape, headerStart + headerLength)
+    }
+
+    public static func decode(_ data: Data, path: String = "<memory>") throws -> Tensor {
+        let bytes = [UInt8](data)
+        let (dtype, shape, dataStart) = try parseHeader(bytes, path: path)
+        // The bytes the shape needs, computed without overflow and found in the file before
+        // anything is allocated for them.
+        var elements = 1
+        for dim in shape {
+            let (product, overflow) = elements.multipliedReportingOverflow(by: dim)
+            guard !overflow else { throw NPYError(path: path, reason: "shape \(shape) is too large for any file") }
+            elements = product
         }
+        let (byteCount, overflow) = elements.multipliedReportingOverflow(by: dtype.byteSize)
+        guard !overflow, bytes.count - dataStart >= byteCount else {
+            throw NPYError(path: path, reason: "expected \(overflow ? "more" : String(byteCount)) bytes of data for \(dtype)\(shape), found \(bytes.count - dataStart)")
+        }
+        let tensor = Tensor(zeros: dtype, shape: shape)
         bytes.withUnsafeBytes { raw in
-            tensor.storage.bytes.copyMemory(from: raw.baseAddress! + dataStart, byteCount: tensor.byteCount)
+            guard let base = raw.baseAddress, byteCount > 0 else { return }
+            tensor.storage.bytes.copyMemory(from: base + dataStart, byteCount: byteCount)
         }
         return tensor
     }

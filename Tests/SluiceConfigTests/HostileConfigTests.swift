@@ -1,0 +1,169 @@
+import Foundation
+import Testing
+@testable import SluiceConfig
+
+/// Pipeline files are input from outside: whatever they hold, loading ends in a config or in
+/// issues that each name the file and a line, never in a trap or an unbounded allocation.
+@Suite struct HostileConfigTests {
+    static let base = """
+    name: demo
+    model:
+      path: m.onnx
+    source:
+      type: zmq
+      endpoint: tcp://127.0.0.1:5555
+      channels: 6
+      max_sensors: 100
+      sensor_idle_s: 30
+    window:
+      length: 100
+      hop: 50
+      layout: channels_first
+    batching:
+      max_size: 16
+      max_delay_ms: 5
+    stages:
+      count: 3
+      split: ["0-2", "3", "4-9"]
+      replicas: {1: 2}
+    transport:
+      kind: tcp
+      base_port: 7000
+    sink:
+      type: jsonl
+    controller:
+      heartbeat_ms: 100
+    rebalance:
+      policy: auto
+    """
+
+    static func issues(_ yaml: String) -> [ConfigIssue]? {
+        do {
+            _ = try PipelineConfig.parse(yaml: yaml, file: "p.yaml", checkFiles: false)
+            return nil
+        } catch let error as ConfigError {
+            return error.issues
+        } catch {
+            Issue.record("not a ConfigError: \(error)")
+            return []
+        }
+    }
+
+    @Test func baseIsValidAndReadsTheSensorLimits() throws {
+        let config = try PipelineConfig.parse(yaml: Self.base, file: "p.yaml", checkFiles: false)
+        guard case .zmq(let source) = config.source else { Issue.record("not a zmq source"); return }
+        #expect(source.maxSensors == 100 && source.sensorIdleSeconds == 30)
+        #expect(config.keyLines?["stages.split"] == 19)
+        let defaults = try PipelineConfig.parse(yaml: Self.base.replacingOccurrences(of: "  max_sensors: 100\n  sensor_idle_s: 30\n", with: ""),
+                                                file: "p.yaml", checkFiles: false)
+        guard case .zmq(let plain) = defaults.source else { return }
+        #expect(plain.maxSensors == ZMQSource.defaultMaxSensors && plain.sensorIdleSeconds == ZMQSource.defaultSensorIdleSeconds)
+    }
+
+    /// Each of these once came back without a line, or trapped, or allocated without bound.
+    @Test(arguments: [
+        ("name: a\nname: b\n", "name", "is given more than once"),
+        ("", "", "the file is empty"),
+        ("# nothing\n", "", "the file is empty"),
+        ("name: \"a\u{01}b\"\n", "", "control characters are not allowed"),
+        ("name: a\u{01}\n", "", "control characters are not allowed"),
+        ("a: b\n---\nc: d\n", "", "invalid YAML"),
+    ])
+    func malformedFilesNameTheirLine(yaml: String, key: String, message: String) throws {
+        let found = try #require(Self.issues(yaml))
+        #expect(!found.isEmpty)
+        for issue in found {
+            #expect(issue.line != nil, "\(issue)")
+            #expect(!issue.description.unicodeScalars.contains { $0.value < 0x20 }, "\(issue.description)")
+        }
+        #expect(found.contains { $0.key == key && $0.message.contains(message) }, "\(found)")
+    }
+
+    @Test func hugeSizesAreRefusedBeforeAnythingIsComputedFromThem() throws {
+        let cases: [(String, String, String)] = [
+            ("[\"0-2\", \"3\", \"4-9\"]", "[\"0-2\", \"3\", \"4-9223372036854775807\"]", "stages.split[2]"),
+            ("count: 3", "count: 100000000000", "stages.count"),
+            ("length: 100", "length: 1099511627776", "window.length"),
+            ("channels: 6", "channels: 4611686018427387904", "source.channels"),
+            ("max_size: 16", "max_size: 9223372036854775807", "batching.max_size"),
+            ("max_delay_ms: 5", "max_delay_ms: 1e300", "batching.max_delay_ms"),
+            ("heartbeat_ms: 100", "heartbeat_ms: 1e300", "controller.heartbeat_ms"),
+            ("max_sensors: 100", "max_sensors: 9223372036854775807", "source.max_sensors"),
+        ]
+        for (from, to, key) in cases {
+            let found = try #require(Self.issues(Self.base.replacingOccurrences(of: from, with: to)), "\(to) was accepted")
+            #expect(found.contains { $0.key == key && $0.line != nil }, "\(to): \(found)")
+        }
+    }
+
+    @Test func valuesQuotedInMessagesCannotWriteControlCharacters() throws {
+        let found = try #require(Self.issues(Self.base.replacingOccurrences(of: "policy: auto", with: "policy: \"\\e[31mred\\nfake: line\"")))
+        let text = found.map(\.description).joined(separator: "\n")
+        #expect(text.contains("rebalance.policy") && !text.contains("\u{1B}") && !text.contains("red\nfake"), "\(text)")
+    }
+
+    /// A short, fixed-seed run of tools/fuzz_configs.py's mutations: every rejection names a
+    /// line. The long run (10,000+ files through the built binary) is in docs/testing.md.
+    @Test func mutatedConfigsAlwaysGetALocatedMessage() {
+        var random = ConfigMutator(seed: 0x5EED_C0DE)
+        var rejected = 0
+        for _ in 0..<400 {
+            let yaml = random.mutate(Self.base)
+            guard let found = Self.issues(yaml) else { continue }
+            rejected += 1
+            for issue in found where issue.line == nil {
+                Issue.record("no line for \(issue) in:\n\(yaml)")
+            }
+        }
+        #expect(rejected > 100)
+    }
+}
+
+/// Line-level and byte-level mutations of a pipeline file, as the long fuzzer makes them.
+struct ConfigMutator {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    mutating func pick<T>(_ items: [T]) -> T { items[Int(next() % UInt64(items.count))] }
+
+    static let values = ["0", "-1", "1e308", "-1e308", ".nan", ".inf", "9223372036854775807", "9223372036854775808",
+                         "-9223372036854775808", "1099511627776", "\"\"", "[]", "{}", "~", "auto", "\"0-9223372036854775807\"",
+                         "[\"0-1\", \"2-1\"]", "[\"9223372036854775806-9223372036854775807\"]", "&a x", "*a", "!!binary AAAA",
+                         "\"\\u0000\"", "\"\\e[2J\"", "0x7fffffffffffffff", "1_000", "yes", "\"a\\nb\""]
+
+    mutating func mutate(_ text: String) -> String {
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        for _ in 0...(next() % 3) {
+            if lines.isEmpty { lines = [""] }
+            let index = Int(next() % UInt64(lines.count))
+            switch next() % 9 {
+            case 0: lines.remove(at: index)
+            case 1: lines.insert(lines[index], at: index)  // a duplicate key
+            case 2:
+                if let colon = lines[index].firstIndex(of: ":") {
+                    lines[index] = String(lines[index][...colon]) + " " + pick(Self.values)
+                }
+            case 3: lines[index] = "  " + lines[index]
+            case 4: lines[index] = String(lines[index].dropFirst(min(2, lines[index].count)))
+            case 5:
+                var scalars = Array(lines[index].unicodeScalars)
+                if !scalars.isEmpty {
+                    scalars[Int(next() % UInt64(scalars.count))] = Unicode.Scalar(UInt8(next() % 128))
+                }
+                lines[index] = String(String.UnicodeScalarView(scalars))
+            case 6: lines.swapAt(index, Int(next() % UInt64(lines.count)))
+            case 7: lines = Array(lines.prefix(index))
+            default: lines[index] += pick([":", " #", " [", " {", "\"", "'", "\t", " - x", ": y"])
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+}
