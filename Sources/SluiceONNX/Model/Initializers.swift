@@ -31,14 +31,32 @@ enum TensorDecoder {
         return names[code] ?? "data type \(code)"
     }
 
-    /// The dtype and shape a proto declares, validated.
+    /// The dtype and shape a proto declares, validated: its size in bytes fits an Int, so
+    /// every later product of its dimensions is exact.
     static func info(_ proto: Onnx_TensorProto) throws -> (dtype: DType, shape: [Int]) {
         guard let dtype = dtype(onnx: proto.dataType) else {
             throw OpError.unsupported("data type \(onnxTypeName(proto.dataType)) is not supported (only numeric and bool tensors are)")
         }
         guard proto.dims.allSatisfy({ $0 >= 0 }) else { throw OpError.invalid("has negative dimensions \(proto.dims)") }
         if proto.hasSegment { throw OpError.unsupported("segmented tensors are not supported") }
-        return (dtype, proto.dims.map { Int($0) })
+        let shape = proto.dims.map { Int($0) }
+        guard byteCount(dtype, shape) != nil else {
+            throw OpError.invalid("has dimensions \(proto.dims): more bytes than any file holds")
+        }
+        return (dtype, shape)
+    }
+
+    /// Bytes of a tensor of this type, nil when the product overflows (the dimensions are
+    /// hostile: no real tensor comes near).
+    static func byteCount(_ dtype: DType, _ shape: [Int]) -> Int? {
+        var count = dtype.byteSize
+        for dim in shape {
+            guard dim >= 0 else { return nil }
+            let (product, overflow) = count.multipliedReportingOverflow(by: dim)
+            if overflow { return nil }
+            count = product
+        }
+        return count
     }
 
     /// Where an external tensor's bytes are: file, offset, length.
@@ -65,15 +83,64 @@ enum TensorDecoder {
             guard let value = Int(text), value >= 0 else { throw OpError.invalid("has an invalid external data length '\(text)'") }
             length = value
         }
-        let path = location.hasPrefix("/") ? location : (baseDirectory as NSString).appendingPathComponent(location)
-        return ExternalLocation(path: path, offset: offset, length: length)
+        return ExternalLocation(path: try confined(location, to: baseDirectory), offset: offset, length: length)
+    }
+
+    /// External data lives in the model's folder: a location that leads elsewhere (absolute,
+    /// through "..", or through a symbolic link) is refused before anything is opened, and the
+    /// error says nothing of what is there.
+    static func confined(_ location: String, to baseDirectory: String) throws -> String {
+        let refusal = OpError("external data location '\(location)' is outside the model's folder; external data files must be inside it",
+                              kind: .invalidGraph)
+        guard !location.hasPrefix("/"), !location.contains("\0") else { throw refusal }
+        let base = URL(fileURLWithPath: baseDirectory).standardizedFileURL.path
+        let path = URL(fileURLWithPath: base).appendingPathComponent(location).standardizedFileURL.path
+        guard path.hasPrefix(base.hasSuffix("/") ? base : base + "/") else { throw refusal }
+        // Links resolved: both sides, since the model's folder may itself be reached by a link.
+        guard let realBase = realPath(base), let real = realPath(path) else {
+            throw OpError("external data file '\(location)' cannot be opened", kind: .fileNotReadable)
+        }
+        guard real.hasPrefix(realBase.hasSuffix("/") ? realBase : realBase + "/") else { throw refusal }
+        return real
+    }
+
+    private static func realPath(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+
+    /// Checks that a tensor stored in the model holds as many values as its shape needs, so a
+    /// declared size is never larger than the file that declares it.
+    static func checkInline(_ proto: Onnx_TensorProto, _ dtype: DType, _ shape: [Int]) throws {
+        let count = Tensor.elementCount(of: shape)
+        let available: Int
+        let field: String
+        if proto.hasRawData {
+            available = proto.rawData.count / dtype.byteSize
+            field = "raw_data has \(proto.rawData.count) bytes"
+            guard proto.rawData.count == count * dtype.byteSize else {
+                throw OpError.invalid("\(field), \(dtype)\(describe(shape)) needs \(count * dtype.byteSize)")
+            }
+            return
+        }
+        switch dtype {
+        case .float32: (available, field) = (proto.floatData.count, "float_data")
+        case .float64: (available, field) = (proto.doubleData.count, "double_data")
+        case .int64: (available, field) = (proto.int64Data.count, "int64_data")
+        case .uint32, .uint64: (available, field) = (proto.uint64Data.count, "uint64_data")
+        default: (available, field) = (proto.int32Data.count, "int32_data")
+        }
+        guard available == count else {
+            throw OpError.invalid("\(field) has \(available) values, \(dtype)\(describe(shape)) needs \(count)")
+        }
     }
 
     /// Checks at load that an external tensor's file exists and holds its bytes.
     static func checkExternal(_ proto: Onnx_TensorProto, baseDirectory: String) throws {
         let (dtype, shape) = try info(proto)
         let location = try externalLocation(proto, baseDirectory: baseDirectory)
-        let expected = Tensor.elementCount(of: shape) * dtype.byteSize
+        guard let expected = byteCount(dtype, shape) else { throw OpError.invalid("is larger than any file") }
         guard let attributes = try? FileManager.default.attributesOfItem(atPath: location.path),
               let size = (attributes[.size] as? NSNumber)?.intValue else {
             throw OpError("external data file '\(location.path)' cannot be opened", kind: .fileNotReadable)
@@ -81,8 +148,9 @@ enum TensorDecoder {
         if let length = location.length, length != expected {
             throw OpError.invalid("external data length \(length) does not match \(dtype)\(describe(shape)) (\(expected) bytes)")
         }
-        guard location.offset + expected <= size else {
-            throw OpError("external data file '\(location.path)' has \(size) bytes; this tensor needs bytes \(location.offset)..<\(location.offset + expected)",
+        let (end, overflow) = location.offset.addingReportingOverflow(expected)
+        guard !overflow, end <= size else {
+            throw OpError("external data file '\(location.path)' has \(size) bytes; this tensor needs \(expected) bytes from offset \(location.offset)",
                           kind: .fileNotReadable)
         }
     }
@@ -91,6 +159,8 @@ enum TensorDecoder {
     static func decode(_ proto: Onnx_TensorProto, name: String, baseDirectory: String?) throws -> Tensor {
         let (dtype, shape) = try info(proto)
         let count = Tensor.elementCount(of: shape)
+        // The bytes must be there before anything is allocated for them.
+        if proto.dataLocation != .external { try checkInline(proto, dtype, shape) }
         let tensor = Tensor(zeros: dtype, shape: shape)
         if proto.dataLocation == .external {
             let location = try externalLocation(proto, baseDirectory: baseDirectory)
@@ -108,7 +178,9 @@ enum TensorDecoder {
             guard data.count == tensor.byteCount else {
                 throw OpError("external data file '\(location.path)' ends before this tensor's \(tensor.byteCount) bytes", kind: .fileNotReadable)
             }
-            data.withUnsafeBytes { tensor.storage.bytes.copyMemory(from: $0.baseAddress!, byteCount: data.count) }
+            data.withUnsafeBytes { raw in
+                if let base = raw.baseAddress { tensor.storage.bytes.copyMemory(from: base, byteCount: data.count) }
+            }
             return tensor
         }
         if proto.hasRawData {
@@ -116,7 +188,9 @@ enum TensorDecoder {
             guard raw.count == tensor.byteCount else {
                 throw OpError.invalid("raw_data has \(raw.count) bytes, \(dtype)\(describe(shape)) needs \(tensor.byteCount)")
             }
-            if !raw.isEmpty { raw.withUnsafeBytes { tensor.storage.bytes.copyMemory(from: $0.baseAddress!, byteCount: raw.count) } }
+            raw.withUnsafeBytes { bytes in
+                if let base = bytes.baseAddress { tensor.storage.bytes.copyMemory(from: base, byteCount: raw.count) }
+            }
             return tensor
         }
         func check(_ available: Int, _ field: String) throws {
@@ -183,6 +257,8 @@ final class Initializer: @unchecked Sendable {
         let (dtype, shape) = try TensorDecoder.info(proto)
         if proto.dataLocation == .external {
             try TensorDecoder.checkExternal(proto, baseDirectory: baseDirectory)
+        } else {
+            try TensorDecoder.checkInline(proto, dtype, shape)
         }
         self.name = name
         self.dtype = dtype
@@ -198,6 +274,7 @@ final class Initializer: @unchecked Sendable {
     }
 
     var type: ValueType { ValueType(dtype, shape) }
+    /// Exact: `TensorDecoder.info` checked the product when the initializer was read.
     var byteCount: Int { Tensor.elementCount(of: shape) * dtype.byteSize }
 
     func tensor() throws -> Tensor {

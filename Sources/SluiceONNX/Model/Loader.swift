@@ -96,6 +96,10 @@ struct ModelLoader {
         for value in graphInputs {
             let (dtype, shape) = try inputTensorType(value, role: "graph input")
             guard let shape else { throw fail(.unsupportedFeature, "graph input '\(value.name)' has no shape; Sluice needs the rank and the fixed dimensions") }
+            // Checked before inference multiplies anything with them.
+            guard let bytes = TensorDecoder.byteCount(dtype, shape.map { $0 ?? 1 }), bytes <= ShapeInference.maximumTensorBytes else {
+                throw fail(.invalidGraph, "graph input '\(value.name)' has shape \(describeSymbolic(shape)): more than \(ShapeInference.maximumTensorBytes >> 30) GiB per sample")
+            }
             inputInfos.append(TensorInfo(name: value.name, dtype: dtype, shape: shape))
         }
 
@@ -170,7 +174,7 @@ struct ModelLoader {
             let weightNames = Set(node.inputs.filter { initializers[$0] != nil })
             infos.append(NodeInfo(index: node.index, name: node.name, opType: node.opType, inputs: node.inputs,
                                   outputs: node.outputs, flopsPerSample: known ? op.flops(inTypes, outTypes) : 0,
-                                  parameterBytes: weightNames.reduce(0) { $0 + initializers[$1]!.byteCount }))
+                                  parameterBytes: weightNames.reduce(0) { $0 + (initializers[$1]?.byteCount ?? 0) }))
         }
 
         var metadata: [String: String] = [:]
@@ -239,7 +243,8 @@ struct ModelLoader {
 
     private func inputTensorType(_ value: Onnx_ValueInfoProto, role: String) throws -> (DType, [Int?]?) {
         let (dtype, shape) = try tensorType(value, role: role, allowUntyped: false)
-        return (dtype!, shape)
+        guard let dtype else { throw fail(.unsupportedFeature, "\(role) '\(value.name)' declares no element type") }
+        return (dtype, shape)
     }
 
     /// A stable topological order: file order wherever it is already valid, producers moved

@@ -11,6 +11,9 @@ import SluiceTensor
 enum ShapeInference {
     /// Values with more elements than this are neither decoded nor folded for inference.
     static let foldLimit = 4096
+    /// No tensor of one sample comes near this (1 TiB); a larger inferred shape is a hostile or
+    /// broken file, refused before anything multiplies or allocates with it.
+    static let maximumTensorBytes = 1 << 40
 
     struct Result {
         var types: [String: ValueType]
@@ -70,6 +73,9 @@ enum ShapeInference {
                 for (i, name) in node.outputs.enumerated() where !name.isEmpty {
                     guard i < outTypes.count else {
                         throw OpError.unsupported("output \(i) ('\(name)') is not supported")
+                    }
+                    guard let bytes = TensorDecoder.byteCount(outTypes[i].dtype, outTypes[i].shape), bytes <= maximumTensorBytes else {
+                        throw OpError.invalid("output '\(name)' would be \(outTypes[i].dtype)\(outTypes[i].shape): more than \(maximumTensorBytes >> 30) GiB per sample")
                     }
                     types[name] = outTypes[i]
                 }

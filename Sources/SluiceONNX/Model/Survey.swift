@@ -73,9 +73,13 @@ extension ModelLoader {
                 unsupported.append(.init(node: node.name, op: node.qualifiedOp, reason: reason.message))
             }
         }
+        // Declared sizes, summed without trusting them: a hostile file's dims are refused by
+        // loading, and here only make the total saturate.
         let bytes = proto.graph.initializer.reduce(0) { total, t in
-            guard let dtype = TensorDecoder.dtype(onnx: t.dataType) else { return total }
-            return total + t.dims.reduce(1) { $0 * Int($1) } * dtype.byteSize
+            guard let dtype = TensorDecoder.dtype(onnx: t.dataType),
+                  let size = TensorDecoder.byteCount(dtype, t.dims.map { Int($0) }) else { return total }
+            let (sum, overflow) = total.addingReportingOverflow(size)
+            return overflow ? Int.max : sum
         }
         return ModelSurvey(path: path, opset: opset, irVersion: Int(proto.irVersion), producer:
                             [proto.producerName, proto.producerVersion].filter { !$0.isEmpty }.joined(separator: " "),
