@@ -334,13 +334,19 @@ extension ControlMessage: Codable {
     }
 
     public func encoded() -> [UInt8] {
-        // Every payload is a plain value type; encoding cannot fail.
-        Array(try! JSONEncoder().encode(self))
+        // Measurements may be non-finite (a rate over no time): they travel as strings rather
+        // than fail the encoding. Nothing else here can fail; were it to, the empty frame is
+        // rejected by the receiver as malformed, counted and logged, and no process traps.
+        let encoder = JSONEncoder()
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return (try? encoder.encode(self)).map { Array($0) } ?? []
     }
 
     public static func decode(_ bytes: UnsafeRawBufferPointer) throws -> ControlMessage {
         do {
-            return try JSONDecoder().decode(ControlMessage.self, from: Data(bytes))
+            let decoder = JSONDecoder()
+            decoder.nonConformingFloatDecodingStrategy = JSONText.nonFiniteDecoding
+            return try decoder.decode(ControlMessage.self, from: Data(bytes))
         } catch {
             throw WireError.malformed("control frame is not a control message: \(error)")
         }

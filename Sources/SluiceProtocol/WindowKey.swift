@@ -16,14 +16,26 @@ public struct WindowKey: Codable, Equatable, Sendable {
         self.label = label
     }
 
+    /// Written by hand rather than with JSONEncoder, which throws on a non-finite number: any
+    /// key encodes, and a non-finite start (which a source never cuts, but a key is data) is
+    /// written as the string "inf", "-inf" or "nan", as `decode` reads it back.
     public static func encode(_ keys: [WindowKey]) -> [UInt8] {
-        // Encoding plain value types cannot fail.
-        Array(try! JSONEncoder().encode(keys))
+        var out = "["
+        for (index, key) in keys.enumerated() {
+            if index > 0 { out += "," }
+            out += "{\"sensor\":" + JSONText.string(key.sensor) + ",\"start\":" + JSONText.number(key.start)
+            if let label = key.label { out += ",\"label\":" + JSONText.string(label) }
+            out += "}"
+        }
+        out += "]"
+        return Array(out.utf8)
     }
 
     public static func decode(_ bytes: UnsafeRawBufferPointer) throws -> [WindowKey] {
         do {
-            return try JSONDecoder().decode([WindowKey].self, from: Data(bytes))
+            let decoder = JSONDecoder()
+            decoder.nonConformingFloatDecodingStrategy = JSONText.nonFiniteDecoding
+            return try decoder.decode([WindowKey].self, from: Data(bytes))
         } catch {
             throw WireError.malformed("metadata frame is not a JSON array of window keys: \(error)")
         }
@@ -93,20 +105,57 @@ public struct SampleChunkHeader: Codable, Equatable, Sendable {
             if let chunks = header.chunks, chunks < 0 { throw WireError.malformed("end of stream of '\(sender)' counts \(chunks) chunks") }
             return header
         }
-        guard let sensor = header.sensor, !sensor.isEmpty, let t0 = header.t0, t0.isFinite, let dt = header.dt, dt > 0,
+        guard let sensor = header.sensor, !sensor.isEmpty, let t0 = header.t0, t0.isFinite, let dt = header.dt, dt > 0, dt.isFinite,
               let channels = header.channels, let count = header.count, count > 0 else {
-            throw WireError.malformed("sample header needs sensor, t0, dt > 0, channels and count > 0")
+            throw WireError.malformed("sample header needs sensor, finite t0, finite dt > 0, channels and count > 0")
+        }
+        // Every sample's time becomes a window start: the last one must be a finite number too.
+        guard (t0 + Double(count - 1) * dt).isFinite else {
+            throw WireError.malformed("sensor '\(sensor)': the last of \(count) samples from t0 \(t0) every \(dt) s is past the largest time")
         }
         guard channels == expectedChannels else {
             throw WireError.malformed("sensor '\(sensor)' sent \(channels) channels; this pipeline expects \(expectedChannels)")
         }
-        let expected = count.multipliedReportingOverflow(by: channels * 4)
-        guard let payloadBytes, !expected.overflow, payloadBytes == expected.partialValue else {
+        let values = count.multipliedReportingOverflow(by: channels)
+        let expected = values.partialValue.multipliedReportingOverflow(by: MemoryLayout<Float>.size)
+        guard let payloadBytes, !values.overflow, !expected.overflow, payloadBytes == expected.partialValue else {
             throw WireError.malformed("sensor '\(sensor)': \(count) samples of \(channels) float32 channels do not match a payload of \(payloadBytes.map(String.init) ?? "no") bytes")
         }
         if let labels = header.labels, labels.count != count {
             throw WireError.malformed("sensor '\(sensor)': \(labels.count) labels for \(count) samples")
         }
         return header
+    }
+}
+
+/// The JSON pieces window keys are written with.
+enum JSONText {
+    static let nonFiniteDecoding = JSONDecoder.NonConformingFloatDecodingStrategy.convertFromString(
+        positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+
+    /// A finite number as JSON reads it (Swift's shortest round-trip form); others as strings.
+    static func number(_ value: Double) -> String {
+        if value.isFinite { return "\(value)" }
+        return value.isNaN ? "\"nan\"" : (value > 0 ? "\"inf\"" : "\"-inf\"")
+    }
+
+    static func string(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if scalar.value < 0x20 {
+                    out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return out + "\""
     }
 }

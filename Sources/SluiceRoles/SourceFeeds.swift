@@ -155,7 +155,13 @@ final class ZMQSensorFeed: WindowFeed {
     private let connections: ConnectionMonitor?
 
     var drops: DropCounts { dropLog.counts }
+    /// Sensors forgotten after `sensorIdleSeconds` of silence (their partial windows with them).
+    private(set) var evictedSensors = 0
+    private var lastEviction: Double?
 
+    /// No sensor chunk comes near this; larger messages are refused by the socket before they
+    /// are held in memory (docs/protocol.md).
+    static let maximumMessageBytes: Int64 = 4 << 20
 
     init(context: ZMQContext, config: ZMQSource, window: WindowConfig, logger: Logger) throws {
         self.config = config
@@ -163,6 +169,7 @@ final class ZMQSensorFeed: WindowFeed {
         dropLog = DropLog(logger: logger)
         windows = SlidingWindows(channels: config.channels, config: window)
         let pull = try ZMQSocket(context, .pull, lingerMilliseconds: 0, sendHighWaterMark: 100, receiveHighWaterMark: 1000)
+        try pull.setMaximumMessageBytes(Self.maximumMessageBytes)
         try pull.bind(config.endpoint)
         socket = pull
         connections = try pull.monitorConnections(context)
@@ -172,6 +179,29 @@ final class ZMQSensorFeed: WindowFeed {
     /// they sent before has arrived, and no sender is left that could still send.
     private var everySenderDone: Bool {
         !senders.isEmpty && senders.values.allSatisfy(\.ended) && (connections?.open ?? 0) == 0
+    }
+
+    /// Evicts sensors silent past `sensorIdleSeconds`: at most every tenth of that period unless
+    /// `force`d (a new sensor finding the table full), so the scan costs little per message.
+    private func evictIdle(now: Double, force: Bool) {
+        if !force, let last = lastEviction, now - last < config.sensorIdleSeconds / 10 { return }
+        lastEviction = now
+        let evicted = windows.evict(lastSeenBefore: now - config.sensorIdleSeconds)
+        guard !evicted.isEmpty else { return }
+        evictedSensors += evicted.count
+        logger.info("evicted \(evicted.count) sensor(s) silent for over source.sensor_idle_s = \(config.sensorIdleSeconds) s, with their partial windows (\(evicted.prefix(3).map { String($0.prefix(64)) }.joined(separator: ", "))\(evicted.count > 3 ? ", …" : ""); \(evictedSensors) in all)")
+    }
+
+    /// Whether a chunk of `sensor` is windowed: always for a live sensor, for a new one while
+    /// fewer than `maxSensors` are live. Otherwise it is refused, so the sensors already live
+    /// keep their windows whole however many new ids arrive.
+    private func admits(_ sensor: String, samples: Int, now: Double) -> Bool {
+        if windows.isLive(sensor) || windows.liveSensors < config.maxSensors { return true }
+        evictIdle(now: now, force: true)
+        if windows.liveSensors < config.maxSensors { return true }
+        dropLog.drop([(1, .chunk), (samples, .sample)], .sensorLimit,
+                     "new sensor '\(sensor.prefix(64))' while \(windows.liveSensors) sensors are live (source.max_sensors)")
+        return false
     }
 
     var sampleShape: [Int] { windows.sampleShape }
@@ -219,14 +249,21 @@ final class ZMQSensorFeed: WindowFeed {
                                  "sensor '\(header.sensor ?? "?")' of sender '\(sender)' after that sender's end of stream")
                     continue
                 }
+                // decode checked these; still, nothing from a socket is unwrapped by force.
+                guard let sensor = header.sensor, let t0 = header.t0, let dt = header.dt, let count = header.count,
+                      frames.count > 1 else {
+                    throw WireError.malformed("sample header lacks sensor, t0, dt or count")
+                }
+                evictIdle(now: now, force: false)
+                guard admits(sensor, samples: count, now: now) else { continue }
                 // Copied out: a frame's bytes need not be aligned for Float.
-                var values = [Float](repeating: 0, count: header.count! * config.channels)
+                var values = [Float](repeating: 0, count: count * config.channels)
                 values.withUnsafeMutableBytes { out in frames[1].withBytes { out.copyMemory(from: $0) } }
                 values.withUnsafeBufferPointer { all in
-                    for sample in 0..<header.count! {
+                    for sample in 0..<count {
                         let slice = UnsafeBufferPointer(rebasing: all[(sample * config.channels)..<((sample + 1) * config.channels)])
-                        if let window = windows.append(sensor: header.sensor!, time: header.t0! + Double(sample) * header.dt!,
-                                                       values: slice, label: header.labels?[sample]) {
+                        if let window = windows.append(sensor: sensor, time: t0 + Double(sample) * dt,
+                                                       values: slice, label: header.labels?[sample], now: now) {
                             out.append(window)
                         }
                     }

@@ -23,9 +23,25 @@ public struct SlidingWindows {
         var labels: [String?] = []
         /// Samples to skip before the next window may start (hop > length leaves gaps).
         var untilNext = 0
+        /// When the sensor last sent a sample, on the caller's clock (live sources evict by it).
+        var lastSeen = 0.0
     }
 
     private var sensors: [String: SensorState] = [:]
+
+    /// Sensors with state held (a partial window, or a gap to skip).
+    public var liveSensors: Int { sensors.count }
+
+    public func isLive(_ sensor: String) -> Bool { sensors[sensor] != nil }
+
+    /// Forgets every sensor whose last sample came before `before`, with its partial window:
+    /// a live source's memory then follows the sensors that still send, not every id ever seen.
+    /// Returns the sensors evicted.
+    public mutating func evict(lastSeenBefore before: Double) -> [String] {
+        let idle = sensors.filter { $0.value.lastSeen < before }.map(\.key)
+        for sensor in idle { sensors[sensor] = nil }
+        return idle
+    }
 
     public init(channels: Int, config: WindowConfig) {
         self.channels = channels
@@ -38,9 +54,12 @@ public struct SlidingWindows {
     public var sampleShape: [Int] { layout == .channelsFirst ? [channels, length] : [length, channels] }
 
     /// Adds one sample (`channels` values) of `sensor`; returns the window it completes, if any.
-    public mutating func append(sensor: String, time: Double, values: UnsafeBufferPointer<Float>, label: String?) -> Window? {
+    /// `now` is when the sample arrived, on the clock `evict(lastSeenBefore:)` is given.
+    public mutating func append(sensor: String, time: Double, values: UnsafeBufferPointer<Float>, label: String?,
+                                now: Double = 0) -> Window? {
         precondition(values.count == channels, "sample of \(values.count) values for \(channels) channels")
         var state = sensors[sensor] ?? SensorState()
+        state.lastSeen = now
         defer { sensors[sensor] = state }
         if state.untilNext > 0 {
             state.untilNext -= 1

@@ -117,6 +117,13 @@ public final class ZMQSocket: @unchecked Sendable {
         guard zmq_setsockopt(handle, option, &value, MemoryLayout<Int32>.size) == 0 else { throw ZMQError("zmq_setsockopt(\(option))") }
     }
 
+    /// Larger inbound messages are refused by libzmq (the peer is disconnected) before any of
+    /// their bytes are held: a bound on what one hostile sender can make this process allocate.
+    public func setMaximumMessageBytes(_ bytes: Int64) throws {
+        var value = bytes
+        guard zmq_setsockopt(handle, ZMQ_MAXMSGSIZE, &value, MemoryLayout<Int64>.size) == 0 else { throw ZMQError("zmq_setsockopt(ZMQ_MAXMSGSIZE)") }
+    }
+
     /// Watches this socket's peers come and go: the returned socket receives libzmq's monitor
     /// events for connections accepted and closed (read them with `ConnectionMonitor`).
     public func monitorConnections(_ context: ZMQContext) throws -> ConnectionMonitor {

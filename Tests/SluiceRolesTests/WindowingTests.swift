@@ -88,3 +88,19 @@ extension ReadyBatch: Equatable {
             && lhs.input.shape == rhs.input.shape && lhs.input.floats == rhs.input.floats
     }
 }
+
+@Test func idleSensorsAreEvictedWithTheirPartialWindows() {
+    var windows = SlidingWindows(channels: 1, config: WindowConfig(length: 4, hop: 4, layout: .channelsLast))
+    let sample: [Float] = [1]
+    for id in 0..<1000 {
+        _ = sample.withUnsafeBufferPointer { windows.append(sensor: "s\(id)", time: 0, values: $0, label: nil, now: Double(id % 2)) }
+    }
+    #expect(windows.liveSensors == 1000)
+    // Sensors last seen at 0 are idle before 0.5; those seen at 1 are not.
+    let evicted = windows.evict(lastSeenBefore: 0.5)
+    #expect(evicted.count == 500 && windows.liveSensors == 500)
+    #expect(!windows.isLive("s0") && windows.isLive("s1"))
+    // An evicted sensor starts a fresh window: three more samples do not complete one.
+    let out = (0..<3).compactMap { _ in sample.withUnsafeBufferPointer { windows.append(sensor: "s0", time: 1, values: $0, label: nil, now: 2) } }
+    #expect(out.isEmpty)
+}
