@@ -300,7 +300,7 @@ private struct ConfigReader {
         }
         let maxDelay = fields.double(entries, "max_delay_ms", at: "sink", parent: node, minimum: 0, maximum: Limits.milliseconds) ?? SinkConfig.defaultMaxDelayMilliseconds
         if maxDelay > 60_000 { fields.report(entries["max_delay_ms"], "sink.max_delay_ms", "must be <= 60000 (a minute)") }
-        let delay = fields.double(entries, "delay_ms", at: "sink", parent: node, minimum: 0, maximum: Limits.milliseconds) ?? 0
+        let delay = fields.double(entries, "delay_ms", at: "sink", parent: node, minimum: 0, maximum: 60_000) ?? 0
         return SinkConfig(kind: kind, path: path, maxDelayMilliseconds: min(maxDelay, 60_000), delayMilliseconds: delay)
     }
 

@@ -203,7 +203,7 @@ public final class SinkRole: PipelineRole {
             dropLog.drop([(1, .batch), (keys.count, .window)], .duplicate, "batch \(batch.header.batchSequence) was already released or waiting")
             counters.drops = dropLog.counts
         }
-        if assignment.sink.delayMilliseconds > 0 { usleep(UInt32(assignment.sink.delayMilliseconds * 1000)) }
+        if assignment.sink.delayMilliseconds > 0 { usleep(UInt32(min(assignment.sink.delayMilliseconds * 1000, 60e6))) }
     }
 
     private func write(_ batch: Batch, keys: [WindowKey]) {

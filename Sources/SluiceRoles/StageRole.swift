@@ -256,7 +256,7 @@ public final class StageRole: PipelineRole {
                 return reject(.failedToRun, "batch \(batch.header.batchSequence): \(error)", windows: windows)
             }
             let computeSeconds = monotonicSeconds() - clockStart
-            if assignment.slowdown > 0 { usleep(UInt32(computeSeconds * assignment.slowdown * 1e6)) }
+            if assignment.slowdown > 0 { usleep(UInt32(min(computeSeconds * assignment.slowdown * 1e6, 60e6))) }
             counters.busySeconds += monotonicSeconds() - clockStart
             let boundary = assignment.cut.boundary(before: layers.upperBound)
             guard boundary.allSatisfy({ values[$0] != nil }) else {

@@ -89,6 +89,8 @@ import Testing
             ("max_delay_ms: 5", "max_delay_ms: 1e300", "batching.max_delay_ms"),
             ("heartbeat_ms: 100", "heartbeat_ms: 1e300", "controller.heartbeat_ms"),
             ("max_sensors: 100", "max_sensors: 9223372036854775807", "source.max_sensors"),
+            // Slept as microseconds in a UInt32: more than an hour trapped the sink.
+            ("type: jsonl", "type: jsonl\n  delay_ms: 5000000", "sink.delay_ms"),
         ]
         for (from, to, key) in cases {
             let found = try #require(Self.issues(Self.base.replacingOccurrences(of: from, with: to)), "\(to) was accepted")
