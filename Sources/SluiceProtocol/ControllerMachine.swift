@@ -304,9 +304,10 @@ public struct ControllerMachine {
             }
             // Batches wait at the sink behind a gap that does not fill: one was lost on the way
             // (replay from the source is not built yet), and nothing after it can be released.
-            if let sink = counters[sinkName], sink.received - sink.rejected > sink.batches,
+            // (Duplicates were taken and dropped: they wait for nothing.)
+            if let sink = counters[sinkName], sink.received - sink.rejected - sink.drops.count(.batch, .duplicate) > sink.batches,
                now - sinkProgress.at > liveness.timeoutSeconds {
-                return actions + finish(.failed("batch \(sink.batches) never reached the sink; \(sink.received - sink.rejected - sink.batches) later batches wait behind it for \(liveness.timeoutSeconds) s"),
+                return actions + finish(.failed("batch \(sink.batches) never reached the sink; \(sink.received - sink.rejected - sink.drops.count(.batch, .duplicate) - sink.batches) later batches wait behind it for \(liveness.timeoutSeconds) s"),
                                         reason: "batch lost")
             }
         case .closing:

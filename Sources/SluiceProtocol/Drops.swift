@@ -6,6 +6,13 @@ public enum DropUnit: String, Codable, Sendable, CaseIterable, Comparable {
     public static func < (a: DropUnit, b: DropUnit) -> Bool {
         allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
     }
+
+    /// "1 batch", "3 batches", "2 control frames".
+    public func counted(_ count: Int) -> String {
+        let name = rawValue.replacingOccurrences(of: "_", with: " ")
+        if count == 1 { return "1 \(name)" }
+        return "\(count) \(name)\(name.hasSuffix("ch") ? "es" : "s")"
+    }
 }
 
 /// Why something was dropped. One short, fixed phrase per cause, so counts add up across
@@ -86,7 +93,7 @@ public struct DropCounts: Codable, Equatable, Sendable {
 
     /// "3 chunks after end of input, 30 samples after end of input" (empty when nothing was dropped).
     public var summary: String {
-        entries.map { "\($0.count) \($0.unit.rawValue.replacingOccurrences(of: "_", with: " "))\($0.count == 1 ? "" : "s") \($0.reason.rawValue)" }
+        entries.map { "\($0.unit.counted($0.count)) \($0.reason.rawValue)" }
             .joined(separator: ", ")
     }
 }

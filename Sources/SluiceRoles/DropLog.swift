@@ -28,7 +28,7 @@ final class DropLog {
         }
         if window.logged < burst {
             window.logged += 1
-            let amounts = what.filter { $0.count > 0 }.map { "\($0.count) \($0.unit.rawValue.replacingOccurrences(of: "_", with: " "))\($0.count == 1 ? "" : "s")" }
+            let amounts = what.filter { $0.count > 0 }.map { $0.unit.counted($0.count) }
             logger.warning("dropped \(amounts.joined(separator: ", ")) (\(reason.rawValue)): \(detail())")
         } else {
             window.unlogged += 1

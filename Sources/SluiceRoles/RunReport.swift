@@ -157,8 +157,12 @@ public struct RunReport: Codable {
             lines.append(String(format: "  accuracy     %llu/%llu = %.1f%% against the recording's labels", correct, labelled,
                                 100 * Double(correct) / Double(labelled)))
         }
-        lines.append(String(format: "  throughput   %.1f windows/s (%llu windows from the first batch sent to the last output, %.3f s)",
-                            windowsPerSecond, windowsOut, seconds))
+        if seconds > 0 {
+            lines.append(String(format: "  throughput   %.1f windows/s (%llu windows from the first batch sent to the last output, %.3f s)",
+                                windowsPerSecond, windowsOut, seconds))
+        } else if windowsOut > 0 {
+            lines.append("  throughput   not measured: no released batch carried plausible timestamps")
+        }
         lines.append(String(format: "  latency      p50 %.2f ms, p99 %.2f ms (source to sink, per batch)", latencyP50Milliseconds, latencyP99Milliseconds))
         for record in rebalances {
             let measured = [record.measuredBeforeSamplesPerSecond, record.measuredAfterSamplesPerSecond]

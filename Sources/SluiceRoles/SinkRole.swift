@@ -20,6 +20,8 @@ public final class SinkRole: PipelineRole {
     private var reorder = ReorderBuffer<(batch: Batch, keys: [WindowKey], latency: Double?)>()
     private lazy var dropLog = DropLog(logger: logger)
     private var latencyHistogram = LatencyHistogram()
+    /// Batches a sequence number may run ahead of the next one to release.
+    static let maximumBatchesAhead: UInt64 = 1 << 20
     /// Wall clock when this sink took its assignment: no batch of the run was created before it.
     private var assignedAt: UInt64 = 0
     private var expected: UInt64?
@@ -145,7 +147,7 @@ public final class SinkRole: PipelineRole {
         do {
             batch = try Batch.decode(frames)
             let sequence = batch.header.batchSequence
-            let windows = Int(batch.header.windowCount)
+            let windows = batch.verifiedWindowCount
             guard Int(batch.header.cursor) == assignment.layerCount else {
                 throw SinkRejection(reason: .misrouted, windows: windows,
                                     detail: "batch \(sequence) arrived at cursor \(batch.header.cursor); the model has \(assignment.layerCount) layers")
@@ -153,6 +155,12 @@ public final class SinkRole: PipelineRole {
             guard let output = batch.tensors[assignment.outputName], output.rank >= 1, output.shape[0] == Int(batch.header.windowCount) else {
                 throw SinkRejection(reason: .malformed, windows: windows,
                                     detail: "batch \(sequence) lacks output '\(assignment.outputName)' with one row per window")
+            }
+            // No run has this many batches in flight: holding such a batch would only wait forever
+            // (and hold memory) behind a gap that never fills.
+            guard sequence < reorder.nextSequence || sequence - reorder.nextSequence < SinkRole.maximumBatchesAhead else {
+                throw SinkRejection(reason: .misrouted, windows: windows,
+                                    detail: "batch \(sequence) is numbered over \(SinkRole.maximumBatchesAhead) ahead of batch \(reorder.nextSequence), the next to release")
             }
             guard batch.header.firstWindow <= UInt64.max - UInt64(batch.header.windowCount) else {
                 throw SinkRejection(reason: .malformed, windows: windows,
@@ -231,4 +239,11 @@ public final class SinkRole: PipelineRole {
         counters.latency = latencyHistogram
         control.send(.heartbeat(counters))
     }
+}
+
+/// Why the sink refuses a batch, with what it knew of the batch.
+private struct SinkRejection: Error {
+    var reason: DropReason
+    var windows: Int
+    var detail: String
 }

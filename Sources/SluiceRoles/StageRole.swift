@@ -225,7 +225,7 @@ public final class StageRole: PipelineRole {
         } catch {
             return reject(.malformed, "\(error)")
         }
-        let windows = Int(batch.header.windowCount)
+        let windows = batch.verifiedWindowCount
         switch machine.decide(cursor: Int(batch.header.cursor)) {
         case .reject(let reason):
             return reject(.misrouted, "batch \(batch.header.batchSequence): \(reason)", windows: windows)

@@ -54,3 +54,13 @@ public struct Batch: @unchecked Sendable {
         return Batch(header: header, metadata: frames[1].array, tensors: tensors)
     }
 }
+
+extension Batch {
+    /// The header's window count where the tensors bear it out (each has it as its first
+    /// dimension), else 0. A dropped batch's windows are counted from this: a count that only a
+    /// header claims, forged or corrupted, would make the drop figures untrue.
+    public var verifiedWindowCount: Int {
+        let count = Int(header.windowCount)
+        return !tensors.isEmpty && tensors.values.allSatisfy({ $0.rank >= 1 && $0.shape[0] == count }) ? count : 0
+    }
+}

@@ -186,8 +186,8 @@ extension MultiProcess {
             let run = try Running(["run", file, "--report", reportPath])
             #expect(Self.waitFor("starting the source", in: run))
             do {
-                // A well-formed finished batch from 1970, numbered far past the run's batches, straight into the sink.
-                var forged = Batch(header: BatchHeader(batchSequence: 0xFFFF_FFFF_FF00_0000, firstWindow: 0, windowCount: 1, epoch: 1,
+                // A well-formed finished batch from 1970, numbered past the run's batches, straight into the sink.
+                var forged = Batch(header: BatchHeader(batchSequence: 1000, firstWindow: 0, windowCount: 1, epoch: 1,
                                                        cursor: 8, created: 1, tensors: []),
                                    metadata: WindowKey.encode([WindowKey(sensor: "forged", start: 0)]), tensors: [:])
                 forged.setTensors(["scores": Tensor(shape: [1, 4], floats: [0, 0, 0, 1])], order: ["scores"])

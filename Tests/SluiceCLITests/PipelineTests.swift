@@ -158,7 +158,7 @@ extension MultiProcess {
                                                   tensors: []).encoded()), .bytes([])])
             let result = run.wait()
             #expect(result.status == 0, "\(result.stderr)")
-            #expect(result.stderr.contains("dropped a batch"), "\(result.stderr)")
+            #expect(result.stderr.contains("dropped 1 batch (malformed)"), "\(result.stderr)")
             let json = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: report))) as? [String: Any])
             #expect(json["windowsOut"] as? Int == 72)
             #expect((json["rejected"] as? Int ?? 0) >= 2, "\(json)")
@@ -295,7 +295,7 @@ extension MultiProcess {
             }
             let result = run.wait()
             #expect(result.status == 0, "\(result.stderr)")
-            #expect(result.stderr.contains("dropped a sensor message"), "\(result.stderr)")
+            #expect(result.stderr.contains("dropped 1 chunk (malformed): a sensor message"), "\(result.stderr)")
             // Same windows as the recording, grouped by sensor instead of interleaved in time.
             let reference = try Self.singleProcessReference(hop: 50)
             let produced = try NPY.read(path: output)
