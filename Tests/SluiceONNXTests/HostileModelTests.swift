@@ -48,6 +48,19 @@ import Testing
         #expect(error.description.contains("graph input 'x'"), "\(error)")
     }
 
+    /// A batch header holds each tensor's name with a 16-bit length: a longer name trapped the
+    /// stage that sent it.
+    @Test func tensorNamesLongerThanTheWireTakesAreRefused() throws {
+        var b = ModelBuilder()
+        b.input("x", [nil, 4])
+        let long = String(repeating: "n", count: 70_000)
+        b.node("Relu", ["x"], [long], name: "relu")
+        b.node("Relu", [long], ["y"], name: "relu2")
+        b.output("y")
+        let error = try #require(throws: ModelError.self) { try b.load() }
+        #expect(error.kind == .invalidGraph && error.description.contains("70000 bytes"), "\(error)")
+    }
+
     @Test func inferredShapesTooLargeForAnySampleAreRefused() throws {
         // Expand to a constant shape of 2^40 × 2^40.
         var b = ModelBuilder()

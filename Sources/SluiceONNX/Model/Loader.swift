@@ -76,6 +76,11 @@ struct ModelLoader {
         let nodes = order.enumerated().map { index, fileNode in
             Self.makeNode(pending[fileNode].proto, index: index)
         }
+        // Tensor names travel in every batch header, each with a 16-bit length.
+        for name in nodes.flatMap(\.outputs) + graph.input.map(\.name) + graph.output.map(\.name)
+            where name.utf8.count > Self.maximumNameBytes {
+            throw fail(.invalidGraph, "a tensor name of \(name.utf8.count) bytes ('\(name.prefix(32))…'): names may have at most \(Self.maximumNameBytes)")
+        }
 
         // Every op must be supported before anything else is said about the graph.
         var unsupported: [String] = []
@@ -186,6 +191,8 @@ struct ModelLoader {
                          metadata: metadata, graph: nodes, operators: operators, initializers: initializers,
                          types: types, symbolic: symbolic, fusions: fusions)
     }
+
+    static let maximumNameBytes = 4096
 
     func readProto() throws -> Onnx_ModelProto {
         var isDirectory: ObjCBool = false
