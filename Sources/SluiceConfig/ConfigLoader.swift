@@ -16,7 +16,7 @@ extension PipelineConfig {
         do {
             root = try Yams.compose(yaml: yaml)
         } catch let error as YamlError {
-            throw ConfigError(issues: [syntaxIssue(error, file: file)])
+            throw ConfigError(issues: [syntaxIssue(error, file: file, yaml: yaml)])
         }
         let fields = YAMLFields(file: file)
         let baseDirectory = URL(fileURLWithPath: file).deletingLastPathComponent()
@@ -30,7 +30,7 @@ extension PipelineConfig {
 
     /// Every YAML error as one line located in the file; the parser's multi-line context (which
     /// quotes the file, control characters and all) is left out.
-    private static func syntaxIssue(_ error: YamlError, file: String) -> ConfigIssue {
+    private static func syntaxIssue(_ error: YamlError, file: String, yaml: String) -> ConfigIssue {
         switch error {
         case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
              .composer(let context, let problem, let mark, _):
@@ -43,7 +43,18 @@ extension PipelineConfig {
             return ConfigIssue(file: file, line: line, key: "",
                                message: "invalid YAML: \(problem) (character code \(value)); write it escaped inside double quotes, as \"\\x01\"")
         case .duplicatedKeysInMapping(let duplicates, let context):
-            return ConfigIssue(file: file, line: max(1, context.mark.line), key: duplicates.joined(separator: ", "),
+            // The parser marks the mapping; the line of the key's second appearance in it is more use.
+            let start = max(1, context.mark.line)
+            var seen = 0
+            var line = start
+            for (index, text) in yaml.split(separator: "\n", omittingEmptySubsequences: false).enumerated().dropFirst(start - 1) {
+                let trimmed = text.drop { $0 == " " || $0 == "-" }
+                if let first = duplicates.first, trimmed.hasPrefix(first + ":") || trimmed.hasPrefix("\"\(first)\":") {
+                    seen += 1
+                    if seen == 2 { line = index + 1; break }
+                }
+            }
+            return ConfigIssue(file: file, line: line, key: duplicates.joined(separator: ", "),
                                message: "is given more than once in one mapping")
         case .dataCouldNotBeDecoded(let encoding):
             return ConfigIssue(file: file, line: 1, key: "", message: "invalid YAML: the text is not \(encoding)")

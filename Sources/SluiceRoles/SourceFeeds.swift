@@ -43,8 +43,9 @@ struct Pacer {
 
     mutating func due(at inputTime: Double, now: Double) -> Double {
         guard let speed else { return now }
-        if origin == nil { origin = (inputTime, now) }
-        return origin!.wall + (inputTime - origin!.input) / speed
+        let start = origin ?? (inputTime, now)
+        origin = start
+        return start.wall + (inputTime - start.input) / speed
     }
 }
 

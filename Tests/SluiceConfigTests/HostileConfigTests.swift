@@ -79,6 +79,11 @@ import Testing
         #expect(found.contains { $0.key == key && $0.message.contains(message) }, "\(found)")
     }
 
+    @Test func aDuplicateKeyIsReportedAtItsSecondLine() throws {
+        let found = try #require(Self.issues(Self.base.replacingOccurrences(of: "  hop: 50\n", with: "  hop: 50\n  length: 20\n")))
+        #expect(found.map(\.description) == ["p.yaml:13: length: is given more than once in one mapping"], "\(found)")
+    }
+
     @Test func hugeSizesAreRefusedBeforeAnythingIsComputedFromThem() throws {
         let cases: [(String, String, String)] = [
             ("[\"0-2\", \"3\", \"4-9\"]", "[\"0-2\", \"3\", \"4-9223372036854775807\"]", "stages.split[2]"),
