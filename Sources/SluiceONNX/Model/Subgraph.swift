@@ -37,7 +37,8 @@ final class Subgraph: @unchecked Sendable {
                 if case .dimValue(let v)? = dim.value, v >= 0 { return Int(v) }
                 return nil
             }
-            return (TensorDecoder.dtype(onnx: type.elemType), type.hasShape && !dims.contains(nil) ? dims.map { $0! } : nil)
+            let fixed = dims.compactMap { $0 }
+            return (TensorDecoder.dtype(onnx: type.elemType), type.hasShape && fixed.count == dims.count ? fixed : nil)
         }
         // Names read from the enclosing graph are there before anything here runs.
         let outer = Set(Self.outerNames(of: [graph]))

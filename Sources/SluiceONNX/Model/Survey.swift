@@ -58,7 +58,7 @@ extension ModelLoader {
                 unsupported.append(.init(node: node.name, op: node.qualifiedOp, reason: "the model imports no default-domain opset"))
                 continue
             }
-            let nodeOpset = isDefaultDomain ? opset! : domainOpset(proto, node.domain)
+            let nodeOpset = isDefaultDomain ? (opset ?? 0) : domainOpset(proto, node.domain)
             switch OpRegistry.schema(for: node, opset: nodeOpset) {
             case .success(let schema):
                 // The op exists; its attributes may still ask for something unsupported.
