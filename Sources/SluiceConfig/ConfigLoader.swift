@@ -83,6 +83,11 @@ private struct ConfigReader {
             ?? URL(fileURLWithPath: fields.file).deletingPathExtension().lastPathComponent
         let model = readModel(top["model"])
         let source = readSource(top["source"])
+        // Read beside the source's kind: it applies to the windows of every kind of source.
+        let sourceEntries = top["source"]?.mapping.map { mapping in
+            Dictionary(mapping.map { ($0.key.string ?? "", $0.value) }, uniquingKeysWith: { first, _ in first })
+        } ?? [:]
+        let nanPolicy = fields.choice(sourceEntries, "nan_policy", at: "source", default: NaNPolicy.reject)
         let window = readWindow(top["window"])
         if let source, source.needsWindow, top["window"] == nil, top["source"] != nil {
             fields.report(root, "window", "is required for a \(source.kind) source (length and hop of the sliding window)")
@@ -99,6 +104,7 @@ private struct ConfigReader {
                                     batching: batching, stages: stages, transport: transport, sink: sink,
                                     controller: controller, rebalance: rebalance, cores: cores)
         config.keyLines = fields.lines
+        config.nanPolicy = nanPolicy
         return config
     }
 
@@ -147,7 +153,7 @@ private struct ConfigReader {
         let kinds = ["recording", "zmq", "tensors"]
         let entries = fields.mapping(node, at: "source", allowed: [
             "type", "path", "rate", "channels", "sample_rate_hz", "endpoint", "idle_timeout_s", "rows_per_second", "repeat",
-            "max_sensors", "sensor_idle_s",
+            "max_sensors", "sensor_idle_s", "nan_policy",
         ])
         let repeats = fields.int(entries, "repeat", at: "source", parent: node, minimum: 1, maximum: Limits.repeats) ?? 1
         guard let type = fields.string(entries, "type", at: "source", parent: node, required: true) else { return nil }

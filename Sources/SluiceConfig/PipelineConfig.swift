@@ -20,6 +20,8 @@ public struct PipelineConfig: Codable, Sendable, Equatable {
     /// The line of each key in the file, by key path ("stages.count"), so that problems found
     /// after parsing (against the model) still name their line.
     public var keyLines: [String: Int]?
+    /// What the source does with a window holding NaN or ±infinity (`source.nan_policy`).
+    public var nanPolicy: NaNPolicy = .reject
 
     public init(file: String, name: String, model: ModelConfig, source: SourceConfig, window: WindowConfig?, batching: BatchingConfig,
                 stages: StagesConfig, transport: TransportConfig, sink: SinkConfig, controller: ControllerConfig,
@@ -137,6 +139,15 @@ public struct TensorsSource: Codable, Sendable, Equatable {
     public init(path: String, rate: ReplayRate, rowsPerSecond: Double?, repeats: Int = 1) {
         self.path = path; self.rate = rate; self.rowsPerSecond = rowsPerSecond; self.repeats = repeats
     }
+}
+
+/// What becomes of a window holding a value that is not finite (NaN, ±infinity): a model's
+/// scores for it are meaningless, and an argmax over NaN names the first class.
+public enum NaNPolicy: String, Codable, Sendable, Equatable, CaseIterable {
+    /// The window is dropped at the source, counted and logged (the default).
+    case reject
+    /// The window goes through; where its scores are not all finite the sink names no class.
+    case pass
 }
 
 public enum WindowLayout: String, Codable, Sendable, Equatable, CaseIterable {

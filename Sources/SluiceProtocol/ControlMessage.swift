@@ -61,10 +61,12 @@ public struct SourceAssignment: Codable, Equatable, Sendable {
     /// Every process of the first stage.
     public var pushEndpoints: [String]
     public var liveness: Liveness
+    public var nanPolicy: NaNPolicy
     public init(source: SourceConfig, window: WindowConfig?, batching: BatchingConfig, inputName: String, sampleShape: [Int],
-                epoch: UInt32, pushEndpoints: [String], liveness: Liveness) {
+                epoch: UInt32, pushEndpoints: [String], liveness: Liveness, nanPolicy: NaNPolicy = .reject) {
         self.source = source; self.window = window; self.batching = batching; self.inputName = inputName
         self.sampleShape = sampleShape; self.epoch = epoch; self.pushEndpoints = pushEndpoints; self.liveness = liveness
+        self.nanPolicy = nanPolicy
     }
 }
 

@@ -25,6 +25,17 @@ public final class SourceRole: PipelineRole {
     private var nextHeartbeat = 0.0
     /// The plan epoch new batches are stamped with.
     private var epoch: UInt32 = 0
+    /// Windows refused here, after their feed made them.
+    private lazy var windowDrops = DropLog(logger: logger)
+
+    /// Whether `window` goes into a batch: under `source.nan_policy: reject` one holding NaN or
+    /// ±infinity is dropped and counted, since no score computed from it means anything.
+    private func admits(_ window: Window) -> Bool {
+        guard assignment?.nanPolicy != .pass, let bad = window.values.firstIndex(where: { !$0.isFinite }) else { return true }
+        windowDrops.drop([(1, .window)], .nonFinite,
+                         "sensor '\(window.key.sensor.prefix(64))' at \(window.key.start): value \(window.values[bad]) at position \(bad) (source.nan_policy: reject)")
+        return false
+    }
 
     public init(name: String, controller endpoint: String) throws {
         self.name = name
@@ -63,6 +74,7 @@ public final class SourceRole: PipelineRole {
                     // What reached the socket too late is counted, not silently left there.
                     feed?.discardAfterEnd()
                     (feed as? ZMQSensorFeed)?.flushLog()
+                    windowDrops.flush()
                     heartbeatIfDue(force: true)
                     return 0
                 default:
@@ -80,7 +92,7 @@ public final class SourceRole: PipelineRole {
                 switch step {
                 case .windows(let windows):
                     waitUntil = now
-                    for window in windows {
+                    for window in windows where admits(window) {
                         if let ready = batcher!.add(window, now: now) { send(ready) }
                     }
                 case .wait(let until):
@@ -190,7 +202,9 @@ public final class SourceRole: PipelineRole {
         nextHeartbeat = monotonicSeconds() + assignment.liveness.heartbeatSeconds
         counters.elapsedSeconds = monotonicSeconds() - started
         counters.rejected = feed?.rejected ?? 0
-        counters.drops = feed?.drops ?? DropCounts()
+        var drops = feed?.drops ?? DropCounts()
+        drops.add(windowDrops.counts)
+        counters.drops = drops
         control.send(.heartbeat(counters))
     }
 }
