@@ -54,6 +54,13 @@ public struct PipelinePlan {
         }
         let sampleShape = sampleDims.compactMap { $0 }
         try checkWindow(config, input: input.name, sampleShape: sampleShape)
+        // A micro-batch travels as one tensor, which receivers refuse past this many elements;
+        // the source would also reserve room for a whole batch before the first window.
+        let sampleElements = sampleShape.reduce(1) { $0.multipliedReportingOverflow(by: $1).overflow ? .max : $0 * $1 }
+        let (batchElements, overflow) = sampleElements.multipliedReportingOverflow(by: config.batching.maxSize)
+        if overflow || batchElements > BatchHeader.maximumTensorElements {
+            throw config.issue("batching.max_size", "\(config.batching.maxSize) windows of \(sampleShape) make a batch of more than \(BatchHeader.maximumTensorElements) elements; make it at most \(max(1, BatchHeader.maximumTensorElements / max(1, sampleElements)))")
+        }
         let outputName = config.model.output ?? model.outputs.first?.name ?? ""
         guard model.outputs.contains(where: { $0.name == outputName }) else {
             throw config.issue("model.output", "the model has no output '\(outputName)'")

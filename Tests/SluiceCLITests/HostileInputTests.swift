@@ -59,6 +59,50 @@ import SluiceTransport
         #expect(result.stderr.contains("source.channels: gives 7 channel(s)"), "\(result.stderr)")
     }
 
+    /// Windows of 2^20 × 6 values in batches of 1,024 are a tensor of 2^32.6 elements, which no
+    /// stage would take: refused with the key to change, before anything runs.
+    @Test func batchesTooLargeForTheWireAreRefusedByValidate() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-hostile-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        var model = Onnx_ModelProto()
+        model.irVersion = 8
+        var opset = Onnx_OperatorSetIdProto()
+        opset.version = 17
+        model.opsetImport = [opset]
+        func value(_ name: String, _ dims: [Int64?]) -> Onnx_ValueInfoProto {
+            var info = Onnx_ValueInfoProto()
+            info.name = name
+            var tensor = Onnx_TypeProto.Tensor()
+            tensor.elemType = 1
+            var shape = Onnx_TensorShapeProto()
+            shape.dim = dims.map { d in
+                var dim = Onnx_TensorShapeProto.Dimension()
+                if let d { dim.dimValue = d } else { dim.dimParam = "N" }
+                return dim
+            }
+            tensor.shape = shape
+            var type = Onnx_TypeProto()
+            type.tensorType = tensor
+            info.type = type
+            return info
+        }
+        var relu = Onnx_NodeProto()
+        relu.opType = "Relu"; relu.input = ["x"]; relu.output = ["y"]; relu.name = "relu"
+        var graph = Onnx_GraphProto()
+        graph.node = [relu]; graph.input = [value("x", [nil, 6, 1 << 20])]; graph.output = [{ var y = Onnx_ValueInfoProto(); y.name = "y"; return y }()]
+        model.graph = graph
+        let path = folder.appendingPathComponent("wide.onnx").path
+        try model.serializedData().write(to: URL(fileURLWithPath: path))
+        let file = try writePipeline(Self.live(port: 6400, window: "length: 1048576")
+            .replacingOccurrences(of: Self.cnn, with: path)
+            .replacingOccurrences(of: "  count: 2", with: "  count: 1")
+            .replacingOccurrences(of: "stages:", with: "batching:\n  max_size: 1024\nstages:"))
+        let result = try sluice("validate", file)
+        #expect(result.status == 2, "\(result.stderr)")
+        #expect(result.stderr.contains(file + ":11: batching.max_size: 1024 windows of [6, 1048576] make a batch of more than"), "\(result.stderr)")
+    }
+
     @Test func inspectRefusesExternalDataOutsideTheModelsFolderSayingNothingOfIt() throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-hostile-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
