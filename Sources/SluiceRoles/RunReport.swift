@@ -89,8 +89,14 @@ public struct RunReport: Codable {
         rejected = counters.values.reduce(0) { $0 + $1.rejected }
         var dropped: [String: DropCounts] = [:]
         for (name, roleCounters) in counters where !roleCounters.drops.isEmpty { dropped[name] = roleCounters.drops }
-        // The summary is the sink's word at the end; its heartbeats may lag it.
-        if !sink.drops.isEmpty { dropped["sink"] = sink.drops }
+        // Both are running totals: the summary may be ahead of the last heartbeat, and the final
+        // heartbeat (after shutdown, with batches never released) ahead of the summary.
+        var sinkDrops = DropCounts()
+        let heartbeat = counters["sink"]?.drops ?? DropCounts()
+        for entry in sink.drops.entries + heartbeat.entries where sinkDrops.count(entry.unit, entry.reason) < entry.count {
+            sinkDrops.add(entry.count - sinkDrops.count(entry.unit, entry.reason), entry.unit, entry.reason)
+        }
+        if !sinkDrops.isEmpty { dropped["sink"] = sinkDrops }
         self.dropped = dropped
         implausibleStamps = max(sink.implausibleStamps, counters["sink"]?.implausibleStamps ?? 0)
         labelled = sink.labelled

@@ -195,6 +195,13 @@ extension MultiProcess {
                 let push = try ZMQSocket(context, .push, lingerMilliseconds: 5000, sendHighWaterMark: 10, receiveHighWaterMark: 10)
                 try push.connect("tcp://127.0.0.1:6523")
                 _ = try push.send(forged.frames())
+                // One numbered far past anything a run has in flight: refused, not held forever.
+                forged.header.batchSequence = 0xFFFF_FFFF_FF00_0000
+                _ = try push.send(forged.frames())
+                // One whose header claims 1000 windows for one row: its windows are not believed.
+                forged.header.batchSequence = 2000
+                forged.header.windowCount = 1000
+                _ = try push.send(forged.frames())
             }
             let result = run.wait(timeout: 60)
             #expect(result.status == 0, "\(result.stderr)")
@@ -203,7 +210,10 @@ extension MultiProcess {
             #expect(seconds > 0 && seconds < 60, "the run's span came from a forged stamp: \(seconds) s")
             #expect((report["windowsPerSecond"] as? Double ?? 0) > 1)
             #expect(report["implausibleStamps"] as? Int == 1, "\(report)")
-            #expect(Self.drops(report, "sink")["batch/never released"] == 1, "\(report["dropped"] ?? "none")")
+            let sink = Self.drops(report, "sink")
+            #expect(sink["batch/never released"] == 1 && sink["window/never released"] == 1, "\(report["dropped"] ?? "none")")
+            #expect(sink["batch/misrouted"] == 1 && sink["batch/malformed"] == 1 && sink["window/malformed"] == nil,
+                    "\(report["dropped"] ?? "none")")
             #expect(!(result.stdout + result.stderr).contains("none lost"))
             #expect(try NPY.read(path: output).shape == [72, 4])
         }

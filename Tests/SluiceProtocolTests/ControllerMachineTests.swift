@@ -154,6 +154,19 @@ private func running() -> ControllerMachine {
     #expect(message.contains("batch 2 never reached the sink"), "\(message)")
 }
 
+@Test func duplicatesTheSinkDroppedAreNoGapToWaitOn() {
+    var controller = running()
+    var sink = RoleCounters()
+    sink.received = 5
+    sink.batches = 2  // every batch released; three more copies of released ones were dropped
+    sink.drops.add(3, .batch, .duplicate)
+    for second in 1...12 {
+        for name in roles where name != "sink" { _ = controller.handle(.received(from: name, .heartbeat(RoleCounters()))) }
+        _ = controller.handle(.received(from: "sink", .heartbeat(sink)))
+        #expect(outcome(controller.handle(.tick(now: Double(second)))) == nil, "second \(second)")
+    }
+}
+
 @Test func aStageThatRegistersAgainGetsTheRangeInForceNow() {
     let cut = LayerCut(layers: (0..<4).map {
         Layer(index: $0, nodeStart: $0, nodeEnd: $0 + 1, opTypes: ["F"], flopsPerSample: 1, parameterBytes: 4, outputs: ["x"], outputBytesPerSample: 4)
