@@ -10,8 +10,9 @@ swapped or cut; values replaced by hostile ones (huge and negative integers, 1e3
 control characters, anchors, tags); characters replaced by any ASCII byte. Files go to
 `sluice validate` in groups of 50 (one process each); a group that crashes is rerun file by
 file to name the file that did. A crash is any exit other than 0, 2 (invalid file) or 3
-(model cannot be loaded), or death by a signal. For exit 2, every line of stderr must start
-with `sluice: error: FILE:LINE:` or `FILE:LINE:`.
+(model cannot be loaded), or death by a signal. Every line of stderr must start with
+`sluice: error: FILE:LINE:` or `FILE:LINE:`, or name the model that cannot be loaded
+(`sluice: error: MODEL: ...`).
 
 Prints the counts and exits 1 when any case failed; failing files are kept in --keep.
 The suite runs a short fixed-seed version of the same mutations in Swift
@@ -80,7 +81,8 @@ def mutate(rng, text):
 
 
 LOCATED = re.compile(r"^(sluice: error: )?(?P<file>[^:]+\.yaml):\d+: ")
-MODEL = re.compile(r"^sluice: error: [^:]+\.onnx: ")
+# A model that cannot be loaded (exit 3) is named by its own path: the file given as model.path.
+MODEL = re.compile(r"^sluice: error: (?P<path>/[^:]+): ")
 
 
 def problems(result):
@@ -88,7 +90,8 @@ def problems(result):
     if result.returncode not in (0, 2, 3):
         return ["exit %d (a crash or a signal)" % result.returncode]
     for line in result.stderr.splitlines():
-        if line.strip() and not LOCATED.match(line) and not MODEL.match(line):
+        model = MODEL.match(line)
+        if line.strip() and not LOCATED.match(line) and not (model and not model.group("path").endswith(".yaml")):
             return ["a message without FILE:LINE: %r" % line[:200]]
     return []
 
