@@ -72,7 +72,7 @@ public final class ControllerRole {
             sampleQueues()
             if let liveEvery, monotonicSeconds() >= nextLive, machine.phase == .running || machine.phase == .draining {
                 nextLive = monotonicSeconds() + liveEvery
-                FileHandle.standardError.write(Data((TextReport.stageTable(profile(traces: [], windowsOut: nil)).joined(separator: "\n") + "\n").utf8))
+                writeStandardError(TextReport.stageTable(profile(traces: [], windowsOut: nil)).joined(separator: "\n") + "\n")
             }
             // A bounded turn: however fast messages arrive, the timers of the next turn (pings,
             // liveness, /metrics, the live table) run within one turn's worth of messages.

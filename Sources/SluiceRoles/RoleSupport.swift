@@ -90,7 +90,7 @@ struct RoleLogHandler: LogHandler {
         localtime_r(&seconds, &parts)
         let time = String(format: "%02d:%02d:%02d.%03d", parts.tm_hour, parts.tm_min, parts.tm_sec, now.tv_nsec / 1_000_000)
         let tag = level == .info ? "" : " \(level.rawValue)"
-        FileHandle.standardError.write(Data("\(time) \(label)\(tag): \(message)\n".utf8))
+        writeStandardError("\(time) \(label)\(tag): \(message)\n")
     }
 }
 
@@ -118,10 +118,10 @@ final class ControlChannel {
         do {
             // Never block on the controller: a role whose controller is gone must still notice and exit.
             if try !socket.send([.bytes(message.encoded())], dontWait: true) {
-                FileHandle.standardError.write(Data("\(name): the controller is not taking messages; dropped a \(message.type)\n".utf8))
+                writeStandardError("\(name): the controller is not taking messages; dropped a \(message.type)\n")
             }
         } catch {
-            FileHandle.standardError.write(Data("\(name): cannot reach the controller: \(error)\n".utf8))
+            writeStandardError("\(name): cannot reach the controller: \(error)\n")
         }
     }
 

@@ -57,7 +57,7 @@ extension Sluice {
             } catch {
                 throw ExitCodes.report(error)
             }
-            FileHandle.standardError.write(Data((result.report.text + "\n").utf8))
+            writeStandardError(result.report.text + "\n")
             if let report {
                 do {
                     try OutputFile.write(result.report.json(), to: report)

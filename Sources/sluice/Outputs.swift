@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SluiceRoles
 
 /// Reports and predictions never share a stream. Predictions go where the sink says (standard
 /// output for `path: "-"`); a report (`run --report`, `profile`'s tables or JSON, its trace and
@@ -58,7 +59,7 @@ enum OutputStreams {
 
     /// A usage error: said on standard error, exit status 64, before anything runs.
     private static func refuse(_ message: String) -> ExitCode {
-        FileHandle.standardError.write(Data("sluice: error: \(message)\n".utf8))
+        writeStandardError("sluice: error: \(message)\n")
         return ExitCode.validationFailure
     }
 }

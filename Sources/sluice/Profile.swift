@@ -73,14 +73,17 @@ extension Sluice {
             } catch {
                 throw ExitCodes.report(error)
             }
-            FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+            writeStandardError("\r\u{1B}[K")
             guard let data = FileManager.default.contents(atPath: profilePath),
                   let profile = try? JSONDecoder().decode(ProfileData.self, from: data) else {
                 throw ExitCodes.report(RoleError("the run ended without a profile (exit status \(status))"))
             }
             if json {
-                FileHandle.standardOutput.write(profile.json())
-                FileHandle.standardOutput.write(Data("\n".utf8))
+                do {
+                    try OutputFile.write(profile.json() + Data("\n".utf8), to: "-")
+                } catch {
+                    throw ExitCodes.report(error)
+                }
             } else {
                 print(TextReport.render(profile), terminator: "")
             }
@@ -90,7 +93,7 @@ extension Sluice {
             } catch {
                 throw ExitCodes.report(error)
             }
-            FileHandle.standardError.write(Data("trace: \(tracePath) (open in ui.perfetto.dev or chrome://tracing)\nchart: \(svgPath)\n".utf8))
+            writeStandardError("trace: \(tracePath) (open in ui.perfetto.dev or chrome://tracing)\nchart: \(svgPath)\n")
             if status != 0 { throw ExitCode(status) }
         }
     }
@@ -118,5 +121,5 @@ private func showProgress(_ elapsed: Double, of total: Double?) {
     } else {
         line = String(format: "profiling… %.0f s (until the input ends)", elapsed)
     }
-    FileHandle.standardError.write(Data("\r\u{1B}[K\(line)".utf8))
+    writeStandardError("\r\u{1B}[K\(line)")
 }

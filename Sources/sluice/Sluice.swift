@@ -58,7 +58,7 @@ struct Sluice: ParsableCommand {
 /// Exit codes: 1 the run failed, 2 the pipeline file is invalid, 3 the model cannot be loaded.
 enum ExitCodes {
     static func report(_ error: Error) -> ExitCode {
-        FileHandle.standardError.write(Data("sluice: error: \(error)\n".utf8))
+        writeStandardError("sluice: error: \(error)\n")
         switch error {
         case is ConfigError: return ExitCode(2)
         case is ModelError: return ExitCode(3)

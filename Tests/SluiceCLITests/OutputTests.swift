@@ -235,6 +235,25 @@ extension MultiProcess {
             }
         }
 
+        /// `sluice run … 2>&1 | head -1`: once the reader is gone, writes fail. The run may fail
+        /// (its predictions have nowhere to go) but no process may trap.
+        @Test func aReaderThatGoesAwayEndsTheRunWithoutACrash() throws {
+            let pipe = Pipe()
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: sluiceBinary)
+            process.arguments = ["run", pipelineFile("quickstart.yaml")]
+            process.standardOutput = pipe.fileHandleForWriting
+            process.standardError = pipe.fileHandleForWriting
+            try process.run()
+            try pipe.fileHandleForWriting.close()
+            try pipe.fileHandleForReading.close()
+            let deadline = Date().addingTimeInterval(60)
+            while process.isRunning && Date() < deadline { usleep(20_000) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            process.waitUntilExit()
+            #expect(process.terminationReason == .exit, "ended by signal \(process.terminationStatus)")
+        }
+
         @Test func aReportIsRefusedWhereThePredictionsGo() throws {
             let quickstart = pipelineFile("quickstart.yaml")
             // The help's own example without --predictions: both would go to standard output.
