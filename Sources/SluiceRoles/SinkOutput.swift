@@ -29,6 +29,10 @@ final class PredictionWriter {
         maxDelaySeconds = max(0, config.maxDelayMilliseconds) / 1000
         switch config.kind {
         case .jsonl:
+            var info = stat()
+            if config.path != "-", stat(config.path, &info) == 0, (info.st_mode & S_IFMT) == S_IFIFO {
+                makeLogger("sink").info("waiting for a reader to open the named pipe \(config.path)")
+            }
             lines = try OutputFile(path: config.path)
             rows = nil
         case .npy:

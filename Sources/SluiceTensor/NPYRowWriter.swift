@@ -12,11 +12,15 @@ public final class NPYRowWriter {
     public private(set) var rows = 0
 
     public init(path: String) throws {
+        // Checked before opening too: opening a named pipe waits for a reader, maybe for ever.
+        var info = stat()
+        if stat(path, &info) == 0, (info.st_mode & S_IFMT) != S_IFREG {
+            throw OutputFileError(path: path, reason: Self.needsRegularFile)
+        }
         let file = try OutputFile(path: path)
         guard file.isRegularFile else {
             try? file.close()
-            throw OutputFileError(path: path, reason: "an npy output must be a regular file: its header holds the row count, "
-                + "written once the stream ends (for a pipe or a device, use a jsonl sink)")
+            throw OutputFileError(path: path, reason: Self.needsRegularFile)
         }
         self.path = path
         self.file = file
@@ -55,6 +59,9 @@ public final class NPYRowWriter {
         }
         try file.close()
     }
+
+    static let needsRegularFile = "an npy output must be a regular file: its header holds the row count, "
+        + "written once the stream ends (for a pipe or a device, use a jsonl sink)"
 
     /// The header with room for a row count of any size, so that the rewrite fits exactly.
     private static func header(dtype: DType, tail: [Int], rows: Int, reserving: Int) -> Data {
