@@ -279,7 +279,7 @@ final class ZMQSensorFeed: WindowFeed {
         }
         if drained, everySenderDone {
             ended = true
-            logger.info("input ended: all \(senders.count) senders sent their end of stream and disconnected")
+            logger.info("input ended: every sender (\(senders.count)) sent its end of stream and disconnected")
         }
         if !out.isEmpty { return .windows(out) }
         if ended { return .end }
