@@ -18,7 +18,7 @@ extension Sluice {
             whose sink writes to standard output needs --predictions FILE (/dev/null drops them).
 
             Examples:
-              sluice profile pipelines/rebalance-demo.yaml --duration 2s
+              sluice profile pipelines/rebalance-demo.yaml --duration 1s
               sluice profile pipelines/quickstart.yaml --json --predictions predictions.jsonl > profile.json
             """)
 

@@ -13,7 +13,7 @@ struct Sluice: ParsableCommand {
         discussion: """
         Examples:
           sluice run pipelines/quickstart.yaml
-          sluice profile pipelines/rebalance-demo.yaml --duration 2s
+          sluice profile pipelines/rebalance-demo.yaml --duration 1s
           sluice validate pipelines/quickstart.yaml
           sluice plan pipelines/imu-mlp-3stage.yaml
           sluice infer pipelines/models/basicmotions-cnn.onnx --input window=Tests/Fixtures/quickstart_input.npy --output out/
