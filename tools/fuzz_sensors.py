@@ -172,7 +172,10 @@ def main():
             frames = mutated(rng)
             (oversize if sum(len(f) for f in frames) > 4 << 20 else sock).send_multipart(frames)
         elif event == "sensor":
-            sock.send_multipart([json.dumps(header("id-%06d-%s" % (new_id, "x" * 40))).encode(), bytes(240)])
+            # No sender: each new sensor is its own sender too, which the source must bound as well.
+            h = header("id-%06d-%s" % (new_id, "x" * 40))
+            del h["sender"]
+            sock.send_multipart([json.dumps(h).encode(), bytes(240)])
             new_id += 1
         else:
             sock.send_multipart([json.dumps(header("steady", t0=steady * 1.0)).encode(), bytes(240)])

@@ -182,6 +182,9 @@ final class ZMQSensorFeed: WindowFeed {
         !senders.isEmpty && senders.values.allSatisfy(\.ended) && (connections?.open ?? 0) == 0
     }
 
+    /// Senders whose chunk counts the feed holds (at most `maxSensors`).
+    var trackedSenders: Int { senders.count + malformedBySender.keys.filter { senders[$0] == nil }.count }
+
     /// Evicts sensors silent past `sensorIdleSeconds`: at most every tenth of that period unless
     /// `force`d (a new sensor finding the table full), so the scan costs little per message.
     private func evictIdle(now: Double, force: Bool) {
@@ -231,6 +234,15 @@ final class ZMQSensorFeed: WindowFeed {
                 // sent. The input ends when every sender heard from has ended, so no chunk sent
                 // before its sender's end is ever cut off by another sender's end.
                 let sender = header.senderName ?? ""
+                // Senders are bounded like sensors (a chunk without a sender makes its sensor one):
+                // past the limit a new sender is not tracked, and its chunks are refused.
+                if senders[sender] == nil, senders.count >= config.maxSensors {
+                    if !header.isEndOfStream {
+                        dropLog.drop([(1, .chunk), (header.count ?? 0, .sample)], .sensorLimit,
+                                     "new sender '\(sender.prefix(64))' while \(senders.count) senders are tracked (source.max_sensors)")
+                    }
+                    continue
+                }
                 var state = senders[sender] ?? (0, false)
                 if header.isEndOfStream {
                     let arrived = state.chunks + (malformedBySender[sender] ?? 0)
@@ -273,7 +285,9 @@ final class ZMQSensorFeed: WindowFeed {
                 rejected += 1
                 // A chunk its sender will count in its end of stream: note it arrived.
                 // (It does not make its sender one the input waits for: only a valid message does.)
-                if let sender = Self.senderOf(frames.first) { malformedBySender[sender, default: 0] += 1 }
+                if let sender = Self.senderOf(frames.first), malformedBySender[sender] != nil || malformedBySender.count < config.maxSensors {
+                    malformedBySender[sender, default: 0] += 1
+                }
                 dropLog.drop([(1, .chunk)], .malformed, "a sensor message: \(error)")
             }
         }

@@ -182,6 +182,11 @@ import SluiceTransport
             // The sensor that stays: its first chunk comes before the table fills.
             try chunk("steady", t0: 0)
             for id in 0..<20 { try chunk("new-\(id)", t0: 0) }
+            // Without a sender, each sensor is its own: the senders tracked are bounded too.
+            for id in 0..<20 {
+                let header = #"{"v":1,"sensor":"solo-\#(id)","t0":0,"dt":0.1,"channels":6,"count":1}"#
+                try push.send([.bytes(Array(header.utf8)), .bytes([UInt8](repeating: 0, count: 24))])
+            }
             for index in 1..<20 { try chunk("steady", t0: Double(index)) }
             try push.send([.bytes(Array(#"{"v":1,"eos":true,"sender":"fuzz"}"#.utf8))])
         }
