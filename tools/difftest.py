@@ -43,7 +43,7 @@ from onnx import TensorProto, helper, numpy_helper
 OPSET = 17
 BATCHES = (1, 3, 8)
 FLOAT, INT64, BOOL = TensorProto.FLOAT, TensorProto.INT64, TensorProto.BOOL
-NP = {FLOAT: np.float32, INT64: np.int64, BOOL: np.bool_}
+DOUBLE, INT32, FLOAT16 = TensorProto.DOUBLE, TensorProto.INT32, TensorProto.FLOAT16
 # Values beyond this many elements per batch row are not built (keeps a case a few thousand elements).
 MAX_ROW = 768
 
@@ -213,7 +213,7 @@ class Builder:
         x = self.noop(x)
         k = x.shape[-1]
         m = int(self.pick([4, 8, 12, 16, 32]))
-        if self.chance(0.15) and k < 256:
+        if self.chance(0.15) and k < 256 and x.row // k * 256 <= 4 * MAX_ROW:
             # Deep enough for the packed kernel: widen x first.
             w0 = self.init(self.weights([k, 256]), "wide")
             x = self.add(self.node("MatMul", [x.name, w0]), FLOAT, x.shape[:-1] + (256,))
@@ -430,7 +430,7 @@ class Builder:
             shape = self.partner_shape(x.shape)
             c = np.asarray(self.weights(shape, 1.0))
             if op == "Div":
-                c = np.sign(c) * (0.5 + np.abs(c))
+                c = np.asarray(np.sign(c) * (0.5 + np.abs(c)))
                 c[c == 0] = 1
             yname = self.const(c.astype(np.float32), "k")
             self.tags.add("broadcast")
@@ -539,7 +539,7 @@ class Builder:
         if not exact:
             return
         x = self.recent(exact)
-        kind = self.pick(["where", "int", "argmax"])
+        kind = self.pick(["where", "int", "argmax", "wide"])
         if kind == "where":
             b = self.node(self.pick(["Greater", "Less", "GreaterOrEqual"]), [x.name, self.const(np.array(0.1, np.float32), "thr")])
             if self.chance(0.4):
@@ -564,6 +564,29 @@ class Builder:
             j = self.add(self.node(op, [i.name, c]), INT64, x.shape, True)
             self.add(self.node("Cast", [j.name], to=FLOAT), FLOAT, x.shape, True)
             self.tags.add("int64")
+        elif kind == "wide":
+            # Other dtypes on exact values, where both runtimes must agree bit for bit: float64
+            # arithmetic, int32 arithmetic, and the float16 round trip (round to nearest even).
+            dtype = self.pick([DOUBLE, INT32, FLOAT16])
+            if dtype == DOUBLE:
+                d = self.add(self.node("Cast", [x.name], to=DOUBLE), DOUBLE, x.shape, True)
+                d = self.noop(d)
+                c = self.const(np.asarray(self.weights(self.partner_shape(x.shape), 1.0)).astype(np.float64), "dk")
+                m = self.node("Mul", [d.name, c])
+                y = self.node(self.pick(["Add", "Sub", "Max"]), [m, d.name])
+                self.tags.add("float64")
+            elif dtype == INT32:
+                scaled = self.node("Mul", [x.name, self.const(np.array(4.0, np.float32), "four")])
+                i = self.add(self.node("Cast", [scaled], to=INT32), INT32, x.shape, True)
+                i = self.noop(i)
+                c = self.const(self.rng.integers(-5, 6, size=self.partner_shape(x.shape)).astype(np.int32), "ik")
+                y = self.node(self.pick(["Add", "Mul", "Min"]), [i.name, c])
+                self.tags.add("int32")
+            else:
+                h = self.add(self.node("Cast", [x.name], to=FLOAT16), FLOAT16, x.shape, True)
+                y = self.noop(h).name
+                self.tags.add("float16")
+            self.add(self.node("Cast", [y], to=FLOAT), FLOAT, x.shape, True)
         else:
             if len(x.shape) < 2:
                 return
@@ -601,7 +624,7 @@ class Builder:
 
 BLOCKS = [("b_matmul", 4), ("b_gemm", 2), ("b_conv", 2), ("b_transposed_matmul", 2), ("b_add_layernorm", 3),
           ("b_gelu", 1), ("b_unary", 2), ("b_binary", 3), ("b_softmax", 1), ("b_reduce", 1), ("b_layout", 3),
-          ("b_logic", 2), ("b_pool", 1)]
+          ("b_logic", 3), ("b_pool", 1)]
 
 
 def build(seed, single_input=False):
@@ -745,7 +768,8 @@ def read_case(path):
 
 def case_name(seed, tags):
     short = [t for t in tags if t in ("matmul-add", "gemm", "conv", "transpose-matmul", "add-layernorm", "gelu", "noop",
-                                      "broadcast-residual", "int64", "bool", "output-fanout", "shape-chain")]
+                                      "broadcast-residual", "int64", "int32", "float64", "float16", "bool",
+                                      "output-fanout", "shape-chain")]
     return f"s{seed:05d}-" + "-".join(short[:4]) if short else f"s{seed:05d}"
 
 
