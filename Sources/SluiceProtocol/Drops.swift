@@ -26,6 +26,8 @@ public enum DropReason: String, Codable, Sendable, CaseIterable, Comparable {
     case afterSenderEnded = "after its sender ended"
     /// Chunks a sender's end of stream counted that never arrived.
     case neverArrived = "never arrived"
+    /// Samples of a sensor whose input ended before they filled a window.
+    case incompleteWindow = "in no complete window"
     /// A batch whose cursor the receiving stage holds no weights for, or that reached the sink unfinished.
     case misrouted
     /// A batch whose layers failed to run.

@@ -24,11 +24,14 @@ protocol WindowFeed: AnyObject {
     var drops: DropCounts { get }
     /// After the input ended: takes what is still queued and counts it as dropped.
     func discardAfterEnd()
+    /// Samples in no window cut so far (at the end: tails that never filled one).
+    var samplesInNoWindow: Int { get }
 }
 
 extension WindowFeed {
     var drops: DropCounts { DropCounts() }
     func discardAfterEnd() {}
+    var samplesInNoWindow: Int { 0 }
 }
 
 /// Pacing: maps a position in the input (seconds of recording, or row index / rate) to the
@@ -73,6 +76,7 @@ final class RecordingFeed: WindowFeed {
     }
 
     var sampleShape: [Int] { windows.sampleShape }
+    var samplesInNoWindow: Int { windows.samplesInNoWindow }
 
     func next(now: Double) -> FeedStep {
         var out: [Window] = []
@@ -209,6 +213,7 @@ final class ZMQSensorFeed: WindowFeed {
     }
 
     var sampleShape: [Int] { windows.sampleShape }
+    var samplesInNoWindow: Int { windows.samplesInNoWindow }
 
     func next(now: Double) -> FeedStep {
         if ended { return .end }

@@ -23,6 +23,8 @@ public final class SourceRole: PipelineRole {
     private var finished = false
     private var started = monotonicSeconds()
     private var nextHeartbeat = 0.0
+    /// Samples left in no window when the input ended.
+    private var tailDrops = DropCounts()
     /// The plan epoch new batches are stamped with.
     private var epoch: UInt32 = 0
     /// Windows refused here, after their feed made them.
@@ -101,6 +103,12 @@ public final class SourceRole: PipelineRole {
                     if let ready = batcher!.flush() { send(ready) }
                     finished = true
                     counters.rejected = feed.rejected
+                    // Samples sent but in no window: the model never saw them, so they are counted.
+                    let unwindowed = feed.samplesInNoWindow
+                    if unwindowed > 0 {
+                        tailDrops.add(unwindowed, .sample, .incompleteWindow)
+                        logger.warning("dropped \(unwindowed) samples (in no complete window): their sensors' input ended before they filled one")
+                    }
                     let done = SourceDone(batches: batcher!.nextBatch, windows: batcher!.nextWindow)
                     control.send(.sourceDone(done))
                     logger.info("input finished: \(done.windows) windows in \(done.batches) batches")
@@ -204,6 +212,7 @@ public final class SourceRole: PipelineRole {
         counters.rejected = feed?.rejected ?? 0
         var drops = feed?.drops ?? DropCounts()
         drops.add(windowDrops.counts)
+        drops.add(tailDrops)
         counters.drops = drops
         control.send(.heartbeat(counters))
     }

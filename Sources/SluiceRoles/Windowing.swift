@@ -25,7 +25,15 @@ public struct SlidingWindows {
         var untilNext = 0
         /// When the sensor last sent a sample, on the caller's clock (live sources evict by it).
         var lastSeen = 0.0
+        /// Samples taken since the last window was cut: in no window yet.
+        var uncovered = 0
     }
+
+    /// Samples, over every sensor, that are in no window cut so far: when the input ends, the
+    /// tails that never filled a window (the samples a `hop > length` skips are not among them).
+    public var samplesInNoWindow: Int { sensors.values.reduce(0) { $0 + $1.uncovered } + evictedSamplesInNoWindow }
+    /// Of those, the ones evicted sensors held: their partial windows went with them.
+    public private(set) var evictedSamplesInNoWindow = 0
 
     private var sensors: [String: SensorState] = [:]
 
@@ -39,7 +47,7 @@ public struct SlidingWindows {
     /// Returns the sensors evicted.
     public mutating func evict(lastSeenBefore before: Double) -> [String] {
         let idle = sensors.filter { $0.value.lastSeen < before }.map(\.key)
-        for sensor in idle { sensors[sensor] = nil }
+        for sensor in idle { evictedSamplesInNoWindow += sensors.removeValue(forKey: sensor)?.uncovered ?? 0 }
         return idle
     }
 
@@ -68,7 +76,9 @@ public struct SlidingWindows {
         state.samples.append(contentsOf: values)
         state.times.append(time)
         state.labels.append(label)
+        state.uncovered += 1
         guard state.times.count == length else { return nil }
+        state.uncovered = 0
         let window = Window(key: WindowKey(sensor: sensor, start: state.times[0], label: Self.majority(state.labels)),
                             values: arrange(state.samples))
         let drop = min(hop, length)

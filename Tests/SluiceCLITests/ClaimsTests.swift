@@ -63,13 +63,14 @@ extension MultiProcess {
         static let recording: Recording? = try? Recording.load(RecordingSource(
             path: packageRoot.path + "/pipelines/data/basicmotions-test.csv", rate: .max, channels: nil, sampleRateHz: nil))
 
-        /// One sensor's samples as the documented two-frame messages, ten samples each.
-        static func chunks(of sensor: String) throws -> [[OutgoingFrame]] {
+        /// One sensor's samples as the documented two-frame messages, ten samples each (sent as
+        /// sensor `name` when given).
+        static func chunks(of sensor: String, as name: String? = nil) throws -> [[OutgoingFrame]] {
             let recording = try #require(Self.recording)
             let rows = (0..<recording.count).filter { recording.sensors[$0] == sensor }
             return try stride(from: 0, to: rows.count, by: 10).map { start in
                 let part = Array(rows[start..<min(start + 10, rows.count)])
-                let header = SampleChunkHeader(sensor: sensor, t0: recording.times[part[0]], dt: 0.1, channels: 6, count: part.count,
+                let header = SampleChunkHeader(sensor: name ?? sensor, t0: recording.times[part[0]], dt: 0.1, channels: 6, count: part.count,
                                                labels: part.map { recording.labels[$0] ?? "" })
                 var values: [Float] = []
                 for row in part { values += recording.samples[(row * 6)..<((row + 1) * 6)] }
@@ -153,6 +154,11 @@ extension MultiProcess {
                     sockets[index] = nil
                     if index == 0 { usleep(400_000) }
                 }
+                // A sensor whose 30 samples never fill a window of 100: counted, not silently held.
+                let tail = try ZMQSocket(context, .push, lingerMilliseconds: 5000, sendHighWaterMark: 1000, receiveHighWaterMark: 10)
+                try tail.connect("tcp://127.0.0.1:6505")
+                for chunk in try Self.chunks(of: "imu-1", as: "tail").prefix(3) { _ = try tail.send(chunk) }
+                _ = try tail.send(try Self.endOfStream("tail", chunks: 3))
             }
             #expect(Self.waitFor("input ended", in: run))
             do {
@@ -170,9 +176,11 @@ extension MultiProcess {
             #expect(report["windowsIn"] as? Int == 72 && report["windowsOut"] as? Int == 72, "\(report)")
             let source = Self.drops(report, "source")
             #expect(source["chunk/after end of input"] == 3 && source["sample/after end of input"] == 30, "\(report["dropped"] ?? "none")")
+            #expect(source["sample/in no complete window"] == 30, "\(report["dropped"] ?? "none")")
             let summary = result.stdout + result.stderr
             #expect(!summary.contains("none lost"), "\(summary)")
-            #expect(summary.contains("dropped      source: 3 chunks after end of input, 30 samples after end of input"), "\(summary)")
+            #expect(summary.contains("dropped      source: 3 chunks after end of input, 30 samples after end of input, 30 samples in no complete window"),
+                    "\(summary)")
         }
 
         @Test func forgedTimestampsAreCountedAndNeverMeasured() throws {
