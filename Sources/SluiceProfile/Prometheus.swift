@@ -28,7 +28,8 @@ public struct MetricsSnapshot: Sendable, Equatable {
 }
 
 /// Prometheus text exposition format, version 0.0.4: base units, `_total` counters, a
-/// `_seconds` histogram, labels only `stage` and `layer` (a handful of values each).
+/// `_seconds` histogram, labels only `stage` and `layer` (a handful of values each), and for drops
+/// `role`, `unit` and `reason` (process names and two fixed lists).
 public enum PrometheusExposition {
     public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -155,11 +155,16 @@ private final class SVGCounter: NSObject, XMLParserDelegate {
 private func sampleSnapshot() -> MetricsSnapshot {
     var latency = LatencyHistogram()
     for ms in [0.5, 3, 3, 7, 40, 2_000, 60_000] { latency.record(seconds: ms / 1000) }
-    return MetricsSnapshot(
+    var drops = DropCounts()
+    drops.add(3, .chunk, .afterEndOfInput)
+    drops.add(30, .sample, .afterEndOfInput)
+    var snapshot = MetricsSnapshot(
         stages: [0: counters(busy: 0.58, blocked: 0.40, layers: [LayerTiming(layer: 0, seconds: 1.5, samples: 8000), LayerTiming(layer: 1, seconds: 2.25, samples: 8000)]),
                  1: counters(busy: 0.97, blocked: 0, layers: [LayerTiming(layer: 1, seconds: 0.25, samples: 800), LayerTiming(layer: 2, seconds: 9.5, samples: 8000)])],
         ranges: [0..<2, 2..<3], layerSecondsPerSample: [1.875e-4, nil, 1.1875e-3], epoch: 3, rebalances: 2,
         source: counters(busy: 0.1, blocked: 0.8), sink: counters(busy: 0.1, blocked: 0), latency: latency)
+    snapshot.drops = ["source": drops]
+    return snapshot
 }
 
 @Test func prometheusTextCarriesTheCountersGaugesAndHistogram() {
@@ -179,12 +184,14 @@ private func sampleSnapshot() -> MetricsSnapshot {
     #expect(lines.contains("sluice_end_to_end_latency_seconds_bucket{le=\"10\"} 6"))
     #expect(lines.contains("sluice_end_to_end_latency_seconds_bucket{le=\"+Inf\"} 7"))
     #expect(lines.contains("sluice_end_to_end_latency_seconds_count 7"))
-    // Every family has HELP and TYPE, and label values are only stage and layer indices.
+    #expect(lines.contains("sluice_dropped_total{role=\"source\",unit=\"sample\",reason=\"after end of input\"} 30"))
+    // Every family has HELP and TYPE, and labels are only stage and layer indices (and, for drops,
+    // role, unit and reason).
     #expect(text.components(separatedBy: "# HELP ").count == text.components(separatedBy: "# TYPE ").count)
     for line in lines where !line.hasPrefix("#") {
         if let open = line.firstIndex(of: "{") {
             let label = line[line.index(after: open)...].prefix { $0 != "=" }
-            #expect(["stage", "layer", "le"].contains(String(label)), "\(line)")
+            #expect(["stage", "layer", "le", "role"].contains(String(label)), "\(line)")
         }
     }
 }
