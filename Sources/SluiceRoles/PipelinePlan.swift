@@ -3,6 +3,7 @@ import SluiceConfig
 import SluiceONNX
 import SluicePlan
 import SluiceProtocol
+import SluiceTensor
 
 /// Everything decided before any process starts: the model's layers, the split over stages,
 /// and which graph input and output the pipeline feeds and reports.
@@ -110,6 +111,14 @@ public struct PipelinePlan {
     /// `sluice validate` and before `sluice run` starts any process. A sensor source gives
     /// [channels, length] (channels_first) or [length, channels] per window.
     static func checkWindow(_ config: PipelineConfig, input: String, sampleShape: [Int]) throws {
+        // A tensors source's rows are the windows: its header says their shape.
+        if case .tensors(let tensors) = config.source, let handle = FileHandle(forReadingAtPath: tensors.path) {
+            defer { try? handle.close() }
+            let head = (try? handle.read(upToCount: 1 << 16)) ?? Data()
+            if let shape = NPY.shape(ofHeader: head), shape.count >= 2, Array(shape.dropFirst()) != sampleShape {
+                throw config.issue("source.path", "holds rows of \(Array(shape.dropFirst())), but model input '\(input)' takes \(sampleShape) per window")
+            }
+        }
         guard let window = config.window, config.source.needsWindow else { return }
         let channels: Int?
         switch config.source {

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import SluiceONNX
 import SluiceProtocol
+import SluiceTensor
 import SluiceTestSupport
 import SluiceTransport
 
@@ -50,6 +51,24 @@ import SluiceTransport
         let result = try sluice("validate", file)
         #expect(result.status == 2, "\(result.stderr)")
         #expect(result.stderr.contains(file + expected), "\(result.stderr)")
+    }
+
+    @Test func aTensorsSourceWhoseRowsDoNotFitTheModelIsRefusedByValidate() throws {
+        let rows = temporaryPath("rows.npy")
+        try NPY.write(Tensor(zeros: .float32, shape: [2, 7, 100]), path: rows)
+        let file = try writePipeline("""
+        model:
+          path: \(Self.cnn)
+        source:
+          type: tensors
+          path: \(rows)
+        stages:
+          count: 1
+        """)
+        let result = try sluice("validate", file)
+        #expect(result.status == 2, "\(result.stderr)")
+        #expect(result.stderr.contains(file + ":5: source.path: holds rows of [7, 100], but model input 'window' takes [6, 100] per window"),
+                "\(result.stderr)")
     }
 
     @Test func theSameWindowCheckStopsARunBeforeAnyProcessStarts() throws {
