@@ -250,6 +250,12 @@ final class ZMQSensorFeed: WindowFeed {
                 }
                 var state = senders[sender] ?? (0, false)
                 if header.isEndOfStream {
+                    // A sender ends once: a repeated end (a retry, or a forger's) is counted as
+                    // malformed and must not count the chunks it claims a second time.
+                    if state.ended {
+                        dropLog.drop([(1, .chunk)], .malformed, "a second end of stream from sender '\(sender.prefix(64))'")
+                        continue
+                    }
                     let arrived = state.chunks + (malformedBySender[sender] ?? 0)
                     if let counted = header.chunks, counted > arrived {
                         dropLog.drop([(counted - arrived, .chunk)], .neverArrived,

@@ -159,6 +159,8 @@ extension MultiProcess {
                 try tail.connect("tcp://127.0.0.1:6505")
                 for chunk in try Self.chunks(of: "imu-1", as: "tail").prefix(3) { _ = try tail.send(chunk) }
                 _ = try tail.send(try Self.endOfStream("tail", chunks: 3))
+                // Its end again, claiming a billion chunks: one malformed message, not a billion lost.
+                _ = try tail.send(try Self.endOfStream("tail", chunks: 1_000_000_000))
             }
             #expect(Self.waitFor("input ended", in: run))
             do {
@@ -177,9 +179,10 @@ extension MultiProcess {
             let source = Self.drops(report, "source")
             #expect(source["chunk/after end of input"] == 3 && source["sample/after end of input"] == 30, "\(report["dropped"] ?? "none")")
             #expect(source["sample/in no complete window"] == 30, "\(report["dropped"] ?? "none")")
+            #expect(source["chunk/malformed"] == 1 && source["chunk/never arrived"] == nil, "\(report["dropped"] ?? "none")")
             let summary = result.stdout + result.stderr
             #expect(!summary.contains("none lost"), "\(summary)")
-            #expect(summary.contains("dropped      source: 3 chunks after end of input, 30 samples after end of input, 30 samples in no complete window"),
+            #expect(summary.contains("dropped      source: 1 chunk malformed, 3 chunks after end of input, 30 samples after end of input, 30 samples in no complete window"),
                     "\(summary)")
         }
 
