@@ -1,0 +1,1 @@
+-regression-relu-cast-matmul-add-relu-aliasing*5Bin/1/gemm_7J 4F ?¸nœ?Xx¯»Ç©?ñás¿<Î*¾(û»úP?*eBout/1/layernormalization_20J@A¬–¾õ‡Ì¿p…‘?µ;¿¿ 7¿Crµ¿¤ûÆ?*·s?S†?ìbþ>0I&¾µ´?˜Ç?Ïbé<{ÿÑ¿Ì¾
