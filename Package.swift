@@ -52,7 +52,7 @@ let package = Package(
         .testTarget(name: "SluiceONNXTests", dependencies: ["SluiceONNX", "SluiceTensor"]),
         .target(name: "SluiceTestSupport", path: "Tests/SluiceTestSupport"),
         .testTarget(name: "SluicePlanTests", dependencies: ["SluicePlan", "SluiceONNX", "SluiceTestSupport"]),
-        .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig"]),
+        .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig", "SluiceTestSupport"]),
         .testTarget(name: "SluiceProtocolTests", dependencies: ["SluiceProtocol", "SluiceTensor", "SluicePlan", "SluiceConfig", "SluiceTestSupport"]),
         .testTarget(name: "SluiceTransportTests", dependencies: ["SluiceTransport", "SluiceProtocol", "SluiceTensor"]),
         .testTarget(name: "SluiceProfileTests", dependencies: ["SluiceProfile", "SluiceProtocol", "SluicePlan", "SluiceTransport", "SluiceTestSupport"]),
