@@ -27,13 +27,18 @@ struct ConsistentCut {
         if let latest = history[source]?.last { picked[source] = latest }
         var upstreamSent = picked[source]?.sent ?? 0
         for instances in stages {
-            var budget = upstreamSent
+            // Each replica may take only what the others' last published figures leave: picking
+            // greedily could leave a later replica with nothing newer that fits, and its floor
+            // (which it must not go below) would then push the sum past what upstream sent.
+            var reserved = instances.reduce(0) { saturating($0, plus: published[$1]?.accepted ?? 0) }
             var sent = 0
             for name in instances {
-                guard let choice = pick(name, takingAtMost: budget) else { continue }
+                let floor = published[name]?.accepted ?? 0
+                reserved = saturating(reserved, plus: -floor)
+                guard let choice = pick(name, takingAtMost: max(0, saturating(upstreamSent, plus: -reserved))) else { continue }
                 picked[name] = choice
-                budget = max(0, budget - choice.received)
-                sent += choice.sent
+                reserved = saturating(reserved, plus: choice.accepted)
+                sent = saturating(sent, plus: max(0, choice.sent))
             }
             upstreamSent = sent
         }
@@ -46,7 +51,23 @@ struct ConsistentCut {
         let recent = history[role] ?? []
         let floor = published[role]
         // Heartbeats are running totals: newer ones are never smaller.
-        if let choice = recent.last(where: { $0.received <= budget && $0.received >= (floor?.received ?? 0) }) { return choice }
+        if let choice = recent.last(where: { $0.accepted <= budget && $0.accepted >= (floor?.accepted ?? 0) }) { return choice }
         return floor
     }
+}
+
+private extension RoleCounters {
+    /// Batches this role took that its upstream could have sent. `received` also counts messages
+    /// it rejected and replays it dropped as duplicates, which anyone reaching the socket can
+    /// send: compared with upstream's `sent`, one such message would hold this hop, and every hop
+    /// below it, at an old heartbeat for the rest of the run.
+    var accepted: Int {
+        max(0, saturating(saturating(received, plus: -max(0, rejected)), plus: -max(0, drops.count(.batch, .duplicate))))
+    }
+}
+
+/// Heartbeats come over a socket: their counts are added without trapping on a forged extreme.
+private func saturating(_ a: Int, plus b: Int) -> Int {
+    let (sum, overflow) = a.addingReportingOverflow(b)
+    return overflow ? (b > 0 ? .max : .min) : sum
 }
