@@ -41,6 +41,8 @@ extension Sluice {
         func run() throws {
             StopSignal.install(managed: managed)
             let plan = try loadPlan(pipeline, predictions: predictions.path)
+            if let report { try OutputStreams.check("--report", report, sink: plan.config.sink, pipeline: pipeline) }
+            if let profile { try OutputStreams.check("--profile", profile, sink: plan.config.sink, pipeline: pipeline) }
             let directory = runDirectory ?? FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(getpid())").path
             try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             let result: (report: RunReport, exitCode: Int32)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SluiceConfig
 import SluiceRoles
 
 /// Reports and predictions never share a stream. Predictions go where the sink says (standard
@@ -36,14 +37,15 @@ enum OutputStreams {
         return a != "-" && b != "-" && absolute(a) == absolute(b)
     }
 
-    /// Refuses `option`'s `path` where it would mix with the predictions (at `predictions`)
+    /// Refuses `option`'s `path` where it would mix with the predictions (at `sink.path`)
     /// or, with `reportOnStandardOutput`, with the report on standard output.
-    static func check(_ option: String, _ path: String, predictions: String, pipeline: String,
+    static func check(_ option: String, _ path: String, sink: SinkConfig, pipeline: String,
                       reportOnStandardOutput: Bool = false) throws {
+        let predictions = sink.path
         if shared(path, predictions) {
             let place = path == "-" || predictions == "-" ? "standard output" : "'\(predictions)'"
             throw refuse("\(option) \(path) would write into \(place), where the predictions of \(pipeline) go. "
-                + "Send the predictions to a file with --predictions FILE (/dev/null drops them), or give \(option) another file.")
+                + "Send the predictions to \(sink.kind == .npy ? "another" : "a") file with --predictions FILE\(dropHint(sink)), or give \(option) another file.")
         }
         if reportOnStandardOutput, shared(path, "-") {
             throw refuse("\(option) \(path) would write into standard output, where the report goes: give it a file.")
@@ -51,10 +53,15 @@ enum OutputStreams {
     }
 
     /// Refuses a command whose report goes to standard output while its sink writes there too.
-    static func checkReportOnStandardOutput(command: String, predictions: String, pipeline: String) throws {
-        guard shared("-", predictions) else { return }
+    static func checkReportOnStandardOutput(command: String, sink: SinkConfig, pipeline: String) throws {
+        guard shared("-", sink.path) else { return }
         throw refuse("sluice \(command) prints its report on standard output, and the sink of \(pipeline) writes its "
-            + "predictions there too. Send the predictions to a file: --predictions FILE (--predictions /dev/null drops them).")
+            + "predictions there too. Send the predictions to a file: --predictions FILE\(dropHint(sink)).")
+    }
+
+    /// Only a jsonl sink can write to a device: an npy sink rewrites its header in place.
+    private static func dropHint(_ sink: SinkConfig) -> String {
+        sink.kind == .jsonl ? " (--predictions /dev/null drops them)" : ""
     }
 
     /// A usage error: said on standard error, exit status 64, before anything runs.

@@ -50,9 +50,9 @@ extension Sluice {
             let tracePath = trace ?? "\(plan.config.name)-trace.json"
             let svgPath = svg ?? "\(plan.config.name)-profile.svg"
             // The report goes to standard output: the predictions, the trace and the chart may not.
-            try OutputStreams.checkReportOnStandardOutput(command: "profile", predictions: plan.config.sink.path, pipeline: pipeline)
-            try OutputStreams.check("--trace", tracePath, predictions: plan.config.sink.path, pipeline: pipeline, reportOnStandardOutput: true)
-            try OutputStreams.check("--svg", svgPath, predictions: plan.config.sink.path, pipeline: pipeline, reportOnStandardOutput: true)
+            try OutputStreams.checkReportOnStandardOutput(command: "profile", sink: plan.config.sink, pipeline: pipeline)
+            try OutputStreams.check("--trace", tracePath, sink: plan.config.sink, pipeline: pipeline, reportOnStandardOutput: true)
+            try OutputStreams.check("--svg", svgPath, sink: plan.config.sink, pipeline: pipeline, reportOnStandardOutput: true)
             StopSignal.install(managed: false)
             // The controller hands the profile over through a file in a folder of this run's own.
             var template = Array(FileManager.default.temporaryDirectory.appendingPathComponent("sluice-profile-XXXXXX").path.utf8CString)

@@ -33,7 +33,7 @@ extension Sluice {
         func run() throws {
             let plan = try loadPlan(pipeline, predictions: predictions.path)
             if let report {
-                try OutputStreams.check("--report", report, predictions: plan.config.sink.path, pipeline: pipeline)
+                try OutputStreams.check("--report", report, sink: plan.config.sink, pipeline: pipeline)
             }
             StopSignal.install(managed: false)
             let launcher = Launcher(pipelineFile: pipeline, plan: plan,

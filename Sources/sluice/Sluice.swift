@@ -78,6 +78,9 @@ func loadPlan(_ file: String, predictions: String? = nil) throws -> PipelinePlan
         if config.sink.kind == .npy && config.sink.path == "-" {
             throw RoleError("an npy sink needs a file: --predictions FILE")
         }
+        if let predictions, let problem = SinkConfig.pathProblem(kind: config.sink.kind, path: config.sink.path) {
+            throw RoleError("--predictions \(predictions) \(problem)")
+        }
         return try PipelinePlan.make(config: config)
     } catch {
         throw ExitCodes.report(error)
