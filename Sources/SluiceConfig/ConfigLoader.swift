@@ -309,14 +309,11 @@ private struct ConfigReader {
             fields.report(node, "sink.path", "is required for an npy sink (a file to write)")
         }
         if path != "-" { path = resolve(path) }
-        // The npy header holds the row count, rewritten in place at the end: a pipe or device
-        // cannot take that.
-        var info = stat()
-        if kind == .npy, path != "-", stat(path, &info) == 0, (info.st_mode & S_IFMT) != S_IFREG {
-            fields.report(entries["path"], "sink.path", "must be a regular file for an npy sink (its header is rewritten with the row count at the end); for a pipe or a device use type: jsonl")
+        if let problem = SinkConfig.pathProblem(kind: kind, path: path) {
+            fields.report(entries["path"], "sink.path", problem)
         }
-        let maxDelay = fields.double(entries, "max_delay_ms", at: "sink", parent: node, minimum: 0, maximum: Limits.milliseconds) ?? SinkConfig.defaultMaxDelayMilliseconds
-        if maxDelay > 60_000 { fields.report(entries["max_delay_ms"], "sink.max_delay_ms", "must be <= 60000 (a minute)") }
+        // Predictions held longer than a minute would look like a stalled run.
+        let maxDelay = fields.double(entries, "max_delay_ms", at: "sink", parent: node, minimum: 0, maximum: 60_000) ?? SinkConfig.defaultMaxDelayMilliseconds
         let delay = fields.double(entries, "delay_ms", at: "sink", parent: node, minimum: 0, maximum: 60_000) ?? 0
         return SinkConfig(kind: kind, path: path, maxDelayMilliseconds: min(maxDelay, 60_000), delayMilliseconds: delay)
     }
@@ -334,6 +331,18 @@ private struct ConfigReader {
             }
         }
         return ControllerConfig(heartbeatMilliseconds: heartbeat, timeoutSeconds: timeout, profiling: profiling)
+    }
+}
+
+extension SinkConfig {
+    /// Why a sink of `kind` cannot write to `path`, or nil where it can (or the file does not
+    /// exist yet). The npy header holds the row count, rewritten in place at the end: a pipe or a
+    /// device cannot take that. Checked for the pipeline file's `sink.path` and for a path that
+    /// replaces it (`--predictions`), so both are refused before any process starts.
+    public static func pathProblem(kind: SinkKind, path: String) -> String? {
+        var info = stat()
+        guard kind == .npy, path != "-", stat(path, &info) == 0, (info.st_mode & S_IFMT) != S_IFREG else { return nil }
+        return "must be a regular file for an npy sink (its header is rewritten with the row count at the end); for a pipe or a device use type: jsonl"
     }
 }
 

@@ -47,6 +47,15 @@ import SluiceConfig
         #expect(found.contains { $0.key == "sink.max_delay_ms" && $0.line == line }, "\(found)")
     }
 
+    /// One maximum, whatever the value: a minute just over and a year over say the same.
+    @Test func maxDelayHasOneMaximum() {
+        let messages = ["60001", "604800001", "1e12"].map { value in
+            Self.issues(Self.pipeline(sink: "  type: jsonl\n  max_delay_ms: \(value)")).filter { $0.key == "sink.max_delay_ms" }.map(\.message)
+        }
+        #expect(messages.allSatisfy { $0.count == 1 }, "\(messages)")
+        #expect(Set(messages.flatMap { $0 }).count == 1, "\(messages)")
+    }
+
     @Test func anNpySinkOnANamedPipeIsAnError() throws {
         let fifo = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-sink-\(UUID().uuidString).npy").path
         try #require(mkfifo(fifo, 0o600) == 0)
