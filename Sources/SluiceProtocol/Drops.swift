@@ -38,6 +38,9 @@ public enum DropReason: String, Codable, Sendable, CaseIterable, Comparable {
     case duplicate
     /// Batches the sink held behind a missing one when the run ended.
     case neverReleased = "never released"
+    /// A batch numbered so far past the next one the sink releases that no run has that many in
+    /// flight: holding it would wait forever behind a gap that never fills.
+    case tooFarAhead = "too far ahead"
     /// A control frame from a peer that is no role of this pipeline.
     case unknownPeer = "unknown peer"
     /// A sensor chunk from a new sensor while `source.max_sensors` sensors were live.

@@ -159,7 +159,7 @@ public final class SinkRole: PipelineRole {
             // No run has this many batches in flight: holding such a batch would only wait forever
             // (and hold memory) behind a gap that never fills.
             guard sequence < reorder.nextSequence || sequence - reorder.nextSequence < SinkRole.maximumBatchesAhead else {
-                throw SinkRejection(reason: .misrouted, windows: windows,
+                throw SinkRejection(reason: .tooFarAhead, windows: windows,
                                     detail: "batch \(sequence) is numbered over \(SinkRole.maximumBatchesAhead) ahead of batch \(reorder.nextSequence), the next to release")
             }
             guard batch.header.firstWindow <= UInt64.max - UInt64(batch.header.windowCount) else {
