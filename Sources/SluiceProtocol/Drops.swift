@@ -4,7 +4,7 @@ public enum DropUnit: String, Codable, Sendable, CaseIterable, Comparable {
     case chunk, sample, window, batch, controlFrame = "control_frame"
 
     public static func < (a: DropUnit, b: DropUnit) -> Bool {
-        allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
+        inDeclarationOrder(a, b)
     }
 
     /// "1 batch", "3 batches", "2 control frames".
@@ -49,13 +49,20 @@ public enum DropReason: String, Codable, Sendable, CaseIterable, Comparable {
     case nonFinite = "non-finite value"
 
     public static func < (a: DropReason, b: DropReason) -> Bool {
-        allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
+        inDeclarationOrder(a, b)
     }
 
     /// Dropping a duplicate keeps exactly one copy: nothing is lost. Every other reason is a loss
     /// of what it counts (a malformed message may have been a sensor's data or a forger's noise;
     /// either way it is not in the output, so it is never "none lost").
     public var isLoss: Bool { self != .duplicate }
+}
+
+/// Whether `a` is declared before `b`: drop counts sort by unit, then reason, in the order the
+/// cases are written.
+private func inDeclarationOrder<Case: CaseIterable & Equatable>(_ a: Case, _ b: Case) -> Bool {
+    guard let first = Case.allCases.firstIndex(of: a), let second = Case.allCases.firstIndex(of: b) else { return false }
+    return first < second
 }
 
 /// Counts of what a role dropped, by unit and reason. Running totals, like every counter a

@@ -128,8 +128,8 @@ public struct SampleChunkHeader: Codable, Equatable, Sendable {
     }
 }
 
-/// The JSON pieces window keys are written with.
-enum JSONText {
+/// The JSON pieces window keys (and the sink's JSON lines) are written with.
+public enum JSONText {
     static let nonFiniteDecoding = JSONDecoder.NonConformingFloatDecodingStrategy.convertFromString(
         positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
 
@@ -139,7 +139,8 @@ enum JSONText {
         return value.isNaN ? "\"nan\"" : (value > 0 ? "\"inf\"" : "\"-inf\"")
     }
 
-    static func string(_ text: String) -> String {
+    /// `text` as a JSON string: quotes, backslashes and every control character escaped.
+    public static func string(_ text: String) -> String {
         var out = "\""
         for scalar in text.unicodeScalars {
             switch scalar {

@@ -66,15 +66,15 @@ final class PredictionWriter {
             return predicted
         }
         for (row, key) in keys.enumerated() where row < rowCount {
-            var line = "{\"seq\":\(firstWindow &+ UInt64(row)),\"sensor\":\(jsonString(key.sensor)),\"window_start\":\(format(key.start))"
-            if let name = predicted[row] { line += ",\"class\":\(jsonString(name))" }
+            var line = "{\"seq\":\(firstWindow &+ UInt64(row)),\"sensor\":\(JSONText.string(key.sensor)),\"window_start\":\(format(key.start))"
+            if let name = predicted[row] { line += ",\"class\":\(JSONText.string(name))" }
             line += ",\"scores\":["
             for column in 0..<width {
                 if column > 0 { line += "," }
                 line += output.dtype == .float32 ? format(Float(values[row * width + column])) : format(values[row * width + column])
             }
             line += "]"
-            if let label = key.label { line += ",\"label\":\(jsonString(label))" }
+            if let label = key.label { line += ",\"label\":\(JSONText.string(label))" }
             line += "}\n"
             buffer += line
         }
@@ -122,20 +122,6 @@ final class PredictionWriter {
         try rows?.finish()
         try lines?.close()
     }
-}
-
-private func jsonString(_ text: String) -> String {
-    var out = "\""
-    for scalar in text.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-        default: out.unicodeScalars.append(scalar)
-        }
-    }
-    return out + "\""
 }
 
 /// Shortest text that reads back as the same number; JSON has no NaN or infinity.

@@ -106,19 +106,13 @@ public final class SinkRole: PipelineRole {
                 summary.drops = dropLog.counts
                 summary.implausibleStamps = counters.implausibleStamps
                 latencies.sort()
-                summary.latencyP50Milliseconds = percentile(0.5)
-                summary.latencyP99Milliseconds = percentile(0.99)
+                summary.latencyP50Milliseconds = nearestRank(0.5, of: latencies) ?? 0
+                summary.latencyP99Milliseconds = nearestRank(0.99, of: latencies) ?? 0
                 summary.traces = traces.traces
                 control.send(.sinkDone(summary))
             }
             heartbeatIfDue()
         }
-    }
-
-    private func percentile(_ p: Double) -> Double {
-        guard !latencies.isEmpty else { return 0 }
-        let rank = Int((Double(latencies.count) * p).rounded(.up))
-        return latencies[max(0, min(latencies.count - 1, rank - 1))]
     }
 
     private func apply(_ new: SinkAssignment) throws {

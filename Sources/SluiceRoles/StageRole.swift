@@ -160,9 +160,8 @@ public final class StageRole: PipelineRole {
         counters.residentBytes = residentBytes()
         if !recentInStage.isEmpty {
             let sorted = recentInStage.sorted()
-            func at(_ p: Double) -> Double { sorted[max(0, min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1))] }
-            counters.inStageP50Seconds = at(0.5)
-            counters.inStageP99Seconds = at(0.99)
+            counters.inStageP50Seconds = nearestRank(0.5, of: sorted)
+            counters.inStageP99Seconds = nearestRank(0.99, of: sorted)
         }
         control.send(.heartbeat(counters))
     }

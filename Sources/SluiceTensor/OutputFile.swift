@@ -57,14 +57,8 @@ public final class OutputFile {
 
     public func write(_ bytes: UnsafeRawPointer, count: Int) throws {
         guard descriptor >= 0 else { throw OutputFileError(path: path, reason: "already closed") }
-        var done = 0
-        while done < count {
-            let written = Foundation.write(descriptor, bytes + done, count - done)
-            if written < 0 {
-                if errno == EINTR { continue }
-                throw OutputFileError(path: path, reason: String(cString: strerror(errno)))
-            }
-            done += written
+        if let failure = writeEveryByte(bytes, count: count, { Foundation.write(descriptor, $0, $1) }) {
+            throw OutputFileError(path: path, reason: String(cString: strerror(failure)))
         }
     }
 
@@ -73,15 +67,10 @@ public final class OutputFile {
         guard isRegularFile else { throw OutputFileError(path: path, reason: "not a regular file, so it cannot be rewritten in place") }
         try data.withUnsafeBytes { raw in
             guard let base = raw.baseAddress else { return }
-            var done = 0
-            while done < raw.count {
-                let written = pwrite(descriptor, base + done, raw.count - done, off_t(offset + done))
-                if written < 0 {
-                    if errno == EINTR { continue }
-                    throw OutputFileError(path: path, reason: String(cString: strerror(errno)))
-                }
-                done += written
+            let failure = writeEveryByte(base, count: raw.count) { next, remaining in
+                pwrite(descriptor, next, remaining, off_t(offset + (raw.count - remaining)))
             }
+            if let failure { throw OutputFileError(path: path, reason: String(cString: strerror(failure))) }
         }
     }
 
@@ -95,4 +84,20 @@ public final class OutputFile {
             throw OutputFileError(path: path, reason: String(cString: strerror(errno)))
         }
     }
+}
+
+/// Hands `write` the bytes not yet written until it has taken them all: a pipe or terminal may
+/// take fewer per call, and a signal may interrupt one (EINTR), which is tried again. Returns the
+/// errno of a failed call, or nil once every byte is written.
+public func writeEveryByte(_ bytes: UnsafeRawPointer, count: Int, _ write: (UnsafeRawPointer, Int) -> Int) -> Int32? {
+    var done = 0
+    while done < count {
+        let written = write(bytes + done, count - done)
+        if written < 0 {
+            if errno == EINTR { continue }
+            return errno
+        }
+        done += written
+    }
+    return nil
 }

@@ -159,7 +159,9 @@ enum TensorDecoder {
     static func decode(_ proto: Onnx_TensorProto, name: String, baseDirectory: String?) throws -> Tensor {
         let (dtype, shape) = try info(proto)
         let count = Tensor.elementCount(of: shape)
-        // The bytes must be there before anything is allocated for them.
+        // The bytes must be there before anything is allocated for them. For a tensor stored in
+        // the model this also holds the field its dtype reads (raw_data or the typed list) to
+        // exactly `count` values, which every copy below relies on.
         if proto.dataLocation != .external { try checkInline(proto, dtype, shape) }
         let tensor = Tensor(zeros: dtype, shape: shape)
         if proto.dataLocation == .external {
@@ -185,53 +187,36 @@ enum TensorDecoder {
         }
         if proto.hasRawData {
             let raw = proto.rawData
-            guard raw.count == tensor.byteCount else {
-                throw OpError.invalid("raw_data has \(raw.count) bytes, \(dtype)\(describe(shape)) needs \(tensor.byteCount)")
-            }
             raw.withUnsafeBytes { bytes in
-                if let base = bytes.baseAddress { tensor.storage.bytes.copyMemory(from: base, byteCount: raw.count) }
+                if let base = bytes.baseAddress { tensor.storage.bytes.copyMemory(from: base, byteCount: min(raw.count, tensor.byteCount)) }
             }
             return tensor
         }
-        func check(_ available: Int, _ field: String) throws {
-            guard available == count else {
-                throw OpError.invalid("\(field) has \(available) values, \(dtype)\(describe(shape)) needs \(count)")
-            }
-        }
         switch dtype {
         case .float32:
-            try check(proto.floatData.count, "float_data")
             tensor.withUnsafeMutableBufferPointer(as: Float.self) { for i in 0..<count { $0[i] = proto.floatData[i] } }
         case .float64:
-            try check(proto.doubleData.count, "double_data")
             tensor.withUnsafeMutableBufferPointer(as: Double.self) { for i in 0..<count { $0[i] = proto.doubleData[i] } }
         case .int64:
-            try check(proto.int64Data.count, "int64_data")
             tensor.withUnsafeMutableBufferPointer(as: Int64.self) { for i in 0..<count { $0[i] = proto.int64Data[i] } }
         case .int32:
-            try check(proto.int32Data.count, "int32_data")
             tensor.withUnsafeMutableBufferPointer(as: Int32.self) { for i in 0..<count { $0[i] = proto.int32Data[i] } }
         case .float16, .bfloat16, .uint16, .int16:
             // 16-bit types travel as their bit patterns, one per int32.
-            try check(proto.int32Data.count, "int32_data")
             tensor.withUnsafeMutableBufferPointer(as: UInt16.self) {
                 for i in 0..<count { $0[i] = UInt16(truncatingIfNeeded: proto.int32Data[i]) }
             }
         case .uint32:
-            try check(proto.uint64Data.count, "uint64_data")
             tensor.withUnsafeMutableBufferPointer(as: UInt32.self) {
                 for i in 0..<count { $0[i] = UInt32(truncatingIfNeeded: proto.uint64Data[i]) }
             }
         case .uint64:
-            try check(proto.uint64Data.count, "uint64_data")
             tensor.withUnsafeMutableBufferPointer(as: UInt64.self) { for i in 0..<count { $0[i] = proto.uint64Data[i] } }
         case .int8:
-            try check(proto.int32Data.count, "int32_data")
             tensor.withUnsafeMutableBufferPointer(as: Int8.self) {
                 for i in 0..<count { $0[i] = Int8(truncatingIfNeeded: proto.int32Data[i]) }
             }
         case .uint8, .bool:
-            try check(proto.int32Data.count, "int32_data")
             tensor.withUnsafeMutableBufferPointer(as: UInt8.self) {
                 for i in 0..<count { $0[i] = UInt8(truncatingIfNeeded: proto.int32Data[i]) }
             }
