@@ -2,6 +2,8 @@
 /// carries one batch of windows; a control frame is a frame on the controller's socket.
 public enum DropUnit: String, Codable, Sendable, CaseIterable, Comparable {
     case chunk, sample, window, batch, controlFrame = "control_frame"
+    /// A sensor's connection: what it carried when it closed is unknown, so it is counted whole.
+    case connection
 
     public static func < (a: DropUnit, b: DropUnit) -> Bool {
         inDeclarationOrder(a, b)
@@ -47,6 +49,10 @@ public enum DropReason: String, Codable, Sendable, CaseIterable, Comparable {
     case sensorLimit = "over the sensor limit"
     /// A window holding NaN or ±infinity, under `source.nan_policy: reject`.
     case nonFinite = "non-finite value"
+    /// A sensor connection that closed without an end of stream through it (libzmq drops a
+    /// connection that sends a message over the size limit; a sender may crash): the chunks it
+    /// still carried are lost, uncounted.
+    case closedWithoutEnd = "closed without an end of stream"
 
     public static func < (a: DropReason, b: DropReason) -> Bool {
         inDeclarationOrder(a, b)

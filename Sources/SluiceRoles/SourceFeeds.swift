@@ -153,16 +153,43 @@ final class ZMQSensorFeed: WindowFeed {
     private var ended = false
     private let logger: Logger
     private let dropLog: DropLog
-    /// Per sender: chunks taken (accepted or rejected), and whether its end of stream came.
-    private var senders: [String: (chunks: Int, ended: Bool)] = [:]
+    /// Per sender: chunks taken (accepted or rejected), whether its end of stream came, and when
+    /// it last sent (senders silent past `sensorIdleSeconds` are forgotten, like sensors).
+    private struct Sender {
+        var chunks = 0
+        var ended = false
+        var lastSeen: Double
+    }
+    private var senders: [String: Sender] = [:]
     private var malformedBySender: [String: Int] = [:]
+    /// Forgotten senders' counts, so one that comes back (or ends) later is still checked whole;
+    /// bounded by `maxSensors`, the longest forgotten going first (docs/protocol.md §4).
+    private var forgotten: [String: (chunks: Int, ended: Bool, serial: Int)] = [:]
+    private var forgottenOrder: [(sender: String, serial: Int)] = []
+    private var forgottenHead = 0
+    private var forgottenSerial = 0
+    /// Some sender has been heard from: the input may end (its senders may since be forgotten).
+    private var heardFromASender = false
     /// Sender connections open now: a connected sender may still send.
     private let connections: ConnectionMonitor?
+    /// Connections closed whose queued messages are still to be read, and when each was seen closed.
+    private var closedConnections: [(descriptor: Int32, seen: Double)] = []
+    /// Connections an end of stream came through (by descriptor, until the connection closes),
+    /// and ends whose connection libzmq did not name.
+    private var endedThrough: Set<Int32> = []
+    private var endsOfUnknownConnection = 0
 
     var drops: DropCounts { dropLog.counts }
     /// Sensors forgotten after `sensorIdleSeconds` of silence (their partial windows with them).
     private(set) var evictedSensors = 0
+    private(set) var forgottenSenders = 0
     private var lastEviction: Double?
+    private var lastForcedEviction: Double?
+    /// Scans of the sensor and sender tables for idle ones, each costing their size.
+    private(set) var evictionScans = 0
+    /// A full table makes every chunk of a new id ask for an eviction; one scan per this many
+    /// seconds serves them all, so a flood of new ids costs a dictionary lookup each.
+    static let forcedEvictionInterval = 0.1
 
     /// No sensor chunk comes near this; larger messages are refused by the socket before they
     /// are held in memory (docs/protocol.md).
@@ -182,22 +209,80 @@ final class ZMQSensorFeed: WindowFeed {
 
     /// Every sender heard from has sent its end of stream and closed its connection: whatever
     /// they sent before has arrived, and no sender is left that could still send.
+    /// A forgotten sender that never ended does not hold the end back: it was silent past
+    /// `sensorIdleSeconds`, and if it sends again it is tracked again.
     private var everySenderDone: Bool {
-        !senders.isEmpty && senders.values.allSatisfy(\.ended) && (connections?.open ?? 0) == 0
+        heardFromASender && (connections?.open ?? 0) == 0 && senders.values.allSatisfy(\.ended)
     }
 
-    /// Senders whose chunk counts the feed holds (at most `maxSensors`).
+    /// Senders whose chunk counts the feed holds (at most `maxSensors`, and as many forgotten).
     var trackedSenders: Int { senders.count + malformedBySender.keys.filter { senders[$0] == nil }.count }
 
-    /// Evicts sensors silent past `sensorIdleSeconds`: at most every tenth of that period unless
-    /// `force`d (a new sensor finding the table full), so the scan costs little per message.
+    /// Evicts sensors and senders silent past `sensorIdleSeconds`: at most every tenth of that
+    /// period, or when `force`d (a new id finding a table full) at most every
+    /// `forcedEvictionInterval`, so the scan costs little per message. A forced eviction also
+    /// forgets senders that have ended: their count is kept among the forgotten.
     private func evictIdle(now: Double, force: Bool) {
-        if !force, let last = lastEviction, now - last < config.sensorIdleSeconds / 10 { return }
+        if force {
+            if let last = lastForcedEviction, now - last < Self.forcedEvictionInterval, now >= last { return }
+            lastForcedEviction = now
+        } else if let last = lastEviction, now - last < config.sensorIdleSeconds / 10, now >= last {
+            return
+        }
         lastEviction = now
-        let evicted = windows.evict(lastSeenBefore: now - config.sensorIdleSeconds)
+        evictionScans += 1
+        let before = now - config.sensorIdleSeconds
+        let evicted = windows.evict(lastSeenBefore: before)
+        let silent = senders.filter { $0.value.lastSeen < before || (force && $0.value.ended) }.map(\.key)
+        for sender in silent { forget(sender) }
+        // Senders known only by malformed messages go too; their counts are kept among the forgotten.
+        for sender in malformedBySender.keys where senders[sender] == nil { forget(sender) }
+        if !silent.isEmpty {
+            logger.info("forgot \(silent.count) sender(s) silent for over source.sensor_idle_s = \(config.sensorIdleSeconds) s or ended; \(forgottenSenders) in all")
+        }
         guard !evicted.isEmpty else { return }
         evictedSensors += evicted.count
         logger.info("evicted \(evicted.count) sensor(s) silent for over source.sensor_idle_s = \(config.sensorIdleSeconds) s, with their partial windows (\(evicted.prefix(3).map { String($0.prefix(64)) }.joined(separator: ", "))\(evicted.count > 3 ? ", …" : ""); \(evictedSensors) in all)")
+    }
+
+    /// Moves a sender's counts to the forgotten, so its table slot is free.
+    private func forget(_ sender: String) {
+        let state = senders.removeValue(forKey: sender)
+        let malformed = malformedBySender.removeValue(forKey: sender) ?? 0
+        guard state != nil || malformed > 0 else { return }
+        if state != nil { forgottenSenders += 1 }
+        forgottenSerial += 1
+        // Malformed messages of a sender already forgotten add to what it had.
+        let earlier = forgotten[sender]
+        forgotten[sender] = ((state?.chunks ?? 0) + malformed + (earlier?.chunks ?? 0),
+                             (state?.ended ?? false) || (earlier?.ended ?? false), forgottenSerial)
+        forgottenOrder.append((sender, forgottenSerial))
+        while forgotten.count > config.maxSensors, forgottenHead < forgottenOrder.count {
+            let oldest = forgottenOrder[forgottenHead]
+            forgottenHead += 1
+            if forgotten[oldest.sender]?.serial == oldest.serial { forgotten[oldest.sender] = nil }
+        }
+        // Entries of senders taken back or forgotten again are stale: dropped once they outnumber
+        // the live ones, so the order stays within a small multiple of the table.
+        if forgottenOrder.count - forgottenHead > 2 * forgotten.count + 1024 {
+            forgottenOrder = forgottenOrder[forgottenHead...].filter { forgotten[$0.sender]?.serial == $0.serial }
+            forgottenHead = 0
+        } else if forgottenHead > 1024, forgottenHead * 2 > forgottenOrder.count {
+            forgottenOrder.removeFirst(forgottenHead)
+            forgottenHead = 0
+        }
+    }
+
+    /// A sender's state: tracked, remembered among the forgotten, or new.
+    private func sender(_ name: String, now: Double) -> Sender? {
+        if var state = senders[name] {
+            state.lastSeen = now
+            return state
+        }
+        if senders.count >= config.maxSensors { evictIdle(now: now, force: true) }
+        guard senders.count < config.maxSensors else { return nil }
+        let remembered = forgotten.removeValue(forKey: name)
+        return Sender(chunks: remembered?.chunks ?? 0, ended: remembered?.ended ?? false, lastSeen: now)
     }
 
     /// Whether a chunk of `sensor` is windowed: always for a live sensor, for a new one while
@@ -220,6 +305,8 @@ final class ZMQSensorFeed: WindowFeed {
         // Connection events first: a sender's chunks are queued before its connection closes, so
         // once the close is seen, draining the queue takes every chunk it sent.
         connections?.update()
+        for descriptor in connections?.takeClosed() ?? [] { closedConnections.append((descriptor, now)) }
+        evictIdle(now: now, force: false)
         var out: [Window] = []
         var messages = 0
         var drained = false
@@ -239,24 +326,36 @@ final class ZMQSensorFeed: WindowFeed {
                 // sent. The input ends when every sender heard from has ended, so no chunk sent
                 // before its sender's end is ever cut off by another sender's end.
                 let sender = header.senderName ?? ""
+                if header.isEndOfStream {
+                    // The connection it came through may close cleanly after it.
+                    if let descriptor = frames[0].sourceDescriptor {
+                        endedThrough.insert(descriptor)
+                    } else {
+                        endsOfUnknownConnection += 1
+                    }
+                }
                 // Senders are bounded like sensors (a chunk without a sender makes its sensor one):
-                // past the limit a new sender is not tracked, and its chunks are refused.
-                if senders[sender] == nil, senders.count >= config.maxSensors {
+                // past the limit, once silent and ended ones are forgotten, a new sender is not
+                // tracked, and its chunks are refused.
+                guard var state = self.sender(sender, now: now) else {
                     if !header.isEndOfStream {
                         dropLog.drop([(1, .chunk), (header.count ?? 0, .sample)], .sensorLimit,
                                      "new sender '\(sender.prefix(64))' while \(senders.count) senders are tracked (source.max_sensors)")
                     }
                     continue
                 }
-                var state = senders[sender] ?? (0, false)
+                heardFromASender = true
                 if header.isEndOfStream {
                     // A sender ends once: a repeated end (a retry, or a forger's) is counted as
                     // malformed and must not count the chunks it claims a second time.
                     if state.ended {
+                        senders[sender] = state
                         dropLog.drop([(1, .chunk)], .malformed, "a second end of stream from sender '\(sender.prefix(64))'")
                         continue
                     }
                     let arrived = state.chunks + (malformedBySender[sender] ?? 0)
+                    malformedBySender[sender] = nil
+                    state.chunks = arrived
                     if let counted = header.chunks, counted > arrived {
                         dropLog.drop([(counted - arrived, .chunk)], .neverArrived,
                                      "sender '\(sender)' ended after \(counted) chunks; \(arrived) arrived")
@@ -278,7 +377,6 @@ final class ZMQSensorFeed: WindowFeed {
                       frames.count > 1 else {
                     throw WireError.malformed("sample header lacks sensor, t0, dt or count")
                 }
-                evictIdle(now: now, force: false)
                 guard admits(sensor, samples: count, now: now) else { continue }
                 // Copied out: a frame's bytes need not be aligned for Float.
                 var values = [Float](repeating: 0, count: count * config.channels)
@@ -304,8 +402,9 @@ final class ZMQSensorFeed: WindowFeed {
         }
         if drained, everySenderDone {
             ended = true
-            logger.info("input ended: every sender (\(senders.count)) sent its end of stream and disconnected")
+            logger.info("input ended: every sender (\(senders.count), and \(forgottenSenders) forgotten) sent its end of stream or fell silent, and disconnected")
         }
+        if drained { settleClosedConnections(now: now, all: ended) }
         if !out.isEmpty { return .windows(out) }
         if ended { return .end }
         if config.idleTimeoutSeconds > 0 {
@@ -315,6 +414,28 @@ final class ZMQSensorFeed: WindowFeed {
             return .wait(until: since + config.idleTimeoutSeconds)
         }
         return .wait(until: nil)
+    }
+
+    /// Counts each connection that closed with no end of stream through it. Only once its queued
+    /// messages are read (libzmq may report the close a moment before the last of them is
+    /// readable), so an end of stream still queued is seen first.
+    private func settleClosedConnections(now: Double, all: Bool) {
+        var waiting: [(descriptor: Int32, seen: Double)] = []
+        for closed in closedConnections {
+            guard all || now - closed.seen >= Self.forcedEvictionInterval || now < closed.seen else {
+                waiting.append(closed)
+                continue
+            }
+            if endedThrough.remove(closed.descriptor) != nil {
+                continue
+            } else if endsOfUnknownConnection > 0 {
+                endsOfUnknownConnection -= 1
+            } else {
+                dropLog.drop([(1, .connection)], .closedWithoutEnd,
+                             "what it still carried is lost (libzmq drops a connection that sends a message over \(Self.maximumMessageBytes >> 20) MiB; or its sender stopped without ending)")
+            }
+        }
+        closedConnections = waiting
     }
 
     func discardAfterEnd() {

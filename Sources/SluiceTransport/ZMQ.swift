@@ -58,6 +58,13 @@ public final class ZMQFrame: @unchecked Sendable {
 
     public var count: Int { zmq_msg_size(message) }
 
+    /// The descriptor of the connection the frame came over (nil where libzmq does not say):
+    /// pairs a message with the connection events `ConnectionMonitor` reports.
+    public var sourceDescriptor: Int32? {
+        let descriptor = zmq_msg_get(message, ZMQ_SRCFD)
+        return descriptor >= 0 ? descriptor : nil
+    }
+
     /// The frame's bytes, valid only inside `body`: the frame must outlive every use of them,
     /// which an optimized build would not otherwise guarantee.
     public func withBytes<Result>(_ body: (UnsafeRawBufferPointer) throws -> Result) rethrows -> Result {
@@ -128,7 +135,9 @@ public final class ZMQSocket: @unchecked Sendable {
     /// events for connections accepted and closed (read them with `ConnectionMonitor`).
     public func monitorConnections(_ context: ZMQContext) throws -> ConnectionMonitor {
         let endpoint = "inproc://sluice-monitor-\(UInt(bitPattern: handle))"
-        guard zmq_socket_monitor(handle, endpoint, ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED) == 0 else {
+        guard zmq_socket_monitor(handle, endpoint, ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED
+                                 | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+                                 | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) == 0 else {
             throw ZMQError("zmq_socket_monitor")
         }
         let pair = try ZMQSocket(context, .pair, lingerMilliseconds: 0, sendHighWaterMark: 1000, receiveHighWaterMark: 100_000)
@@ -224,8 +233,17 @@ public final class ConnectionMonitor {
     /// Connections accepted and not closed since.
     public private(set) var open = 0
     public private(set) var accepted = 0
+    /// Descriptors of ZeroMQ peers' connections closed since `takeClosed()` last ran. A connection
+    /// that failed its handshake (a port scan, a health check, not a ZeroMQ peer) is not among them.
+    private var closed: [Int32] = []
+    private var handshakeFailed = false
 
     init(socket: ZMQSocket) { self.socket = socket }
+
+    public func takeClosed() -> [Int32] {
+        defer { closed.removeAll() }
+        return closed
+    }
 
     /// Takes every queued event.
     public func update() {
@@ -233,12 +251,21 @@ public final class ConnectionMonitor {
             // Frame 0: u16 event, u32 value (native byte order); frame 1: the endpoint.
             guard let first = frames.first, first.count >= 2 else { continue }
             let event = first.withBytes { UInt16($0[0]) | UInt16($0[1]) << 8 }
+            // The value (the descriptor, for these events) is little-endian on every platform Sluice builds for.
+            let value = first.count >= 6 ? first.withBytes { Int32(bitPattern: UInt32($0[2]) | UInt32($0[3]) << 8 | UInt32($0[4]) << 16 | UInt32($0[5]) << 24) } : -1
+            // libzmq reports a failed handshake right before that connection's close, from the one
+            // I/O thread that runs both: the close that follows is not a ZeroMQ peer's.
+            let failedBefore = handshakeFailed
+            handshakeFailed = false
             switch Int32(event) {
             case ZMQ_EVENT_ACCEPTED:
                 accepted += 1
                 open += 1
             case ZMQ_EVENT_DISCONNECTED:
                 open = max(0, open - 1)
+                if !failedBefore { closed.append(value) }
+            case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL, ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL, ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+                handshakeFailed = true
             default:
                 break
             }

@@ -216,4 +216,35 @@ import SluiceTransport
         let steady = result.stdout.split(separator: "\n").filter { $0.contains("\"sensor\":\"steady\"") }
         #expect(steady.count == 3, "\(result.stdout)")
     }
+
+    /// A sensor message over the 4 MiB limit never reaches the source: libzmq drops the
+    /// connection that carried it. That connection closed with no end of stream through it, so
+    /// the loss is counted and the summary does not say "none lost".
+    @Test func anOversizedSensorMessageIsCountedNotSilentlyLost() throws {
+        let port = 6435
+        let file = try writePipeline(Self.live(port: port, extra: "  idle_timeout_s: 5"))
+        let run = try Running(["run", file])
+        do {
+            let context = ZMQContext()
+            let big = try ZMQSocket(context, .push, lingerMilliseconds: 5000, sendHighWaterMark: 10, receiveHighWaterMark: 10)
+            try big.connect("tcp://127.0.0.1:\(port)")
+            let count = (5 << 20) / 24 + 1
+            let header = #"{"v":1,"sender":"big","sensor":"big","t0":0,"dt":0.1,"channels":6,"count":\#(count)}"#
+            _ = try big.send([.bytes(Array(header.utf8)), .bytes([UInt8](repeating: 0, count: count * 24))])
+            Thread.sleep(forTimeInterval: 0.5)
+            let steady = try ZMQSocket(context, .push, lingerMilliseconds: 5000, sendHighWaterMark: 100, receiveHighWaterMark: 10)
+            try steady.connect("tcp://127.0.0.1:\(port)")
+            for index in 0..<4 {
+                let header = #"{"v":1,"sender":"steady","sensor":"steady","t0":\#(index * 5),"dt":0.1,"channels":6,"count":50}"#
+                _ = try steady.send([.bytes(Array(header.utf8)), .bytes([UInt8](repeating: 0, count: 50 * 24))])
+            }
+            _ = try steady.send([.bytes(Array(#"{"v":1,"eos":true,"sender":"steady","chunks":4}"#.utf8))])
+        }
+        let result = run.wait(timeout: 60)
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stderr.contains("closed without an end of stream"), "\(result.stderr)")
+        #expect(!result.stderr.contains("none lost"), "\(result.stderr)")
+        let steady = result.stdout.split(separator: "\n").filter { $0.contains("\"sensor\":\"steady\"") }
+        #expect(steady.count == 3, "\(result.stdout)")
+    }
 }
