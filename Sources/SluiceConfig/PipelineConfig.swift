@@ -112,10 +112,12 @@ public struct ZMQSource: Codable, Sendable, Equatable {
     public var channels: Int
     /// Finish when no sample arrived for this long (0: wait for an end-of-stream message).
     public var idleTimeoutSeconds: Double
-    /// Sensors whose partial windows are held at once. A chunk from a new sensor while this
-    /// many are live (after idle ones are evicted) is refused: dropped, counted and logged.
+    /// Sensors whose partial windows are held at once, and senders tracked for end of stream. A
+    /// chunk from a new sensor or sender while this many are live (after idle ones, and senders
+    /// that have ended, are forgotten) is refused: dropped, counted and logged. Only the ids live
+    /// at once count: ids that come and go are admitted however many there were before.
     public var maxSensors: Int
-    /// A sensor silent this long is forgotten, its partial window with it.
+    /// A sensor or sender silent this long is forgotten (a sensor's partial window with it).
     public var sensorIdleSeconds: Double
 
     public static let defaultMaxSensors = 10_000
