@@ -29,12 +29,12 @@ let package = Package(
         .target(
             name: "SluiceONNX",
             dependencies: ["SluiceTensor", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
-        .target(name: "SluicePlan", dependencies: ["SluiceONNX"]),
+        .target(name: "SluicePlan"),
         .target(name: "SluiceConfig", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(name: "SluiceProtocol", dependencies: ["SluiceTensor", "SluicePlan", "SluiceConfig"]),
         .target(
             name: "SluiceProfile",
-            dependencies: ["SluiceProtocol", "SluicePlan", "SluiceConfig", .product(name: "Histogram", package: "hdrhistogram-swift")]),
+            dependencies: ["SluiceProtocol", "SluicePlan", .product(name: "Histogram", package: "hdrhistogram-swift")]),
         .target(name: "SluiceTransport", dependencies: ["CZeroMQ", "SluiceTensor", "SluiceProtocol"]),
         .target(
             name: "SluiceRoles",
@@ -57,7 +57,7 @@ let package = Package(
         .testTarget(name: "SluiceTransportTests", dependencies: ["SluiceTransport", "SluiceProtocol", "SluiceTensor"]),
         .testTarget(name: "SluiceProfileTests", dependencies: ["SluiceProfile", "SluiceProtocol", "SluicePlan", "SluiceTransport", "SluiceTestSupport"]),
         .testTarget(name: "SluiceRolesTests", dependencies: ["SluiceRoles", "SluiceConfig", "SluiceProtocol", "SluiceTensor", "SluiceTransport"]),
-        .testTarget(name: "SluiceCLITests", dependencies: ["SluiceRoles", "SluiceONNX", "SluiceConfig", "SluiceProtocol", "SluiceTransport", "SluiceTensor", "SluiceTestSupport"]),
+        .testTarget(name: "SluiceCLITests", dependencies: ["SluiceRoles", "SluiceONNX", "SluicePlan", "SluiceConfig", "SluiceProtocol", "SluiceTransport", "SluiceTensor", "SluiceTestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )
