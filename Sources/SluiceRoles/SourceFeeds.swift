@@ -172,12 +172,17 @@ final class ZMQSensorFeed: WindowFeed {
     private var heardFromASender = false
     /// Sender connections open now: a connected sender may still send.
     private let connections: ConnectionMonitor?
-    /// Connections closed whose queued messages are still to be read, and when each was seen closed.
-    private var closedConnections: [(descriptor: Int32, seen: Double)] = []
-    /// Connections an end of stream came through (by descriptor, until the connection closes),
-    /// and ends whose connection libzmq did not name.
-    private var endedThrough: Set<Int32> = []
+    /// Connections (by descriptor) closed since the queue was last read empty.
+    private var closedConnections: [Int32] = []
+    /// Ends of stream per connection (by descriptor) not yet matched with that connection's
+    /// close, and ends whose connection libzmq did not name (ipc). Counted, not a set: the
+    /// kernel gives a closed connection's descriptor to the next one, so two connections'
+    /// ends can wait on one descriptor. Only a sender's first end counts: a repeated end, or
+    /// one from a sender past the limit, must not excuse another connection's close.
+    private var endsThrough: [Int32: Int] = [:]
     private var endsOfUnknownConnection = 0
+    /// At most this many closes wait to be matched; past it the oldest is settled at once.
+    static let maximumWaitingCloses = 4096
 
     var drops: DropCounts { dropLog.counts }
     /// Sensors forgotten after `sensorIdleSeconds` of silence (their partial windows with them).
@@ -305,7 +310,11 @@ final class ZMQSensorFeed: WindowFeed {
         // Connection events first: a sender's chunks are queued before its connection closes, so
         // once the close is seen, draining the queue takes every chunk it sent.
         connections?.update()
-        for descriptor in connections?.takeClosed() ?? [] { closedConnections.append((descriptor, now)) }
+        for descriptor in connections?.takeClosed() ?? [] { closedConnections.append(descriptor) }
+        if closedConnections.count > Self.maximumWaitingCloses {
+            settle(closedConnections.prefix(closedConnections.count - Self.maximumWaitingCloses))
+            closedConnections.removeFirst(closedConnections.count - Self.maximumWaitingCloses)
+        }
         evictIdle(now: now, force: false)
         var out: [Window] = []
         var messages = 0
@@ -326,14 +335,6 @@ final class ZMQSensorFeed: WindowFeed {
                 // sent. The input ends when every sender heard from has ended, so no chunk sent
                 // before its sender's end is ever cut off by another sender's end.
                 let sender = header.senderName ?? ""
-                if header.isEndOfStream {
-                    // The connection it came through may close cleanly after it.
-                    if let descriptor = frames[0].sourceDescriptor {
-                        endedThrough.insert(descriptor)
-                    } else {
-                        endsOfUnknownConnection += 1
-                    }
-                }
                 // Senders are bounded like sensors (a chunk without a sender makes its sensor one):
                 // past the limit, once silent and ended ones are forgotten, a new sender is not
                 // tracked, and its chunks are refused.
@@ -362,6 +363,12 @@ final class ZMQSensorFeed: WindowFeed {
                     }
                     state.ended = true
                     senders[sender] = state
+                    // The connection it came through may close cleanly after it.
+                    if let descriptor = frames[0].sourceDescriptor {
+                        endsThrough[descriptor, default: 0] += 1
+                    } else {
+                        endsOfUnknownConnection += 1
+                    }
                     logger.info("sender '\(sender)' ended its stream after \(state.chunks) chunks")
                     continue
                 }
@@ -404,30 +411,33 @@ final class ZMQSensorFeed: WindowFeed {
             ended = true
             logger.info("input ended: every sender (\(senders.count), and \(forgottenSenders) forgotten) sent its end of stream or fell silent, and disconnected")
         }
-        if drained { settleClosedConnections(now: now, all: ended) }
+        if drained { settleClosedConnections() }
         if !out.isEmpty { return .windows(out) }
         if ended { return .end }
         if config.idleTimeoutSeconds > 0 {
             let since = lastMessage ?? now
             lastMessage = since
-            if now - since > config.idleTimeoutSeconds { return .end }
+            if now - since > config.idleTimeoutSeconds {
+                settleClosedConnections()
+                return .end
+            }
             return .wait(until: since + config.idleTimeoutSeconds)
         }
         return .wait(until: nil)
     }
 
-    /// Counts each connection that closed with no end of stream through it. Only once its queued
-    /// messages are read (libzmq may report the close a moment before the last of them is
-    /// readable), so an end of stream still queued is seen first.
-    private func settleClosedConnections(now: Double, all: Bool) {
-        var waiting: [(descriptor: Int32, seen: Double)] = []
-        for closed in closedConnections {
-            guard all || now - closed.seen >= Self.forcedEvictionInterval || now < closed.seen else {
-                waiting.append(closed)
-                continue
-            }
-            if endedThrough.remove(closed.descriptor) != nil {
-                continue
+    /// Counts each connection that closed with no end of stream through it, once the queue has
+    /// been read empty after its close was seen: libzmq queues a connection's messages before it
+    /// reports the close, so an end of stream it sent has been read by then.
+    private func settleClosedConnections() {
+        settle(closedConnections[...])
+        closedConnections.removeAll(keepingCapacity: true)
+    }
+
+    private func settle(_ closes: ArraySlice<Int32>) {
+        for descriptor in closes {
+            if let ends = endsThrough[descriptor], ends > 0 {
+                endsThrough[descriptor] = ends > 1 ? ends - 1 : nil
             } else if endsOfUnknownConnection > 0 {
                 endsOfUnknownConnection -= 1
             } else {
@@ -435,7 +445,6 @@ final class ZMQSensorFeed: WindowFeed {
                              "what it still carried is lost (libzmq drops a connection that sends a message over \(Self.maximumMessageBytes >> 20) MiB; or its sender stopped without ending)")
             }
         }
-        closedConnections = waiting
     }
 
     func discardAfterEnd() {

@@ -41,6 +41,24 @@ import Testing
         #expect(survey.initializerCount == 2)
     }
 
+    /// A Constant's value has no folder to read external data from: refused before its declared
+    /// size (a terabyte here) is allocated, at load and when the model is surveyed.
+    @Test func externalDataInAConstantIsRefusedBeforeAllocating() throws {
+        var value = Self.declared([1 << 40])
+        var location = Onnx_StringStringEntryProto()
+        location.key = "location"
+        location.value = "weights.bin"
+        value.externalData = [location]
+        value.dataLocation = .external
+        var b = ModelBuilder()
+        b.input("x", [nil, 4])
+        b.node("Constant", [], ["c"], name: "huge", ["value": value])
+        b.node("Add", ["x", "c"], ["y"], name: "add")
+        b.output("y")
+        let error = try #require(throws: ModelError.self) { try b.load() }
+        #expect(error.description.contains("external data"), "\(error)")
+    }
+
     @Test func graphInputsTooLargeForAnySampleAreRefused() throws {
         var w = Self.declared([4])
         w.floatData = [1, 2, 3, 4]

@@ -162,7 +162,14 @@ enum TensorDecoder {
         // The bytes must be there before anything is allocated for them. For a tensor stored in
         // the model this also holds the field its dtype reads (raw_data or the typed list) to
         // exactly `count` values, which every copy below relies on.
-        if proto.dataLocation != .external { try checkInline(proto, dtype, shape) }
+        // An external tensor's file must hold its bytes (checked against the file's size, inside
+        // the model's folder); one where no folder is known (a Constant's value) is refused.
+        if proto.dataLocation == .external {
+            guard let baseDirectory else { throw OpError.unsupported("external data is only supported for initializers") }
+            try checkExternal(proto, baseDirectory: baseDirectory)
+        } else {
+            try checkInline(proto, dtype, shape)
+        }
         let tensor = Tensor(zeros: dtype, shape: shape)
         if proto.dataLocation == .external {
             let location = try externalLocation(proto, baseDirectory: baseDirectory)
