@@ -62,9 +62,15 @@ enum ExitCodes {
         switch error {
         case is ConfigError: return ExitCode(2)
         case is ModelError: return ExitCode(3)
+        case is UsageError: return ExitCode.validationFailure
         default: return ExitCode(1)
         }
     }
+}
+
+/// A command line that asks for what cannot be done (exit status 64, as the parser's own).
+struct UsageError: Error, CustomStringConvertible {
+    let description: String
 }
 
 /// Loads and checks a pipeline file and its model, or exits with the matching code.
@@ -76,10 +82,10 @@ func loadPlan(_ file: String, predictions: String? = nil) throws -> PipelinePlan
             config.sink.path = predictions == "-" ? "-" : URL(fileURLWithPath: predictions).standardizedFileURL.path
         }
         if config.sink.kind == .npy && config.sink.path == "-" {
-            throw RoleError("an npy sink needs a file: --predictions FILE")
+            throw UsageError(description: "an npy sink needs a file: --predictions FILE")
         }
         if let predictions, let problem = SinkConfig.pathProblem(kind: config.sink.kind, path: config.sink.path) {
-            throw RoleError("--predictions \(predictions) \(problem)")
+            throw UsageError(description: "--predictions \(predictions) \(problem)")
         }
         return try PipelinePlan.make(config: config)
     } catch {
