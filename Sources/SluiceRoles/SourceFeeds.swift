@@ -339,7 +339,15 @@ final class ZMQSensorFeed: WindowFeed {
                 // past the limit, once silent and ended ones are forgotten, a new sender is not
                 // tracked, and its chunks are refused.
                 guard var state = self.sender(sender, now: now) else {
-                    if !header.isEndOfStream {
+                    // A forgotten sender's end needs no table slot: its counts are kept apart.
+                    if header.isEndOfStream, let remembered = forgotten[sender], !remembered.ended {
+                        if let counted = header.chunks, counted > remembered.chunks {
+                            dropLog.drop([(counted - remembered.chunks, .chunk)], .neverArrived,
+                                         "sender '\(sender.prefix(64))' ended after \(counted) chunks; \(remembered.chunks) arrived")
+                        }
+                        forgotten[sender]?.ended = true
+                        creditEnd(through: frames[0])
+                    } else if !header.isEndOfStream {
                         dropLog.drop([(1, .chunk), (header.count ?? 0, .sample)], .sensorLimit,
                                      "new sender '\(sender.prefix(64))' while \(senders.count) senders are tracked (source.max_sensors)")
                     }
@@ -363,12 +371,7 @@ final class ZMQSensorFeed: WindowFeed {
                     }
                     state.ended = true
                     senders[sender] = state
-                    // The connection it came through may close cleanly after it.
-                    if let descriptor = frames[0].sourceDescriptor {
-                        endsThrough[descriptor, default: 0] += 1
-                    } else {
-                        endsOfUnknownConnection += 1
-                    }
+                    creditEnd(through: frames[0])
                     logger.info("sender '\(sender)' ended its stream after \(state.chunks) chunks")
                     continue
                 }
@@ -424,6 +427,15 @@ final class ZMQSensorFeed: WindowFeed {
             return .wait(until: since + config.idleTimeoutSeconds)
         }
         return .wait(until: nil)
+    }
+
+    /// A sender's first end of stream came through `frame`'s connection, which may close cleanly after it.
+    private func creditEnd(through frame: ZMQFrame) {
+        if let descriptor = frame.sourceDescriptor {
+            endsThrough[descriptor, default: 0] += 1
+        } else {
+            endsOfUnknownConnection += 1
+        }
     }
 
     /// Counts each connection that closed with no end of stream through it, once the queue has

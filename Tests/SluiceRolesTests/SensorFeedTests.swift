@@ -163,3 +163,19 @@ private struct LiveFeed {
     _ = keeper
 }
 
+
+/// A forgotten sender that ends while the table is full of live ones is still checked against
+/// every chunk it sent: its end needs no slot in the table.
+@Test func aForgottenSendersEndIsCheckedWhileTheTableIsFull() throws {
+    let live = try LiveFeed(maxSensors: 2, sensorIdleSeconds: 1)
+    let push = try live.sender()
+    for _ in 0..<3 { _ = try push.send(LiveFeed.chunk("q", sender: "quiet")) }
+    live.take(now: 0) { $0 == 3 }
+    live.take(now: 5) { _ in live.feed.forgottenSenders == 1 }
+    for sender in ["a", "b"] { _ = try push.send(LiveFeed.chunk(sender, sender: sender)) }
+    live.take(now: 5) { $0 == 2 }
+    // It claims 5 chunks; 3 arrived.
+    _ = try push.send(LiveFeed.end("quiet", chunks: 5))
+    live.take(now: 5.01) { _ in live.feed.drops.count(.chunk, .neverArrived) > 0 }
+    #expect(live.feed.drops.count(.chunk, .neverArrived) == 2, "\(live.feed.drops.summary)")
+}
