@@ -18,9 +18,11 @@ public struct ZMQError: Error, CustomStringConvertible {
 /// Owns a libzmq context. Sockets keep their context alive, so it terminates after them.
 public final class ZMQContext: @unchecked Sendable {
     let handle: UnsafeMutableRawPointer
+    let ioThreads: Int32
 
     /// One I/O thread by default: on small machines every core is wanted for compute.
     public init(ioThreads: Int32 = 1) {
+        self.ioThreads = ioThreads
         handle = zmq_ctx_new()
         zmq_ctx_set(handle, ZMQ_IO_THREADS, ioThreads)
     }
@@ -133,7 +135,10 @@ public final class ZMQSocket: @unchecked Sendable {
 
     /// Watches this socket's peers come and go: the returned socket receives libzmq's monitor
     /// events for connections accepted and closed (read them with `ConnectionMonitor`).
+    /// The socket's context must run one I/O thread: a failed handshake is told apart from a
+    /// ZeroMQ peer's close by the order of the two events, which only one thread keeps.
     public func monitorConnections(_ context: ZMQContext) throws -> ConnectionMonitor {
+        precondition(self.context.ioThreads == 1, "monitorConnections needs a socket whose context has one I/O thread, not \(self.context.ioThreads)")
         let endpoint = "inproc://sluice-monitor-\(UInt(bitPattern: handle))"
         guard zmq_socket_monitor(handle, endpoint, ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED
                                  | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
