@@ -8,8 +8,12 @@ public struct ReorderBuffer<Item> {
     public init(startingAt first: UInt64 = 0) { nextSequence = first }
 
     public var pendingCount: Int { pending.count }
-    /// The items held back behind a missing sequence number, in no particular order.
-    public var pendingItems: [Item] { Array(pending.values) }
+
+    /// Takes out the items held back, to be counted as never released when nothing more will be.
+    public mutating func removePending() -> [Item] {
+        defer { pending.removeAll() }
+        return Array(pending.values)
+    }
 
     /// Accepts `item` numbered `sequence` and returns every item that is now next in line.
     /// An item already released or already waiting is a duplicate: counted and dropped.

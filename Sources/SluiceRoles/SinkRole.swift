@@ -100,6 +100,7 @@ public final class SinkRole: PipelineRole {
                     control.send(.failed(message: "cannot write the output: \(error)"))
                     return 1
                 }
+                countUnreleased()
                 summary.batches = reorder.nextSequence
                 summary.duplicates = reorder.duplicates
                 summary.rejected = counters.rejected
@@ -124,9 +125,10 @@ public final class SinkRole: PipelineRole {
         assignedAt = wallNanos()
     }
 
-    /// Batches still held behind a gap when the run ends were never output: count them.
+    /// Batches still held behind a gap when every expected batch is out, or when the run ends,
+    /// are never output: count them (each once), so the summary already carries them.
     private func countUnreleased() {
-        let held = reorder.pendingItems
+        let held = reorder.removePending()
         guard !held.isEmpty else { return }
         dropLog.drop([(held.count, .batch), (held.reduce(0) { $0 + $1.keys.count }, .window)], .neverReleased,
                      "held behind batch \(reorder.nextSequence), which never arrived")
