@@ -24,10 +24,24 @@ public final class Launcher {
         self.progress = progress
     }
 
+    /// A new folder for the run's ipc endpoints, readable by this user only: `sluice-PID` in the
+    /// temporary folder, or a fresh `sluice-PID-XXXXXX` when something is already there (it is
+    /// never replaced or deleted: it may be anyone's).
+    static func makeRunDirectory(
+        base: String = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(getpid())").path
+    ) throws -> String {
+        if mkdir(base, 0o700) == 0 { return base }
+        var template = Array((base + "-XXXXXX").utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { buffer in buffer.baseAddress.map { mkdtemp($0) != nil } ?? false }
+        guard made else {
+            throw RoleError("cannot make a run folder beside \(base): \(String(cString: strerror(errno)))")
+        }
+        return String(cString: template)
+    }
+
     public func run() throws -> Int32 {
-        let runDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(getpid())").path
-        try? FileManager.default.removeItem(atPath: runDirectory)
-        try FileManager.default.createDirectory(atPath: runDirectory, withIntermediateDirectories: true)
+        let runDirectory = try Self.makeRunDirectory()
+        // Made here, private to this run: removing it removes nothing of anyone else's.
         defer { try? FileManager.default.removeItem(atPath: runDirectory) }
         let endpoints = plan.endpoints(runDirectory: runDirectory)
 

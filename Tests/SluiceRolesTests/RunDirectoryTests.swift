@@ -1,0 +1,24 @@
+import Foundation
+import Testing
+@testable import SluiceRoles
+
+/// `sluice run` makes its own folder for ipc endpoints; whatever already stands at the name it
+/// would take (a FIFO, a file, someone's folder) is left exactly as it was.
+@Test func theRunFolderNeverReplacesWhatIsAtItsName() throws {
+    let parent = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-rundir-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: parent) }
+    let base = parent + "/sluice-42"
+
+    let fresh = try Launcher.makeRunDirectory(base: base)
+    #expect(fresh == base)
+    var info = stat()
+    #expect(stat(fresh, &info) == 0 && info.st_mode & 0o777 == 0o700)
+    try FileManager.default.removeItem(atPath: fresh)
+
+    #expect(mkfifo(base, 0o600) == 0)
+    let beside = try Launcher.makeRunDirectory(base: base)
+    #expect(beside != base && beside.hasPrefix(base + "-"))
+    #expect(stat(base, &info) == 0 && info.st_mode & S_IFMT == S_IFIFO, "the FIFO was replaced")
+    #expect(stat(beside, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR && info.st_mode & 0o777 == 0o700)
+}
