@@ -48,7 +48,7 @@ let package = Package(
                 "SluiceRoles", "SluiceConfig", "SluiceONNX", "SluicePlan", "SluiceProtocol", "SluiceProfile", "SluiceTensor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
-        .testTarget(name: "SluiceTensorTests", dependencies: ["SluiceTensor"]),
+        .testTarget(name: "SluiceTensorTests", dependencies: ["SluiceTensor", "SluiceTestSupport"]),
         .testTarget(name: "SluiceONNXTests", dependencies: ["SluiceONNX", "SluiceTensor"]),
         .target(name: "SluiceTestSupport", path: "Tests/SluiceTestSupport"),
         .testTarget(name: "SluicePlanTests", dependencies: ["SluicePlan", "SluiceONNX", "SluiceTestSupport"]),

@@ -1,4 +1,5 @@
 import Foundation
+import SluiceTestSupport
 import Testing
 import SluiceConfig
 import SluiceProtocol
@@ -10,32 +11,6 @@ import SluiceTransport
 /// symlink stay what they were), predictions stream out while the run goes, and a report never
 /// shares a stream with the predictions.
 enum Outputs {
-    static func folder() throws -> String {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-outputs-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        return path
-    }
-
-    static func kind(_ path: String) -> mode_t? {
-        var info = stat()
-        guard lstat(path, &info) == 0 else { return nil }
-        return info.st_mode & S_IFMT
-    }
-
-    /// A null device node of the test's own (major 1, minor 3): a regression replaces this one,
-    /// never the system's /dev/null.
-    static let nullDevice: dev_t = (1 << 8) | 3
-    static func nullNode(in folder: String) throws -> String {
-        let node = folder + "/null"
-        try #require(mknod(node, S_IFCHR | 0o666, nullDevice) == 0, "mknod: \(String(cString: strerror(errno)))")
-        return node
-    }
-
-    static func isNullNode(_ path: String) -> Bool {
-        var info = stat()
-        return lstat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFCHR && info.st_rdev == nullDevice
-    }
-
     /// The 16 windows of Tests/Fixtures/quickstart_input.npy through two stage processes.
     static func tensorsPipeline(sink: String) throws -> String {
         try writePipeline("""
@@ -95,8 +70,8 @@ extension MultiProcess {
     @Suite struct OutputTests {
         @Test(.enabled(if: getuid() == 0, "mknod needs root"))
         func aSinkOnADeviceAndAReportOnASymlinkAreWrittenInPlace() throws {
-            let folder = try Outputs.folder()
-            let node = try Outputs.nullNode(in: folder)
+            let folder = try FileNodes.temporaryFolder()
+            let node = try FileNodes.nullNode(in: folder)
             let target = folder + "/report-target.json"
             let link = folder + "/report.json"
             FileManager.default.createFile(atPath: target, contents: Data("stale".utf8))
@@ -104,15 +79,15 @@ extension MultiProcess {
             let file = try Outputs.tensorsPipeline(sink: "  type: jsonl\n  path: \(node)")
             let result = try sluice("run", file, "--report", link)
             #expect(result.status == 0, "\(result.stderr)")
-            #expect(Outputs.isNullNode(node), "the sink replaced the device node")
-            #expect(Outputs.kind(link) == S_IFLNK, "--report replaced the symlink")
+            #expect(FileNodes.isNullNode(node), "the sink replaced the device node")
+            #expect(FileNodes.kind(link) == S_IFLNK, "--report replaced the symlink")
             let report = try JSONSerialization.jsonObject(with: FileManager.default.contents(atPath: target) ?? Data()) as? [String: Any]
             #expect(report?["windowsOut"] as? Int == 16, "\(String(describing: report))")
-            #expect(Outputs.kind("/dev/null") == S_IFCHR, "/dev/null is no longer a character device")
+            #expect(FileNodes.kind("/dev/null") == S_IFCHR, "/dev/null is no longer a character device")
         }
 
         @Test func aSinkOnANamedPipeWritesIntoThePipe() throws {
-            let folder = try Outputs.folder()
+            let folder = try FileNodes.temporaryFolder()
             let fifo = folder + "/predictions.jsonl"
             try #require(mkfifo(fifo, 0o600) == 0)
             let reader = Outputs.PipeReader(fifo)
@@ -122,13 +97,13 @@ extension MultiProcess {
             let received = try #require(reader.wait(timeout: 10), "the pipe's reader never saw the end")
             let lines = String(decoding: received, as: UTF8.self).split(separator: "\n")
             #expect(lines.count == 16 && lines.allSatisfy { $0.hasPrefix("{\"seq\":") }, "\(lines)")
-            #expect(Outputs.kind(fifo) == S_IFIFO, "the sink replaced the named pipe")
+            #expect(FileNodes.kind(fifo) == S_IFIFO, "the sink replaced the named pipe")
         }
 
         @Test(.enabled(if: getuid() == 0, "mknod needs root"))
         func profileWritesItsTraceAndChartInPlace() throws {
-            let folder = try Outputs.folder()
-            let node = try Outputs.nullNode(in: folder)
+            let folder = try FileNodes.temporaryFolder()
+            let node = try FileNodes.nullNode(in: folder)
             let target = folder + "/trace-target.json"
             let link = folder + "/trace.json"
             FileManager.default.createFile(atPath: target, contents: nil)
@@ -136,28 +111,28 @@ extension MultiProcess {
             let file = try Outputs.tensorsPipeline(sink: "  type: jsonl\n  path: \"-\"")
             let result = try sluice("profile", file, "--json", "--predictions", node, "--trace", link, "--svg", node)
             #expect(result.status == 0, "\(result.stderr)")
-            #expect(Outputs.isNullNode(node))
-            #expect(Outputs.kind(link) == S_IFLNK)
+            #expect(FileNodes.isNullNode(node))
+            #expect(FileNodes.kind(link) == S_IFLNK)
             #expect((try? JSONSerialization.jsonObject(with: FileManager.default.contents(atPath: target) ?? Data())) != nil)
             // Standard output holds the profile alone.
             #expect((try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8))) != nil, "\(result.stdout.prefix(500))")
         }
 
         @Test func anNpySinkOnANamedPipeIsRefusedWithTheReason() throws {
-            let fifo = try Outputs.folder() + "/scores.npy"
+            let fifo = try FileNodes.temporaryFolder() + "/scores.npy"
             try #require(mkfifo(fifo, 0o600) == 0)
             let file = try Outputs.tensorsPipeline(sink: "  type: npy\n  path: \(fifo)")
             let result = try sluice("validate", file)
             #expect(result.status == 2, "\(result.stderr)")
             #expect(result.stderr.contains("sink.path") && result.stderr.contains("regular file"), "\(result.stderr)")
-            #expect(Outputs.kind(fifo) == S_IFIFO)
+            #expect(FileNodes.kind(fifo) == S_IFIFO)
         }
 
         /// Live sensors through a run that is still going: the first window's prediction must
         /// reach the file long before the input ends (it used to wait for 16 KiB or the end).
         @Test(arguments: [SinkKind.jsonl, SinkKind.npy])
         func predictionsReachTheFileWhileTheRunGoes(kind: SinkKind) throws {
-            let folder = try Outputs.folder()
+            let folder = try FileNodes.temporaryFolder()
             let output = folder + (kind == .jsonl ? "/live.jsonl" : "/live.npy")
             let port = kind == .jsonl ? 6700 : 6710
             let file = try writePipeline("""

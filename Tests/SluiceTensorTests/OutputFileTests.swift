@@ -1,38 +1,24 @@
 import Foundation
 import SluiceTensor
+import SluiceTestSupport
 import Testing
 
 /// A path a user names is opened and written, never replaced: /dev/null, a named pipe and a
 /// symlink are each still what they were afterwards.
 @Suite struct OutputFileTests {
-    static func folder() throws -> String {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-out-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        return path
-    }
-
-    static func kind(_ path: String) -> mode_t? {
-        var info = stat()
-        guard lstat(path, &info) == 0 else { return nil }
-        return info.st_mode & S_IFMT
-    }
-
     /// A null device node of our own (major 1, minor 3), so a regression replaces it and not
     /// the system's /dev/null.
     @Test(.enabled(if: getuid() == 0, "mknod needs root"))
     func aCharacterDeviceIsWrittenNotReplaced() throws {
-        let node = try Self.folder() + "/null"
-        let nullDevice: dev_t = (1 << 8) | 3
-        try #require(mknod(node, S_IFCHR | 0o666, nullDevice) == 0, "mknod: \(String(cString: strerror(errno)))")
+        let node = try FileNodes.nullNode(in: FileNodes.temporaryFolder())
         try OutputFile.write(Data("predictions\n".utf8), to: node)
         try NPY.write(Tensor(shape: [2], floats: [1, 2]), path: node)
-        var info = stat()
-        #expect(lstat(node, &info) == 0 && (info.st_mode & S_IFMT) == S_IFCHR && info.st_rdev == nullDevice)
-        #expect(Self.kind("/dev/null") == S_IFCHR, "/dev/null is no longer a character device")
+        #expect(FileNodes.isNullNode(node))
+        #expect(FileNodes.kind("/dev/null") == S_IFCHR, "/dev/null is no longer a character device")
     }
 
     @Test func aNamedPipeIsWrittenNotReplaced() throws {
-        let fifo = try Self.folder() + "/pipe"
+        let fifo = try FileNodes.temporaryFolder() + "/pipe"
         try #require(mkfifo(fifo, 0o600) == 0)
         let payload = Data((0..<200_000).map { UInt8($0 % 251) })
         // The reader: opening a FIFO for reading waits for the writer, and the reverse.
@@ -59,17 +45,17 @@ import Testing
         try OutputFile.write(payload, to: fifo)
         #expect(done.wait(timeout: .now() + 10) == .success)
         #expect(received.data == payload)
-        #expect(Self.kind(fifo) == S_IFIFO)
+        #expect(FileNodes.kind(fifo) == S_IFIFO)
     }
 
     @Test func aSymlinkStaysAndItsTargetIsTruncatedAndWritten() throws {
-        let folder = try Self.folder()
+        let folder = try FileNodes.temporaryFolder()
         let target = folder + "/target.jsonl"
         let link = folder + "/link.jsonl"
         try Data("an older and longer content\n".utf8).write(to: URL(fileURLWithPath: target))
         try #require(symlink(target, link) == 0)
         try OutputFile.write(Data("new\n".utf8), to: link)
-        #expect(Self.kind(link) == S_IFLNK)
+        #expect(FileNodes.kind(link) == S_IFLNK)
         #expect(FileManager.default.contents(atPath: target) == Data("new\n".utf8))
     }
 
@@ -78,7 +64,7 @@ import Testing
     }
 
     @Test func npyRowsStreamedInBlocksEqualTheWholeArray() throws {
-        let path = try Self.folder() + "/rows.npy"
+        let path = try FileNodes.temporaryFolder() + "/rows.npy"
         let blocks = [Tensor(shape: [2, 4], floats: (0..<8).map(Float.init)), Tensor(shape: [0, 4], floats: []),
                       Tensor(shape: [5, 4], floats: (0..<20).map { Float($0) * -0.5 })]
         let writer = try NPYRowWriter(path: path)
@@ -93,25 +79,25 @@ import Testing
     }
 
     @Test func npyRowsOfAnotherShapeOrTypeAreRefused() throws {
-        let writer = try NPYRowWriter(path: try Self.folder() + "/rows.npy")
+        let writer = try NPYRowWriter(path: try FileNodes.temporaryFolder() + "/rows.npy")
         try writer.append(Tensor(shape: [1, 4], floats: [1, 2, 3, 4]))
         #expect(throws: OutputFileError.self) { try writer.append(Tensor(shape: [1, 3], floats: [1, 2, 3])) }
         #expect(throws: OutputFileError.self) { try writer.append(Tensor(zeros: .int64, shape: [1, 4])) }
     }
 
     @Test func npyWithNoRowsIsAnEmptyArray() throws {
-        let path = try Self.folder() + "/empty.npy"
+        let path = try FileNodes.temporaryFolder() + "/empty.npy"
         try NPYRowWriter(path: path).finish()
         #expect(try NPY.read(path: path).shape == [0])
     }
 
     @Test func npyIsRefusedForANamedPipeWhichStaysOne() throws {
-        let fifo = try Self.folder() + "/pipe.npy"
+        let fifo = try FileNodes.temporaryFolder() + "/pipe.npy"
         try #require(mkfifo(fifo, 0o600) == 0)
         // Someone must hold the read end, or opening the write end waits forever.
         let reader = open(fifo, O_RDONLY | O_NONBLOCK)
         defer { close(reader) }
         #expect(throws: OutputFileError.self) { try NPYRowWriter(path: fifo) }
-        #expect(Self.kind(fifo) == S_IFIFO)
+        #expect(FileNodes.kind(fifo) == S_IFIFO)
     }
 }
