@@ -15,37 +15,14 @@ extension MultiProcess {
         static let cnn = "{root}/pipelines/models/basicmotions-cnn.onnx"
         static let sensors = (0..<8).map { "imu-\($0)" }
 
-        /// A pipeline whose sensors push over ZeroMQ to `sensorPort`; roles on ports from `basePort`.
-        static func livePipeline(sensorPort: Int, basePort: Int, sink: String, extraSource: String = "") -> String {
+        /// The 1D CNN over two stage processes on tcp ports from `basePort`, fed by `source`
+        /// (the lines under `source:`).
+        static func pipeline(source: String, basePort: Int, sink: String, controller: String = "") -> String {
             """
             model:
               path: \(cnn)
             source:
-              type: zmq
-              endpoint: tcp://127.0.0.1:\(sensorPort)
-              channels: 6\(extraSource)
-            window:
-              length: 100
-              hop: 50
-            stages:
-              count: 2
-            transport:
-              kind: tcp
-              base_port: \(basePort)
-            sink:
-            \(sink)
-            """
-        }
-
-        /// The recording played at `rate`, roles on ports from `basePort`.
-        static func recordingPipeline(basePort: Int, rate: String, sink: String, controller: String = "") -> String {
-            """
-            model:
-              path: \(cnn)
-            source:
-              type: recording
-              path: {root}/pipelines/data/basicmotions-test.csv
-              rate: \(rate)
+            \(source)
             window:
               length: 100
               hop: 50
@@ -58,6 +35,18 @@ extension MultiProcess {
             \(sink)
             \(controller)
             """
+        }
+
+        /// Sensors push over ZeroMQ to `sensorPort`.
+        static func livePipeline(sensorPort: Int, basePort: Int, sink: String, extraSource: String = "") -> String {
+            pipeline(source: "  type: zmq\n  endpoint: tcp://127.0.0.1:\(sensorPort)\n  channels: 6\(extraSource)",
+                     basePort: basePort, sink: sink)
+        }
+
+        /// The recording played at `rate`.
+        static func recordingPipeline(basePort: Int, rate: String, sink: String, controller: String = "") -> String {
+            pipeline(source: "  type: recording\n  path: {root}/pipelines/data/basicmotions-test.csv\n  rate: \(rate)",
+                     basePort: basePort, sink: sink, controller: controller)
         }
 
         static let recording: Recording? = try? Recording.load(RecordingSource(
