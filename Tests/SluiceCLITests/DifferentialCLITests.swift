@@ -1,6 +1,7 @@
 import Foundation
 import SluiceONNX
 import SluiceTensor
+import SluiceTestSupport
 import Testing
 
 /// A few random graphs (tools/difftest.py cli-fixtures) through the built binary, compared with
@@ -14,18 +15,7 @@ import Testing
 
     /// Batch size → (inputs, onnxruntime's outputs), from NAME.pb beside the model.
     static func data(_ model: String) throws -> [Int: (inputs: [String: Tensor], outputs: [String: Tensor])] {
-        let path = URL(fileURLWithPath: folder).appendingPathComponent(String(model.dropLast(".onnx".count)) + ".pb").path
-        let graph = try Onnx_GraphProto(serializedBytes: try Data(contentsOf: URL(fileURLWithPath: path)))
-        var runs: [Int: (inputs: [String: Tensor], outputs: [String: Tensor])] = [:]
-        for proto in graph.initializer {
-            let parts = proto.name.split(separator: "/", maxSplits: 2).map(String.init)
-            guard parts.count == 3, let batch = Int(parts[1]) else { continue }
-            let tensor = try ONNXTensor.decode(try proto.serializedData()).tensor
-            var run = runs[batch] ?? (inputs: [:], outputs: [:])
-            if parts[0] == "in" { run.inputs[parts[2]] = tensor } else { run.outputs[parts[2]] = tensor }
-            runs[batch] = run
-        }
-        return runs
+        try DifferentialCase(model: URL(fileURLWithPath: folder).appendingPathComponent(model).path).runs
     }
 
     /// Within 2e-4 · max(1, |expected|), as the in-process comparison.

@@ -1,6 +1,7 @@
 import Foundation
 import SluiceONNX
 import SluiceTensor
+import SluiceTestSupport
 import Testing
 
 /// Random graphs of the supported ops (tools/difftest.py) against onnxruntime's outputs for them:
@@ -9,42 +10,7 @@ import Testing
 /// for it). A conformance list covers the cases someone thought of; buffer aliasing and fusion
 /// bugs live between them.
 @Suite struct DifferentialTests {
-    /// One generated case: NAME.onnx and NAME.pb (a GraphProto whose initializers are the data,
-    /// named in/BATCH/INPUT and out/BATCH/OUTPUT).
-    struct Case: CustomStringConvertible {
-        let name: String
-        let model: String
-        /// Batch size → (inputs, onnxruntime's outputs).
-        var runs: [Int: (inputs: [String: Tensor], outputs: [String: Tensor])] = [:]
-
-        var description: String { name }
-
-        init(model: String) throws {
-            self.model = model
-            name = URL(fileURLWithPath: model).deletingPathExtension().lastPathComponent
-            let dataPath = String(model.dropLast(".onnx".count)) + ".pb"
-            guard let data = FileManager.default.contents(atPath: dataPath) else {
-                throw ModelError(.fileNotReadable, "\(dataPath): missing test data")
-            }
-            let graph = try Onnx_GraphProto(serializedBytes: data)
-            for proto in graph.initializer {
-                let parts = proto.name.split(separator: "/", maxSplits: 2).map(String.init)
-                guard parts.count == 3, let batch = Int(parts[1]) else { continue }
-                let tensor = try ONNXTensor.decode(try proto.serializedData()).tensor
-                var run = runs[batch] ?? (inputs: [:], outputs: [:])
-                if parts[0] == "in" { run.inputs[parts[2]] = tensor } else { run.outputs[parts[2]] = tensor }
-                runs[batch] = run
-            }
-        }
-    }
-
-    /// Every NAME.onnx in `directory` with its NAME.pb, sorted by name.
-    static func cases(in directory: String) -> [String] {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        return names.filter { $0.hasSuffix(".onnx") }.sorted().map { URL(fileURLWithPath: directory).appendingPathComponent($0).path }
-    }
-
-    static let committed = cases(in: Paths.fixture("differential"))
+    static let committed = DifferentialCase.models(in: Paths.fixture("differential"))
 
     /// The committed fixed-seed cases and regressions.
     @Test func committedCases() throws {
@@ -57,7 +23,7 @@ import Testing
     /// SLUICE_DIFFTEST_DIR=DIR is set: the long run and the shrinker's oracle.
     @Test func generatedCases() throws {
         guard let directory = ProcessInfo.processInfo.environment["SLUICE_DIFFTEST_DIR"] else { return }
-        let paths = Self.cases(in: directory)
+        let paths = DifferentialCase.models(in: directory)
         let start = Date()
         let failures = try Self.check(paths)
         print("difftest: \(paths.count) graphs, \(Set(failures.map { $0.split(separator: " ")[2] }).count) mismatching, "
@@ -70,7 +36,7 @@ import Testing
     static func check(_ paths: [String]) throws -> [String] {
         var failures: [String] = []
         for path in paths {
-            let c = try Case(model: path)
+            let c = try DifferentialCase(model: path)
             let lines = check(c)
             for line in lines { print(line) }
             failures += lines
@@ -79,7 +45,7 @@ import Testing
     }
 
     /// Runs one case every way at every level and compares with onnxruntime.
-    static func check(_ c: Case) -> [String] {
+    static func check(_ c: DifferentialCase) -> [String] {
         var failures: [String] = []
         let model: ONNXModel
         do { model = try ONNXModel.load(path: c.model) } catch {
