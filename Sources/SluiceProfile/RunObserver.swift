@@ -1,3 +1,4 @@
+import SluicePlan
 import SluiceProtocol
 
 /// What the controller watches of a run besides running it: each stage's counters (its
