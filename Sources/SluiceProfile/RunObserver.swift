@@ -4,8 +4,8 @@ import SluiceProtocol
 /// What the controller watches of a run besides running it: each stage's counters (its
 /// processes' combined), how deep the queue before each stage was over the run, and how many
 /// windows the sink had released when. A value with no clock and no socket: it is fed what the
-/// controller's machine sees (each role's heartbeat, and the controller's clock with the phase
-/// the run is in), so the profile and the run report are built from figures a test can replay.
+/// controller's machine sees (the roles' messages, and the controller's clock with the phase the
+/// run is in), so the profile and the run report are built from figures a test can replay.
 public struct RunObserver: Sendable {
     /// Stages of the pipeline (replicas are processes of one stage).
     public let stageCount: Int
@@ -15,6 +15,8 @@ public struct RunObserver: Sendable {
     public let sinkName: String
     /// Each role's latest counters, by role name.
     public private(set) var counters: [String: RoleCounters] = [:]
+    /// What the source said it sent, once it finished.
+    public private(set) var sourceDone: SourceDone?
     /// [seconds on the controller's clock, windows the sink had released], once an interval
     /// while the run streams or drains: the throughput before, during and after each move.
     public private(set) var sinkTimeline: [[Double]] = []
@@ -28,9 +30,13 @@ public struct RunObserver: Sendable {
         self.sinkName = sinkName
     }
 
-    /// A heartbeat from a role of this pipeline (the caller leaves out senders it does not know).
-    public mutating func heartbeat(from role: String, _ roleCounters: RoleCounters) {
-        counters[role] = roleCounters
+    /// A message from a role of this pipeline (the caller leaves out senders it does not know).
+    public mutating func received(_ message: ControlMessage, from role: String) {
+        switch message {
+        case .heartbeat(let roleCounters): counters[role] = roleCounters
+        case .sourceDone(let done): sourceDone = done
+        default: break
+        }
     }
 
     /// The controller's clock reads `now` and the run is in `phase`. Queues are measured only
