@@ -67,7 +67,7 @@ let package = Package(
         .testTarget(name: "SluiceHTTPTests", dependencies: ["SluiceHTTP", "SluiceTransport", "SluiceProfile", "SluiceProtocol", "SluiceTestSupport"]),
         .testTarget(name: "SluiceProfileTests", dependencies: ["SluiceProfile", "SluiceProtocol", "SluicePlan", "SluiceWire", "SluiceTestSupport"]),
         .testTarget(name: "SluiceRolesTests", dependencies: ["SluiceRoles", "SluiceConfig", "SluicePlan", "SluiceWire", "SluiceProtocol", "SluiceTensor", "SluiceTransport"]),
-        .testTarget(name: "SluiceCLITests", dependencies: ["SluiceRoles", "SluiceONNX", "SluicePlan", "SluiceConfig", "SluiceWire", "SluiceProtocol", "SluiceTransport", "SluiceTensor", "SluiceTestSupport"]),
+        .testTarget(name: "SluiceCLITests", dependencies: ["SluiceRoles", "SluiceONNX", "SluicePlan", "SluiceProfile", "SluiceConfig", "SluiceWire", "SluiceProtocol", "SluiceTransport", "SluiceTensor", "SluiceTestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -103,12 +103,17 @@ public struct ProfileData: Codable, Equatable, Sendable {
 
     /// The machine-readable report: this value as pretty JSON with sorted keys.
     public func json() -> Data {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        // Non-finite numbers would make the encoder throw; none is stored, but never lose the report over one.
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
-        return (try? encoder.encode(self)) ?? Data("{}".utf8)
+        reportJSON(self)
     }
+}
+
+/// Pretty JSON with sorted keys, for reports people diff and scripts read.
+func reportJSON<Report: Encodable>(_ report: Report) -> Data {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    // Non-finite numbers would make the encoder throw; none is stored, but never lose the report over one.
+    encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+    return (try? encoder.encode(report)) ?? Data("{}".utf8)
 }
 
 /// "4-7" for layers 4..<8, "3" for a single layer, "" for none.
@@ -135,6 +140,10 @@ public struct StageProfile: Codable, Equatable, Sendable {
     public var batches: Int
     public var samples: Int
     public var rejected: Int
+    /// Resident memory of the stage's processes when they took their first assignment, and at
+    /// the end (0 where not reported).
+    public var residentBytesAtStart: Int
+    public var residentBytes: Int
     /// Micro-batches waiting at the stage's input, where the stage reports it.
     public var queueDepth: Int?
     /// Time a micro-batch spends in the stage, from its arrival to the start of its send
@@ -144,7 +153,8 @@ public struct StageProfile: Codable, Equatable, Sendable {
 
     public init(index: Int, layers: Range<Int>, replicas: Int = 1, elapsedSeconds: Double, busySeconds: Double, idleSeconds: Double,
                 blockedSeconds: Double, layerComputeSeconds: Double = 0, batches: Int, samples: Int, rejected: Int = 0,
-                queueDepth: Int? = nil, inStageP50Seconds: Double? = nil, inStageP99Seconds: Double? = nil) {
+                residentBytesAtStart: Int = 0, residentBytes: Int = 0, queueDepth: Int? = nil, inStageP50Seconds: Double? = nil,
+                inStageP99Seconds: Double? = nil) {
         self.index = index
         self.layers = layerSpan(layers)
         firstLayer = layers.lowerBound
@@ -153,6 +163,7 @@ public struct StageProfile: Codable, Equatable, Sendable {
         self.elapsedSeconds = elapsedSeconds; self.busySeconds = busySeconds; self.idleSeconds = idleSeconds
         self.blockedSeconds = blockedSeconds; self.layerComputeSeconds = layerComputeSeconds
         self.batches = batches; self.samples = samples; self.rejected = rejected
+        self.residentBytesAtStart = residentBytesAtStart; self.residentBytes = residentBytes
         self.queueDepth = queueDepth; self.inStageP50Seconds = inStageP50Seconds; self.inStageP99Seconds = inStageP99Seconds
     }
 
@@ -160,8 +171,9 @@ public struct StageProfile: Codable, Equatable, Sendable {
                 inStageP50Seconds: Double? = nil, inStageP99Seconds: Double? = nil) {
         self.init(index: index, layers: layers, replicas: replicas, elapsedSeconds: counters.elapsedSeconds,
                   busySeconds: counters.busySeconds, idleSeconds: counters.idleSeconds, blockedSeconds: counters.blockedSeconds,
-                  layerComputeSeconds: counters.layers.reduce(0) { $0 + $1.seconds }, batches: counters.batches, samples: counters.samples, rejected: counters.rejected, queueDepth: queueDepth,
-                  inStageP50Seconds: inStageP50Seconds, inStageP99Seconds: inStageP99Seconds)
+                  layerComputeSeconds: counters.layers.reduce(0) { $0 + $1.seconds }, batches: counters.batches, samples: counters.samples,
+                  rejected: counters.rejected, residentBytesAtStart: counters.residentBytesAtStart, residentBytes: counters.residentBytes,
+                  queueDepth: queueDepth, inStageP50Seconds: inStageP50Seconds, inStageP99Seconds: inStageP99Seconds)
     }
 
     public var layerRange: Range<Int> { firstLayer..<(lastLayer + 1) }
@@ -178,18 +190,32 @@ public struct StageProfile: Codable, Equatable, Sendable {
     private enum CodingKeys: String, CodingKey {
         case index, layers, firstLayer, lastLayer, replicas, elapsedSeconds, busySeconds, idleSeconds, blockedSeconds
         case layerComputeSeconds, batches
-        case samples, rejected, queueDepth, inStageP50Seconds, inStageP99Seconds
+        case samples, rejected, residentBytesAtStart, residentBytes, queueDepth, inStageP50Seconds, inStageP99Seconds
         // Derived, written for scripts and ignored when read back.
         case busyFraction, idleFraction, blockedFraction, batchesPerSecond, samplesPerSecond, millisecondsPerBatch
+        /// The index, in run reports written before they were a view of the profile.
+        case stage
     }
 
     public init(from decoder: Decoder) throws {
+        try self.init(from: decoder, layersIfAbsent: nil, replicasIfAbsent: 1)
+    }
+
+    /// Reads a stage as the profile writes it, or as run reports wrote it before they were a view
+    /// of the profile: the index under `stage`, and neither layer bounds nor a process count
+    /// (the report's split and `replicas` give them).
+    init(from decoder: Decoder, layersIfAbsent: Range<Int>?, replicasIfAbsent: Int) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        index = try c.decode(Int.self, forKey: .index)
+        index = try c.decodeIfPresent(Int.self, forKey: .index) ?? c.decode(Int.self, forKey: .stage)
         layers = try c.decode(String.self, forKey: .layers)
-        firstLayer = try c.decode(Int.self, forKey: .firstLayer)
-        lastLayer = try c.decode(Int.self, forKey: .lastLayer)
-        replicas = try c.decode(Int.self, forKey: .replicas)
+        if let layersIfAbsent, !c.contains(.firstLayer) {
+            firstLayer = layersIfAbsent.lowerBound
+            lastLayer = layersIfAbsent.upperBound - 1
+        } else {
+            firstLayer = try c.decode(Int.self, forKey: .firstLayer)
+            lastLayer = try c.decode(Int.self, forKey: .lastLayer)
+        }
+        replicas = try c.decodeIfPresent(Int.self, forKey: .replicas) ?? replicasIfAbsent
         elapsedSeconds = try c.decode(Double.self, forKey: .elapsedSeconds)
         busySeconds = try c.decode(Double.self, forKey: .busySeconds)
         idleSeconds = try c.decode(Double.self, forKey: .idleSeconds)
@@ -198,6 +224,8 @@ public struct StageProfile: Codable, Equatable, Sendable {
         batches = try c.decode(Int.self, forKey: .batches)
         samples = try c.decode(Int.self, forKey: .samples)
         rejected = try c.decode(Int.self, forKey: .rejected)
+        residentBytesAtStart = try c.decodeIfPresent(Int.self, forKey: .residentBytesAtStart) ?? 0
+        residentBytes = try c.decodeIfPresent(Int.self, forKey: .residentBytes) ?? 0
         queueDepth = try c.decodeIfPresent(Int.self, forKey: .queueDepth)
         inStageP50Seconds = try c.decodeIfPresent(Double.self, forKey: .inStageP50Seconds)
         inStageP99Seconds = try c.decodeIfPresent(Double.self, forKey: .inStageP99Seconds)
@@ -218,6 +246,8 @@ public struct StageProfile: Codable, Equatable, Sendable {
         try c.encode(batches, forKey: .batches)
         try c.encode(samples, forKey: .samples)
         try c.encode(rejected, forKey: .rejected)
+        try c.encode(residentBytesAtStart, forKey: .residentBytesAtStart)
+        try c.encode(residentBytes, forKey: .residentBytes)
         try c.encodeIfPresent(queueDepth, forKey: .queueDepth)
         try c.encodeIfPresent(inStageP50Seconds, forKey: .inStageP50Seconds)
         try c.encodeIfPresent(inStageP99Seconds, forKey: .inStageP99Seconds)

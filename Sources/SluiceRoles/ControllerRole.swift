@@ -17,7 +17,6 @@ public final class ControllerRole {
     private let router: ZMQSocket
     private var machine: ControllerMachine
     private var logger = makeLogger("controller")
-    private var sourceDone: SourceDone?
     private var started = monotonicSeconds()
     private let metrics: MetricsServer?
     private let liveEvery: Double?
@@ -71,7 +70,7 @@ public final class ControllerRole {
             if let outcome = perform(machine.handle(.tick(now: monotonicSeconds() - started))) { return finish(outcome) }
             _ = try? poll([(router, .readable)], descriptors: metrics?.pollDescriptors.map { ($0.descriptor, $0.writing ? .writable : .readable) } ?? [], timeoutMilliseconds: 20)
             metrics?.serviceReady { PrometheusExposition.render(snapshot()) }
-            sampleQueues()
+            observer.tick(now: monotonicSeconds() - started, phase: machine.phase)
             if let liveEvery, monotonicSeconds() >= nextLive, machine.phase == .running || machine.phase == .draining {
                 nextLive = monotonicSeconds() + liveEvery
                 writeStandardError(TextReport.stageTable(profile(traces: [], windowsOut: nil)).joined(separator: "\n") + "\n")
@@ -94,7 +93,7 @@ public final class ControllerRole {
                     continue
                 }
                 let known = machine.knows(sender)
-                if known, case .sourceDone(let done) = message { sourceDone = done }
+                if known { observer.received(message, from: sender) }
                 if known, case .heartbeat(let counters) = message { metricsCut.record(counters, from: sender) }
                 var actions = machine.handle(.received(from: sender, message))
                 if !known {
@@ -145,19 +144,19 @@ public final class ControllerRole {
     }
 
     private func finish(_ outcome: ControllerOutcome) -> (report: RunReport, exitCode: Int32) {
-        var report = RunReport(plan: plan, outcome: outcome, sourceDone: sourceDone, counters: machine.counters,
-                               stageCounters: stageCounters(), coordinator: machine.coordinator,
-                               lastPlanningModel: machine.lastPlanningModel)
-        report.sinkTimeline = sinkTimeline
-        controlDrops.flush()
-        report.addControllerDrops(controlDrops.counts)
-        report.startedAtSeconds = machine.runStarted
         var sink: SinkSummary?
         switch outcome {
         case .completed(let summary), .stopped(let summary?): sink = summary
         default: break
         }
-        lastProfile = profile(traces: sink?.traces ?? [], windowsOut: report.windowsOut)
+        let profile = profile(traces: sink?.traces ?? [], windowsOut: sink?.windows)
+        lastProfile = profile
+        controlDrops.flush()
+        let report = RunReport(profile: profile, outcome: outcome, observed: observer,
+                               processes: machine.coordinator?.instances ?? plan.stageNames,
+                               initialRanges: plan.partition.ranges, initialReplicas: plan.replicaCounts,
+                               lastPlanningModel: machine.lastPlanningModel, startedAt: machine.runStarted,
+                               controllerDrops: controlDrops.counts)
         switch outcome {
         case .completed, .stopped: return (report, 0)
         case .failed(let message):
@@ -169,72 +168,28 @@ public final class ControllerRole {
     /// The profile of the run so far (complete once `run` has returned).
     public private(set) var lastProfile: ProfileData?
 
-    private var ranges: [Range<Int>] { machine.coordinator?.ranges ?? plan.partition.ranges }
+    /// Stage counters, queue depths and the sink's progress, from the messages and the clock
+    /// this shell feeds it.
+    private lazy var observer = RunObserver(stageCount: plan.partition.ranges.count,
+                                            interval: plan.config.controller.heartbeatMilliseconds / 1000)
 
-    /// Each stage's counters, its replicas' combined.
-    private func stageCounters() -> [Int: RoleCounters] {
-        var byStage: [Int: RoleCounters] = [:]
-        for (index, names) in machine.stageInstances.enumerated() {
-            let parts = names.compactMap { machine.counters[$0] }
-            if !parts.isEmpty { byStage[index] = RoleCounters.combined(parts) }
-        }
-        return byStage
-    }
+    private var ranges: [Range<Int>] { machine.coordinator?.ranges ?? plan.partition.ranges }
 
     private func profile(traces: [BatchTrace], windowsOut: UInt64?) -> ProfileData {
         let coordinator = machine.coordinator
+        let sink = observer.counters["sink"]
         return ProfileData.make(
-            pipeline: plan.config.name, cut: plan.cut, ranges: ranges, stageCounters: stageCounters(), traces: traces,
+            pipeline: plan.config.name, cut: plan.cut, ranges: ranges, stageCounters: observer.stageCounters, traces: traces,
             model: coordinator?.rebalancer.model ?? CostModel(cut: plan.cut, stages: ranges.count),
-            rebalances: coordinator?.history ?? [], windowsIn: sourceDone?.windows,
-            windowsOut: windowsOut ?? UInt64(machine.counters["sink"]?.samples ?? 0),
-            durationSeconds: machine.counters["sink"]?.elapsedSeconds ?? 0, queueDepths: queueDepths(),
-            replicas: Dictionary(uniqueKeysWithValues: (machine.coordinator?.replicas ?? plan.replicaCounts).enumerated().map { ($0.offset, $0.element) }))
-    }
-
-    /// Batches between each stage and its upstream, averaged over the samples taken each
-    /// heartbeat while the pipeline ran.
-    private func queueDepths() -> [Int: Int] {
-        queueSamples.mapValues { Int(($0.total / Double(max($0.count, 1))).rounded()) }
-    }
-
-    private var queueSamples: [Int: (total: Double, count: Int)] = [:]
-    private var nextQueueSample = 0.0
-    /// Seconds on the controller's clock and windows the sink had released then, once a heartbeat.
-    private var sinkTimeline: [[Double]] = []
-
-    private func sampleQueues() {
-        guard machine.phase == .running || machine.phase == .draining, monotonicSeconds() >= nextQueueSample else { return }
-        nextQueueSample = monotonicSeconds() + plan.config.controller.heartbeatMilliseconds / 1000
-        if machine.runStarted != nil, let sink = machine.counters["sink"] {
-            sinkTimeline.append([monotonicSeconds() - started, Double(sink.samples)])
-        }
-        guard machine.phase == .running else { return }
-        for (stage, depth) in currentQueueDepths() {
-            let sample = queueSamples[stage] ?? (0, 0)
-            queueSamples[stage] = (sample.total + Double(depth), sample.count + 1)
-        }
-    }
-
-    /// Batches between each stage and its upstream now: sent there, not yet taken here (queued
-    /// in ZeroMQ and kernel buffers). Heartbeats are a moment apart, so this is approximate.
-    private func currentQueueDepths() -> [Int: Int] {
-        var depths: [Int: Int] = [:]
-        let stages = stageCounters()
-        for index in plan.partition.ranges.indices {
-            guard let stage = stages[index], let upstream = index == 0 ? machine.counters["source"] : stages[index - 1] else { continue }
-            depths[index] = max(0, upstream.sent - stage.received)
-        }
-        return depths
+            rebalances: coordinator?.history ?? [], windowsIn: observer.sourceDone?.windows,
+            windowsOut: windowsOut ?? UInt64(sink?.samples ?? 0),
+            durationSeconds: sink?.elapsedSeconds ?? 0, queueDepths: observer.queueDepths,
+            replicas: Dictionary(uniqueKeysWithValues: (coordinator?.replicas ?? plan.replicaCounts).enumerated().map { ($0.offset, $0.element) }))
     }
 
     private func snapshot() -> MetricsSnapshot {
         let picked = metricsCut.cut(source: "source", stages: machine.stageInstances, sink: "sink")
-        var stages: [Int: RoleCounters] = [:]
-        for (index, names) in machine.stageInstances.enumerated() {
-            let parts = names.compactMap { picked[$0] }
-            if !parts.isEmpty { stages[index] = RoleCounters.combined(parts) }
-        }
+        let stages = RunObserver.byStage(picked)
         var drops: [String: DropCounts] = [:]
         for (name, counters) in machine.counters where !counters.drops.isEmpty { drops[name] = counters.drops }
         if !controlDrops.counts.isEmpty { drops["controller"] = controlDrops.counts }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SluiceProfile
 import SluiceRoles
 import SluiceTensor
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SluicePlan
+import SluiceProfile
 import SluiceProtocol
 import SluiceRoles
 

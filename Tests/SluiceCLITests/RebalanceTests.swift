@@ -3,6 +3,7 @@ import Testing
 import SluiceConfig
 import SluiceONNX
 import SluicePlan
+import SluiceProfile
 import SluiceProtocol
 @testable import SluiceRoles
 import SluiceTensor

@@ -1,26 +1,12 @@
 import Foundation
-import SluiceProtocol
 import SluicePlan
+import SluiceProtocol
 
-/// The end-of-run summary: printed for people, written as JSON for scripts.
+/// The end-of-run summary, printed for people and written as JSON for scripts: a view of the
+/// run's profile (its stages, the split, the measured costs, the moves) with what only the end
+/// of a run knows (how it ended, what the sink counted, what was dropped, what the controller
+/// last planned with).
 public struct RunReport: Codable {
-    public struct StageReport: Codable {
-        public var stage: Int
-        public var layers: String
-        public var batches: Int
-        public var samples: Int
-        public var busySeconds: Double
-        public var idleSeconds: Double
-        public var blockedSeconds: Double
-        public var elapsedSeconds: Double
-        public var rejected: Int
-        /// Resident memory when the stage took its first assignment, and at the end.
-        public var residentBytesAtStart: Int
-        public var residentBytes: Int
-        public var millisecondsPerBatch: Double { batches > 0 ? busySeconds * 1000 / Double(batches) : 0 }
-        public var busyPercent: Double { elapsedSeconds > 0 ? 100 * busySeconds / elapsedSeconds : 0 }
-    }
-
     public var pipeline: String
     public var outcome: String
     public var failure: String?
@@ -38,7 +24,8 @@ public struct RunReport: Codable {
     /// The split the run started with, and the one it ended with.
     public var initialSplit: String
     public var split: String
-    public var stages: [StageReport]
+    /// The profile's stages, as they stood at the end.
+    public var stages: [StageProfile]
     public var rebalances: [RebalanceRecord]
     /// Measured compute seconds per sample, per layer (nil: never measured).
     public var layerSecondsPerSample: [Double?]
@@ -67,9 +54,18 @@ public struct RunReport: Codable {
     /// throughput, counted here.
     public var implausibleStamps: Int?
 
-    init(plan: PipelinePlan, outcome: ControllerOutcome, sourceDone: SourceDone?, counters: [String: RoleCounters],
-         stageCounters: [Int: RoleCounters], coordinator: RebalanceCoordinator?, lastPlanningModel: CostModel? = nil) {
-        pipeline = plan.config.name
+    /// - Parameters:
+    ///   - profile: the run's profile at its end.
+    ///   - observed: what the controller saw of the run (every role's last counters, the sink's timeline).
+    ///   - processes: every stage process by role name, replicas added live included.
+    ///   - initialRanges, initialReplicas: the plan the run started with.
+    ///   - startedAt: when the source was started, on the controller's clock.
+    ///   - controllerDrops: what the controller dropped off its own socket.
+    public init(profile: ProfileData, outcome: ControllerOutcome, observed: RunObserver, processes: [String],
+                initialRanges: [Range<Int>], initialReplicas: [Int], lastPlanningModel: CostModel?, startedAt: Double?,
+                controllerDrops: DropCounts) {
+        let counters = observed.counters
+        pipeline = profile.pipeline
         var summary: SinkSummary?
         switch outcome {
         case .completed(let sink):
@@ -83,8 +79,8 @@ public struct RunReport: Codable {
             failure = message
         }
         let sink = summary ?? SinkSummary()
-        windowsIn = sourceDone?.windows
-        windowsOut = summary?.windows ?? UInt64(counters["sink"]?.samples ?? 0)
+        windowsIn = profile.windowsIn
+        windowsOut = profile.windowsOut
         batchesOut = summary?.batches ?? UInt64(counters["sink"]?.batches ?? 0)
         duplicatesDropped = sink.duplicates
         rejected = counters.values.reduce(0) { $0 + $1.rejected }
@@ -98,6 +94,7 @@ public struct RunReport: Codable {
             sinkDrops.add(entry.count - sinkDrops.count(entry.unit, entry.reason), entry.unit, entry.reason)
         }
         if !sinkDrops.isEmpty { dropped["sink"] = sinkDrops }
+        if !controllerDrops.isEmpty { dropped["controller", default: DropCounts()].add(controllerDrops) }
         self.dropped = dropped
         implausibleStamps = max(sink.implausibleStamps, counters["sink"]?.implausibleStamps ?? 0)
         labelled = sink.labelled
@@ -107,32 +104,64 @@ public struct RunReport: Codable {
         windowsPerSecond = seconds > 0 ? Double(windowsOut) / seconds : 0
         latencyP50Milliseconds = sink.latencyP50Milliseconds
         latencyP99Milliseconds = sink.latencyP99Milliseconds
-        initialSplit = plan.partition.description
-        let ranges = coordinator?.ranges ?? plan.partition.ranges
-        split = Rebalancer.describe(ranges)
-        rebalances = coordinator?.history ?? []
-        layerSecondsPerSample = coordinator?.rebalancer.model.layerSeconds ?? []
-        stageSpeeds = coordinator?.rebalancer.model.effectiveSpeeds ?? []
+        initialSplit = Rebalancer.describe(initialRanges)
+        split = Rebalancer.describe(profile.costs.ranges)
+        stages = profile.stages
+        rebalances = profile.rebalances
+        layerSecondsPerSample = profile.costs.layerSecondsPerSample
+        stageSpeeds = profile.costs.stageSpeeds
         plannedLayerSecondsPerSample = lastPlanningModel?.layerSeconds
         plannedStageSpeeds = lastPlanningModel?.effectiveSpeeds
-        batchesByProcess = Dictionary(uniqueKeysWithValues: (coordinator?.instances ?? plan.stageNames).map { ($0, counters[$0]?.batches ?? 0) })
-        initialReplicas = plan.replicaCounts
-        replicas = coordinator?.replicas ?? plan.replicaCounts
-        stages = ranges.enumerated().map { index, range in
-            let stage = stageCounters[index] ?? RoleCounters()
-            return StageReport(stage: index, layers: range.count == 1 ? "\(range.lowerBound)" : "\(range.lowerBound)-\(range.upperBound - 1)",
-                               batches: stage.batches, samples: stage.samples, busySeconds: stage.busySeconds,
-                               idleSeconds: stage.idleSeconds, blockedSeconds: stage.blockedSeconds,
-                               elapsedSeconds: stage.elapsedSeconds, rejected: stage.rejected,
-                               residentBytesAtStart: stage.residentBytesAtStart, residentBytes: stage.residentBytes)
-        }
+        batchesByProcess = Dictionary(uniqueKeysWithValues: processes.map { ($0, counters[$0]?.batches ?? 0) })
+        self.initialReplicas = initialReplicas
+        replicas = profile.stages.map(\.replicas)
+        sinkTimeline = observed.sinkTimeline
+        startedAtSeconds = startedAt
     }
 
-    mutating func addControllerDrops(_ drops: DropCounts) {
-        guard !drops.isEmpty else { return }
-        var all = dropped ?? [:]
-        all["controller", default: DropCounts()].add(drops)
-        dropped = all
+    /// Reads a report of this version or of an earlier one, whose stages named their index
+    /// `stage` and left out their layer bounds and process count (the split and `replicas`
+    /// give them).
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        pipeline = try c.decode(String.self, forKey: .pipeline)
+        outcome = try c.decode(String.self, forKey: .outcome)
+        failure = try c.decodeIfPresent(String.self, forKey: .failure)
+        windowsIn = try c.decodeIfPresent(UInt64.self, forKey: .windowsIn)
+        windowsOut = try c.decode(UInt64.self, forKey: .windowsOut)
+        batchesOut = try c.decode(UInt64.self, forKey: .batchesOut)
+        duplicatesDropped = try c.decode(Int.self, forKey: .duplicatesDropped)
+        rejected = try c.decode(Int.self, forKey: .rejected)
+        labelled = try c.decode(UInt64.self, forKey: .labelled)
+        correct = try c.decode(UInt64.self, forKey: .correct)
+        seconds = try c.decode(Double.self, forKey: .seconds)
+        windowsPerSecond = try c.decode(Double.self, forKey: .windowsPerSecond)
+        latencyP50Milliseconds = try c.decode(Double.self, forKey: .latencyP50Milliseconds)
+        latencyP99Milliseconds = try c.decode(Double.self, forKey: .latencyP99Milliseconds)
+        initialSplit = try c.decode(String.self, forKey: .initialSplit)
+        split = try c.decode(String.self, forKey: .split)
+        rebalances = try c.decode([RebalanceRecord].self, forKey: .rebalances)
+        layerSecondsPerSample = try c.decode([Double?].self, forKey: .layerSecondsPerSample)
+        stageSpeeds = try c.decode([Double].self, forKey: .stageSpeeds)
+        plannedLayerSecondsPerSample = try c.decodeIfPresent([Double?].self, forKey: .plannedLayerSecondsPerSample)
+        plannedStageSpeeds = try c.decodeIfPresent([Double].self, forKey: .plannedStageSpeeds)
+        batchesByProcess = try c.decode([String: Int].self, forKey: .batchesByProcess)
+        initialReplicas = try c.decodeIfPresent([Int].self, forKey: .initialReplicas)
+        replicas = try c.decodeIfPresent([Int].self, forKey: .replicas)
+        sinkTimeline = try c.decodeIfPresent([[Double]].self, forKey: .sinkTimeline)
+        startedAtSeconds = try c.decodeIfPresent(Double.self, forKey: .startedAtSeconds)
+        dropped = try c.decodeIfPresent([String: DropCounts].self, forKey: .dropped)
+        implausibleStamps = try c.decodeIfPresent(Int.self, forKey: .implausibleStamps)
+        let ranges = Rebalancer.ranges(from: split) ?? []
+        var entries = try c.nestedUnkeyedContainer(forKey: .stages)
+        var stages: [StageProfile] = []
+        while !entries.isAtEnd {
+            let position = stages.count
+            stages.append(try StageProfile(from: entries.superDecoder(),
+                                           layersIfAbsent: ranges.indices.contains(position) ? ranges[position] : nil,
+                                           replicasIfAbsent: replicas.flatMap { $0.indices.contains(position) ? $0[position] : nil } ?? 1))
+        }
+        self.stages = stages
     }
 
     /// Nothing was dropped anywhere for a reason that loses data, every window that went in came
@@ -182,19 +211,18 @@ public struct RunReport: Codable {
         lines.append("  stage  layers   procs    batches    busy s  ms/batch   busy %   idle %  blocked %")
         for stage in stages {
             let elapsed = max(stage.elapsedSeconds, 1e-9)
-            let processes = replicas.flatMap { $0.indices.contains(stage.stage) ? $0[stage.stage] : nil } ?? 1
-            lines.append("  " + String(stage.stage).padding(toLength: 6, withPad: " ", startingAt: 0) + " "
+            let busyPercent = stage.elapsedSeconds > 0 ? 100 * stage.busySeconds / stage.elapsedSeconds : 0
+            lines.append("  " + String(stage.index).padding(toLength: 6, withPad: " ", startingAt: 0) + " "
                 + stage.layers.padding(toLength: 8, withPad: " ", startingAt: 0)
-                + String(format: " %5d", processes)
+                + String(format: " %5d", stage.replicas)
                 + String(format: "%8d %9.3f %9.3f %8.1f %8.1f %10.1f", stage.batches, stage.busySeconds, stage.millisecondsPerBatch,
-                         stage.busyPercent, 100 * stage.idleSeconds / elapsed, 100 * stage.blockedSeconds / elapsed))
+                         busyPercent, 100 * stage.idleSeconds / elapsed, 100 * stage.blockedSeconds / elapsed))
         }
         return lines.joined(separator: "\n")
     }
 
+    /// The machine-readable report, written as the profile's JSON is.
     public func json() -> Data {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return (try? encoder.encode(self)) ?? Data()
+        reportJSON(self)
     }
 }
