@@ -1,4 +1,5 @@
 import Foundation
+import SluiceConfig
 import SluicePlan
 import SluiceProtocol
 import SluiceWire
@@ -116,12 +117,6 @@ func reportJSON<Report: Encodable>(_ report: Report) -> Data {
     return (try? encoder.encode(report)) ?? Data("{}".utf8)
 }
 
-/// "4-7" for layers 4..<8, "3" for a single layer, "" for none.
-public func layerSpan(_ range: Range<Int>) -> String {
-    if range.isEmpty { return "" }
-    return range.count == 1 ? "\(range.lowerBound)" : "\(range.lowerBound)-\(range.upperBound - 1)"
-}
-
 /// One stage over the run. Busy + idle + blocked is the stage's wall time: busy is computing
 /// (including the stage's own slowdowns), blocked is waiting for room downstream, idle the rest.
 public struct StageProfile: Codable, Equatable, Sendable {
@@ -156,7 +151,7 @@ public struct StageProfile: Codable, Equatable, Sendable {
                 residentBytesAtStart: Int = 0, residentBytes: Int = 0, queueDepth: Int? = nil, inStageP50Seconds: Double? = nil,
                 inStageP99Seconds: Double? = nil) {
         self.index = index
-        self.layers = layerSpan(layers)
+        self.layers = LayerSpan(layers).description
         firstLayer = layers.lowerBound
         lastLayer = layers.upperBound - 1
         self.replicas = replicas
@@ -198,22 +193,25 @@ public struct StageProfile: Codable, Equatable, Sendable {
     }
 
     public init(from decoder: Decoder) throws {
-        try self.init(from: decoder, layersIfAbsent: nil, replicasIfAbsent: 1)
+        try self.init(from: decoder, replicasIfAbsent: 1)
     }
 
     /// Reads a stage as the profile writes it, or as run reports wrote it before they were a view
-    /// of the profile: the index under `stage`, and neither layer bounds nor a process count
-    /// (the report's split and `replicas` give them).
-    init(from decoder: Decoder, layersIfAbsent: Range<Int>?, replicasIfAbsent: Int) throws {
+    /// of the profile: the index under `stage`, the layer bounds only in `layers`, and no process
+    /// count (the report's `replicas` gives it).
+    init(from decoder: Decoder, replicasIfAbsent: Int) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         index = try c.decodeIfPresent(Int.self, forKey: .index) ?? c.decode(Int.self, forKey: .stage)
         layers = try c.decode(String.self, forKey: .layers)
-        if let layersIfAbsent, !c.contains(.firstLayer) {
-            firstLayer = layersIfAbsent.lowerBound
-            lastLayer = layersIfAbsent.upperBound - 1
-        } else {
+        if c.contains(.firstLayer) {
             firstLayer = try c.decode(Int.self, forKey: .firstLayer)
             lastLayer = try c.decode(Int.self, forKey: .lastLayer)
+        } else {
+            guard let span = LayerSpan(parsing: layers) else {
+                throw DecodingError.dataCorruptedError(forKey: .layers, in: c, debugDescription: "'\(layers)' is not a layer span such as '3-5' or '4'")
+            }
+            firstLayer = span.start
+            lastLayer = span.end - 1
         }
         replicas = try c.decodeIfPresent(Int.self, forKey: .replicas) ?? replicasIfAbsent
         elapsedSeconds = try c.decode(Double.self, forKey: .elapsedSeconds)

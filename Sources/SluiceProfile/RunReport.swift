@@ -1,4 +1,5 @@
 import Foundation
+import SluiceConfig
 import SluicePlan
 import SluiceProtocol
 
@@ -104,8 +105,8 @@ public struct RunReport: Codable {
         windowsPerSecond = seconds > 0 ? Double(windowsOut) / seconds : 0
         latencyP50Milliseconds = sink.latencyP50Milliseconds
         latencyP99Milliseconds = sink.latencyP99Milliseconds
-        initialSplit = Rebalancer.describe(initialRanges)
-        split = Rebalancer.describe(profile.costs.ranges)
+        initialSplit = LayerSpan.describe(initialRanges)
+        split = LayerSpan.describe(profile.costs.ranges)
         stages = profile.stages
         rebalances = profile.rebalances
         layerSecondsPerSample = profile.costs.layerSecondsPerSample
@@ -120,8 +121,8 @@ public struct RunReport: Codable {
     }
 
     /// Reads a report of this version or of an earlier one, whose stages named their index
-    /// `stage` and left out their layer bounds and process count (the split and `replicas`
-    /// give them).
+    /// `stage` and left out their layer bounds (their `layers` text gives them) and process
+    /// count (the report's `replicas` gives it).
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         pipeline = try c.decode(String.self, forKey: .pipeline)
@@ -152,13 +153,11 @@ public struct RunReport: Codable {
         startedAtSeconds = try c.decodeIfPresent(Double.self, forKey: .startedAtSeconds)
         dropped = try c.decodeIfPresent([String: DropCounts].self, forKey: .dropped)
         implausibleStamps = try c.decodeIfPresent(Int.self, forKey: .implausibleStamps)
-        let ranges = Rebalancer.ranges(from: split) ?? []
         var entries = try c.nestedUnkeyedContainer(forKey: .stages)
         var stages: [StageProfile] = []
         while !entries.isAtEnd {
             let position = stages.count
             stages.append(try StageProfile(from: entries.superDecoder(),
-                                           layersIfAbsent: ranges.indices.contains(position) ? ranges[position] : nil,
                                            replicasIfAbsent: replicas.flatMap { $0.indices.contains(position) ? $0[position] : nil } ?? 1))
         }
         self.stages = stages

@@ -316,7 +316,7 @@ public final class StageRole: PipelineRole {
 }
 
 private func describe(_ layers: Range<Int>) -> String {
-    layers.count == 1 ? "\(layers.lowerBound)" : "\(layers.lowerBound)-\(layers.upperBound - 1)"
+    LayerSpan(layers).description
 }
 
 /// Builds executors on a background thread, one at a time, so weights for a move load while
