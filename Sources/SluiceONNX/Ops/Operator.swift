@@ -171,10 +171,13 @@ enum OpRegistry {
 
     static let schemas: [String: OpSchema] = {
         var all: [String: OpSchema] = [:]
-        for schema in MathOps.schemas + NNOps.schemas + ShapeOps.schemas + ElementwiseOps.schemas
-            + ReduceOps.schemas + LayoutOps.schemas + NormalizationOps.schemas
-            + RecurrentOps.schemas + LossOps.schemas + ResizeOps.schemas + SignalOps.schemas + LinalgOps.schemas
-            + DetectionOps.schemas + TextOps.schemas + ControlFlowOps.schemas {
+        let families = [
+            MathOps.schemas, ElementwiseOps.schemas, ReduceOps.schemas, NNOps.schemas, NormalizationOps.schemas,
+            RecurrentOps.schemas, LossOps.schemas, ShapeOps.schemas, IndexingOps.schemas, SlicingOps.schemas,
+            GeneratorOps.schemas, RearrangeOps.schemas, CastOps.schemas, ResizeOps.schemas, SignalOps.schemas,
+            LinalgOps.schemas, DetectionOps.schemas, TextOps.schemas, ControlFlowOps.schemas,
+        ]
+        for schema in families.joined() {
             precondition(all[schema.name] == nil, "op \(schema.name) registered twice")
             all[schema.name] = schema
         }
