@@ -55,7 +55,7 @@ struct ModelLoader {
                 throw fail(.invalidGraph, "node '\(constant.name)' uses the default (ai.onnx) domain, but the model imports no default-domain opset")
             }
             do {
-                let op = try ConstantOperator(OpContext(node: constant, opset: opset))
+                let op = try ConstantOperator.checked(OpContext(node: constant, opset: opset))
                 let name = constant.outputs[0]
                 guard initializers[name] == nil && !inputNames.contains(name) else {
                     throw OpError.invalid("writes '\(name)', which is already an initializer or graph input")

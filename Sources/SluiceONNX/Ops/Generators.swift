@@ -4,22 +4,33 @@ import SluiceTensor
 /// Ops whose outputs are made from attributes, a shape or scalar bounds rather than from
 /// input elements.
 enum GeneratorOps {
+    /// Also checks the Constant nodes the loader turns into initializers without configuring
+    /// them through the registry.
+    static let constant = OpSchema(name: "Constant", opsets: 1...OpRegistry.latestOpset, inputs: 0...0) {
+        try ConstantOperator($0)
+    }
+
     static let schemas: [OpSchema] = [
-        OpSchema(name: "Constant", opsets: 1...OpRegistry.latestOpset) { try ConstantOperator($0) },
-        OpSchema(name: "ConstantOfShape", opsets: 9...OpRegistry.latestOpset) { try ConstantOfShapeOperator($0) },
-        OpSchema(name: "Range", opsets: 11...OpRegistry.latestOpset) { try RangeOperator($0) },
-        OpSchema(name: "EyeLike", opsets: 9...OpRegistry.latestOpset) { try EyeLikeOperator($0) },
+        constant,
+        OpSchema(name: "ConstantOfShape", opsets: 9...OpRegistry.latestOpset, inputs: 1...1) { try ConstantOfShapeOperator($0) },
+        OpSchema(name: "Range", opsets: 11...OpRegistry.latestOpset, inputs: 3...3) { _ in RangeOperator() },
+        OpSchema(name: "EyeLike", opsets: 9...OpRegistry.latestOpset, inputs: 1...1) { try EyeLikeOperator($0) },
     ]
 }
 
 /// Constant: its value comes from one of the `value*` attributes. The loader turns Constant
 /// nodes into initializers; this op is what decodes them.
-struct ConstantOperator: Operator {
+struct ConstantOperator: DataMovementOperator {
     let value: Tensor
 
-    init(_ context: OpContext) throws {
-        try context.expectInputs(0...0)
-        try context.expectOutputs(1...1)
+    /// A Constant node's op, its arity checked as the registry checks every op's.
+    static func checked(_ context: OpContext) throws -> ConstantOperator {
+        try GeneratorOps.constant.checkArity(context)
+        return try ConstantOperator(context)
+    }
+
+    // Only through the schema or `checked`: it reads the output the arity check guarantees.
+    fileprivate init(_ context: OpContext) throws {
         let a = context.attributes
         if let proto = try a.tensor("value") {
             value = try TensorDecoder.decode(proto, name: context.node.outputs[0], baseDirectory: nil)
@@ -41,15 +52,12 @@ struct ConstantOperator: Operator {
     func infer(_ inputs: InferenceInputs) throws -> [ValueType] { [ValueType(value.dtype, value.shape)] }
     func valuesFromTypes(_ inputs: InferenceInputs) throws -> [Tensor]? { [value] }
     func evaluate(_ inputs: [Tensor?], outputs: [ValueType], scratch: Scratch) throws -> [Tensor] { [value] }
-    func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
 }
 
-struct ConstantOfShapeOperator: Operator {
+struct ConstantOfShapeOperator: DataMovementOperator {
     let value: Tensor
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(1...1)
-        try context.expectOutputs(1...1)
         if let proto = try context.attributes.tensor("value") {
             let t = try TensorDecoder.decode(proto, name: "value", baseDirectory: nil)
             guard t.elementCount == 1 else { throw OpError.invalid("value must hold one element, it holds \(t.elementCount)") }
@@ -70,17 +78,10 @@ struct ConstantOfShapeOperator: Operator {
         let shape = outputs[0].shape
         return [Kernels.pick(value, [Int](repeating: 0, count: Tensor.elementCount(of: shape)), shape: shape)]
     }
-
-    func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
 }
 
 /// Range(start, limit, delta): max(ceil((limit − start) / delta), 0) values.
-struct RangeOperator: Operator {
-    init(_ context: OpContext) throws {
-        try context.expectInputs(3...3)
-        try context.expectOutputs(1...1)
-    }
-
+struct RangeOperator: DataMovementOperator {
     func count(_ inputs: InferenceInputs) throws -> Int? {
         guard let s = inputs.value(0), let l = inputs.value(1), let d = inputs.value(2) else { return nil }
         guard s.elementCount == 1, l.elementCount == 1, d.elementCount == 1 else { throw OpError("start, limit and delta must be scalars") }
@@ -124,17 +125,13 @@ struct RangeOperator: Operator {
         for i in 0..<n { values[i] = v; v += delta }
         return [Tensor(dtype: s.dtype, shape: [n], doubles: values)]
     }
-
-    func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
 }
 
-struct EyeLikeOperator: Operator {
+struct EyeLikeOperator: DataMovementOperator {
     let dtype: DType?
     let k: Int
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(1...1)
-        try context.expectOutputs(1...1)
         k = try context.attributes.int("k", default: 0)
         if let code = try context.attributes.int("dtype") {
             guard let d = TensorDecoder.dtype(onnx: Int32(truncatingIfNeeded: code)) else {
@@ -159,6 +156,4 @@ struct EyeLikeOperator: Operator {
         }
         return [Tensor(dtype: outputs[0].dtype, shape: shape, doubles: values)]
     }
-
-    func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
 }

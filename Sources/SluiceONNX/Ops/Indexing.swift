@@ -4,16 +4,16 @@ import SluiceTensor
 /// Ops that read or write elements by index or by mask; most work for every dtype.
 enum IndexingOps {
     static let schemas: [OpSchema] = [
-        OpSchema(name: "Gather", opsets: 1...OpRegistry.latestOpset) { try GatherOperator($0) },
-        OpSchema(name: "GatherElements", opsets: 11...OpRegistry.latestOpset) { try GatherElementsOperator($0) },
-        OpSchema(name: "GatherND", opsets: 11...OpRegistry.latestOpset) { try GatherNDOperator($0) },
-        OpSchema(name: "ScatterElements", opsets: 11...OpRegistry.latestOpset) { try ScatterElementsOperator($0) },
-        OpSchema(name: "Scatter", opsets: 9...10) { try ScatterElementsOperator($0) },
-        OpSchema(name: "ScatterND", opsets: 11...OpRegistry.latestOpset) { try ScatterNDOperator($0) },
-        OpSchema(name: "OneHot", opsets: 9...OpRegistry.latestOpset) { try OneHotOperator($0) },
-        OpSchema(name: "NonZero", opsets: 9...OpRegistry.latestOpset) { try NonZeroOperator($0) },
-        OpSchema(name: "Compress", opsets: 9...OpRegistry.latestOpset) { try CompressOperator($0) },
-        OpSchema(name: "Unique", opsets: 11...OpRegistry.latestOpset) { try UniqueOperator($0) },
+        OpSchema(name: "Gather", opsets: 1...OpRegistry.latestOpset, inputs: 2...2) { try GatherOperator($0) },
+        OpSchema(name: "GatherElements", opsets: 11...OpRegistry.latestOpset, inputs: 2...2) { try GatherElementsOperator($0) },
+        OpSchema(name: "GatherND", opsets: 11...OpRegistry.latestOpset, inputs: 2...2) { try GatherNDOperator($0) },
+        OpSchema(name: "ScatterElements", opsets: 11...OpRegistry.latestOpset, inputs: 3...3) { try ScatterElementsOperator($0) },
+        OpSchema(name: "Scatter", opsets: 9...10, inputs: 3...3) { try ScatterElementsOperator($0) },
+        OpSchema(name: "ScatterND", opsets: 11...OpRegistry.latestOpset, inputs: 3...3) { try ScatterNDOperator($0) },
+        OpSchema(name: "OneHot", opsets: 9...OpRegistry.latestOpset, inputs: 3...3) { try OneHotOperator($0) },
+        OpSchema(name: "NonZero", opsets: 9...OpRegistry.latestOpset, inputs: 1...1) { _ in NonZeroOperator() },
+        OpSchema(name: "Compress", opsets: 9...OpRegistry.latestOpset, inputs: 2...2) { try CompressOperator($0) },
+        OpSchema(name: "Unique", opsets: 11...OpRegistry.latestOpset, inputs: 1...1, outputs: 1...4) { try UniqueOperator($0) },
     ]
 }
 
@@ -51,12 +51,10 @@ func normalizedIndices(_ indices: Tensor, dim: Int, role: String = "index") thro
     }
 }
 
-struct GatherOperator: Operator {
+struct GatherOperator: DataMovementOperator {
     let axis: Int
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(2...2)
-        try context.expectOutputs(1...1)
         axis = try context.attributes.int("axis", default: 0)
     }
 
@@ -75,16 +73,12 @@ struct GatherOperator: Operator {
             throw OpError(error.message, kind: .invalidInput)
         }
     }
-
-    func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
 }
 
-struct GatherElementsOperator: Operator {
+struct GatherElementsOperator: DataMovementOperator {
     let axis: Int
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(2...2)
-        try context.expectOutputs(1...1)
         axis = try context.attributes.int("axis", default: 0)
     }
 
@@ -109,8 +103,6 @@ struct GatherElementsOperator: Operator {
         }
         return [Kernels.pick(data, sources, shape: indices.shape)]
     }
-
-    func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
 }
 
 enum ScatterReduction: String {
@@ -168,13 +160,11 @@ func scatter(_ data: Tensor, _ updates: Tensor, targets: [Int], reduction: Scatt
 }
 
 /// ScatterElements (and the older Scatter, the same op without reductions).
-struct ScatterElementsOperator: Operator {
+struct ScatterElementsOperator: DataMovementOperator {
     let axis: Int
     let reduction: ScatterReduction
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(3...3)
-        try context.expectOutputs(1...1)
         axis = try context.attributes.int("axis", default: 0)
         reduction = try ScatterReduction(context)
     }
@@ -203,8 +193,6 @@ struct ScatterElementsOperator: Operator {
         }
         return [scatter(data, inputs[2]!, targets: targets, reduction: reduction)]
     }
-
-    func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
 }
 
 /// The flat offsets and slice size GatherND and ScatterND address.
@@ -234,12 +222,10 @@ private func ndOffsets(data: [Int], indices: Tensor, batchDims: Int) throws -> (
     return (offsets, slice, Array(indices.shape.dropLast()))
 }
 
-struct GatherNDOperator: Operator {
+struct GatherNDOperator: DataMovementOperator {
     let batchDims: Int
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(2...2)
-        try context.expectOutputs(1...1)
         batchDims = try context.attributes.int("batch_dims", default: 0)
     }
 
@@ -260,16 +246,12 @@ struct GatherNDOperator: Operator {
         for o in offsets { for k in 0..<slice { sources.append(o + k) } }
         return [Kernels.pick(data, sources, shape: outputs[0].shape)]
     }
-
-    func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
 }
 
-struct ScatterNDOperator: Operator {
+struct ScatterNDOperator: DataMovementOperator {
     let reduction: ScatterReduction
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(3...3)
-        try context.expectOutputs(1...1)
         reduction = try ScatterReduction(context)
     }
 
@@ -289,17 +271,13 @@ struct ScatterNDOperator: Operator {
         guard targets.count == inputs[2]!.elementCount else { throw OpError("updates have \(inputs[2]!.elementCount) values for \(targets.count) places") }
         return [scatter(data, inputs[2]!, targets: targets, reduction: reduction)]
     }
-
-    func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
 }
 
 /// OneHot(indices, depth, values = [off, on]): a new axis of `depth` entries.
-struct OneHotOperator: Operator {
+struct OneHotOperator: DataMovementOperator {
     let axis: Int
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(3...3)
-        try context.expectOutputs(1...1)
         axis = try context.attributes.int("axis", default: -1)
     }
 
@@ -335,17 +313,10 @@ struct OneHotOperator: Operator {
         }
         return [Kernels.pick(inputs[2]!, sources, shape: shape)]
     }
-
-    func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
 }
 
 /// NonZero: the int64 indices of nonzero elements, [rank, count]; the count depends on the data.
-struct NonZeroOperator: Operator {
-    init(_ context: OpContext) throws {
-        try context.expectInputs(1...1)
-        try context.expectOutputs(1...1)
-    }
-
+struct NonZeroOperator: DataMovementOperator {
     func infer(_ inputs: InferenceInputs) throws -> [ValueType] {
         let x = try inputs.type(0)
         guard let value = inputs.value(0) else { throw OpError.needsValue("the input's data") }
@@ -365,18 +336,14 @@ struct NonZeroOperator: Operator {
         }
         return [Tensor(shape: outputs[0].shape, int64s: values)]
     }
-
-    func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
 }
 
 /// Compress: the slices along `axis` (or elements of the flattened input) where the
 /// condition holds.
-struct CompressOperator: Operator {
+struct CompressOperator: DataMovementOperator {
     let axis: Int?
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(2...2)
-        try context.expectOutputs(1...1)
         axis = try context.attributes.int("axis")
     }
 
@@ -405,19 +372,15 @@ struct CompressOperator: Operator {
         for o in 0..<outer { for r in kept { for i in 0..<inner { sources.append((o * length + r) * inner + i) } } }
         return [Kernels.pick(x, sources, shape: outputs[0].shape)]
     }
-
-    func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
 }
 
 /// Unique: distinct elements (or slices along `axis`), sorted or in order of first
 /// appearance, with first indices, inverse indices and counts. The output size depends on the data.
-struct UniqueOperator: Operator {
+struct UniqueOperator: DataMovementOperator {
     let sorted: Bool
     let axis: Int?
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(1...1)
-        try context.expectOutputs(1...4)
         sorted = try context.attributes.int("sorted", default: 1) != 0
         axis = try context.attributes.int("axis")
     }
@@ -477,6 +440,4 @@ struct UniqueOperator: Operator {
         return [Kernels.pick(x, sources, shape: r.shape), Tensor(shape: [n], int64s: r.firsts.map { Int64($0) }),
                 Tensor(shape: [r.length], int64s: r.inverse.map { Int64($0) }), Tensor(shape: [n], int64s: r.counts.map { Int64($0) })]
     }
-
-    func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
 }

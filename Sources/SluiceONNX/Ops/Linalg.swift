@@ -4,9 +4,9 @@ import SluiceTensor
 /// Einsum, Det and Trilu.
 enum LinalgOps {
     static let schemas: [OpSchema] = [
-        OpSchema(name: "Einsum", opsets: 12...OpRegistry.latestOpset) { try EinsumOperator($0) },
-        OpSchema(name: "Det", opsets: 11...OpRegistry.latestOpset) { try DetOperator($0) },
-        OpSchema(name: "Trilu", opsets: 14...OpRegistry.latestOpset) { try TriluOperator($0) },
+        OpSchema(name: "Einsum", opsets: 12...OpRegistry.latestOpset, inputs: OpSchema.anyCount) { try EinsumOperator($0) },
+        OpSchema(name: "Det", opsets: 11...OpRegistry.latestOpset, inputs: 1...1) { _ in DetOperator() },
+        OpSchema(name: "Trilu", opsets: 14...OpRegistry.latestOpset, inputs: 1...2) { try TriluOperator($0) },
     ]
 }
 
@@ -19,7 +19,6 @@ struct EinsumOperator: Operator {
     let output: String?
 
     init(_ context: OpContext) throws {
-        try context.expectOutputs(1...1)
         guard let equation = try context.attributes.string("equation") else { throw OpError.invalid("attribute equation is required") }
         let text = equation.replacingOccurrences(of: " ", with: "")
         let sides = text.components(separatedBy: "->")
@@ -146,11 +145,6 @@ struct EinsumOperator: Operator {
 
 /// Det: the determinant of each [M, M] matrix in the last two dimensions (LU with pivoting).
 struct DetOperator: Operator {
-    init(_ context: OpContext) throws {
-        try context.expectInputs(1...1)
-        try context.expectOutputs(1...1)
-    }
-
     func infer(_ inputs: InferenceInputs) throws -> [ValueType] {
         let x = try inputs.type(0, oneOf: [.float32, .float64, .float16], role: "X")
         guard x.shape.count >= 2, x.shape[x.shape.count - 1] == x.shape[x.shape.count - 2] else {
@@ -188,12 +182,10 @@ struct DetOperator: Operator {
 }
 
 /// Trilu: keeps the upper (or lower) triangle of the last two dimensions, from diagonal k.
-struct TriluOperator: Operator {
+struct TriluOperator: DataMovementOperator {
     let upper: Bool
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(1...2)
-        try context.expectOutputs(1...1)
         upper = try context.attributes.int("upper", default: 1) != 0
     }
 
@@ -214,6 +206,4 @@ struct TriluOperator: Operator {
         }
         return [Kernels.pick(x, sources, shape: x.shape, fill: Tensor(dtype: x.dtype, shape: [1], doubles: [0]))]
     }
-
-    func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
 }

@@ -5,18 +5,16 @@ import SluiceTensor
 /// move channels into space and back.
 enum RearrangeOps {
     static let schemas: [OpSchema] = [
-        OpSchema(name: "Transpose", opsets: 1...OpRegistry.latestOpset) { try TransposeOperator($0) },
-        OpSchema(name: "DepthToSpace", opsets: 1...OpRegistry.latestOpset) { try DepthToSpaceOperator($0) },
-        OpSchema(name: "SpaceToDepth", opsets: 1...OpRegistry.latestOpset) { try SpaceToDepthOperator($0) },
+        OpSchema(name: "Transpose", opsets: 1...OpRegistry.latestOpset, inputs: 1...1) { try TransposeOperator($0) },
+        OpSchema(name: "DepthToSpace", opsets: 1...OpRegistry.latestOpset, inputs: 1...1) { try DepthToSpaceOperator($0) },
+        OpSchema(name: "SpaceToDepth", opsets: 1...OpRegistry.latestOpset, inputs: 1...1) { try SpaceToDepthOperator($0) },
     ]
 }
 
-struct TransposeOperator: Operator {
+struct TransposeOperator: DataMovementOperator {
     let perm: [Int]?
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(1...1)
-        try context.expectOutputs(1...1)
         perm = try context.attributes.ints("perm")
     }
 
@@ -36,18 +34,14 @@ struct TransposeOperator: Operator {
     func evaluate(_ inputs: [Tensor?], outputs: [ValueType], scratch: Scratch) throws -> [Tensor] {
         [Kernels.transpose(inputs[0]!, perm: try permutation(rank: inputs[0]!.rank))]
     }
-
-    func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
 }
 
 /// DepthToSpace (DCR or CRD) and SpaceToDepth are a reshape, a transpose and a reshape.
-struct DepthToSpaceOperator: Operator {
+struct DepthToSpaceOperator: DataMovementOperator {
     let block: Int
     let crd: Bool
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(1...1)
-        try context.expectOutputs(1...1)
         guard let b = try context.attributes.int("blocksize"), b >= 1 else { throw OpError.invalid("blocksize must be positive") }
         block = b
         let mode = try context.attributes.string("mode") ?? "DCR"
@@ -72,16 +66,12 @@ struct DepthToSpaceOperator: Operator {
             : Kernels.transpose(x.reshaped([s[0], b, b, c, s[2], s[3]]), perm: [0, 3, 4, 1, 5, 2])
         return [moved.reshaped(outputs[0].shape)]
     }
-
-    func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
 }
 
-struct SpaceToDepthOperator: Operator {
+struct SpaceToDepthOperator: DataMovementOperator {
     let block: Int
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(1...1)
-        try context.expectOutputs(1...1)
         guard let b = try context.attributes.int("blocksize"), b >= 1 else { throw OpError.invalid("blocksize must be positive") }
         block = b
     }
@@ -100,6 +90,4 @@ struct SpaceToDepthOperator: Operator {
         let moved = Kernels.transpose(x.reshaped([s[0], s[1], s[2] / b, b, s[3] / b, b]), perm: [0, 3, 5, 1, 2, 4])
         return [moved.reshaped(outputs[0].shape)]
     }
-
-    func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
 }

@@ -5,35 +5,27 @@ import SluiceTensor
 /// for every dtype.
 enum ShapeOps {
     static let schemas: [OpSchema] = [
-        OpSchema(name: "Identity", opsets: 1...OpRegistry.latestOpset) { try IdentityOperator($0) },
-        OpSchema(name: "Flatten", opsets: 1...OpRegistry.latestOpset) { try FlattenOperator($0) },
-        OpSchema(name: "Reshape", opsets: 5...OpRegistry.latestOpset) { try ReshapeOperator($0) },
-        OpSchema(name: "Shape", opsets: 1...OpRegistry.latestOpset) { try ShapeOperator($0) },
-        OpSchema(name: "Size", opsets: 1...OpRegistry.latestOpset) { try SizeOperator($0) },
-        OpSchema(name: "Unsqueeze", opsets: 1...OpRegistry.latestOpset) { try AxesOperator($0, squeeze: false) },
-        OpSchema(name: "Squeeze", opsets: 1...OpRegistry.latestOpset) { try AxesOperator($0, squeeze: true) },
+        OpSchema(name: "Identity", opsets: 1...OpRegistry.latestOpset, inputs: 1...1) { _ in IdentityOperator() },
+        OpSchema(name: "Flatten", opsets: 1...OpRegistry.latestOpset, inputs: 1...1) { try FlattenOperator($0) },
+        OpSchema(name: "Reshape", opsets: 5...OpRegistry.latestOpset, inputs: 2...2) { try ReshapeOperator($0) },
+        OpSchema(name: "Shape", opsets: 1...OpRegistry.latestOpset, inputs: 1...1) { try ShapeOperator($0) },
+        OpSchema(name: "Size", opsets: 1...OpRegistry.latestOpset, inputs: 1...1) { _ in SizeOperator() },
+        OpSchema(name: "Unsqueeze", opsets: 1...OpRegistry.latestOpset, inputsSince: [1: 1...1, 13: 2...2]) { try AxesOperator($0, squeeze: false) },
+        OpSchema(name: "Squeeze", opsets: 1...OpRegistry.latestOpset, inputsSince: [1: 1...1, 13: 1...2]) { try AxesOperator($0, squeeze: true) },
     ]
 }
 
-struct IdentityOperator: Operator {
-    init(_ context: OpContext) throws {
-        try context.expectInputs(1...1)
-        try context.expectOutputs(1...1)
-    }
-
+struct IdentityOperator: DataMovementOperator {
     func infer(_ inputs: InferenceInputs) throws -> [ValueType] { [try inputs.type(0)] }
     func evaluate(_ inputs: [Tensor?], outputs: [ValueType], scratch: Scratch) throws -> [Tensor] { [inputs[0]!] }
-    func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
     var isView: Bool { true }
 }
 
 /// Flatten: [d0, …, dn] → [d0·…·d(axis−1), d(axis)·…·dn], sharing storage.
-struct FlattenOperator: Operator {
+struct FlattenOperator: DataMovementOperator {
     let axis: Int
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(1...1)
-        try context.expectOutputs(1...1)
         axis = try context.attributes.int("axis", default: 1)
     }
 
@@ -47,18 +39,15 @@ struct FlattenOperator: Operator {
         [inputs[0]!.reshaped(outputs[0].shape)]
     }
 
-    func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
     var isView: Bool { true }
 }
 
 /// Reshape to the shape given by the second input: 0 copies the input's dimension (unless
 /// `allowzero`), −1 is inferred. The shape must be known: a constant at load, data at run time.
-struct ReshapeOperator: Operator {
+struct ReshapeOperator: DataMovementOperator {
     let allowZero: Bool
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(2...2)
-        try context.expectOutputs(1...1)
         let flag = try context.attributes.int("allowzero", default: 0)
         allowZero = context.opset >= 14 && flag != 0
     }
@@ -104,18 +93,15 @@ struct ReshapeOperator: Operator {
         [inputs[0]!.reshaped(outputs[0].shape)]
     }
 
-    func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
     var isView: Bool { true }
 }
 
 /// Shape: the input's shape as int64 (optionally a slice of it, opset 15).
-struct ShapeOperator: Operator {
+struct ShapeOperator: DataMovementOperator {
     let start: Int
     let end: Int?
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(1...1)
-        try context.expectOutputs(1...1)
         start = try context.attributes.int("start", default: 0)
         end = try context.attributes.int("end")
     }
@@ -140,16 +126,9 @@ struct ShapeOperator: Operator {
         let d = dims(inputs[0]!.shape)
         return [Tensor(shape: [d.count], int64s: d.map { Int64($0) })]
     }
-
-    func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
 }
 
-struct SizeOperator: Operator {
-    init(_ context: OpContext) throws {
-        try context.expectInputs(1...1)
-        try context.expectOutputs(1...1)
-    }
-
+struct SizeOperator: DataMovementOperator {
     func infer(_ inputs: InferenceInputs) throws -> [ValueType] {
         _ = try inputs.type(0)
         return [ValueType(.int64, [])]
@@ -162,27 +141,22 @@ struct SizeOperator: Operator {
     func evaluate(_ inputs: [Tensor?], outputs: [ValueType], scratch: Scratch) throws -> [Tensor] {
         [Tensor(shape: [], int64s: [Int64(inputs[0]!.elementCount)])]
     }
-
-    func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
 }
 
 /// Squeeze and Unsqueeze: axes come from an attribute before opset 13 and from an optional
 /// int64 input from 13 on. Both only reshape; storage is shared.
-struct AxesOperator: Operator {
+struct AxesOperator: DataMovementOperator {
     let squeeze: Bool
     let attributeAxes: [Int]?
     let axesFromInput: Bool
 
     init(_ context: OpContext, squeeze: Bool) throws {
-        try context.expectOutputs(1...1)
         self.squeeze = squeeze
         if context.opset < 13 {
-            try context.expectInputs(1...1)
             attributeAxes = try context.attributes.ints("axes")
             axesFromInput = false
             if !squeeze && attributeAxes == nil { throw OpError.invalid("attribute axes is required") }
         } else {
-            try context.expectInputs(squeeze ? 1...2 : 2...2)
             attributeAxes = nil
             axesFromInput = context.node.inputs.count > 1 && !context.node.inputs[1].isEmpty
         }
@@ -223,6 +197,5 @@ struct AxesOperator: Operator {
         [inputs[0]!.reshaped(outputs[0].shape)]
     }
 
-    func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
     var isView: Bool { true }
 }

@@ -4,30 +4,27 @@ import SluiceTensor
 /// Ops that cut, join, pad, repeat or broadcast tensors along axes; they work for every dtype.
 enum SlicingOps {
     static let schemas: [OpSchema] = [
-        OpSchema(name: "Slice", opsets: 1...OpRegistry.latestOpset) { try SliceOperator($0) },
-        OpSchema(name: "Split", opsets: 1...OpRegistry.latestOpset) { try SplitOperator($0) },
-        OpSchema(name: "Concat", opsets: 4...OpRegistry.latestOpset) { try ConcatOperator($0) },
-        OpSchema(name: "Pad", opsets: 2...OpRegistry.latestOpset) { try PadOperator($0) },
-        OpSchema(name: "Tile", opsets: 6...OpRegistry.latestOpset) { try TileOperator($0) },
-        OpSchema(name: "Expand", opsets: 8...OpRegistry.latestOpset) { try ExpandOperator($0) },
-        OpSchema(name: "ReverseSequence", opsets: 10...OpRegistry.latestOpset) { try ReverseSequenceOperator($0) },
+        OpSchema(name: "Slice", opsets: 1...OpRegistry.latestOpset, inputsSince: [1: 1...1, 10: 3...5]) { try SliceOperator($0) },
+        OpSchema(name: "Split", opsets: 1...OpRegistry.latestOpset, inputs: 1...2, outputs: OpSchema.anyCount) { try SplitOperator($0) },
+        OpSchema(name: "Concat", opsets: 4...OpRegistry.latestOpset, inputs: OpSchema.anyCount) { try ConcatOperator($0) },
+        OpSchema(name: "Pad", opsets: 2...OpRegistry.latestOpset, inputsSince: [2: 1...1, 11: 2...4]) { try PadOperator($0) },
+        OpSchema(name: "Tile", opsets: 6...OpRegistry.latestOpset, inputs: 2...2) { _ in TileOperator() },
+        OpSchema(name: "Expand", opsets: 8...OpRegistry.latestOpset, inputs: 2...2) { _ in ExpandOperator() },
+        OpSchema(name: "ReverseSequence", opsets: 10...OpRegistry.latestOpset, inputs: 2...2) { try ReverseSequenceOperator($0) },
     ]
 }
 
 /// Slice: starts, ends, axes and steps from attributes (before opset 10) or inputs.
-struct SliceOperator: Operator {
+struct SliceOperator: DataMovementOperator {
     let attributes: (starts: [Int], ends: [Int], axes: [Int]?)?
 
     init(_ context: OpContext) throws {
-        try context.expectOutputs(1...1)
         if context.opset < 10 {
-            try context.expectInputs(1...1)
             guard let starts = try context.attributes.ints("starts"), let ends = try context.attributes.ints("ends") else {
                 throw OpError.invalid("attributes starts and ends are required")
             }
             attributes = (starts, ends, try context.attributes.ints("axes"))
         } else {
-            try context.expectInputs(3...5)
             attributes = nil
         }
     }
@@ -98,13 +95,11 @@ struct SliceOperator: Operator {
         forEachIndex(shape) { index, flat in sources[flat] = base + offset(index, steps) }
         return [Kernels.pick(x, sources, shape: shape)]
     }
-
-    func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
 }
 
 /// Split into the outputs along an axis: by the `split` sizes (attribute before opset 13,
 /// optional input after), or into equal parts (`num_outputs`, opset 18, allows a smaller last).
-struct SplitOperator: Operator {
+struct SplitOperator: DataMovementOperator {
     let axis: Int
     let attributeSplit: [Int]?
     let splitFromInput: Bool
@@ -115,11 +110,9 @@ struct SplitOperator: Operator {
         outputCount = context.node.outputs.count
         guard outputCount >= 1 else { throw OpError.invalid("has no outputs") }
         if context.opset < 13 {
-            try context.expectInputs(1...2)
             attributeSplit = try context.attributes.ints("split")
             splitFromInput = context.opset < 2 && context.node.inputs.count > 1 && !context.node.inputs[1].isEmpty
         } else {
-            try context.expectInputs(1...2)
             attributeSplit = nil
             splitFromInput = context.node.inputs.count > 1 && !context.node.inputs[1].isEmpty
         }
@@ -172,15 +165,12 @@ struct SplitOperator: Operator {
             return out
         }
     }
-
-    func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
 }
 
-struct ConcatOperator: Operator {
+struct ConcatOperator: DataMovementOperator {
     let axis: Int
 
     init(_ context: OpContext) throws {
-        try context.expectOutputs(1...1)
         guard let axis = try context.attributes.int("axis") else { throw OpError.invalid("attribute axis is required") }
         guard !context.node.inputs.isEmpty, !context.node.inputs.contains("") else {
             throw OpError.invalid("needs at least one input and no omitted ones")
@@ -202,32 +192,27 @@ struct ConcatOperator: Operator {
         let parts = inputs.map { $0! }
         return [Kernels.concat(parts, axis: try Shapes.axis(axis, rank: parts[0].rank))]
     }
-
-    func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
 }
 
 /// Pad: constant, reflect, edge or wrap; negative pads crop. Pads and the constant are
 /// attributes before opset 11, inputs after (with optional axes from opset 18).
-struct PadOperator: Operator {
+struct PadOperator: DataMovementOperator {
     enum Mode: String { case constant, reflect, edge, wrap }
     let mode: Mode
     let attributePads: [Int]?
     let attributeValue: Float
 
     init(_ context: OpContext) throws {
-        try context.expectOutputs(1...1)
         let text = try context.attributes.string("mode") ?? "constant"
         guard let mode = Mode(rawValue: text) else { throw OpError.invalid("mode '\(text)' is not one of constant, reflect, edge, wrap") }
         self.mode = mode
         if context.opset < 11 {
-            try context.expectInputs(1...1)
             guard let pads = try context.attributes.ints("pads") ?? context.attributes.ints("paddings") else {
                 throw OpError.invalid("attribute pads is required")
             }
             attributePads = pads
             attributeValue = try context.attributes.float("value", default: 0)
         } else {
-            try context.expectInputs(2...4)
             attributePads = nil
             attributeValue = 0
         }
@@ -311,16 +296,9 @@ struct PadOperator: Operator {
         }
         return [Kernels.pick(x, sources, shape: shape, fill: fill)]
     }
-
-    func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
 }
 
-struct TileOperator: Operator {
-    init(_ context: OpContext) throws {
-        try context.expectInputs(2...2)
-        try context.expectOutputs(1...1)
-    }
-
+struct TileOperator: DataMovementOperator {
     func infer(_ inputs: InferenceInputs) throws -> [ValueType] {
         let x = try inputs.type(0)
         _ = try inputs.type(1, oneOf: [.int64], role: "repeats")
@@ -343,18 +321,11 @@ struct TileOperator: Operator {
         }
         return [Kernels.pick(x, sources, shape: shape)]
     }
-
-    func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
 }
 
 /// Expand: broadcast the input to a shape given as an input (bidirectionally: dimensions of 1
 /// in the shape keep the input's).
-struct ExpandOperator: Operator {
-    init(_ context: OpContext) throws {
-        try context.expectInputs(2...2)
-        try context.expectOutputs(1...1)
-    }
-
+struct ExpandOperator: DataMovementOperator {
     func infer(_ inputs: InferenceInputs) throws -> [ValueType] {
         let x = try inputs.type(0)
         _ = try inputs.type(1, oneOf: [.int64], role: "shape")
@@ -368,17 +339,13 @@ struct ExpandOperator: Operator {
         if x.shape == shape { return [x] }
         return [Kernels.pick(x, Shapes.broadcastOffsets(x.shape, to: shape), shape: shape)]
     }
-
-    func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
 }
 
-struct ReverseSequenceOperator: Operator {
+struct ReverseSequenceOperator: DataMovementOperator {
     let batchAxis: Int
     let timeAxis: Int
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(2...2)
-        try context.expectOutputs(1...1)
         batchAxis = try context.attributes.int("batch_axis", default: 1)
         timeAxis = try context.attributes.int("time_axis", default: 0)
     }
@@ -402,6 +369,4 @@ struct ReverseSequenceOperator: Operator {
         }
         return [Kernels.pick(x, sources, shape: x.shape)]
     }
-
-    func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
 }
