@@ -174,7 +174,7 @@ struct OpSchema: Sendable {
     let opsets: ClosedRange<Int>
     /// The inputs a node may have (trailing omitted ones not counted), each count from the
     /// first opset it holds at; ascending.
-    let inputs: [(since: Int, count: ClosedRange<Int>)]
+    let inputsByOpset: [(since: Int, count: ClosedRange<Int>)]
     /// The outputs a node may ask for (trailing omitted ones not counted).
     let outputs: ClosedRange<Int>
     private let configure: @Sendable (OpContext) throws -> any Operator
@@ -190,14 +190,14 @@ struct OpSchema: Sendable {
          outputs: ClosedRange<Int> = 1...1, make: @escaping @Sendable (OpContext) throws -> any Operator) {
         self.name = name
         self.opsets = opsets
-        inputs = inputsSince.map { (since: $0.key, count: $0.value) }.sorted { $0.since < $1.since }
+        inputsByOpset = inputsSince.map { (since: $0.key, count: $0.value) }.sorted { $0.since < $1.since }
         self.outputs = outputs
         configure = make
     }
 
     /// The inputs a node may have at `opset`.
     func inputs(at opset: Int) -> ClosedRange<Int> {
-        (inputs.last { $0.since <= opset } ?? inputs.first)?.count ?? Self.anyCount
+        (inputsByOpset.last { $0.since <= opset } ?? inputsByOpset.first)?.count ?? Self.anyCount
     }
 
     /// Fails unless the node has as many inputs and outputs as this op takes at its opset.
