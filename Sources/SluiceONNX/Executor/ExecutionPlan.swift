@@ -58,143 +58,18 @@ final class ExecutionPlan: @unchecked Sendable {
     /// is still folded; a broadcast to something huge is not).
     static let foldLimit = 1 << 22
 
-    /// Plans `range` for the shapes of `values`; nil when some shape depends on data.
+    /// Plans `range` for the shapes of `values`; nil when some shape depends on data. Value
+    /// planning (types inferred, constants folded), then buffer planning (lifetimes, then arena
+    /// offsets).
     static func build(steps range: Executor.RangeSteps, values: [String: Tensor], weights: [String: Tensor],
                       file: String) throws -> ExecutionPlan? {
-        var ids: [String: Int] = [:]
-        var types: [ValueType?] = []
-        var sources: [Source] = []
-        var constants: [Int: Tensor] = [:]
-        func newValue(_ type: ValueType?, _ source: Source) -> Int {
-            types.append(type)
-            sources.append(source)
-            return types.count - 1
-        }
-        func id(_ name: String) -> Int? {
-            if let known = ids[name] { return known }
-            if let weight = weights[name] {
-                let i = newValue(ValueType(weight.dtype, weight.shape), .constant(weight))
-                constants[i] = weight
-                ids[name] = i
-                return i
-            }
-            if let value = values[name] {
-                let i = newValue(ValueType(value.dtype, value.shape), .external(name))
-                ids[name] = i
-                return i
-            }
-            return nil
-        }
-
-        var planned: [PlannedStep] = []
-        let scratch = Scratch()
-        for step in range.steps {
-            var inputIDs: [Int] = []
-            var inTypes: [ValueType?] = []
-            var inValues: [Tensor?] = []
-            for name in step.inputs {
-                guard !name.isEmpty else {
-                    inputIDs.append(-1)
-                    inTypes.append(nil)
-                    inValues.append(nil)
-                    continue
-                }
-                guard let i = id(name) else {
-                    throw ModelError.node(.invalidInput, file: file, node: step.node.name, op: step.node.qualifiedOp,
-                                          "input '\(name)' is missing: no earlier node of this run produced it and it is not among the values passed in")
-                }
-                inputIDs.append(i)
-                inTypes.append(types[i])
-                inValues.append(constants[i])
-            }
-            let known = InferenceInputs(types: inTypes, values: inValues)
-            let outTypes: [ValueType]
-            var folded: [Tensor]?
-            do {
-                do {
-                    outTypes = try step.op.infer(known)
-                } catch let e as OpError where e.dataDependent {
-                    return nil
-                }
-                if step.op.isDeterministic {
-                    folded = try step.op.valuesFromTypes(known)
-                    let allConstant = zip(inTypes, inValues).allSatisfy { $0.0 == nil || $0.1 != nil }
-                    if folded == nil, allConstant, outTypes.reduce(0, { $0 + $1.elementCount }) <= foldLimit {
-                        folded = try step.op.evaluate(inValues, outputs: outTypes, scratch: scratch)
-                    }
-                }
-            } catch {
-                throw ModelError.wrap(error, file: file, node: step.node, kind: .invalidInput)
-            }
-            if let folded {
-                for (k, name) in step.outputs.enumerated() where !name.isEmpty && k < folded.count {
-                    let i = newValue(ValueType(folded[k].dtype, folded[k].shape), .constant(folded[k]))
-                    constants[i] = folded[k]
-                    ids[name] = i
-                }
-                continue
-            }
-            var outputIDs: [Int] = []
-            for (k, type) in outTypes.enumerated() {
-                let i = newValue(type, .computed)
-                if k < step.outputs.count, !step.outputs[k].isEmpty { ids[step.outputs[k]] = i }
-                outputIDs.append(i)
-            }
-            planned.append(PlannedStep(op: step.op, node: step.node, inputs: inputIDs, outputs: outputIDs, into: step.op.writesInto))
-        }
-
-        // Results: every escaping value, by name.
-        var results: [(String, Int)] = []
-        for name in range.escaping.sorted() { if let i = ids[name] { results.append((name, i)) } }
-        let escapingIDs = Set(results.map(\.1))
-
-        // Views share their source's bytes: group values by root, and give each root the
-        // lifetime of its whole group.
-        var root = Array(0..<types.count)
-        for step in planned where step.op.isView && !step.outputs.isEmpty && step.inputs.first.map({ $0 >= 0 }) == true {
-            root[step.outputs[0]] = root[step.inputs[0]]
-        }
-        var lastUse = [Int](repeating: -1, count: types.count)
-        var escapes = [Bool](repeating: false, count: types.count)
-        var producedAt = [Int](repeating: -1, count: types.count)
-        for (k, step) in planned.enumerated() {
-            for i in step.inputs where i >= 0 { lastUse[root[i]] = max(lastUse[root[i]], k) }
-            for i in step.outputs { producedAt[i] = k; lastUse[root[i]] = max(lastUse[root[i]], k) }
-        }
-        for i in escapingIDs { escapes[root[i]] = true }
-        // An op without an `into` path may hand back one of its inputs unchanged (Cast to the
-        // same type, Identity, an Expand that changes nothing, …). Its output then shares the
-        // input's bytes, so the input's storage must live, and escape, as long as the output
-        // does. Walking backwards carries this along chains of such ops in one pass.
-        for step in planned.reversed() where !step.into {
-            for o in step.outputs {
-                for i in step.inputs where i >= 0 {
-                    lastUse[root[i]] = max(lastUse[root[i]], lastUse[root[o]])
-                    if escapes[root[o]] { escapes[root[i]] = true }
-                }
-            }
-        }
-
-        // Roots produced by an op that writes into given buffers get arena space or, when
-        // they escape, a fresh tensor each run.
-        var arena = ArenaLayout()
-        for (k, step) in planned.enumerated() {
-            for i in step.outputs where root[i] == i && step.into {
-                if escapes[i] {
-                    sources[i] = .fresh
-                } else if let type = types[i] {
-                    sources[i] = .arena(offset: arena.allocate(type.elementCount * type.dtype.byteSize))
-                }
-            }
-            // Free every arena root whose last reader is this step.
-            for i in Set(step.inputs.filter { $0 >= 0 }.map { root[$0] } + step.outputs.map { root[$0] }) where lastUse[i] == k {
-                if case .arena(let offset) = sources[i], let type = types[i] {
-                    arena.free(offset, type.elementCount * type.dtype.byteSize)
-                }
-            }
-        }
-        _ = producedAt
-        return ExecutionPlan(file: file, steps: planned, types: types, sources: sources, results: results, arenaBytes: arena.size)
+        guard var planned = try PlannedValues(range.steps, values: values, weights: weights, file: file) else { return nil }
+        let results = range.escaping.sorted().compactMap { name in planned.ids[name].map { (name, $0) } }
+        let lifetimes = Lifetimes(planned.steps, valueCount: planned.types.count, escaping: Set(results.map(\.1)))
+        let buffers = BufferLayout(planned.steps, types: planned.types, lifetimes: lifetimes)
+        for (i, source) in buffers.sources { planned.sources[i] = source }
+        return ExecutionPlan(file: file, steps: planned.steps, types: planned.types, sources: planned.sources,
+                             results: results, arenaBytes: buffers.arenaBytes)
     }
 
     /// One run's mutable state: the arena, the value table, and argument arrays reused per step.
@@ -242,37 +117,7 @@ final class ExecutionPlan: @unchecked Sendable {
             state.inputs.removeAll(keepingCapacity: true)
             for i in step.inputs { state.inputs.append(i >= 0 ? state.slots[i] : nil) }
             do {
-                var done = false
-                if step.into {
-                    state.outputs.removeAll(keepingCapacity: true)
-                    for i in step.outputs {
-                        if let view = state.slots[i], case .arena = sources[i] {
-                            state.outputs.append(view)
-                        } else {
-                            let type = types[i]!
-                            state.outputs.append(Tensor(uninitialized: type.dtype, shape: type.shape))
-                        }
-                    }
-                    done = try step.op.evaluate(state.inputs, into: state.outputs, scratch: scratch)
-                    if done { for (k, i) in step.outputs.enumerated() { state.slots[i] = state.outputs[k] } }
-                }
-                if !done {
-                    let outTypes = step.outputs.map { types[$0]! }
-                    let results = try step.op.evaluate(state.inputs, outputs: outTypes, scratch: scratch)
-                    for (k, i) in step.outputs.enumerated() where k < results.count {
-                        // A step planned to write into its own buffer keeps its value there even
-                        // when it fell back: what the fallback returned may share an input's
-                        // bytes, which the plan lets later steps overwrite.
-                        if step.into, k < state.outputs.count, results[k].dtype == state.outputs[k].dtype,
-                           results[k].byteCount == state.outputs[k].byteCount,
-                           state.inputs.contains(where: { $0.map { Self.overlap($0, results[k]) } ?? false }) {
-                            state.outputs[k].storage.bytes.copyMemory(from: results[k].storage.bytes, byteCount: results[k].byteCount)
-                            state.slots[i] = state.outputs[k]
-                        } else {
-                            state.slots[i] = results[k]
-                        }
-                    }
-                }
+                if try !step.into || !evaluateIntoBuffers(step, state, scratch) { try evaluate(step, state, scratch) }
             } catch {
                 throw ModelError.wrap(error, file: file, node: step.node, kind: .invalidInput)
             }
@@ -285,6 +130,42 @@ final class ExecutionPlan: @unchecked Sendable {
             switch source {
             case .external, .fresh, .computed: state.slots[i] = nil
             case .arena, .constant: state.slots[i] = state.fixed[i]
+            }
+        }
+    }
+
+    /// Runs a step into its planned buffers (a fresh tensor for a value handed back); false
+    /// when the op has no such path for these inputs. `state.outputs` keeps the buffers.
+    private func evaluateIntoBuffers(_ step: PlannedStep, _ state: State, _ scratch: Scratch) throws -> Bool {
+        state.outputs.removeAll(keepingCapacity: true)
+        for i in step.outputs {
+            if let view = state.slots[i], case .arena = sources[i] {
+                state.outputs.append(view)
+            } else {
+                let type = types[i]!
+                state.outputs.append(Tensor(uninitialized: type.dtype, shape: type.shape))
+            }
+        }
+        guard try step.op.evaluate(state.inputs, into: state.outputs, scratch: scratch) else { return false }
+        for (k, i) in step.outputs.enumerated() { state.slots[i] = state.outputs[k] }
+        return true
+    }
+
+    /// Runs a step on tensors the op allocates itself.
+    private func evaluate(_ step: PlannedStep, _ state: State, _ scratch: Scratch) throws {
+        let outTypes = step.outputs.map { types[$0]! }
+        let results = try step.op.evaluate(state.inputs, outputs: outTypes, scratch: scratch)
+        for (k, i) in step.outputs.enumerated() where k < results.count {
+            // A step planned to write into its own buffer keeps its value there even when it
+            // fell back: what the fallback returned may share an input's bytes, which the plan
+            // lets later steps overwrite.
+            if step.into, k < state.outputs.count, results[k].dtype == state.outputs[k].dtype,
+               results[k].byteCount == state.outputs[k].byteCount,
+               state.inputs.contains(where: { $0.map { Self.overlap($0, results[k]) } ?? false }) {
+                state.outputs[k].storage.bytes.copyMemory(from: results[k].storage.bytes, byteCount: results[k].byteCount)
+                state.slots[i] = state.outputs[k]
+            } else {
+                state.slots[i] = results[k]
             }
         }
     }
@@ -312,6 +193,185 @@ final class ExecutionPlan: @unchecked Sendable {
             lock.unlock()
         }
     }
+}
+
+/// The first step of planning a range for given input shapes: an id for every value, with its
+/// type and where its tensor comes from, and the steps left once everything computable from
+/// weights and shapes alone is folded to a constant.
+struct PlannedValues {
+    typealias Source = ExecutionPlan.Source
+    private(set) var ids: [String: Int] = [:]
+    private(set) var types: [ValueType?] = []
+    var sources: [Source] = []
+    private(set) var steps: [ExecutionPlan.PlannedStep] = []
+    private var constants: [Int: Tensor] = [:]
+
+    /// Nil when some shape depends on data.
+    init?(_ steps: [Executor.Step], values: [String: Tensor], weights: [String: Tensor], file: String) throws {
+        let scratch = Scratch()
+        for step in steps {
+            let (inputIDs, known) = try inputs(of: step, values: values, weights: weights, file: file)
+            let outcome: Outcome
+            do {
+                guard let inferred = try Self.inferOrFold(step.op, known, scratch: scratch) else { return nil }
+                outcome = inferred
+            } catch {
+                throw ModelError.wrap(error, file: file, node: step.node, kind: .invalidInput)
+            }
+            switch outcome {
+            case .folded(let folded):
+                for (k, name) in step.outputs.enumerated() where !name.isEmpty && k < folded.count { addConstant(folded[k], named: name) }
+            case .computed(let outTypes):
+                let outputIDs = outTypes.enumerated().map { k, type in
+                    add(type, .computed, named: k < step.outputs.count ? step.outputs[k] : "")
+                }
+                self.steps.append(ExecutionPlan.PlannedStep(op: step.op, node: step.node, inputs: inputIDs, outputs: outputIDs,
+                                                            into: step.op.writesInto))
+            }
+        }
+    }
+
+    enum Outcome {
+        /// Every output known at planning.
+        case folded([Tensor])
+        /// Computed each run, with these types.
+        case computed([ValueType])
+    }
+
+    /// Infers the op's output types and folds it when its outputs are known already; nil when
+    /// they depend on data.
+    static func inferOrFold(_ op: any Operator, _ known: InferenceInputs, scratch: Scratch) throws -> Outcome? {
+        let outTypes: [ValueType]
+        do {
+            outTypes = try op.infer(known)
+        } catch let e as OpError where e.dataDependent {
+            return nil
+        }
+        guard op.isDeterministic else { return .computed(outTypes) }
+        if let folded = try op.valuesFromTypes(known) { return .folded(folded) }
+        let allConstant = zip(known.types, known.values).allSatisfy { $0.0 == nil || $0.1 != nil }
+        if allConstant, outTypes.reduce(0, { $0 + $1.elementCount }) <= ExecutionPlan.foldLimit {
+            return .folded(try op.evaluate(known.values, outputs: outTypes, scratch: scratch))
+        }
+        return .computed(outTypes)
+    }
+
+    /// The step's input ids (−1 for an omitted one) and what is known of them.
+    mutating func inputs(of step: Executor.Step, values: [String: Tensor], weights: [String: Tensor],
+                         file: String) throws -> ([Int], InferenceInputs) {
+        var inputIDs: [Int] = [], inTypes: [ValueType?] = [], inValues: [Tensor?] = []
+        for name in step.inputs {
+            guard !name.isEmpty else {
+                inputIDs.append(-1)
+                inTypes.append(nil)
+                inValues.append(nil)
+                continue
+            }
+            guard let i = id(name, values: values, weights: weights) else {
+                throw ModelError.node(.invalidInput, file: file, node: step.node.name, op: step.node.qualifiedOp,
+                                      "input '\(name)' is missing: no earlier node of this run produced it and it is not among the values passed in")
+            }
+            inputIDs.append(i)
+            inTypes.append(types[i])
+            inValues.append(constants[i])
+        }
+        return (inputIDs, InferenceInputs(types: inTypes, values: inValues))
+    }
+
+    /// The id of a value a step reads: one planned already, a weight, or one the caller passes.
+    mutating func id(_ name: String, values: [String: Tensor], weights: [String: Tensor]) -> Int? {
+        if let known = ids[name] { return known }
+        if let weight = weights[name] { return addConstant(weight, named: name) }
+        guard let value = values[name] else { return nil }
+        return add(ValueType(value.dtype, value.shape), .external(name), named: name)
+    }
+
+    @discardableResult
+    mutating func addConstant(_ tensor: Tensor, named name: String) -> Int {
+        let i = add(ValueType(tensor.dtype, tensor.shape), .constant(tensor), named: name)
+        constants[i] = tensor
+        return i
+    }
+
+    /// A new value; an empty name (an output no one named) gets an id but no entry in `ids`.
+    mutating func add(_ type: ValueType?, _ source: Source, named name: String) -> Int {
+        types.append(type)
+        sources.append(source)
+        if !name.isEmpty { ids[name] = types.count - 1 }
+        return types.count - 1
+    }
+}
+
+/// How long each value's bytes must live: the last step that reads them, directly or through
+/// a view or an op that may hand an input back, and whether the caller gets them.
+struct Lifetimes {
+    /// The value whose bytes each value shares (itself unless it is a view).
+    private(set) var root: [Int]
+    /// For each root, the last step that reads its bytes (−1: none).
+    private(set) var lastUse: [Int]
+    /// For each root, whether its bytes are handed back to the caller.
+    private(set) var escapes: [Bool]
+
+    init(_ steps: [ExecutionPlan.PlannedStep], valueCount: Int, escaping: Set<Int>) {
+        root = Array(0..<valueCount)
+        lastUse = [Int](repeating: -1, count: valueCount)
+        escapes = [Bool](repeating: false, count: valueCount)
+        // Views share their source's bytes: group values by root, and give each root the
+        // lifetime of its whole group.
+        for step in steps where step.op.isView && !step.outputs.isEmpty && step.inputs.first.map({ $0 >= 0 }) == true {
+            root[step.outputs[0]] = root[step.inputs[0]]
+        }
+        for (k, step) in steps.enumerated() {
+            for i in step.inputs where i >= 0 { lastUse[root[i]] = max(lastUse[root[i]], k) }
+            for i in step.outputs { lastUse[root[i]] = max(lastUse[root[i]], k) }
+        }
+        for i in escaping { escapes[root[i]] = true }
+        extendThroughHandedBackInputs(steps)
+    }
+
+    /// An op without an `into` path may hand back one of its inputs unchanged (Cast to the
+    /// same type, Identity, an Expand that changes nothing, …). Its output then shares the
+    /// input's bytes, so the input's storage must live, and escape, as long as the output
+    /// does. Walking backwards carries this along chains of such ops in one pass.
+    private mutating func extendThroughHandedBackInputs(_ steps: [ExecutionPlan.PlannedStep]) {
+        for step in steps.reversed() where !step.into {
+            for o in step.outputs {
+                for i in step.inputs where i >= 0 {
+                    lastUse[root[i]] = max(lastUse[root[i]], lastUse[root[o]])
+                    if escapes[root[o]] { escapes[root[i]] = true }
+                }
+            }
+        }
+    }
+}
+
+/// The last step of planning: the outputs of ops that write into given buffers get arena
+/// space, reused once their last reader has run, or, when they escape, a fresh tensor each run.
+struct BufferLayout {
+    /// The new source of each such output: `.arena(offset:)` or `.fresh`.
+    private(set) var sources: [Int: ExecutionPlan.Source] = [:]
+    private(set) var arenaBytes = 0
+
+    init(_ steps: [ExecutionPlan.PlannedStep], types: [ValueType?], lifetimes: Lifetimes) {
+        var arena = ArenaLayout()
+        for (k, step) in steps.enumerated() {
+            for i in step.outputs where lifetimes.root[i] == i && step.into {
+                if lifetimes.escapes[i] {
+                    sources[i] = .fresh
+                } else if let type = types[i] {
+                    sources[i] = .arena(offset: arena.allocate(Self.bytes(type)))
+                }
+            }
+            // Free every arena root whose last reader is this step.
+            let touched = Set(step.inputs.filter { $0 >= 0 }.map { lifetimes.root[$0] } + step.outputs.map { lifetimes.root[$0] })
+            for i in touched where lifetimes.lastUse[i] == k {
+                if case .arena(let offset) = sources[i], let type = types[i] { arena.free(offset, Self.bytes(type)) }
+            }
+        }
+        arenaBytes = arena.size
+    }
+
+    static func bytes(_ type: ValueType) -> Int { type.elementCount * type.dtype.byteSize }
 }
 
 /// First-fit allocation of byte ranges in one arena, 64-byte aligned, merging freed neighbours.

@@ -23,155 +23,209 @@ struct Fusion: Sendable {
 
     static func find(graph: [Node], operators: [any Operator], initializers: [String: Initializer],
                      types: [String: ValueType], graphOutputs: Set<String>) -> [Fusion] {
+        FusionFinder(graph: graph, operators: operators, initializers: initializers, types: types,
+                     graphOutputs: graphOutputs).find()
+    }
+}
+
+/// The graph `Fusion.find` walks, and the patterns it recognises at each node.
+struct FusionFinder {
+    let graph: [Node]
+    let operators: [any Operator]
+    let initializers: [String: Initializer]
+    let types: [String: ValueType]
+    let graphOutputs: Set<String>
+    /// The nodes reading each value.
+    let consumers: [String: Set<Int>]
+
+    init(graph: [Node], operators: [any Operator], initializers: [String: Initializer], types: [String: ValueType],
+         graphOutputs: Set<String>) {
+        self.graph = graph
+        self.operators = operators
+        self.initializers = initializers
+        self.types = types
+        self.graphOutputs = graphOutputs
         var consumers: [String: Set<Int>] = [:]
         for node in graph {
             for name in node.inputs where !name.isEmpty { consumers[name, default: []].insert(node.index) }
         }
-        /// Whether `tensor` is read by node `j` and nothing else, so fusing may skip producing it.
-        func onlyFeeds(_ tensor: String, _ j: Int) -> Bool {
-            consumers[tensor] == [j] && !graphOutputs.contains(tensor)
-        }
-        func isConstant(_ name: String) -> Bool { name.isEmpty || initializers[name] != nil }
-        /// Whether node `j` is an activation reading only node `j − 1`'s sole output.
-        func activationFollows(_ j: Int) -> Bool {
-            guard j < graph.count, let source = graph[j - 1].outputs.first, graph[j].inputs.first == source,
-                  onlyFeeds(source, j) else { return false }
-            switch operators[j] {
-            case is ActivationOperator: return true
-            case is ClipOperator: return graph[j].inputs.dropFirst().allSatisfy(isConstant)
-            default: return false
-            }
-        }
-        /// The scalar value of a constant float input, if it is one.
-        func scalar(_ name: String) -> Float? {
-            guard let initializer = initializers[name], initializer.dtype == .float32, initializer.shape.reduce(1, *) == 1,
-                  let value = try? initializer.tensor() else { return nil }
-            return value.floats[0]
-        }
-        /// Whether nodes j..<j+5 compute exact Gelu of `x`: Div(x, √2) (or Mul by 1/√2), Erf,
-        /// Add 1, then Mul by x and Mul by ½ in either order, each intermediate read only by the next.
-        func geluAt(_ j: Int, of x: String) -> Bool {
-            guard j + 5 <= graph.count else { return false }
-            let n = Array(graph[j..<(j + 5)])
-            guard let scale = operators[j] as? BinaryOperator, scale.legacy == nil, n[0].inputs.count == 2, n[0].inputs[0] == x,
-                  let c = scalar(n[0].inputs[1]) else { return false }
-            guard (scale.op == .div && abs(c - 1.41421356) < 1e-4) || (scale.op == .mul && abs(c - 0.70710678) < 1e-4) else { return false }
-            guard let erf = operators[j + 1] as? UnaryOperator, erf.op == .erf, n[1].inputs == [n[0].outputs[0]],
-                  onlyFeeds(n[0].outputs[0], j + 1) else { return false }
-            guard let add = operators[j + 2] as? BinaryOperator, add.op == .add, add.legacy == nil,
-                  n[2].inputs.contains(n[1].outputs[0]), onlyFeeds(n[1].outputs[0], j + 2),
-                  n[2].inputs.first(where: { $0 != n[1].outputs[0] }).flatMap(scalar) == 1 else { return false }
-            guard let m1 = operators[j + 3] as? BinaryOperator, m1.op == .mul, m1.legacy == nil,
-                  let m2 = operators[j + 4] as? BinaryOperator, m2.op == .mul, m2.legacy == nil,
-                  n[3].inputs.contains(n[2].outputs[0]), onlyFeeds(n[2].outputs[0], j + 3),
-                  n[4].inputs.contains(n[3].outputs[0]), onlyFeeds(n[3].outputs[0], j + 4) else { return false }
-            let other3 = n[3].inputs.first { $0 != n[2].outputs[0] } ?? ""
-            let other4 = n[4].inputs.first { $0 != n[3].outputs[0] } ?? ""
-            // {other3, other4} = {x, ½}
-            return (other3 == x && scalar(other4) == 0.5) || (scalar(other3) == 0.5 && other4 == x)
-        }
-        /// x's readers must be exactly the Div and the Mul of the Gelu at j (x is not kept).
-        func geluOwns(_ j: Int, _ x: String) -> Bool {
-            consumers[x] == [j, graph[j + 3].inputs.contains(x) ? j + 3 : j + 4] && !graphOutputs.contains(x)
-        }
+        self.consumers = consumers
+    }
 
+    /// Every fusion, in node order; none overlap.
+    func find() -> [Fusion] {
         var fusions: [Fusion] = []
         var i = 0
         while i < graph.count {
-            var end = i + 1
-            var batchNorm: Int?, add: Int?, activation: Int?
-            let head = graph[i]
-            switch operators[i] {
-            case is ConvOperator:
-                if end < graph.count, operators[end] is BatchNormOperator, graph[end].inputs.first == head.outputs[0],
-                   onlyFeeds(head.outputs[0], end), graph[end].inputs.dropFirst().allSatisfy(isConstant) {
-                    batchNorm = end
-                    end += 1
-                }
-                if activationFollows(end) {
-                    activation = end
-                    end += 1
-                }
-            case is GemmOperator:
-                if activationFollows(end) {
-                    activation = end
-                    end += 1
-                } else if let out = head.outputs.first, geluAt(end, of: out), geluOwns(end, out) {
-                    fusions.append(Fusion(nodes: i..<(end + 5), batchNorm: nil, add: nil, activation: end, gelu: true))
-                    i = end + 5
-                    continue
-                }
-            case is MatMulOperator:
-                // x[…, K] · W[K, N] + b[N]: a Gemm over the rows of x with a broadcast bias.
-                guard end < graph.count, let add = operators[end] as? BinaryOperator, add.op == .add,
-                      let weight = initializers[head.inputs[1]], weight.shape.count == 2,
-                      let x = types[head.inputs[0]], x.shape.count >= 2 else { break }
-                let output = head.outputs[0]
-                let next = graph[end]
-                guard next.inputs.count == 2, next.inputs.contains(output), onlyFeeds(output, end) else { break }
-                let biasName = next.inputs[0] == output ? next.inputs[1] : next.inputs[0]
-                guard let bias = initializers[biasName], bias.dtype == .float32,
-                      bias.shape == [weight.shape[1]] || bias.shape == [1, weight.shape[1]] else { break }
-                let fusedAdd = end
-                end += 1
-                var gelu = false
-                if activationFollows(end) {
-                    activation = end
-                    end += 1
-                } else if let out = next.outputs.first, geluAt(end, of: out), geluOwns(end, out) {
-                    activation = end
-                    gelu = true
-                    end += 5
-                }
-                fusions.append(Fusion(nodes: i..<end, batchNorm: nil, add: fusedAdd, activation: activation, gelu: gelu))
-                i = end
-                continue
-            case let transpose as TransposeOperator:
-                // Transpose(k, swap last two) → MatMul(q, kᵀ) [→ Mul/Div by a scalar].
-                guard let input = types[head.inputs[0]], input.shape.count >= 2, end < graph.count,
-                      let perm = try? transpose.permutation(rank: input.shape.count),
-                      perm == Array(0..<(input.shape.count - 2)) + [input.shape.count - 1, input.shape.count - 2],
-                      operators[end] is MatMulOperator, graph[end].inputs.count == 2, graph[end].inputs[1] == head.outputs[0],
-                      graph[end].inputs[0] != head.outputs[0], onlyFeeds(head.outputs[0], end) else { break }
-                end += 1
-                var scale: Float = 1
-                if end < graph.count, let mul = operators[end] as? BinaryOperator, mul.legacy == nil, mul.op == .mul || mul.op == .div,
-                   let product = graph[end - 1].outputs.first, graph[end].inputs.first == product, onlyFeeds(product, end),
-                   let c = scalar(graph[end].inputs[1]) {
-                    scale = mul.op == .mul ? c : 1 / c
-                    end += 1
-                }
-                fusions.append(Fusion(nodes: i..<end, batchNorm: nil, add: nil, activation: nil, transposedMatMul: true, scale: scale))
-                i = end
-                continue
-            case let binary as BinaryOperator:
-                // A Gelu written out node by node.
-                if let x = head.inputs.first, geluAt(i, of: x) {
-                    fusions.append(Fusion(nodes: i..<(i + 5), batchNorm: nil, add: nil, activation: i, gelu: true))
-                    i += 5
-                    continue
-                }
-                // A residual Add straight into LayerNormalization (the operands may broadcast).
-                if binary.op == .add, binary.legacy == nil, end < graph.count, operators[end] is LayerNormOperator,
-                   head.inputs.count == 2, let a = types[head.inputs[0]], let b = types[head.inputs[1]],
-                   a.dtype == .float32, b.dtype == .float32, (try? Shapes.broadcast(a.shape, b.shape)) != nil,
-                   let sum = head.outputs.first, graph[end].inputs.first == sum, onlyFeeds(sum, end),
-                   graph[end].outputs.dropFirst().allSatisfy({ $0.isEmpty }) {
-                    fusions.append(Fusion(nodes: i..<(end + 1), batchNorm: nil, add: i, activation: nil, residualNorm: true))
-                    i = end + 1
-                    continue
-                }
-            default:
-                break
-            }
-            if end > i + 1 {
-                fusions.append(Fusion(nodes: i..<end, batchNorm: batchNorm, add: add, activation: activation))
-                i = end
+            if let fusion = fusion(at: i) {
+                fusions.append(fusion)
+                i = fusion.nodes.upperBound
             } else {
                 i += 1
             }
         }
         return fusions
+    }
+
+    /// The fusion whose first node is `i`, if any.
+    func fusion(at i: Int) -> Fusion? {
+        switch operators[i] {
+        case is ConvOperator: return convFusion(at: i)
+        case is GemmOperator: return gemmFusion(at: i)
+        case is MatMulOperator: return matMulBiasFusion(at: i)
+        case let transpose as TransposeOperator: return transposedMatMulFusion(at: i, transpose)
+        case let binary as BinaryOperator: return geluFusion(at: i) ?? residualNormFusion(at: i, binary)
+        default: return nil
+        }
+    }
+
+    /// Conv [+ BatchNormalization of constants] [+ activation].
+    func convFusion(at i: Int) -> Fusion? {
+        let output = graph[i].outputs[0]
+        var end = i + 1
+        var batchNorm: Int?, activation: Int?
+        if end < graph.count, operators[end] is BatchNormOperator, graph[end].inputs.first == output,
+           onlyFeeds(output, end), graph[end].inputs.dropFirst().allSatisfy(isConstant) {
+            batchNorm = end
+            end += 1
+        }
+        if activationFollows(end) {
+            activation = end
+            end += 1
+        }
+        guard end > i + 1 else { return nil }
+        return Fusion(nodes: i..<end, batchNorm: batchNorm, add: nil, activation: activation)
+    }
+
+    /// Gemm + activation, or Gemm + the Gelu pattern.
+    func gemmFusion(at i: Int) -> Fusion? {
+        let end = i + 1
+        if activationFollows(end) {
+            return Fusion(nodes: i..<(end + 1), batchNorm: nil, add: nil, activation: end)
+        }
+        if let out = graph[i].outputs.first, geluAt(end, of: out), geluOwns(end, out) {
+            return Fusion(nodes: i..<(end + 5), batchNorm: nil, add: nil, activation: end, gelu: true)
+        }
+        return nil
+    }
+
+    /// x[…, K] · W[K, N] + b[N]: a Gemm over the rows of x with a broadcast bias [+ activation or Gelu].
+    func matMulBiasFusion(at i: Int) -> Fusion? {
+        let head = graph[i]
+        var end = i + 1
+        guard end < graph.count, let add = operators[end] as? BinaryOperator, add.op == .add,
+              let weight = initializers[head.inputs[1]], weight.shape.count == 2,
+              let x = types[head.inputs[0]], x.shape.count >= 2 else { return nil }
+        let output = head.outputs[0]
+        let next = graph[end]
+        guard next.inputs.count == 2, next.inputs.contains(output), onlyFeeds(output, end) else { return nil }
+        let biasName = next.inputs[0] == output ? next.inputs[1] : next.inputs[0]
+        guard let bias = initializers[biasName], bias.dtype == .float32,
+              bias.shape == [weight.shape[1]] || bias.shape == [1, weight.shape[1]] else { return nil }
+        let fusedAdd = end
+        end += 1
+        var activation: Int?
+        var gelu = false
+        if activationFollows(end) {
+            activation = end
+            end += 1
+        } else if let out = next.outputs.first, geluAt(end, of: out), geluOwns(end, out) {
+            activation = end
+            gelu = true
+            end += 5
+        }
+        return Fusion(nodes: i..<end, batchNorm: nil, add: fusedAdd, activation: activation, gelu: gelu)
+    }
+
+    /// Transpose(k, swap last two) → MatMul(q, kᵀ) [→ Mul/Div by a scalar].
+    func transposedMatMulFusion(at i: Int, _ transpose: TransposeOperator) -> Fusion? {
+        let head = graph[i]
+        var end = i + 1
+        guard let input = types[head.inputs[0]], input.shape.count >= 2, end < graph.count,
+              let perm = try? transpose.permutation(rank: input.shape.count),
+              perm == Array(0..<(input.shape.count - 2)) + [input.shape.count - 1, input.shape.count - 2],
+              operators[end] is MatMulOperator, graph[end].inputs.count == 2, graph[end].inputs[1] == head.outputs[0],
+              graph[end].inputs[0] != head.outputs[0], onlyFeeds(head.outputs[0], end) else { return nil }
+        end += 1
+        var scale: Float = 1
+        if end < graph.count, let mul = operators[end] as? BinaryOperator, mul.legacy == nil, mul.op == .mul || mul.op == .div,
+           let product = graph[end - 1].outputs.first, graph[end].inputs.first == product, onlyFeeds(product, end),
+           let c = scalar(graph[end].inputs[1]) {
+            scale = mul.op == .mul ? c : 1 / c
+            end += 1
+        }
+        return Fusion(nodes: i..<end, batchNorm: nil, add: nil, activation: nil, transposedMatMul: true, scale: scale)
+    }
+
+    /// A Gelu written out node by node.
+    func geluFusion(at i: Int) -> Fusion? {
+        guard let x = graph[i].inputs.first, geluAt(i, of: x) else { return nil }
+        return Fusion(nodes: i..<(i + 5), batchNorm: nil, add: nil, activation: i, gelu: true)
+    }
+
+    /// A residual Add straight into LayerNormalization (the operands may broadcast).
+    func residualNormFusion(at i: Int, _ binary: BinaryOperator) -> Fusion? {
+        let head = graph[i]
+        let end = i + 1
+        guard binary.op == .add, binary.legacy == nil, end < graph.count, operators[end] is LayerNormOperator,
+              head.inputs.count == 2, let a = types[head.inputs[0]], let b = types[head.inputs[1]],
+              a.dtype == .float32, b.dtype == .float32, (try? Shapes.broadcast(a.shape, b.shape)) != nil,
+              let sum = head.outputs.first, graph[end].inputs.first == sum, onlyFeeds(sum, end),
+              graph[end].outputs.dropFirst().allSatisfy({ $0.isEmpty }) else { return nil }
+        return Fusion(nodes: i..<(end + 1), batchNorm: nil, add: i, activation: nil, residualNorm: true)
+    }
+
+    /// Whether `tensor` is read by node `j` and nothing else, so fusing may skip producing it.
+    func onlyFeeds(_ tensor: String, _ j: Int) -> Bool {
+        consumers[tensor] == [j] && !graphOutputs.contains(tensor)
+    }
+
+    func isConstant(_ name: String) -> Bool { name.isEmpty || initializers[name] != nil }
+
+    /// Whether node `j` is an activation reading only node `j − 1`'s sole output.
+    func activationFollows(_ j: Int) -> Bool {
+        guard j < graph.count, let source = graph[j - 1].outputs.first, graph[j].inputs.first == source,
+              onlyFeeds(source, j) else { return false }
+        switch operators[j] {
+        case is ActivationOperator: return true
+        case is ClipOperator: return graph[j].inputs.dropFirst().allSatisfy(isConstant)
+        default: return false
+        }
+    }
+
+    /// The scalar value of a constant float input, if it is one.
+    func scalar(_ name: String) -> Float? {
+        guard let initializer = initializers[name], initializer.dtype == .float32, initializer.shape.reduce(1, *) == 1,
+              let value = try? initializer.tensor() else { return nil }
+        return value.floats[0]
+    }
+
+    /// Whether nodes j..<j+5 compute exact Gelu of `x`: Div(x, √2) (or Mul by 1/√2), Erf,
+    /// Add 1, then Mul by x and Mul by ½ in either order, each intermediate read only by the next.
+    func geluAt(_ j: Int, of x: String) -> Bool {
+        guard j + 5 <= graph.count else { return false }
+        let n = Array(graph[j..<(j + 5)])
+        guard let scale = operators[j] as? BinaryOperator, scale.legacy == nil, n[0].inputs.count == 2, n[0].inputs[0] == x,
+              let c = scalar(n[0].inputs[1]) else { return false }
+        guard (scale.op == .div && abs(c - 1.41421356) < 1e-4) || (scale.op == .mul && abs(c - 0.70710678) < 1e-4) else { return false }
+        guard let erf = operators[j + 1] as? UnaryOperator, erf.op == .erf, n[1].inputs == [n[0].outputs[0]],
+              onlyFeeds(n[0].outputs[0], j + 1) else { return false }
+        guard let add = operators[j + 2] as? BinaryOperator, add.op == .add, add.legacy == nil,
+              n[2].inputs.contains(n[1].outputs[0]), onlyFeeds(n[1].outputs[0], j + 2),
+              n[2].inputs.first(where: { $0 != n[1].outputs[0] }).flatMap(scalar) == 1 else { return false }
+        guard let m1 = operators[j + 3] as? BinaryOperator, m1.op == .mul, m1.legacy == nil,
+              let m2 = operators[j + 4] as? BinaryOperator, m2.op == .mul, m2.legacy == nil,
+              n[3].inputs.contains(n[2].outputs[0]), onlyFeeds(n[2].outputs[0], j + 3),
+              n[4].inputs.contains(n[3].outputs[0]), onlyFeeds(n[3].outputs[0], j + 4) else { return false }
+        let other3 = n[3].inputs.first { $0 != n[2].outputs[0] } ?? ""
+        let other4 = n[4].inputs.first { $0 != n[3].outputs[0] } ?? ""
+        // {other3, other4} = {x, ½}
+        return (other3 == x && scalar(other4) == 0.5) || (scalar(other3) == 0.5 && other4 == x)
+    }
+
+    /// x's readers must be exactly the Div and the Mul of the Gelu at j (x is not kept).
+    func geluOwns(_ j: Int, _ x: String) -> Bool {
+        consumers[x] == [j, graph[j + 3].inputs.contains(x) ? j + 3 : j + 4] && !graphOutputs.contains(x)
     }
 }
 

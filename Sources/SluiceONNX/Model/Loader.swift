@@ -3,7 +3,8 @@ import SluiceTensor
 import SwiftProtobuf
 
 /// Reads an .onnx file into an `ONNXModel`: parse, convert Constant nodes, sort, check every op,
-/// infer shapes, find fusions.
+/// infer shapes, find fusions (the first step of the executor's optimisation pass, done here
+/// because stage cuts must keep fusions whole).
 struct ModelLoader {
     let path: String
 
@@ -14,13 +15,35 @@ struct ModelLoader {
     func load() throws -> ONNXModel {
         let proto = try readProto()
         guard proto.hasGraph else { throw fail(.notAModel, "not an ONNX model: it has no graph") }
-        // A model of custom-domain ops only may import no default opset; it then fails below
-        // naming its first unsupported op.
+        // A model of custom-domain ops only may import no default opset; it then fails in
+        // `schemas` naming its first unsupported op.
         let importedOpset = defaultOpset(proto)
         let opset = importedOpset ?? 0
         let graph = proto.graph
-        let baseDirectory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        var initializers = try readInitializers(graph)
+        // Graph inputs that initializers also list (IR < 4 style) are weights, not inputs.
+        let graphInputs = graph.input.filter { initializers[$0.name] == nil }
+        let inputNames = Set(graphInputs.map(\.name))
+        let pending = try foldConstantNodes(graph, opset: importedOpset, inputNames: inputNames, into: &initializers)
+        let nodes = try sortedNodes(pending, available: inputNames.union(initializers.keys))
+        try checkNameLengths(nodes.flatMap(\.outputs) + graph.input.map(\.name) + graph.output.map(\.name))
+        let schemas = try self.schemas(for: nodes, proto: proto, importedOpset: importedOpset)
+        let inputInfos = try graphInputs.map(inputInfo)
+        let operators = try configure(nodes, schemas: schemas, opset: opset)
+        let inference = try inferTypes(nodes, operators: operators, inputs: inputInfos, initializers: initializers)
+        let outputInfos = try graph.output.map { try outputInfo($0, inference) }
+        let fusions = Fusion.find(graph: nodes, operators: operators, initializers: initializers, types: inference.types,
+                                  graphOutputs: Set(outputInfos.map(\.name)))
+        return ONNXModel(path: path, opset: opset, inputs: inputInfos, outputs: outputInfos,
+                         nodes: nodeInfos(nodes, operators: operators, types: inference.types, initializers: initializers),
+                         metadata: Dictionary(proto.metadataProps.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 }),
+                         graph: nodes, operators: operators, initializers: initializers,
+                         types: inference.types, symbolic: inference.symbolic, fusions: fusions)
+    }
 
+    /// The graph's initializers by name, each read (not yet decoded) and checked.
+    func readInitializers(_ graph: Onnx_GraphProto) throws -> [String: Initializer] {
+        let baseDirectory = URL(fileURLWithPath: path).deletingLastPathComponent().path
         var initializers: [String: Initializer] = [:]
         for tensor in graph.initializer {
             guard !tensor.name.isEmpty else { throw fail(.invalidGraph, "an initializer has no name") }
@@ -37,12 +60,13 @@ struct ModelLoader {
         if let sparse = graph.sparseInitializer.first {
             throw fail(.unsupportedFeature, "sparse initializer '\(sparse.values.name)' is not supported")
         }
+        return initializers
+    }
 
-        // Graph inputs that initializers also list (IR < 4 style) are weights, not inputs.
-        let graphInputs = graph.input.filter { initializers[$0.name] == nil }
-        let inputNames = Set(graphInputs.map(\.name))
-
-        // Constant nodes become initializers; the rest keep their file order for sorting.
+    /// Turns Constant nodes into initializers; returns the other nodes, with their file order
+    /// for sorting.
+    func foldConstantNodes(_ graph: Onnx_GraphProto, opset importedOpset: Int?, inputNames: Set<String>,
+                           into initializers: inout [String: Initializer]) throws -> [(fileIndex: Int, proto: Onnx_NodeProto)] {
         var pending: [(fileIndex: Int, proto: Onnx_NodeProto)] = []
         for (fileIndex, node) in graph.node.enumerated() {
             let isDefaultDomain = node.domain.isEmpty || node.domain == "ai.onnx"
@@ -51,11 +75,11 @@ struct ModelLoader {
                 continue
             }
             let constant = Self.makeNode(node, index: fileIndex)
-            guard importedOpset != nil else {
+            guard let opset = importedOpset else {
                 throw fail(.invalidGraph, "node '\(constant.name)' uses the default (ai.onnx) domain, but the model imports no default-domain opset")
             }
             do {
-                let op = try ConstantOperator(OpContext(node: constant, opset: opset))
+                let op = try ConstantOperator.checked(OpContext(node: constant, opset: opset))
                 let name = constant.outputs[0]
                 guard initializers[name] == nil && !inputNames.contains(name) else {
                     throw OpError.invalid("writes '\(name)', which is already an initializer or graph input")
@@ -65,24 +89,30 @@ struct ModelLoader {
                 throw ModelError.wrap(error, file: path, node: constant, kind: .invalidGraph)
             }
         }
+        return pending
+    }
 
+    /// The nodes in a topological order, indexed in it.
+    func sortedNodes(_ pending: [(fileIndex: Int, proto: Onnx_NodeProto)], available: Set<String>) throws -> [Node] {
         let order: [Int]
         do {
-            order = try Self.topologicalOrder(pending.map { Self.makeNode($0.proto, index: $0.fileIndex) },
-                                              available: inputNames.union(initializers.keys))
+            order = try Self.topologicalOrder(pending.map { Self.makeNode($0.proto, index: $0.fileIndex) }, available: available)
         } catch let e as OpError {
             throw fail(e.kind, e.message)
         }
-        let nodes = order.enumerated().map { index, fileNode in
-            Self.makeNode(pending[fileNode].proto, index: index)
-        }
-        // Tensor names travel in every batch header, each with a 16-bit length.
-        for name in nodes.flatMap(\.outputs) + graph.input.map(\.name) + graph.output.map(\.name)
-            where name.utf8.count > Self.maximumNameBytes {
+        return order.enumerated().map { index, fileNode in Self.makeNode(pending[fileNode].proto, index: index) }
+    }
+
+    /// Tensor names travel in every batch header, each with a 16-bit length.
+    func checkNameLengths(_ names: [String]) throws {
+        for name in names where name.utf8.count > Self.maximumNameBytes {
             throw fail(.invalidGraph, "a tensor name of \(name.utf8.count) bytes ('\(name.prefix(32))…'): names may have at most \(Self.maximumNameBytes)")
         }
+    }
 
-        // Every op must be supported before anything else is said about the graph.
+    /// Each node's schema. Every op must be supported before anything else is said about the
+    /// graph: the error lists every one that is not.
+    func schemas(for nodes: [Node], proto: Onnx_ModelProto, importedOpset: Int?) throws -> [OpSchema] {
         var unsupported: [String] = []
         var schemas: [OpSchema] = []
         for node in nodes {
@@ -90,45 +120,57 @@ struct ModelLoader {
             if isDefaultDomain && importedOpset == nil {
                 throw fail(.invalidGraph, "node '\(node.name)' uses the default (ai.onnx) domain, but the model imports no default-domain opset")
             }
-            switch OpRegistry.schema(for: node, opset: isDefaultDomain ? opset : domainOpset(proto, node.domain)) {
+            switch OpRegistry.schema(for: node, opset: isDefaultDomain ? importedOpset ?? 0 : domainOpset(proto, node.domain)) {
             case .success(let schema): schemas.append(schema)
             case .failure(let reason): unsupported.append("\(path): node '\(node.name)': \(reason.message)")
             }
         }
         if !unsupported.isEmpty { throw ModelError(.unsupportedOp, unsupported.joined(separator: "\n")) }
+        return schemas
+    }
 
-        var inputInfos: [TensorInfo] = []
-        for value in graphInputs {
-            let (dtype, shape) = try inputTensorType(value, role: "graph input")
-            guard let shape else { throw fail(.unsupportedFeature, "graph input '\(value.name)' has no shape; Sluice needs the rank and the fixed dimensions") }
-            // Checked before inference multiplies anything with them.
-            guard let bytes = TensorDecoder.byteCount(dtype, shape.map { $0 ?? 1 }), bytes <= ShapeInference.maximumTensorBytes else {
-                throw fail(.invalidGraph, "graph input '\(value.name)' has shape \(describeSymbolic(shape)): more than \(ShapeInference.maximumTensorBytes >> 30) GiB per sample")
-            }
-            inputInfos.append(TensorInfo(name: value.name, dtype: dtype, shape: shape))
+    func inputInfo(_ value: Onnx_ValueInfoProto) throws -> TensorInfo {
+        let (dtype, shape) = try inputTensorType(value, role: "graph input")
+        guard let shape else { throw fail(.unsupportedFeature, "graph input '\(value.name)' has no shape; Sluice needs the rank and the fixed dimensions") }
+        // Checked before inference multiplies anything with them.
+        guard let bytes = TensorDecoder.byteCount(dtype, shape.map { $0 ?? 1 }), bytes <= ShapeInference.maximumTensorBytes else {
+            throw fail(.invalidGraph, "graph input '\(value.name)' has shape \(describeSymbolic(shape)): more than \(ShapeInference.maximumTensorBytes >> 30) GiB per sample")
         }
+        return TensorInfo(name: value.name, dtype: dtype, shape: shape)
+    }
 
-        var operators: [any Operator] = []
-        for (node, schema) in zip(nodes, schemas) {
+    func configure(_ nodes: [Node], schemas: [OpSchema], opset: Int) throws -> [any Operator] {
+        try zip(nodes, schemas).map { node, schema in
             do {
-                operators.append(try schema.make(OpContext(node: node, opset: opset)))
+                return try schema.make(OpContext(node: node, opset: opset))
             } catch {
                 throw ModelError.wrap(error, file: path, node: node, kind: .invalidGraph)
             }
         }
+    }
 
-        // Infer per sample (symbolic dimensions = 1); a second pass at 2 shows which dimensions
-        // follow the batch.
+    /// Types at batch 1 and, for each value, which of its dimensions follow the batch.
+    struct InferredTypes {
+        let types: [String: ValueType]
+        /// Values whose shapes are known only at run time.
+        let dynamic: Set<String>
+        let symbolic: [String: [Bool]]
+    }
+
+    /// Infers per sample (symbolic dimensions = 1); a second pass at 2 shows which dimensions
+    /// follow the batch.
+    func inferTypes(_ nodes: [Node], operators: [any Operator], inputs: [TensorInfo],
+                    initializers: [String: Initializer]) throws -> InferredTypes {
         func inputTypes(_ size: Int) -> [String: ValueType] {
             var types: [String: ValueType] = [:]
-            for input in inputInfos { types[input.name] = ValueType(input.dtype, input.shape.map { $0 ?? size }) }
+            for input in inputs { types[input.name] = ValueType(input.dtype, input.shape.map { $0 ?? size }) }
             return types
         }
         let inference = try ShapeInference.run(graph: nodes, operators: operators, inputs: inputTypes(1),
                                                initializers: initializers, file: path)
         let types = inference.types
         var symbolic: [String: [Bool]] = [:]
-        if inputInfos.contains(where: { $0.shape.contains(nil) }) {
+        if inputs.contains(where: { $0.shape.contains(nil) }) {
             // A model that only works at batch 1 (a Reshape to a fixed batch, say) still loads;
             // its batch dimensions are then fixed, and other sizes fail at run time.
             if let doubled = try? ShapeInference.run(graph: nodes, operators: operators, inputs: inputTypes(2),
@@ -139,57 +181,51 @@ struct ModelLoader {
                     }
                 }
             }
-            for input in inputInfos { symbolic[input.name] = input.shape.map { $0 == nil } }
+            for input in inputs { symbolic[input.name] = input.shape.map { $0 == nil } }
         }
+        return InferredTypes(types: types, dynamic: inference.dynamic, symbolic: symbolic)
+    }
 
-        var outputInfos: [TensorInfo] = []
-        for value in graph.output {
-            let (declaredType, declaredShape) = try tensorType(value, role: "graph output", allowUntyped: true)
-            guard let type = types[value.name] else {
-                guard inference.dynamic.contains(value.name) else {
-                    throw fail(.invalidGraph, "graph output '\(value.name)' is not produced by any node")
-                }
-                // Its shape is only known at run time: report what the file declares.
-                guard let declaredType else {
-                    throw fail(.unsupportedFeature, "graph output '\(value.name)' has a shape known only at run time and declares no type")
-                }
-                outputInfos.append(TensorInfo(name: value.name, dtype: declaredType, shape: (declaredShape ?? []).map { _ in nil }))
-                continue
+    /// A graph output as inferred, checked against what the file declares.
+    func outputInfo(_ value: Onnx_ValueInfoProto, _ inference: InferredTypes) throws -> TensorInfo {
+        let (declaredType, declaredShape) = try tensorType(value, role: "graph output", allowUntyped: true)
+        guard let type = inference.types[value.name] else {
+            guard inference.dynamic.contains(value.name) else {
+                throw fail(.invalidGraph, "graph output '\(value.name)' is not produced by any node")
             }
-            let mask = symbolic[value.name] ?? Array(repeating: false, count: type.shape.count)
-            let shape: [Int?] = zip(type.shape, mask).map { $1 ? nil : $0 }
-            if let declaredType, declaredType != type.dtype {
-                throw fail(.shapeMismatch, "graph output '\(value.name)' is declared \(declaredType) but computes \(type.dtype)")
+            // Its shape is only known at run time: report what the file declares.
+            guard let declaredType else {
+                throw fail(.unsupportedFeature, "graph output '\(value.name)' has a shape known only at run time and declares no type")
             }
-            if let declaredShape {
-                let conflict = declaredShape.count != shape.count
-                    || zip(declaredShape, shape).contains { d, s in d != nil && s != nil && d != s }
-                if conflict {
-                    throw fail(.shapeMismatch, "graph output '\(value.name)' is declared \(describeSymbolic(declaredShape)) but inference gives \(describeSymbolic(shape))")
-                }
-            }
-            outputInfos.append(TensorInfo(name: value.name, dtype: type.dtype, shape: shape))
+            return TensorInfo(name: value.name, dtype: declaredType, shape: (declaredShape ?? []).map { _ in nil })
         }
+        let mask = inference.symbolic[value.name] ?? Array(repeating: false, count: type.shape.count)
+        let shape: [Int?] = zip(type.shape, mask).map { $1 ? nil : $0 }
+        if let declaredType, declaredType != type.dtype {
+            throw fail(.shapeMismatch, "graph output '\(value.name)' is declared \(declaredType) but computes \(type.dtype)")
+        }
+        if let declaredShape {
+            let conflict = declaredShape.count != shape.count
+                || zip(declaredShape, shape).contains { d, s in d != nil && s != nil && d != s }
+            if conflict {
+                throw fail(.shapeMismatch, "graph output '\(value.name)' is declared \(describeSymbolic(declaredShape)) but inference gives \(describeSymbolic(shape))")
+            }
+        }
+        return TensorInfo(name: value.name, dtype: type.dtype, shape: shape)
+    }
 
-        var infos: [NodeInfo] = []
-        for (node, op) in zip(nodes, operators) {
+    /// What the model tells about each node: FLOPs per sample and bytes of weights.
+    func nodeInfos(_ nodes: [Node], operators: [any Operator], types: [String: ValueType],
+                   initializers: [String: Initializer]) -> [NodeInfo] {
+        zip(nodes, operators).map { node, op in
             let inTypes = node.inputs.map { $0.isEmpty ? nil : types[$0] }
             let outTypes = node.outputs.compactMap { $0.isEmpty ? nil : types[$0] }
             let known = !outTypes.isEmpty && node.outputs.allSatisfy { $0.isEmpty || types[$0] != nil }
             let weightNames = Set(node.inputs.filter { initializers[$0] != nil })
-            infos.append(NodeInfo(index: node.index, name: node.name, opType: node.opType, inputs: node.inputs,
-                                  outputs: node.outputs, flopsPerSample: known ? op.flops(inTypes, outTypes) : 0,
-                                  parameterBytes: weightNames.reduce(0) { $0 + (initializers[$1]?.byteCount ?? 0) }))
+            return NodeInfo(index: node.index, name: node.name, opType: node.opType, inputs: node.inputs,
+                            outputs: node.outputs, flopsPerSample: known ? op.flops(inTypes, outTypes) : 0,
+                            parameterBytes: weightNames.reduce(0) { $0 + (initializers[$1]?.byteCount ?? 0) })
         }
-
-        var metadata: [String: String] = [:]
-        for entry in proto.metadataProps { metadata[entry.key] = entry.value }
-
-        let fusions = Fusion.find(graph: nodes, operators: operators, initializers: initializers, types: types,
-                                  graphOutputs: Set(outputInfos.map(\.name)))
-        return ONNXModel(path: path, opset: opset, inputs: inputInfos, outputs: outputInfos, nodes: infos,
-                         metadata: metadata, graph: nodes, operators: operators, initializers: initializers,
-                         types: types, symbolic: symbolic, fusions: fusions)
     }
 
     static let maximumNameBytes = 4096

@@ -27,7 +27,7 @@ final class Subgraph: @unchecked Sendable {
                 pending.append(node)
                 continue
             }
-            constants[node.outputs[0]] = try Self.inContext(node) { try ConstantOperator(OpContext(node: node, opset: opset)).value }
+            constants[node.outputs[0]] = try Self.inContext(node) { try ConstantOperator.checked(OpContext(node: node, opset: opset)).value }
         }
         inputs = graph.input.map(\.name)
         outputs = graph.output.map(\.name)

@@ -6,9 +6,9 @@ import SluiceTensor
 /// them, so whatever follows them is inferred at run time.
 enum ControlFlowOps {
     static let schemas: [OpSchema] = [
-        OpSchema(name: "If", opsets: 1...OpRegistry.latestOpset) { try IfOperator($0) },
-        OpSchema(name: "Loop", opsets: 1...OpRegistry.latestOpset) { try LoopOperator($0) },
-        OpSchema(name: "Scan", opsets: 8...OpRegistry.latestOpset) { try ScanOperator($0) },
+        OpSchema(name: "If", opsets: 1...OpRegistry.latestOpset, inputs: 1...1, outputs: OpSchema.anyCount) { try IfOperator($0) },
+        OpSchema(name: "Loop", opsets: 1...OpRegistry.latestOpset, inputs: OpSchema.anyCount, outputs: OpSchema.anyCount) { try LoopOperator($0) },
+        OpSchema(name: "Scan", opsets: 8...OpRegistry.latestOpset, inputs: OpSchema.anyCount, outputs: OpSchema.anyCount) { try ScanOperator($0) },
     ]
 }
 
@@ -65,7 +65,6 @@ struct IfOperator: Operator {
     let outputCount: Int
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(1...1)
         thenBranch = try SubgraphScope.graph(context, "then_branch")
         elseBranch = try SubgraphScope.graph(context, "else_branch")
         scope = SubgraphScope(context)

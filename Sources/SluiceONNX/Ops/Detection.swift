@@ -3,8 +3,8 @@ import SluiceTensor
 /// Object-detection heads: RoiAlign pools feature-map regions, NonMaxSuppression picks boxes.
 enum DetectionOps {
     static let schemas: [OpSchema] = [
-        OpSchema(name: "RoiAlign", opsets: 10...OpRegistry.latestOpset) { try RoiAlignOperator($0) },
-        OpSchema(name: "NonMaxSuppression", opsets: 10...OpRegistry.latestOpset) { try NonMaxSuppressionOperator($0) },
+        OpSchema(name: "RoiAlign", opsets: 10...OpRegistry.latestOpset, inputs: 3...3) { try RoiAlignOperator($0) },
+        OpSchema(name: "NonMaxSuppression", opsets: 10...OpRegistry.latestOpset, inputs: 2...5) { try NonMaxSuppressionOperator($0) },
     ]
 }
 
@@ -12,8 +12,6 @@ struct RoiAlignOperator: Operator {
     let alignment: RoiAlignment
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(3...3)
-        try context.expectOutputs(1...1)
         let a = context.attributes
         let modeText = try a.string("mode") ?? "avg"
         guard modeText == "avg" || modeText == "max" else { throw OpError.invalid("mode '\(modeText)' is not avg or max") }
@@ -64,12 +62,10 @@ struct RoiAlignOperator: Operator {
 
 /// NonMaxSuppression: how many boxes it keeps depends on the scores, so its output has a shape
 /// only once they are known (at run time, as NonZero's).
-struct NonMaxSuppressionOperator: Operator {
+struct NonMaxSuppressionOperator: DataMovementOperator {
     let centerPointBox: Bool
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(2...5)
-        try context.expectOutputs(1...1)
         let format = try context.attributes.int("center_point_box", default: 0)
         guard format == 0 || format == 1 else { throw OpError.invalid("center_point_box must be 0 or 1, got \(format)") }
         centerPointBox = format == 1
@@ -110,6 +106,4 @@ struct NonMaxSuppressionOperator: Operator {
         let triples = try select(InferenceInputs(tensors: inputs))
         return [Tensor(shape: [triples.count / 3, 3], int64s: triples)]
     }
-
-    func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
 }

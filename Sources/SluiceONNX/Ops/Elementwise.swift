@@ -6,7 +6,7 @@ enum ElementwiseOps {
     static let schemas: [OpSchema] = {
         var list: [OpSchema] = []
         func unary(_ name: String, _ from: Int, integers: Bool = false, _ op: @escaping @Sendable (OpContext) throws -> UnaryOp) {
-            list.append(OpSchema(name: name, opsets: from...OpRegistry.latestOpset) {
+            list.append(OpSchema(name: name, opsets: from...OpRegistry.latestOpset, inputs: 1...1) {
                 try UnaryOperator($0, try op($0), integers: integers)
             })
         }
@@ -57,24 +57,24 @@ enum ElementwiseOps {
             return .gelu(tanh: approximate == "tanh")
         }
         for op in [CompareOp.equal, .less, .lessOrEqual, .greater, .greaterOrEqual] {
-            list.append(OpSchema(name: op.rawValue, opsets: 1...OpRegistry.latestOpset) { try CompareOperator($0, op) })
+            list.append(OpSchema(name: op.rawValue, opsets: 1...OpRegistry.latestOpset, inputs: 2...2) { try CompareOperator($0, op) })
         }
         for op in [LogicOp.and, .or, .xor] {
-            list.append(OpSchema(name: op.rawValue, opsets: 1...OpRegistry.latestOpset) { try LogicOperator($0, op) })
+            list.append(OpSchema(name: op.rawValue, opsets: 1...OpRegistry.latestOpset, inputs: 2...2) { try LogicOperator($0, op) })
         }
         list += [
-            OpSchema(name: "Not", opsets: 1...OpRegistry.latestOpset) { try NotOperator($0) },
-            OpSchema(name: "Where", opsets: 9...OpRegistry.latestOpset) { try WhereOperator($0) },
-            OpSchema(name: "Max", opsets: 1...OpRegistry.latestOpset) { try VariadicOperator($0, .max) },
-            OpSchema(name: "Min", opsets: 1...OpRegistry.latestOpset) { try VariadicOperator($0, .min) },
-            OpSchema(name: "Sum", opsets: 1...OpRegistry.latestOpset) { try VariadicOperator($0, .sum) },
-            OpSchema(name: "Mean", opsets: 1...OpRegistry.latestOpset) { try VariadicOperator($0, .mean) },
-            OpSchema(name: "Pow", opsets: 1...OpRegistry.latestOpset) { try PowOperator($0) },
-            OpSchema(name: "Mod", opsets: 10...OpRegistry.latestOpset) { try ModOperator($0) },
-            OpSchema(name: "BitShift", opsets: 11...OpRegistry.latestOpset) { try BitShiftOperator($0) },
-            OpSchema(name: "PRelu", opsets: 1...OpRegistry.latestOpset) { try PReluOperator($0) },
-            OpSchema(name: "IsNaN", opsets: 9...OpRegistry.latestOpset) { try IsNaNOperator($0) },
-            OpSchema(name: "IsInf", opsets: 10...OpRegistry.latestOpset) { try IsInfOperator($0) },
+            OpSchema(name: "Not", opsets: 1...OpRegistry.latestOpset, inputs: 1...1) { _ in NotOperator() },
+            OpSchema(name: "Where", opsets: 9...OpRegistry.latestOpset, inputs: 3...3) { _ in WhereOperator() },
+            OpSchema(name: "Max", opsets: 1...OpRegistry.latestOpset, inputs: 1...Int.max) { try VariadicOperator($0, .max) },
+            OpSchema(name: "Min", opsets: 1...OpRegistry.latestOpset, inputs: 1...Int.max) { try VariadicOperator($0, .min) },
+            OpSchema(name: "Sum", opsets: 1...OpRegistry.latestOpset, inputs: 1...Int.max) { try VariadicOperator($0, .sum) },
+            OpSchema(name: "Mean", opsets: 1...OpRegistry.latestOpset, inputs: 1...Int.max) { try VariadicOperator($0, .mean) },
+            OpSchema(name: "Pow", opsets: 1...OpRegistry.latestOpset, inputs: 2...2) { try PowOperator($0) },
+            OpSchema(name: "Mod", opsets: 10...OpRegistry.latestOpset, inputs: 2...2) { try ModOperator($0) },
+            OpSchema(name: "BitShift", opsets: 11...OpRegistry.latestOpset, inputs: 2...2) { try BitShiftOperator($0) },
+            OpSchema(name: "PRelu", opsets: 1...OpRegistry.latestOpset, inputs: 2...2) { _ in PReluOperator() },
+            OpSchema(name: "IsNaN", opsets: 9...OpRegistry.latestOpset, inputs: 1...1) { _ in IsNaNOperator() },
+            OpSchema(name: "IsInf", opsets: 10...OpRegistry.latestOpset, inputs: 1...1) { try IsInfOperator($0) },
         ]
         return list
     }()
@@ -86,8 +86,6 @@ struct UnaryOperator: Operator {
     let integers: Bool
 
     init(_ context: OpContext, _ op: UnaryOp, integers: Bool) throws {
-        try context.expectInputs(1...1)
-        try context.expectOutputs(1...1)
         self.op = op
         self.integers = integers
     }
@@ -123,8 +121,6 @@ struct CompareOperator: Operator {
     var legacy: LegacyBroadcast?
 
     init(_ context: OpContext, _ op: CompareOp) throws {
-        try context.expectInputs(2...2)
-        try context.expectOutputs(1...1)
         self.op = op
         if context.opset < 7 { legacy = try LegacyBroadcast(context) }
     }
@@ -149,8 +145,6 @@ struct LogicOperator: Operator {
     var legacy: LegacyBroadcast?
 
     init(_ context: OpContext, _ op: LogicOp) throws {
-        try context.expectInputs(2...2)
-        try context.expectOutputs(1...1)
         self.op = op
         if context.opset < 7 { legacy = try LegacyBroadcast(context) }
     }
@@ -169,11 +163,6 @@ struct LogicOperator: Operator {
 }
 
 struct NotOperator: Operator {
-    init(_ context: OpContext) throws {
-        try context.expectInputs(1...1)
-        try context.expectOutputs(1...1)
-    }
-
     func infer(_ inputs: InferenceInputs) throws -> [ValueType] { [try inputs.type(0, oneOf: [.bool], role: "input")] }
 
     func evaluate(_ inputs: [Tensor?], outputs: [ValueType], scratch: Scratch) throws -> [Tensor] {
@@ -183,11 +172,6 @@ struct NotOperator: Operator {
 }
 
 struct WhereOperator: Operator {
-    init(_ context: OpContext) throws {
-        try context.expectInputs(3...3)
-        try context.expectOutputs(1...1)
-    }
-
     func infer(_ inputs: InferenceInputs) throws -> [ValueType] {
         let c = try inputs.type(0, oneOf: [.bool], role: "condition")
         let x = try inputs.type(1), y = try inputs.type(2)
@@ -207,8 +191,6 @@ struct VariadicOperator: Operator {
     let kind: Kind
 
     init(_ context: OpContext, _ kind: Kind) throws {
-        try context.expectInputs(1...Int.max)
-        try context.expectOutputs(1...1)
         guard !context.node.inputs.contains("") else { throw OpError.invalid("has an omitted input") }
         self.kind = kind
     }
@@ -243,8 +225,6 @@ struct PowOperator: Operator {
     var legacy: LegacyBroadcast?
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(2...2)
-        try context.expectOutputs(1...1)
         if context.opset < 7 { legacy = try LegacyBroadcast(context) }
     }
 
@@ -303,8 +283,6 @@ struct ModOperator: Operator {
     let fmod: Bool
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(2...2)
-        try context.expectOutputs(1...1)
         fmod = try context.attributes.int("fmod", default: 0) != 0
     }
 
@@ -347,8 +325,6 @@ struct BitShiftOperator: Operator {
     let left: Bool
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(2...2)
-        try context.expectOutputs(1...1)
         let direction = try context.attributes.string("direction") ?? ""
         guard direction == "LEFT" || direction == "RIGHT" else { throw OpError.invalid("direction must be LEFT or RIGHT, not '\(direction)'") }
         left = direction == "LEFT"
@@ -380,11 +356,6 @@ struct BitShiftOperator: Operator {
 /// PRelu: `x < 0 ? slope · x : x`, the slope broadcast to X. Old exports give a per-channel
 /// slope of shape [C] for N×C×…, which is aligned with dimension 1.
 struct PReluOperator: Operator {
-    init(_ context: OpContext) throws {
-        try context.expectInputs(2...2)
-        try context.expectOutputs(1...1)
-    }
-
     func slopeShape(_ x: [Int], _ slope: [Int]) throws -> [Int] {
         if Shapes.broadcasts(slope, to: x) { return slope }
         if slope.count == 1, x.count >= 2, slope[0] == x[1] {
@@ -412,11 +383,6 @@ struct PReluOperator: Operator {
 }
 
 struct IsNaNOperator: Operator {
-    init(_ context: OpContext) throws {
-        try context.expectInputs(1...1)
-        try context.expectOutputs(1...1)
-    }
-
     func infer(_ inputs: InferenceInputs) throws -> [ValueType] {
         let x = try inputs.type(0)
         guard x.dtype.isFloatingPoint else { throw OpError("input must be a float type, got \(x.dtype)") }
@@ -433,8 +399,6 @@ struct IsInfOperator: Operator {
     let positive: Bool
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(1...1)
-        try context.expectOutputs(1...1)
         negative = try context.attributes.int("detect_negative", default: 1) != 0
         positive = try context.attributes.int("detect_positive", default: 1) != 0
     }

@@ -1,11 +1,12 @@
 import Foundation
 import SluiceTensor
 
-/// Einsum and Det.
+/// Einsum, Det and Trilu.
 enum LinalgOps {
     static let schemas: [OpSchema] = [
-        OpSchema(name: "Einsum", opsets: 12...OpRegistry.latestOpset) { try EinsumOperator($0) },
-        OpSchema(name: "Det", opsets: 11...OpRegistry.latestOpset) { try DetOperator($0) },
+        OpSchema(name: "Einsum", opsets: 12...OpRegistry.latestOpset, inputs: OpSchema.anyCount) { try EinsumOperator($0) },
+        OpSchema(name: "Det", opsets: 11...OpRegistry.latestOpset, inputs: 1...1) { _ in DetOperator() },
+        OpSchema(name: "Trilu", opsets: 14...OpRegistry.latestOpset, inputs: 1...2) { try TriluOperator($0) },
     ]
 }
 
@@ -18,7 +19,6 @@ struct EinsumOperator: Operator {
     let output: String?
 
     init(_ context: OpContext) throws {
-        try context.expectOutputs(1...1)
         guard let equation = try context.attributes.string("equation") else { throw OpError.invalid("attribute equation is required") }
         let text = equation.replacingOccurrences(of: " ", with: "")
         let sides = text.components(separatedBy: "->")
@@ -145,11 +145,6 @@ struct EinsumOperator: Operator {
 
 /// Det: the determinant of each [M, M] matrix in the last two dimensions (LU with pivoting).
 struct DetOperator: Operator {
-    init(_ context: OpContext) throws {
-        try context.expectInputs(1...1)
-        try context.expectOutputs(1...1)
-    }
-
     func infer(_ inputs: InferenceInputs) throws -> [ValueType] {
         let x = try inputs.type(0, oneOf: [.float32, .float64, .float16], role: "X")
         guard x.shape.count >= 2, x.shape[x.shape.count - 1] == x.shape[x.shape.count - 2] else {
@@ -183,5 +178,32 @@ struct DetOperator: Operator {
             return det
         }
         return [Tensor(dtype: x.dtype, shape: outputs[0].shape, doubles: dets)]
+    }
+}
+
+/// Trilu: keeps the upper (or lower) triangle of the last two dimensions, from diagonal k.
+struct TriluOperator: DataMovementOperator {
+    let upper: Bool
+
+    init(_ context: OpContext) throws {
+        upper = try context.attributes.int("upper", default: 1) != 0
+    }
+
+    func infer(_ inputs: InferenceInputs) throws -> [ValueType] {
+        let x = try inputs.type(0)
+        guard x.shape.count >= 2 else { throw OpError("input must have rank ≥ 2, got \(describe(x.shape))") }
+        if inputs.optionalType(1) != nil { _ = try inputs.type(1, oneOf: [.int64], role: "k") }
+        return [x]
+    }
+
+    func evaluate(_ inputs: [Tensor?], outputs: [ValueType], scratch: Scratch) throws -> [Tensor] {
+        let x = inputs[0]!
+        let k = inputs.count > 1 ? (InferenceInputs(tensors: inputs).integers(1)?.first ?? 0) : 0
+        let rows = x.shape[x.rank - 2], columns = x.shape[x.rank - 1]
+        let sources = (0..<x.elementCount).map { flat -> Int in
+            let j = flat % columns, i = (flat / columns) % Swift.max(rows, 1)
+            return (upper ? j - i >= k : j - i <= k) ? flat : -1
+        }
+        return [Kernels.pick(x, sources, shape: x.shape, fill: Tensor(dtype: x.dtype, shape: [1], doubles: [0]))]
     }
 }

@@ -5,8 +5,8 @@ import SluiceTensor
 /// report its loss against labels fed as an input); nothing here trains.
 enum LossOps {
     static let schemas: [OpSchema] = [
-        OpSchema(name: "NegativeLogLikelihoodLoss", opsets: 12...OpRegistry.latestOpset) { try LossOperator($0, softmax: false) },
-        OpSchema(name: "SoftmaxCrossEntropyLoss", opsets: 12...OpRegistry.latestOpset) { try LossOperator($0, softmax: true) },
+        OpSchema(name: "NegativeLogLikelihoodLoss", opsets: 12...OpRegistry.latestOpset, inputs: 2...3) { try LossOperator($0, softmax: false) },
+        OpSchema(name: "SoftmaxCrossEntropyLoss", opsets: 12...OpRegistry.latestOpset, inputs: 2...3, outputs: 1...2) { try LossOperator($0, softmax: true) },
     ]
 }
 
@@ -17,8 +17,6 @@ struct LossOperator: Operator {
     let ignoreIndex: Int?
 
     init(_ context: OpContext, softmax: Bool) throws {
-        try context.expectInputs(2...3)
-        try context.expectOutputs(1...(softmax ? 2 : 1))
         self.softmax = softmax
         let text = try context.attributes.string("reduction") ?? "mean"
         guard let r = Reduction(rawValue: text) else { throw OpError.invalid("reduction '\(text)' is not none, sum or mean") }

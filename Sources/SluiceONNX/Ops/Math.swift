@@ -3,21 +3,21 @@ import SluiceTensor
 /// Arithmetic, matrix products and activations.
 enum MathOps {
     static let schemas: [OpSchema] = [
-        OpSchema(name: "Add", opsets: 1...OpRegistry.latestOpset) { try BinaryOperator($0, .add) },
-        OpSchema(name: "Sub", opsets: 1...OpRegistry.latestOpset) { try BinaryOperator($0, .sub) },
-        OpSchema(name: "Mul", opsets: 1...OpRegistry.latestOpset) { try BinaryOperator($0, .mul) },
-        OpSchema(name: "Div", opsets: 1...OpRegistry.latestOpset) { try BinaryOperator($0, .div) },
-        OpSchema(name: "Gemm", opsets: 1...OpRegistry.latestOpset) { try GemmOperator($0) },
-        OpSchema(name: "MatMul", opsets: 1...OpRegistry.latestOpset) { try MatMulOperator($0) },
-        OpSchema(name: "Relu", opsets: 1...OpRegistry.latestOpset) { try ActivationOperator($0, .relu) },
-        OpSchema(name: "LeakyRelu", opsets: 1...OpRegistry.latestOpset) {
+        OpSchema(name: "Add", opsets: 1...OpRegistry.latestOpset, inputs: 2...2) { try BinaryOperator($0, .add) },
+        OpSchema(name: "Sub", opsets: 1...OpRegistry.latestOpset, inputs: 2...2) { try BinaryOperator($0, .sub) },
+        OpSchema(name: "Mul", opsets: 1...OpRegistry.latestOpset, inputs: 2...2) { try BinaryOperator($0, .mul) },
+        OpSchema(name: "Div", opsets: 1...OpRegistry.latestOpset, inputs: 2...2) { try BinaryOperator($0, .div) },
+        OpSchema(name: "Gemm", opsets: 1...OpRegistry.latestOpset, inputs: 2...3) { try GemmOperator($0) },
+        OpSchema(name: "MatMul", opsets: 1...OpRegistry.latestOpset, inputs: 2...2) { _ in MatMulOperator() },
+        OpSchema(name: "Relu", opsets: 1...OpRegistry.latestOpset, inputs: 1...1) { try ActivationOperator($0, .relu) },
+        OpSchema(name: "LeakyRelu", opsets: 1...OpRegistry.latestOpset, inputs: 1...1) {
             try ActivationOperator($0, .leakyRelu(alpha: try $0.attributes.float("alpha", default: 0.01)))
         },
-        OpSchema(name: "Sigmoid", opsets: 1...OpRegistry.latestOpset) { try ActivationOperator($0, .sigmoid) },
-        OpSchema(name: "Tanh", opsets: 1...OpRegistry.latestOpset) { try ActivationOperator($0, .tanh) },
-        OpSchema(name: "Clip", opsets: 6...OpRegistry.latestOpset) { try ClipOperator($0) },
-        OpSchema(name: "Softmax", opsets: 1...OpRegistry.latestOpset) { try SoftmaxOperator($0, log: false) },
-        OpSchema(name: "LogSoftmax", opsets: 1...OpRegistry.latestOpset) { try SoftmaxOperator($0, log: true) },
+        OpSchema(name: "Sigmoid", opsets: 1...OpRegistry.latestOpset, inputs: 1...1) { try ActivationOperator($0, .sigmoid) },
+        OpSchema(name: "Tanh", opsets: 1...OpRegistry.latestOpset, inputs: 1...1) { try ActivationOperator($0, .tanh) },
+        OpSchema(name: "Clip", opsets: 6...OpRegistry.latestOpset, inputsSince: [1: 1...1, 11: 1...3]) { try ClipOperator($0) },
+        OpSchema(name: "Softmax", opsets: 1...OpRegistry.latestOpset, inputs: 1...1) { try SoftmaxOperator($0, log: false) },
+        OpSchema(name: "LogSoftmax", opsets: 1...OpRegistry.latestOpset, inputs: 1...1) { try SoftmaxOperator($0, log: true) },
     ]
 }
 
@@ -29,8 +29,6 @@ struct BinaryOperator: Operator {
     var legacy: LegacyBroadcast?
 
     init(_ context: OpContext, _ op: BinaryOp) throws {
-        try context.expectInputs(2...2)
-        try context.expectOutputs(1...1)
         self.op = op
         if context.opset < 7 { legacy = try LegacyBroadcast(context) }
     }
@@ -87,8 +85,6 @@ struct GemmOperator: Operator {
     var packed: PackedShape?
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(2...3)
-        try context.expectOutputs(1...1)
         let a = context.attributes
         alpha = try a.float("alpha", default: 1)
         beta = try a.float("beta", default: 1)
@@ -130,11 +126,6 @@ struct MatMulOperator: Operator {
     /// B is a constant [k, n] matrix the executor packed in column panels.
     var packed: PackedShape?
 
-    init(_ context: OpContext) throws {
-        try context.expectInputs(2...2)
-        try context.expectOutputs(1...1)
-    }
-
     func infer(_ inputs: InferenceInputs) throws -> [ValueType] {
         let a = try inputs.type(0, oneOf: [.float32], role: "A")
         var b = try inputs.type(1, oneOf: [.float32], role: "B")
@@ -175,8 +166,6 @@ struct ActivationOperator: Operator {
     let activation: Activation
 
     init(_ context: OpContext, _ activation: Activation) throws {
-        try context.expectInputs(1...1)
-        try context.expectOutputs(1...1)
         self.activation = activation
     }
 
@@ -194,13 +183,10 @@ struct ClipOperator: Operator {
     let attributeBounds: (min: Float, max: Float)?
 
     init(_ context: OpContext) throws {
-        try context.expectOutputs(1...1)
         if context.opset < 11 {
-            try context.expectInputs(1...1)
             attributeBounds = (try context.attributes.float("min", default: -.greatestFiniteMagnitude),
                                try context.attributes.float("max", default: .greatestFiniteMagnitude))
         } else {
-            try context.expectInputs(1...3)
             attributeBounds = nil
         }
     }
@@ -248,8 +234,6 @@ struct SoftmaxOperator: Operator {
     let log: Bool
 
     init(_ context: OpContext, log: Bool) throws {
-        try context.expectInputs(1...1)
-        try context.expectOutputs(1...1)
         coerced = context.opset < 13
         axis = try context.attributes.int("axis", default: coerced ? 1 : -1)
         self.log = log

@@ -3,15 +3,15 @@ import SluiceTensor
 /// Convolution, normalization and pooling.
 enum NNOps {
     static let schemas: [OpSchema] = [
-        OpSchema(name: "Conv", opsets: 1...OpRegistry.latestOpset) { try ConvOperator($0) },
-        OpSchema(name: "BatchNormalization", opsets: 1...OpRegistry.latestOpset) { try BatchNormOperator($0) },
-        OpSchema(name: "MaxPool", opsets: 1...OpRegistry.latestOpset) { try PoolOperator($0, average: false) },
-        OpSchema(name: "AveragePool", opsets: 1...OpRegistry.latestOpset) { try PoolOperator($0, average: true) },
-        OpSchema(name: "GlobalAveragePool", opsets: 1...OpRegistry.latestOpset) { try GlobalPoolOperator($0, average: true) },
-        OpSchema(name: "GlobalMaxPool", opsets: 1...OpRegistry.latestOpset) { try GlobalPoolOperator($0, average: false) },
-        OpSchema(name: "Dropout", opsets: 1...OpRegistry.latestOpset) { try DropoutOperator($0) },
-        OpSchema(name: "ConvTranspose", opsets: 1...OpRegistry.latestOpset) { try ConvTransposeOperator($0) },
-        OpSchema(name: "MaxUnpool", opsets: 9...OpRegistry.latestOpset) { try MaxUnpoolOperator($0) },
+        OpSchema(name: "Conv", opsets: 1...OpRegistry.latestOpset, inputs: 2...3) { try ConvOperator($0) },
+        OpSchema(name: "BatchNormalization", opsets: 1...OpRegistry.latestOpset, inputs: 5...5, outputs: OpSchema.anyCount) { try BatchNormOperator($0) },
+        OpSchema(name: "MaxPool", opsets: 1...OpRegistry.latestOpset, inputs: 1...1, outputs: 1...2) { try PoolOperator($0, average: false) },
+        OpSchema(name: "AveragePool", opsets: 1...OpRegistry.latestOpset, inputs: 1...1) { try PoolOperator($0, average: true) },
+        OpSchema(name: "GlobalAveragePool", opsets: 1...OpRegistry.latestOpset, inputs: 1...1) { try GlobalPoolOperator($0, average: true) },
+        OpSchema(name: "GlobalMaxPool", opsets: 1...OpRegistry.latestOpset, inputs: 1...1) { try GlobalPoolOperator($0, average: false) },
+        OpSchema(name: "Dropout", opsets: 1...OpRegistry.latestOpset, inputs: 1...3, outputs: 1...2) { try DropoutOperator($0) },
+        OpSchema(name: "ConvTranspose", opsets: 1...OpRegistry.latestOpset, inputs: 2...3) { try ConvTransposeOperator($0) },
+        OpSchema(name: "MaxUnpool", opsets: 9...OpRegistry.latestOpset, inputs: 2...3) { try MaxUnpoolOperator($0) },
     ]
 }
 
@@ -39,8 +39,6 @@ struct ConvOperator: Operator {
     var activation: Activation = .none
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(2...3)
-        try context.expectOutputs(1...1)
         let a = context.attributes
         autoPad = try parseAutoPad(a)
         dilations = try a.ints("dilations")
@@ -87,7 +85,6 @@ struct BatchNormOperator: Operator {
     let epsilon: Float
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(5...5)
         let a = context.attributes
         if try a.int("training_mode", default: 0) != 0 {
             throw OpError.unsupported("training_mode=1 is not supported (inference only)")
@@ -136,8 +133,6 @@ struct PoolOperator: Operator {
     let columnMajorIndices: Bool
 
     init(_ context: OpContext, average: Bool) throws {
-        try context.expectInputs(1...1)
-        try context.expectOutputs(1...(average ? 1 : 2))
         let a = context.attributes
         self.average = average
         wantsIndices = context.requestedOutputs > 1
@@ -186,8 +181,6 @@ struct GlobalPoolOperator: Operator {
     let average: Bool
 
     init(_ context: OpContext, average: Bool) throws {
-        try context.expectInputs(1...1)
-        try context.expectOutputs(1...1)
         self.average = average
     }
 
@@ -205,12 +198,10 @@ struct GlobalPoolOperator: Operator {
 }
 
 /// Dropout at inference: the input passes through; the optional mask is all true.
-struct DropoutOperator: Operator {
+struct DropoutOperator: DataMovementOperator {
     let wantsMask: Bool
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(1...3)
-        try context.expectOutputs(1...2)
         wantsMask = context.requestedOutputs == 2
     }
 
@@ -237,7 +228,6 @@ struct DropoutOperator: Operator {
         return [inputs[0]!, mask]
     }
 
-    func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
     var isView: Bool { !wantsMask }
 }
 
@@ -253,8 +243,6 @@ struct ConvTransposeOperator: Operator {
     let strides: [Int]?
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(2...3)
-        try context.expectOutputs(1...1)
         let a = context.attributes
         autoPad = try parseAutoPad(a)
         dilations = try a.ints("dilations")
@@ -338,8 +326,6 @@ struct MaxUnpoolOperator: Operator {
     let strides: [Int]?
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(2...3)
-        try context.expectOutputs(1...1)
         guard let kernel = try context.attributes.ints("kernel_shape") else { throw OpError.invalid("attribute kernel_shape is required") }
         kernelShape = kernel
         pads = try context.attributes.ints("pads")

@@ -4,11 +4,11 @@ import SluiceTensor
 /// Normalization ops beyond BatchNormalization.
 enum NormalizationOps {
     static let schemas: [OpSchema] = [
-        OpSchema(name: "LayerNormalization", opsets: 17...OpRegistry.latestOpset) { try LayerNormOperator($0) },
-        OpSchema(name: "InstanceNormalization", opsets: 1...OpRegistry.latestOpset) { try InstanceNormOperator($0) },
-        OpSchema(name: "MeanVarianceNormalization", opsets: 9...OpRegistry.latestOpset) { try MeanVarianceNormOperator($0) },
-        OpSchema(name: "LRN", opsets: 1...OpRegistry.latestOpset) { try LRNOperator($0) },
-        OpSchema(name: "LpNormalization", opsets: 1...OpRegistry.latestOpset) { try LpNormOperator($0) },
+        OpSchema(name: "LayerNormalization", opsets: 17...OpRegistry.latestOpset, inputs: 2...3, outputs: 1...3) { try LayerNormOperator($0) },
+        OpSchema(name: "InstanceNormalization", opsets: 1...OpRegistry.latestOpset, inputs: 3...3) { try InstanceNormOperator($0) },
+        OpSchema(name: "MeanVarianceNormalization", opsets: 9...OpRegistry.latestOpset, inputs: 1...1) { try MeanVarianceNormOperator($0) },
+        OpSchema(name: "LRN", opsets: 1...OpRegistry.latestOpset, inputs: 1...1) { try LRNOperator($0) },
+        OpSchema(name: "LpNormalization", opsets: 1...OpRegistry.latestOpset, inputs: 1...1) { try LpNormOperator($0) },
     ]
 }
 
@@ -19,8 +19,6 @@ struct LayerNormOperator: Operator {
     let epsilon: Float
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(2...3)
-        try context.expectOutputs(1...3)
         axis = try context.attributes.int("axis", default: -1)
         epsilon = try context.attributes.float("epsilon", default: 1e-5)
         if try context.attributes.int("stash_type", default: 1) != 1 {
@@ -64,8 +62,6 @@ struct InstanceNormOperator: Operator {
     let epsilon: Float
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(3...3)
-        try context.expectOutputs(1...1)
         epsilon = try context.attributes.float("epsilon", default: 1e-5)
     }
 
@@ -102,8 +98,6 @@ struct MeanVarianceNormOperator: Operator {
     let axes: [Int]
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(1...1)
-        try context.expectOutputs(1...1)
         axes = try context.attributes.ints("axes") ?? [0, 2, 3]
     }
 
@@ -130,8 +124,6 @@ struct LRNOperator: Operator {
     let size: Int
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(1...1)
-        try context.expectOutputs(1...1)
         alpha = try context.attributes.float("alpha", default: 1e-4)
         beta = try context.attributes.float("beta", default: 0.75)
         bias = try context.attributes.float("bias", default: 1)
@@ -173,8 +165,6 @@ struct LpNormOperator: Operator {
     let p: Int
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(1...1)
-        try context.expectOutputs(1...1)
         axis = try context.attributes.int("axis", default: -1)
         p = try context.attributes.int("p", default: 2)
         guard p == 1 || p == 2 else { throw OpError.invalid("p must be 1 or 2, not \(p)") }

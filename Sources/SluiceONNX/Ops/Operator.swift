@@ -124,6 +124,14 @@ extension Operator {
     }
 }
 
+/// An op that moves, selects or describes values without arithmetic worth counting: it
+/// counts no floating-point operations.
+protocol DataMovementOperator: Operator {}
+
+extension DataMovementOperator {
+    func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Double { 0 }
+}
+
 /// The node and opset an op is configured from.
 struct OpContext {
     let node: Node
@@ -156,12 +164,53 @@ struct OpContext {
     }
 }
 
-/// A registered op: its name, the default-domain opsets whose semantics it implements, and
-/// how to configure it for a node.
+/// A registered op: its name, the default-domain opsets whose semantics it implements, how
+/// many inputs and outputs a node of it may have, and how to configure it for a node.
 struct OpSchema: Sendable {
+    /// Any number: the op checks the count itself, against its attributes or subgraphs.
+    static let anyCount = 0...Int.max
+
     let name: String
     let opsets: ClosedRange<Int>
-    let make: @Sendable (OpContext) throws -> any Operator
+    /// The inputs a node may have (trailing omitted ones not counted), each count from the
+    /// first opset it holds at; ascending.
+    let inputsByOpset: [(since: Int, count: ClosedRange<Int>)]
+    /// The outputs a node may ask for (trailing omitted ones not counted).
+    let outputs: ClosedRange<Int>
+    private let configure: @Sendable (OpContext) throws -> any Operator
+
+    init(name: String, opsets: ClosedRange<Int>, inputs: ClosedRange<Int>, outputs: ClosedRange<Int> = 1...1,
+         make: @escaping @Sendable (OpContext) throws -> any Operator) {
+        self.init(name: name, opsets: opsets, inputsSince: [opsets.lowerBound: inputs], outputs: outputs, make: make)
+    }
+
+    /// An op whose input count changed with the opset: `inputsSince` maps the first opset of
+    /// each count to it.
+    init(name: String, opsets: ClosedRange<Int>, inputsSince: KeyValuePairs<Int, ClosedRange<Int>>,
+         outputs: ClosedRange<Int> = 1...1, make: @escaping @Sendable (OpContext) throws -> any Operator) {
+        self.name = name
+        self.opsets = opsets
+        inputsByOpset = inputsSince.map { (since: $0.key, count: $0.value) }.sorted { $0.since < $1.since }
+        self.outputs = outputs
+        configure = make
+    }
+
+    /// The inputs a node may have at `opset`.
+    func inputs(at opset: Int) -> ClosedRange<Int> {
+        (inputsByOpset.last { $0.since <= opset } ?? inputsByOpset.first)?.count ?? Self.anyCount
+    }
+
+    /// Fails unless the node has as many inputs and outputs as this op takes at its opset.
+    func checkArity(_ context: OpContext) throws {
+        try context.expectInputs(inputs(at: context.opset))
+        try context.expectOutputs(outputs)
+    }
+
+    /// The op configured for `context`'s node, its input and output counts checked first.
+    func make(_ context: OpContext) throws -> any Operator {
+        try checkArity(context)
+        return try configure(context)
+    }
 }
 
 /// Every supported op, gathered from the per-family tables.
@@ -171,10 +220,13 @@ enum OpRegistry {
 
     static let schemas: [String: OpSchema] = {
         var all: [String: OpSchema] = [:]
-        for schema in MathOps.schemas + NNOps.schemas + ShapeOps.schemas + ElementwiseOps.schemas
-            + ReduceOps.schemas + LayoutOps.schemas + NormalizationOps.schemas
-            + RecurrentOps.schemas + LossOps.schemas + ResizeOps.schemas + SignalOps.schemas + LinalgOps.schemas
-            + DetectionOps.schemas + TextOps.schemas + ControlFlowOps.schemas {
+        let families = [
+            MathOps.schemas, ElementwiseOps.schemas, ReduceOps.schemas, NNOps.schemas, NormalizationOps.schemas,
+            RecurrentOps.schemas, LossOps.schemas, ShapeOps.schemas, IndexingOps.schemas, SlicingOps.schemas,
+            GeneratorOps.schemas, RearrangeOps.schemas, CastOps.schemas, ResizeOps.schemas, SignalOps.schemas,
+            LinalgOps.schemas, DetectionOps.schemas, TextOps.schemas, ControlFlowOps.schemas,
+        ]
+        for schema in families.joined() {
             precondition(all[schema.name] == nil, "op \(schema.name) registered twice")
             all[schema.name] = schema
         }

@@ -4,11 +4,11 @@ import SluiceTensor
 /// initial states, LSTM peepholes, clipping, custom activations and batch-first layout.
 enum RecurrentOps {
     static let schemas: [OpSchema] = [
-        OpSchema(name: "RNN", opsets: 1...OpRegistry.latestOpset) { try RecurrentOperator($0, kind: .rnn) },
-        OpSchema(name: "GRU", opsets: 1...OpRegistry.latestOpset) {
+        OpSchema(name: "RNN", opsets: 1...OpRegistry.latestOpset, inputs: 3...6, outputs: 0...2) { try RecurrentOperator($0, kind: .rnn) },
+        OpSchema(name: "GRU", opsets: 1...OpRegistry.latestOpset, inputs: 3...6, outputs: 0...2) {
             try RecurrentOperator($0, kind: .gru(linearBeforeReset: try $0.attributes.int("linear_before_reset", default: 0) != 0))
         },
-        OpSchema(name: "LSTM", opsets: 1...OpRegistry.latestOpset) { try RecurrentOperator($0, kind: .lstm) },
+        OpSchema(name: "LSTM", opsets: 1...OpRegistry.latestOpset, inputs: 3...8, outputs: 0...3) { try RecurrentOperator($0, kind: .lstm) },
     ]
 }
 
@@ -33,8 +33,6 @@ struct RecurrentOperator: Operator {
     init(_ context: OpContext, kind: RecurrentCell.Kind) throws {
         self.kind = kind
         let a = context.attributes
-        try context.expectInputs(3...(kind == .lstm ? 8 : 6))
-        try context.expectOutputs(0...(kind == .lstm ? 3 : 2))
         hidden = try a.int("hidden_size")
         let direction = try a.string("direction") ?? "forward"
         switch direction {

@@ -4,13 +4,14 @@ import SluiceTensor
 /// Reductions, arg-reductions, cumulative sums, top-k and hardmax.
 enum ReduceOps {
     static let schemas: [OpSchema] = ReduceOp.allCases.map { op in
-        OpSchema(name: op.rawValue, opsets: 1...OpRegistry.latestOpset) { try ReduceOperator($0, op) }
+        OpSchema(name: op.rawValue, opsets: 1...OpRegistry.latestOpset,
+                 inputsSince: [1: 1...1, op == .sum ? 13 : 18: 1...2]) { try ReduceOperator($0, op) }
     } + [
-        OpSchema(name: "ArgMax", opsets: 1...OpRegistry.latestOpset) { try ArgOperator($0, max: true) },
-        OpSchema(name: "ArgMin", opsets: 1...OpRegistry.latestOpset) { try ArgOperator($0, max: false) },
-        OpSchema(name: "CumSum", opsets: 11...OpRegistry.latestOpset) { try CumSumOperator($0) },
-        OpSchema(name: "TopK", opsets: 1...OpRegistry.latestOpset) { try TopKOperator($0) },
-        OpSchema(name: "Hardmax", opsets: 1...OpRegistry.latestOpset) { try HardmaxOperator($0) },
+        OpSchema(name: "ArgMax", opsets: 1...OpRegistry.latestOpset, inputs: 1...1) { try ArgOperator($0, max: true) },
+        OpSchema(name: "ArgMin", opsets: 1...OpRegistry.latestOpset, inputs: 1...1) { try ArgOperator($0, max: false) },
+        OpSchema(name: "CumSum", opsets: 11...OpRegistry.latestOpset, inputs: 2...2) { try CumSumOperator($0) },
+        OpSchema(name: "TopK", opsets: 1...OpRegistry.latestOpset, inputsSince: [1: 1...1, 10: 2...2], outputs: 2...2) { try TopKOperator($0) },
+        OpSchema(name: "Hardmax", opsets: 1...OpRegistry.latestOpset, inputs: 1...1) { try HardmaxOperator($0) },
     ]
 }
 
@@ -29,18 +30,15 @@ struct ReduceOperator: Operator {
     let noopWithEmptyAxes: Bool
 
     init(_ context: OpContext, _ op: ReduceOp) throws {
-        try context.expectOutputs(1...1)
         self.op = op
         let a = context.attributes
         keepDims = try a.int("keepdims", default: 1) != 0
         noopWithEmptyAxes = try a.int("noop_with_empty_axes", default: 0) != 0
         let inputAxes = op == .sum ? context.opset >= 13 : context.opset >= 18
         if inputAxes {
-            try context.expectInputs(1...2)
             attributeAxes = nil
             axesFromInput = context.node.inputs.count > 1 && !context.node.inputs[1].isEmpty
         } else {
-            try context.expectInputs(1...1)
             attributeAxes = try a.ints("axes")
             axesFromInput = false
         }
@@ -84,8 +82,6 @@ struct ArgOperator: Operator {
     let selectLast: Bool
 
     init(_ context: OpContext, max: Bool) throws {
-        try context.expectInputs(1...1)
-        try context.expectOutputs(1...1)
         self.max = max
         axis = try context.attributes.int("axis", default: 0)
         keepDims = try context.attributes.int("keepdims", default: 1) != 0
@@ -126,8 +122,6 @@ struct CumSumOperator: Operator {
     let reverse: Bool
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(2...2)
-        try context.expectOutputs(1...1)
         exclusive = try context.attributes.int("exclusive", default: 0) != 0
         reverse = try context.attributes.int("reverse", default: 0) != 0
     }
@@ -176,15 +170,12 @@ struct TopKOperator: Operator {
     let attributeK: Int?
 
     init(_ context: OpContext) throws {
-        try context.expectOutputs(2...2)
         axis = try context.attributes.int("axis", default: -1)
         largest = try context.attributes.int("largest", default: 1) != 0
         if context.opset < 10 {
-            try context.expectInputs(1...1)
             guard let k = try context.attributes.int("k") else { throw OpError.invalid("attribute k is required") }
             attributeK = k
         } else {
-            try context.expectInputs(2...2)
             attributeK = nil
         }
     }
@@ -244,8 +235,6 @@ struct HardmaxOperator: Operator {
     let coerced: Bool
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(1...1)
-        try context.expectOutputs(1...1)
         coerced = context.opset < 13
         axis = try context.attributes.int("axis", default: coerced ? 1 : -1)
     }

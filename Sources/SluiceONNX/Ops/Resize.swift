@@ -6,9 +6,9 @@ import SluiceTensor
 /// interpolations at positions a grid gives.
 enum ResizeOps {
     static let schemas: [OpSchema] = [
-        OpSchema(name: "Resize", opsets: 10...OpRegistry.latestOpset) { try ResizeOperator($0) },
-        OpSchema(name: "Upsample", opsets: 7...9) { try ResizeOperator(upsample: $0) },
-        OpSchema(name: "GridSample", opsets: 16...OpRegistry.latestOpset) { try GridSampleOperator($0) },
+        OpSchema(name: "Resize", opsets: 10...OpRegistry.latestOpset, inputsSince: [10: 2...2, 11: 1...4]) { try ResizeOperator($0) },
+        OpSchema(name: "Upsample", opsets: 7...9, inputsSince: [7: 1...1, 9: 2...2]) { try ResizeOperator(upsample: $0) },
+        OpSchema(name: "GridSample", opsets: 16...OpRegistry.latestOpset, inputs: 2...2) { try GridSampleOperator($0) },
     ]
 }
 
@@ -34,7 +34,6 @@ struct ResizeOperator: Operator {
     let attributeScales: [Float]?
 
     init(_ context: OpContext) throws {
-        try context.expectOutputs(1...1)
         let a = context.attributes
         let modeText = try a.string("mode") ?? "nearest"
         guard let mode = Mode(rawValue: modeText) else { throw OpError.invalid("mode '\(modeText)' is not nearest, linear or cubic") }
@@ -46,14 +45,12 @@ struct ResizeOperator: Operator {
         }
         if context.opset < 11 {
             // Opset 10: (X, scales), asymmetric coordinates, nearest rounds down.
-            try context.expectInputs(2...2)
             coordinates = .asymmetric
             nearest = .floor
             roiInput = nil
             scalesInput = 1
             sizesInput = nil
         } else {
-            try context.expectInputs(1...4)
             let c = try a.string("coordinate_transformation_mode") ?? "half_pixel"
             guard let coordinates = Coordinates(rawValue: c) else { throw OpError.invalid("coordinate_transformation_mode '\(c)' is not supported") }
             self.coordinates = coordinates
@@ -74,7 +71,6 @@ struct ResizeOperator: Operator {
 
     /// Upsample (opsets 7 to 9): scales as an attribute (7) or input (9), asymmetric coordinates.
     init(upsample context: OpContext) throws {
-        try context.expectOutputs(1...1)
         let modeText = try context.attributes.string("mode") ?? "nearest"
         guard modeText == "nearest" || modeText == "linear" || modeText == "bilinear" else {
             throw OpError.invalid("mode '\(modeText)' is not nearest or linear")
@@ -88,12 +84,10 @@ struct ResizeOperator: Operator {
         roiInput = nil
         sizesInput = nil
         if context.opset < 9 {
-            try context.expectInputs(1...1)
             scalesInput = nil
             guard let scales = try context.attributes.floats("scales") else { throw OpError.invalid("attribute scales is required") }
             attributeScales = scales
         } else {
-            try context.expectInputs(2...2)
             scalesInput = 1
             attributeScales = nil
         }
@@ -234,8 +228,6 @@ struct GridSampleOperator: Operator {
     let sampling: GridSampling
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(2...2)
-        try context.expectOutputs(1...1)
         let a = context.attributes
         let renamed = context.opset >= 20
         let modes: [String: GridSampling.Mode] = renamed

@@ -5,12 +5,12 @@ import SluiceTensor
 /// front ends for audio and vibration models).
 enum SignalOps {
     static let schemas: [OpSchema] = [
-        OpSchema(name: "HannWindow", opsets: 17...OpRegistry.latestOpset) { try WindowOperator($0, .hann) },
-        OpSchema(name: "HammingWindow", opsets: 17...OpRegistry.latestOpset) { try WindowOperator($0, .hamming) },
-        OpSchema(name: "BlackmanWindow", opsets: 17...OpRegistry.latestOpset) { try WindowOperator($0, .blackman) },
-        OpSchema(name: "DFT", opsets: 17...19) { try DFTOperator($0) },
-        OpSchema(name: "STFT", opsets: 17...OpRegistry.latestOpset) { try STFTOperator($0) },
-        OpSchema(name: "MelWeightMatrix", opsets: 17...OpRegistry.latestOpset) { try MelWeightMatrixOperator($0) },
+        OpSchema(name: "HannWindow", opsets: 17...OpRegistry.latestOpset, inputs: 1...1) { try WindowOperator($0, .hann) },
+        OpSchema(name: "HammingWindow", opsets: 17...OpRegistry.latestOpset, inputs: 1...1) { try WindowOperator($0, .hamming) },
+        OpSchema(name: "BlackmanWindow", opsets: 17...OpRegistry.latestOpset, inputs: 1...1) { try WindowOperator($0, .blackman) },
+        OpSchema(name: "DFT", opsets: 17...19, inputs: 1...2) { try DFTOperator($0) },
+        OpSchema(name: "STFT", opsets: 17...OpRegistry.latestOpset, inputs: 2...4) { try STFTOperator($0) },
+        OpSchema(name: "MelWeightMatrix", opsets: 17...OpRegistry.latestOpset, inputs: 5...5) { try MelWeightMatrixOperator($0) },
     ]
 }
 
@@ -37,8 +37,6 @@ struct WindowOperator: Operator {
     let dtype: DType
 
     init(_ context: OpContext, _ kind: Kind) throws {
-        try context.expectInputs(1...1)
-        try context.expectOutputs(1...1)
         self.kind = kind
         periodic = try context.attributes.int("periodic", default: 1) != 0
         dtype = try outputDType(context)
@@ -92,8 +90,6 @@ struct DFTOperator: Operator {
     let onesided: Bool
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(1...2)
-        try context.expectOutputs(1...1)
         axis = try context.attributes.int("axis", default: 1)
         inverse = try context.attributes.int("inverse", default: 0) != 0
         onesided = try context.attributes.int("onesided", default: 0) != 0
@@ -161,8 +157,6 @@ struct STFTOperator: Operator {
     let onesided: Bool
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(2...4)
-        try context.expectOutputs(1...1)
         onesided = try context.attributes.int("onesided", default: 1) != 0
     }
 
@@ -215,8 +209,6 @@ struct MelWeightMatrixOperator: Operator {
     let dtype: DType
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(5...5)
-        try context.expectOutputs(1...1)
         dtype = try outputDType(context)
     }
 

@@ -4,7 +4,7 @@ import SluiceTensor
 /// inputs here are integers.
 enum TextOps {
     static let schemas: [OpSchema] = [
-        OpSchema(name: "TfIdfVectorizer", opsets: 9...OpRegistry.latestOpset) { try TfIdfVectorizerOperator($0) },
+        OpSchema(name: "TfIdfVectorizer", opsets: 9...OpRegistry.latestOpset, inputs: 1...1) { try TfIdfVectorizerOperator($0) },
     ]
 }
 
@@ -22,8 +22,6 @@ struct TfIdfVectorizerOperator: Operator {
     let weights: [Float]?
 
     init(_ context: OpContext) throws {
-        try context.expectInputs(1...1)
-        try context.expectOutputs(1...1)
         let a = context.attributes
         let modeText = try a.string("mode") ?? ""
         guard let mode = Mode(rawValue: modeText) else { throw OpError.invalid("mode '\(modeText)' is not TF, IDF or TFIDF") }
