@@ -14,31 +14,16 @@ public final class SourceRole: PipelineRole {
     private let control: ControlChannel
     private var logger: Logger
 
+    /// The source's protocol: every decision about batches, epochs and the end of input is its.
+    private var machine = SourceMachine()
     private var assignment: SourceAssignment?
     private var feed: WindowFeed?
-    private var batcher: MicroBatcher?
     private var push: ZMQSocket?
     private var counters = RoleCounters()
-    private var streaming = false
-    private var stopRequested = false
-    private var finished = false
     private var started = monotonicSeconds()
     private var nextHeartbeat = 0.0
-    /// Samples left in no window when the input ended.
-    private var tailDrops = DropCounts()
-    /// The plan epoch new batches are stamped with.
-    private var epoch: UInt32 = 0
-    /// Windows refused here, after their feed made them.
-    private lazy var windowDrops = DropLog(logger: logger)
-
-    /// Whether `window` goes into a batch: under `source.nan_policy: reject` one holding NaN or
-    /// ±infinity is dropped and counted, since no score computed from it means anything.
-    private func admits(_ window: Window) -> Bool {
-        guard assignment?.nanPolicy != .pass, let bad = window.values.firstIndex(where: { !$0.isFinite }) else { return true }
-        windowDrops.drop([(1, .window)], .nonFinite,
-                         "sensor '\(window.key.sensor.prefix(64))' at \(window.key.start): value \(window.values[bad]) at position \(bad) (source.nan_policy: reject)")
-        return false
-    }
+    /// Windows and samples the machine refused, after their feed made them.
+    private lazy var drops = DropLog(logger: logger)
 
     public init(name: String, controller endpoint: String) throws {
         self.name = name
@@ -49,83 +34,90 @@ public final class SourceRole: PipelineRole {
     public func run() -> Int32 {
         control.send(.hello(Hello(role: .source, name: name, pid: getpid(), host: ProcessInfo.processInfo.hostName)))
         while true {
-            if StopSignal.received > 0 && !stopRequested {
-                // Run by hand (not under `sluice run`): a signal ends the input; the pipeline drains.
-                stopRequested = true
-            }
-            while let message = control.receive(logger: logger) {
-                switch message {
-                case .assignSource(let sourceAssignment):
-                    do {
-                        try apply(sourceAssignment)
-                        control.send(.ready)
-                    } catch {
-                        logger.error("cannot take assignment: \(error)")
-                        control.send(.failed(message: "\(error)"))
-                        return 1
-                    }
-                case .start:
-                    streaming = true
-                    started = monotonicSeconds()
-                case .stop:
-                    stopRequested = true
-                case .mark(let newEpoch):
-                    markEpoch(newEpoch)
-                case .connect(let endpoint):
-                    connect(push, toReplica: endpoint, logger: logger)
-                case .shutdown:
-                    // What reached the socket too late is counted, not silently left there.
-                    feed?.discardAfterEnd()
-                    (feed as? ZMQSensorFeed)?.flushLog()
-                    windowDrops.flush()
-                    heartbeatIfDue(force: true)
-                    return 0
-                default:
-                    break
-                }
-            }
+            if let status = serveControl() { return status }
             if control.controllerSilent(for: assignment?.liveness.timeoutSeconds ?? 30) {
                 logger.error("the controller went silent; exiting")
                 return 1
             }
             let now = monotonicSeconds()
             var waitUntil = now + 0.05
-            if streaming && !finished, let feed, batcher != nil {
-                let step: FeedStep = stopRequested ? .end : feed.next(now: now)
-                switch step {
+            if machine.readsInput, let feed {
+                switch machine.stopRequested ? .end : feed.next(now: now) {
                 case .windows(let windows):
                     waitUntil = now
-                    for window in windows where admits(window) {
-                        if let ready = batcher!.add(window, now: now) { send(ready) }
+                    for window in windows {
+                        if let status = perform(machine.handle(.window(window, now: now))) { return status }
                     }
                 case .wait(let until):
                     if let until { waitUntil = min(waitUntil, until) }
                 case .end:
-                    if let ready = batcher!.flush() { send(ready) }
-                    finished = true
-                    counters.rejected = feed.rejected
-                    // Samples sent but in no window: the model never saw them, so they are counted.
-                    let unwindowed = feed.samplesInNoWindow
-                    if unwindowed > 0 {
-                        tailDrops.add(unwindowed, .sample, .incompleteWindow)
-                        logger.warning("dropped \(unwindowed) samples (in no complete window): their sensors' input ended before they filled one")
-                    }
-                    let done = SourceDone(batches: batcher!.nextBatch, windows: batcher!.nextWindow)
-                    control.send(.sourceDone(done))
-                    logger.info("input finished: \(done.windows) windows in \(done.batches) batches")
+                    if let status = perform(machine.handle(.inputEnded(samplesInNoWindow: feed.samplesInNoWindow))) { return status }
                 }
-                // The batcher is updated in place: a mark handled mid-send must see its true next batch.
-                if !finished, let ready = batcher!.flushIfDue(now: monotonicSeconds()) { send(ready) }
-                if let deadline = batcher!.deadline { waitUntil = min(waitUntil, deadline) }
             }
-            // After the end, input still arriving is taken off the socket and counted as dropped.
-            if finished { feed?.discardAfterEnd() }
+            if let status = perform(machine.handle(.tick(now: monotonicSeconds()))) { return status }
+            if let deadline = machine.deadline { waitUntil = min(waitUntil, deadline) }
             heartbeatIfDue()
             let timeout = max(0, Int((waitUntil - monotonicSeconds()) * 1000))
             var items: [(ZMQSocket, PollEvents)] = [(control.socket, .readable)]
-            if streaming, let socket = feed?.socket { items.append((socket, .readable)) }
+            if machine.isStreaming, let socket = feed?.socket { items.append((socket, .readable)) }
             if timeout > 0 { _ = try? poll(items, timeoutMilliseconds: timeout) }
         }
+    }
+
+    /// Takes a stop signal and every control message waiting to the machine, in the main loop
+    /// and while a send waits alike; returns the exit status once the machine ends the run.
+    private func serveControl() -> Int32? {
+        if StopSignal.received > 0 && !machine.stopRequested {
+            // Run by hand (not under `sluice run`): a signal ends the input; the pipeline drains.
+            if let status = perform(machine.handle(.control(.stop))) { return status }
+        }
+        while let message = control.receive(logger: logger) {
+            if let status = perform(machine.handle(.control(message))) { return status }
+        }
+        return nil
+    }
+
+    /// Carries out the machine's directives in order; returns the exit status once one ends the run.
+    private func perform(_ actions: [SourceAction]) -> Int32? {
+        for action in actions {
+            switch action {
+            case .takeAssignment(let new):
+                let answer: SourceEvent
+                do {
+                    try apply(new)
+                    answer = .assigned(new)
+                } catch {
+                    answer = .assignmentFailed("\(error)")
+                }
+                if let status = perform(machine.handle(answer)) { return status }
+            case .startStreaming:
+                started = monotonicSeconds()
+            case .send(let batch):
+                if let status = send(batch) { return status }
+            case .sendControl(let message):
+                control.send(message)
+            case .connectReplica(let endpoint):
+                connect(push, toReplica: endpoint, logger: logger)
+            case .drop(let count, let unit, let reason, let detail):
+                drops.drop([(count, unit)], reason, detail)
+            case .log(let level, let message):
+                switch level {
+                case .info: logger.info("\(message)")
+                case .warning: logger.warning("\(message)")
+                case .error: logger.error("\(message)")
+                }
+            case .discardLateInput:
+                feed?.discardAfterEnd()
+            case .finish:
+                (feed as? ZMQSensorFeed)?.flushLog()
+                drops.flush()
+                heartbeatIfDue(force: true)
+                return 0
+            case .fail:
+                return 1
+            }
+        }
+        return nil
     }
 
     private func apply(_ new: SourceAssignment) throws {
@@ -148,19 +140,10 @@ public final class SourceRole: PipelineRole {
             feed = zmqFeed
             logger.info("listening for sensors on \(config.endpoint)")
         }
-        batcher = MicroBatcher(maxSize: new.batching.maxSize, maxDelaySeconds: new.batching.maxDelayMilliseconds / 1000,
-                               sampleShape: new.sampleShape)
         let socket = try ZMQSocket(context, .push, lingerMilliseconds: 5000, sendHighWaterMark: 2, receiveHighWaterMark: 2)
         for endpoint in new.pushEndpoints { try socket.connect(endpoint) }
         push = socket
         assignment = new
-        epoch = new.epoch
-    }
-
-    /// Every stage now runs the new plan: batches from here on are wholly handled under it.
-    private func markEpoch(_ newEpoch: UInt32) {
-        epoch = newEpoch
-        control.send(.marked(Mark(epoch: newEpoch, firstBatch: batcher?.nextBatch ?? 0)))
     }
 
     private func check(_ shape: [Int], against assignment: SourceAssignment, what: String) throws {
@@ -169,13 +152,15 @@ public final class SourceRole: PipelineRole {
         }
     }
 
-    private func send(_ ready: ReadyBatch) {
-        guard let assignment, let push else { return }
-        var batch = Batch(header: BatchHeader(batchSequence: ready.batchSequence, firstWindow: ready.firstWindow,
-                                              windowCount: UInt32(ready.keys.count), epoch: epoch, cursor: 0,
+    /// Sends `outgoing` to the first stage; returns the exit status if the run ended while the
+    /// first stage had no room for it.
+    private func send(_ outgoing: SourceBatch) -> Int32? {
+        guard let push else { return nil }
+        var batch = Batch(header: BatchHeader(batchSequence: outgoing.batchSequence, firstWindow: outgoing.firstWindow,
+                                              windowCount: UInt32(outgoing.keys.count), epoch: outgoing.epoch, cursor: 0,
                                               created: wallNanos(), tensors: []),
-                          metadata: WindowKey.encode(ready.keys), tensors: [:])
-        batch.setTensors([assignment.inputName: ready.input], order: [assignment.inputName])
+                          metadata: WindowKey.encode(outgoing.keys), tensors: [:])
+        batch.setTensors([outgoing.inputName: outgoing.input], order: [outgoing.inputName])
         let frames = batch.frames()
         var waitStart = monotonicSeconds()
         do {
@@ -185,16 +170,16 @@ public final class SourceRole: PipelineRole {
                 counters.blockedSeconds += monotonicSeconds() - waitStart
                 waitStart = monotonicSeconds()
                 heartbeatIfDue()
-                while let message = control.receive(logger: logger) {
-                    if case .stop = message { stopRequested = true }
-                    if case .mark(let newEpoch) = message { markEpoch(newEpoch) }
-                    if case .connect(let endpoint) = message { connect(push, toReplica: endpoint, logger: logger) }
-                    if case .shutdown = message { exit(0) }
-                }
-                if StopSignal.received > 0 && !stopRequested { stopRequested = true }
-                if control.controllerSilent(for: assignment.liveness.timeoutSeconds) {
+                var ended = serveControl()
+                if ended == nil, control.controllerSilent(for: assignment?.liveness.timeoutSeconds ?? 30) {
                     logger.error("the controller went silent while the source waited to send; exiting")
-                    exit(1)
+                    ended = 1
+                }
+                if let ended {
+                    // The batches still queued cannot leave (the first stage takes none): closing
+                    // must not wait for them, or the exit waits out the socket's linger.
+                    try? push.setLinger(milliseconds: 0)
+                    return ended
                 }
             }
         } catch {
@@ -203,7 +188,8 @@ public final class SourceRole: PipelineRole {
         counters.blockedSeconds += monotonicSeconds() - waitStart
         counters.batches += 1
         counters.sent += 1
-        counters.samples += ready.keys.count
+        counters.samples += outgoing.keys.count
+        return nil
     }
 
     private func heartbeatIfDue(force: Bool = false) {
@@ -211,10 +197,9 @@ public final class SourceRole: PipelineRole {
         nextHeartbeat = monotonicSeconds() + assignment.liveness.heartbeatSeconds
         counters.elapsedSeconds = monotonicSeconds() - started
         counters.rejected = feed?.rejected ?? 0
-        var drops = feed?.drops ?? DropCounts()
-        drops.add(windowDrops.counts)
-        drops.add(tailDrops)
-        counters.drops = drops
+        var dropped = feed?.drops ?? DropCounts()
+        dropped.add(drops.counts)
+        counters.drops = dropped
         control.send(.heartbeat(counters))
     }
 }
