@@ -2,9 +2,14 @@
 import PackageDescription
 
 // Targets are layered by what they may touch; a lower layer never imports a higher one:
-// C shims and kernels → SluiceTensor → SluiceONNX → SluicePlan → SluiceProtocol → SluiceProfile
-// → SluiceTransport → SluiceRoles → sluice (CLI). SluiceConfig only parses YAML; the protocol
-// carries its types. SluiceProfile turns measurements into reports, traces and metrics.
+// C shims and kernels → SluiceTensor → SluiceONNX → SluicePlan (with SluiceConfig, which only
+// parses YAML) → SluiceWire → SluiceProtocol → SluiceProfile → SluiceTransport, SluiceHTTP →
+// SluiceRoles → sluice (CLI).
+// SluiceWire is the data format on every socket (batches, window keys, sensor chunks), free of
+// sockets; SluicePlan is every planning decision (cut, partition, cores, cost model,
+// rebalancer); SluiceProtocol is each role's logic as a pure state machine, one folder a role;
+// SluiceTransport is ZeroMQ alone; SluiceRoles are the processes: sockets and files around
+// the machines.
 let package = Package(
     name: "Sluice",
     products: [
@@ -29,35 +34,40 @@ let package = Package(
         .target(
             name: "SluiceONNX",
             dependencies: ["SluiceTensor", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
-        .target(name: "SluicePlan"),
+        .target(name: "SluiceWire", dependencies: ["SluiceTensor"]),
+        .target(name: "SluicePlan", dependencies: ["SluiceConfig", "SluiceONNX", "SluiceTensor", "SluiceWire"]),
         .target(name: "SluiceConfig", dependencies: [.product(name: "Yams", package: "Yams")]),
-        .target(name: "SluiceProtocol", dependencies: ["SluiceTensor", "SluicePlan", "SluiceConfig"]),
+        .target(name: "SluiceProtocol", dependencies: ["SluiceTensor", "SluiceWire", "SluicePlan", "SluiceConfig"]),
         .target(
             name: "SluiceProfile",
-            dependencies: ["SluiceProtocol", "SluicePlan", .product(name: "Histogram", package: "hdrhistogram-swift")]),
-        .target(name: "SluiceTransport", dependencies: ["CZeroMQ", "SluiceTensor", "SluiceProtocol"]),
+            dependencies: ["SluiceProtocol", "SluicePlan", "SluiceWire", .product(name: "Histogram", package: "hdrhistogram-swift")]),
+        .target(name: "SluiceTransport", dependencies: ["CZeroMQ", "SluiceTensor", "SluiceWire"]),
+        .target(name: "SluiceHTTP"),
         .target(
             name: "SluiceRoles",
             dependencies: [
-                "CProcess", "SluiceTensor", "SluiceONNX", "SluicePlan", "SluiceConfig", "SluiceProtocol", "SluiceProfile", "SluiceTransport",
+                "CProcess", "SluiceTensor", "SluiceONNX", "SluicePlan", "SluiceConfig", "SluiceWire", "SluiceProtocol", "SluiceProfile",
+                "SluiceTransport", "SluiceHTTP",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .executableTarget(
             name: "sluice",
             dependencies: [
-                "SluiceRoles", "SluiceConfig", "SluiceONNX", "SluicePlan", "SluiceProtocol", "SluiceProfile", "SluiceTensor",
+                "SluiceRoles", "SluiceConfig", "SluiceONNX", "SluicePlan", "SluiceWire", "SluiceProtocol", "SluiceProfile", "SluiceTensor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(name: "SluiceTensorTests", dependencies: ["SluiceTensor", "SluiceTestSupport"]),
         .testTarget(name: "SluiceONNXTests", dependencies: ["SluiceONNX", "SluiceTensor", "SluiceTestSupport"]),
         .target(name: "SluiceTestSupport", dependencies: ["SluiceONNX", "SluiceTensor"], path: "Tests/SluiceTestSupport"),
-        .testTarget(name: "SluicePlanTests", dependencies: ["SluicePlan", "SluiceONNX", "SluiceTestSupport"]),
+        .testTarget(name: "SluicePlanTests", dependencies: ["SluicePlan", "SluiceONNX", "SluiceConfig", "SluiceTestSupport"]),
+        .testTarget(name: "SluiceWireTests", dependencies: ["SluiceWire", "SluiceTensor", "SluiceTestSupport"]),
         .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig", "SluiceTestSupport"]),
-        .testTarget(name: "SluiceProtocolTests", dependencies: ["SluiceProtocol", "SluiceTensor", "SluicePlan", "SluiceConfig", "SluiceTestSupport"]),
-        .testTarget(name: "SluiceTransportTests", dependencies: ["SluiceTransport", "SluiceProtocol", "SluiceTensor"]),
-        .testTarget(name: "SluiceProfileTests", dependencies: ["SluiceProfile", "SluiceProtocol", "SluicePlan", "SluiceTransport", "SluiceTestSupport"]),
-        .testTarget(name: "SluiceRolesTests", dependencies: ["SluiceRoles", "SluiceConfig", "SluiceProtocol", "SluiceTensor", "SluiceTransport"]),
-        .testTarget(name: "SluiceCLITests", dependencies: ["SluiceRoles", "SluiceONNX", "SluicePlan", "SluiceConfig", "SluiceProtocol", "SluiceTransport", "SluiceTensor", "SluiceTestSupport"]),
+        .testTarget(name: "SluiceProtocolTests", dependencies: ["SluiceProtocol", "SluiceWire", "SluiceTensor", "SluicePlan", "SluiceConfig", "SluiceTestSupport"]),
+        .testTarget(name: "SluiceTransportTests", dependencies: ["SluiceTransport", "SluiceWire", "SluiceProtocol", "SluiceTensor"]),
+        .testTarget(name: "SluiceHTTPTests", dependencies: ["SluiceHTTP", "SluiceTransport", "SluiceProfile", "SluiceProtocol", "SluiceTestSupport"]),
+        .testTarget(name: "SluiceProfileTests", dependencies: ["SluiceProfile", "SluiceProtocol", "SluicePlan", "SluiceWire", "SluiceTestSupport"]),
+        .testTarget(name: "SluiceRolesTests", dependencies: ["SluiceRoles", "SluiceConfig", "SluicePlan", "SluiceWire", "SluiceProtocol", "SluiceTensor", "SluiceTransport"]),
+        .testTarget(name: "SluiceCLITests", dependencies: ["SluiceRoles", "SluiceONNX", "SluicePlan", "SluiceConfig", "SluiceWire", "SluiceProtocol", "SluiceTransport", "SluiceTensor", "SluiceTestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -132,12 +132,12 @@ public struct CorePlanner: Sendable {
 
     public func plan(cores: Int, constraints: Constraints = Constraints()) throws -> CorePlan {
         let layerCount = costs.layerCosts.count
-        guard cores >= 1 else { throw PartitionError(description: "the core budget must be at least 1, got \(cores)") }
-        guard layerCount >= 1 else { throw PartitionError(description: "the model has no layers to place") }
+        guard cores >= 1 else { throw PlanError(description: "the core budget must be at least 1, got \(cores)") }
+        guard layerCount >= 1 else { throw PlanError(description: "the model has no layers to place") }
         let stageCounts: [Int]
         if let fixed = constraints.stages {
             guard fixed >= 1, fixed <= layerCount else {
-                throw PartitionError(description: "cannot split \(layerCount) layers over \(fixed) stages: every stage needs a layer")
+                throw PlanError(description: "cannot split \(layerCount) layers over \(fixed) stages: every stage needs a layer")
             }
             stageCounts = [fixed]
         } else {
@@ -151,7 +151,7 @@ public struct CorePlanner: Sendable {
             best = candidate
         }
         guard let best else {
-            throw PartitionError(description: "no plan fits \(cores) cores with the fixed replicas and threads (each stage needs replicas × threads cores)")
+            throw PlanError(description: "no plan fits \(cores) cores with the fixed replicas and threads (each stage needs replicas × threads cores)")
         }
         return best
     }

@@ -13,8 +13,11 @@ public struct PartitionCosts: Sendable, Equatable {
     }
 }
 
-public struct PartitionError: Error, CustomStringConvertible, Sendable {
+/// Why a pipeline cannot be planned as asked.
+public struct PlanError: Error, CustomStringConvertible, Sendable {
     public var description: String
+    public init(description: String) { self.description = description }
+    public init(_ description: String) { self.description = description }
 }
 
 /// Contiguous layer ranges, one per stage, with each stage's predicted time per sample.
@@ -50,12 +53,12 @@ public struct Partition: Sendable, Equatable, CustomStringConvertible {
     public static func optimal(costs: PartitionCosts, stages: Int, speeds: [Double]? = nil) throws -> Partition {
         let layerCount = costs.layerCosts.count
         let speeds = speeds ?? Array(repeating: 1, count: stages)
-        guard stages >= 1 else { throw PartitionError(description: "a pipeline needs at least one stage") }
+        guard stages >= 1 else { throw PlanError(description: "a pipeline needs at least one stage") }
         guard speeds.count == stages, speeds.allSatisfy({ $0 > 0 }) else {
-            throw PartitionError(description: "need one positive speed factor per stage (\(stages)), got \(speeds)")
+            throw PlanError(description: "need one positive speed factor per stage (\(stages)), got \(speeds)")
         }
         guard layerCount >= stages else {
-            throw PartitionError(description: "cannot split \(layerCount) layers over \(stages) stages: every stage needs a layer")
+            throw PlanError(description: "cannot split \(layerCount) layers over \(stages) stages: every stage needs a layer")
         }
         var prefix = [0.0]
         for cost in costs.layerCosts { prefix.append(prefix.last! + cost) }

@@ -1,5 +1,6 @@
 import Foundation
 import SluiceProtocol
+import SluiceWire
 
 /// The traced micro-batches as a Chrome trace (the JSON "traceEvents" form Perfetto and
 /// chrome://tracing open).

@@ -1,5 +1,6 @@
 import Histogram
 import SluiceProtocol
+import SluiceWire
 
 /// One micro-batch's end-to-end latency, split into buckets that add up to it exactly:
 /// `total == compute + handling + transfer + queueing`.

@@ -1,6 +1,7 @@
 import Foundation
 import SluicePlan
 import SluiceProtocol
+import SluiceWire
 
 /// Everything `sluice profile` knows about one run, in one value: what the controller
 /// measured per stage and per layer, what the sink saw per micro-batch, and what the analysis

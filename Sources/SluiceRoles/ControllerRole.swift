@@ -1,10 +1,12 @@
 import Foundation
 import Logging
 import SluiceConfig
+import SluiceHTTP
 import SluicePlan
 import SluiceProfile
 import SluiceProtocol
 import SluiceTransport
+import SluiceWire
 
 /// The controller process: the socket shell around `ControllerMachine`. It hands out
 /// assignments, watches heartbeats, drains on stop, and reports the run.
@@ -67,7 +69,7 @@ public final class ControllerRole {
                 if let outcome = perform(machine.handle(.stopRequested)) { return finish(outcome) }
             }
             if let outcome = perform(machine.handle(.tick(now: monotonicSeconds() - started))) { return finish(outcome) }
-            _ = try? poll([(router, .readable)], descriptors: metrics?.pollDescriptors ?? [], timeoutMilliseconds: 20)
+            _ = try? poll([(router, .readable)], descriptors: metrics?.pollDescriptors.map { ($0.descriptor, $0.writing ? .writable : .readable) } ?? [], timeoutMilliseconds: 20)
             metrics?.serviceReady { PrometheusExposition.render(snapshot()) }
             sampleQueues()
             if let liveEvery, monotonicSeconds() >= nextLive, machine.phase == .running || machine.phase == .draining {

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import SluicePlan
 
 /// `sluice run`: starts the controller, the stages, the sink and the source as separate
 /// processes of this same executable, waits for the controller to finish the run, and makes

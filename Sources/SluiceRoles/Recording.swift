@@ -1,5 +1,6 @@
 import Foundation
 import SluiceConfig
+import SluicePlan
 import SluiceTensor
 
 /// A sensor recording in memory: samples of many sensors in time order.
@@ -94,5 +95,12 @@ public struct Recording {
             recording.labels.append(labelColumn.map { String(fields[$0]) })
         }
         return recording
+    }
+}
+
+extension PipelinePlan {
+    /// The plan of a pipeline, its recording (if any) read for its channel count.
+    public static func make(config: PipelineConfig) throws -> PipelinePlan {
+        try make(config: config, recordingChannels: { try? Recording.channelCount($0) })
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import SluiceProtocol
+import SluicePlan
 
 /// The end-of-run summary: printed for people, written as JSON for scripts.
 public struct RunReport: Codable {

@@ -2,6 +2,7 @@ import Foundation
 import SluiceConfig
 import SluiceProtocol
 import SluiceTensor
+import SluiceWire
 
 /// Writes predictions in the order given, as they are released: JSON lines (one per window) or
 /// rows of one .npy file. Nothing waits for the end of the run: JSON lines leave within

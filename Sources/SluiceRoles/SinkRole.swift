@@ -4,6 +4,7 @@ import SluiceConfig
 import SluiceProtocol
 import SluiceTensor
 import SluiceTransport
+import SluiceWire
 
 /// The sink process: takes finished batches in any order and releases their predictions in
 /// sequence order, each exactly once.

@@ -4,6 +4,7 @@ import SluiceConfig
 import SluiceProtocol
 import SluiceTensor
 import SluiceTransport
+import SluiceWire
 
 /// What a feed has for the source now.
 enum FeedStep {

@@ -4,6 +4,7 @@ import SluiceConfig
 import SluiceProtocol
 import SluiceTensor
 import SluiceTransport
+import SluiceWire
 
 /// The source process: reads sensors (or ready tensors), cuts windows, groups them into
 /// numbered micro-batches and pushes them to the first stage.

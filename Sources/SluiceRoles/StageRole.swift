@@ -8,6 +8,7 @@ import SluicePlan
 import SluiceProtocol
 import SluiceTensor
 import SluiceTransport
+import SluiceWire
 
 /// A stage process: runs a contiguous range of layers on every batch that reaches it.
 /// It learns its range, model and endpoints from the controller, never from its command line,

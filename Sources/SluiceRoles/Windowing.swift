@@ -1,6 +1,7 @@
 import SluiceConfig
 import SluiceProtocol
 import SluiceTensor
+import SluiceWire
 
 /// One model input: a window of one sensor's samples, already in the model's layout.
 public struct Window {

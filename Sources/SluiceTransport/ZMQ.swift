@@ -1,6 +1,7 @@
 import CZeroMQ
 import Foundation
 import SluiceTensor
+import SluiceWire
 
 public struct ZMQError: Error, CustomStringConvertible {
     public let operation: String
@@ -45,7 +46,7 @@ public enum SocketKind {
 }
 
 /// A received frame. Its bytes stay valid for the life of this object, so tensors can borrow them.
-public final class ZMQFrame: @unchecked Sendable {
+public final class ZMQFrame: ReceivedFrame, @unchecked Sendable {
     let message: UnsafeMutablePointer<zmq_msg_t>
 
     init() {
@@ -73,18 +74,11 @@ public final class ZMQFrame: @unchecked Sendable {
         try withExtendedLifetime(self) { try body(UnsafeRawBufferPointer(start: zmq_msg_data(message), count: count)) }
     }
 
-    public var array: [UInt8] { withBytes { Array($0) } }
 
     /// The frame as UTF-8 text (routing ids).
     public var text: String { withBytes { String(decoding: $0, as: UTF8.self) } }
 }
 
-/// What to send in one frame: bytes, copied into the message, or a tensor's storage, handed
-/// to libzmq without a copy and released when libzmq is done with it.
-public enum OutgoingFrame {
-    case bytes([UInt8])
-    case tensor(Tensor)
-}
 
 private let releaseTensorStorage: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Void = { _, hint in
     if let hint { Unmanaged<TensorStorage>.fromOpaque(hint).release() }
@@ -276,4 +270,19 @@ public final class ConnectionMonitor {
             }
         }
     }
+}
+
+/// Waits up to `timeoutMilliseconds` for any ZeroMQ socket or plain descriptor to be ready
+/// (zmq_poll takes both); returns the ready events of each, in order.
+public func poll(_ items: [(ZMQSocket, PollEvents)], descriptors: [(Int32, PollEvents)],
+                 timeoutMilliseconds: Int) throws -> (sockets: [PollEvents], descriptors: [PollEvents]) {
+    var pollItems = items.map { zmq_pollitem_t(socket: $0.0.handle, fd: 0, events: $0.1.rawValue, revents: 0) }
+        + descriptors.map { zmq_pollitem_t(socket: nil, fd: $0.0, events: $0.1.rawValue, revents: 0) }
+    if zmq_poll(&pollItems, Int32(pollItems.count), timeoutMilliseconds) < 0 {
+        let error = ZMQError("poll")
+        if error.code == EINTR { return (Array(repeating: [], count: items.count), Array(repeating: [], count: descriptors.count)) }
+        throw error
+    }
+    let events = pollItems.map { PollEvents(rawValue: $0.revents) }
+    return (Array(events[..<items.count]), Array(events[items.count...]))
 }

@@ -4,6 +4,7 @@ import SluiceConfig
 import SluiceONNX
 import SluiceRoles
 import SluiceTensor
+import SluicePlan
 
 @main
 struct Sluice: ParsableCommand {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import SluiceConfig
 import SluiceRoles
+import SluicePlan
 
 extension Sluice {
     struct Validate: ParsableCommand {

@@ -6,6 +6,7 @@ import SluiceRoles
 import SluiceTensor
 import SluiceTestSupport
 import SluiceTransport
+import SluiceWire
 
 /// What a run says about itself must be true: every window in came out or its loss is counted
 /// with its reason, times are measured from stamps that were checked, `/metrics` agrees with

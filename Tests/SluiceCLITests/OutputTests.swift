@@ -6,6 +6,7 @@ import SluiceProtocol
 import SluiceRoles
 import SluiceTensor
 import SluiceTransport
+import SluiceWire
 
 /// Where Sluice writes: paths a user gave are opened in place (a device, a named pipe and a
 /// symlink stay what they were), predictions stream out while the run goes, and a report never

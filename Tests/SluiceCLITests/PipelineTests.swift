@@ -6,6 +6,7 @@ import SluiceProtocol
 import SluiceRoles
 import SluiceTensor
 import SluiceTransport
+import SluiceWire
 
 /// Multi-process runs on loopback: a controller, stage processes, a source and a sink, each a
 /// real `sluice` process, joined by real ZeroMQ sockets. Serialized: they share two cores.

@@ -88,5 +88,5 @@ private func randomPlanner(_ rng: inout SplitMix, layers: Int) -> CorePlanner {
 
 @Test func aBudgetTooSmallForFixedShapesIsAnError() {
     let planner = CorePlanner(costs: PartitionCosts(layerCosts: [1, 1]))
-    #expect(throws: PartitionError.self) { try planner.plan(cores: 2, constraints: .init(stages: 2, replicas: [2, 2])) }
+    #expect(throws: PlanError.self) { try planner.plan(cores: 2, constraints: .init(stages: 2, replicas: [2, 2])) }
 }

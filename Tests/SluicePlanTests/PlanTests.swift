@@ -69,7 +69,7 @@ private let residualGraph = PlanGraph(
 }
 
 @Test func rejectsMoreStagesThanLayers() {
-    #expect(throws: PartitionError.self) { try Partition.optimal(costs: PartitionCosts(layerCosts: [1, 2]), stages: 3) }
+    #expect(throws: PlanError.self) { try Partition.optimal(costs: PartitionCosts(layerCosts: [1, 2]), stages: 3) }
 }
 
 private func allSplits(layers: Int, stages: Int) -> [[Range<Int>]] {

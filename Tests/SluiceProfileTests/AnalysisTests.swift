@@ -3,6 +3,7 @@ import SluicePlan
 import SluiceProtocol
 import Testing
 @testable import SluiceProfile
+import SluiceWire
 
 // MARK: bottleneck
 

@@ -2,6 +2,7 @@ import Foundation
 import SluicePlan
 import SluiceProfile
 import SluiceProtocol
+import SluiceWire
 
 /// A stage that ran `elapsed` seconds with the given shares of busy and blocked time.
 func stage(_ index: Int, _ layers: Range<Int>, busy: Double, blocked: Double, elapsed: Double = 10, batches: Int = 1000,

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import SluiceProtocol
 @testable import SluiceRoles
+import SluiceWire
 
 /// The one nearest-rank percentile both the sink's latency and a stage's time in stage use.
 @Test func nearestRankIsAValueReallyMeasured() {

@@ -5,6 +5,7 @@ import SluiceConfig
 import SluiceProtocol
 import SluiceTransport
 @testable import SluiceRoles
+import SluiceWire
 
 /// The live feed over a real ZeroMQ socket: however many sensor and sender ids arrive, the state
 /// it keeps for them stays within `max_sensors`, and what it refuses is counted.

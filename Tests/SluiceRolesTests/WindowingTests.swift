@@ -4,6 +4,7 @@ import SluiceConfig
 import SluiceProtocol
 import SluiceTensor
 @testable import SluiceRoles
+import SluiceWire
 
 private func feed(_ windows: inout SlidingWindows, sensor: String, samples: [[Float]], labels: [String?]? = nil, t0: Double = 0) -> [Window] {
     var out: [Window] = []

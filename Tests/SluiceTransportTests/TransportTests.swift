@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import SluiceProtocol
+import SluiceWire
 import SluiceTensor
 @testable import SluiceTransport
 

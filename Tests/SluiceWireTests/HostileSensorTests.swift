@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 import SluiceTestSupport
-@testable import SluiceProtocol
+@testable import SluiceWire
 
 /// Live-sensor headers and window keys come from outside the process: whatever they hold,
 /// decoding ends in a header whose every sample time is finite, or in a `WireError`.

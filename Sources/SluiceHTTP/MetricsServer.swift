@@ -1,4 +1,3 @@
-import CZeroMQ
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -12,8 +11,8 @@ public struct MetricsServerError: Error, CustomStringConvertible {
 /// A minimal HTTP/1.1 server for Prometheus scrapes, made to live inside a poll loop: one
 /// non-blocking listening socket, connections kept as small state machines, nothing ever waits.
 ///
-/// Put `pollDescriptors` into the loop's poll (`poll(_:descriptors:timeoutMilliseconds:)` takes
-/// ZeroMQ sockets and plain descriptors together), then call `serviceReady(body:)` every turn.
+/// Put `pollDescriptors` into the loop's poll (any poll that takes plain descriptors: the
+/// controller's takes ZeroMQ sockets and descriptors together), then call `serviceReady(body:)` every turn.
 /// `GET /metrics` answers 200 with `body()` as `text/plain; version=0.0.4`; any other path 404,
 /// any other method 405, a malformed request 400, a request over `maximumRequestBytes` 431.
 /// Every answer closes its connection. A client that sends nothing is dropped after
@@ -96,8 +95,8 @@ public final class MetricsServer {
     }
 
     /// The listening socket and every open connection, with what each waits for.
-    public var pollDescriptors: [(Int32, PollEvents)] {
-        [(fileDescriptor, .readable)] + connections.map { ($0.fd, $0.answered ? .writable : .readable) }
+    public var pollDescriptors: [(descriptor: Int32, writing: Bool)] {
+        [(fileDescriptor, false)] + connections.map { ($0.fd, $0.answered) }
     }
 
     /// Open client connections (for tests and logs).
@@ -233,19 +232,4 @@ public final class MetricsServer {
         clock_gettime(CLOCK_MONOTONIC, &spec)
         return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
     }
-}
-
-/// Waits up to `timeoutMilliseconds` for any ZeroMQ socket or plain descriptor to be ready
-/// (zmq_poll takes both); returns the ready events of each, in order.
-public func poll(_ items: [(ZMQSocket, PollEvents)], descriptors: [(Int32, PollEvents)],
-                 timeoutMilliseconds: Int) throws -> (sockets: [PollEvents], descriptors: [PollEvents]) {
-    var pollItems = items.map { zmq_pollitem_t(socket: $0.0.handle, fd: 0, events: $0.1.rawValue, revents: 0) }
-        + descriptors.map { zmq_pollitem_t(socket: nil, fd: $0.0, events: $0.1.rawValue, revents: 0) }
-    if zmq_poll(&pollItems, Int32(pollItems.count), timeoutMilliseconds) < 0 {
-        let error = ZMQError("poll")
-        if error.code == EINTR { return (Array(repeating: [], count: items.count), Array(repeating: [], count: descriptors.count)) }
-        throw error
-    }
-    let events = pollItems.map { PollEvents(rawValue: $0.revents) }
-    return (Array(events[..<items.count]), Array(events[items.count...]))
 }

@@ -1,3 +1,4 @@
+import SluiceWire
 /// What a dropped count counts. A sensor message (chunk) carries samples; a data message
 /// carries one batch of windows; a control frame is a frame on the controller's socket.
 public enum DropUnit: String, Codable, Sendable, CaseIterable, Comparable {

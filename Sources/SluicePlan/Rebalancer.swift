@@ -1,5 +1,12 @@
 import SluiceConfig
-import SluicePlan
+
+/// Compute time spent on one layer.
+public struct LayerTiming: Codable, Equatable, Sendable {
+    public var layer: Int
+    public var seconds: Double
+    public var samples: Int
+    public init(layer: Int, seconds: Double, samples: Int) { self.layer = layer; self.seconds = seconds; self.samples = samples }
+}
 
 /// The controller's live model of the pipeline, built from stage heartbeats: what each layer
 /// costs per sample, and how fast each stage runs relative to its own compute.
@@ -17,7 +24,7 @@ public struct CostModel: Sendable, Equatable {
 
     private struct InstanceLayer: Hashable, Sendable { var instance: String; var layer: Int }
     private var lastLayerTotals: [InstanceLayer: LayerTiming] = [:]
-    private var lastInstanceTotals: [String: RoleCounters] = [:]
+    private var lastBusyTotals: [String: Double] = [:]
     private var measuredSpeeds: Set<Int> = []
     private let smoothing = 0.5
 
@@ -40,11 +47,12 @@ public struct CostModel: Sendable, Equatable {
         replicas[stage] += 1
     }
 
-    /// Folds in a stage process's running totals; differences since its last report are what count.
-    public mutating func observe(instance: String, stage: Int, counters: RoleCounters) {
+    /// Folds in a stage process's running totals (its seconds computing, and each layer's
+    /// timing); differences since its last report are what count.
+    public mutating func observe(instance: String, stage: Int, busySeconds: Double, layers: [LayerTiming]) {
         guard stage < stageSpeeds.count else { return }
         var computeDelta = 0.0
-        for timing in counters.layers where timing.layer < layerSeconds.count {
+        for timing in layers where timing.layer < layerSeconds.count {
             // Totals are per process: a layer that moved counts afresh on its new stage.
             let key = InstanceLayer(instance: instance, layer: timing.layer)
             let previous = lastLayerTotals[key] ?? LayerTiming(layer: timing.layer, seconds: 0, samples: 0)
@@ -56,9 +64,8 @@ public struct CostModel: Sendable, Equatable {
             let perSample = seconds / Double(samples)
             layerSeconds[timing.layer] = layerSeconds[timing.layer].map { smoothing * perSample + (1 - smoothing) * $0 } ?? perSample
         }
-        let previous = lastInstanceTotals[instance] ?? RoleCounters()
-        let busyDelta = counters.busySeconds - previous.busySeconds
-        lastInstanceTotals[instance] = counters
+        let busyDelta = busySeconds - (lastBusyTotals[instance] ?? 0)
+        lastBusyTotals[instance] = busySeconds
         if busyDelta > 1e-4, computeDelta > 0 {
             let speed = min(1, computeDelta / busyDelta)
             // The first measurement replaces the assumed 1 outright: a slow stage is slow from the start.
@@ -172,8 +179,8 @@ public struct Rebalancer: Sendable {
         return (plan.ranges, plan.replicas, plan.throughput, now > 0 ? 1 / now : 0)
     }
 
-    public mutating func observe(instance: String, stage: Int, counters: RoleCounters) {
-        model.observe(instance: instance, stage: stage, counters: counters)
+    public mutating func observe(instance: String, stage: Int, busySeconds: Double, layers: [LayerTiming]) {
+        model.observe(instance: instance, stage: stage, busySeconds: busySeconds, layers: layers)
     }
 
     /// A better split (and, with spare cores, more replicas) for `current`, if one is worth

@@ -1,4 +1,5 @@
 import SluiceConfig
+import SluicePlan
 
 /// What happens to the controller: a message from a role, the clock moving on, or an operator's
 /// request to stop (SIGINT/SIGTERM).

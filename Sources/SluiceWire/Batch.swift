@@ -1,4 +1,3 @@
-import SluiceProtocol
 import SluiceTensor
 
 /// A micro-batch as it crosses a socket: header, opaque window-key metadata, tensors by name.
@@ -15,7 +14,7 @@ public struct Batch: @unchecked Sendable {
     }
 
     /// Frames in wire order: header, metadata, then one frame per tensor in the header's order.
-    /// Tensor frames are handed to libzmq without a copy.
+    /// Tensor frames are handed to the transport without a copy.
     public func frames() -> [OutgoingFrame] {
         [.bytes(header.encoded()), .bytes(metadata)] + header.tensors.map { .tensor(tensors[$0.name]!) }
     }
@@ -28,7 +27,7 @@ public struct Batch: @unchecked Sendable {
 
     /// Decodes received frames. Tensors borrow the frames' memory (no copy) unless it is not
     /// aligned for the element type, in which case that tensor is copied.
-    public static func decode(_ frames: [ZMQFrame]) throws -> Batch {
+    public static func decode(_ frames: [some ReceivedFrame]) throws -> Batch {
         guard frames.count >= 2 else { throw WireError.truncated("\(frames.count) frame(s); a batch has a header and a metadata frame") }
         let header = try frames[0].withBytes { try BatchHeader.decode($0) }
         guard frames.count == 2 + header.tensors.count else {

@@ -1,19 +1,6 @@
 import Foundation
 import SluiceConfig
-
-/// Role names of stage processes: "stage-2" for a stage's first process, "stage-2.1", … for
-/// its replicas.
-public enum StageInstance {
-    public static func name(stage: Int, replica: Int) -> String {
-        replica == 0 ? "stage-\(stage)" : "stage-\(stage).\(replica)"
-    }
-
-    /// The stage a role name belongs to, or nil for roles that are not stages.
-    public static func stage(of name: String) -> Int? {
-        guard name.hasPrefix("stage-") else { return nil }
-        return Int(name.dropFirst("stage-".count).prefix { $0 != "." })
-    }
-}
+import SluicePlan
 
 /// Runs live boundary moves for the controller, free of sockets: prepare on every stage (each
 /// loads the weights it will need, keeping the old), commit everywhere, mark the first batch
@@ -115,7 +102,7 @@ public struct RebalanceCoordinator: Sendable {
 
     public mutating func heartbeat(from name: String, counters: RoleCounters, sinkName: String) -> [ControllerAction] {
         if let stage = StageInstance.stage(of: name) {
-            rebalancer.observe(instance: name, stage: stage, counters: counters)
+            rebalancer.observe(instance: name, stage: stage, busySeconds: counters.busySeconds, layers: counters.layers)
             return []
         }
         guard name == sinkName else { return [] }

@@ -1,4 +1,5 @@
 import Foundation
+import SluiceWire
 import SluiceConfig
 import SluicePlan
 
@@ -85,14 +86,6 @@ public struct SinkAssignment: Codable, Equatable, Sendable {
         self.sink = sink; self.pullEndpoint = pullEndpoint; self.outputName = outputName; self.classes = classes
         self.layerCount = layerCount; self.liveness = liveness; self.profiling = profiling
     }
-}
-
-/// Compute time spent on one layer.
-public struct LayerTiming: Codable, Equatable, Sendable {
-    public var layer: Int
-    public var seconds: Double
-    public var samples: Int
-    public init(layer: Int, seconds: Double, samples: Int) { self.layer = layer; self.seconds = seconds; self.samples = samples }
 }
 
 /// Running totals a role reports with every heartbeat; the controller takes differences.

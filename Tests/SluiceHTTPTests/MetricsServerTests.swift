@@ -2,7 +2,9 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import SluiceHTTP
 import SluiceProfile
+import SluiceProtocol
 import SluiceTestSupport
 import SluiceTransport
 import Testing
@@ -114,12 +116,17 @@ private let metricsBody = "# HELP sluice_pipeline_epoch Plan epoch in force.\n# 
     #expect(after.response(from: server, body: { metricsBody }).hasSuffix(metricsBody))
 }
 
+/// The server's descriptors as the ZeroMQ poll takes them, as the controller's loop passes them.
+private func pollItems(_ server: MetricsServer) -> [(Int32, PollEvents)] {
+    server.pollDescriptors.map { ($0.descriptor, $0.writing ? .writable : .readable) }
+}
+
 @Test func theListeningSocketWakesAZeroMQPoll() throws {
     let server = try MetricsServer(host: "127.0.0.1", port: 0)
-    let idle = try poll([], descriptors: server.pollDescriptors, timeoutMilliseconds: 0)
+    let idle = try poll([], descriptors: pollItems(server), timeoutMilliseconds: 0)
     #expect(idle.descriptors == [[]])
     let client = try Client(port: server.port)
-    let ready = try poll([], descriptors: server.pollDescriptors, timeoutMilliseconds: 1000)
+    let ready = try poll([], descriptors: pollItems(server), timeoutMilliseconds: 1000)
     #expect(ready.descriptors.first?.contains(.readable) == true)
     server.serviceReady(body: { metricsBody })
     #expect(server.pollDescriptors.count == 2)   // the listener and the accepted connection
@@ -134,7 +141,10 @@ private let metricsBody = "# HELP sluice_pipeline_epoch Plan epoch in force.\n# 
 
 @Test func theExpositionIsWhatTheServerSends() throws {
     let server = try MetricsServer(host: "127.0.0.1", port: 0)
-    let snapshot = MetricsSnapshot(stages: [0: counters(busy: 0.5, blocked: 0.1)], ranges: [0..<2], layerSecondsPerSample: [1e-4, 2e-4],
+    var stage = RoleCounters()
+    stage.elapsedSeconds = 10
+    stage.busySeconds = 5
+    let snapshot = MetricsSnapshot(stages: [0: stage], ranges: [0..<2], layerSecondsPerSample: [1e-4, 2e-4],
                                    epoch: 1, rebalances: 0)
     let client = try Client(port: server.port)
     client.send("GET /metrics HTTP/1.1\r\n\r\n")

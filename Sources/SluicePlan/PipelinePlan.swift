@@ -1,8 +1,7 @@
 import Foundation
 import SluiceConfig
 import SluiceONNX
-import SluicePlan
-import SluiceProtocol
+import SluiceWire
 import SluiceTensor
 
 /// Everything decided before any process starts: the model's layers, the split over stages,
@@ -25,7 +24,9 @@ public struct PipelinePlan {
     /// many FLOPs (a ZeroMQ hop moves ~2.5 GB/s while one core computes ~50 GFLOP/s).
     public static let flopsPerTransferredByte = 20.0
 
-    public static func make(config: PipelineConfig) throws -> PipelinePlan {
+    /// `recordingChannels`: how many channels a recording source's file holds (nil: unknown),
+    /// which only the roles, who read recordings, can say.
+    public static func make(config: PipelineConfig, recordingChannels: (RecordingSource) -> Int?) throws -> PipelinePlan {
         let model = try ONNXModel.load(path: config.model.path)
         // Every stage needs a layer, and a layer holds at least one node: checked before the
         // cut, which works in memory proportional to the count it is asked for.
@@ -48,13 +49,13 @@ public struct PipelinePlan {
             }
             input = inputs[0]
         }
-        guard input.dtype == .float32 else { throw RoleError("model input '\(input.name)' is \(input.dtype); windows are float32") }
+        guard input.dtype == .float32 else { throw PlanError("model input '\(input.name)' is \(input.dtype); windows are float32") }
         let sampleDims = input.shape.dropFirst()
         guard !input.shape.isEmpty, sampleDims.allSatisfy({ $0 != nil }) else {
-            throw RoleError("model input '\(input.name)' has shape \(input.shape.map { $0.map(String.init) ?? "?" }); only the batch dimension may be symbolic")
+            throw PlanError("model input '\(input.name)' has shape \(input.shape.map { $0.map(String.init) ?? "?" }); only the batch dimension may be symbolic")
         }
         let sampleShape = sampleDims.compactMap { $0 }
-        try checkWindow(config, input: input.name, sampleShape: sampleShape)
+        try checkWindow(config, input: input.name, sampleShape: sampleShape, recordingChannels: recordingChannels)
         // A micro-batch travels as one tensor, which receivers refuse past this many elements;
         // the source would also reserve room for a whole batch before the first window.
         let sampleElements = sampleShape.reduce(1) { $0.multipliedReportingOverflow(by: $1).overflow ? .max : $0 * $1 }
@@ -110,7 +111,8 @@ public struct PipelinePlan {
     /// The windows the source will cut must be the rows the model takes: the same check for
     /// `sluice validate` and before `sluice run` starts any process. A sensor source gives
     /// [channels, length] (channels_first) or [length, channels] per window.
-    static func checkWindow(_ config: PipelineConfig, input: String, sampleShape: [Int]) throws {
+    static func checkWindow(_ config: PipelineConfig, input: String, sampleShape: [Int],
+                            recordingChannels: (RecordingSource) -> Int?) throws {
         // A tensors source's rows are the windows: its header says their shape.
         if case .tensors(let tensors) = config.source, let handle = FileHandle(forReadingAtPath: tensors.path) {
             defer { try? handle.close() }
@@ -123,7 +125,7 @@ public struct PipelinePlan {
         let channels: Int?
         switch config.source {
         case .zmq(let zmq): channels = zmq.channels
-        case .recording(let recording): channels = try? Recording.channelCount(recording)
+        case .recording(let recording): channels = recordingChannels(recording)
         case .tensors: channels = nil
         }
         let layout = window.layout
@@ -160,80 +162,6 @@ public struct PipelinePlan {
     }
 
     public var stageNames: [String] { stageInstances.flatMap { $0 } }
-
-    /// Where every role listens: ipc:// files in `runDirectory`, or consecutive tcp ports.
-    public func endpoints(runDirectory: String) -> Endpoints {
-        let instances = stageInstances
-        switch config.transport.kind {
-        case .ipc:
-            return Endpoints(control: "ipc://\(runDirectory)/control.ipc",
-                             stages: instances.map { $0.map { "ipc://\(runDirectory)/\($0).ipc" } },
-                             sink: "ipc://\(runDirectory)/sink.ipc")
-        case .tcp:
-            let host = config.transport.host
-            var port = config.transport.basePort
-            func next() -> String {
-                port += 1
-                return "tcp://\(host):\(port)"
-            }
-            let stages = instances.map { $0.map { _ in next() } }
-            return Endpoints(control: "tcp://\(host):\(config.transport.basePort)", stages: stages, sink: next())
-        }
-    }
-
-    /// Where stage processes added during the run bind: ipc files beside the others, or the tcp
-    /// ports after the sink's, one each.
-    public func replicaEndpoints(runDirectory: String) -> (String) -> String {
-        let ports = PortCounter(next: config.transport.basePort + stageNames.count + 2)
-        let transport = config.transport
-        return { name in
-            switch transport.kind {
-            case .ipc: return "ipc://\(runDirectory)/\(name).ipc"
-            case .tcp: return "tcp://\(transport.host):\(ports.take())"
-            }
-        }
-    }
-
-    /// The assignment message for every role, by role name.
-    public func assignments(_ endpoints: Endpoints) -> [String: ControlMessage] {
-        let liveness = Liveness(heartbeatSeconds: config.controller.heartbeatMilliseconds / 1000,
-                                timeoutSeconds: config.controller.timeoutSeconds)
-        var messages: [String: ControlMessage] = [:]
-        for (index, range) in partition.ranges.enumerated() {
-            for (replica, name) in stageInstances[index].enumerated() {
-                messages[name] = .assignStage(StageAssignment(
-                    stageIndex: index, epoch: 1, modelPath: config.model.path, cut: cut,
-                    layers: LayerRange(start: range.lowerBound, end: range.upperBound),
-                    pullEndpoint: endpoints.stages[index][replica],
-                    pushEndpoints: index + 1 < endpoints.stages.count ? endpoints.stages[index + 1] : [endpoints.sink],
-                    slowdown: config.stages.slowdown[index] ?? 0, liveness: liveness, profiling: config.controller.profiling,
-                    threads: shapes[index].threads))
-            }
-        }
-        messages["source"] = .assignSource(SourceAssignment(
-            source: config.source, window: config.window, batching: config.batching, inputName: inputName,
-            sampleShape: sampleShape, epoch: 1, pushEndpoints: endpoints.stages[0], liveness: liveness, nanPolicy: config.nanPolicy))
-        messages["sink"] = .assignSink(SinkAssignment(
-            sink: config.sink, pullEndpoint: endpoints.sink, outputName: outputName, classes: classes,
-            layerCount: cut.layers.count, liveness: liveness, profiling: config.controller.profiling))
-        return messages
-    }
-}
-
-private final class PortCounter: @unchecked Sendable {
-    private var next: Int
-    init(next: Int) { self.next = next }
-    func take() -> Int {
-        defer { next += 1 }
-        return next
-    }
-}
-
-public struct Endpoints: Equatable {
-    public var control: String
-    /// Per stage, one endpoint per process (replica).
-    public var stages: [[String]]
-    public var sink: String
 }
 
 extension PlanGraph {

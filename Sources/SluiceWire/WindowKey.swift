@@ -130,7 +130,7 @@ public struct SampleChunkHeader: Codable, Equatable, Sendable {
 
 /// The JSON pieces window keys (and the sink's JSON lines) are written with.
 public enum JSONText {
-    static let nonFiniteDecoding = JSONDecoder.NonConformingFloatDecodingStrategy.convertFromString(
+    public static let nonFiniteDecoding = JSONDecoder.NonConformingFloatDecodingStrategy.convertFromString(
         positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
 
     /// A finite number as JSON reads it (Swift's shortest round-trip form); others as strings.
