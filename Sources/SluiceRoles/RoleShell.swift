@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import SluiceProtocol
 import SluiceTransport
+import SluiceWire
 
 /// How a role process ends: its exit status, and whether the controller first gets a last
 /// heartbeat (its report waits for final counters).

@@ -1,5 +1,6 @@
 import Testing
 import SluiceConfig
+import SluiceWire
 @testable import SluiceProtocol
 
 private let assignment = SinkAssignment(sink: SinkConfig(kind: .jsonl, path: "-"), pullEndpoint: "inproc://sink", outputName: "y",

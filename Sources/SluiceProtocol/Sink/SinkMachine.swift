@@ -1,3 +1,5 @@
+import SluiceWire
+
 /// A batch as the sink's shell decoded it: what the sink's checks need, when it arrived, and
 /// what the shell writes once the batch is released (`payload`, opaque here).
 public struct SinkArrival<Payload> {
