@@ -31,8 +31,6 @@ public struct SourceBatch {
 
 /// What the source's machine tells its shell to do, in order.
 public enum SourceAction {
-    public enum LogLevel: Sendable { case info, warning, error }
-
     /// Open the feed and the first stage's sockets this assignment names, then answer with
     /// `.assigned` or `.assignmentFailed`.
     case takeAssignment(SourceAssignment)
@@ -46,7 +44,7 @@ public enum SourceAction {
     case connectReplica(endpoint: String)
     /// Count this as dropped and log it.
     case drop(count: Int, unit: DropUnit, reason: DropReason, detail: String)
-    case log(LogLevel, String)
+    case log(RoleLogLevel, String)
     /// Take what reached the feed after the input ended off it, counted as dropped.
     case discardLateInput
     /// The run is over: report the counters a last time and exit with status 0.
