@@ -40,7 +40,7 @@ let package = Package(
         .target(name: "SluiceProtocol", dependencies: ["SluiceTensor", "SluiceWire", "SluicePlan", "SluiceConfig"]),
         .target(
             name: "SluiceProfile",
-            dependencies: ["SluiceProtocol", "SluicePlan", "SluiceWire", .product(name: "Histogram", package: "hdrhistogram-swift")]),
+            dependencies: ["SluiceProtocol", "SluicePlan", "SluiceConfig", "SluiceWire", .product(name: "Histogram", package: "hdrhistogram-swift")]),
         .target(name: "SluiceTransport", dependencies: ["CZeroMQ", "SluiceTensor", "SluiceWire"]),
         .target(name: "SluiceHTTP"),
         .target(

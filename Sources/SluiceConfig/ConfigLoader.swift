@@ -221,7 +221,7 @@ private struct ConfigReader {
         let autoCount = entries["count"] == nil || entries["count"]?.scalar?.string == "auto"
         let count = autoCount ? nil : fields.int(entries, "count", at: "stages", parent: node, required: true, minimum: 1, maximum: Limits.stages)
         if !autoCount && count == nil { return nil }
-        var split: [LayerRange]?
+        var split: [LayerSpan]?
         if let splitNode = entries["split"], splitNode.scalar?.string != "auto" {
             if autoCount {
                 fields.report(splitNode, "stages.split", "needs stages.count: with count auto the planner cuts the layers")
@@ -260,30 +260,27 @@ private struct ConfigReader {
     }
 
     /// "0-3" or "4" per stage: contiguous, in order, starting at layer 0.
-    func readSplit(_ node: Node, count: Int?) -> [LayerRange]? {
+    func readSplit(_ node: Node, count: Int?) -> [LayerSpan]? {
         guard let sequence = node.sequence else {
             fields.report(node, "stages.split", "must be 'auto' or a list of layer ranges such as [\"0-3\", \"4-7\"]")
             return nil
         }
-        var ranges: [LayerRange] = []
+        var ranges: [LayerSpan] = []
         for (index, item) in sequence.enumerated() {
             let text = item.scalar?.string ?? ""
-            let parts = text.split(separator: "-", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
-            guard parts.count == 1 || parts.count == 2, let first = parts.first ?? nil, let last = parts.last ?? nil,
-                  first <= last, first >= 0 else {
-                fields.report(item, "stages.split[\(index)]", "must be a layer range such as '0-3' or '4', not '\(text)'")
-                return nil
-            }
-            guard last < Limits.layers else {
-                fields.report(item, "stages.split[\(index)]", "layer \(last) is past any model (layers are numbered below \(Limits.layers))")
+            let span: LayerSpan
+            do {
+                span = try LayerSpan.parse(text)
+            } catch {
+                fields.report(item, "stages.split[\(index)]", "\(error)")
                 return nil
             }
             let expectedStart = ranges.last?.end ?? 0
-            if first != expectedStart {
+            if span.start != expectedStart {
                 fields.report(item, "stages.split[\(index)]", "must start at layer \(expectedStart): stages hold contiguous layers in order")
                 return nil
             }
-            ranges.append(LayerRange(start: first, end: last + 1))
+            ranges.append(span)
         }
         if let count, ranges.count != count {
             fields.report(node, "stages.split", "has \(ranges.count) ranges but stages.count is \(count)")

@@ -182,7 +182,7 @@ public struct StagesConfig: Codable, Sendable, Equatable {
     /// Stage processes in the chain; nil (`auto`): the planner chooses under the core budget.
     public var count: Int?
     /// Explicit layer ranges, one per stage (half-open); nil lets the planner balance them.
-    public var split: [LayerRange]?
+    public var split: [LayerSpan]?
     /// Test and demo knob: stage index → extra sleep as a fraction of its compute time.
     public var slowdown: [Int: Double]
     /// Stage index → processes running it (data parallelism behind one PUSH; default 1).
@@ -192,7 +192,7 @@ public struct StagesConfig: Codable, Sendable, Equatable {
     /// Stage index → compute threads of each of its processes (default 1, or the planner's choice).
     public var threads: [Int: Int]
 
-    public init(count: Int?, split: [LayerRange]?, slowdown: [Int: Double], replicas: [Int: Int] = [:], autoReplicas: Bool = false,
+    public init(count: Int?, split: [LayerSpan]?, slowdown: [Int: Double], replicas: [Int: Int] = [:], autoReplicas: Bool = false,
                 threads: [Int: Int] = [:]) {
         self.count = count; self.split = split; self.slowdown = slowdown; self.replicas = replicas
         self.autoReplicas = autoReplicas; self.threads = threads
@@ -200,13 +200,6 @@ public struct StagesConfig: Codable, Sendable, Equatable {
 
     /// Whether the planner chooses replicas and threads (`count: auto` or `replicas: auto`).
     public var plansShapes: Bool { count == nil || autoReplicas }
-}
-
-public struct LayerRange: Codable, Sendable, Equatable, CustomStringConvertible {
-    public var start: Int
-    public var end: Int
-    public init(start: Int, end: Int) { self.start = start; self.end = end }
-    public var description: String { end - start == 1 ? "\(start)" : "\(start)-\(end - 1)" }
 }
 
 public enum TransportKind: String, Codable, Sendable, Equatable, CaseIterable {

@@ -1,3 +1,4 @@
+import SluiceConfig
 /// Costs of a pipeline to be split: per-layer compute, per-boundary transfer, per-stage speed.
 /// Units are arbitrary but shared (FLOPs before anything is measured, seconds once it is).
 public struct PartitionCosts: Sendable, Equatable {
@@ -35,7 +36,7 @@ public struct Partition: Sendable, Equatable, CustomStringConvertible {
 
     /// "0-3,4-9,10-11", the form `stages.split` takes in a pipeline file.
     public var description: String {
-        ranges.map { $0.count == 1 ? "\($0.lowerBound)" : "\($0.lowerBound)-\($0.upperBound - 1)" }.joined(separator: ",")
+        LayerSpan.describe(ranges)
     }
 
     /// The time of each stage under `costs` when stage s runs at `speeds[s]`.

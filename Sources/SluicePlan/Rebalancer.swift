@@ -96,8 +96,8 @@ public struct CostModel: Sendable, Equatable {
 public struct RebalanceRecord: Codable, Equatable, Sendable {
     public var atSeconds: Double
     public var epoch: UInt32
-    public var oldSplit: String
-    public var newSplit: String
+    public var oldSplit: [LayerSpan]
+    public var newSplit: [LayerSpan]
     public var predictedOldSamplesPerSecond: Double
     public var predictedNewSamplesPerSecond: Double
     /// Measured at the sink over the interval before the move, and after it settled.
@@ -113,8 +113,48 @@ public struct RebalanceRecord: Codable, Equatable, Sendable {
     public var newReplicas: [Int]?
 
     /// The plan moved to, in words: "0-1,2,3-5" or "0-1,2 ×2,3-5" when replicas were added.
-    public var newPlan: String { Rebalancer.describe(Rebalancer.ranges(from: newSplit) ?? [], replicas: newReplicas) }
-    public var oldPlan: String { Rebalancer.describe(Rebalancer.ranges(from: oldSplit) ?? [], replicas: oldReplicas) }
+    public var newPlan: String { Rebalancer.describe(newSplit, replicas: newReplicas) }
+    public var oldPlan: String { Rebalancer.describe(oldSplit, replicas: oldReplicas) }
+
+    public init(atSeconds: Double, epoch: UInt32, oldSplit: [LayerSpan], newSplit: [LayerSpan], predictedOldSamplesPerSecond: Double,
+                predictedNewSamplesPerSecond: Double, measuredBeforeSamplesPerSecond: Double? = nil,
+                measuredAfterSamplesPerSecond: Double? = nil, settledAtSeconds: Double? = nil, applied: Bool,
+                oldReplicas: [Int]? = nil, newReplicas: [Int]? = nil) {
+        self.atSeconds = atSeconds; self.epoch = epoch; self.oldSplit = oldSplit; self.newSplit = newSplit
+        self.predictedOldSamplesPerSecond = predictedOldSamplesPerSecond; self.predictedNewSamplesPerSecond = predictedNewSamplesPerSecond
+        self.measuredBeforeSamplesPerSecond = measuredBeforeSamplesPerSecond; self.measuredAfterSamplesPerSecond = measuredAfterSamplesPerSecond
+        self.settledAtSeconds = settledAtSeconds; self.applied = applied; self.oldReplicas = oldReplicas; self.newReplicas = newReplicas
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case atSeconds, epoch, oldSplit, newSplit, predictedOldSamplesPerSecond, predictedNewSamplesPerSecond
+        case measuredBeforeSamplesPerSecond, measuredAfterSamplesPerSecond, settledAtSeconds, applied, oldReplicas, newReplicas
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(atSeconds: try c.decode(Double.self, forKey: .atSeconds), epoch: try c.decode(UInt32.self, forKey: .epoch),
+                  oldSplit: try Self.split(c, .oldSplit), newSplit: try Self.split(c, .newSplit),
+                  predictedOldSamplesPerSecond: try c.decode(Double.self, forKey: .predictedOldSamplesPerSecond),
+                  predictedNewSamplesPerSecond: try c.decode(Double.self, forKey: .predictedNewSamplesPerSecond),
+                  measuredBeforeSamplesPerSecond: try c.decodeIfPresent(Double.self, forKey: .measuredBeforeSamplesPerSecond),
+                  measuredAfterSamplesPerSecond: try c.decodeIfPresent(Double.self, forKey: .measuredAfterSamplesPerSecond),
+                  settledAtSeconds: try c.decodeIfPresent(Double.self, forKey: .settledAtSeconds),
+                  applied: try c.decode(Bool.self, forKey: .applied),
+                  oldReplicas: try c.decodeIfPresent([Int].self, forKey: .oldReplicas),
+                  newReplicas: try c.decodeIfPresent([Int].self, forKey: .newReplicas))
+    }
+
+    /// A list of spans; reports written before records carried spans hold the split as one
+    /// string, "0-1,2,3-5", and still read.
+    private static func split(_ c: KeyedDecodingContainer<CodingKeys>, _ key: CodingKeys) throws -> [LayerSpan] {
+        if let spans = try? c.decode([LayerSpan].self, forKey: key) { return spans }
+        let text = try c.decode(String.self, forKey: key)
+        guard let spans = LayerSpan.split(parsing: text) else {
+            throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: "'\(text)' is not a split such as '0-1,2,3-5'")
+        }
+        return spans
+    }
 }
 
 /// Decides when a better split is worth a move: a predicted gain above the threshold, no
@@ -202,7 +242,7 @@ public struct Rebalancer: Sendable {
         let required = best.ranges == previousSplit && !grows ? 2 * config.threshold : config.threshold
         guard gain > required else { return nil }
         if config.policy == .recommend, let last = lastRecommended, last.ranges == best.ranges, last.replicas == best.replicas { return nil }
-        let record = RebalanceRecord(atSeconds: now, epoch: epoch, oldSplit: Self.describe(current), newSplit: Self.describe(best.ranges),
+        let record = RebalanceRecord(atSeconds: now, epoch: epoch, oldSplit: current.map(LayerSpan.init), newSplit: best.ranges.map(LayerSpan.init),
                                      predictedOldSamplesPerSecond: oldThroughput, predictedNewSamplesPerSecond: newThroughput,
                                      measuredBeforeSamplesPerSecond: measuredSamplesPerSecond, measuredAfterSamplesPerSecond: nil,
                                      applied: config.policy == .auto,
@@ -229,26 +269,11 @@ public struct Rebalancer: Sendable {
         history[last].measuredAfterSamplesPerSecond = samplesPerSecond
     }
 
-    public static func describe(_ ranges: [Range<Int>]) -> String {
-        Partition(ranges: ranges, stageTimes: []).description
-    }
-
     /// "0-1,2 ×2,3-5": a stage's processes after ×, when more than one.
-    public static func describe(_ ranges: [Range<Int>], replicas: [Int]?) -> String {
-        guard let replicas, replicas.count == ranges.count else { return describe(ranges) }
-        return zip(ranges, replicas).map { range, count in
-            describe([range]) + (count > 1 ? " ×\(count)" : "")
+    public static func describe(_ spans: [LayerSpan], replicas: [Int]?) -> String {
+        guard let replicas, replicas.count == spans.count else { return LayerSpan.describe(spans) }
+        return zip(spans, replicas).map { span, count in
+            span.description + (count > 1 ? " ×\(count)" : "")
         }.joined(separator: ",")
-    }
-
-    public static func ranges(from split: String) -> [Range<Int>]? {
-        var ranges: [Range<Int>] = []
-        for part in split.split(separator: ",") {
-            let bounds = part.split(separator: "-").map { Int($0.trimmingCharacters(in: .whitespaces)) }
-            guard let first = bounds.first ?? nil, let last = bounds.last ?? nil, bounds.count <= 2, first <= last,
-                  first == (ranges.last?.upperBound ?? 0) else { return nil }
-            ranges.append(first..<(last + 1))
-        }
-        return ranges.isEmpty ? nil : ranges
     }
 }

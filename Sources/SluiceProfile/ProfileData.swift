@@ -1,4 +1,5 @@
 import Foundation
+import SluiceConfig
 import SluicePlan
 import SluiceProtocol
 import SluiceWire
@@ -111,12 +112,6 @@ public struct ProfileData: Codable, Equatable, Sendable {
     }
 }
 
-/// "4-7" for layers 4..<8, "3" for a single layer, "" for none.
-public func layerSpan(_ range: Range<Int>) -> String {
-    if range.isEmpty { return "" }
-    return range.count == 1 ? "\(range.lowerBound)" : "\(range.lowerBound)-\(range.upperBound - 1)"
-}
-
 /// One stage over the run. Busy + idle + blocked is the stage's wall time: busy is computing
 /// (including the stage's own slowdowns), blocked is waiting for room downstream, idle the rest.
 public struct StageProfile: Codable, Equatable, Sendable {
@@ -146,7 +141,7 @@ public struct StageProfile: Codable, Equatable, Sendable {
                 blockedSeconds: Double, layerComputeSeconds: Double = 0, batches: Int, samples: Int, rejected: Int = 0,
                 queueDepth: Int? = nil, inStageP50Seconds: Double? = nil, inStageP99Seconds: Double? = nil) {
         self.index = index
-        self.layers = layerSpan(layers)
+        self.layers = LayerSpan(layers).description
         firstLayer = layers.lowerBound
         lastLayer = layers.upperBound - 1
         self.replicas = replicas

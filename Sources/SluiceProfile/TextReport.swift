@@ -1,4 +1,5 @@
 import Foundation
+import SluiceConfig
 
 /// The terminal report: stage table, layer table, latency, rebalances, recommendation.
 public enum TextReport {
@@ -19,7 +20,7 @@ public enum TextReport {
             for record in profile.rebalances {
                 let measured = [record.measuredBeforeSamplesPerSecond, record.measuredAfterSamplesPerSecond].map { $0.map(rate) ?? "?" }
                 lines.append("  \(record.applied ? "moved" : "proposed") at \(String(format: "%.1f", record.atSeconds)) s (epoch \(record.epoch)): "
-                    + "\(record.oldSplit) → \(record.newSplit), predicted \(rate(record.predictedOldSamplesPerSecond)) → "
+                    + "\(LayerSpan.describe(record.oldSplit)) → \(LayerSpan.describe(record.newSplit)), predicted \(rate(record.predictedOldSamplesPerSecond)) → "
                     + "\(rate(record.predictedNewSamplesPerSecond)) samples/s, measured \(measured[0]) → \(measured[1])")
             }
         }

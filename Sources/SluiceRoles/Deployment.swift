@@ -46,7 +46,7 @@ extension PipelinePlan {
             for (replica, name) in stageInstances[index].enumerated() {
                 messages[name] = .assignStage(StageAssignment(
                     stageIndex: index, epoch: 1, modelPath: config.model.path, cut: cut,
-                    layers: LayerRange(start: range.lowerBound, end: range.upperBound),
+                    layers: LayerSpan(range),
                     pullEndpoint: endpoints.stages[index][replica],
                     pushEndpoints: index + 1 < endpoints.stages.count ? endpoints.stages[index + 1] : [endpoints.sink],
                     slowdown: config.stages.slowdown[index] ?? 0, liveness: liveness, profiling: config.controller.profiling,

@@ -1,6 +1,7 @@
 import Foundation
 import SluiceProtocol
 import SluicePlan
+import SluiceConfig
 
 /// The end-of-run summary: printed for people, written as JSON for scripts.
 public struct RunReport: Codable {
@@ -109,7 +110,7 @@ public struct RunReport: Codable {
         latencyP99Milliseconds = sink.latencyP99Milliseconds
         initialSplit = plan.partition.description
         let ranges = coordinator?.ranges ?? plan.partition.ranges
-        split = Rebalancer.describe(ranges)
+        split = LayerSpan.describe(ranges)
         rebalances = coordinator?.history ?? []
         layerSecondsPerSample = coordinator?.rebalancer.model.layerSeconds ?? []
         stageSpeeds = coordinator?.rebalancer.model.effectiveSpeeds ?? []
@@ -120,7 +121,7 @@ public struct RunReport: Codable {
         replicas = coordinator?.replicas ?? plan.replicaCounts
         stages = ranges.enumerated().map { index, range in
             let stage = stageCounters[index] ?? RoleCounters()
-            return StageReport(stage: index, layers: range.count == 1 ? "\(range.lowerBound)" : "\(range.lowerBound)-\(range.upperBound - 1)",
+            return StageReport(stage: index, layers: LayerSpan(range).description,
                                batches: stage.batches, samples: stage.samples, busySeconds: stage.busySeconds,
                                idleSeconds: stage.idleSeconds, blockedSeconds: stage.blockedSeconds,
                                elapsedSeconds: stage.elapsedSeconds, rejected: stage.rejected,

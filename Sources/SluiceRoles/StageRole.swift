@@ -82,7 +82,7 @@ public final class StageRole: PipelineRole, RoleAdapter {
                 executor = newExecutor
                 // Hand freed weights back to the system, so a stage's memory follows its share.
                 if shrinking { sluice_release_free_memory() }
-                logger.info("holding layers \(LayerRange(start: layers.lowerBound, end: layers.upperBound)) (\(newExecutor.parameterBytes) bytes of weights)")
+                logger.info("holding layers \(LayerSpan(layers)) (\(newExecutor.parameterBytes) bytes of weights)")
             case .connect(let endpoint):
                 connect(push, toReplica: endpoint, logger: logger)
             case .log(let level, let message):

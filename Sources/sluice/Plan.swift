@@ -3,6 +3,7 @@ import Foundation
 import SluicePlan
 import SluiceProtocol
 import SluiceRoles
+import SluiceConfig
 
 extension Sluice {
     struct Plan: ParsableCommand {
@@ -52,7 +53,7 @@ extension Sluice {
             for (index, range) in plan.partition.ranges.enumerated() {
                 let layers = plan.cut.layers[range]
                 let flops = layers.reduce(0) { $0 + $1.flopsPerSample }
-                print(row(["\(index)", range.count == 1 ? "\(range.lowerBound)" : "\(range.lowerBound)-\(range.upperBound - 1)",
+                print(row(["\(index)", LayerSpan(range).description,
                            String(format: "%.4f", flops / 1e6), String(format: "%.0f%%", total > 0 ? 100 * flops / total : 0),
                            bytes(layers.reduce(0) { $0 + $1.parameterBytes }), "\(plan.shapes[index].replicas)", "\(plan.shapes[index].threads)",
                            String(format: "%.4f", plan.partition.stageTimes[index] / 1e6)], widths: [5, 8, 12, 7, 10, 9, 7, 10]))
@@ -110,7 +111,7 @@ extension Sluice {
             print("  planned       \(chosen)   \(speedup(chosen.bottleneck))")
             print("  this file     \(CorePlan(ranges: plan.partition.ranges, shapes: plan.shapes, stageTimes: []))   \(speedup(configured))")
             print("  one process   \(budget) threads   \(speedup(threaded)) (only convolutions and products use more than one thread)")
-            let split = chosen.ranges.map { "\"\(Rebalancer.describe([$0]))\"" }.joined(separator: ", ")
+            let split = chosen.ranges.map { "\"\(LayerSpan($0).description)\"" }.joined(separator: ", ")
             let replicas = chosen.replicas.enumerated().filter { $0.element > 1 }.map { "\($0.offset): \($0.element)" }.joined(separator: ", ")
             let threads = chosen.threads.enumerated().filter { $0.element > 1 }.map { "\($0.offset): \($0.element)" }.joined(separator: ", ")
             print("  as stages:    {count: \(chosen.ranges.count), split: [\(split)], replicas: {\(replicas)}, threads: {\(threads)}}")
@@ -128,13 +129,13 @@ extension Sluice {
                 let bottleneck = times.max() ?? 0
                 let rate = measurements != nil && bottleneck > 0 ? String(format: "%.0f samples/s", 1 / bottleneck)
                     : String(format: "%.4f MFLOP-eq/sample at the bottleneck", bottleneck / 1e6)
-                print("\(label.padding(toLength: 10, withPad: " ", startingAt: 0)) \(Rebalancer.describe(ranges).padding(toLength: 16, withPad: " ", startingAt: 0)) \(rate) (bottleneck stage \(times.firstIndex(of: bottleneck) ?? 0))")
+                print("\(label.padding(toLength: 10, withPad: " ", startingAt: 0)) \(LayerSpan.describe(ranges).padding(toLength: 16, withPad: " ", startingAt: 0)) \(rate) (bottleneck stage \(times.firstIndex(of: bottleneck) ?? 0))")
             }
             print("")
             print("predictions (\(unit) costs\(measurements != nil ? ", stage speeds " + speeds.map { String(format: "%.2f", $0) }.joined(separator: "/") : "")):")
             line("current", plan.partition.ranges)
             for split in whatIf {
-                guard let ranges = Rebalancer.ranges(from: split), ranges.count == stages, ranges.last?.upperBound == plan.cut.layers.count else {
+                guard let ranges = LayerSpan.split(parsing: split)?.map(\.layers), ranges.count == stages, ranges.last?.upperBound == plan.cut.layers.count else {
                     throw ExitCodes.report(RoleError("--what-if \(split): give \(stages) contiguous layer ranges covering layers 0-\(plan.cut.layers.count - 1), e.g. \(plan.partition)"))
                 }
                 line("what-if", ranges)

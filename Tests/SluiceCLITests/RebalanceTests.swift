@@ -79,7 +79,7 @@ extension MultiProcess {
             let speeds = try #require(report.plannedStageSpeeds)
             let costs = PartitionCosts(layerCosts: layerSeconds.map { $0 ?? 0 })
             let best = try Partition.optimal(costs: costs, stages: 3, speeds: speeds)
-            let final = try #require(Rebalancer.ranges(from: report.split))
+            let final = try #require(LayerSpan.split(parsing: report.split)?.map(\.layers))
             let finalTime = Partition.stageTimes(of: final, costs: costs, speeds: speeds).max()!
             return (best, 1 / finalTime, 1 / best.bottleneck)
         }
@@ -96,7 +96,7 @@ extension MultiProcess {
             #expect(report.initialSplit == "0-3,4,5")
             #expect(report.split == "0-1,2,3-5", "\(result.stderr)")
             let moves = report.rebalances.filter(\.applied)
-            #expect(!moves.isEmpty && moves.count <= 3, "oscillating? \(moves.map { "\($0.oldSplit)->\($0.newSplit)" })")
+            #expect(!moves.isEmpty && moves.count <= 3, "oscillating? \(moves.map { "\($0.oldPlan)->\($0.newPlan)" })")
             let optimum = try Self.offlineOptimum(report)
             #expect(optimum.finalRate * 1.15 >= optimum.bestRate, "ended at \(report.split), optimum \(optimum.best)")
             #expect(report.windowsOut == report.windowsIn && report.duplicatesDropped == 0 && report.rejected == 0)
@@ -117,7 +117,7 @@ extension MultiProcess {
             #expect(result.status == 0, "\(result.stderr)")
             let report = try Self.report(reportPath)
             #expect(report.stageSpeeds.count == 3 && report.stageSpeeds[1] < 0.5, "stage 1 speed \(report.stageSpeeds)")
-            let final = try #require(Rebalancer.ranges(from: report.split))
+            let final = try #require(LayerSpan.split(parsing: report.split)?.map(\.layers))
             let flops = try PipelinePlan.make(config: PipelineConfig.load(path: file)).cut.layers.map(\.flopsPerSample)
             let stage1Flops = final[1].reduce(0) { $0 + flops[$1] }
             #expect(stage1Flops < flops[2], "stage 1 still holds \(report.split): \(result.stderr)")

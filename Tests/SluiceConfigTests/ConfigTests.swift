@@ -58,7 +58,7 @@ sink:
     #expect(source.rate == .realtime(speed: 4))
     #expect(config.window == WindowConfig(length: 100, hop: 50, layout: .channelsFirst))
     #expect(config.batching == BatchingConfig(maxSize: 16, maxDelayMilliseconds: 5))
-    #expect(config.stages.split == [LayerRange(start: 0, end: 3), LayerRange(start: 3, end: 4), LayerRange(start: 4, end: 10)])
+    #expect(config.stages.split == [LayerSpan(start: 0, end: 3), LayerSpan(start: 3, end: 4), LayerSpan(start: 4, end: 10)])
     #expect(config.transport == TransportConfig(kind: .tcp, host: "127.0.0.1", basePort: 7000))
     #expect(config.sink == SinkConfig(kind: .jsonl, path: "-"))
 }
@@ -148,4 +148,25 @@ sink:
     #expect(found.contains("23:cores: must be >= 1"), "\(found)")
     let perStage = issues(valid.replacingOccurrences(of: "  count: 3\n  split: [\"0-2\", \"3\", \"4-9\"]\n", with: "  threads: {0: 2}\n"))
     #expect(perStage.contains { $0.hasPrefix("16:stages.threads: is per stage index, so it needs stages.count") }, "\(perStage)")
+}
+
+@Test func aLayerSpanIsWrittenAndReadAsPeopleSeeIt() throws {
+    #expect(LayerSpan(3..<6).description == "3-5")
+    #expect(LayerSpan(4..<5).description == "4")
+    for text in ["3-5", "4", "0-0", " 2 - 7 "] {
+        let span = try #require(LayerSpan(parsing: text))
+        #expect(LayerSpan(parsing: span.description) == span)
+    }
+    #expect(LayerSpan(parsing: "3-5")?.layers == 3..<6)
+    for bad in ["", "-", "5-3", "-1", "1-", "a-b", "1-2-3", "9223372036854775807"] {
+        #expect(LayerSpan(parsing: bad) == nil, "'\(bad)'")
+    }
+    #expect(LayerSpan.split(parsing: "0-2,3,4-9")?.map(\.layers) == [0..<3, 3..<4, 4..<10])
+    #expect(LayerSpan.split(parsing: "0-2,4-9") == nil)  // a gap
+    #expect(LayerSpan.split(parsing: "1-2,3") == nil)    // not from layer 0
+    #expect(LayerSpan.describe([0..<3, 3..<4, 4..<10]) == "0-2,3,4-9")
+    let json = try JSONEncoder().encode([LayerSpan(0..<3)])
+    #expect(String(decoding: json, as: UTF8.self) == #"["0-2"]"#)
+    #expect(try JSONDecoder().decode([LayerSpan].self, from: json) == [LayerSpan(0..<3)])
+    #expect(throws: DecodingError.self) { try JSONDecoder().decode([LayerSpan].self, from: Data(#"["3-1"]"#.utf8)) }
 }

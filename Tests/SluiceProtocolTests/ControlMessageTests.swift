@@ -15,7 +15,7 @@ import SluiceWire
     counters.layers = [LayerTiming(layer: 0, seconds: 0.5, samples: 24)]
     let messages: [ControlMessage] = [
         .hello(Hello(role: .stage, name: "stage-0", pid: 42, host: "h")),
-        .assignStage(StageAssignment(stageIndex: 0, epoch: 1, modelPath: "/m.onnx", cut: cut, layers: LayerRange(start: 0, end: 1),
+        .assignStage(StageAssignment(stageIndex: 0, epoch: 1, modelPath: "/m.onnx", cut: cut, layers: LayerSpan(start: 0, end: 1),
                                      pullEndpoint: "ipc:///tmp/a", pushEndpoints: ["ipc:///tmp/b"], slowdown: 0, liveness: liveness)),
         .assignSource(SourceAssignment(source: .tensors(TensorsSource(path: "/x.npy", rate: .max, rowsPerSecond: nil)), window: nil,
                                        batching: BatchingConfig(maxSize: 4, maxDelayMilliseconds: 5), inputName: "x", sampleShape: [32],

@@ -171,7 +171,7 @@ private func running() -> ControllerMachine {
     let cut = LayerCut(layers: (0..<4).map {
         Layer(index: $0, nodeStart: $0, nodeEnd: $0 + 1, opTypes: ["F"], flopsPerSample: 1, parameterBytes: 4, outputs: ["x"], outputBytesPerSample: 4)
     }, inputs: ["x"], inputBytesPerSample: 4)
-    let stage = StageAssignment(stageIndex: 0, epoch: 1, modelPath: "/m", cut: cut, layers: LayerRange(start: 0, end: 2),
+    let stage = StageAssignment(stageIndex: 0, epoch: 1, modelPath: "/m", cut: cut, layers: LayerSpan(start: 0, end: 2),
                                 pullEndpoint: "a", pushEndpoints: ["b"], slowdown: 0, liveness: liveness)
     var coordinator = RebalanceCoordinator(ranges: [0..<2, 2..<4], epoch: 1,
                                            rebalancer: Rebalancer(config: RebalanceConfig(policy: .off), cut: cut, stages: 2))
@@ -189,7 +189,7 @@ private func running() -> ControllerMachine {
         Issue.record("no assignment resent: \(again)")
         return
     }
-    #expect(resent.layers == LayerRange(start: 0, end: 1) && resent.epoch == 2)
+    #expect(resent.layers == LayerSpan(start: 0, end: 1) && resent.epoch == 2)
 }
 
 /// Two stages, the second four times as heavy, a budget of three cores: the controller adds a
@@ -200,7 +200,7 @@ private func growingController(timeout: Double = 5, warmup: Double = 0, cores: I
     }, inputs: ["x"], inputBytesPerSample: 4)
     let alive = Liveness(heartbeatSeconds: 0.5, timeoutSeconds: timeout)
     func stage(_ index: Int) -> ControlMessage {
-        .assignStage(StageAssignment(stageIndex: index, epoch: 1, modelPath: "/m", cut: cut, layers: LayerRange(start: index, end: index + 1),
+        .assignStage(StageAssignment(stageIndex: index, epoch: 1, modelPath: "/m", cut: cut, layers: LayerSpan(start: index, end: index + 1),
                                      pullEndpoint: "ipc://stage-\(index)", pushEndpoints: [index == 0 ? "ipc://stage-1" : "ipc://sink"],
                                      slowdown: 0, liveness: alive))
     }
@@ -234,7 +234,7 @@ private func growingController(timeout: Double = 5, warmup: Double = 0, cores: I
         return
     }
     #expect(assignment.pullEndpoint == "ipc://stage-1.1" && assignment.pushEndpoints == ["ipc://sink"])
-    #expect(assignment.layers == LayerRange(start: 1, end: 2) && assignment.epoch == 1)
+    #expect(assignment.layers == LayerSpan(start: 1, end: 2) && assignment.epoch == 1)
     #expect(controller.coordinator?.replicas == [1, 1], "counted before it is ready")
 
     let ready = controller.handle(.received(from: "stage-1.1", .ready))

@@ -99,7 +99,7 @@ private struct Simulation {
     /// simulation's shell takes it at once.
     mutating func assign(_ index: Int, range: Range<Int>, epoch: UInt32) {
         let assignment = StageAssignment(stageIndex: stages[index].stage, epoch: epoch, modelPath: "model.onnx", cut: cut,
-                                         layers: LayerRange(start: range.lowerBound, end: range.upperBound), pullEndpoint: stages[index].name,
+                                         layers: LayerSpan(range), pullEndpoint: stages[index].name,
                                          pushEndpoints: [], slowdown: 0, liveness: Liveness(heartbeatSeconds: 1, timeoutSeconds: 5))
         for action in stages[index].machine.handle(.control(.assignStage(assignment))) {
             guard case .takeAssignment(_, let layers) = action else {

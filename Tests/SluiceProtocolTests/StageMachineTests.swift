@@ -8,7 +8,7 @@ private let cut = LayerCut(layers: (0..<6).map {
 }, inputs: ["x"], inputBytesPerSample: 8)
 
 private func assignment(_ layers: Range<Int>, stage: Int = 1) -> StageAssignment {
-    StageAssignment(stageIndex: stage, epoch: 1, modelPath: "m.onnx", cut: cut, layers: LayerRange(start: layers.lowerBound, end: layers.upperBound),
+    StageAssignment(stageIndex: stage, epoch: 1, modelPath: "m.onnx", cut: cut, layers: LayerSpan(layers),
                     pullEndpoint: "p", pushEndpoints: [], slowdown: 0, liveness: Liveness(heartbeatSeconds: 1, timeoutSeconds: 5))
 }
 
@@ -21,8 +21,8 @@ private func assigned() -> StageMachine {
 }
 
 private func move(_ epoch: UInt32, _ middle: Range<Int>) -> ControlMessage {
-    .prepare(Move(epoch: epoch, ranges: [LayerRange(start: 0, end: middle.lowerBound), LayerRange(start: middle.lowerBound, end: middle.upperBound),
-                                         LayerRange(start: middle.upperBound, end: 6)]))
+    .prepare(Move(epoch: epoch, ranges: [LayerSpan(start: 0, end: middle.lowerBound), LayerSpan(start: middle.lowerBound, end: middle.upperBound),
+                                         LayerSpan(start: middle.upperBound, end: 6)]))
 }
 
 private func sends(_ actions: [StageAction]) -> [ControlMessage] {
@@ -93,7 +93,7 @@ private func sends(_ actions: [StageAction]) -> [ControlMessage] {
 
 @Test func ignoresAPrepareOutsideTheModel() {
     var stage = assigned()
-    let bad = ControlMessage.prepare(Move(epoch: 2, ranges: [LayerRange(start: 0, end: 2), LayerRange(start: 2, end: 9), LayerRange(start: 9, end: 10)]))
+    let bad = ControlMessage.prepare(Move(epoch: 2, ranges: [LayerSpan(start: 0, end: 2), LayerSpan(start: 2, end: 9), LayerSpan(start: 9, end: 10)]))
     let actions = stage.handle(.control(bad))
     #expect(actions.count == 1)
     guard case .log(.warning, _)? = actions.first else {

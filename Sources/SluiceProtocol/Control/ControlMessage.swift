@@ -31,7 +31,7 @@ public struct StageAssignment: Codable, Equatable, Sendable {
     public var epoch: UInt32
     public var modelPath: String
     public var cut: LayerCut
-    public var layers: LayerRange
+    public var layers: LayerSpan
     /// This stage binds PULL here …
     public var pullEndpoint: String
     /// … and connects PUSH to every process of the next hop here (PUSH spreads batches over them).
@@ -43,7 +43,7 @@ public struct StageAssignment: Codable, Equatable, Sendable {
     public var profiling: Bool
     /// Compute threads of this process (its kernels' intra-op parallelism).
     public var threads: Int
-    public init(stageIndex: Int, epoch: UInt32, modelPath: String, cut: LayerCut, layers: LayerRange, pullEndpoint: String,
+    public init(stageIndex: Int, epoch: UInt32, modelPath: String, cut: LayerCut, layers: LayerSpan, pullEndpoint: String,
                 pushEndpoints: [String], slowdown: Double, liveness: Liveness, profiling: Bool = true, threads: Int = 1) {
         self.stageIndex = stageIndex; self.epoch = epoch; self.modelPath = modelPath; self.cut = cut; self.layers = layers
         self.pullEndpoint = pullEndpoint; self.pushEndpoints = pushEndpoints; self.slowdown = slowdown; self.liveness = liveness
@@ -231,8 +231,8 @@ public enum ControlMessage: Equatable, Sendable {
 /// A new plan: one layer range per stage, under a new epoch.
 public struct Move: Codable, Equatable, Sendable {
     public var epoch: UInt32
-    public var ranges: [LayerRange]
-    public init(epoch: UInt32, ranges: [LayerRange]) { self.epoch = epoch; self.ranges = ranges }
+    public var ranges: [LayerSpan]
+    public init(epoch: UInt32, ranges: [LayerSpan]) { self.epoch = epoch; self.ranges = ranges }
 }
 
 public struct Mark: Codable, Equatable, Sendable {

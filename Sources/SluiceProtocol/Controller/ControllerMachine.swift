@@ -231,7 +231,7 @@ public struct ControllerMachine {
         case .assignStage(var stage)?:
             guard let coordinator, coordinator.ranges.indices.contains(stage.stageIndex) else { return assignments[name] }
             let range = coordinator.ranges[stage.stageIndex]
-            stage.layers = LayerRange(start: range.lowerBound, end: range.upperBound)
+            stage.layers = LayerSpan(range)
             stage.epoch = coordinator.epoch
             let next = stage.stageIndex + 1
             if next < stageInstances.count { stage.pushEndpoints = readyEndpoints(stageInstances[next]) }

@@ -113,7 +113,7 @@ public struct RebalanceCoordinator: Sendable {
         self.move = nil
         settledAt = now
         rebalancer.recordSettled(at: now)
-        return [.log("rebalance to \(Rebalancer.describe(move.ranges)) complete (epoch \(move.epoch)); old weights released")]
+        return [.log("rebalance to \(LayerSpan.describe(move.ranges)) complete (epoch \(move.epoch)); old weights released")]
             + instances.map { .send(to: $0, .retire(epoch: move.epoch)) }
     }
 
@@ -167,7 +167,8 @@ public struct RebalanceCoordinator: Sendable {
         let summary = String(format: "%@ -> %@ predicts %.0f -> %.0f samples/s (+%.0f%%)", record.oldPlan, record.newPlan,
                              record.predictedOldSamplesPerSecond, record.predictedNewSamplesPerSecond, gain)
         guard record.applied else { return [.log("recommend: \(summary) (policy is recommend: not moving)")] }
-        guard let newRanges = Rebalancer.ranges(from: record.newSplit) else { return [] }
+        let newRanges = record.newSplit.map(\.layers)
+        guard !newRanges.isEmpty else { return [] }
         if let wanted = record.newReplicas { return addReplicas(wanted, then: newRanges, reason: "rebalance: \(summary)") }
         return begin(newRanges, reason: "rebalance: \(summary)")
     }
@@ -190,7 +191,7 @@ public struct RebalanceCoordinator: Sendable {
         guard move == nil, newRanges.count == ranges.count, newRanges != ranges else { return [] }
         let next = epoch + 1
         move = MoveInFlight(epoch: next, ranges: newRanges, step: .preparing(waiting: Set(instances)), started: now)
-        let plan = Move(epoch: next, ranges: newRanges.map { LayerRange(start: $0.lowerBound, end: $0.upperBound) })
+        let plan = Move(epoch: next, ranges: newRanges.map(LayerSpan.init))
         return [.log("\(reason); preparing epoch \(next)")] + instances.map { .send(to: $0, .prepare(plan)) }
     }
 }

@@ -128,7 +128,7 @@ public struct StageMachine: Equatable, Sendable {
             return [.log(.error, "cannot take assignment: \(reason)"), .send(.failed(message: reason)), .finish(status: 1, finalHeartbeat: false)]
         case .weightsLoaded(let loaded, let acking, let failure):
             if let failure {
-                let message = "cannot load weights for layers \(describe(loaded)): \(failure)"
+                let message = "cannot load weights for layers \(LayerSpan(loaded)): \(failure)"
                 return [.log(.error, message), .send(.failed(message: message))]
             }
             guard loaded == layers?.held else { return [] }  // superseded: a later load brings what must be held
@@ -161,7 +161,7 @@ public struct StageMachine: Equatable, Sendable {
             guard var layers else { return [] }
             guard layers.commit(epoch: epoch) else { return [.log(.warning, "commit of epoch \(epoch), which was never prepared here")] }
             self.layers = layers
-            return [.log(.info, "epoch \(epoch): now running layers \(describe(layers.range))"), .send(.committed(epoch: epoch))]
+            return [.log(.info, "epoch \(epoch): now running layers \(LayerSpan(layers.range))"), .send(.committed(epoch: epoch))]
         case .retire(let epoch):
             guard var layers else { return [] }
             let held = layers.retire(epoch: epoch)
@@ -187,11 +187,7 @@ public struct StageMachine: Equatable, Sendable {
         let held = layers.prepare(epoch: move.epoch, range: range.start..<range.end)
         self.layers = layers
         if held == executorLayers { return [.send(.prepared(epoch: move.epoch))] }
-        return [.log(.info, "preparing epoch \(move.epoch): loading weights for layers \(describe(held)) while batches flow"),
+        return [.log(.info, "preparing epoch \(move.epoch): loading weights for layers \(LayerSpan(held)) while batches flow"),
                 .loadWeights(layers: held, acking: move.epoch)]
     }
-}
-
-func describe(_ layers: Range<Int>) -> String {
-    LayerRange(start: layers.lowerBound, end: layers.upperBound).description
 }
