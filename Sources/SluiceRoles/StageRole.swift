@@ -14,176 +14,116 @@ import SluiceWire
 /// It learns its range, model and endpoints from the controller, never from its command line,
 /// and changes its range live (two-phase, see `StageMachine`) without pausing the stream:
 /// weights for a move load on a background thread while batches keep flowing.
-public final class StageRole: PipelineRole {
-    private let name: String
-    private let context = ZMQContext()
-    private let control: ControlChannel
-    private var logger: Logger
+public final class StageRole: PipelineRole, RoleAdapter {
+    private let shell: RoleShell
+    private var logger: Logger { shell.logger }
+    private var machine = StageMachine()
 
     private var assignment: StageAssignment?
-    private var machine: StageMachine?
     private var executor: Executor?
-    /// Layers the current executor holds weights for.
-    private var executorLayers: Range<Int>?
     private let loader = WeightLoader()
+    /// The load whose result the machine is deciding on.
+    private var finishedLoad: WeightLoader.Loaded?
     private var pull: ZMQSocket?
     private var push: ZMQSocket?
     private var counters = RoleCounters()
     private var layerTimings: [Int: LayerTiming] = [:]
     private var started = monotonicSeconds()
-    private var nextHeartbeat = 0.0
-    private var pendingShutdown = false
+    private lazy var dropLog = DropLog(logger: logger)
+    /// Times in stage (received to sent, seconds) of the latest batches, for the live p50/p99.
+    private var recentInStage: [Double] = []
+    private var nextInStage = 0
 
     public init(name: String, controller endpoint: String) throws {
-        self.name = name
-        logger = makeLogger(name)
-        control = try ControlChannel(context: context, endpoint: endpoint, name: name)
+        shell = try RoleShell(name: name, controller: endpoint)
     }
 
     /// Runs until the controller says shutdown (0), or a fatal error (1).
-    public func run() -> Int32 {
-        control.send(.hello(Hello(role: .stage, name: name, pid: getpid(), host: ProcessInfo.processInfo.hostName)))
-        while true {
-            if StopSignal.received > 0 || pendingShutdown {
-                heartbeatIfDue(force: true)  // the controller's report waits for final counters
-                return 0
-            }
-            var items: [(ZMQSocket, PollEvents)] = [(control.socket, .readable)]
-            if let pull { items.append((pull, .readable)) }
-            let ready: [PollEvents]
-            do {
-                ready = try poll(items, timeoutMilliseconds: 20)
-            } catch {
-                logger.error("poll failed: \(error)")
-                return 1
-            }
-            while let message = control.receive(logger: logger) {
-                if let status = handle(message) { return status }
-            }
-            installLoadedWeights()
-            let timeout = assignment?.liveness.timeoutSeconds ?? 30
-            if control.controllerSilent(for: timeout) {
-                logger.error("the controller has been silent for \(Int(timeout)) s; exiting")
-                return 1
-            }
-            if ready.count > 1, ready[1].contains(.readable) {
-                // Drain what is queued, but come back to the control socket within ~10 ms, so a
-                // move or a shutdown never waits behind a backlog.
-                let drainUntil = monotonicSeconds() + 0.01
-                while monotonicSeconds() < drainUntil, let frames = try? pull?.receive(dontWait: true) {
-                    process(frames)
-                }
-            }
-            heartbeatIfDue()
-        }
+    public func run() -> Int32 { shell.run(self) }
+
+    var kind: RoleKind { .stage }
+    var liveness: Liveness? { assignment?.liveness }
+    var dataSocket: ZMQSocket? { pull }
+    var pollMilliseconds: Int { 20 }
+
+    func handle(_ message: ControlMessage) -> RoleExit? { perform(machine.handle(.control(message))) }
+
+    func stopSignalled() -> RoleExit? { perform(machine.handle(.stopSignal)) }
+
+    /// Hands the machine the weights a background load finished; it installs them if they still
+    /// match what must be held.
+    func takeFinishedWork() -> RoleExit? {
+        guard let loaded = loader.take() else { return nil }
+        finishedLoad = loaded
+        defer { finishedLoad = nil }
+        var failure: String?
+        if case .failure(let error) = loaded.result { failure = "\(error)" }
+        return perform(machine.handle(.weightsLoaded(layers: loaded.layers, acking: loaded.acking, failure: failure)))
     }
 
-    /// Returns an exit status when the message ends the stage.
-    private func handle(_ message: ControlMessage) -> Int32? {
-        switch message {
-        case .assignStage(let stageAssignment):
-            do {
-                try apply(stageAssignment)
-                control.send(.ready)
-            } catch {
-                logger.error("cannot take assignment: \(error)")
-                control.send(.failed(message: "\(error)"))
-                return 1
+    /// Performs the machine's directives in order; returns the exit one of them asks for.
+    private func perform(_ actions: [StageAction]) -> RoleExit? {
+        for action in actions {
+            switch action {
+            case .send(let message):
+                shell.control.send(message)
+            case .takeAssignment(let new, let layers):
+                do {
+                    try take(new, layers: layers)
+                } catch {
+                    return perform(machine.handle(.assignmentFailed("\(error)")))
+                }
+                if let exit = perform(machine.handle(.assignmentTaken)) { return exit }
+            case .loadWeights(let layers, let epoch):
+                if let assignment { loader.load(assignment: assignment, layers: layers, acking: epoch) }
+            case .install(let layers):
+                guard case .success(let newExecutor)? = finishedLoad?.result, finishedLoad?.layers == layers else { break }
+                let shrinking = (executor?.parameterBytes ?? 0) > newExecutor.parameterBytes
+                executor = newExecutor
+                // Hand freed weights back to the system, so a stage's memory follows its share.
+                if shrinking { sluice_release_free_memory() }
+                logger.info("holding layers \(LayerSpan(layers)) (\(newExecutor.parameterBytes) bytes of weights)")
+            case .connect(let endpoint):
+                connect(push, toReplica: endpoint, logger: logger)
+            case .log(let level, let message):
+                logger.log(level, message)
+            case .finish(let status, let finalHeartbeat):
+                return RoleExit(status: status, finalHeartbeat: finalHeartbeat)
+            case .run, .passThrough, .reject:
+                break  // answers about a batch, taken in `receive`
             }
-        case .prepare(let move):
-            guard let assignment, var machine, move.ranges.indices.contains(assignment.stageIndex) else { break }
-            let range = move.ranges[assignment.stageIndex]
-            guard range.start >= 0, range.start < range.end, range.end <= assignment.cut.layers.count else {
-                logger.warning("ignoring prepare of epoch \(move.epoch): layer range \(range) is outside the model's \(assignment.cut.layers.count) layers")
-                break
-            }
-            let held = machine.prepare(epoch: move.epoch, range: range.start..<range.end)
-            self.machine = machine
-            if held == executorLayers {
-                control.send(.prepared(epoch: move.epoch))
-            } else {
-                logger.info("preparing epoch \(move.epoch): loading weights for layers \(describe(held)) while batches flow")
-                loader.load(assignment: assignment, layers: held, acking: move.epoch)
-            }
-        case .commit(let epoch):
-            guard var machine else { break }
-            if machine.commit(epoch: epoch) {
-                self.machine = machine
-                logger.info("epoch \(epoch): now running layers \(describe(machine.range))")
-                control.send(.committed(epoch: epoch))
-            } else {
-                logger.warning("commit of epoch \(epoch), which was never prepared here")
-            }
-        case .retire(let epoch):
-            guard let assignment, var machine else { break }
-            let held = machine.retire(epoch: epoch)
-            self.machine = machine
-            if held != executorLayers { loader.load(assignment: assignment, layers: held, acking: nil) }
-        case .connect(let endpoint):
-            connect(push, toReplica: endpoint, logger: logger)
-        case .shutdown(let reason):
-            heartbeatIfDue(force: true)
-            logger.debug("shutdown: \(reason)")
-            return 0
-        default:
-            break
         }
         return nil
     }
 
-    /// Swaps in weights a background load finished, if they still match what must be held.
-    private func installLoadedWeights() {
-        guard let loaded = loader.take() else { return }
-        switch loaded.result {
-        case .failure(let error):
-            logger.error("cannot load weights for layers \(describe(loaded.layers)): \(error)")
-            control.send(.failed(message: "cannot load weights for layers \(describe(loaded.layers)): \(error)"))
-        case .success(let newExecutor):
-            guard loaded.layers == machine?.held else { return }  // superseded by a later prepare
-            let shrinking = (executor?.parameterBytes ?? 0) > newExecutor.parameterBytes
-            executor = newExecutor
-            executorLayers = loaded.layers
-            // Hand freed weights back to the system, so a stage's memory follows its share.
-            if shrinking { sluice_release_free_memory() }
-            logger.info("holding layers \(describe(loaded.layers)) (\(newExecutor.parameterBytes) bytes of weights)")
-            if let epoch = loaded.acking { control.send(.prepared(epoch: epoch)) }
-        }
-    }
-
-    private func heartbeatIfDue(force: Bool = false) {
-        guard let assignment, force || monotonicSeconds() >= nextHeartbeat else { return }
-        if force { dropLog.flush() }  // the final heartbeat: say what the rate limit held back
-        nextHeartbeat = monotonicSeconds() + assignment.liveness.heartbeatSeconds
+    func counters(final: Bool) -> RoleCounters? {
+        guard assignment != nil else { return nil }
+        if final { dropLog.flush() }  // the final heartbeat: say what the rate limit held back
         counters.elapsedSeconds = monotonicSeconds() - started
         // Whatever is neither compute nor waiting to send is waiting for input.
         counters.idleSeconds = max(0, counters.elapsedSeconds - counters.busySeconds - counters.blockedSeconds)
-        counters.layers = layerTimings.keys.sorted().map { layerTimings[$0]! }
+        counters.layers = layerTimings.keys.sorted().compactMap { layerTimings[$0] }
         counters.residentBytes = residentBytes()
         if !recentInStage.isEmpty {
             let sorted = recentInStage.sorted()
             counters.inStageP50Seconds = nearestRank(0.5, of: sorted)
             counters.inStageP99Seconds = nearestRank(0.99, of: sorted)
         }
-        control.send(.heartbeat(counters))
+        return counters
     }
 
-    private func apply(_ new: StageAssignment) throws {
-        guard new.layers.start >= 0, new.layers.start < new.layers.end, new.layers.end <= new.cut.layers.count else {
-            throw RoleError("layer range \(new.layers) is outside the model's \(new.cut.layers.count) layers")
-        }
-        let layers = new.layers.start..<new.layers.end
+    /// Loads the assignment's weights now (the stage is not ready before) and opens its sockets.
+    private func take(_ new: StageAssignment, layers: Range<Int>) throws {
         Kernels.setThreads(new.threads)
         let loaded = try WeightLoader.executor(for: new, layers: layers)
         executor = loaded
-        executorLayers = layers
-        machine = StageMachine(range: layers, epoch: new.epoch)
         if pull == nil {
-            let pullSocket = try ZMQSocket(context, .pull, lingerMilliseconds: 0, sendHighWaterMark: 2, receiveHighWaterMark: 2)
+            let pullSocket = try ZMQSocket(shell.context, .pull, lingerMilliseconds: 0, sendHighWaterMark: 2, receiveHighWaterMark: 2)
             try pullSocket.bind(new.pullEndpoint)
             pull = pullSocket
         }
         if push == nil {
-            let pushSocket = try ZMQSocket(context, .push, lingerMilliseconds: 5000, sendHighWaterMark: 2, receiveHighWaterMark: 2)
+            let pushSocket = try ZMQSocket(shell.context, .push, lingerMilliseconds: 5000, sendHighWaterMark: 2, receiveHighWaterMark: 2)
             for endpoint in new.pushEndpoints { try pushSocket.connect(endpoint) }
             push = pushSocket
         }
@@ -193,11 +133,6 @@ public final class StageRole: PipelineRole {
         counters.residentBytesAtStart = residentBytes()
         logger.info("holding layers \(new.layers) (nodes \(loaded.nodes.lowerBound)..<\(loaded.nodes.upperBound), \(loaded.parameterBytes) bytes of weights)")
     }
-
-    private lazy var dropLog = DropLog(logger: logger)
-    /// Times in stage (received to sent, seconds) of the latest batches, for the live p50/p99.
-    private var recentInStage: [Double] = []
-    private var nextInStage = 0
 
     /// Counts, logs (rate-limited) and drops a message; `windows` when the header was readable.
     private func reject(_ reason: DropReason, _ detail: String, windows: Int = 0) {
@@ -215,108 +150,86 @@ public final class StageRole: PipelineRole {
         }
     }
 
-    private func process(_ frames: [ZMQFrame]) {
-        guard let assignment, let machine, let executor, let push else { return reject(.notAssigned, "no assignment yet") }
+    func receive(_ frames: [ZMQFrame]) -> RoleExit? {
+        guard let assignment, let executor, let push else {
+            reject(.notAssigned, "no assignment yet")
+            return nil
+        }
         let received = wallNanos()
         var batch: Batch
         counters.received += 1
         do {
             batch = try Batch.decode(frames)
         } catch {
-            return reject(.malformed, "\(error)")
+            reject(.malformed, "\(error)")
+            return nil
         }
         let windows = batch.verifiedWindowCount
-        switch machine.decide(cursor: Int(batch.header.cursor)) {
-        case .reject(let reason):
-            return reject(.misrouted, "batch \(batch.header.batchSequence): \(reason)", windows: windows)
-        case .passThrough:
-            break
-        case .run(let layers):
-            let computeStart = wallNanos()
-            let clockStart = monotonicSeconds()
-            var values = batch.tensors
-            let samples = Int(batch.header.windowCount)
-            do {
-                if assignment.profiling {
-                    for layerIndex in layers {
-                        let layer = assignment.cut.layers[layerIndex]
-                        let layerStart = monotonicSeconds()
-                        try executor.run(layer.nodes, values: &values)
-                        var timing = layerTimings[layerIndex] ?? LayerTiming(layer: layerIndex, seconds: 0, samples: 0)
-                        timing.seconds += monotonicSeconds() - layerStart
-                        timing.samples += samples
-                        layerTimings[layerIndex] = timing
-                    }
-                } else {
-                    let cut = assignment.cut
-                    try executor.run(cut.layers[layers.lowerBound].nodeStart..<cut.layers[layers.upperBound - 1].nodeEnd, values: &values)
-                }
-            } catch {
-                counters.busySeconds += monotonicSeconds() - clockStart
-                return reject(.failedToRun, "batch \(batch.header.batchSequence): \(error)", windows: windows)
+        for action in machine.handle(.batch(sequence: batch.header.batchSequence, cursor: Int(batch.header.cursor))) {
+            switch action {
+            case .reject(let reason, let detail):
+                reject(reason, detail, windows: windows)
+                return nil
+            case .run(let layers):
+                guard run(layers, on: &batch, executor: executor, assignment: assignment, received: received, windows: windows) else { return nil }
+            default:
+                break  // .passThrough: forwarded as it came
             }
-            let computeSeconds = monotonicSeconds() - clockStart
-            if assignment.slowdown > 0 { usleep(UInt32(min(computeSeconds * assignment.slowdown * 1e6, 60e6))) }
-            counters.busySeconds += monotonicSeconds() - clockStart
-            let boundary = assignment.cut.boundary(before: layers.upperBound)
-            guard boundary.allSatisfy({ values[$0] != nil }) else {
-                return reject(.failedToRun, "batch \(batch.header.batchSequence) lacks boundary tensors \(boundary.filter { values[$0] == nil })",
-                              windows: windows)
-            }
-            batch.setTensors(values.filter { boundary.contains($0.key) }, order: boundary)
-            batch.header.cursor = UInt16(layers.upperBound)
-            if assignment.profiling {
-                batch.header.hops.append(Hop(stage: UInt16(assignment.stageIndex), received: received, computeStart: computeStart,
-                                             computeEnd: wallNanos(), sendStart: wallNanos()))
-            }
-            counters.batches += 1
-            counters.samples += samples
         }
-        send(batch, on: push)
+        let sent = shell.send(batch.frames(), on: push)
+        counters.blockedSeconds += sent.blockedSeconds
+        guard sent.delivered else { return nil }
+        counters.sent += 1
         noteInStage(Double(wallNanos() &- received) / 1e9)
+        return nil
     }
 
-    /// Sends downstream, counting the time spent waiting for room as blocked.
-    private func send(_ batch: Batch, on socket: ZMQSocket) {
-        let frames = batch.frames()
-        var waitStart = monotonicSeconds()
+    /// Runs `layers` on the batch and leaves only the tensors the next layer needs; false (after
+    /// counting the drop) when they fail to run.
+    private func run(_ layers: Range<Int>, on batch: inout Batch, executor: Executor, assignment: StageAssignment, received: UInt64,
+                     windows: Int) -> Bool {
+        let computeStart = wallNanos()
+        let clockStart = monotonicSeconds()
+        var values = batch.tensors
+        let samples = Int(batch.header.windowCount)
         do {
-            while try !socket.send(frames, dontWait: true) {
-                _ = try poll([(socket, .writable), (control.socket, .readable)], timeoutMilliseconds: 100)
-                if StopSignal.received > 0 || shutdownRequested() { return }
-                if control.controllerSilent(for: assignment?.liveness.timeoutSeconds ?? 30) {
-                    logger.error("the controller went silent while this stage waited to send; exiting")
-                    pendingShutdown = true
-                    return
+            if assignment.profiling {
+                for layerIndex in layers {
+                    let layer = assignment.cut.layers[layerIndex]
+                    let layerStart = monotonicSeconds()
+                    try executor.run(layer.nodes, values: &values)
+                    var timing = layerTimings[layerIndex] ?? LayerTiming(layer: layerIndex, seconds: 0, samples: 0)
+                    timing.seconds += monotonicSeconds() - layerStart
+                    timing.samples += samples
+                    layerTimings[layerIndex] = timing
                 }
-                counters.blockedSeconds += monotonicSeconds() - waitStart
-                waitStart = monotonicSeconds()
-                heartbeatIfDue()
+            } else {
+                let cut = assignment.cut
+                try executor.run(cut.layers[layers.lowerBound].nodeStart..<cut.layers[layers.upperBound - 1].nodeEnd, values: &values)
             }
-            counters.sent += 1
         } catch {
-            logger.error("send failed: \(error)")
+            counters.busySeconds += monotonicSeconds() - clockStart
+            reject(.failedToRun, "batch \(batch.header.batchSequence): \(error)", windows: windows)
+            return false
         }
-        counters.blockedSeconds += monotonicSeconds() - waitStart
-    }
-
-    /// While blocked sending, the controller may still tell this stage to stop or to move;
-    /// moves are handled here too, so a blocked stage never holds up a rebalance.
-    private func shutdownRequested() -> Bool {
-        while let message = control.receive(logger: logger) {
-            if case .shutdown = message {
-                pendingShutdown = true
-            } else if handle(message) != nil {
-                pendingShutdown = true
-            }
+        let computeSeconds = monotonicSeconds() - clockStart
+        if assignment.slowdown > 0 { usleep(UInt32(min(computeSeconds * assignment.slowdown * 1e6, 60e6))) }
+        counters.busySeconds += monotonicSeconds() - clockStart
+        let boundary = assignment.cut.boundary(before: layers.upperBound)
+        guard boundary.allSatisfy({ values[$0] != nil }) else {
+            reject(.failedToRun, "batch \(batch.header.batchSequence) lacks boundary tensors \(boundary.filter { values[$0] == nil })", windows: windows)
+            return false
         }
-        installLoadedWeights()
-        return pendingShutdown
+        batch.setTensors(values.filter { boundary.contains($0.key) }, order: boundary)
+        batch.header.cursor = UInt16(layers.upperBound)
+        if assignment.profiling {
+            batch.header.hops.append(Hop(stage: UInt16(assignment.stageIndex), received: received, computeStart: computeStart,
+                                         computeEnd: wallNanos(), sendStart: wallNanos()))
+        }
+        counters.batches += 1
+        counters.samples += samples
+        return true
     }
-}
-
-private func describe(_ layers: Range<Int>) -> String {
-    LayerSpan(layers).description
 }
 
 /// Builds executors on a background thread, one at a time, so weights for a move load while

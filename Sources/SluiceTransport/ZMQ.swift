@@ -120,6 +120,11 @@ public final class ZMQSocket: @unchecked Sendable {
         guard zmq_setsockopt(handle, option, &value, MemoryLayout<Int32>.size) == 0 else { throw ZMQError("zmq_setsockopt(\(option))") }
     }
 
+    /// How long closing the socket (and ending its context) waits for queued messages to leave.
+    public func setLinger(milliseconds: Int32) throws {
+        try setOption(ZMQ_LINGER, milliseconds)
+    }
+
     /// Larger inbound messages are refused by libzmq (the peer is disconnected) before any of
     /// their bytes are held: a bound on what one hostile sender can make this process allocate.
     public func setMaximumMessageBytes(_ bytes: Int64) throws {

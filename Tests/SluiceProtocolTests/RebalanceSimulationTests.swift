@@ -2,12 +2,16 @@ import Testing
 import SluiceTestSupport
 import SluiceConfig
 import SluicePlan
+import SluiceWire
 @testable import SluiceProtocol
 
 /// A whole pipeline as pure state machines — source, stages, sink, controller — with every
 /// data and control message delivered in a random order, while the controller moves layer
-/// boundaries at random. Layers are exact integer functions, so the single-process result of
-/// every batch is known, and any lost, duplicated, reordered or mis-computed batch shows.
+/// boundaries at random. Every stage process and the sink run the machines the real processes
+/// run (`StageMachine`, `SinkMachine`); the simulation plays only their shells' I/O and each
+/// stage's background loader, which finishes loads later, one at a time, in the order asked.
+/// Layers are exact integer functions, so the single-process result of every batch is known,
+/// and any lost, duplicated, reordered or mis-computed batch shows.
 private struct Simulation {
     static let modulus: Int64 = 1_000_003
 
@@ -23,13 +27,17 @@ private struct Simulation {
     struct Stage {
         var stage: Int
         var name: String
-        var machine: StageMachine
-        /// Layers whose weights are loaded (what an executor holds).
-        var loaded: Range<Int>
-        /// A background load in progress: the layers it will hold, and the epoch to ack.
-        var loading: (layers: Range<Int>, acking: UInt32?)?
+        var machine = StageMachine()
+        /// Layers whose weights are loaded (what the installed executor holds).
+        var loaded: Range<Int>?
+        /// The background loader's queue: loads asked for and not yet finished, oldest first.
+        var loads: [(layers: Range<Int>, acking: UInt32?)] = []
         /// Whether the hop before it sends to it (a replica added live is not yet connected).
         var connected = true
+
+        init(stage: Int, name: String, connected: Bool = true) {
+            self.stage = stage; self.name = name; self.connected = connected
+        }
     }
 
     let layers: Int
@@ -45,8 +53,11 @@ private struct Simulation {
     var toController: [(String, ControlMessage)] = []
     var sourceEpoch: UInt32 = 1
     var nextSequence: UInt64 = 0
-    var sink = ReorderBuffer<DataMessage>()
+    let cut: LayerCut
+    var sink = SinkMachine<DataMessage>()
     var released: [DataMessage] = []
+    /// What the sink reported when it said the run was done.
+    var sinkDone: SinkSummary?
     var violations: [String] = []
     var movesStarted = 0
     var growthsStarted = 0
@@ -57,22 +68,94 @@ private struct Simulation {
         stageCount = count
         rng = SplitMix(seed: seed)
         let initial = Simulation.randomSplit(layers: layers, stages: count, rng: &rng)
-        var processes: [Stage] = []
-        for (stage, range) in initial.enumerated() {
-            for replica in 0..<(Int(rng.next() % 3) + 1) {
-                processes.append(Stage(stage: stage, name: StageInstance.name(stage: stage, replica: replica),
-                                       machine: StageMachine(range: range, epoch: 1), loaded: range))
-            }
-        }
-        stages = processes
-        let cut = LayerCut(layers: (0..<layers).map {
+        cut = LayerCut(layers: (0..<layers).map {
             Layer(index: $0, nodeStart: $0, nodeEnd: $0 + 1, opTypes: ["F"], flopsPerSample: 1, parameterBytes: 4,
                   outputs: ["x"], outputBytesPerSample: 8)
         }, inputs: ["x"], inputBytesPerSample: 8)
+        var processes: [Stage] = []
+        for stage in initial.indices {
+            for replica in 0..<(Int(rng.next() % 3) + 1) {
+                processes.append(Stage(stage: stage, name: StageInstance.name(stage: stage, replica: replica)))
+            }
+        }
+        stages = processes
         coordinator = RebalanceCoordinator(ranges: initial, epoch: 1,
                                            rebalancer: Rebalancer(config: RebalanceConfig(policy: .off), cut: cut, stages: count),
                                            instances: processes.map(\.name))
         data = Array(repeating: [], count: processes.count)
+        for (index, process) in processes.enumerated() { assign(index, range: initial[process.stage], epoch: 1) }
+        let liveness = Liveness(heartbeatSeconds: 1, timeoutSeconds: 5)
+        let sinkAssignment = SinkAssignment(sink: SinkConfig(kind: .jsonl, path: "-"), pullEndpoint: "sink", outputName: "x", classes: [],
+                                            layerCount: layers, liveness: liveness)
+        perform(sink.handle(.control(.assignSink(sinkAssignment))))
+        perform(sink.handle(.assignmentTaken(at: Simulation.created)))
+    }
+
+    /// Every batch's stamps: plausible, so the sink never drops one for its timestamps.
+    static let created: UInt64 = 1_000
+    static let windowKey = WindowKey.encode([WindowKey(sensor: "s", start: 0)])
+
+    /// What the controller assigns stage process `index`: the range and epoch in force. The
+    /// simulation's shell takes it at once.
+    mutating func assign(_ index: Int, range: Range<Int>, epoch: UInt32) {
+        let assignment = StageAssignment(stageIndex: stages[index].stage, epoch: epoch, modelPath: "model.onnx", cut: cut,
+                                         layers: LayerSpan(range), pullEndpoint: stages[index].name,
+                                         pushEndpoints: [], slowdown: 0, liveness: Liveness(heartbeatSeconds: 1, timeoutSeconds: 5))
+        for action in stages[index].machine.handle(.control(.assignStage(assignment))) {
+            guard case .takeAssignment(_, let layers) = action else {
+                violations.append("\(stages[index].name) did not take its assignment: \(action)")
+                continue
+            }
+            stages[index].loaded = layers
+            perform(stages[index].machine.handle(.assignmentTaken), stage: index)
+        }
+    }
+
+    /// What a stage process's shell does with its machine's directives (batch answers are taken in `deliverData`).
+    mutating func perform(_ actions: [StageAction], stage index: Int) {
+        let name = stages[index].name
+        for action in actions {
+            switch action {
+            case .send(.ready):
+                break  // the controller machine's business, not the moves'
+            case .send(let message):
+                toController.append((name, message))
+            case .loadWeights(let layers, let epoch):
+                stages[index].loads.append((layers, epoch))
+            case .install(let layers):
+                stages[index].loaded = layers
+            case .log(let level, let message) where level == .warning || level == .error:
+                violations.append("\(name) logged: \(message)")
+            case .finish, .takeAssignment, .run, .passThrough, .reject:
+                violations.append("\(name) did \(action) out of turn")
+            case .connect, .log:
+                break
+            }
+        }
+    }
+
+    /// What the sink's shell does with its machine's directives.
+    mutating func perform(_ actions: [SinkAction<DataMessage>]) {
+        for action in actions {
+            switch action {
+            case .release(let release):
+                released.append(release.payload)
+            case .finishOutput:
+                perform(sink.handle(.outputFinished))
+            case .send(.sinkDone(let summary)):
+                if sinkDone != nil { violations.append("the sink said done twice") }
+                sinkDone = summary
+                if released.count != Int(summary.batches) || summary.batches != nextSequence {
+                    violations.append("the sink said done after \(summary.batches) batches with \(released.count) released of \(nextSequence) sent")
+                }
+            case .drop(_, _, let reason, let detail):
+                violations.append("the sink dropped a batch (\(reason.rawValue)): \(detail)")
+            case .log(let level, let message) where level == .warning || level == .error:
+                violations.append("the sink logged: \(message)")
+            case .send, .log, .takeAssignment, .closeOutput, .finish:
+                break
+            }
+        }
     }
 
     static func randomSplit(layers: Int, stages: Int, rng: inout SplitMix) -> [Range<Int>] {
@@ -100,10 +183,9 @@ private struct Simulation {
             case .addReplica(let stage):
                 // What the controller machine assigns a new replica: the range and epoch in force.
                 let replica = stages.filter { $0.stage == stage }.count
-                let range = coordinator.ranges[stage]
-                stages.append(Stage(stage: stage, name: StageInstance.name(stage: stage, replica: replica),
-                                    machine: StageMachine(range: range, epoch: coordinator.epoch), loaded: range, connected: false))
+                stages.append(Stage(stage: stage, name: StageInstance.name(stage: stage, replica: replica), connected: false))
                 data.append([])
+                assign(stages.count - 1, range: coordinator.ranges[stage], epoch: coordinator.epoch)
             default:
                 break
             }
@@ -112,7 +194,7 @@ private struct Simulation {
 
     mutating func sinkHeartbeat() {
         var counters = RoleCounters()
-        counters.batches = Int(sink.nextSequence)
+        counters.batches = sink.counters.batches
         perform(coordinator.heartbeat(from: "sink", counters: counters, sinkName: "sink"))
     }
 
@@ -123,7 +205,7 @@ private struct Simulation {
         for (index, queue) in data.enumerated() where !queue.isEmpty { choices.append(100 + index) }
         for (index, name) in toRoles.keys.sorted().enumerated() where !(toRoles[name]!.isEmpty) { choices.append(200 + index) }
         if !toController.isEmpty { choices.append(300) }
-        for (index, stage) in stages.enumerated() where stage.loading != nil { choices.append(400 + index) }
+        for (index, stage) in stages.enumerated() where !stage.loads.isEmpty { choices.append(400 + index) }
         if !toSink.isEmpty { choices.append(150) }
         if !coordinator.isMoving && !coordinator.isGrowing && movesStarted < moves { choices.append(500) }
         if !coordinator.isMoving && !coordinator.isGrowing && growthsStarted < moves / 10 { choices.append(700) }
@@ -136,10 +218,15 @@ private struct Simulation {
         case 0:
             push(DataMessage(sequence: nextSequence, value: Int64(nextSequence) * 7 + 3, cursor: 0, epoch: sourceEpoch), toStage: 0)
             nextSequence += 1
+            if nextSequence == batches {
+                toRoles["sink", default: []].append(.expect(SourceDone(batches: batches, windows: batches)))
+            }
         case 150:
             let message = toSink.removeFirst()
-            if message.cursor != layers { violations.append("batch \(message.sequence) reached the sink at cursor \(message.cursor)") }
-            released += sink.insert(message, sequence: message.sequence)
+            let header = BatchHeader(batchSequence: message.sequence, firstWindow: message.sequence, windowCount: 1, epoch: message.epoch,
+                                     cursor: UInt16(message.cursor), created: Simulation.created, tensors: [])
+            perform(sink.handle(.batch(SinkArrival(header: header, verifiedWindows: 1, outputRows: 1, metadata: Simulation.windowKey,
+                                                   arrived: Simulation.created + 1, payload: message))))
         case 100..<150:
             deliverData(to: choice - 100)
         case 200..<300:
@@ -176,19 +263,23 @@ private struct Simulation {
     mutating func deliverData(to hop: Int) {
         var message = data[hop].removeFirst()
         let stage = stages[hop]
-        switch stage.machine.decide(cursor: message.cursor) {
-        case .reject(let reason):
-            violations.append("\(stage.name) rejected batch \(message.sequence): \(reason)")
-            return
-        case .passThrough:
-            break
-        case .run(let range):
-            guard range.lowerBound >= stage.loaded.lowerBound && range.upperBound <= stage.loaded.upperBound else {
-                violations.append("\(stage.name) ran layers \(range) holding only \(stage.loaded)")
+        for action in stages[hop].machine.handle(.batch(sequence: message.sequence, cursor: message.cursor)) {
+            switch action {
+            case .reject(_, let reason):
+                violations.append("\(stage.name) rejected batch \(message.sequence): \(reason)")
                 return
+            case .run(let range):
+                guard let loaded = stage.loaded, range.lowerBound >= loaded.lowerBound && range.upperBound <= loaded.upperBound else {
+                    violations.append("\(stage.name) ran layers \(range) holding only \(stage.loaded.map { "\($0)" } ?? "none")")
+                    return
+                }
+                for index in range { message.value = Simulation.layer(index, message.value) }
+                message.cursor = range.upperBound
+            case .passThrough:
+                break
+            default:
+                violations.append("\(stage.name) answered batch \(message.sequence) with \(action)")
             }
-            for index in range { message.value = Simulation.layer(index, message.value) }
-            message.cursor = range.upperBound
         }
         push(message, toStage: stage.stage + 1)
     }
@@ -201,42 +292,18 @@ private struct Simulation {
             }
             return
         }
-        guard let index = stages.firstIndex(where: { $0.name == name }) else { return }
-        switch message {
-        case .prepare(let move):
-            let range = move.ranges[stages[index].stage]
-            let held = stages[index].machine.prepare(epoch: move.epoch, range: range.start..<range.end)
-            if held == stages[index].loaded && stages[index].loading == nil {
-                toController.append((name, .prepared(epoch: move.epoch)))
-            } else {
-                stages[index].loading = (held, move.epoch)
-            }
-        case .commit(let epoch):
-            if stages[index].machine.commit(epoch: epoch) {
-                toController.append((name, .committed(epoch: epoch)))
-            } else {
-                violations.append("\(name) got commit \(epoch) without prepare")
-            }
-        case .retire(let epoch):
-            let held = stages[index].machine.retire(epoch: epoch)
-            if held != stages[index].loaded && stages[index].loading == nil { stages[index].loading = (held, nil) }
-        default:
-            break
+        if name == "sink" {
+            perform(sink.handle(.control(message)))
+            return
         }
+        guard let index = stages.firstIndex(where: { $0.name == name }) else { return }
+        perform(stages[index].machine.handle(.control(message)), stage: index)
     }
 
-    /// A background load finishes: the weights become usable if they still match what must be held.
+    /// The oldest background load of stage process `index` finishes.
     mutating func finishLoad(stage index: Int) {
-        guard let loading = stages[index].loading else { return }
-        stages[index].loading = nil
-        let held = stages[index].machine.held
-        if loading.layers == held {
-            stages[index].loaded = held
-            if let epoch = loading.acking { toController.append((stages[index].name, .prepared(epoch: epoch))) }
-        } else {
-            // Superseded: load what is held now, and ack the pending prepare when that is done.
-            stages[index].loading = (held, stages[index].machine.preparing?.epoch ?? loading.acking)
-        }
+        let load = stages[index].loads.removeFirst()
+        perform(stages[index].machine.handle(.weightsLoaded(layers: load.layers, acking: load.acking, failure: nil)), stage: index)
     }
 }
 
@@ -266,11 +333,13 @@ private struct Simulation {
         #expect(simulation.released.map(\.sequence) == Array(0..<batches), "seed \(seed): released out of order or incompletely")
         #expect(simulation.released.allSatisfy { $0.value == Simulation.singleProcess(Int64($0.sequence) * 7 + 3, layers: layers) },
                 "seed \(seed): a batch differs from the single-process result")
-        #expect(simulation.sink.duplicates == 0)
+        #expect(simulation.sinkDone?.batches == batches, "seed \(seed): the sink never said the run was done")
+        #expect(simulation.sinkDone?.duplicates == 0)
         #expect(!simulation.coordinator.isMoving, "seed \(seed): a move never finished")
         // After the last retire, every stage holds only its own range: memory follows its share.
-        for stage in simulation.stages where stage.loading == nil {
-            #expect(stage.machine.held == stage.machine.range)
+        for stage in simulation.stages where stage.loads.isEmpty {
+            #expect(stage.machine.layers?.held == stage.machine.layers?.range)
+            #expect(stage.loaded == stage.machine.layers?.held, "seed \(seed): \(stage.name) runs on weights it should not hold")
         }
     }
     #expect(totalMoves >= 1000, "only \(totalMoves) moves completed")

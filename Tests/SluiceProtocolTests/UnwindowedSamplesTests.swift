@@ -1,6 +1,6 @@
 import Testing
 import SluiceConfig
-@testable import SluiceRoles
+@testable import SluiceProtocol
 
 private func feed(_ windows: inout SlidingWindows, _ sensor: String, samples: Int, now: Double = 0) -> Int {
     var cut = 0

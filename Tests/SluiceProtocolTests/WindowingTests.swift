@@ -1,9 +1,7 @@
-import Foundation
 import Testing
 import SluiceConfig
-import SluiceProtocol
 import SluiceTensor
-@testable import SluiceRoles
+@testable import SluiceProtocol
 import SluiceWire
 
 private func feed(_ windows: inout SlidingWindows, sensor: String, samples: [[Float]], labels: [String?]? = nil, t0: Double = 0) -> [Window] {
@@ -61,26 +59,6 @@ private func feed(_ windows: inout SlidingWindows, sensor: String, samples: [[Fl
     let late = batcher.flushIfDue(now: 11.5)
     #expect(late?.keys.count == 1 && late?.batchSequence == 1 && late?.firstWindow == 3)
     #expect(batcher.flush() == nil)
-}
-
-@Test func recordingCSVErrorsNameFileAndLine() throws {
-    let path = FileManager.default.temporaryDirectory.appendingPathComponent("rec-\(UUID().uuidString).csv").path
-    try "sensor,t,x,label\na,0,1.5,up\na,0.1,oops,up\n".write(toFile: path, atomically: true, encoding: .utf8)
-    #expect {
-        try Recording.load(RecordingSource(path: path, rate: .max, channels: nil, sampleRateHz: nil))
-    } throws: { "\($0)" == "\(path):3: x is not a number: 'oops'" }
-    try "time,x\n0,1\n".write(toFile: path, atomically: true, encoding: .utf8)
-    #expect {
-        try Recording.load(RecordingSource(path: path, rate: .max, channels: nil, sampleRateHz: nil))
-    } throws: { "\($0)".contains(":1: the header must name a 'sensor' and a 't' column") }
-}
-
-@Test func recordingCSVReadsChannelsAndLabels() throws {
-    let path = FileManager.default.temporaryDirectory.appendingPathComponent("rec-\(UUID().uuidString).csv").path
-    try "sensor,t,x,y,label\na,0,1,2,up\nb,0,3,4,down\n".write(toFile: path, atomically: true, encoding: .utf8)
-    let recording = try Recording.load(RecordingSource(path: path, rate: .max, channels: ["y", "x"], sampleRateHz: nil))
-    #expect(recording.samples == [2, 1, 4, 3])
-    #expect(recording.sensors == ["a", "b"] && recording.labels == ["up", "down"])
 }
 
 extension ReadyBatch: Equatable {

@@ -1,5 +1,4 @@
 import SluiceConfig
-import SluiceProtocol
 import SluiceTensor
 import SluiceWire
 
@@ -7,6 +6,11 @@ import SluiceWire
 public struct Window {
     public var key: WindowKey
     public var values: [Float]
+
+    public init(key: WindowKey, values: [Float]) {
+        self.key = key
+        self.values = values
+    }
 }
 
 /// Cuts sliding windows per sensor: window i of a sensor covers its samples

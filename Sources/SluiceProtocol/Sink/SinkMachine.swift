@@ -1,0 +1,277 @@
+import SluiceWire
+
+/// A batch as the sink's shell decoded it: what the sink's checks need, when it arrived, and
+/// what the shell writes once the batch is released (`payload`, opaque here).
+public struct SinkArrival<Payload> {
+    public var header: BatchHeader
+    /// Windows the batch's tensors bear out (0 where they do not), for drop counts: a count only
+    /// a header claims may be forged.
+    public var verifiedWindows: Int
+    /// First dimension of the model output the batch carries; nil when it carries none of rank ≥ 1.
+    public var outputRows: Int?
+    /// The metadata frame, which holds the window keys.
+    public var metadata: [UInt8]
+    /// Wall-clock nanoseconds on arrival.
+    public var arrived: UInt64
+    public var payload: Payload
+
+    public init(header: BatchHeader, verifiedWindows: Int, outputRows: Int?, metadata: [UInt8], arrived: UInt64, payload: Payload) {
+        self.header = header; self.verifiedWindows = verifiedWindows; self.outputRows = outputRows
+        self.metadata = metadata; self.arrived = arrived; self.payload = payload
+    }
+}
+
+/// A batch whose turn has come: the shell writes its predictions, in the order released.
+public struct SinkRelease<Payload> {
+    public var payload: Payload
+    public var keys: [WindowKey]
+    public var firstWindow: UInt64
+}
+
+extension SinkArrival: Equatable where Payload: Equatable {}
+extension SinkRelease: Equatable where Payload: Equatable {}
+
+public enum SinkEvent<Payload> {
+    case control(ControlMessage)
+    /// The shell opened the output and bound its socket at wall-clock `at` (ns): no batch of the
+    /// run was created before it.
+    case assignmentTaken(at: UInt64)
+    case assignmentFailed(String)
+    case batch(SinkArrival<Payload>)
+    /// Frames that are no batch at all.
+    case undecodable(String)
+    /// The shell wrote a released batch: its keys and the class predicted for each window (nil: none).
+    case written(keys: [WindowKey], predictions: [String?])
+    /// Answers to `finishOutput`, and a failed write at any time.
+    case outputFinished
+    case outputFailed(String)
+    case stopSignal
+}
+
+public enum SinkAction<Payload> {
+    case send(ControlMessage)
+    /// Open the output and bind the socket; answer `assignmentTaken` or `assignmentFailed`.
+    case takeAssignment(SinkAssignment)
+    /// Write this batch's predictions now: releases come in batch order, each batch once.
+    case release(SinkRelease<Payload>)
+    /// Count and log a drop (the counts are already in `counters.drops`).
+    case drop(batches: Int, windows: Int, DropReason, String)
+    case log(RoleLogLevel, String)
+    /// Write out everything and close the output; answer `outputFinished` or `outputFailed`.
+    case finishOutput
+    /// Close the output as far as it goes, without an answer: the sink ends anyway.
+    case closeOutput
+    case finish(status: Int32, finalHeartbeat: Bool)
+}
+
+extension SinkAction: Equatable where Payload: Equatable {}
+
+/// The sink's protocol, free of sockets, clocks and files: which batches it accepts, the order
+/// it releases them in (each exactly once, whatever order they arrive in), when the run is done,
+/// and the summary it reports then.
+public struct SinkMachine<Payload> {
+    /// Batches a sequence number may run ahead of the next one to release: no run has this many
+    /// in flight, so holding such a batch would only wait forever (and hold memory) behind a gap.
+    public static var maximumBatchesAhead: UInt64 { 1 << 20 }
+
+    private struct Held {
+        var release: SinkRelease<Payload>
+        /// End-to-end seconds; nil when the batch's stamps were implausible.
+        var latency: Double?
+    }
+
+    private var offered: SinkAssignment?
+    public private(set) var assignment: SinkAssignment?
+    private var assignedAt: UInt64 = 0
+    private var reorder = ReorderBuffer<Held>()
+    private var expected: UInt64?
+    /// The run's figures; complete once `sink_done` is sent.
+    public private(set) var summary = SinkSummary()
+    /// Running totals for heartbeats (the shell adds the elapsed time).
+    public private(set) var counters = RoleCounters()
+    public private(set) var isDone = false
+    private var latencyMilliseconds: [Double] = []
+    private var traces = TraceSampler()
+
+    public init() {
+        // Heartbeats carry the histogram from the start, empty or not.
+        counters.latency = LatencyHistogram()
+    }
+
+    /// The next batch to release.
+    public var nextSequence: UInt64 { reorder.nextSequence }
+
+    public mutating func handle(_ event: SinkEvent<Payload>) -> [SinkAction<Payload>] {
+        switch event {
+        case .control(let message):
+            return handle(message)
+        case .assignmentTaken(let time):
+            guard let offered else { return [] }
+            assignment = offered
+            assignedAt = time
+            return [.send(.ready)]
+        case .assignmentFailed(let reason):
+            return [.log(.error, "cannot take assignment: \(reason)"), .send(.failed(message: reason)), .finish(status: 1, finalHeartbeat: false)]
+        case .batch(let arrival):
+            guard let assignment else { return [] }
+            counters.received += 1
+            return accept(arrival, assignment: assignment) + doneIfEverythingIsOut()
+        case .undecodable(let reason):
+            guard assignment != nil else { return [] }
+            counters.received += 1
+            return [reject(batches: 1, windows: 0, .malformed, reason)]
+        case .written(let keys, let predictions):
+            for (key, prediction) in zip(keys, predictions) {
+                summary.windows += 1
+                if let label = key.label, let prediction {
+                    summary.labelled += 1
+                    if label == prediction { summary.correct += 1 }
+                }
+            }
+            return []
+        case .outputFinished:
+            guard isDone else { return [] }
+            return report()
+        case .outputFailed(let reason):
+            let message = "cannot write the output: \(reason)"
+            return [.log(.error, message), .send(.failed(message: message)), .finish(status: 1, finalHeartbeat: false)]
+        case .stopSignal:
+            // Only a launcher that died (or an operator) signals a sink: keep what was written.
+            return [.closeOutput, .finish(status: 0, finalHeartbeat: false)]
+        }
+    }
+
+    private mutating func handle(_ message: ControlMessage) -> [SinkAction<Payload>] {
+        switch message {
+        case .assignSink(let new):
+            offered = new
+            return [.takeAssignment(new)]
+        case .expect(let total):
+            expected = total.batches
+            return doneIfEverythingIsOut()
+        case .shutdown:
+            // Keep what was already released, also when the run ends early.
+            return [.closeOutput] + dropUnreleased() + [.finish(status: 0, finalHeartbeat: true)]
+        default:
+            return []
+        }
+    }
+
+    private mutating func accept(_ arrival: SinkArrival<Payload>, assignment: SinkAssignment) -> [SinkAction<Payload>] {
+        let header = arrival.header
+        let keys: [WindowKey]
+        switch check(arrival, assignment: assignment) {
+        case .failure(let rejection):
+            return [reject(batches: 1, windows: arrival.verifiedWindows, rejection.reason, rejection.detail)]
+        case .success(let checked):
+            keys = checked
+        }
+        var actions: [SinkAction<Payload>] = []
+        // The stamps come from other processes, or from anyone who reached the socket: a batch
+        // whose stamps could not be this run's is counted and kept out of every time figure.
+        var latency: Double?
+        if StampCheck.plausible(header, notBefore: assignedAt, arrived: arrival.arrived) {
+            if summary.firstCreated == 0 || header.created < summary.firstCreated { summary.firstCreated = header.created }
+            latency = Double(arrival.arrived - header.created) / 1e9
+            if assignment.profiling { traces.add(BatchTrace(header: header, sinkReceived: arrival.arrived)) }
+        } else {
+            counters.implausibleStamps += 1
+            if counters.implausibleStamps <= 5 || counters.implausibleStamps.isMultiple(of: 1000) {
+                actions.append(.log(.warning, "batch \(header.batchSequence) carries implausible timestamps (created \(header.created), arrived \(arrival.arrived)); \(counters.implausibleStamps) such so far, left out of latency and throughput"))
+            }
+        }
+        let duplicatesBefore = reorder.duplicates
+        let held = Held(release: SinkRelease(payload: arrival.payload, keys: keys, firstWindow: header.firstWindow), latency: latency)
+        for released in reorder.insert(held, sequence: header.batchSequence) {
+            if let latency = released.latency {
+                latencyMilliseconds.append(latency * 1000)
+                counters.latency?.record(seconds: latency)
+            }
+            if summary.firstOutput == 0 { summary.firstOutput = arrival.arrived }
+            summary.lastOutput = arrival.arrived
+            counters.batches += 1
+            counters.samples += released.release.keys.count
+            actions.append(.release(released.release))
+        }
+        if reorder.duplicates > duplicatesBefore {
+            actions.append(drop(batches: 1, windows: keys.count, .duplicate, "batch \(header.batchSequence) was already released or waiting"))
+        }
+        return actions
+    }
+
+    private struct Rejection: Error {
+        var reason: DropReason
+        var detail: String
+        init(_ reason: DropReason, _ detail: String) { self.reason = reason; self.detail = detail }
+    }
+
+    /// The batch's window keys, if it is one the sink may hold and release.
+    private func check(_ arrival: SinkArrival<Payload>, assignment: SinkAssignment) -> Result<[WindowKey], Rejection> {
+        let header = arrival.header
+        let sequence = header.batchSequence
+        guard Int(header.cursor) == assignment.layerCount else {
+            return .failure(Rejection(.misrouted, "batch \(sequence) arrived at cursor \(header.cursor); the model has \(assignment.layerCount) layers"))
+        }
+        guard let rows = arrival.outputRows, rows == Int(header.windowCount) else {
+            return .failure(Rejection(.malformed, "batch \(sequence) lacks output '\(assignment.outputName)' with one row per window"))
+        }
+        let next = reorder.nextSequence
+        guard sequence < next || sequence - next < SinkMachine.maximumBatchesAhead else {
+            return .failure(Rejection(.tooFarAhead, "batch \(sequence) is numbered over \(SinkMachine.maximumBatchesAhead) ahead of batch \(next), the next to release"))
+        }
+        guard header.firstWindow <= UInt64.max - UInt64(header.windowCount) else {
+            return .failure(Rejection(.malformed, "batch \(sequence) numbers its windows past the end of the sequence space"))
+        }
+        let keys: [WindowKey]
+        do {
+            keys = try arrival.metadata.withUnsafeBytes { try WindowKey.decode($0) }
+        } catch {
+            return .failure(Rejection(.malformed, "batch \(sequence): \(error)"))
+        }
+        guard keys.count == Int(header.windowCount) else {
+            return .failure(Rejection(.malformed, "batch \(sequence) has \(keys.count) window keys for \(header.windowCount) windows"))
+        }
+        return .success(keys)
+    }
+
+    private mutating func doneIfEverythingIsOut() -> [SinkAction<Payload>] {
+        guard let expected, !isDone, reorder.nextSequence >= expected else { return [] }
+        isDone = true
+        return [.finishOutput]
+    }
+
+    /// The output is complete: what never came out is counted, and the controller hears the summary.
+    private mutating func report() -> [SinkAction<Payload>] {
+        let unreleased = dropUnreleased()
+        summary.batches = reorder.nextSequence
+        summary.duplicates = reorder.duplicates
+        summary.rejected = counters.rejected
+        summary.drops = counters.drops
+        summary.implausibleStamps = counters.implausibleStamps
+        latencyMilliseconds.sort()
+        summary.latencyP50Milliseconds = nearestRank(0.5, of: latencyMilliseconds) ?? 0
+        summary.latencyP99Milliseconds = nearestRank(0.99, of: latencyMilliseconds) ?? 0
+        summary.traces = traces.traces
+        return unreleased + [.send(.sinkDone(summary))]
+    }
+
+    /// Batches still held behind a gap when every expected batch is out, or when the run ends,
+    /// are never output: count them (each once), so the summary already carries them.
+    private mutating func dropUnreleased() -> [SinkAction<Payload>] {
+        let held = reorder.removePending()
+        guard !held.isEmpty else { return [] }
+        return [drop(batches: held.count, windows: held.reduce(0) { $0 + $1.release.keys.count }, .neverReleased,
+                     "held behind batch \(reorder.nextSequence), which never arrived")]
+    }
+
+    private mutating func reject(batches: Int, windows: Int, _ reason: DropReason, _ detail: String) -> SinkAction<Payload> {
+        counters.rejected += 1
+        return drop(batches: batches, windows: windows, reason, detail)
+    }
+
+    private mutating func drop(batches: Int, windows: Int, _ reason: DropReason, _ detail: String) -> SinkAction<Payload> {
+        counters.drops.add(batches, .batch, reason)
+        counters.drops.add(windows, .window, reason)
+        return .drop(batches: batches, windows: windows, reason, detail)
+    }
+}

@@ -1,0 +1,179 @@
+import Foundation
+import Logging
+import SluiceProtocol
+import SluiceTransport
+import SluiceWire
+
+/// How a role process ends: its exit status, and whether the controller first gets a last
+/// heartbeat (its report waits for final counters).
+struct RoleExit: Equatable {
+    var status: Int32
+    var finalHeartbeat: Bool
+}
+
+/// What is specific to one role: its machine, and the code that performs the machine's directives
+/// (runs the executor, writes predictions, reads input). The shell does the rest.
+protocol RoleAdapter: AnyObject {
+    var kind: RoleKind { get }
+    /// Timing from the assignment; nil before it (no heartbeats yet).
+    var liveness: Liveness? { get }
+    /// Where batches arrive, once the assignment opened it: polled, and drained between control messages.
+    var dataSocket: ZMQSocket? { get }
+    /// Other sockets to wake for, which the role reads itself in `step` (the source's sensor socket).
+    var watchedSockets: [ZMQSocket] { get }
+    /// How long the next poll may wait when nothing arrives.
+    var pollMilliseconds: Int { get }
+    func handle(_ message: ControlMessage) -> RoleExit?
+    /// SIGINT or SIGTERM arrived (told once).
+    func stopSignalled() -> RoleExit?
+    func receive(_ frames: [ZMQFrame]) -> RoleExit?
+    /// Takes what background work finished (the stage's weight loads); runs also while a send
+    /// waits for room, so a blocked role never holds up a move.
+    func takeFinishedWork() -> RoleExit?
+    /// The role's own work once per round, after the sockets are served.
+    func step() -> RoleExit?
+    /// Counters for a heartbeat; `final` for the last one before the role exits.
+    func counters(final: Bool) -> RoleCounters?
+}
+
+extension RoleAdapter {
+    var dataSocket: ZMQSocket? { nil }
+    var watchedSockets: [ZMQSocket] { [] }
+    func receive(_ frames: [ZMQFrame]) -> RoleExit? { nil }
+    func takeFinishedWork() -> RoleExit? { nil }
+    func step() -> RoleExit? { nil }
+}
+
+/// The process around a role's machine: the ZeroMQ context, the control channel to the
+/// controller, heartbeats, the controller's liveness, stop signals, and the poll loop over the
+/// control socket and the role's data socket. Control messages reach the role the same way
+/// whether it is polling or waiting for room to send.
+final class RoleShell {
+    let name: String
+    let context = ZMQContext()
+    let control: ControlChannel
+    let logger: Logger
+    private weak var adapter: RoleAdapter?
+    private var nextHeartbeat = 0.0
+    private var signalled = false
+    /// An exit decided while a send waited for room; taken by the main loop.
+    private var pendingExit: RoleExit?
+
+    init(name: String, controller endpoint: String) throws {
+        self.name = name
+        logger = makeLogger(name)
+        control = try ControlChannel(context: context, endpoint: endpoint, name: name)
+    }
+
+    /// Runs `adapter`'s role until it finishes (its status), or until the controller is silent for
+    /// its timeout or polling fails (1).
+    func run(_ adapter: RoleAdapter) -> Int32 {
+        self.adapter = adapter
+        control.send(.hello(Hello(role: adapter.kind, name: name, pid: getpid(), host: ProcessInfo.processInfo.hostName)))
+        while true {
+            if let exit = exitNow(adapter) { return end(exit, adapter) }
+            var items: [(ZMQSocket, PollEvents)] = [(control.socket, .readable)]
+            let data = adapter.dataSocket
+            if let data { items.append((data, .readable)) }
+            items += adapter.watchedSockets.map { ($0, .readable) }
+            let ready: [PollEvents]
+            do {
+                ready = try poll(items, timeoutMilliseconds: max(0, adapter.pollMilliseconds))
+            } catch {
+                logger.error("poll failed: \(error)")
+                return 1
+            }
+            if let exit = serveControl(adapter) { return end(exit, adapter) }
+            if controllerSilent(adapter) {
+                logger.error("the controller has been silent for \(Int(timeout(adapter))) s; exiting")
+                return 1
+            }
+            if let data, ready.count > 1, ready[1].contains(.readable) {
+                // Drain what is queued, but come back to the control socket within ~10 ms, so a
+                // move or a shutdown never waits behind a backlog.
+                let drainUntil = monotonicSeconds() + 0.01
+                while pendingExit == nil, monotonicSeconds() < drainUntil, let frames = try? data.receive(dontWait: true) {
+                    pendingExit = adapter.receive(frames)
+                }
+            }
+            if let exit = pendingExit ?? adapter.step() { return end(exit, adapter) }
+            heartbeatIfDue(adapter)
+        }
+    }
+
+    /// What came of a send: whether the frames left, and how long the role waited for room.
+    struct Sent {
+        var delivered: Bool
+        var blockedSeconds: Double
+    }
+
+    /// Sends on `socket` without blocking the control plane: while the next hop has no room, the
+    /// controller's messages still reach the role's machine, heartbeats still go out, and a stop
+    /// or an exit decided meanwhile abandons the send (the main loop then ends the role).
+    func send(_ frames: [OutgoingFrame], on socket: ZMQSocket) -> Sent {
+        guard let adapter, pendingExit == nil else { return Sent(delivered: false, blockedSeconds: 0) }
+        var blocked = 0.0
+        var waitStart = monotonicSeconds()
+        do {
+            while try !socket.send(frames, dontWait: true) {
+                _ = try poll([(socket, .writable), (control.socket, .readable)], timeoutMilliseconds: 100)
+                blocked += monotonicSeconds() - waitStart
+                waitStart = monotonicSeconds()
+                if pendingExit == nil { pendingExit = exitNow(adapter) ?? serveControl(adapter) }
+                if pendingExit == nil, controllerSilent(adapter) {
+                    logger.error("the controller went silent while this role waited to send; exiting")
+                    pendingExit = RoleExit(status: 1, finalHeartbeat: false)
+                }
+                if pendingExit != nil { return Sent(delivered: false, blockedSeconds: blocked) }
+                heartbeatIfDue(adapter)
+            }
+        } catch {
+            logger.error("send failed: \(error)")
+            return Sent(delivered: false, blockedSeconds: blocked + monotonicSeconds() - waitStart)
+        }
+        return Sent(delivered: true, blockedSeconds: blocked + monotonicSeconds() - waitStart)
+    }
+
+    /// An exit already decided, or the role's answer to a stop signal (asked once).
+    private func exitNow(_ adapter: RoleAdapter) -> RoleExit? {
+        if let pendingExit { return pendingExit }
+        guard StopSignal.received > 0, !signalled else { return nil }
+        signalled = true
+        return adapter.stopSignalled()
+    }
+
+    private func serveControl(_ adapter: RoleAdapter) -> RoleExit? {
+        while let message = control.receive(logger: logger) {
+            if let exit = adapter.handle(message) { return exit }
+        }
+        return adapter.takeFinishedWork()
+    }
+
+    private func timeout(_ adapter: RoleAdapter) -> Double { adapter.liveness?.timeoutSeconds ?? 30 }
+
+    private func controllerSilent(_ adapter: RoleAdapter) -> Bool { control.controllerSilent(for: timeout(adapter)) }
+
+    private func end(_ exit: RoleExit, _ adapter: RoleAdapter) -> Int32 {
+        if exit.finalHeartbeat { heartbeatIfDue(adapter, final: true) }
+        return exit.status
+    }
+
+    private func heartbeatIfDue(_ adapter: RoleAdapter, final: Bool = false) {
+        guard let liveness = adapter.liveness, final || monotonicSeconds() >= nextHeartbeat,
+              let counters = adapter.counters(final: final) else { return }
+        nextHeartbeat = monotonicSeconds() + liveness.heartbeatSeconds
+        control.send(.heartbeat(counters))
+    }
+}
+
+extension Logger {
+    /// Logs a line a role's machine asked for.
+    func log(_ level: RoleLogLevel, _ message: String) {
+        switch level {
+        case .debug: debug("\(message)")
+        case .info: info("\(message)")
+        case .warning: warning("\(message)")
+        case .error: self.error("\(message)")
+        }
+    }
+}

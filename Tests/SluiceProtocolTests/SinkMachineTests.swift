@@ -1,0 +1,145 @@
+import Testing
+import SluiceConfig
+import SluiceWire
+@testable import SluiceProtocol
+
+private let assignment = SinkAssignment(sink: SinkConfig(kind: .jsonl, path: "-"), pullEndpoint: "inproc://sink", outputName: "y",
+                                        classes: ["a", "b"], layerCount: 4, liveness: Liveness(heartbeatSeconds: 1, timeoutSeconds: 5))
+private let assignedAt: UInt64 = 1_000
+
+private func assigned() -> SinkMachine<UInt64> {
+    var sink = SinkMachine<UInt64>()
+    #expect(sink.handle(.control(.assignSink(assignment))) == [.takeAssignment(assignment)])
+    #expect(sink.handle(.assignmentTaken(at: assignedAt)) == [.send(.ready)])
+    return sink
+}
+
+/// Batch `sequence` of two windows, finished by every layer, as the sink's shell hands it over.
+private func arrival(_ sequence: UInt64, cursor: UInt16 = 4, windows: UInt32 = 2, rows: Int? = 2, keys: Int = 2,
+                     created: UInt64 = 2_000, arrived: UInt64 = 3_000_000, firstWindow: UInt64? = nil) -> SinkEvent<UInt64> {
+    let header = BatchHeader(batchSequence: sequence, firstWindow: firstWindow ?? sequence * 2, windowCount: windows, epoch: 1,
+                             cursor: cursor, created: created, tensors: [])
+    let metadata = WindowKey.encode((0..<keys).map { WindowKey(sensor: "s", start: Double($0), label: "a") })
+    return .batch(SinkArrival(header: header, verifiedWindows: Int(windows), outputRows: rows, metadata: metadata, arrived: arrived,
+                              payload: sequence))
+}
+
+private func released(_ actions: [SinkAction<UInt64>]) -> [UInt64] {
+    actions.compactMap { if case .release(let release) = $0 { return release.payload } else { return nil } }
+}
+
+private func drops(_ actions: [SinkAction<UInt64>]) -> [DropReason] {
+    actions.compactMap { if case .drop(_, _, let reason, _) = $0 { return reason } else { return nil } }
+}
+
+@Test func releasesBatchesInSequenceOrderEachOnce() {
+    var sink = assigned()
+    #expect(released(sink.handle(arrival(2))).isEmpty)
+    #expect(released(sink.handle(arrival(0))) == [0])
+    let duplicate = sink.handle(arrival(2))
+    #expect(released(duplicate).isEmpty)
+    #expect(drops(duplicate) == [.duplicate])
+    #expect(released(sink.handle(arrival(1))) == [1, 2])
+    #expect(sink.counters.batches == 3)
+    #expect(sink.counters.samples == 6)
+    #expect(sink.counters.drops.count(.batch, .duplicate) == 1)
+    #expect(sink.counters.rejected == 0)
+}
+
+@Test func refusesBatchesItCannotRelease() {
+    var sink = assigned()
+    let cases: [(SinkEvent<UInt64>, DropReason)] = [
+        (arrival(0, cursor: 3), .misrouted),
+        (arrival(0, rows: nil), .malformed),
+        (arrival(0, rows: 1), .malformed),
+        (arrival(SinkMachine<UInt64>.maximumBatchesAhead), .tooFarAhead),
+        (arrival(0, firstWindow: UInt64.max - 1), .malformed),
+        (arrival(0, keys: 1), .malformed),
+        (.undecodable("two frames"), .malformed),
+    ]
+    for (event, reason) in cases {
+        let actions = sink.handle(event)
+        #expect(released(actions).isEmpty)
+        #expect(drops(actions) == [reason])
+    }
+    #expect(sink.counters.rejected == cases.count)
+    #expect(sink.counters.received == cases.count)
+    // The last one ahead that is still held.
+    #expect(released(sink.handle(arrival(SinkMachine<UInt64>.maximumBatchesAhead - 1))).isEmpty)
+    #expect(sink.counters.rejected == cases.count)
+}
+
+@Test func isDoneOnceEveryExpectedBatchIsOutAndCountsWhatNeverCameOut() {
+    var sink = assigned()
+    #expect(sink.handle(.control(.expect(SourceDone(batches: 2, windows: 4)))).isEmpty)
+    _ = sink.handle(arrival(5))
+    #expect(!sink.handle(arrival(0)).contains(.finishOutput))
+    let last = sink.handle(arrival(1))
+    #expect(released(last) == [1])
+    #expect(last.last == .finishOutput)
+    #expect(sink.isDone)
+    let report = sink.handle(.outputFinished)
+    #expect(drops(report) == [.neverReleased])
+    guard case .send(.sinkDone(let summary))? = report.last else {
+        Issue.record("no sink_done: \(report)")
+        return
+    }
+    #expect(summary.batches == 2)
+    #expect(summary.drops.count(.batch, .neverReleased) == 1)
+    #expect(summary.drops.count(.window, .neverReleased) == 2)
+    #expect(summary.firstCreated == 2_000)
+    // Done only once.
+    #expect(sink.handle(arrival(2)).filter { $0 == .finishOutput }.isEmpty)
+}
+
+@Test func expectArrivingAfterTheLastBatchFinishesAtOnce() {
+    var sink = assigned()
+    _ = sink.handle(arrival(0))
+    #expect(sink.handle(.control(.expect(SourceDone(batches: 1, windows: 2)))) == [.finishOutput])
+}
+
+@Test func keepsImplausibleStampsOutOfLatency() {
+    var sink = assigned()
+    _ = sink.handle(arrival(0, created: assignedAt - 1))
+    _ = sink.handle(arrival(1, created: 4_000_000, arrived: 3_000_000))
+    _ = sink.handle(arrival(2, created: 2_000, arrived: 1_002_000))
+    #expect(sink.counters.implausibleStamps == 2)
+    #expect(sink.counters.latency?.count == 1)
+    _ = sink.handle(.control(.expect(SourceDone(batches: 3, windows: 6))))
+    guard case .send(.sinkDone(let summary))? = sink.handle(.outputFinished).last else {
+        Issue.record("no sink_done")
+        return
+    }
+    #expect(summary.latencyP50Milliseconds == 1)
+    #expect(summary.implausibleStamps == 2)
+}
+
+@Test func countsLabelledAndCorrectPredictionsFromWhatWasWritten() {
+    var sink = assigned()
+    let keys = [WindowKey(sensor: "s", start: 0, label: "a"), WindowKey(sensor: "s", start: 1, label: "b"), WindowKey(sensor: "s", start: 2)]
+    #expect(sink.handle(.written(keys: keys, predictions: ["a", "a", "b"])).isEmpty)
+    #expect(sink.summary.windows == 3)
+    #expect(sink.summary.labelled == 2)
+    #expect(sink.summary.correct == 1)
+}
+
+@Test func shutdownKeepsWhatWasReleasedAndCountsTheRest() {
+    var sink = assigned()
+    _ = sink.handle(arrival(1))
+    let actions = sink.handle(.control(.shutdown(reason: "done")))
+    #expect(actions.first == .closeOutput)
+    #expect(drops(actions) == [.neverReleased])
+    #expect(actions.last == .finish(status: 0, finalHeartbeat: true))
+    var signalled = assigned()
+    #expect(signalled.handle(.stopSignal) == [.closeOutput, .finish(status: 0, finalHeartbeat: false)])
+}
+
+@Test func aFailedOutputOrAssignmentEndsTheSink() {
+    var sink = SinkMachine<UInt64>()
+    _ = sink.handle(.control(.assignSink(assignment)))
+    #expect(sink.handle(arrival(0)).isEmpty)  // not yet assigned: nothing is bound to receive it
+    #expect(sink.handle(.assignmentFailed("no room")).suffix(2) == [.send(.failed(message: "no room")), .finish(status: 1, finalHeartbeat: false)])
+    var writing = assigned()
+    #expect(writing.handle(.outputFailed("disk full")).suffix(2)
+            == [.send(.failed(message: "cannot write the output: disk full")), .finish(status: 1, finalHeartbeat: false)])
+}
