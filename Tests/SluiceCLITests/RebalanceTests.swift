@@ -76,7 +76,7 @@ extension MultiProcess {
         /// The best split for the costs the controller measured while it could still move, and
         /// the predicted throughput of that and of the split it ended on.
         static func offlineOptimum(_ report: RunReport) throws -> (best: Partition, finalRate: Double, bestRate: Double) {
-            let layerSeconds = try #require(report.plannedLayerSecondsPerSample)
+            let layerSeconds = try #require(report.plannedLayerSecondsPerWindow)
             let speeds = try #require(report.plannedStageSpeeds)
             let costs = PartitionCosts(layerCosts: layerSeconds.map { $0 ?? 0 })
             let best = try Partition.optimal(costs: costs, stages: 3, speeds: speeds)
@@ -119,7 +119,7 @@ extension MultiProcess {
             let report = try Self.report(reportPath)
             #expect(report.stageSpeeds.count == 3 && report.stageSpeeds[1] < 0.5, "stage 1 speed \(report.stageSpeeds)")
             let final = try #require(LayerSpan.split(parsing: report.split)?.map(\.layers))
-            let flops = try PipelinePlan.make(config: PipelineConfig.load(path: file)).cut.layers.map(\.flopsPerSample)
+            let flops = try PipelinePlan.make(config: PipelineConfig.load(path: file)).cut.layers.map(\.flopsPerWindow)
             let stage1Flops = final[1].reduce(0) { $0 + flops[$1] }
             #expect(stage1Flops < flops[2], "stage 1 still holds \(report.split): \(result.stderr)")
             let optimum = try Self.offlineOptimum(report)

@@ -69,9 +69,9 @@ private struct Simulation {
         rng = SplitMix(seed: seed)
         let initial = Simulation.randomSplit(layers: layers, stages: count, rng: &rng)
         cut = LayerCut(layers: (0..<layers).map {
-            Layer(index: $0, nodeStart: $0, nodeEnd: $0 + 1, opTypes: ["F"], flopsPerSample: 1, parameterBytes: 4,
-                  outputs: ["x"], outputBytesPerSample: 8)
-        }, inputs: ["x"], inputBytesPerSample: 8)
+            Layer(index: $0, nodeStart: $0, nodeEnd: $0 + 1, opTypes: ["F"], flopsPerWindow: 1, parameterBytes: 4,
+                  outputs: ["x"], outputBytesPerWindow: 8)
+        }, inputs: ["x"], inputBytesPerWindow: 8)
         var processes: [Stage] = []
         for stage in initial.indices {
             for replica in 0..<(Int(rng.next() % 3) + 1) {
