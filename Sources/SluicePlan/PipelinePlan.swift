@@ -1,7 +1,6 @@
 import Foundation
 import SluiceConfig
 import SluiceONNX
-import SluiceWire
 import SluiceTensor
 
 /// Everything decided before any process starts: the model's layers, the split over stages,
@@ -25,8 +24,10 @@ public struct PipelinePlan {
     public static let flopsPerTransferredByte = 20.0
 
     /// `recordingChannels`: how many channels a recording source's file holds (nil: unknown),
-    /// which only the roles, who read recordings, can say.
-    public static func make(config: PipelineConfig, recordingChannels: (RecordingSource) -> Int?) throws -> PipelinePlan {
+    /// which only the roles, who read recordings, can say. `maximumBatchElements`: the most
+    /// elements one batch tensor may have on the wire.
+    public static func make(config: PipelineConfig, recordingChannels: (RecordingSource) -> Int?,
+                            maximumBatchElements: Int) throws -> PipelinePlan {
         let model = try ONNXModel.load(path: config.model.path)
         // Every stage needs a layer, and a layer holds at least one node: checked before the
         // cut, which works in memory proportional to the count it is asked for.
@@ -60,8 +61,8 @@ public struct PipelinePlan {
         // the source would also reserve room for a whole batch before the first window.
         let windowElements = windowShape.reduce(1) { $0.multipliedReportingOverflow(by: $1).overflow ? .max : $0 * $1 }
         let (batchElements, overflow) = windowElements.multipliedReportingOverflow(by: config.batching.maxSize)
-        if overflow || batchElements > BatchHeader.maximumTensorElements {
-            throw config.issue("batching.max_size", "\(config.batching.maxSize) windows of \(windowShape) make a batch of more than \(BatchHeader.maximumTensorElements) elements; make it at most \(max(1, BatchHeader.maximumTensorElements / max(1, windowElements)))")
+        if overflow || batchElements > maximumBatchElements {
+            throw config.issue("batching.max_size", "\(config.batching.maxSize) windows of \(windowShape) make a batch of more than \(maximumBatchElements) elements; make it at most \(max(1, maximumBatchElements / max(1, windowElements)))")
         }
         let outputName = config.model.output ?? model.outputs.first?.name ?? ""
         guard model.outputs.contains(where: { $0.name == outputName }) else {
