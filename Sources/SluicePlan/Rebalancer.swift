@@ -134,7 +134,7 @@ public struct RebalanceRecord: Codable, Equatable, Sendable {
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         self.init(atSeconds: try c.decode(Double.self, forKey: .atSeconds), epoch: try c.decode(UInt32.self, forKey: .epoch),
-                  oldSplit: try Self.split(c, .oldSplit), newSplit: try Self.split(c, .newSplit),
+                  oldSplit: try c.decodeSplit(forKey: .oldSplit), newSplit: try c.decodeSplit(forKey: .newSplit),
                   predictedOldWindowsPerSecond: try c.decode(Double.self, forKey: .predictedOldWindowsPerSecond),
                   predictedNewWindowsPerSecond: try c.decode(Double.self, forKey: .predictedNewWindowsPerSecond),
                   measuredBeforeWindowsPerSecond: try c.decodeIfPresent(Double.self, forKey: .measuredBeforeWindowsPerSecond),
@@ -145,16 +145,6 @@ public struct RebalanceRecord: Codable, Equatable, Sendable {
                   newReplicas: try c.decodeIfPresent([Int].self, forKey: .newReplicas))
     }
 
-    /// A list of spans; reports written before records carried spans hold the split as one
-    /// string, "0-1,2,3-5", and still read.
-    private static func split(_ c: KeyedDecodingContainer<CodingKeys>, _ key: CodingKeys) throws -> [LayerSpan] {
-        if let spans = try? c.decode([LayerSpan].self, forKey: key) { return spans }
-        let text = try c.decode(String.self, forKey: key)
-        guard let spans = LayerSpan.split(parsing: text) else {
-            throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: "'\(text)' is not a split such as '0-1,2,3-5'")
-        }
-        return spans
-    }
 }
 
 /// Decides when a better split is worth a move: a predicted gain above the threshold, no

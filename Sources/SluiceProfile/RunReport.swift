@@ -23,8 +23,8 @@ public struct RunReport: Codable {
     public var latencyP50Milliseconds: Double
     public var latencyP99Milliseconds: Double
     /// The split the run started with, and the one it ended with.
-    public var initialSplit: String
-    public var split: String
+    public var initialSplit: [LayerSpan]
+    public var split: [LayerSpan]
     /// The profile's stages, as they stood at the end.
     public var stages: [StageProfile]
     public var rebalances: [RebalanceRecord]
@@ -105,8 +105,8 @@ public struct RunReport: Codable {
         windowsPerSecond = seconds > 0 ? Double(windowsOut) / seconds : 0
         latencyP50Milliseconds = sink.latencyP50Milliseconds
         latencyP99Milliseconds = sink.latencyP99Milliseconds
-        initialSplit = LayerSpan.describe(initialRanges)
-        split = LayerSpan.describe(profile.costs.ranges)
+        initialSplit = initialRanges.map(LayerSpan.init)
+        split = profile.costs.ranges.map(LayerSpan.init)
         stages = profile.stages
         rebalances = profile.rebalances
         layerSecondsPerWindow = profile.costs.layerSecondsPerWindow
@@ -176,8 +176,8 @@ public struct RunReport: Codable {
         windowsPerSecond = try c.decode(Double.self, forKey: .windowsPerSecond)
         latencyP50Milliseconds = try c.decode(Double.self, forKey: .latencyP50Milliseconds)
         latencyP99Milliseconds = try c.decode(Double.self, forKey: .latencyP99Milliseconds)
-        initialSplit = try c.decode(String.self, forKey: .initialSplit)
-        split = try c.decode(String.self, forKey: .split)
+        initialSplit = try c.decodeSplit(forKey: .initialSplit)
+        split = try c.decodeSplit(forKey: .split)
         rebalances = try c.decode([RebalanceRecord].self, forKey: .rebalances)
         layerSecondsPerWindow = try c.decode([Double?].self, forKey: .layerSecondsPerWindow)
         stageSpeeds = try c.decode([Double].self, forKey: .stageSpeeds)

@@ -1,4 +1,5 @@
 import Foundation
+import SluiceConfig
 import SluicePlan
 import SluiceProtocol
 import Testing
@@ -58,7 +59,7 @@ private func olderReport() throws -> Data {
                            initialReplicas: [1, 1, 1], lastPlanningModel: nil, startedAt: 0.25, controllerDrops: controllerDrops)
     #expect(report.stages == profile.stages)
     #expect(report.stages[1].residentBytes == 64 << 20)
-    #expect(report.split == "0-2,3-7,8" && report.initialSplit == "0-3,4-7,8")
+    #expect(LayerSpan.describe(report.split) == "0-2,3-7,8" && LayerSpan.describe(report.initialSplit) == "0-3,4-7,8")
     #expect(report.replicas == [1, 2, 1])
     #expect(report.layerSecondsPerWindow == profile.costs.layerSecondsPerWindow)
     #expect(report.batchesByProcess == ["stage-0": 1000, "stage-1": 200, "stage-1.1": 0, "stage-2": 1000])
