@@ -60,7 +60,8 @@ public final class Launcher {
             try spawn("sink", ["sink", "--controller", endpoints.control, "--name", "sink", "--managed"])
             try spawn("source", ["source", "--controller", endpoints.control, "--name", "source", "--managed"])
         } catch {
-            children.forEach { $0.process.terminate() }
+            // Managed processes ignore SIGTERM (it is the group's, for the launcher to act on).
+            children.forEach { kill($0.process.processIdentifier, SIGKILL) }
             throw RoleError("cannot start the pipeline's processes: \(error)")
         }
 
@@ -78,14 +79,14 @@ public final class Launcher {
             }
             if let stopAfter, elapsed >= stopAfter, !stoppedOnTime, controller.isRunning {
                 stoppedOnTime = true
-                kill(controller.processIdentifier, SIGTERM)
+                kill(controller.processIdentifier, StopSignal.drainRequest)
             }
             if StopSignal.received > forwardedSignals {
                 forwardedSignals = StopSignal.received
                 if controller.isRunning {
                     // First Ctrl-C: the controller stops the source and drains. Second: stop now.
                     logger.info(forwardedSignals == 1 ? "stopping: draining the pipeline (Ctrl-C again to stop at once)" : "stopping at once")
-                    kill(controller.processIdentifier, SIGTERM)
+                    kill(controller.processIdentifier, StopSignal.drainRequest)
                 }
                 if forwardedSignals >= 3 { killDeadline = monotonicSeconds() }
             }

@@ -206,6 +206,51 @@ extension MultiProcess {
             #expect(sequences == Array(0..<sequences.count).map { Optional($0) })
         }
 
+        /// A service manager (systemd, Kubernetes, `timeout` on a group) sends SIGTERM to every
+        /// process of the run at once: the pipeline drains as on Ctrl-C, and every window that
+        /// went in comes out.
+        @Test func aSIGTERMToEveryProcessDrainsTheRunLosingNothing() throws {
+            let output = temporaryPath("out.jsonl")
+            let file = try writePipeline("""
+            model:
+              path: \(Self.cnn)
+            source:
+              type: recording
+              path: \(Self.recording)
+              rate: real
+            window:
+              length: 100
+              hop: 10
+            batching:
+              max_size: 2
+              max_delay_ms: 10
+            stages:
+              count: 3
+            sink:
+              type: jsonl
+              path: \(output)
+            """)
+            let run = try Running(["run", file])
+            let runDirectory = "/tmp/sluice-\(run.pid)/"
+            let deadline = Date().addingTimeInterval(60)
+            while (FileManager.default.contents(atPath: output)?.count ?? 0) == 0 && Date() < deadline { usleep(50_000) }
+            let roles = processes(matching: runDirectory)
+            #expect(roles.count == 6, "controller, 3 stages, sink and source should be running")
+            for pid in [run.pid] + roles { kill(pid, SIGTERM) }
+            let result = run.wait(timeout: 60)
+            #expect(result.status == 0, "\(result.stderr)")
+            let summary = try #require(result.stderr.split(separator: "\n").first { $0.hasPrefix("sluice: ") && $0.contains(" stopped: ") },
+                                       "\(result.stderr)")
+            let counts = summary.split(separator: " ").compactMap { Int($0) }
+            #expect(counts.count == 2 && counts[0] == counts[1] && counts[0] > 0, "\(summary)")
+            let sequences = try String(contentsOfFile: output, encoding: .utf8).split(separator: "\n").map {
+                (try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["window_seq"] as? Int
+            }
+            #expect(sequences == Array(0..<(counts.first ?? -1)).map { Optional($0) })
+            #expect(processes(matching: runDirectory).isEmpty, "processes left behind")
+            #expect(!FileManager.default.fileExists(atPath: runDirectory), "run directory left behind")
+        }
+
         @Test func aCrashedStageFailsTheRunClearlyAndLeavesNoProcessBehind() throws {
             let file = try writePipeline("""
             model:
