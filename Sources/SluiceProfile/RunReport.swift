@@ -13,6 +13,10 @@ public struct RunReport: Codable {
     public var failure: String?
     public var windowsIn: UInt64?
     public var windowsOut: UInt64
+    /// False when the run ended without the sink's own count (stopped at once, or failed):
+    /// `windowsOut` is then its last heartbeat's, and it may have written more since. (Absent
+    /// in reports written before it: their counts were taken as final.)
+    public var windowsOutFinal: Bool?
     public var batchesOut: UInt64
     public var duplicatesDropped: Int
     public var rejected: Int
@@ -82,6 +86,7 @@ public struct RunReport: Codable {
         let sink = summary ?? SinkSummary()
         windowsIn = profile.windowsIn
         windowsOut = profile.windowsOut
+        windowsOutFinal = summary != nil
         batchesOut = summary?.batches ?? UInt64(counters["sink"]?.batches ?? 0)
         duplicatesDropped = sink.duplicates
         rejected = counters.values.reduce(0) { $0 + $1.rejected }
@@ -167,6 +172,7 @@ public struct RunReport: Codable {
         failure = try c.decodeIfPresent(String.self, forKey: .failure)
         windowsIn = try c.decodeIfPresent(UInt64.self, forKey: .windowsIn)
         windowsOut = try c.decode(UInt64.self, forKey: .windowsOut)
+        windowsOutFinal = try c.decodeIfPresent(Bool.self, forKey: .windowsOutFinal)
         batchesOut = try c.decode(UInt64.self, forKey: .batchesOut)
         duplicatesDropped = try c.decode(Int.self, forKey: .duplicatesDropped)
         rejected = try c.decode(Int.self, forKey: .rejected)
@@ -211,10 +217,14 @@ public struct RunReport: Codable {
         var lines: [String] = []
         let inText = windowsIn.map(String.init) ?? "?"
         let intact = nothingLost && duplicatesDropped == 0
-        lines.append("sluice: \(pipeline) \(outcome): \(inText) windows in, \(windowsOut) out\(intact ? " (in order, none lost or duplicated)" : "")")
+        let final = windowsOutFinal ?? true
+        let outText = final ? "\(windowsOut)" : "at least \(windowsOut)"
+        lines.append("sluice: \(pipeline) \(outcome): \(inText) windows in, \(outText) out\(intact ? " (in order, none lost or duplicated)" : "")")
         if let failure { lines.append("  error        \(failure)") }
         if let windowsIn, windowsIn > windowsOut {
-            lines.append("  lost         \(windowsIn - windowsOut) of the \(windowsIn) windows the source sent never came out")
+            lines.append(final
+                ? "  lost         \(windowsIn - windowsOut) of the \(windowsIn) windows the source sent never came out"
+                : "  unknown      \(windowsIn - windowsOut) of the \(windowsIn) windows the source sent were not reported out before the run ended (the output itself says which came out)")
         }
         for (name, drops) in (dropped ?? [:]).sorted(by: { $0.key < $1.key }) {
             lines.append("  dropped      \(name): \(drops.summary)")

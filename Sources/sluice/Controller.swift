@@ -40,7 +40,7 @@ extension Sluice {
         var managed = false
 
         func run() throws {
-            StopSignal.install(managed: managed)
+            StopSignal.install(managed ? .managedController : .byHand)
             let plan = try loadPlan(pipeline, predictions: predictions.path)
             if let report { try OutputStreams.check("--report", report, sink: plan.config.sink, pipeline: pipeline) }
             if let profile { try OutputStreams.check("--profile", profile, sink: plan.config.sink, pipeline: pipeline) }
@@ -68,6 +68,9 @@ extension Sluice {
                     throw ExitCodes.report(error)
                 }
             }
+            // The run folder is the launcher's, made private to this run; with the launcher gone,
+            // nobody else will remove it.
+            if managed, StopSignal.launcherDied { try? FileManager.default.removeItem(atPath: directory) }
             if result.exitCode != 0 { throw ExitCode(result.exitCode) }
         }
     }

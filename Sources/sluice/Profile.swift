@@ -53,7 +53,7 @@ extension Sluice {
             try OutputStreams.checkReportOnStandardOutput(command: "profile", sink: plan.config.sink, pipeline: pipeline)
             try OutputStreams.check("--trace", tracePath, sink: plan.config.sink, pipeline: pipeline, reportOnStandardOutput: true)
             try OutputStreams.check("--svg", svgPath, sink: plan.config.sink, pipeline: pipeline, reportOnStandardOutput: true)
-            StopSignal.install(managed: false)
+            StopSignal.install(.byHand)
             // The controller hands the profile over through a file in a folder of this run's own.
             var template = Array(FileManager.default.temporaryDirectory.appendingPathComponent("sluice-profile-XXXXXX").path.utf8CString)
             guard let folder = mkdtemp(&template).map({ String(cString: $0) }) else {

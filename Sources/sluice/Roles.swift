@@ -16,7 +16,7 @@ struct RoleOptions: ParsableArguments {
 
 /// Runs a worker role until the controller lets it go, exiting with its status.
 func runRole<Role: PipelineRole>(_ type: Role.Type, _ options: RoleOptions) throws {
-    StopSignal.install(managed: options.managed)
+    StopSignal.install(options.managed ? .managedRole : .byHand)
     let role: Role
     do {
         role = try Role(name: options.name, controller: options.controller)

@@ -35,7 +35,7 @@ extension Sluice {
             if let report {
                 try OutputStreams.check("--report", report, sink: plan.config.sink, pipeline: pipeline)
             }
-            StopSignal.install(managed: false)
+            StopSignal.install(.byHand)
             let launcher = Launcher(pipelineFile: pipeline, plan: plan,
                                     controllerOptions: (report.map { ["--report", $0] } ?? []) + predictions.controllerArguments
                                         + observe.controllerArguments)

@@ -251,6 +251,49 @@ extension MultiProcess {
             #expect(!FileManager.default.fileExists(atPath: runDirectory), "run directory left behind")
         }
 
+        /// `sluice run` itself is killed (-9) mid-run: its controller drains the run, shuts every
+        /// role down, says what came out, and removes the run folder the launcher no longer can.
+        @Test func aKilledLauncherLeavesItsControllerToDrainTheRun() throws {
+            let output = temporaryPath("out.jsonl")
+            let file = try writePipeline("""
+            model:
+              path: \(Self.cnn)
+            source:
+              type: recording
+              path: \(Self.recording)
+              rate: real
+            window:
+              length: 100
+              hop: 10
+            stages:
+              count: 3
+            sink:
+              type: jsonl
+              path: \(output)
+            """)
+            let run = try Running(["run", file])
+            let runDirectory = "/tmp/sluice-\(run.pid)/"
+            let deadline = Date().addingTimeInterval(60)
+            while (FileManager.default.contents(atPath: output)?.count ?? 0) == 0 && Date() < deadline { usleep(50_000) }
+            #expect(processes(matching: runDirectory).count == 6, "controller, 3 stages, sink and source should be running")
+            kill(run.pid, SIGKILL)
+            _ = run.wait(timeout: 10)
+            let gone = Date().addingTimeInterval(30)
+            while !processes(matching: runDirectory).isEmpty && Date() < gone { usleep(50_000) }
+            #expect(processes(matching: runDirectory).isEmpty, "processes left behind")
+            // The controller writes its summary to the standard error it shares with the launcher.
+            #expect(run.waitForLog(" stopped: ", timeout: 5))
+            let stderr = String(decoding: FileManager.default.contents(atPath: run.errPath) ?? Data(), as: UTF8.self)
+            let summary = try #require(stderr.split(separator: "\n").first { $0.hasPrefix("sluice: ") && $0.contains(" stopped: ") }, "\(stderr)")
+            let counts = summary.split(separator: " ").compactMap { Int($0) }
+            #expect(counts.count == 2 && counts[0] == counts[1] && counts[0] > 0, "\(summary)")
+            let sequences = try String(contentsOfFile: output, encoding: .utf8).split(separator: "\n").map {
+                (try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["window_seq"] as? Int
+            }
+            #expect(sequences == Array(0..<(counts.first ?? -1)).map { Optional($0) })
+            #expect(!FileManager.default.fileExists(atPath: runDirectory), "run directory left behind")
+        }
+
         @Test func aCrashedStageFailsTheRunClearlyAndLeavesNoProcessBehind() throws {
             let file = try writePipeline("""
             model:

@@ -71,3 +71,19 @@ private func olderReport() throws -> Data {
     #expect(back.json() == report.json())
     #expect(back.stages == report.stages)
 }
+
+/// A run that ended without the sink's own count knows only what the sink last reported: it
+/// must not call the rest lost.
+@Test func windowsNotReportedOutAreNotCalledLost() throws {
+    var report = try RunReport.read(olderReport())
+    report.outcome = "stopped"
+    report.windowsIn = 10
+    report.windowsOut = 4
+    report.windowsOutFinal = false
+    #expect(report.text.contains("10 windows in, at least 4 out"), "\(report.text)")
+    #expect(report.text.contains("6 of the 10 windows the source sent were not reported out"), "\(report.text)")
+    #expect(!report.text.contains("never came out") && !report.text.contains("none lost"), "\(report.text)")
+    report.windowsOutFinal = true
+    #expect(report.text.contains("10 windows in, 4 out\n"), "\(report.text)")
+    #expect(report.text.contains("6 of the 10 windows the source sent never came out"), "\(report.text)")
+}

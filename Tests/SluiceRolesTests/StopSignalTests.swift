@@ -7,7 +7,7 @@ import Testing
 /// ("simultaneous accesses") and kills the process; the counter must be an atomic.
 @Suite struct StopSignalTests {
     @Test func signalsLandingInTheMiddleOfReadsAreCountedWithoutATrap() throws {
-        StopSignal.install(managed: false)
+        StopSignal.install(.byHand)
         let before = StopSignal.received
         let target = pthread_self()
         let sent = 20_000
