@@ -4,7 +4,8 @@ import PackageDescription
 // Targets are layered by what they may touch; a lower layer never imports a higher one:
 // C shims and kernels → SluiceTensor → SluiceONNX → SluicePlan (with SluiceConfig, which only
 // parses YAML) → SluiceWire → SluiceProtocol → SluiceProfile → SluiceTransport, SluiceHTTP →
-// SluiceRoles → sluice (CLI).
+// SluiceRoles → sluice (CLI). SluiceWire needs only tensors; nothing below the protocol
+// imports it.
 // SluiceWire is the data format on every socket (batches, window keys, sensor chunks), free of
 // sockets; SluicePlan is every planning decision (cut, partition, cores, cost model,
 // rebalancer); SluiceProtocol is each role's logic as a pure state machine, one folder a role;
@@ -35,7 +36,7 @@ let package = Package(
             name: "SluiceONNX",
             dependencies: ["SluiceTensor", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .target(name: "SluiceWire", dependencies: ["SluiceTensor"]),
-        .target(name: "SluicePlan", dependencies: ["SluiceConfig", "SluiceONNX", "SluiceTensor", "SluiceWire"]),
+        .target(name: "SluicePlan", dependencies: ["SluiceConfig", "SluiceONNX", "SluiceTensor"]),
         .target(name: "SluiceConfig", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(name: "SluiceProtocol", dependencies: ["SluiceTensor", "SluiceWire", "SluicePlan", "SluiceConfig"]),
         .target(
@@ -65,7 +66,7 @@ let package = Package(
         .testTarget(name: "SluiceProtocolTests", dependencies: ["SluiceProtocol", "SluiceWire", "SluiceTensor", "SluicePlan", "SluiceConfig", "SluiceTestSupport"]),
         .testTarget(name: "SluiceTransportTests", dependencies: ["SluiceTransport", "SluiceWire", "SluiceProtocol", "SluiceTensor"]),
         .testTarget(name: "SluiceHTTPTests", dependencies: ["SluiceHTTP", "SluiceTransport", "SluiceProfile", "SluiceProtocol", "SluiceTestSupport"]),
-        .testTarget(name: "SluiceProfileTests", dependencies: ["SluiceProfile", "SluiceProtocol", "SluicePlan", "SluiceWire", "SluiceTestSupport"]),
+        .testTarget(name: "SluiceProfileTests", dependencies: ["SluiceProfile", "SluiceProtocol", "SluicePlan", "SluiceConfig", "SluiceWire", "SluiceTestSupport"]),
         .testTarget(name: "SluiceRolesTests", dependencies: ["SluiceRoles", "SluiceConfig", "SluicePlan", "SluiceWire", "SluiceProtocol", "SluiceTensor", "SluiceTransport"]),
         .testTarget(name: "SluiceCLITests", dependencies: ["SluiceRoles", "SluiceONNX", "SluicePlan", "SluiceProfile", "SluiceConfig", "SluiceWire", "SluiceProtocol", "SluiceTransport", "SluiceTensor", "SluiceTestSupport"]),
     ],

@@ -82,10 +82,10 @@ def chunks():
     return [frames for _, frames in out]
 
 
-def batch_frames(cursor, seq):
+def batch_frames(cursor, batch_seq):
     created = time.time_ns()
     name = b"window"
-    fixed = struct.pack("<4sBBHQQIIHBBQ", b"SLB1", 1, 0, 0, seq, 0, 1, 1, cursor, 0, 1, created)
+    fixed = struct.pack("<4sBBHQQIIHBBQ", b"SLB1", 1, 0, 0, batch_seq, 0, 1, 1, cursor, 0, 1, created)
     desc = struct.pack("<H", len(name)) + name + struct.pack("<BB", 1, 3) + struct.pack("<3q", 1, 6, 100)
     meta = json.dumps([{"sensor": "fuzz", "start": 0}]).encode()
     return [fixed + desc, meta, np.full(600, 0.5, dtype="<f4").tobytes()]

@@ -69,3 +69,16 @@ extension LayerSpan: Codable {
         try container.encode(description)
     }
 }
+
+extension KeyedDecodingContainer {
+    /// A split as a list of spans, or as the one string, "0-1,2,3-5", that reports held before
+    /// splits were lists.
+    public func decodeSplit(forKey key: Key) throws -> [LayerSpan] {
+        if let spans = try? decode([LayerSpan].self, forKey: key) { return spans }
+        let text = try decode(String.self, forKey: key)
+        guard let spans = LayerSpan.split(parsing: text) else {
+            throw DecodingError.dataCorruptedError(forKey: key, in: self, debugDescription: "'\(text)' is not a split such as '0-1,2,3-5'")
+        }
+        return spans
+    }
+}

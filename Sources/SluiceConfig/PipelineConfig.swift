@@ -80,7 +80,7 @@ public enum SourceConfig: Codable, Sendable, Equatable {
     case recording(RecordingSource)
     /// Live sensors push samples to an endpoint this source binds.
     case zmq(ZMQSource)
-    /// Ready model inputs, one row per sample.
+    /// Ready model inputs, one row per window.
     case tensors(TensorsSource)
 
     public var kind: String {

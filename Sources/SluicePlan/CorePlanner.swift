@@ -18,7 +18,7 @@ public struct StageShape: Sendable, Equatable, Codable, CustomStringConvertible 
 public struct CorePlan: Sendable, Equatable, CustomStringConvertible {
     public var ranges: [Range<Int>]
     public var shapes: [StageShape]
-    /// Predicted time per sample of each stage as a whole (its replicas together).
+    /// Predicted time per window of each stage as a whole (its replicas together).
     public var stageTimes: [Double]
 
     public init(ranges: [Range<Int>], shapes: [StageShape], stageTimes: [Double]) {
@@ -48,7 +48,7 @@ public struct CorePlan: Sendable, Equatable, CustomStringConvertible {
 /// is as fast as a core budget allows. Exact for its cost model: a dynamic program over
 /// (stage, layers placed, cores spent), not a heuristic.
 ///
-/// The cost model: a stage's time per sample is its layers' compute, each layer sped up by its
+/// The cost model: a stage's time per window is its layers' compute, each layer sped up by its
 /// threads (Amdahl's law over the layer's parallel fraction, each extra thread worth
 /// `threadEfficiency` of a core) and by the stage's speed factor,
 /// divided by its replicas (each takes every r-th batch), plus the transfer of its output
@@ -97,7 +97,7 @@ public struct CorePlanner: Sendable {
         }
     }
 
-    /// Compute of `range` per sample at `threads` threads.
+    /// Compute of `range` per window at `threads` threads.
     public func compute(_ range: Range<Int>, threads: Int) -> Double {
         range.reduce(0) { $0 + costs.layerCosts[$1] * threadFactor(layer: $1, threads: threads) }
     }
@@ -114,13 +114,13 @@ public struct CorePlanner: Sendable {
         let threaded: Set<String> = ["Conv", "ConvTranspose", "Gemm", "MatMul"]
         return cut.layers.map { layer in
             let nodes = graph.nodes[layer.nodes]
-            let total = nodes.reduce(0) { $0 + $1.flopsPerSample }
-            let parallel = nodes.filter { threaded.contains($0.opType) }.reduce(0) { $0 + $1.flopsPerSample }
+            let total = nodes.reduce(0) { $0 + $1.flopsPerWindow }
+            let parallel = nodes.filter { threaded.contains($0.opType) }.reduce(0) { $0 + $1.flopsPerWindow }
             return total > 0 ? parallel / total : 0
         }
     }
 
-    /// Time per sample of a stage running `range` as `shape`.
+    /// Time per window of a stage running `range` as `shape`.
     public func stageTime(_ range: Range<Int>, shape: StageShape, speed: Double = 1) -> Double {
         compute(range, threads: shape.threads) / speed / Double(shape.replicas) + costs.transferCosts[range.upperBound]
     }

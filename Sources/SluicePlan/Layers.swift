@@ -4,15 +4,15 @@ public struct PlanNode: Sendable, Equatable {
     public var opType: String
     public var inputs: [String]
     public var outputs: [String]
-    public var flopsPerSample: Double
+    public var flopsPerWindow: Double
     public var parameterBytes: Int
 
-    public init(name: String, opType: String, inputs: [String], outputs: [String], flopsPerSample: Double, parameterBytes: Int) {
+    public init(name: String, opType: String, inputs: [String], outputs: [String], flopsPerWindow: Double, parameterBytes: Int) {
         self.name = name
         self.opType = opType
         self.inputs = inputs
         self.outputs = outputs
-        self.flopsPerSample = flopsPerSample
+        self.flopsPerWindow = flopsPerWindow
         self.parameterBytes = parameterBytes
     }
 }
@@ -24,17 +24,17 @@ public struct PlanGraph: Sendable {
     public var inputs: [String]
     public var outputs: [String]
     public var constants: Set<String>
-    public var bytesPerSample: [String: Int]
+    public var bytesPerWindow: [String: Int]
     /// Node ranges that must stay in one layer (the executor fuses them, e.g. Conv+BN+Relu).
     public var unsplittable: [Range<Int>]
 
-    public init(nodes: [PlanNode], inputs: [String], outputs: [String], constants: Set<String>, bytesPerSample: [String: Int],
+    public init(nodes: [PlanNode], inputs: [String], outputs: [String], constants: Set<String>, bytesPerWindow: [String: Int],
                 unsplittable: [Range<Int>] = []) {
         self.nodes = nodes
         self.inputs = inputs
         self.outputs = outputs
         self.constants = constants
-        self.bytesPerSample = bytesPerSample
+        self.bytesPerWindow = bytesPerWindow
         self.unsplittable = unsplittable
     }
 
@@ -66,16 +66,16 @@ public struct Layer: Codable, Sendable, Equatable {
     public var nodeStart: Int
     public var nodeEnd: Int
     public var opTypes: [String]
-    public var flopsPerSample: Double
+    public var flopsPerWindow: Double
     public var parameterBytes: Int
     /// Activations this layer hands on (the boundary after it), in a fixed order.
     public var outputs: [String]
-    public var outputBytesPerSample: Int
+    public var outputBytesPerWindow: Int
 
     public var nodes: Range<Int> { nodeStart..<nodeEnd }
 
-    public init(index: Int, nodeStart: Int, nodeEnd: Int, opTypes: [String], flopsPerSample: Double, parameterBytes: Int, outputs: [String], outputBytesPerSample: Int) {
-        self.index = index; self.nodeStart = nodeStart; self.nodeEnd = nodeEnd; self.opTypes = opTypes; self.flopsPerSample = flopsPerSample; self.parameterBytes = parameterBytes; self.outputs = outputs; self.outputBytesPerSample = outputBytesPerSample
+    public init(index: Int, nodeStart: Int, nodeEnd: Int, opTypes: [String], flopsPerWindow: Double, parameterBytes: Int, outputs: [String], outputBytesPerWindow: Int) {
+        self.index = index; self.nodeStart = nodeStart; self.nodeEnd = nodeEnd; self.opTypes = opTypes; self.flopsPerWindow = flopsPerWindow; self.parameterBytes = parameterBytes; self.outputs = outputs; self.outputBytesPerWindow = outputBytesPerWindow
     }
 }
 
@@ -83,7 +83,7 @@ public struct Layer: Codable, Sendable, Equatable {
 public struct LayerCut: Codable, Sendable, Equatable {
     public var layers: [Layer]
     public var inputs: [String]
-    public var inputBytesPerSample: Int
+    public var inputBytesPerWindow: Int
 
     /// The tensors that travel into layer `index` (`index == layers.count`: the graph outputs).
     public func boundary(before index: Int) -> [String] {
@@ -114,17 +114,17 @@ public struct LayerCut: Codable, Sendable, Equatable {
             layers.append(Layer(
                 index: layers.count, nodeStart: range.lowerBound, nodeEnd: range.upperBound,
                 opTypes: nodes.map(\.opType),
-                flopsPerSample: nodes.reduce(0) { $0 + $1.flopsPerSample },
+                flopsPerWindow: nodes.reduce(0) { $0 + $1.flopsPerWindow },
                 parameterBytes: nodes.reduce(0) { $0 + $1.parameterBytes },
                 outputs: outputs,
-                outputBytesPerSample: outputs.reduce(0) { $0 + (graph.bytesPerSample[$1] ?? 0) }))
+                outputBytesPerWindow: outputs.reduce(0) { $0 + (graph.bytesPerWindow[$1] ?? 0) }))
         }
         let inputs = live[0]
         return LayerCut(layers: layers, inputs: inputs,
-                        inputBytesPerSample: inputs.reduce(0) { $0 + (graph.bytesPerSample[$1] ?? 0) })
+                        inputBytesPerWindow: inputs.reduce(0) { $0 + (graph.bytesPerWindow[$1] ?? 0) })
     }
 
-    public init(layers: [Layer], inputs: [String], inputBytesPerSample: Int) {
-        self.layers = layers; self.inputs = inputs; self.inputBytesPerSample = inputBytesPerSample
+    public init(layers: [Layer], inputs: [String], inputBytesPerWindow: Int) {
+        self.layers = layers; self.inputs = inputs; self.inputBytesPerWindow = inputBytesPerWindow
     }
 }

@@ -21,7 +21,7 @@ public struct PlanError: Error, CustomStringConvertible, Sendable {
     public init(_ description: String) { self.description = description }
 }
 
-/// Contiguous layer ranges, one per stage, with each stage's predicted time per sample.
+/// Contiguous layer ranges, one per stage, with each stage's predicted time per window.
 public struct Partition: Sendable, Equatable, CustomStringConvertible {
     public var ranges: [Range<Int>]
     public var stageTimes: [Double]

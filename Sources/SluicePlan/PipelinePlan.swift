@@ -1,7 +1,6 @@
 import Foundation
 import SluiceConfig
 import SluiceONNX
-import SluiceWire
 import SluiceTensor
 
 /// Everything decided before any process starts: the model's layers, the split over stages,
@@ -17,7 +16,7 @@ public struct PipelinePlan {
     public let inputName: String
     public let outputName: String
     /// The model input's shape without the batch dimension.
-    public let sampleShape: [Int]
+    public let windowShape: [Int]
     public let classes: [String]
 
     /// Until stages report measured times, a byte crossing a stage boundary is priced like this
@@ -25,8 +24,10 @@ public struct PipelinePlan {
     public static let flopsPerTransferredByte = 20.0
 
     /// `recordingChannels`: how many channels a recording source's file holds (nil: unknown),
-    /// which only the roles, who read recordings, can say.
-    public static func make(config: PipelineConfig, recordingChannels: (RecordingSource) -> Int?) throws -> PipelinePlan {
+    /// which only the roles, who read recordings, can say. `maximumBatchElements`: the most
+    /// elements one batch tensor may have on the wire.
+    public static func make(config: PipelineConfig, recordingChannels: (RecordingSource) -> Int?,
+                            maximumBatchElements: Int) throws -> PipelinePlan {
         let model = try ONNXModel.load(path: config.model.path)
         // Every stage needs a layer, and a layer holds at least one node: checked before the
         // cut, which works in memory proportional to the count it is asked for.
@@ -50,18 +51,18 @@ public struct PipelinePlan {
             input = inputs[0]
         }
         guard input.dtype == .float32 else { throw PlanError("model input '\(input.name)' is \(input.dtype); windows are float32") }
-        let sampleDims = input.shape.dropFirst()
-        guard !input.shape.isEmpty, sampleDims.allSatisfy({ $0 != nil }) else {
+        let windowDims = input.shape.dropFirst()
+        guard !input.shape.isEmpty, windowDims.allSatisfy({ $0 != nil }) else {
             throw PlanError("model input '\(input.name)' has shape \(input.shape.map { $0.map(String.init) ?? "?" }); only the batch dimension may be symbolic")
         }
-        let sampleShape = sampleDims.compactMap { $0 }
-        try checkWindow(config, input: input.name, sampleShape: sampleShape, recordingChannels: recordingChannels)
+        let windowShape = windowDims.compactMap { $0 }
+        try checkWindow(config, input: input.name, windowShape: windowShape, recordingChannels: recordingChannels)
         // A micro-batch travels as one tensor, which receivers refuse past this many elements;
         // the source would also reserve room for a whole batch before the first window.
-        let sampleElements = sampleShape.reduce(1) { $0.multipliedReportingOverflow(by: $1).overflow ? .max : $0 * $1 }
-        let (batchElements, overflow) = sampleElements.multipliedReportingOverflow(by: config.batching.maxSize)
-        if overflow || batchElements > BatchHeader.maximumTensorElements {
-            throw config.issue("batching.max_size", "\(config.batching.maxSize) windows of \(sampleShape) make a batch of more than \(BatchHeader.maximumTensorElements) elements; make it at most \(max(1, BatchHeader.maximumTensorElements / max(1, sampleElements)))")
+        let windowElements = windowShape.reduce(1) { $0.multipliedReportingOverflow(by: $1).overflow ? .max : $0 * $1 }
+        let (batchElements, overflow) = windowElements.multipliedReportingOverflow(by: config.batching.maxSize)
+        if overflow || batchElements > maximumBatchElements {
+            throw config.issue("batching.max_size", "\(config.batching.maxSize) windows of \(windowShape) make a batch of more than \(maximumBatchElements) elements; make it at most \(max(1, maximumBatchElements / max(1, windowElements)))")
         }
         let outputName = config.model.output ?? model.outputs.first?.name ?? ""
         guard model.outputs.contains(where: { $0.name == outputName }) else {
@@ -105,20 +106,20 @@ public struct PipelinePlan {
             shapes = (0..<count).map { StageShape(replicas: stages.replicas[$0] ?? 1, threads: stages.threads[$0] ?? 1) }
         }
         return PipelinePlan(config: config, model: model, graph: graph, cut: cut, partition: partition, shapes: shapes, inputName: input.name,
-                            outputName: outputName, sampleShape: sampleShape, classes: classes)
+                            outputName: outputName, windowShape: windowShape, classes: classes)
     }
 
     /// The windows the source will cut must be the rows the model takes: the same check for
     /// `sluice validate` and before `sluice run` starts any process. A sensor source gives
     /// [channels, length] (channels_first) or [length, channels] per window.
-    static func checkWindow(_ config: PipelineConfig, input: String, sampleShape: [Int],
+    static func checkWindow(_ config: PipelineConfig, input: String, windowShape: [Int],
                             recordingChannels: (RecordingSource) -> Int?) throws {
         // A tensors source's rows are the windows: its header says their shape.
         if case .tensors(let tensors) = config.source, let handle = FileHandle(forReadingAtPath: tensors.path) {
             defer { try? handle.close() }
             let head = (try? handle.read(upToCount: 1 << 16)) ?? Data()
-            if let shape = NPY.shape(ofHeader: head), shape.count >= 2, Array(shape.dropFirst()) != sampleShape {
-                throw config.issue("source.path", "holds rows of \(Array(shape.dropFirst())), but model input '\(input)' takes \(sampleShape) per window")
+            if let shape = NPY.shape(ofHeader: head), shape.count >= 2, Array(shape.dropFirst()) != windowShape {
+                throw config.issue("source.path", "holds rows of \(Array(shape.dropFirst())), but model input '\(input)' takes \(windowShape) per window")
             }
         }
         guard let window = config.window, config.source.needsWindow else { return }
@@ -129,11 +130,11 @@ public struct PipelinePlan {
         case .tensors: channels = nil
         }
         let layout = window.layout
-        let takes = "model input '\(input)' takes \(sampleShape) per window"
-        guard sampleShape.count == 2 else {
+        let takes = "model input '\(input)' takes \(windowShape) per window"
+        guard windowShape.count == 2 else {
             throw config.issue("window", "\(takes), but sensor windows are 2-D ([channels, length] or [length, channels])")
         }
-        let (modelChannels, modelLength) = layout == .channelsFirst ? (sampleShape[0], sampleShape[1]) : (sampleShape[1], sampleShape[0])
+        let (modelChannels, modelLength) = layout == .channelsFirst ? (windowShape[0], windowShape[1]) : (windowShape[1], windowShape[0])
         let other = layout == .channelsFirst ? WindowLayout.channelsLast : .channelsFirst
         let swapped = window.length == modelChannels && (channels ?? modelLength) == modelLength
         let hint = swapped ? "; with window.layout: \(other.rawValue) it fits" : ""
@@ -148,9 +149,9 @@ public struct PipelinePlan {
 
     /// FLOP-based costs per layer and per boundary, for planning before anything is measured.
     public static func estimatedCosts(_ cut: LayerCut) -> PartitionCosts {
-        PartitionCosts(layerCosts: cut.layers.map(\.flopsPerSample),
-                       transferCosts: [Double(cut.inputBytesPerSample) * flopsPerTransferredByte]
-                           + cut.layers.map { Double($0.outputBytesPerSample) * flopsPerTransferredByte })
+        PartitionCosts(layerCosts: cut.layers.map(\.flopsPerWindow),
+                       transferCosts: [Double(cut.inputBytesPerWindow) * flopsPerTransferredByte]
+                           + cut.layers.map { Double($0.outputBytesPerWindow) * flopsPerTransferredByte })
     }
 
     /// Processes per stage (replicas).
@@ -170,13 +171,13 @@ extension PlanGraph {
         var bytes: [String: Int] = [:]
         var names = Set(model.inputs.map(\.name))
         for node in model.nodes { names.formUnion(node.outputs.filter { !$0.isEmpty }) }
-        for name in names { bytes[name] = model.bytesPerSample(of: name) }
+        for name in names { bytes[name] = model.bytesPerWindow(of: name) }
         let constants = Set(model.nodes.flatMap(\.inputs).filter { !$0.isEmpty && model.isInitializer($0) })
         self.init(nodes: model.nodes.map {
                       PlanNode(name: $0.name, opType: $0.opType, inputs: $0.inputs, outputs: $0.outputs,
-                               flopsPerSample: $0.flopsPerSample, parameterBytes: $0.parameterBytes)
+                               flopsPerWindow: $0.flopsPerWindow, parameterBytes: $0.parameterBytes)
                   },
-                  inputs: model.inputs.map(\.name), outputs: model.outputs.map(\.name), constants: constants, bytesPerSample: bytes,
+                  inputs: model.inputs.map(\.name), outputs: model.outputs.map(\.name), constants: constants, bytesPerWindow: bytes,
                   unsplittable: model.fusionGroups)
     }
 }

@@ -4,19 +4,19 @@ import SluiceConfig
 public struct LayerTiming: Codable, Equatable, Sendable {
     public var layer: Int
     public var seconds: Double
-    public var samples: Int
-    public init(layer: Int, seconds: Double, samples: Int) { self.layer = layer; self.seconds = seconds; self.samples = samples }
+    public var windows: Int
+    public init(layer: Int, seconds: Double, windows: Int) { self.layer = layer; self.seconds = seconds; self.windows = windows }
 }
 
 /// The controller's live model of the pipeline, built from stage heartbeats: what each layer
-/// costs per sample, and how fast each stage runs relative to its own compute.
+/// costs per window, and how fast each stage runs relative to its own compute.
 public struct CostModel: Sendable, Equatable {
-    /// Seconds of compute per sample, per layer (EWMA); nil until measured.
+    /// Seconds of compute per window, per layer (EWMA); nil until measured.
     public private(set) var layerSeconds: [Double?]
     /// compute / busy per stage: 1 for a stage that only computes, below 1 for one that loses
     /// time to anything else (other load on its machine, the `slowdown` knob).
     public private(set) var stageSpeeds: [Double]
-    /// Boundary bytes per sample after each layer (index 0: the model input), for transfer cost.
+    /// Boundary bytes per window after each layer (index 0: the model input), for transfer cost.
     public let boundaryBytes: [Int]
     public var secondsPerByte: Double
     /// Processes per stage: a stage of r replicas takes r batches at a time.
@@ -31,7 +31,7 @@ public struct CostModel: Sendable, Equatable {
     public init(cut: LayerCut, stages: Int, replicas: [Int]? = nil, secondsPerByte: Double = 1 / 2.5e9) {
         layerSeconds = Array(repeating: nil, count: cut.layers.count)
         stageSpeeds = Array(repeating: 1, count: stages)
-        boundaryBytes = [cut.inputBytesPerSample] + cut.layers.map(\.outputBytesPerSample)
+        boundaryBytes = [cut.inputBytesPerWindow] + cut.layers.map(\.outputBytesPerWindow)
         self.secondsPerByte = secondsPerByte
         self.replicas = replicas ?? Array(repeating: 1, count: stages)
     }
@@ -55,14 +55,14 @@ public struct CostModel: Sendable, Equatable {
         for timing in layers where timing.layer < layerSeconds.count {
             // Totals are per process: a layer that moved counts afresh on its new stage.
             let key = InstanceLayer(instance: instance, layer: timing.layer)
-            let previous = lastLayerTotals[key] ?? LayerTiming(layer: timing.layer, seconds: 0, samples: 0)
-            let samples = timing.samples - previous.samples
+            let previous = lastLayerTotals[key] ?? LayerTiming(layer: timing.layer, seconds: 0, windows: 0)
+            let windows = timing.windows - previous.windows
             let seconds = timing.seconds - previous.seconds
             lastLayerTotals[key] = timing
-            guard samples > 0, seconds >= 0 else { continue }
+            guard windows > 0, seconds >= 0 else { continue }
             computeDelta += seconds
-            let perSample = seconds / Double(samples)
-            layerSeconds[timing.layer] = layerSeconds[timing.layer].map { smoothing * perSample + (1 - smoothing) * $0 } ?? perSample
+            let perWindow = seconds / Double(windows)
+            layerSeconds[timing.layer] = layerSeconds[timing.layer].map { smoothing * perWindow + (1 - smoothing) * $0 } ?? perWindow
         }
         let busyDelta = busySeconds - (lastBusyTotals[instance] ?? 0)
         lastBusyTotals[instance] = busySeconds
@@ -74,18 +74,18 @@ public struct CostModel: Sendable, Equatable {
         }
     }
 
-    /// Costs in seconds per sample, for the partitioner.
+    /// Costs in seconds per window, for the partitioner.
     public var partitionCosts: PartitionCosts {
         PartitionCosts(layerCosts: layerSeconds.map { $0 ?? 0 },
                        transferCosts: boundaryBytes.map { Double($0) * secondsPerByte })
     }
 
-    /// Predicted seconds per sample of each stage under `ranges`.
+    /// Predicted seconds per window of each stage under `ranges`.
     public func stageTimes(_ ranges: [Range<Int>]) -> [Double] {
         Partition.stageTimes(of: ranges, costs: partitionCosts, speeds: effectiveSpeeds)
     }
 
-    /// Predicted samples per second of the pipeline under `ranges` (its slowest stage).
+    /// Predicted windows per second of the pipeline under `ranges` (its slowest stage).
     public func throughput(_ ranges: [Range<Int>]) -> Double {
         let bottleneck = stageTimes(ranges).max() ?? 0
         return bottleneck > 0 ? 1 / bottleneck : 0
@@ -98,11 +98,11 @@ public struct RebalanceRecord: Codable, Equatable, Sendable {
     public var epoch: UInt32
     public var oldSplit: [LayerSpan]
     public var newSplit: [LayerSpan]
-    public var predictedOldSamplesPerSecond: Double
-    public var predictedNewSamplesPerSecond: Double
+    public var predictedOldWindowsPerSecond: Double
+    public var predictedNewWindowsPerSecond: Double
     /// Measured at the sink over the interval before the move, and after it settled.
-    public var measuredBeforeSamplesPerSecond: Double?
-    public var measuredAfterSamplesPerSecond: Double?
+    public var measuredBeforeWindowsPerSecond: Double?
+    public var measuredAfterWindowsPerSecond: Double?
     /// When the move was complete everywhere (old weights released, or the replicas asked for
     /// joined), on the same clock as `atSeconds`.
     public var settledAtSeconds: Double?
@@ -116,45 +116,35 @@ public struct RebalanceRecord: Codable, Equatable, Sendable {
     public var newPlan: String { Rebalancer.describe(newSplit, replicas: newReplicas) }
     public var oldPlan: String { Rebalancer.describe(oldSplit, replicas: oldReplicas) }
 
-    public init(atSeconds: Double, epoch: UInt32, oldSplit: [LayerSpan], newSplit: [LayerSpan], predictedOldSamplesPerSecond: Double,
-                predictedNewSamplesPerSecond: Double, measuredBeforeSamplesPerSecond: Double? = nil,
-                measuredAfterSamplesPerSecond: Double? = nil, settledAtSeconds: Double? = nil, applied: Bool,
+    public init(atSeconds: Double, epoch: UInt32, oldSplit: [LayerSpan], newSplit: [LayerSpan], predictedOldWindowsPerSecond: Double,
+                predictedNewWindowsPerSecond: Double, measuredBeforeWindowsPerSecond: Double? = nil,
+                measuredAfterWindowsPerSecond: Double? = nil, settledAtSeconds: Double? = nil, applied: Bool,
                 oldReplicas: [Int]? = nil, newReplicas: [Int]? = nil) {
         self.atSeconds = atSeconds; self.epoch = epoch; self.oldSplit = oldSplit; self.newSplit = newSplit
-        self.predictedOldSamplesPerSecond = predictedOldSamplesPerSecond; self.predictedNewSamplesPerSecond = predictedNewSamplesPerSecond
-        self.measuredBeforeSamplesPerSecond = measuredBeforeSamplesPerSecond; self.measuredAfterSamplesPerSecond = measuredAfterSamplesPerSecond
+        self.predictedOldWindowsPerSecond = predictedOldWindowsPerSecond; self.predictedNewWindowsPerSecond = predictedNewWindowsPerSecond
+        self.measuredBeforeWindowsPerSecond = measuredBeforeWindowsPerSecond; self.measuredAfterWindowsPerSecond = measuredAfterWindowsPerSecond
         self.settledAtSeconds = settledAtSeconds; self.applied = applied; self.oldReplicas = oldReplicas; self.newReplicas = newReplicas
     }
 
     private enum CodingKeys: String, CodingKey {
-        case atSeconds, epoch, oldSplit, newSplit, predictedOldSamplesPerSecond, predictedNewSamplesPerSecond
-        case measuredBeforeSamplesPerSecond, measuredAfterSamplesPerSecond, settledAtSeconds, applied, oldReplicas, newReplicas
+        case atSeconds, epoch, oldSplit, newSplit, predictedOldWindowsPerSecond, predictedNewWindowsPerSecond
+        case measuredBeforeWindowsPerSecond, measuredAfterWindowsPerSecond, settledAtSeconds, applied, oldReplicas, newReplicas
     }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         self.init(atSeconds: try c.decode(Double.self, forKey: .atSeconds), epoch: try c.decode(UInt32.self, forKey: .epoch),
-                  oldSplit: try Self.split(c, .oldSplit), newSplit: try Self.split(c, .newSplit),
-                  predictedOldSamplesPerSecond: try c.decode(Double.self, forKey: .predictedOldSamplesPerSecond),
-                  predictedNewSamplesPerSecond: try c.decode(Double.self, forKey: .predictedNewSamplesPerSecond),
-                  measuredBeforeSamplesPerSecond: try c.decodeIfPresent(Double.self, forKey: .measuredBeforeSamplesPerSecond),
-                  measuredAfterSamplesPerSecond: try c.decodeIfPresent(Double.self, forKey: .measuredAfterSamplesPerSecond),
+                  oldSplit: try c.decodeSplit(forKey: .oldSplit), newSplit: try c.decodeSplit(forKey: .newSplit),
+                  predictedOldWindowsPerSecond: try c.decode(Double.self, forKey: .predictedOldWindowsPerSecond),
+                  predictedNewWindowsPerSecond: try c.decode(Double.self, forKey: .predictedNewWindowsPerSecond),
+                  measuredBeforeWindowsPerSecond: try c.decodeIfPresent(Double.self, forKey: .measuredBeforeWindowsPerSecond),
+                  measuredAfterWindowsPerSecond: try c.decodeIfPresent(Double.self, forKey: .measuredAfterWindowsPerSecond),
                   settledAtSeconds: try c.decodeIfPresent(Double.self, forKey: .settledAtSeconds),
                   applied: try c.decode(Bool.self, forKey: .applied),
                   oldReplicas: try c.decodeIfPresent([Int].self, forKey: .oldReplicas),
                   newReplicas: try c.decodeIfPresent([Int].self, forKey: .newReplicas))
     }
 
-    /// A list of spans; reports written before records carried spans hold the split as one
-    /// string, "0-1,2,3-5", and still read.
-    private static func split(_ c: KeyedDecodingContainer<CodingKeys>, _ key: CodingKeys) throws -> [LayerSpan] {
-        if let spans = try? c.decode([LayerSpan].self, forKey: key) { return spans }
-        let text = try c.decode(String.self, forKey: key)
-        guard let spans = LayerSpan.split(parsing: text) else {
-            throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: "'\(text)' is not a split such as '0-1,2,3-5'")
-        }
-        return spans
-    }
 }
 
 /// Decides when a better split is worth a move: a predicted gain above the threshold, no
@@ -226,7 +216,7 @@ public struct Rebalancer: Sendable {
     /// A better split (and, with spare cores, more replicas) for `current`, if one is worth
     /// moving to now.
     public mutating func proposal(current: [Range<Int>], now: Double, epoch: UInt32,
-                                  measuredSamplesPerSecond: Double?) -> RebalanceRecord? {
+                                  measuredWindowsPerSecond: Double?) -> RebalanceRecord? {
         guard config.policy != .off, model.isComplete else { return nil }
         if let lastDecisionAt, now - lastDecisionAt < config.intervalSeconds { return nil }
         // The controller ticks every few milliseconds; planning a few times an interval is plenty.
@@ -243,8 +233,8 @@ public struct Rebalancer: Sendable {
         guard gain > required else { return nil }
         if config.policy == .recommend, let last = lastRecommended, last.ranges == best.ranges, last.replicas == best.replicas { return nil }
         let record = RebalanceRecord(atSeconds: now, epoch: epoch, oldSplit: current.map(LayerSpan.init), newSplit: best.ranges.map(LayerSpan.init),
-                                     predictedOldSamplesPerSecond: oldThroughput, predictedNewSamplesPerSecond: newThroughput,
-                                     measuredBeforeSamplesPerSecond: measuredSamplesPerSecond, measuredAfterSamplesPerSecond: nil,
+                                     predictedOldWindowsPerSecond: oldThroughput, predictedNewWindowsPerSecond: newThroughput,
+                                     measuredBeforeWindowsPerSecond: measuredWindowsPerSecond, measuredAfterWindowsPerSecond: nil,
                                      applied: config.policy == .auto,
                                      oldReplicas: grows ? model.replicas : nil, newReplicas: grows ? best.replicas : nil)
         history.append(record)
@@ -264,9 +254,9 @@ public struct Rebalancer: Sendable {
     }
 
     /// The sink's measured rate once the last move settled.
-    public mutating func recordMeasuredAfter(_ samplesPerSecond: Double) {
-        guard let last = history.indices.last, history[last].applied, history[last].measuredAfterSamplesPerSecond == nil else { return }
-        history[last].measuredAfterSamplesPerSecond = samplesPerSecond
+    public mutating func recordMeasuredAfter(_ windowsPerSecond: Double) {
+        guard let last = history.indices.last, history[last].applied, history[last].measuredAfterWindowsPerSecond == nil else { return }
+        history[last].measuredAfterWindowsPerSecond = windowsPerSecond
     }
 
     /// "0-1,2 ×2,3-5": a stage's processes after ×, when more than one.

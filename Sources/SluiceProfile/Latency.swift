@@ -33,10 +33,10 @@ public struct LatencySplit: Codable, Equatable, Sendable {
     }
 
     /// - Parameters:
-    ///   - boundaryBytesPerSample: bytes per sample at each boundary (index 0: the model input).
+    ///   - boundaryBytesPerWindow: bytes per window at each boundary (index 0: the model input).
     ///   - ranges: the split, to know which boundary leaves each stage (the one after its range).
     ///   - secondsPerByte: the link's cost; 1 / 2.5e9 is PUSH→PULL over tcp on one machine.
-    public init(trace: BatchTrace, boundaryBytesPerSample: [Int], ranges: [Range<Int>], secondsPerByte: Double) {
+    public init(trace: BatchTrace, boundaryBytesPerWindow: [Int], ranges: [Range<Int>], secondsPerByte: Double) {
         batchSequence = trace.batchSequence
         totalNanos = trace.sinkReceived &- min(trace.created, trace.sinkReceived)
         var compute: UInt64 = 0
@@ -49,11 +49,11 @@ public struct LatencySplit: Codable, Equatable, Sendable {
         computeNanos = min(compute, totalNanos)
         handlingNanos = min(handling, totalNanos - computeNanos)
         let handoffs = totalNanos - computeNanos - handlingNanos
-        var bytes = boundaryBytesPerSample.first ?? 0
+        var bytes = boundaryBytesPerWindow.first ?? 0
         for hop in trace.hops {
             let stage = Int(hop.stage)
-            if stage < ranges.count, ranges[stage].upperBound < boundaryBytesPerSample.count {
-                bytes += boundaryBytesPerSample[ranges[stage].upperBound]
+            if stage < ranges.count, ranges[stage].upperBound < boundaryBytesPerWindow.count {
+                bytes += boundaryBytesPerWindow[ranges[stage].upperBound]
             }
         }
         let estimate = Double(bytes) * Double(trace.windowCount) * secondsPerByte * 1e9

@@ -18,7 +18,7 @@ public struct ProfileData: Codable, Equatable, Sendable {
     public var windowsIn: UInt64?
     public var windowsOut: UInt64
     /// windowsOut / durationSeconds: the pipeline's measured throughput.
-    public var samplesPerSecond: Double
+    public var windowsPerSecond: Double
     public var stages: [StageProfile]
     public var layers: [LayerProfile]
     /// Per micro-batch timestamps (a sample of them on long runs; see `TraceSampler`).
@@ -31,11 +31,11 @@ public struct ProfileData: Codable, Equatable, Sendable {
     public var latency: LatencySummary?
     public var recommendation: Recommendation
 
-    public init(pipeline: String, durationSeconds: Double, windowsIn: UInt64?, windowsOut: UInt64, samplesPerSecond: Double,
+    public init(pipeline: String, durationSeconds: Double, windowsIn: UInt64?, windowsOut: UInt64, windowsPerSecond: Double,
                 stages: [StageProfile], layers: [LayerProfile], traces: [BatchTrace], rebalances: [RebalanceRecord],
                 costs: CostInput, bottleneck: Bottleneck, latency: LatencySummary?, recommendation: Recommendation) {
         self.pipeline = pipeline; self.durationSeconds = durationSeconds; self.windowsIn = windowsIn; self.windowsOut = windowsOut
-        self.samplesPerSecond = samplesPerSecond; self.stages = stages; self.layers = layers; self.traces = traces
+        self.windowsPerSecond = windowsPerSecond; self.stages = stages; self.layers = layers; self.traces = traces
         self.rebalances = rebalances; self.costs = costs; self.bottleneck = bottleneck; self.latency = latency
         self.recommendation = recommendation
     }
@@ -46,7 +46,7 @@ public struct ProfileData: Codable, Equatable, Sendable {
     ///   - ranges: the split in force at the end (half-open layer ranges, one per stage).
     ///   - stageCounters: each stage's last `RoleCounters`, by stage index.
     ///   - traces: micro-batch timestamps collected at the sink.
-    ///   - costs: measured per-layer seconds per sample, stage speeds and boundary bytes.
+    ///   - costs: measured per-layer seconds per window, stage speeds and boundary bytes.
     ///   - queueDepths: input queue depth per stage index, where known.
     ///   - replicas: replica count per stage index (1 where absent).
     public static func make(pipeline: String, cut: LayerCut, ranges: [Range<Int>], stageCounters: [Int: RoleCounters],
@@ -65,21 +65,21 @@ public struct ProfileData: Codable, Equatable, Sendable {
         var layers: [LayerProfile] = []
         for layer in cut.layers {
             let stage = ranges.firstIndex { $0.contains(layer.index) } ?? -1
-            let seconds = layer.index < costs.layerSecondsPerSample.count ? costs.layerSecondsPerSample[layer.index] : nil
+            let seconds = layer.index < costs.layerSecondsPerWindow.count ? costs.layerSecondsPerWindow[layer.index] : nil
             var share: Double?
             if stage >= 0, let seconds {
                 let stageSeconds = ranges[stage].reduce(0.0) { total, index in
-                    total + (index < costs.layerSecondsPerSample.count ? costs.layerSecondsPerSample[index] ?? 0 : 0)
+                    total + (index < costs.layerSecondsPerWindow.count ? costs.layerSecondsPerWindow[index] ?? 0 : 0)
                 }
                 share = stageSeconds > 0 ? seconds / stageSeconds : nil
             }
-            layers.append(LayerProfile(index: layer.index, opTypes: layer.opTypes, flopsPerSample: layer.flopsPerSample,
-                                       parameterBytes: layer.parameterBytes, outputBytesPerSample: layer.outputBytesPerSample,
-                                       secondsPerSample: seconds, stage: stage, shareOfStage: share))
+            layers.append(LayerProfile(index: layer.index, opTypes: layer.opTypes, flopsPerWindow: layer.flopsPerWindow,
+                                       parameterBytes: layer.parameterBytes, outputBytesPerWindow: layer.outputBytesPerWindow,
+                                       secondsPerWindow: seconds, stage: stage, shareOfStage: share))
         }
         let bottleneck = Bottleneck.find(stages: stages, rule: rule)
         let splits = traces.map {
-            LatencySplit(trace: $0, boundaryBytesPerSample: costs.boundaryBytesPerSample, ranges: ranges,
+            LatencySplit(trace: $0, boundaryBytesPerWindow: costs.boundaryBytesPerWindow, ranges: ranges,
                          secondsPerByte: costs.secondsPerByte)
         }
         let latency = splits.isEmpty ? nil : LatencySummary(splits)
@@ -87,7 +87,7 @@ public struct ProfileData: Codable, Equatable, Sendable {
         costs.ranges = ranges
         let recommendation = Recommendation.make(bottleneck: bottleneck, stages: stages, costs: costs)
         return ProfileData(pipeline: pipeline, durationSeconds: durationSeconds, windowsIn: windowsIn, windowsOut: windowsOut,
-                           samplesPerSecond: durationSeconds > 0 ? Double(windowsOut) / durationSeconds : 0,
+                           windowsPerSecond: durationSeconds > 0 ? Double(windowsOut) / durationSeconds : 0,
                            stages: stages, layers: layers, traces: traces, rebalances: rebalances, costs: costs,
                            bottleneck: bottleneck, latency: latency, recommendation: recommendation)
     }
@@ -133,7 +133,7 @@ public struct StageProfile: Codable, Equatable, Sendable {
     /// The sum of the stage's per-layer compute times: busy time less anything else (slowdowns).
     public var layerComputeSeconds: Double
     public var batches: Int
-    public var samples: Int
+    public var windows: Int
     public var rejected: Int
     /// Resident memory of the stage's processes when they took their first assignment, and at
     /// the end (0 where not reported).
@@ -147,7 +147,7 @@ public struct StageProfile: Codable, Equatable, Sendable {
     public var inStageP99Seconds: Double?
 
     public init(index: Int, layers: Range<Int>, replicas: Int = 1, elapsedSeconds: Double, busySeconds: Double, idleSeconds: Double,
-                blockedSeconds: Double, layerComputeSeconds: Double = 0, batches: Int, samples: Int, rejected: Int = 0,
+                blockedSeconds: Double, layerComputeSeconds: Double = 0, batches: Int, windows: Int, rejected: Int = 0,
                 residentBytesAtStart: Int = 0, residentBytes: Int = 0, queueDepth: Int? = nil, inStageP50Seconds: Double? = nil,
                 inStageP99Seconds: Double? = nil) {
         self.index = index
@@ -157,7 +157,7 @@ public struct StageProfile: Codable, Equatable, Sendable {
         self.replicas = replicas
         self.elapsedSeconds = elapsedSeconds; self.busySeconds = busySeconds; self.idleSeconds = idleSeconds
         self.blockedSeconds = blockedSeconds; self.layerComputeSeconds = layerComputeSeconds
-        self.batches = batches; self.samples = samples; self.rejected = rejected
+        self.batches = batches; self.windows = windows; self.rejected = rejected
         self.residentBytesAtStart = residentBytesAtStart; self.residentBytes = residentBytes
         self.queueDepth = queueDepth; self.inStageP50Seconds = inStageP50Seconds; self.inStageP99Seconds = inStageP99Seconds
     }
@@ -166,7 +166,7 @@ public struct StageProfile: Codable, Equatable, Sendable {
                 inStageP50Seconds: Double? = nil, inStageP99Seconds: Double? = nil) {
         self.init(index: index, layers: layers, replicas: replicas, elapsedSeconds: counters.elapsedSeconds,
                   busySeconds: counters.busySeconds, idleSeconds: counters.idleSeconds, blockedSeconds: counters.blockedSeconds,
-                  layerComputeSeconds: counters.layers.reduce(0) { $0 + $1.seconds }, batches: counters.batches, samples: counters.samples,
+                  layerComputeSeconds: counters.layers.reduce(0) { $0 + $1.seconds }, batches: counters.batches, windows: counters.windows,
                   rejected: counters.rejected, residentBytesAtStart: counters.residentBytesAtStart, residentBytes: counters.residentBytes,
                   queueDepth: queueDepth, inStageP50Seconds: inStageP50Seconds, inStageP99Seconds: inStageP99Seconds)
     }
@@ -176,7 +176,7 @@ public struct StageProfile: Codable, Equatable, Sendable {
     public var idleFraction: Double { fraction(idleSeconds) }
     public var blockedFraction: Double { fraction(blockedSeconds) }
     public var batchesPerSecond: Double { elapsedSeconds > 0 ? Double(batches) / elapsedSeconds : 0 }
-    public var samplesPerSecond: Double { elapsedSeconds > 0 ? Double(samples) / elapsedSeconds : 0 }
+    public var windowsPerSecond: Double { elapsedSeconds > 0 ? Double(windows) / elapsedSeconds : 0 }
     /// Busy time per micro-batch: what one batch costs the stage.
     public var millisecondsPerBatch: Double { batches > 0 ? 1000 * busySeconds / Double(batches) : 0 }
 
@@ -185,9 +185,9 @@ public struct StageProfile: Codable, Equatable, Sendable {
     private enum CodingKeys: String, CodingKey {
         case index, layers, firstLayer, lastLayer, replicas, elapsedSeconds, busySeconds, idleSeconds, blockedSeconds
         case layerComputeSeconds, batches
-        case samples, rejected, residentBytesAtStart, residentBytes, queueDepth, inStageP50Seconds, inStageP99Seconds
+        case windows, rejected, residentBytesAtStart, residentBytes, queueDepth, inStageP50Seconds, inStageP99Seconds
         // Derived, written for scripts and ignored when read back.
-        case busyFraction, idleFraction, blockedFraction, batchesPerSecond, samplesPerSecond, millisecondsPerBatch
+        case busyFraction, idleFraction, blockedFraction, batchesPerSecond, windowsPerSecond, millisecondsPerBatch
         /// The index, in run reports written before they were a view of the profile.
         case stage
     }
@@ -220,7 +220,7 @@ public struct StageProfile: Codable, Equatable, Sendable {
         blockedSeconds = try c.decode(Double.self, forKey: .blockedSeconds)
         layerComputeSeconds = try c.decodeIfPresent(Double.self, forKey: .layerComputeSeconds) ?? 0
         batches = try c.decode(Int.self, forKey: .batches)
-        samples = try c.decode(Int.self, forKey: .samples)
+        windows = try c.decode(Int.self, forKey: .windows)
         rejected = try c.decode(Int.self, forKey: .rejected)
         residentBytesAtStart = try c.decodeIfPresent(Int.self, forKey: .residentBytesAtStart) ?? 0
         residentBytes = try c.decodeIfPresent(Int.self, forKey: .residentBytes) ?? 0
@@ -242,7 +242,7 @@ public struct StageProfile: Codable, Equatable, Sendable {
         try c.encode(blockedSeconds, forKey: .blockedSeconds)
         try c.encode(layerComputeSeconds, forKey: .layerComputeSeconds)
         try c.encode(batches, forKey: .batches)
-        try c.encode(samples, forKey: .samples)
+        try c.encode(windows, forKey: .windows)
         try c.encode(rejected, forKey: .rejected)
         try c.encode(residentBytesAtStart, forKey: .residentBytesAtStart)
         try c.encode(residentBytes, forKey: .residentBytes)
@@ -253,7 +253,7 @@ public struct StageProfile: Codable, Equatable, Sendable {
         try c.encode(idleFraction, forKey: .idleFraction)
         try c.encode(blockedFraction, forKey: .blockedFraction)
         try c.encode(batchesPerSecond, forKey: .batchesPerSecond)
-        try c.encode(samplesPerSecond, forKey: .samplesPerSecond)
+        try c.encode(windowsPerSecond, forKey: .windowsPerSecond)
         try c.encode(millisecondsPerBatch, forKey: .millisecondsPerBatch)
     }
 }
@@ -262,21 +262,21 @@ public struct StageProfile: Codable, Equatable, Sendable {
 public struct LayerProfile: Codable, Equatable, Sendable {
     public var index: Int
     public var opTypes: [String]
-    public var flopsPerSample: Double
+    public var flopsPerWindow: Double
     public var parameterBytes: Int
-    /// Bytes per sample of the boundary after this layer (what crosses a link if a stage ends here).
-    public var outputBytesPerSample: Int
-    /// Measured compute seconds per sample; nil when never measured.
-    public var secondsPerSample: Double?
+    /// Bytes per window of the boundary after this layer (what crosses a link if a stage ends here).
+    public var outputBytesPerWindow: Int
+    /// Measured compute seconds per window; nil when never measured.
+    public var secondsPerWindow: Double?
     /// The stage holding the layer at the end of the run (-1: none).
     public var stage: Int
-    /// This layer's part of its stage's measured compute per sample (0…1).
+    /// This layer's part of its stage's measured compute per window (0…1).
     public var shareOfStage: Double?
 
-    public init(index: Int, opTypes: [String], flopsPerSample: Double, parameterBytes: Int, outputBytesPerSample: Int,
-                secondsPerSample: Double?, stage: Int, shareOfStage: Double?) {
-        self.index = index; self.opTypes = opTypes; self.flopsPerSample = flopsPerSample; self.parameterBytes = parameterBytes
-        self.outputBytesPerSample = outputBytesPerSample; self.secondsPerSample = secondsPerSample; self.stage = stage
+    public init(index: Int, opTypes: [String], flopsPerWindow: Double, parameterBytes: Int, outputBytesPerWindow: Int,
+                secondsPerWindow: Double?, stage: Int, shareOfStage: Double?) {
+        self.index = index; self.opTypes = opTypes; self.flopsPerWindow = flopsPerWindow; self.parameterBytes = parameterBytes
+        self.outputBytesPerWindow = outputBytesPerWindow; self.secondsPerWindow = secondsPerWindow; self.stage = stage
         self.shareOfStage = shareOfStage
     }
 }
@@ -286,37 +286,37 @@ public struct LayerProfile: Codable, Equatable, Sendable {
 /// the controller's `CostModel`. Ranges are half-open ([lower, upper) in JSON).
 public struct CostInput: Codable, Equatable, Sendable {
     public var ranges: [Range<Int>]
-    /// Measured compute seconds per sample per layer (nil: never measured).
-    public var layerSecondsPerSample: [Double?]
+    /// Measured compute seconds per window per layer (nil: never measured).
+    public var layerSecondsPerWindow: [Double?]
     /// compute / busy per stage position: below 1 for a stage that loses time to anything else.
     public var stageSpeeds: [Double]
-    /// Bytes per sample at each boundary; index 0 is the model input, index i the output of layer i-1.
-    public var boundaryBytesPerSample: [Int]
+    /// Bytes per window at each boundary; index 0 is the model input, index i the output of layer i-1.
+    public var boundaryBytesPerWindow: [Int]
     /// Link cost used for transfer estimates (seconds per byte).
     public var secondsPerByte: Double
 
-    public init(ranges: [Range<Int>], layerSecondsPerSample: [Double?], stageSpeeds: [Double], boundaryBytesPerSample: [Int],
+    public init(ranges: [Range<Int>], layerSecondsPerWindow: [Double?], stageSpeeds: [Double], boundaryBytesPerWindow: [Int],
                 secondsPerByte: Double = 1 / 2.5e9) {
-        self.ranges = ranges; self.layerSecondsPerSample = layerSecondsPerSample; self.stageSpeeds = stageSpeeds
-        self.boundaryBytesPerSample = boundaryBytesPerSample; self.secondsPerByte = secondsPerByte
+        self.ranges = ranges; self.layerSecondsPerWindow = layerSecondsPerWindow; self.stageSpeeds = stageSpeeds
+        self.boundaryBytesPerWindow = boundaryBytesPerWindow; self.secondsPerByte = secondsPerByte
     }
 
     public init(model: CostModel, ranges: [Range<Int>]) {
-        self.init(ranges: ranges, layerSecondsPerSample: model.layerSeconds, stageSpeeds: model.effectiveSpeeds,
-                  boundaryBytesPerSample: model.boundaryBytes, secondsPerByte: model.secondsPerByte)
+        self.init(ranges: ranges, layerSecondsPerWindow: model.layerSeconds, stageSpeeds: model.effectiveSpeeds,
+                  boundaryBytesPerWindow: model.boundaryBytes, secondsPerByte: model.secondsPerByte)
     }
 
-    public var isComplete: Bool { !layerSecondsPerSample.isEmpty && layerSecondsPerSample.allSatisfy { $0 != nil } }
+    public var isComplete: Bool { !layerSecondsPerWindow.isEmpty && layerSecondsPerWindow.allSatisfy { $0 != nil } }
 
     /// Costs for `Partition`, exactly as `CostModel.partitionCosts` forms them.
     public var partitionCosts: PartitionCosts {
-        let transfer = boundaryBytesPerSample.count == layerSecondsPerSample.count + 1
-            ? boundaryBytesPerSample.map { Double($0) * secondsPerByte }
-            : Array(repeating: 0, count: layerSecondsPerSample.count + 1)
-        return PartitionCosts(layerCosts: layerSecondsPerSample.map { $0 ?? 0 }, transferCosts: transfer)
+        let transfer = boundaryBytesPerWindow.count == layerSecondsPerWindow.count + 1
+            ? boundaryBytesPerWindow.map { Double($0) * secondsPerByte }
+            : Array(repeating: 0, count: layerSecondsPerWindow.count + 1)
+        return PartitionCosts(layerCosts: layerSecondsPerWindow.map { $0 ?? 0 }, transferCosts: transfer)
     }
 
-    /// Predicted samples per second under `ranges`: one over the slowest stage's time.
+    /// Predicted windows per second under `ranges`: one over the slowest stage's time.
     public func throughput(_ ranges: [Range<Int>]) -> Double {
         let speeds = stageSpeeds.count == ranges.count ? stageSpeeds : Array(repeating: 1, count: ranges.count)
         let slowest = Partition.stageTimes(of: ranges, costs: partitionCosts, speeds: speeds).max() ?? 0

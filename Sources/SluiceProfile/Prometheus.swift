@@ -7,8 +7,8 @@ public struct MetricsSnapshot: Sendable, Equatable {
     public var stages: [Int: RoleCounters]
     /// The split in force: layers held per stage index.
     public var ranges: [Range<Int>]
-    /// Measured seconds per sample per layer (nil: not measured yet).
-    public var layerSecondsPerSample: [Double?]
+    /// Measured seconds per window per layer (nil: not measured yet).
+    public var layerSecondsPerWindow: [Double?]
     public var epoch: UInt32
     /// Rebalances applied (or proposed, under the recommend policy) so far.
     public var rebalances: Int
@@ -20,9 +20,9 @@ public struct MetricsSnapshot: Sendable, Equatable {
     /// What each process dropped, by process name ("controller" for its own socket).
     public var drops: [String: DropCounts] = [:]
 
-    public init(stages: [Int: RoleCounters], ranges: [Range<Int>], layerSecondsPerSample: [Double?], epoch: UInt32, rebalances: Int,
+    public init(stages: [Int: RoleCounters], ranges: [Range<Int>], layerSecondsPerWindow: [Double?], epoch: UInt32, rebalances: Int,
                 source: RoleCounters? = nil, sink: RoleCounters? = nil, latency: LatencyHistogram? = nil) {
-        self.stages = stages; self.ranges = ranges; self.layerSecondsPerSample = layerSecondsPerSample; self.epoch = epoch
+        self.stages = stages; self.ranges = ranges; self.layerSecondsPerWindow = layerSecondsPerWindow; self.epoch = epoch
         self.rebalances = rebalances; self.source = source; self.sink = sink; self.latency = latency
     }
 }
@@ -46,7 +46,7 @@ public enum PrometheusExposition {
         }
 
         family("sluice_stage_batches_total", "counter", "Micro-batches a stage ran layers on.", perStage { Double($0.batches) })
-        family("sluice_stage_samples_total", "counter", "Samples (windows) a stage ran layers on.", perStage { Double($0.samples) })
+        family("sluice_stage_windows_total", "counter", "Windows a stage ran layers on.", perStage { Double($0.windows) })
         family("sluice_stage_busy_seconds_total", "counter", "Seconds a stage spent computing, its own slowdowns included.",
                perStage { $0.busySeconds })
         family("sluice_stage_idle_seconds_total", "counter", "Seconds a stage spent waiting for input.", perStage { $0.idleSeconds })
@@ -63,19 +63,19 @@ public enum PrometheusExposition {
 
         // A layer that moved has totals on more than one stage: its total is their sum.
         var layerSeconds: [Int: Double] = [:]
-        var layerSamples: [Int: Double] = [:]
+        var layerWindows: [Int: Double] = [:]
         for (_, counters) in stages {
             for timing in counters.layers {
                 layerSeconds[timing.layer, default: 0] += timing.seconds
-                layerSamples[timing.layer, default: 0] += Double(timing.samples)
+                layerWindows[timing.layer, default: 0] += Double(timing.windows)
             }
         }
         family("sluice_layer_compute_seconds_total", "counter", "Seconds spent computing a layer, over every stage that held it.",
                layerSeconds.sorted { $0.key < $1.key }.map { (labels: "{layer=\"\($0.key)\"}", value: $0.value) })
-        family("sluice_layer_samples_total", "counter", "Samples a layer was computed on.",
-               layerSamples.sorted { $0.key < $1.key }.map { (labels: "{layer=\"\($0.key)\"}", value: $0.value) })
-        family("sluice_layer_seconds_per_sample", "gauge", "Measured compute seconds per sample of a layer (moving average).",
-               snapshot.layerSecondsPerSample.enumerated().compactMap { index, seconds in
+        family("sluice_layer_windows_total", "counter", "Windows a layer was computed on.",
+               layerWindows.sorted { $0.key < $1.key }.map { (labels: "{layer=\"\($0.key)\"}", value: $0.value) })
+        family("sluice_layer_seconds_per_window", "gauge", "Measured compute seconds per window of a layer (moving average).",
+               snapshot.layerSecondsPerWindow.enumerated().compactMap { index, seconds in
                    seconds.map { (labels: "{layer=\"\(index)\"}", value: $0) }
                })
         family("sluice_pipeline_epoch", "gauge", "Plan epoch in force.", [(labels: "", value: Double(snapshot.epoch))])
@@ -83,13 +83,13 @@ public enum PrometheusExposition {
                [(labels: "", value: Double(snapshot.rebalances))])
         if let source = snapshot.source {
             family("sluice_source_batches_total", "counter", "Micro-batches the source sent.", [(labels: "", value: Double(source.batches))])
-            family("sluice_source_samples_total", "counter", "Windows the source sent.", [(labels: "", value: Double(source.samples))])
+            family("sluice_source_windows_total", "counter", "Windows the source sent.", [(labels: "", value: Double(source.windows))])
             family("sluice_source_blocked_seconds_total", "counter", "Seconds the source waited for room in the first stage.",
                    [(labels: "", value: source.blockedSeconds)])
         }
         if let sink = snapshot.sink {
             family("sluice_sink_batches_total", "counter", "Micro-batches the sink released.", [(labels: "", value: Double(sink.batches))])
-            family("sluice_sink_samples_total", "counter", "Windows the sink released.", [(labels: "", value: Double(sink.samples))])
+            family("sluice_sink_windows_total", "counter", "Windows the sink released.", [(labels: "", value: Double(sink.windows))])
         }
         var dropSamples: [(labels: String, value: Double)] = []
         for (role, counts) in snapshot.drops.sorted(by: { $0.key < $1.key }) {

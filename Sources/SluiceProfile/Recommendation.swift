@@ -29,17 +29,17 @@ public struct Recommendation: Codable, Equatable, Sendable {
     public var currentSplit: String
     /// The best split for the measured costs; nil when it cannot be computed.
     public var bestSplit: String?
-    public var predictedCurrentSamplesPerSecond: Double?
-    public var predictedBestSamplesPerSecond: Double?
+    public var predictedCurrentWindowsPerSecond: Double?
+    public var predictedBestWindowsPerSecond: Double?
     /// predictedBest / predictedCurrent − 1.
     public var predictedGain: Double?
     public var moves: [LayerMove]
 
-    public init(text: String, currentSplit: String, bestSplit: String?, predictedCurrentSamplesPerSecond: Double?,
-                predictedBestSamplesPerSecond: Double?, predictedGain: Double?, moves: [LayerMove]) {
+    public init(text: String, currentSplit: String, bestSplit: String?, predictedCurrentWindowsPerSecond: Double?,
+                predictedBestWindowsPerSecond: Double?, predictedGain: Double?, moves: [LayerMove]) {
         self.text = text; self.currentSplit = currentSplit; self.bestSplit = bestSplit
-        self.predictedCurrentSamplesPerSecond = predictedCurrentSamplesPerSecond
-        self.predictedBestSamplesPerSecond = predictedBestSamplesPerSecond; self.predictedGain = predictedGain; self.moves = moves
+        self.predictedCurrentWindowsPerSecond = predictedCurrentWindowsPerSecond
+        self.predictedBestWindowsPerSecond = predictedBestWindowsPerSecond; self.predictedGain = predictedGain; self.moves = moves
     }
 
     /// - Parameter minimumGain: a better split predicting less than this gain counts as no better
@@ -47,22 +47,22 @@ public struct Recommendation: Codable, Equatable, Sendable {
     public static func make(bottleneck: Bottleneck, stages: [StageProfile], costs: CostInput, minimumGain: Double = 0.02) -> Recommendation {
         let current = costs.ranges
         let currentSplit = Partition(ranges: current, stageTimes: []).description
-        let unmeasured = costs.layerSecondsPerSample.indices.filter { costs.layerSecondsPerSample[$0] == nil }
-        guard !current.isEmpty, costs.isComplete, current.last?.upperBound == costs.layerSecondsPerSample.count else {
-            let layerCount = costs.layerSecondsPerSample.count
+        let unmeasured = costs.layerSecondsPerWindow.indices.filter { costs.layerSecondsPerWindow[$0] == nil }
+        guard !current.isEmpty, costs.isComplete, current.last?.upperBound == costs.layerSecondsPerWindow.count else {
+            let layerCount = costs.layerSecondsPerWindow.count
             let why = layerCount == 0 ? "no layer was measured"
                 : !unmeasured.isEmpty ? "\(unmeasured.count == 1 ? "layer" : "layers") \(unmeasured.map(String.init).joined(separator: ", ")) never measured"
                 : "the split covers \(current.last?.upperBound ?? 0) layers but \(layerCount) were measured"
             return Recommendation(text: "\(bottleneck.summary); \(why), so no other split can be predicted yet",
-                                  currentSplit: currentSplit, bestSplit: nil, predictedCurrentSamplesPerSecond: nil,
-                                  predictedBestSamplesPerSecond: nil, predictedGain: nil, moves: [])
+                                  currentSplit: currentSplit, bestSplit: nil, predictedCurrentWindowsPerSecond: nil,
+                                  predictedBestWindowsPerSecond: nil, predictedGain: nil, moves: [])
         }
         let speeds = costs.stageSpeeds.count == current.count && costs.stageSpeeds.allSatisfy({ $0 > 0 })
             ? costs.stageSpeeds : Array(repeating: 1, count: current.count)
         let before = costs.throughput(current)
         guard let best = try? Partition.optimal(costs: costs.partitionCosts, stages: current.count, speeds: speeds) else {
             return Recommendation(text: "\(bottleneck.summary); the measured costs admit no other split", currentSplit: currentSplit,
-                                  bestSplit: nil, predictedCurrentSamplesPerSecond: before, predictedBestSamplesPerSecond: nil,
+                                  bestSplit: nil, predictedCurrentWindowsPerSecond: before, predictedBestWindowsPerSecond: nil,
                                   predictedGain: nil, moves: [])
         }
         let after = best.bottleneck > 0 ? 1 / best.bottleneck : 0
@@ -73,23 +73,23 @@ public struct Recommendation: Codable, Equatable, Sendable {
         let text: String
         switch bottleneck.limiter {
         case .sink:
-            text = "\(bottleneck.summary). By the measured layer costs the stages could sustain \(capacity) samples/s; make the sink faster"
+            text = "\(bottleneck.summary). By the measured layer costs the stages could sustain \(capacity) windows/s; make the sink faster"
         case .input:
-            text = "\(bottleneck.summary). The stages have headroom (the current split sustains up to \(capacity) samples/s by the measured costs), so moving layers would not raise throughput"
+            text = "\(bottleneck.summary). The stages have headroom (the current split sustains up to \(capacity) windows/s by the measured costs), so moving layers would not raise throughput"
         case .unknown:
             text = "\(bottleneck.summary)"
         case .stage:
             if better {
                 text = "\(bottleneck.summary); moving \(moves.map(\.description).joined(separator: " and ")) predicts "
-                    + "\(signedPercent(gain)) (\(capacity) → \(rate(after)) samples/s; split \(currentSplit) → \(best.description))"
+                    + "\(signedPercent(gain)) (\(capacity) → \(rate(after)) windows/s; split \(currentSplit) → \(best.description))"
             } else {
                 let stage = bottleneck.stage.map { "stage \($0)" } ?? "the limiting stage"
                 text = "\(bottleneck.summary); the split \(currentSplit) is already the best for the measured layer costs "
-                    + "(predicts \(capacity) samples/s): to go faster, \(stage) needs more compute (a replica or a faster core), not a different split"
+                    + "(predicts \(capacity) windows/s): to go faster, \(stage) needs more compute (a replica or a faster core), not a different split"
             }
         }
         return Recommendation(text: text, currentSplit: currentSplit, bestSplit: best.description,
-                              predictedCurrentSamplesPerSecond: before, predictedBestSamplesPerSecond: after, predictedGain: gain,
+                              predictedCurrentWindowsPerSecond: before, predictedBestWindowsPerSecond: after, predictedGain: gain,
                               moves: moves)
     }
 

@@ -46,7 +46,7 @@ public struct RunObserver: Sendable {
         guard phase == .running || phase == .draining, now >= nextObservation else { return }
         nextObservation = now + interval
         if let sink = counters[sinkName] {
-            sinkTimeline.append([now, Double(sink.samples)])
+            sinkTimeline.append([now, Double(sink.windows)])
         }
         guard phase == .running else { return }
         for (stage, depth) in currentQueueDepths() {

@@ -23,19 +23,19 @@ public struct RunReport: Codable {
     public var latencyP50Milliseconds: Double
     public var latencyP99Milliseconds: Double
     /// The split the run started with, and the one it ended with.
-    public var initialSplit: String
-    public var split: String
+    public var initialSplit: [LayerSpan]
+    public var split: [LayerSpan]
     /// The profile's stages, as they stood at the end.
     public var stages: [StageProfile]
     public var rebalances: [RebalanceRecord]
-    /// Measured compute seconds per sample, per layer (nil: never measured).
-    public var layerSecondsPerSample: [Double?]
+    /// Measured compute seconds per window, per layer (nil: never measured).
+    public var layerSecondsPerWindow: [Double?]
     /// Each stage's speed as a whole: its processes' measured speed (compute ÷ busy) times
     /// their number.
     public var stageSpeeds: [Double]
     /// The same two as the controller last planned with, when moves stopped (the drain that
     /// follows still moves the figures above); nil when it never planned.
-    public var plannedLayerSecondsPerSample: [Double?]?
+    public var plannedLayerSecondsPerWindow: [Double?]?
     public var plannedStageSpeeds: [Double]?
     /// Micro-batches each stage process computed, by role name (replicas share a stage's load).
     public var batchesByProcess: [String: Int]
@@ -105,19 +105,56 @@ public struct RunReport: Codable {
         windowsPerSecond = seconds > 0 ? Double(windowsOut) / seconds : 0
         latencyP50Milliseconds = sink.latencyP50Milliseconds
         latencyP99Milliseconds = sink.latencyP99Milliseconds
-        initialSplit = LayerSpan.describe(initialRanges)
-        split = LayerSpan.describe(profile.costs.ranges)
+        initialSplit = initialRanges.map(LayerSpan.init)
+        split = profile.costs.ranges.map(LayerSpan.init)
         stages = profile.stages
         rebalances = profile.rebalances
-        layerSecondsPerSample = profile.costs.layerSecondsPerSample
+        layerSecondsPerWindow = profile.costs.layerSecondsPerWindow
         stageSpeeds = profile.costs.stageSpeeds
-        plannedLayerSecondsPerSample = lastPlanningModel?.layerSeconds
+        plannedLayerSecondsPerWindow = lastPlanningModel?.layerSeconds
         plannedStageSpeeds = lastPlanningModel?.effectiveSpeeds
         batchesByProcess = Dictionary(uniqueKeysWithValues: processes.map { ($0, counters[$0]?.batches ?? 0) })
         self.initialReplicas = initialReplicas
         replicas = profile.stages.map(\.replicas)
         sinkTimeline = observed.sinkTimeline
         startedAtSeconds = startedAt
+    }
+
+    /// A report as `sluice run --report` wrote it, in this version or an earlier one (see
+    /// `legacyKeys`), from the JSON bytes.
+    public static func read(_ data: Data) throws -> RunReport {
+        try JSONDecoder().decode(RunReport.self, from: upgraded(data))
+    }
+
+    /// Keys reports used before one word took one meaning: a window was called a sample.
+    public static let legacyKeys = [
+        "samples": "windows",
+        "layerSecondsPerSample": "layerSecondsPerWindow",
+        "plannedLayerSecondsPerSample": "plannedLayerSecondsPerWindow",
+        "predictedOldSamplesPerSecond": "predictedOldWindowsPerSecond",
+        "predictedNewSamplesPerSecond": "predictedNewWindowsPerSecond",
+        "measuredBeforeSamplesPerSecond": "measuredBeforeWindowsPerSecond",
+        "measuredAfterSamplesPerSecond": "measuredAfterWindowsPerSecond",
+        "samplesPerSecond": "windowsPerSecond",
+    ]
+
+    /// The JSON with every legacy key renamed, at any depth; the bytes as they were when they
+    /// are not a JSON object (the decoder then says what is wrong with them).
+    static func upgraded(_ data: Data) -> Data {
+        guard let object = try? JSONSerialization.jsonObject(with: data) else { return data }
+        func rename(_ value: Any) -> Any {
+            if let dictionary = value as? [String: Any] {
+                var renamed = dictionary.filter { legacyKeys[$0.key] == nil }.mapValues(rename)
+                // A key of this version wins over its legacy twin.
+                for (key, inner) in dictionary {
+                    if let new = legacyKeys[key], renamed[new] == nil { renamed[new] = rename(inner) }
+                }
+                return renamed
+            }
+            if let array = value as? [Any] { return array.map(rename) }
+            return value
+        }
+        return (try? JSONSerialization.data(withJSONObject: rename(object))) ?? data
     }
 
     /// Reads a report of this version or of an earlier one, whose stages named their index
@@ -139,12 +176,12 @@ public struct RunReport: Codable {
         windowsPerSecond = try c.decode(Double.self, forKey: .windowsPerSecond)
         latencyP50Milliseconds = try c.decode(Double.self, forKey: .latencyP50Milliseconds)
         latencyP99Milliseconds = try c.decode(Double.self, forKey: .latencyP99Milliseconds)
-        initialSplit = try c.decode(String.self, forKey: .initialSplit)
-        split = try c.decode(String.self, forKey: .split)
+        initialSplit = try c.decodeSplit(forKey: .initialSplit)
+        split = try c.decodeSplit(forKey: .split)
         rebalances = try c.decode([RebalanceRecord].self, forKey: .rebalances)
-        layerSecondsPerSample = try c.decode([Double?].self, forKey: .layerSecondsPerSample)
+        layerSecondsPerWindow = try c.decode([Double?].self, forKey: .layerSecondsPerWindow)
         stageSpeeds = try c.decode([Double].self, forKey: .stageSpeeds)
-        plannedLayerSecondsPerSample = try c.decodeIfPresent([Double?].self, forKey: .plannedLayerSecondsPerSample)
+        plannedLayerSecondsPerWindow = try c.decodeIfPresent([Double?].self, forKey: .plannedLayerSecondsPerWindow)
         plannedStageSpeeds = try c.decodeIfPresent([Double].self, forKey: .plannedStageSpeeds)
         batchesByProcess = try c.decode([String: Int].self, forKey: .batchesByProcess)
         initialReplicas = try c.decodeIfPresent([Int].self, forKey: .initialReplicas)
@@ -200,12 +237,12 @@ public struct RunReport: Codable {
         }
         lines.append(String(format: "  latency      p50 %.2f ms, p99 %.2f ms (source to sink, per batch)", latencyP50Milliseconds, latencyP99Milliseconds))
         for record in rebalances {
-            let measured = [record.measuredBeforeSamplesPerSecond, record.measuredAfterSamplesPerSecond]
+            let measured = [record.measuredBeforeWindowsPerSecond, record.measuredAfterWindowsPerSecond]
                 .map { $0.map { String(format: "%.0f", $0) } ?? "?" }
             let verb = record.applied ? "rebalanced" : "recommended"
             lines.append("  \(verb) at \(String(format: "%.1f", record.atSeconds)) s: \(record.oldPlan) -> \(record.newPlan), predicted "
-                + String(format: "%.0f -> %.0f", record.predictedOldSamplesPerSecond, record.predictedNewSamplesPerSecond)
-                + " samples/s, measured \(measured[0]) -> \(measured[1])")
+                + String(format: "%.0f -> %.0f", record.predictedOldWindowsPerSecond, record.predictedNewWindowsPerSecond)
+                + " windows/s, measured \(measured[0]) -> \(measured[1])")
         }
         lines.append("  stage  layers   procs    batches    busy s  ms/batch   busy %   idle %  blocked %")
         for stage in stages {

@@ -15,7 +15,7 @@ public enum SVGChart {
     public static func render(_ profile: ProfileData) -> String {
         var body: [String] = []
         var y = 30.0
-        body.append(text(x: 10, y: y, "\(profile.pipeline): \(rate(profile.samplesPerSecond)) samples/s over "
+        body.append(text(x: 10, y: y, "\(profile.pipeline): \(rate(profile.windowsPerSecond)) windows/s over "
             + String(format: "%.2f s", profile.durationSeconds), size: 16, weight: "bold"))
         y += 30
         body.append(text(x: 10, y: y, "time per stage (busy + blocked + idle = wall time)", size: 13, weight: "bold"))

@@ -7,7 +7,7 @@ public enum TextReport {
         var lines: [String] = []
         let windowsIn = profile.windowsIn.map(String.init) ?? "?"
         lines.append("sluice profile: \(profile.pipeline): \(windowsIn) windows in, \(profile.windowsOut) out in "
-            + String(format: "%.2f s", profile.durationSeconds) + " (\(rate(profile.samplesPerSecond)) samples/s)")
+            + String(format: "%.2f s", profile.durationSeconds) + " (\(rate(profile.windowsPerSecond)) windows/s)")
         lines.append("")
         lines += stageTable(profile)
         lines.append("")
@@ -18,10 +18,10 @@ public enum TextReport {
             lines.append("")
             lines.append("rebalances")
             for record in profile.rebalances {
-                let measured = [record.measuredBeforeSamplesPerSecond, record.measuredAfterSamplesPerSecond].map { $0.map(rate) ?? "?" }
+                let measured = [record.measuredBeforeWindowsPerSecond, record.measuredAfterWindowsPerSecond].map { $0.map(rate) ?? "?" }
                 lines.append("  \(record.applied ? "moved" : "proposed") at \(String(format: "%.1f", record.atSeconds)) s (epoch \(record.epoch)): "
-                    + "\(LayerSpan.describe(record.oldSplit)) → \(LayerSpan.describe(record.newSplit)), predicted \(rate(record.predictedOldSamplesPerSecond)) → "
-                    + "\(rate(record.predictedNewSamplesPerSecond)) samples/s, measured \(measured[0]) → \(measured[1])")
+                    + "\(LayerSpan.describe(record.oldSplit)) → \(LayerSpan.describe(record.newSplit)), predicted \(rate(record.predictedOldWindowsPerSecond)) → "
+                    + "\(rate(record.predictedNewWindowsPerSecond)) windows/s, measured \(measured[0]) → \(measured[1])")
             }
         }
         lines.append("")
@@ -31,13 +31,13 @@ public enum TextReport {
     }
 
     public static func stageTable(_ profile: ProfileData) -> [String] {
-        var rows = [["stage", "layers", "replicas", "busy%", "idle%", "blocked%", "batches/s", "samples/s", "ms/batch", "queue",
+        var rows = [["stage", "layers", "replicas", "busy%", "idle%", "blocked%", "batches/s", "windows/s", "ms/batch", "queue",
                      "p50 ms", "p99 ms", ""]]
         for stage in profile.stages {
             let mark = profile.bottleneck.limiter == .stage && profile.bottleneck.stage == stage.index ? "◀ bottleneck" : ""
             rows.append([String(stage.index), stage.layers, String(stage.replicas),
                          fixed(100 * stage.busyFraction, 1), fixed(100 * stage.idleFraction, 1), fixed(100 * stage.blockedFraction, 1),
-                         fixed(stage.batchesPerSecond, 1), fixed(stage.samplesPerSecond, 1), fixed(stage.millisecondsPerBatch, 3),
+                         fixed(stage.batchesPerSecond, 1), fixed(stage.windowsPerSecond, 1), fixed(stage.millisecondsPerBatch, 3),
                          stage.queueDepth.map(String.init) ?? "-",
                          stage.inStageP50Seconds.map { fixed(1000 * $0, 3) } ?? "-",
                          stage.inStageP99Seconds.map { fixed(1000 * $0, 3) } ?? "-", mark])
@@ -49,12 +49,12 @@ public enum TextReport {
     }
 
     static func layerTable(_ profile: ProfileData) -> [String] {
-        var rows = [["layer", "stage", "ops", "FLOPs/sample", "params", "ms/sample", "of stage", "out bytes/sample"]]
+        var rows = [["layer", "stage", "ops", "FLOPs/window", "params", "ms/window", "of stage", "out bytes/window"]]
         for layer in profile.layers {
             rows.append([String(layer.index), layer.stage >= 0 ? String(layer.stage) : "-", opsSummary(layer.opTypes),
-                         si(layer.flopsPerSample), bytes(layer.parameterBytes),
-                         layer.secondsPerSample.map { fixed(1000 * $0, 4) } ?? "-",
-                         layer.shareOfStage.map { fixed(100 * $0, 1) + "%" } ?? "-", bytes(layer.outputBytesPerSample)])
+                         si(layer.flopsPerWindow), bytes(layer.parameterBytes),
+                         layer.secondsPerWindow.map { fixed(1000 * $0, 4) } ?? "-",
+                         layer.shareOfStage.map { fixed(100 * $0, 1) + "%" } ?? "-", bytes(layer.outputBytesPerWindow)])
         }
         return ["layers"] + table(rows, leftAligned: [2]).map { "  " + $0 }
     }

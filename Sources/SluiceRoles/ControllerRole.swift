@@ -182,7 +182,7 @@ public final class ControllerRole {
             pipeline: plan.config.name, cut: plan.cut, ranges: ranges, stageCounters: observer.stageCounters, traces: traces,
             model: coordinator?.rebalancer.model ?? CostModel(cut: plan.cut, stages: ranges.count),
             rebalances: coordinator?.history ?? [], windowsIn: observer.sourceDone?.windows,
-            windowsOut: windowsOut ?? UInt64(sink?.samples ?? 0),
+            windowsOut: windowsOut ?? UInt64(sink?.windows ?? 0),
             durationSeconds: sink?.elapsedSeconds ?? 0, queueDepths: observer.queueDepths,
             replicas: Dictionary(uniqueKeysWithValues: (coordinator?.replicas ?? plan.replicaCounts).enumerated().map { ($0.offset, $0.element) }))
     }
@@ -194,7 +194,7 @@ public final class ControllerRole {
         for (name, counters) in machine.counters where !counters.drops.isEmpty { drops[name] = counters.drops }
         if !controlDrops.counts.isEmpty { drops["controller"] = controlDrops.counts }
         var snapshot = MetricsSnapshot(stages: stages, ranges: ranges,
-                                       layerSecondsPerSample: machine.coordinator?.rebalancer.model.layerSeconds ?? [],
+                                       layerSecondsPerWindow: machine.coordinator?.rebalancer.model.layerSeconds ?? [],
                                        epoch: machine.coordinator?.epoch ?? 1,
                                        rebalances: machine.coordinator?.history.filter(\.applied).count ?? 0,
                                        source: picked["source"], sink: picked["sink"], latency: picked["sink"]?.latency)

@@ -2,6 +2,7 @@ import Foundation
 import SluiceConfig
 import SluicePlan
 import SluiceTensor
+import SluiceWire
 
 /// A sensor recording in memory: samples of many sensors in time order.
 public struct Recording {
@@ -99,8 +100,10 @@ public struct Recording {
 }
 
 extension PipelinePlan {
-    /// The plan of a pipeline, its recording (if any) read for its channel count.
+    /// The plan of a pipeline, its recording (if any) read for its channel count, its batches
+    /// held to what the wire carries.
     public static func make(config: PipelineConfig) throws -> PipelinePlan {
-        try make(config: config, recordingChannels: { try? Recording.channelCount($0) })
+        try make(config: config, recordingChannels: { try? Recording.channelCount($0) },
+                 maximumBatchElements: BatchHeader.maximumTensorElements)
     }
 }

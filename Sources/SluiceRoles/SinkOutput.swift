@@ -67,7 +67,7 @@ final class PredictionWriter {
             return predicted
         }
         for (row, key) in keys.enumerated() where row < rowCount {
-            var line = "{\"seq\":\(firstWindow &+ UInt64(row)),\"sensor\":\(JSONText.string(key.sensor)),\"window_start\":\(format(key.start))"
+            var line = "{\"window_seq\":\(firstWindow &+ UInt64(row)),\"sensor\":\(JSONText.string(key.sensor)),\"window_start\":\(format(key.start))"
             if let name = predicted[row] { line += ",\"class\":\(JSONText.string(name))" }
             line += ",\"scores\":["
             for column in 0..<width {

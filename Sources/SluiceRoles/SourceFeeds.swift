@@ -76,7 +76,7 @@ final class RecordingFeed: WindowFeed {
         passLength = span + step
     }
 
-    var sampleShape: [Int] { windows.sampleShape }
+    var windowShape: [Int] { windows.windowShape }
     var samplesInNoWindow: Int { windows.samplesInNoWindow }
 
     func next(now: Double) -> FeedStep {
@@ -126,7 +126,7 @@ final class TensorsFeed: WindowFeed {
         totalRows = rows.shape[0] * config.repeats
     }
 
-    var sampleShape: [Int] { Array(rows.shape.dropFirst()) }
+    var windowShape: [Int] { Array(rows.shape.dropFirst()) }
 
     func next(now: Double) -> FeedStep {
         guard index < totalRows else { return .end }
@@ -303,7 +303,7 @@ final class ZMQSensorFeed: WindowFeed {
         return false
     }
 
-    var sampleShape: [Int] { windows.sampleShape }
+    var windowShape: [Int] { windows.windowShape }
     var samplesInNoWindow: Int { windows.samplesInNoWindow }
 
     func next(now: Double) -> FeedStep {

@@ -116,17 +116,17 @@ public final class SourceRole: PipelineRole, RoleAdapter {
             guard let window = new.window else { throw RoleError("a recording source needs a window") }
             let recording = try Recording.load(config)
             let recordingFeed = RecordingFeed(recording: recording, window: window, rate: config.rate, repeats: config.repeats)
-            try check(recordingFeed.sampleShape, against: new, what: "a \(recording.channelNames.count)-channel window of \(window.length) samples (\(window.layout.rawValue))")
+            try check(recordingFeed.windowShape, against: new, what: "a \(recording.channelNames.count)-channel window of \(window.length) samples (\(window.layout.rawValue))")
             feed = recordingFeed
             logger.info("replaying \(recording.count) samples of \(Set(recording.sensors).count) sensors at rate \(config.rate)")
         case .tensors(let config):
             let tensorsFeed = try TensorsFeed(config: config)
-            try check(tensorsFeed.sampleShape, against: new, what: "rows of \(config.path)")
+            try check(tensorsFeed.windowShape, against: new, what: "rows of \(config.path)")
             feed = tensorsFeed
         case .zmq(let config):
             guard let window = new.window else { throw RoleError("a zmq source needs a window") }
             let zmqFeed = try ZMQSensorFeed(context: shell.context, config: config, window: window, logger: logger)
-            try check(zmqFeed.sampleShape, against: new, what: "a \(config.channels)-channel window of \(window.length) samples (\(window.layout.rawValue))")
+            try check(zmqFeed.windowShape, against: new, what: "a \(config.channels)-channel window of \(window.length) samples (\(window.layout.rawValue))")
             feed = zmqFeed
             logger.info("listening for sensors on \(config.endpoint)")
         }
@@ -137,8 +137,8 @@ public final class SourceRole: PipelineRole, RoleAdapter {
     }
 
     private func check(_ shape: [Int], against assignment: SourceAssignment, what: String) throws {
-        guard shape == assignment.sampleShape else {
-            throw RoleError("model input '\(assignment.inputName)' takes \(assignment.sampleShape) per sample, but the source gives \(shape): \(what)")
+        guard shape == assignment.windowShape else {
+            throw RoleError("model input '\(assignment.inputName)' takes \(assignment.windowShape) per window, but the source gives \(shape): \(what)")
         }
     }
 
@@ -162,6 +162,6 @@ public final class SourceRole: PipelineRole, RoleAdapter {
         }
         counters.batches += 1
         counters.sent += 1
-        counters.samples += outgoing.keys.count
+        counters.windows += outgoing.keys.count
     }
 }

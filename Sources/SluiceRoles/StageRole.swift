@@ -191,16 +191,16 @@ public final class StageRole: PipelineRole, RoleAdapter {
         let computeStart = wallNanos()
         let clockStart = monotonicSeconds()
         var values = batch.tensors
-        let samples = Int(batch.header.windowCount)
+        let windowCount = Int(batch.header.windowCount)
         do {
             if assignment.profiling {
                 for layerIndex in layers {
                     let layer = assignment.cut.layers[layerIndex]
                     let layerStart = monotonicSeconds()
                     try executor.run(layer.nodes, values: &values)
-                    var timing = layerTimings[layerIndex] ?? LayerTiming(layer: layerIndex, seconds: 0, samples: 0)
+                    var timing = layerTimings[layerIndex] ?? LayerTiming(layer: layerIndex, seconds: 0, windows: 0)
                     timing.seconds += monotonicSeconds() - layerStart
-                    timing.samples += samples
+                    timing.windows += windowCount
                     layerTimings[layerIndex] = timing
                 }
             } else {
@@ -227,7 +227,7 @@ public final class StageRole: PipelineRole, RoleAdapter {
                                          computeEnd: wallNanos(), sendStart: wallNanos()))
         }
         counters.batches += 1
-        counters.samples += samples
+        counters.windows += windowCount
         return true
     }
 }

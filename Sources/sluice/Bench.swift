@@ -6,11 +6,11 @@ import SluiceTensor
 extension Sluice {
     struct Bench: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Measure the single-process executor on a model: samples/s and latency per batch size.",
+            abstract: "Measure the single-process executor on a model: windows/s and latency per batch size.",
             discussion: """
             Feeds random inputs shaped as the model declares them (the first symbolic dimension \
             is the batch), warms up, then runs repeatedly for the given time at each batch size, \
-            and prints samples per second, p50 and p99 latency per run, and achieved GFLOP/s. \
+            and prints windows per second, p50 and p99 latency per run, and achieved GFLOP/s. \
             This is what one process gives before the model is cut into a pipeline.
 
             Example:
@@ -56,13 +56,13 @@ extension Sluice {
                 throw ExitCodes.report(error)
             }
             Kernels.setThreads(threads)
-            let flopsPerSample = loaded.nodes.reduce(0) { $0 + $1.flopsPerSample }
+            let flopsPerWindow = loaded.nodes.reduce(0) { $0 + $1.flopsPerWindow }
             if !json {
                 print("model: \(model)")
                 print("inputs: " + loaded.inputs.map(\.description).joined(separator: ", "))
                 print("threads: \(threads), kernels: \(InstructionLevel.inUse), "
-                      + String(format: "%.1f s per batch size, %.4f MFLOP per sample", seconds, flopsPerSample / 1e6))
-                print(row(["batch", "runs", "samples/s", "p50 ms", "p99 ms", "GFLOP/s"], widths: [6, 8, 12, 10, 10, 8]))
+                      + String(format: "%.1f s per batch size, %.4f MFLOP per window", seconds, flopsPerWindow / 1e6))
+                print(row(["batch", "runs", "windows/s", "p50 ms", "p99 ms", "GFLOP/s"], widths: [6, 8, 12, 10, 10, 8]))
             }
             var generator = SystemRandomNumberGenerator()
             for size in batchSizes {
@@ -85,13 +85,13 @@ extension Sluice {
                 } catch {
                     throw ExitCodes.report(error)
                 }
-                let samplesPerSecond = Double(size * result.runs) / result.seconds
-                let gflops = samplesPerSecond * flopsPerSample / 1e9
+                let windowsPerSecond = Double(size * result.runs) / result.seconds
+                let gflops = windowsPerSecond * flopsPerWindow / 1e9
                 if json {
-                    print(String(format: "{\"batch\": %d, \"runs\": %d, \"samples_per_second\": %.3f, \"p50_ms\": %.5f, \"p99_ms\": %.5f, \"gflops\": %.4f, \"threads\": %d}",
-                                 size, result.runs, samplesPerSecond, result.p50 * 1e3, result.p99 * 1e3, gflops, threads))
+                    print(String(format: "{\"batch\": %d, \"runs\": %d, \"windows_per_second\": %.3f, \"p50_ms\": %.5f, \"p99_ms\": %.5f, \"gflops\": %.4f, \"threads\": %d}",
+                                 size, result.runs, windowsPerSecond, result.p50 * 1e3, result.p99 * 1e3, gflops, threads))
                 } else {
-                    print(row(["\(size)", "\(result.runs)", String(format: "%.1f", samplesPerSecond), String(format: "%.4f", result.p50 * 1e3),
+                    print(row(["\(size)", "\(result.runs)", String(format: "%.1f", windowsPerSecond), String(format: "%.4f", result.p50 * 1e3),
                                String(format: "%.4f", result.p99 * 1e3), String(format: "%.2f", gflops)], widths: [6, 8, 12, 10, 10, 8]))
                 }
             }

@@ -57,8 +57,8 @@ extension Sluice {
             }
             print("inputs:  " + loaded.inputs.map(\.description).joined(separator: ", "))
             print("outputs: " + loaded.outputs.map(\.description).joined(separator: ", "))
-            let flops = loaded.nodes.reduce(0) { $0 + $1.flopsPerSample }
-            print(String(format: "FLOPs: %.4f MFLOP per sample", flops / 1e6))
+            let flops = loaded.nodes.reduce(0) { $0 + $1.flopsPerWindow }
+            print(String(format: "FLOPs: %.4f MFLOP per window", flops / 1e6))
             let fused = loaded.fusionGroups.map { range in
                 "\(loaded.nodes[range].map(\.opType).joined(separator: "+")) at nodes \(range.lowerBound)-\(range.upperBound - 1)"
             }
@@ -67,13 +67,13 @@ extension Sluice {
             let cut = LayerCut.cut(PlanGraph(model: loaded), maxLiveTensors: maxLive)
             print("layers: \(cut.layers.count) (cut where at most \(maxLive) activation\(maxLive == 1 ? " is" : "s are") live)")
             let widths = [5, 9, 36, 12, 10, 14]
-            print("  " + row(["layer", "nodes", "ops", "MFLOP/sample", "params", "boundary out"], widths: widths))
+            print("  " + row(["layer", "nodes", "ops", "MFLOP/window", "params", "boundary out"], widths: widths))
             for layer in cut.layers {
                 let nodes = layer.nodes.count == 1 ? "\(layer.nodeStart)" : "\(layer.nodeStart)-\(layer.nodeEnd - 1)"
                 let ops = layer.opTypes.joined(separator: ",")
                 print("  " + row(["\(layer.index)", nodes, ops.count <= 36 ? ops : String(ops.prefix(33)) + "...",
-                                  String(format: "%.4f", layer.flopsPerSample / 1e6), bytes(layer.parameterBytes),
-                                  bytes(layer.outputBytesPerSample)], widths: widths))
+                                  String(format: "%.4f", layer.flopsPerWindow / 1e6), bytes(layer.parameterBytes),
+                                  bytes(layer.outputBytesPerWindow)], widths: widths))
             }
             let points = cut.layers.dropFirst().map { "\($0.nodeStart)" }
             print("cut points: " + (points.isEmpty ? "none (one layer)" : "before nodes " + points.joined(separator: ", ")))

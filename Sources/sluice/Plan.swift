@@ -37,29 +37,29 @@ extension Sluice {
         func run() throws {
             let plan = try loadPlan(pipeline)
             let model = URL(fileURLWithPath: plan.config.model.path).lastPathComponent
-            print("pipeline \(plan.config.name): model \(model) (opset \(plan.model.opset)), input '\(plan.inputName)' \(plan.sampleShape) per sample, output '\(plan.outputName)'")
+            print("pipeline \(plan.config.name): model \(model) (opset \(plan.model.opset)), input '\(plan.inputName)' \(plan.windowShape) per window, output '\(plan.outputName)'")
             print("")
-            print(row(["layer", "nodes", "ops", "MFLOP/sample", "params", "boundary out"], widths: [5, 7, 36, 12, 10, 14]))
+            print(row(["layer", "nodes", "ops", "MFLOP/window", "params", "boundary out"], widths: [5, 7, 36, 12, 10, 14]))
             for layer in plan.cut.layers {
                 let nodes = layer.nodes.count == 1 ? "\(layer.nodeStart)" : "\(layer.nodeStart)-\(layer.nodeEnd - 1)"
-                print(row(["\(layer.index)", nodes, summarize(layer.opTypes), String(format: "%.4f", layer.flopsPerSample / 1e6),
-                           bytes(layer.parameterBytes), bytes(layer.outputBytesPerSample)], widths: [5, 7, 36, 12, 10, 14]))
+                print(row(["\(layer.index)", nodes, summarize(layer.opTypes), String(format: "%.4f", layer.flopsPerWindow / 1e6),
+                           bytes(layer.parameterBytes), bytes(layer.outputBytesPerWindow)], widths: [5, 7, 36, 12, 10, 14]))
             }
-            let total = plan.cut.layers.reduce(0) { $0 + $1.flopsPerSample }
+            let total = plan.cut.layers.reduce(0) { $0 + $1.flopsPerWindow }
             print("")
             let source = plan.config.stages.plansShapes ? "planned for \(plan.config.coreBudget) cores"
                 : plan.config.stages.split == nil ? "balanced by estimated FLOPs and transfer" : "as given in stages.split"
             print("split over \(plan.partition.ranges.count) stages (\(source)): \(plan.partition)")
-            print(row(["stage", "layers", "MFLOP/sample", "share", "params", "processes", "threads", "est. cost"], widths: [5, 8, 12, 7, 10, 9, 7, 10]))
+            print(row(["stage", "layers", "MFLOP/window", "share", "params", "processes", "threads", "est. cost"], widths: [5, 8, 12, 7, 10, 9, 7, 10]))
             for (index, range) in plan.partition.ranges.enumerated() {
                 let layers = plan.cut.layers[range]
-                let flops = layers.reduce(0) { $0 + $1.flopsPerSample }
+                let flops = layers.reduce(0) { $0 + $1.flopsPerWindow }
                 print(row(["\(index)", LayerSpan(range).description,
                            String(format: "%.4f", flops / 1e6), String(format: "%.0f%%", total > 0 ? 100 * flops / total : 0),
                            bytes(layers.reduce(0) { $0 + $1.parameterBytes }), "\(plan.shapes[index].replicas)", "\(plan.shapes[index].threads)",
                            String(format: "%.4f", plan.partition.stageTimes[index] / 1e6)], widths: [5, 8, 12, 7, 10, 9, 7, 10]))
             }
-            print("bottleneck: stage \(plan.partition.bottleneckStage) (est. cost: MFLOP per sample plus \(Int(PipelinePlan.flopsPerTransferredByte)) FLOP per byte it sends on, divided by the stage's processes)")
+            print("bottleneck: stage \(plan.partition.bottleneckStage) (est. cost: MFLOP per window plus \(Int(PipelinePlan.flopsPerTransferredByte)) FLOP per byte it sends on, divided by the stage's processes)")
             if let cores { guard cores >= 1 else { throw ValidationError("--cores must be at least 1") } }
             if !whatIf.isEmpty || measurements != nil { try predict(plan) }
             if cores != nil || plan.config.stages.plansShapes { try planCores(plan) }
@@ -73,11 +73,11 @@ extension Sluice {
             guard let measurements else { return (PipelinePlan.estimatedCosts(plan.cut), nil, nil, false) }
             let report: RunReport
             do {
-                report = try JSONDecoder().decode(RunReport.self, from: Data(contentsOf: URL(fileURLWithPath: measurements)))
+                report = try RunReport.read(Data(contentsOf: URL(fileURLWithPath: measurements)))
             } catch {
                 throw ExitCodes.report(RoleError("\(measurements): not a run report from `sluice run --report`: \(error)"))
             }
-            let layerSeconds = report.plannedLayerSecondsPerSample ?? report.layerSecondsPerSample
+            let layerSeconds = report.plannedLayerSecondsPerWindow ?? report.layerSecondsPerWindow
             guard layerSeconds.count == plan.cut.layers.count, layerSeconds.allSatisfy({ $0 != nil }) else {
                 throw ExitCodes.report(RoleError("\(measurements): its measurements cover \(layerSeconds.count) layers, not all \(plan.cut.layers.count) of this pipeline's"))
             }
@@ -128,8 +128,8 @@ extension Sluice {
             func line(_ label: String, _ ranges: [Range<Int>]) {
                 let times = Partition.stageTimes(of: ranges, costs: costs, speeds: speeds)
                 let bottleneck = times.max() ?? 0
-                let rate = measurements != nil && bottleneck > 0 ? String(format: "%.0f samples/s", 1 / bottleneck)
-                    : String(format: "%.4f MFLOP-eq/sample at the bottleneck", bottleneck / 1e6)
+                let rate = measurements != nil && bottleneck > 0 ? String(format: "%.0f windows/s", 1 / bottleneck)
+                    : String(format: "%.4f MFLOP-eq/window at the bottleneck", bottleneck / 1e6)
                 print("\(label.padding(toLength: 10, withPad: " ", startingAt: 0)) \(LayerSpan.describe(ranges).padding(toLength: 16, withPad: " ", startingAt: 0)) \(rate) (bottleneck stage \(times.firstIndex(of: bottleneck) ?? 0))")
             }
             print("")

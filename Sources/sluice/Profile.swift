@@ -10,7 +10,7 @@ extension Sluice {
             abstract: "Run a pipeline for a while and report which stage limits throughput, why, and what a better split would give.",
             discussion: """
             Prints a stage table (busy/idle/blocked, rates, time in stage, the bottleneck and the \
-            rule that found it), a layer table (ops, FLOPs, measured time per sample), end-to-end \
+            rule that found it), a layer table (ops, FLOPs, measured time per window), end-to-end \
             latency split into queueing, transfer and compute, and a recommendation. Writes a \
             Chrome/Perfetto trace and an SVG chart, and says where.
 

@@ -72,16 +72,6 @@ extension MultiProcess {
             [.bytes(Array(try JSONEncoder().encode(SampleChunkHeader.endOfStream(sender: sender, chunks: chunks))))]
         }
 
-        /// Waits until the run's standard error contains `needle`.
-        static func waitFor(_ needle: String, in run: Running, timeout: Double = 30) -> Bool {
-            let deadline = Date().addingTimeInterval(timeout)
-            while Date() < deadline {
-                if let text = try? String(contentsOfFile: run.errPath, encoding: .utf8), text.contains(needle) { return true }
-                usleep(20_000)
-            }
-            return false
-        }
-
         static func report(_ path: String) throws -> [String: Any] {
             try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
         }
@@ -127,7 +117,7 @@ extension MultiProcess {
               delay_ms: 150
             """))
             let run = try Running(["run", file, "--report", reportPath])
-            #expect(Self.waitFor("starting the source", in: run))
+            #expect(run.waitForLog("starting the source"))
             do {
                 // One socket per sensor, all connected first, as devices that are up. Sensor 0 sends
                 // everything and ends before the others send anything: its end is its own.
@@ -152,7 +142,7 @@ extension MultiProcess {
                 // Its end again, claiming a billion chunks: one malformed message, not a billion lost.
                 _ = try tail.send(try Self.endOfStream("tail", chunks: 1_000_000_000))
             }
-            #expect(Self.waitFor("input ended", in: run))
+            #expect(run.waitForLog("input ended"))
             do {
                 // A sender that starts after the input ended: its chunks are counted, not silently lost.
                 let context = ZMQContext()
@@ -185,7 +175,7 @@ extension MultiProcess {
               delay_ms: 100
             """))
             let run = try Running(["run", file, "--report", reportPath])
-            #expect(Self.waitFor("starting the source", in: run))
+            #expect(run.waitForLog("starting the source"))
             do {
                 // A well-formed finished batch from 1970, numbered past the run's batches, straight into the sink.
                 var forged = Batch(header: BatchHeader(batchSequence: 1000, firstWindow: 0, windowCount: 1, epoch: 1,
@@ -277,7 +267,7 @@ extension MultiProcess {
               timeout_s: 2.5
             """))
             let run = try Running(["run", file, "--report", reportPath])
-            #expect(Self.waitFor("starting the source", in: run))
+            #expect(run.waitForLog("starting the source"))
             let stop = Flag()
             let flooders = (0..<2).map { index in
                 let thread = Thread {
@@ -317,7 +307,7 @@ extension MultiProcess {
               path: \(output)
             """, extraSource: "\n  idle_timeout_s: 5"))
             let run = try Running(["run", file, "--report", reportPath])
-            #expect(Self.waitFor("starting the source", in: run))
+            #expect(run.waitForLog("starting the source"))
             var fuzzer = FrameFuzzer(seed: 0x5EED_F00D)
             let counts = try fuzzer.run(controller: "tcp://127.0.0.1:6580", data: ["tcp://127.0.0.1:6581", "tcp://127.0.0.1:6582", "tcp://127.0.0.1:6583"],
                                         sensors: "tcp://127.0.0.1:6585", perSocket: 400) {

@@ -56,8 +56,8 @@ func everySubcommandHelpShowsAnExample(subcommand: String) throws {
 @Test func planShowsLayersAndTheSplit() throws {
     let result = try sluice("plan", pipelineFile("quickstart.yaml"))
     #expect(result.status == 0, "\(result.stderr)")
-    #expect(result.stdout.contains("input 'window' [6, 100] per sample, output 'scores'"), "\(result.stdout)")
-    for expected in ["MFLOP/sample", "Conv", "BatchNormalization", "GlobalAveragePool", "Softmax", "split over 3 stages"] {
+    #expect(result.stdout.contains("input 'window' [6, 100] per window, output 'scores'"), "\(result.stdout)")
+    for expected in ["MFLOP/window", "Conv", "BatchNormalization", "GlobalAveragePool", "Softmax", "split over 3 stages"] {
         #expect(result.stdout.contains(expected), "missing \(expected) in \(result.stdout)")
     }
 }

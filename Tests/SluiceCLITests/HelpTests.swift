@@ -138,7 +138,7 @@ extension MultiProcess {
                 let file = { (name: String) in folder + "/" + name }
                 if example.contains("> predictions.jsonl") || example.contains("--predictions predictions.jsonl") {
                     let lines = Outputs.lines(file("predictions.jsonl"))
-                    #expect(!lines.isEmpty && lines.allSatisfy { $0.hasPrefix("{\"seq\":") }, "\(example): \(lines.prefix(3))")
+                    #expect(!lines.isEmpty && lines.allSatisfy { $0.hasPrefix("{\"window_seq\":") }, "\(example): \(lines.prefix(3))")
                 }
                 if example.contains("run.json") {
                     #expect((Self.json(file("run.json")) as? [String: Any])?["windowsOut"] != nil, "\(example): run.json is not a run report")

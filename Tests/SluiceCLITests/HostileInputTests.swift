@@ -225,13 +225,26 @@ import SluiceTransport
         let file = try writePipeline(Self.live(port: port, extra: "  idle_timeout_s: 5"))
         let run = try Running(["run", file])
         do {
+            // Each step waits for what it needs: a sender that connects before the source binds
+            // retries on libzmq's reconnect timer, and could arrive after the steady sender's end.
+            #expect(run.waitForLog("listening for sensors"), "the source never bound its sensor endpoint")
             let context = ZMQContext()
             let big = try ZMQSocket(context, .push, lingerMilliseconds: 5000, sendHighWaterMark: 10, receiveHighWaterMark: 10)
+            let bigConnection = try big.monitorConnections(context)
             try big.connect("tcp://127.0.0.1:\(port)")
             let count = (5 << 20) / 24 + 1
             let header = #"{"v":1,"sender":"big","sensor":"big","t0":0,"dt":0.1,"channels":6,"count":\#(count)}"#
             _ = try big.send([.bytes(Array(header.utf8)), .bytes([UInt8](repeating: 0, count: count * 24))])
-            Thread.sleep(forTimeInterval: 0.5)
+            // The source must have taken the big message's connection and dropped it before the
+            // steady sender ends the input: only then is its loss one the run must report.
+            let deadline = Date().addingTimeInterval(30)
+            var dropped = false
+            while !dropped && Date() < deadline {
+                bigConnection.update()
+                dropped = !bigConnection.takeClosed().isEmpty
+                if !dropped { usleep(20_000) }
+            }
+            #expect(dropped, "the source never dropped the oversized message's connection")
             let steady = try ZMQSocket(context, .push, lingerMilliseconds: 5000, sendHighWaterMark: 100, receiveHighWaterMark: 10)
             try steady.connect("tcp://127.0.0.1:\(port)")
             for index in 0..<4 {

@@ -13,7 +13,7 @@ import Testing
         let result = try sluice("inspect", packageRoot.appendingPathComponent("pipelines/models/basicmotions-cnn.onnx").path)
         #expect(result.status == 0, "\(result.stderr)")
         for expected in ["ops: 12 nodes, 8 op types", "Conv", "BatchNormalization", "unsupported: none",
-                         "inputs:  window: float32[N, 6, 100]", "MFLOP per sample", "parameters: 13.2 KiB in 16 initializers",
+                         "inputs:  window: float32[N, 6, 100]", "MFLOP per window", "parameters: 13.2 KiB in 16 initializers",
                          "fused kernels: 2 (Conv+BatchNormalization+Relu at nodes 1-3", "layers: 8", "cut points: before nodes 1, 4, 5, 8"] {
             #expect(result.stdout.contains(expected), "missing '\(expected)' in \(result.stdout)")
         }
@@ -44,7 +44,7 @@ import Testing
     @Test func benchPrintsThroughputAndLatencyPerBatchSize() throws {
         let result = try sluice("bench", fixture("models/tiny-mlp.onnx"), "--batch", "1,4", "--seconds", "0.2")
         #expect(result.status == 0, "\(result.stderr)")
-        #expect(result.stdout.contains("samples/s") && result.stdout.contains("p99 ms"), "\(result.stdout)")
+        #expect(result.stdout.contains("windows/s") && result.stdout.contains("p99 ms"), "\(result.stdout)")
         let rows = result.stdout.split(separator: "\n").filter { $0.hasPrefix("1 ") || $0.hasPrefix("4 ") }
         #expect(rows.count == 2, "\(result.stdout)")
     }
@@ -56,7 +56,7 @@ import Testing
             try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] ?? [:]
         }
         #expect(objects.map { $0["batch"] as? Int } == [2, 3])
-        #expect(objects.allSatisfy { ($0["samples_per_second"] as? Double ?? 0) > 0 && ($0["p99_ms"] as? Double ?? 0) > 0 })
+        #expect(objects.allSatisfy { ($0["windows_per_second"] as? Double ?? 0) > 0 && ($0["p99_ms"] as? Double ?? 0) > 0 })
     }
 
     @Test func benchRejectsBadBatchSizesAndUnloadableModels() throws {

@@ -97,7 +97,7 @@ extension MultiProcess {
             #expect(result.status == 0, "\(result.stderr)")
             let received = try #require(reader.wait(timeout: 10), "the pipe's reader never saw the end")
             let lines = String(decoding: received, as: UTF8.self).split(separator: "\n")
-            #expect(lines.count == 16 && lines.allSatisfy { $0.hasPrefix("{\"seq\":") }, "\(lines)")
+            #expect(lines.count == 16 && lines.allSatisfy { $0.hasPrefix("{\"window_seq\":") }, "\(lines)")
             #expect(FileNodes.kind(fifo) == S_IFIFO, "the sink replaced the named pipe")
         }
 

@@ -76,7 +76,7 @@ extension MultiProcess {
             let stages = try #require(json["stages"] as? [[String: Any]])
             #expect(stages.count == 3)
             // Every stage computed every batch: each ran its own layers on all windows.
-            #expect(stages.allSatisfy { $0["samples"] as? Int == reference.keys.count }, "\(stages)")
+            #expect(stages.allSatisfy { $0["windows"] as? Int == reference.keys.count }, "\(stages)")
         }
 
         @Test func quickstartPrintsEveryWindowInOrderWithTheSummary() throws {
@@ -89,7 +89,7 @@ extension MultiProcess {
             let scores = reference.scores.floats
             for (index, line) in lines.enumerated() {
                 let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
-                #expect(object["seq"] as? Int == index)
+                #expect(object["window_seq"] as? Int == index)
                 #expect(object["sensor"] as? String == reference.keys[index].sensor)
                 #expect(object["window_start"] as? Double == reference.keys[index].start)
                 #expect(object["label"] as? String == reference.keys[index].label)
@@ -200,7 +200,7 @@ extension MultiProcess {
             #expect(!FileManager.default.fileExists(atPath: runDirectory), "run directory left behind")
             // What came out before the stop is a gap-free prefix, in order.
             let sequences = try String(contentsOfFile: output, encoding: .utf8).split(separator: "\n").map {
-                (try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["seq"] as? Int
+                (try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["window_seq"] as? Int
             }
             #expect(!sequences.isEmpty && sequences.count < 328)
             #expect(sequences == Array(0..<sequences.count).map { Optional($0) })

@@ -104,7 +104,7 @@ extension MultiProcess {
             let result = run.wait()
             #expect(result.status == 0, "\(result.stderr)")
             #expect(body.contains("# TYPE sluice_stage_busy_seconds_total counter"), "\(body.prefix(400))")
-            #expect(body.contains("sluice_stage_samples_total{stage=\"0\"}"))
+            #expect(body.contains("sluice_stage_windows_total{stage=\"0\"}"))
             #expect(httpGet(port: 6890, path: "/metrics") == nil, "the endpoint outlived the run")
         }
     }

@@ -43,7 +43,7 @@ extension MultiProcess {
         // Nothing binds the first stage's endpoint: after the socket's two queued batches, sends wait.
         try tell(.assignSource(SourceAssignment(
             source: .tensors(TensorsSource(path: rows, rate: .max, rowsPerSecond: nil, repeats: 1000)), window: nil,
-            batching: BatchingConfig(maxSize: 1, maxDelayMilliseconds: 1), inputName: "x", sampleShape: [4], epoch: 1,
+            batching: BatchingConfig(maxSize: 1, maxDelayMilliseconds: 1), inputName: "x", windowShape: [4], epoch: 1,
             pushEndpoints: ["ipc://\(temporaryPath("nobody.ipc"))"],
             liveness: Liveness(heartbeatSeconds: 1000, timeoutSeconds: 60))))
         #expect(listen(until: { $0 == .ready }) != nil)

@@ -54,6 +54,17 @@ final class Running {
         return Finished(status: process.terminationStatus, stdout: read(outPath), stderr: read(errPath))
     }
 
+    /// Waits up to `timeout` seconds until the run's standard error contains `needle`: for a
+    /// test to act once the run reached a point, never after a guessed delay.
+    func waitForLog(_ needle: String, timeout: Double = 30) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if read(errPath).contains(needle) { return true }
+            usleep(20_000)
+        }
+        return false
+    }
+
     private func read(_ path: String) -> String {
         String(decoding: FileManager.default.contents(atPath: path) ?? Data(), as: UTF8.self)
     }

@@ -144,7 +144,7 @@ private func pollItems(_ server: MetricsServer) -> [(Int32, PollEvents)] {
     var stage = RoleCounters()
     stage.elapsedSeconds = 10
     stage.busySeconds = 5
-    let snapshot = MetricsSnapshot(stages: [0: stage], ranges: [0..<2], layerSecondsPerSample: [1e-4, 2e-4],
+    let snapshot = MetricsSnapshot(stages: [0: stage], ranges: [0..<2], layerSecondsPerWindow: [1e-4, 2e-4],
                                    epoch: 1, rebalances: 0)
     let client = try Client(port: server.port)
     client.send("GET /metrics HTTP/1.1\r\n\r\n")

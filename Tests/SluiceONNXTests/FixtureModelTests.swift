@@ -123,25 +123,25 @@ struct Fixture: CustomStringConvertible, Sendable {
         #expect(cnn.metadata["classes"] == "Badminton,Running,Standing,Walking")
         #expect(cnn.isInitializer("conv1.weight") && !cnn.isInitializer("window") && !cnn.isInitializer("conv1_out"))
         // Per-sample sizes: conv1 makes 16×100 floats, pooling halves the time axis.
-        #expect(cnn.bytesPerSample(of: "window") == 6 * 100 * 4)
-        #expect(cnn.bytesPerSample(of: "conv1_out") == 16 * 100 * 4)
-        #expect(cnn.bytesPerSample(of: "pool1_out") == 16 * 50 * 4)
-        #expect(cnn.bytesPerSample(of: "conv2.weight") == 32 * 16 * 5 * 4)
+        #expect(cnn.bytesPerWindow(of: "window") == 6 * 100 * 4)
+        #expect(cnn.bytesPerWindow(of: "conv1_out") == 16 * 100 * 4)
+        #expect(cnn.bytesPerWindow(of: "pool1_out") == 16 * 50 * 4)
+        #expect(cnn.bytesPerWindow(of: "conv2.weight") == 32 * 16 * 5 * 4)
         let conv1 = cnn.nodes[1]
         #expect(conv1.name == "conv1" && conv1.inputs == ["x_norm", "conv1.weight"] && conv1.outputs == ["conv1_out"])
-        #expect(conv1.flopsPerSample == 2 * 16 * 100 * 6 * 5)
+        #expect(conv1.flopsPerWindow == 2 * 16 * 100 * 6 * 5)
         #expect(conv1.parameterBytes == 16 * 6 * 5 * 4)
-        #expect(cnn.nodes[10].flopsPerSample == 4 * (2 * 32 + 1))  // Gemm with bias
+        #expect(cnn.nodes[10].flopsPerWindow == 4 * (2 * 32 + 1))  // Gemm with bias
         #expect(cnn.nodes[2].parameterBytes == 4 * 16 * 4)
         // Conv+BN+Relu twice; the leading BatchNormalization has no Conv before it.
         #expect(cnn.fusionGroups == [1..<4, 5..<8])
 
         let mlp = try ONNXModel.load(path: Paths.pipelineModel("basicmotions-mlp.onnx"))
         #expect(mlp.nodes.map(\.name) == ["flatten", "fc1", "relu1", "fc2", "fc2_bias", "relu2", "fc3", "relu3", "fc4", "softmax"])
-        #expect(mlp.nodes[1].flopsPerSample == 1024 * (2 * 600 + 1))
-        #expect(mlp.nodes[3].flopsPerSample == 2 * 1024 * 1024)
+        #expect(mlp.nodes[1].flopsPerWindow == 1024 * (2 * 600 + 1))
+        #expect(mlp.nodes[3].flopsPerWindow == 2 * 1024 * 1024)
         #expect(mlp.nodes[1].parameterBytes == (1024 * 600 + 1024) * 4)
-        #expect(mlp.bytesPerSample(of: "flat") == 600 * 4)
+        #expect(mlp.bytesPerWindow(of: "flat") == 600 * 4)
         #expect(mlp.fusionGroups == [1..<3, 3..<6, 6..<8])
         #expect(mlp.tensorInfo("fc2_out") == TensorInfo(name: "fc2_out", dtype: .float32, shape: [nil, 1024]))
     }

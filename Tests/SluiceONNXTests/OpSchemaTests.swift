@@ -66,6 +66,6 @@ import Testing
         b.node("Relu", ["t"], ["y"])
         b.output("y")
         let model = try b.load()
-        #expect(model.nodes.map(\.flopsPerSample) == [0, 12])
+        #expect(model.nodes.map(\.flopsPerWindow) == [0, 12])
     }
 }

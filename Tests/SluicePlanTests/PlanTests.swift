@@ -3,7 +3,7 @@ import SluiceTestSupport
 @testable import SluicePlan
 
 private func node(_ name: String, _ op: String, _ inputs: [String], _ outputs: [String], flops: Double = 1) -> PlanNode {
-    PlanNode(name: name, opType: op, inputs: inputs, outputs: outputs, flopsPerSample: flops, parameterBytes: 4)
+    PlanNode(name: name, opType: op, inputs: inputs, outputs: outputs, flopsPerWindow: flops, parameterBytes: 4)
 }
 
 /// x → conv → relu → (residual add with the conv output) → gemm → y
@@ -15,7 +15,7 @@ private let residualGraph = PlanGraph(
         node("gemm", "Gemm", ["s", "w2"], ["y"], flops: 5),
     ],
     inputs: ["x"], outputs: ["y"], constants: ["w", "w2"],
-    bytesPerSample: ["x": 100, "c": 40, "r": 40, "s": 40, "y": 8])
+    bytesPerWindow: ["x": 100, "c": 40, "r": 40, "s": 40, "y": 8])
 
 @Test func liveTensorsFollowProducersAndLastUses() {
     #expect(residualGraph.liveTensors() == [["x"], ["c"], ["c", "r"], ["s"], ["y"]])
@@ -25,9 +25,9 @@ private let residualGraph = PlanGraph(
     let cut = LayerCut.cut(residualGraph)
     #expect(cut.layers.map(\.nodes) == [0..<1, 1..<3, 3..<4])
     #expect(cut.layers.map(\.outputs) == [["c"], ["s"], ["y"]])
-    #expect(cut.layers.map(\.flopsPerSample) == [10, 2, 5])
-    #expect(cut.layers.map(\.outputBytesPerSample) == [40, 40, 8])
-    #expect(cut.inputs == ["x"] && cut.inputBytesPerSample == 100)
+    #expect(cut.layers.map(\.flopsPerWindow) == [10, 2, 5])
+    #expect(cut.layers.map(\.outputBytesPerWindow) == [40, 40, 8])
+    #expect(cut.inputs == ["x"] && cut.inputBytesPerWindow == 100)
     #expect(cut.boundary(before: 1) == ["c"] && cut.boundary(before: 3) == ["y"])
 }
 

@@ -35,8 +35,8 @@ import SluiceWire
     #expect(found.stage == nil)
     #expect(found.blockedStages == [0, 1, 2])
     #expect(found.summary.hasPrefix("the sink limits throughput (stage 0 blocked 78%, stage 1 blocked 72%, stage 2 blocked 75%)"))
-    let costs = CostInput(ranges: [0..<4, 4..<8, 8..<12], layerSecondsPerSample: Array(repeating: 1e-4, count: 12),
-                          stageSpeeds: [1, 1, 1], boundaryBytesPerSample: Array(repeating: 0, count: 13))
+    let costs = CostInput(ranges: [0..<4, 4..<8, 8..<12], layerSecondsPerWindow: Array(repeating: 1e-4, count: 12),
+                          stageSpeeds: [1, 1, 1], boundaryBytesPerWindow: Array(repeating: 0, count: 13))
     let advice = Recommendation.make(bottleneck: found, stages: stages, costs: costs)
     #expect(advice.text.contains("make the sink faster"))
     #expect(advice.moves.isEmpty)
@@ -62,7 +62,7 @@ import SluiceWire
         Hop(stage: 1, received: 4_000, computeStart: 4_100, computeEnd: 6_100, sendStart: 6_150),
     ], sinkReceived: 9_000)
     // 1 ns per byte; 10 + 20 + 30 bytes per sample cross the three handoffs, 4 samples.
-    let split = LatencySplit(trace: trace, boundaryBytesPerSample: [10, 20, 30], ranges: [0..<1, 1..<2], secondsPerByte: 1e-9)
+    let split = LatencySplit(trace: trace, boundaryBytesPerWindow: [10, 20, 30], ranges: [0..<1, 1..<2], secondsPerByte: 1e-9)
     #expect(split.totalNanos == 8_000)
     #expect(split.computeNanos == 3_000)
     #expect(split.handlingNanos == 350)
@@ -83,7 +83,7 @@ import SluiceWire
         }
         let trace = BatchTrace(batchSequence: 0, windowCount: Int.random(in: 1...64, using: &rng), created: created, hops: hops,
                                sinkReceived: created + UInt64.random(in: 0...2_000_000, using: &rng) - 200_000)
-        let split = LatencySplit(trace: trace, boundaryBytesPerSample: Array(repeating: 4096, count: 6),
+        let split = LatencySplit(trace: trace, boundaryBytesPerWindow: Array(repeating: 4096, count: 6),
                                  ranges: (0..<5).map { $0..<($0 + 1) }, secondsPerByte: 1 / 2.5e9)
         #expect(split.computeNanos + split.handlingNanos + split.transferNanos + split.queueingNanos == split.totalNanos)
     }
@@ -110,8 +110,8 @@ import SluiceWire
 
 /// 9 layers of 1 ms per sample each, measured; no transfer cost.
 private func evenCosts(_ ranges: [Range<Int>]) -> CostInput {
-    CostInput(ranges: ranges, layerSecondsPerSample: Array(repeating: 1e-3, count: 9), stageSpeeds: [1, 1, 1],
-              boundaryBytesPerSample: Array(repeating: 0, count: 10))
+    CostInput(ranges: ranges, layerSecondsPerWindow: Array(repeating: 1e-3, count: 9), stageSpeeds: [1, 1, 1],
+              boundaryBytesPerWindow: Array(repeating: 0, count: 10))
 }
 
 @Test func aClearlyBetterSplitIsRecommendedInPlainWords() {
@@ -120,7 +120,7 @@ private func evenCosts(_ ranges: [Range<Int>]) -> CostInput {
                   stage(2, ranges[2], busy: 0.19, blocked: 0)]
     let advice = Recommendation.make(bottleneck: Bottleneck.find(stages: stages), stages: stages, costs: evenCosts(ranges))
     #expect(advice.text == "stage 1 limits throughput (busy 97%, stage 0 blocked 40%); moving layers 6-7 from stage 1 to stage 2 "
-        + "predicts +67% (200 → 333 samples/s; split 0-2,3-7,8 → 0-2,3-5,6-8)")
+        + "predicts +67% (200 → 333 windows/s; split 0-2,3-7,8 → 0-2,3-5,6-8)")
     #expect(advice.moves == [LayerMove(firstLayer: 6, lastLayer: 7, fromStage: 1, toStage: 2)])
     #expect(advice.bestSplit == "0-2,3-5,6-8")
     #expect(abs((advice.predictedGain ?? 0) - 2.0 / 3.0) < 1e-9)
@@ -131,7 +131,7 @@ private func evenCosts(_ ranges: [Range<Int>]) -> CostInput {
     let stages = [stage(0, ranges[0], busy: 0.9, blocked: 0.05), stage(1, ranges[1], busy: 0.95, blocked: 0.0),
                   stage(2, ranges[2], busy: 0.9, blocked: 0)]
     let advice = Recommendation.make(bottleneck: Bottleneck.find(stages: stages), stages: stages, costs: evenCosts(ranges))
-    #expect(advice.text.contains("the split 0-2,3-5,6-8 is already the best for the measured layer costs (predicts 333 samples/s)"))
+    #expect(advice.text.contains("the split 0-2,3-5,6-8 is already the best for the measured layer costs (predicts 333 windows/s)"))
     #expect(advice.moves.isEmpty)
 }
 
@@ -149,7 +149,7 @@ private func evenCosts(_ ranges: [Range<Int>]) -> CostInput {
 
 @Test func unmeasuredLayersAreNamedInsteadOfAPrediction() {
     var costs = evenCosts([0..<3, 3..<6, 6..<9])
-    costs.layerSecondsPerSample[4] = nil
+    costs.layerSecondsPerWindow[4] = nil
     let stages = [stage(0, 0..<3, busy: 0.9, blocked: 0.05), stage(1, 3..<6, busy: 0.95, blocked: 0), stage(2, 6..<9, busy: 0.9, blocked: 0)]
     let advice = Recommendation.make(bottleneck: Bottleneck.find(stages: stages), stages: stages, costs: costs)
     #expect(advice.text.hasSuffix("layer 4 never measured, so no other split can be predicted yet"))
@@ -161,14 +161,14 @@ private func evenCosts(_ ranges: [Range<Int>]) -> CostInput {
 @Test func profileAssemblesStagesLayersAndAnalysis() throws {
     let ranges = [0..<3, 3..<8, 8..<9]
     let traced = traces(count: 200, stages: 3, compute: [600_000, 1_000_000, 200_000])
-    let layerTimings = (3..<8).map { LayerTiming(layer: $0, seconds: Double($0), samples: 1000) }
+    let layerTimings = (3..<8).map { LayerTiming(layer: $0, seconds: Double($0), windows: 1000) }
     let profile = ProfileData.make(
         pipeline: "demo", cut: cut(layers: 9), ranges: ranges,
         stageCounters: [0: counters(busy: 0.58, blocked: 0.40), 1: counters(busy: 0.97, blocked: 0, layers: layerTimings),
                         2: counters(busy: 0.19, blocked: 0)],
         traces: traced, costs: evenCosts(ranges), rebalances: [], windowsIn: 1600, windowsOut: 1600, durationSeconds: 8,
         queueDepths: [1: 3])
-    #expect(profile.samplesPerSecond == 200)
+    #expect(profile.windowsPerSecond == 200)
     #expect(profile.stages.map(\.layers) == ["0-2", "3-7", "8"])
     #expect(profile.stages[1].queueDepth == 3 && profile.stages[0].queueDepth == nil)
     #expect(profile.stages.allSatisfy { $0.replicas == 1 })
@@ -197,8 +197,8 @@ private func evenCosts(_ ranges: [Range<Int>]) -> CostInput {
         stageCounters: [0: counters(busy: 0.58, blocked: 0.40), 1: counters(busy: 0.97, blocked: 0), 2: counters(busy: 0.19, blocked: 0)],
         traces: traces(count: 20, stages: 3, compute: [600_000, 1_000_000, 200_000]), costs: evenCosts(ranges),
         rebalances: [try JSONDecoder().decode(RebalanceRecord.self, from: Data("""
-            {"atSeconds": 3, "epoch": 2, "oldSplit": "0-3,4-7,8", "newSplit": "0-2,3-7,8", "predictedOldSamplesPerSecond": 180,
-             "predictedNewSamplesPerSecond": 200, "measuredBeforeSamplesPerSecond": 170, "applied": true}
+            {"atSeconds": 3, "epoch": 2, "oldSplit": "0-3,4-7,8", "newSplit": "0-2,3-7,8", "predictedOldWindowsPerSecond": 180,
+             "predictedNewWindowsPerSecond": 200, "measuredBeforeWindowsPerSecond": 170, "applied": true}
             """.utf8))],
         windowsIn: nil, windowsOut: 160, durationSeconds: 1)
     let data = profile.json()
@@ -208,7 +208,8 @@ private func evenCosts(_ ranges: [Range<Int>]) -> CostInput {
     let object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
     #expect(Set(object.keys).isSuperset(of: ["pipeline", "stages", "layers", "traces", "bottleneck", "latency", "recommendation", "rebalances", "costs"]))
     let keys = object.keys.sorted()
-    let positions = keys.map { text.range(of: "\"\($0)\" :")!.lowerBound }
+    // Top-level keys only: the first indentation level of the pretty-printed text.
+    let positions = keys.map { text.range(of: "\n  \"\($0)\" :")!.lowerBound }
     #expect(positions == positions.sorted())
     let back = try JSONDecoder().decode(ProfileData.self, from: data)
     #expect(back == profile)

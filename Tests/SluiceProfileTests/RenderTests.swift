@@ -9,8 +9,8 @@ import Testing
 
 private func sampleProfile(name: String = "demo", traceCount: Int = 50) -> ProfileData {
     let ranges = [0..<3, 3..<8, 8..<9]
-    let costs = CostInput(ranges: ranges, layerSecondsPerSample: Array(repeating: 1e-3, count: 9), stageSpeeds: [1, 1, 1],
-                          boundaryBytesPerSample: Array(repeating: 1024, count: 10))
+    let costs = CostInput(ranges: ranges, layerSecondsPerWindow: Array(repeating: 1e-3, count: 9), stageSpeeds: [1, 1, 1],
+                          boundaryBytesPerWindow: Array(repeating: 1024, count: 10))
     return ProfileData.make(
         pipeline: name, cut: cut(layers: 9), ranges: ranges,
         stageCounters: [0: counters(busy: 0.58, blocked: 0.40), 1: counters(busy: 0.97, blocked: 0), 2: counters(busy: 0.19, blocked: 0)],
@@ -159,9 +159,9 @@ private func sampleSnapshot() -> MetricsSnapshot {
     drops.add(3, .chunk, .afterEndOfInput)
     drops.add(30, .sample, .afterEndOfInput)
     var snapshot = MetricsSnapshot(
-        stages: [0: counters(busy: 0.58, blocked: 0.40, layers: [LayerTiming(layer: 0, seconds: 1.5, samples: 8000), LayerTiming(layer: 1, seconds: 2.25, samples: 8000)]),
-                 1: counters(busy: 0.97, blocked: 0, layers: [LayerTiming(layer: 1, seconds: 0.25, samples: 800), LayerTiming(layer: 2, seconds: 9.5, samples: 8000)])],
-        ranges: [0..<2, 2..<3], layerSecondsPerSample: [1.875e-4, nil, 1.1875e-3], epoch: 3, rebalances: 2,
+        stages: [0: counters(busy: 0.58, blocked: 0.40, layers: [LayerTiming(layer: 0, seconds: 1.5, windows: 8000), LayerTiming(layer: 1, seconds: 2.25, windows: 8000)]),
+                 1: counters(busy: 0.97, blocked: 0, layers: [LayerTiming(layer: 1, seconds: 0.25, windows: 800), LayerTiming(layer: 2, seconds: 9.5, windows: 8000)])],
+        ranges: [0..<2, 2..<3], layerSecondsPerWindow: [1.875e-4, nil, 1.1875e-3], epoch: 3, rebalances: 2,
         source: counters(busy: 0.1, blocked: 0.8), sink: counters(busy: 0.1, blocked: 0), latency: latency)
     snapshot.drops = ["source": drops]
     return snapshot
@@ -174,8 +174,8 @@ private func sampleSnapshot() -> MetricsSnapshot {
     #expect(lines.contains("sluice_stage_busy_seconds_total{stage=\"1\"} 9.7"))
     #expect(lines.contains("sluice_stage_batches_total{stage=\"0\"} 1000"))
     #expect(lines.contains("sluice_layer_compute_seconds_total{layer=\"1\"} 2.5"))   // summed over the two stages that held it
-    #expect(lines.contains("sluice_layer_seconds_per_sample{layer=\"2\"} 0.0011875"))
-    #expect(!text.contains("sluice_layer_seconds_per_sample{layer=\"1\"}"))            // never measured: absent, not 0
+    #expect(lines.contains("sluice_layer_seconds_per_window{layer=\"2\"} 0.0011875"))
+    #expect(!text.contains("sluice_layer_seconds_per_window{layer=\"1\"}"))            // never measured: absent, not 0
     #expect(lines.contains("sluice_stage_last_layer{stage=\"0\"} 1"))
     #expect(lines.contains("sluice_pipeline_epoch 3"))
     #expect(lines.contains("sluice_rebalances_total 2"))
@@ -200,7 +200,7 @@ private let promtool = ["/usr/bin/promtool", "/usr/local/bin/promtool", "/bin/pr
 
 @Test(.enabled(if: promtool != nil, "promtool is not installed: `apt-get install prometheus` (tools/setup.sh does) provides it"))
 func prometheusTextPassesPromtool() throws {
-    for snapshot in [sampleSnapshot(), MetricsSnapshot(stages: [:], ranges: [], layerSecondsPerSample: [], epoch: 1, rebalances: 0)] {
+    for snapshot in [sampleSnapshot(), MetricsSnapshot(stages: [:], ranges: [], layerSecondsPerWindow: [], epoch: 1, rebalances: 0)] {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: promtool!)
         process.arguments = ["check", "metrics"]

@@ -8,7 +8,7 @@ private func flow(received: Int = 0, sent: Int = 0, batches: Int = 0, windows: I
     counters.received = received
     counters.sent = sent
     counters.batches = batches
-    counters.samples = windows
+    counters.windows = windows
     return counters
 }
 

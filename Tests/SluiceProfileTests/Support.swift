@@ -6,12 +6,12 @@ import SluiceWire
 
 /// A stage that ran `elapsed` seconds with the given shares of busy and blocked time.
 func stage(_ index: Int, _ layers: Range<Int>, busy: Double, blocked: Double, elapsed: Double = 10, batches: Int = 1000,
-           samples: Int = 8000) -> StageProfile {
+           windows: Int = 8000) -> StageProfile {
     StageProfile(index: index, layers: layers, elapsedSeconds: elapsed, busySeconds: busy * elapsed,
-                 idleSeconds: (1 - busy - blocked) * elapsed, blockedSeconds: blocked * elapsed, batches: batches, samples: samples)
+                 idleSeconds: (1 - busy - blocked) * elapsed, blockedSeconds: blocked * elapsed, batches: batches, windows: windows)
 }
 
-func counters(busy: Double, blocked: Double, elapsed: Double = 10, batches: Int = 1000, samples: Int = 8000,
+func counters(busy: Double, blocked: Double, elapsed: Double = 10, batches: Int = 1000, windows: Int = 8000,
               layers: [LayerTiming] = []) -> RoleCounters {
     var counters = RoleCounters()
     counters.elapsedSeconds = elapsed
@@ -19,7 +19,7 @@ func counters(busy: Double, blocked: Double, elapsed: Double = 10, batches: Int 
     counters.blockedSeconds = blocked * elapsed
     counters.idleSeconds = (1 - busy - blocked) * elapsed
     counters.batches = batches
-    counters.samples = samples
+    counters.windows = windows
     counters.layers = layers
     return counters
 }
@@ -27,9 +27,9 @@ func counters(busy: Double, blocked: Double, elapsed: Double = 10, batches: Int 
 /// A model of `count` layers, each 1 MFLOP per sample with 1 KiB boundaries.
 func cut(layers count: Int, outputBytes: Int = 1024) -> LayerCut {
     LayerCut(layers: (0..<count).map {
-        Layer(index: $0, nodeStart: 2 * $0, nodeEnd: 2 * $0 + 2, opTypes: ["Gemm", "Relu"], flopsPerSample: 1e6,
-              parameterBytes: 4096, outputs: ["h\($0)"], outputBytesPerSample: outputBytes)
-    }, inputs: ["x"], inputBytesPerSample: 512)
+        Layer(index: $0, nodeStart: 2 * $0, nodeEnd: 2 * $0 + 2, opTypes: ["Gemm", "Relu"], flopsPerWindow: 1e6,
+              parameterBytes: 4096, outputs: ["h\($0)"], outputBytesPerWindow: outputBytes)
+    }, inputs: ["x"], inputBytesPerWindow: 512)
 }
 
 /// Micro-batches through a pipeline with fixed per-stage compute, 8 windows each, one every

@@ -6,19 +6,19 @@ import SluiceWire
 @testable import SluiceProtocol
 
 @Test func controlMessagesRoundTripAsTypedJSON() throws {
-    let cut = LayerCut(layers: [Layer(index: 0, nodeStart: 0, nodeEnd: 2, opTypes: ["Conv", "Relu"], flopsPerSample: 10,
-                                      parameterBytes: 64, outputs: ["r"], outputBytesPerSample: 40)],
-                       inputs: ["x"], inputBytesPerSample: 100)
+    let cut = LayerCut(layers: [Layer(index: 0, nodeStart: 0, nodeEnd: 2, opTypes: ["Conv", "Relu"], flopsPerWindow: 10,
+                                      parameterBytes: 64, outputs: ["r"], outputBytesPerWindow: 40)],
+                       inputs: ["x"], inputBytesPerWindow: 100)
     let liveness = Liveness(heartbeatSeconds: 0.25, timeoutSeconds: 10)
     var counters = RoleCounters()
     counters.batches = 3
-    counters.layers = [LayerTiming(layer: 0, seconds: 0.5, samples: 24)]
+    counters.layers = [LayerTiming(layer: 0, seconds: 0.5, windows: 24)]
     let messages: [ControlMessage] = [
         .hello(Hello(role: .stage, name: "stage-0", pid: 42, host: "h")),
         .assignStage(StageAssignment(stageIndex: 0, epoch: 1, modelPath: "/m.onnx", cut: cut, layers: LayerSpan(start: 0, end: 1),
                                      pullEndpoint: "ipc:///tmp/a", pushEndpoints: ["ipc:///tmp/b"], slowdown: 0, liveness: liveness)),
         .assignSource(SourceAssignment(source: .tensors(TensorsSource(path: "/x.npy", rate: .max, rowsPerSecond: nil)), window: nil,
-                                       batching: BatchingConfig(maxSize: 4, maxDelayMilliseconds: 5), inputName: "x", sampleShape: [32],
+                                       batching: BatchingConfig(maxSize: 4, maxDelayMilliseconds: 5), inputName: "x", windowShape: [32],
                                        epoch: 1, pushEndpoints: ["tcp://127.0.0.1:1"], liveness: liveness)),
         .assignSink(SinkAssignment(sink: SinkConfig(kind: .jsonl, path: "-"), pullEndpoint: "ipc:///s", outputName: "y",
                                    classes: ["a"], layerCount: 1, liveness: liveness)),

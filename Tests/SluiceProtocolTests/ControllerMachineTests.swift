@@ -169,8 +169,8 @@ private func running() -> ControllerMachine {
 
 @Test func aStageThatRegistersAgainGetsTheRangeInForceNow() {
     let cut = LayerCut(layers: (0..<4).map {
-        Layer(index: $0, nodeStart: $0, nodeEnd: $0 + 1, opTypes: ["F"], flopsPerSample: 1, parameterBytes: 4, outputs: ["x"], outputBytesPerSample: 4)
-    }, inputs: ["x"], inputBytesPerSample: 4)
+        Layer(index: $0, nodeStart: $0, nodeEnd: $0 + 1, opTypes: ["F"], flopsPerWindow: 1, parameterBytes: 4, outputs: ["x"], outputBytesPerWindow: 4)
+    }, inputs: ["x"], inputBytesPerWindow: 4)
     let stage = StageAssignment(stageIndex: 0, epoch: 1, modelPath: "/m", cut: cut, layers: LayerSpan(start: 0, end: 2),
                                 pullEndpoint: "a", pushEndpoints: ["b"], slowdown: 0, liveness: liveness)
     var coordinator = RebalanceCoordinator(ranges: [0..<2, 2..<4], epoch: 1,
@@ -196,8 +196,8 @@ private func running() -> ControllerMachine {
 /// replica to the heavy stage while the run goes on.
 private func growingController(timeout: Double = 5, warmup: Double = 0, cores: Int = 3, stageSeconds: [Double] = [1, 4]) -> ControllerMachine {
     let cut = LayerCut(layers: (0..<2).map {
-        Layer(index: $0, nodeStart: $0, nodeEnd: $0 + 1, opTypes: ["F"], flopsPerSample: 1, parameterBytes: 4, outputs: ["x"], outputBytesPerSample: 4)
-    }, inputs: ["x"], inputBytesPerSample: 4)
+        Layer(index: $0, nodeStart: $0, nodeEnd: $0 + 1, opTypes: ["F"], flopsPerWindow: 1, parameterBytes: 4, outputs: ["x"], outputBytesPerWindow: 4)
+    }, inputs: ["x"], inputBytesPerWindow: 4)
     let alive = Liveness(heartbeatSeconds: 0.5, timeoutSeconds: timeout)
     func stage(_ index: Int) -> ControlMessage {
         .assignStage(StageAssignment(stageIndex: index, epoch: 1, modelPath: "/m", cut: cut, layers: LayerSpan(start: index, end: index + 1),
@@ -216,7 +216,7 @@ private func growingController(timeout: Double = 5, warmup: Double = 0, cores: I
     for (stage, seconds) in stageSeconds.enumerated() {
         var counters = RoleCounters()
         counters.busySeconds = seconds
-        counters.layers = [LayerTiming(layer: stage, seconds: seconds, samples: 1000)]
+        counters.layers = [LayerTiming(layer: stage, seconds: seconds, windows: 1000)]
         _ = controller.handle(.received(from: "stage-\(stage)", .heartbeat(counters)))
     }
     return controller

@@ -113,9 +113,9 @@ private struct Simulation {
         rng = SplitMix(seed: seed)
         let initial = Simulation.randomSplit(layers: layers, stages: count, rng: &rng)
         cut = LayerCut(layers: (0..<layers).map {
-            Layer(index: $0, nodeStart: $0, nodeEnd: $0 + 1, opTypes: ["F"], flopsPerSample: 1, parameterBytes: 4,
-                  outputs: ["x"], outputBytesPerSample: 8)
-        }, inputs: ["x"], inputBytesPerSample: 8)
+            Layer(index: $0, nodeStart: $0, nodeEnd: $0 + 1, opTypes: ["F"], flopsPerWindow: 1, parameterBytes: 4,
+                  outputs: ["x"], outputBytesPerWindow: 8)
+        }, inputs: ["x"], inputBytesPerWindow: 8)
         var processes: [[String]] = []
         for stage in initial.indices {
             processes.append((0..<(Int(rng.next() % 3) + 1)).map { StageInstance.name(stage: stage, replica: $0) })
@@ -132,7 +132,7 @@ private struct Simulation {
         }
         let batching = BatchingConfig(maxSize: Int(rng.next() % 4) + 1, maxDelayMilliseconds: 10)
         assignments["source"] = .assignSource(SourceAssignment(source: .tensors(TensorsSource(path: "windows.npy", rate: .max, rowsPerSecond: nil)),
-                                                               window: nil, batching: batching, inputName: "x", sampleShape: [1],
+                                                               window: nil, batching: batching, inputName: "x", windowShape: [1],
                                                                epoch: Simulation.initialEpoch, pushEndpoints: processes[0], liveness: Simulation.liveness))
         assignments["sink"] = .assignSink(SinkAssignment(sink: SinkConfig(kind: .jsonl, path: "-"), pullEndpoint: "sink", outputName: "x",
                                                          classes: [], layerCount: layers, liveness: Simulation.liveness))

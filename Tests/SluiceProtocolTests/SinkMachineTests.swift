@@ -41,7 +41,7 @@ private func drops(_ actions: [SinkAction<UInt64>]) -> [DropReason] {
     #expect(drops(duplicate) == [.duplicate])
     #expect(released(sink.handle(arrival(1))) == [1, 2])
     #expect(sink.counters.batches == 3)
-    #expect(sink.counters.samples == 6)
+    #expect(sink.counters.windows == 6)
     #expect(sink.counters.drops.count(.batch, .duplicate) == 1)
     #expect(sink.counters.rejected == 0)
 }

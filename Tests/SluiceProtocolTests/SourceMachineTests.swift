@@ -7,7 +7,7 @@ private func assignment(maxSize: Int = 2, delayMilliseconds: Double = 100, epoch
                         nanPolicy: NaNPolicy = .reject) -> SourceAssignment {
     SourceAssignment(source: .tensors(TensorsSource(path: "rows.npy", rate: .max, rowsPerSecond: nil)), window: nil,
                      batching: BatchingConfig(maxSize: maxSize, maxDelayMilliseconds: delayMilliseconds),
-                     inputName: "x", sampleShape: [2], epoch: epoch, pushEndpoints: ["inproc://stage-0"],
+                     inputName: "x", windowShape: [2], epoch: epoch, pushEndpoints: ["inproc://stage-0"],
                      liveness: Liveness(heartbeatSeconds: 0.5, timeoutSeconds: 5), nanPolicy: nanPolicy)
 }
 

@@ -4,8 +4,8 @@ import SluicePlan
 @testable import SluiceProtocol
 
 private let cut = LayerCut(layers: (0..<6).map {
-    Layer(index: $0, nodeStart: $0, nodeEnd: $0 + 1, opTypes: ["F"], flopsPerSample: 1, parameterBytes: 4, outputs: ["x"], outputBytesPerSample: 8)
-}, inputs: ["x"], inputBytesPerSample: 8)
+    Layer(index: $0, nodeStart: $0, nodeEnd: $0 + 1, opTypes: ["F"], flopsPerWindow: 1, parameterBytes: 4, outputs: ["x"], outputBytesPerWindow: 8)
+}, inputs: ["x"], inputBytesPerWindow: 8)
 
 private func assignment(_ layers: Range<Int>, stage: Int = 1) -> StageAssignment {
     StageAssignment(stageIndex: stage, epoch: 1, modelPath: "m.onnx", cut: cut, layers: LayerSpan(layers),

@@ -30,7 +30,7 @@ private func feed(_ windows: inout SlidingWindows, sensor: String, samples: [[Fl
     var windows = SlidingWindows(channels: 2, config: WindowConfig(length: 3, hop: 3, layout: .channelsFirst))
     let out = feed(&windows, sensor: "a", samples: [[1, 10], [2, 20], [3, 30]])
     #expect(out.first?.values == [1, 2, 3, 10, 20, 30])
-    #expect(windows.sampleShape == [2, 3])
+    #expect(windows.windowShape == [2, 3])
 }
 
 @Test func hopsLongerThanTheWindowSkipSamples() {
@@ -47,7 +47,7 @@ private func feed(_ windows: inout SlidingWindows, sensor: String, samples: [[Fl
 }
 
 @Test func microBatchesFlushOnSizeAndOnDelay() {
-    var batcher = MicroBatcher(maxSize: 3, maxDelaySeconds: 0.5, sampleShape: [2])
+    var batcher = MicroBatcher(maxSize: 3, maxDelaySeconds: 0.5, windowShape: [2])
     let window = { (n: Float) in Window(key: WindowKey(sensor: "s", start: Double(n)), values: [n, n]) }
     #expect(batcher.add(window(0), now: 10) == nil)
     #expect(batcher.add(window(1), now: 10.1) == nil)

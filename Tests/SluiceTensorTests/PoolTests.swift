@@ -2,7 +2,7 @@ import SluiceTensor
 import Testing
 
 @Suite struct PoolTests {
-    static func randomWindow(seed: Int, spatial: Int) throws -> (x: [Int], window: WindowGeometry, pads: [Int]) {
+    static func randomWindow(seed: Int, spatial: Int) throws -> (x: [Int], window: KernelGeometry, pads: [Int]) {
         var rng = SeededGenerator(seed: seed)
         let size = (0..<spatial).map { _ in rng.int(1...12) }
         let kernel = (0..<spatial).map { d in rng.int(1...min(4, size[d] + 1)) }
@@ -14,7 +14,7 @@ import Testing
             let span = (kernel[d] - 1) * dilations[d] + 1
             if size[d] + pads[d] + pads[d + spatial] < span { pads[d + spatial] += span - size[d] - pads[d] - pads[d + spatial] }
         }
-        let window = try WindowGeometry(input: size, kernel: kernel, strides: strides, dilations: dilations, pads: pads,
+        let window = try KernelGeometry(input: size, kernel: kernel, strides: strides, dilations: dilations, pads: pads,
                                         ceilMode: seed % 4 == 3)
         return ([rng.int(1...2), rng.int(1...3)] + size, window, pads)
     }
@@ -33,7 +33,7 @@ import Testing
         // Rows long enough for the eight-wide pairs of the stride-2 path and its scalar tail, and
         // other strides beside it; a NaN anywhere in a window wins.
         for (i, (length, kernel, stride)) in [(128, 2, 2), (37, 2, 2), (130, 3, 2), (64, 2, 1), (50, 3, 3)].enumerated() {
-            let w = try WindowGeometry(input: [length], kernel: [kernel], strides: [stride])
+            let w = try KernelGeometry(input: [length], kernel: [kernel], strides: [stride])
             var rng = SeededGenerator(seed: 40 + i)
             let x = rng.tensor([2, 3, length])
             let reference = ReferenceKernels.maxPool(x, kernel: w.kernel, strides: w.strides, dilations: w.dilations,
@@ -78,7 +78,7 @@ import Testing
     @Test func maxPoolKnownValues() throws {
         // 1×1×4×4 ramp, 2×2 windows with stride 2.
         let x = Tensor(shape: [1, 1, 4, 4], floats: (0..<16).map(Float.init))
-        let y = Kernels.maxPool(x, window: try WindowGeometry(input: [4, 4], kernel: [2, 2], strides: [2, 2]))
+        let y = Kernels.maxPool(x, window: try KernelGeometry(input: [4, 4], kernel: [2, 2], strides: [2, 2]))
         #expect(y.shape == [1, 1, 2, 2] && y.floats == [5, 7, 13, 15])
     }
 }

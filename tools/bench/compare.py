@@ -86,21 +86,21 @@ def main():
             o = run_json([sys.executable, os.path.join(HERE, "ort_bench.py"), model, "--batch", a.batch,
                           "--seconds", str(a.seconds), "--threads", str(a.threads)])
             for b in batches:
-                if b not in best_sluice or s[b]["samples_per_second"] > best_sluice[b]["samples_per_second"]:
+                if b not in best_sluice or s[b]["windows_per_second"] > best_sluice[b]["windows_per_second"]:
                     best_sluice[b] = s[b]
-                if b not in best_ort or o[b]["samples_per_second"] > best_ort[b]["samples_per_second"]:
+                if b not in best_ort or o[b]["windows_per_second"] > best_ort[b]["windows_per_second"]:
                     best_ort[b] = o[b]
         for b in batches:
             s, o = best_sluice[b], best_ort[b]
-            rows.append({"model": name, "batch": b, "sluice": s["samples_per_second"], "ort": o["samples_per_second"],
-                         "ratio": s["samples_per_second"] / o["samples_per_second"],
+            rows.append({"model": name, "batch": b, "sluice": s["windows_per_second"], "ort": o["windows_per_second"],
+                         "ratio": s["windows_per_second"] / o["windows_per_second"],
                          "sluice_p50": s["p50_ms"], "ort_p50": o["p50_ms"], "sluice_p99": s["p99_ms"], "ort_p99": o["p99_ms"],
-                         "sluice_gflops": s["samples_per_second"] * flops / 1e9 if name in GEMM_BOUND else None,
-                         "ort_gflops": o["samples_per_second"] * flops / 1e9 if name in GEMM_BOUND else None,
+                         "sluice_gflops": s["windows_per_second"] * flops / 1e9 if name in GEMM_BOUND else None,
+                         "ort_gflops": o["windows_per_second"] * flops / 1e9 if name in GEMM_BOUND else None,
                          "mflop": flops / 1e6, "error": error})
-        print(f"{name}: outputs match onnxruntime within {error:.1e}; {flops / 1e6:.3f} MFLOP/sample", file=sys.stderr, flush=True)
+        print(f"{name}: outputs match onnxruntime within {error:.1e}; {flops / 1e6:.3f} MFLOP/window", file=sys.stderr, flush=True)
 
-    header = ["model", "batch", "Sluice samples/s", "onnxruntime samples/s", "ratio", "Sluice p50 ms", "ORT p50 ms",
+    header = ["model", "batch", "Sluice windows/s", "onnxruntime windows/s", "ratio", "Sluice p50 ms", "ORT p50 ms",
               "Sluice p99 ms", "ORT p99 ms", "Sluice GFLOP/s (% peak)", "ORT GFLOP/s (% peak)"]
 
     def gf(v):

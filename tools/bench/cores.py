@@ -35,13 +35,13 @@ SENSORS, SAMPLES = 8, 500  # the recording: 8 sensors × 500 samples
 def ort_rate(model, batch, threads, seconds):
     out = subprocess.run([sys.executable, os.path.join(HERE, "ort_bench.py"), model, "--batch", str(batch),
                           "--threads", str(threads), "--seconds", str(seconds)], capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])["samples_per_second"]
+    return json.loads(out.strip().splitlines()[-1])["windows_per_second"]
 
 
 def sluice_rate(binary, model, batch, threads, seconds):
     out = subprocess.run([binary, "bench", model, "--batch", str(batch), "--threads", str(threads), "--seconds", str(seconds), "--json"],
                          capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])["samples_per_second"]
+    return json.loads(out.strip().splitlines()[-1])["windows_per_second"]
 
 
 def pipeline(model, name, batch, stages, cores, windows):
@@ -94,7 +94,7 @@ def main():
         models = args.models_dir or folder
         if not args.models_dir:
             subprocess.run([sys.executable, os.path.join(HERE, "make_models.py"), models], check=True, stdout=subprocess.DEVNULL)
-        print(f"cpus {os.cpu_count()}, micro-batch {args.batch}, samples/s (pipelines: windows/s at the sink, steady part of the run)")
+        print(f"cpus {os.cpu_count()}, micro-batch {args.batch}, windows/s (pipelines: windows/s at the sink, steady part of the run)")
         print(f"{'model':<12} {'N':>3} {'ort 1 thr':>10} {'ort N thr':>10} {'sluice N thr':>12} {'N stages':>10} {'planned':>10}"
               f"  {'planned/ort':>11} {'N stages/ort':>12}  plan")
         for name in args.models.split(","):

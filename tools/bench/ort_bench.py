@@ -71,7 +71,7 @@ def main():
     for batch in [int(b) for b in args.batch.split(",")]:
         feed = inputs_for(sess, batch, rng)
         runs, seconds, p50, p99 = measure(lambda: sess.run(None, feed), args.seconds)
-        print(json.dumps({"batch": batch, "runs": runs, "samples_per_second": batch * runs / seconds,
+        print(json.dumps({"batch": batch, "runs": runs, "windows_per_second": batch * runs / seconds,
                           "p50_ms": p50 * 1e3, "p99_ms": p99 * 1e3, "threads": args.threads}), flush=True)
 
 

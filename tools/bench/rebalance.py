@@ -139,7 +139,7 @@ def main():
         new = move.get("newReplicas")
         print(f"  move at {move['atSeconds'] - started:.2f} s, settled at {settled - started:.2f} s: {move['oldSplit']}"
               f"{' ' + str(old) if old else ''} -> {move['newSplit']}{' ' + str(new) if new else ''}, predicted "
-              f"{move['predictedOldSamplesPerSecond']:.0f} -> {move['predictedNewSamplesPerSecond']:.0f} samples/s")
+              f"{move['predictedOldWindowsPerSecond']:.0f} -> {move['predictedNewWindowsPerSecond']:.0f} windows/s")
         print(f"    from the move's start for {span - move['atSeconds']:.2f} s: {during:.0f} windows/s (slowest 0.25 s: {slowest:.0f})"
               f" = {during / rates['initial']:.2f} × the initial plan's steady rate (slowest: {slowest / rates['initial']:.2f} ×)")
     print(f"converged {converged - started:.2f} s after start ({args.warmup:.0f} s of it warm-up on the initial plan)")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sluice's single-process executor against onnxruntime (Python, intra_op_num_threads=1) on four
 # models built here: an MLP, a 1-D CNN over 6-channel windows, a 4-layer transformer encoder over
-# 64-step windows, and a GRU. Prints samples/s for both, their ratio, latencies, and the GFLOP/s
+# 64-step windows, and a GRU. Prints windows/s for both, their ratio, latencies, and the GFLOP/s
 # of the Gemm-bound models against a cblas_sgemm peak measured in the same run.
 #
 #   tools/bench/runtime.sh [--batch 1,8,32] [--seconds 2] [--threads 1] [--repeat 3] [--markdown]

@@ -223,7 +223,7 @@ struct ModelLoader {
             let known = !outTypes.isEmpty && node.outputs.allSatisfy { $0.isEmpty || types[$0] != nil }
             let weightNames = Set(node.inputs.filter { initializers[$0] != nil })
             return NodeInfo(index: node.index, name: node.name, opType: node.opType, inputs: node.inputs,
-                            outputs: node.outputs, flopsPerSample: known ? op.flops(inTypes, outTypes) : 0,
+                            outputs: node.outputs, flopsPerWindow: known ? op.flops(inTypes, outTypes) : 0,
                             parameterBytes: weightNames.reduce(0) { $0 + (initializers[$1]?.byteCount ?? 0) })
         }
     }

@@ -28,18 +28,18 @@ public struct NodeInfo: Sendable, Equatable {
     public let inputs: [String]
     public let outputs: [String]
     /// Estimated from inferred shapes at batch 1; a multiply-add counts 2.
-    public let flopsPerSample: Double
+    public let flopsPerWindow: Double
     /// Bytes of the initializers this node reads.
     public let parameterBytes: Int
 
     public init(index: Int, name: String, opType: String, inputs: [String], outputs: [String],
-                flopsPerSample: Double, parameterBytes: Int) {
+                flopsPerWindow: Double, parameterBytes: Int) {
         self.index = index
         self.name = name
         self.opType = opType
         self.inputs = inputs
         self.outputs = outputs
-        self.flopsPerSample = flopsPerSample
+        self.flopsPerWindow = flopsPerWindow
         self.parameterBytes = parameterBytes
     }
 }
@@ -101,7 +101,7 @@ public final class ONNXModel: @unchecked Sendable {
 
     /// Bytes of one sample of `tensor` (inferred at batch 1); an initializer's full size;
     /// 0 for a name the model does not have.
-    public func bytesPerSample(of tensor: String) -> Int {
+    public func bytesPerWindow(of tensor: String) -> Int {
         if let initializer = initializers[tensor] { return initializer.byteCount }
         guard let type = types[tensor] else { return 0 }
         return type.elementCount * type.dtype.byteSize

@@ -147,9 +147,9 @@ struct PoolOperator: Operator {
         columnMajorIndices = try a.int("storage_order", default: 0) != 0
     }
 
-    func window(_ input: [Int]) throws -> WindowGeometry {
+    func window(_ input: [Int]) throws -> KernelGeometry {
         guard input.count >= 3 else { throw OpError("input must be N×C×spatial, got \(describe(input))") }
-        return try WindowGeometry(input: Array(input.dropFirst(2)), kernel: kernelShape, strides: strides,
+        return try KernelGeometry(input: Array(input.dropFirst(2)), kernel: kernelShape, strides: strides,
                                   dilations: dilations, pads: pads, autoPad: autoPad, ceilMode: ceilMode)
     }
 

@@ -57,16 +57,16 @@ public struct SourceAssignment: Codable, Equatable, Sendable {
     public var batching: BatchingConfig
     public var inputName: String
     /// The model input's shape without the batch dimension.
-    public var sampleShape: [Int]
+    public var windowShape: [Int]
     public var epoch: UInt32
     /// Every process of the first stage.
     public var pushEndpoints: [String]
     public var liveness: Liveness
     public var nanPolicy: NaNPolicy
-    public init(source: SourceConfig, window: WindowConfig?, batching: BatchingConfig, inputName: String, sampleShape: [Int],
+    public init(source: SourceConfig, window: WindowConfig?, batching: BatchingConfig, inputName: String, windowShape: [Int],
                 epoch: UInt32, pushEndpoints: [String], liveness: Liveness, nanPolicy: NaNPolicy = .reject) {
         self.source = source; self.window = window; self.batching = batching; self.inputName = inputName
-        self.sampleShape = sampleShape; self.epoch = epoch; self.pushEndpoints = pushEndpoints; self.liveness = liveness
+        self.windowShape = windowShape; self.epoch = epoch; self.pushEndpoints = pushEndpoints; self.liveness = liveness
         self.nanPolicy = nanPolicy
     }
 }
@@ -92,7 +92,7 @@ public struct SinkAssignment: Codable, Equatable, Sendable {
 public struct RoleCounters: Codable, Equatable, Sendable {
     public var elapsedSeconds: Double = 0
     public var batches: Int = 0
-    public var samples: Int = 0
+    public var windows: Int = 0
     /// Computing.
     public var busySeconds: Double = 0
     /// Waiting for input.
@@ -131,7 +131,7 @@ extension RoleCounters {
         for part in parts {
             total.elapsedSeconds += part.elapsedSeconds
             total.batches += part.batches
-            total.samples += part.samples
+            total.windows += part.windows
             total.busySeconds += part.busySeconds
             total.idleSeconds += part.idleSeconds
             total.blockedSeconds += part.blockedSeconds
@@ -146,9 +146,9 @@ extension RoleCounters {
             total.inStageP50Seconds = [total.inStageP50Seconds, part.inStageP50Seconds].compactMap { $0 }.max()
             total.inStageP99Seconds = [total.inStageP99Seconds, part.inStageP99Seconds].compactMap { $0 }.max()
             for timing in part.layers {
-                var sum = layers[timing.layer] ?? LayerTiming(layer: timing.layer, seconds: 0, samples: 0)
+                var sum = layers[timing.layer] ?? LayerTiming(layer: timing.layer, seconds: 0, windows: 0)
                 sum.seconds += timing.seconds
-                sum.samples += timing.samples
+                sum.windows += timing.windows
                 layers[timing.layer] = sum
             }
         }

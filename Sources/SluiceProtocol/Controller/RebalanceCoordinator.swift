@@ -37,7 +37,7 @@ public struct RebalanceCoordinator: Sendable {
     private let sourceName: String
     /// Every stage process (replicas included): each must prepare and commit.
     public private(set) var instances: [String]
-    private var sinkTotals: [(time: Double, samples: Int)] = []
+    private var sinkTotals: [(time: Double, windows: Int)] = []
     private var settledAt: Double?
     private var now = 0.0
 
@@ -92,12 +92,12 @@ public struct RebalanceCoordinator: Sendable {
     }
 
 
-    /// Samples per second the sink released over the last rebalancing interval.
-    public var measuredSamplesPerSecond: Double? {
+    /// Windows per second the sink released over the last rebalancing interval.
+    public var measuredWindowsPerSecond: Double? {
         let window = rebalancer.config.intervalSeconds
         guard let last = sinkTotals.last, let first = sinkTotals.first(where: { last.time - $0.time <= window }),
               last.time - first.time > window / 2 else { return nil }
-        return Double(last.samples - first.samples) / (last.time - first.time)
+        return Double(last.windows - first.windows) / (last.time - first.time)
     }
 
     public mutating func heartbeat(from name: String, counters: RoleCounters, sinkName: String) -> [ControllerAction] {
@@ -106,7 +106,7 @@ public struct RebalanceCoordinator: Sendable {
             return []
         }
         guard name == sinkName else { return [] }
-        sinkTotals.append((now, counters.samples))
+        sinkTotals.append((now, counters.windows))
         sinkTotals.removeAll { now - $0.time > 2 * rebalancer.config.intervalSeconds }
         guard let move, case .retiring(let firstBatch) = move.step, counters.batches >= Int(firstBatch) else { return [] }
         // Every batch any stage handled under an older range has reached the sink.
@@ -155,17 +155,17 @@ public struct RebalanceCoordinator: Sendable {
     /// `streamingSince`: when the source started, on the same clock (moves wait out the warm-up).
     public mutating func tick(now time: Double, allowNewMoves: Bool, streamingSince: Double? = nil) -> [ControllerAction] {
         now = time
-        if let settled = settledAt, now - settled >= rebalancer.config.intervalSeconds, let rate = measuredSamplesPerSecond {
+        if let settled = settledAt, now - settled >= rebalancer.config.intervalSeconds, let rate = measuredWindowsPerSecond {
             rebalancer.recordMeasuredAfter(rate)
             settledAt = nil
         }
         guard allowNewMoves, move == nil, growth == nil,
               now - (streamingSince ?? now) >= rebalancer.config.warmupSeconds else { return [] }
         guard let record = rebalancer.proposal(current: ranges, now: now, epoch: epoch + 1,
-                                               measuredSamplesPerSecond: measuredSamplesPerSecond) else { return [] }
-        let gain = record.predictedOldSamplesPerSecond > 0 ? 100 * (record.predictedNewSamplesPerSecond / record.predictedOldSamplesPerSecond - 1) : 0
-        let summary = String(format: "%@ -> %@ predicts %.0f -> %.0f samples/s (+%.0f%%)", record.oldPlan, record.newPlan,
-                             record.predictedOldSamplesPerSecond, record.predictedNewSamplesPerSecond, gain)
+                                               measuredWindowsPerSecond: measuredWindowsPerSecond) else { return [] }
+        let gain = record.predictedOldWindowsPerSecond > 0 ? 100 * (record.predictedNewWindowsPerSecond / record.predictedOldWindowsPerSecond - 1) : 0
+        let summary = String(format: "%@ -> %@ predicts %.0f -> %.0f windows/s (+%.0f%%)", record.oldPlan, record.newPlan,
+                             record.predictedOldWindowsPerSecond, record.predictedNewWindowsPerSecond, gain)
         guard record.applied else { return [.log("recommend: \(summary) (policy is recommend: not moving)")] }
         let newRanges = record.newSplit.map(\.layers)
         guard !newRanges.isEmpty else { return [] }

@@ -190,7 +190,7 @@ public struct SinkMachine<Payload> {
             if summary.firstOutput == 0 { summary.firstOutput = arrival.arrived }
             summary.lastOutput = arrival.arrived
             counters.batches += 1
-            counters.samples += released.release.keys.count
+            counters.windows += released.release.keys.count
             actions.append(.release(released.release))
         }
         if reorder.duplicates > duplicatesBefore {

@@ -124,7 +124,7 @@ public struct SourceMachine {
     private mutating func take(_ assignment: SourceAssignment) -> [SourceAction] {
         batcher = MicroBatcher(maxSize: assignment.batching.maxSize,
                                maxDelaySeconds: assignment.batching.maxDelayMilliseconds / 1000,
-                               sampleShape: assignment.sampleShape)
+                               windowShape: assignment.windowShape)
         inputName = assignment.inputName
         nanPolicy = assignment.nanPolicy
         epoch = assignment.epoch

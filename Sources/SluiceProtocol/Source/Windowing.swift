@@ -63,8 +63,8 @@ public struct SlidingWindows {
         layout = config.layout
     }
 
-    /// The per-sample tensor shape windows have, without the batch dimension.
-    public var sampleShape: [Int] { layout == .channelsFirst ? [channels, length] : [length, channels] }
+    /// The tensor shape of one window, without the batch dimension.
+    public var windowShape: [Int] { layout == .channelsFirst ? [channels, length] : [length, channels] }
 
     /// Adds one sample (`channels` values) of `sensor`; returns the window it completes, if any.
     /// `now` is when the sample arrived, on the clock `evict(lastSeenBefore:)` is given.
@@ -130,18 +130,18 @@ public struct ReadyBatch {
 public struct MicroBatcher {
     public let maxSize: Int
     public let maxDelay: Double
-    public let sampleShape: [Int]
+    public let windowShape: [Int]
     public private(set) var nextBatch: UInt64 = 0
     public private(set) var nextWindow: UInt64 = 0
     private var values: [Float] = []
     private var keys: [WindowKey] = []
     private var oldest: Double?
 
-    public init(maxSize: Int, maxDelaySeconds: Double, sampleShape: [Int]) {
+    public init(maxSize: Int, maxDelaySeconds: Double, windowShape: [Int]) {
         self.maxSize = maxSize
         maxDelay = maxDelaySeconds
-        self.sampleShape = sampleShape
-        values.reserveCapacity(maxSize * Tensor.elementCount(of: sampleShape))
+        self.windowShape = windowShape
+        values.reserveCapacity(maxSize * Tensor.elementCount(of: windowShape))
     }
 
     public var pendingCount: Int { keys.count }
@@ -150,7 +150,7 @@ public struct MicroBatcher {
     public var deadline: Double? { oldest.map { $0 + maxDelay } }
 
     public mutating func add(_ window: Window, now: Double) -> ReadyBatch? {
-        precondition(window.values.count == Tensor.elementCount(of: sampleShape), "window does not match \(sampleShape)")
+        precondition(window.values.count == Tensor.elementCount(of: windowShape), "window does not match \(windowShape)")
         if keys.isEmpty { oldest = now }
         values.append(contentsOf: window.values)
         keys.append(window.key)
@@ -165,7 +165,7 @@ public struct MicroBatcher {
     public mutating func flush() -> ReadyBatch? {
         guard !keys.isEmpty else { return nil }
         let batch = ReadyBatch(batchSequence: nextBatch, firstWindow: nextWindow, keys: keys,
-                               input: Tensor(shape: [keys.count] + sampleShape, floats: values))
+                               input: Tensor(shape: [keys.count] + windowShape, floats: values))
         nextBatch += 1
         nextWindow += UInt64(keys.count)
         values.removeAll(keepingCapacity: true)

@@ -6,7 +6,7 @@ public struct ConvGeometry: Sendable, Equatable {
     public let inChannels: Int
     public let outChannels: Int
     public let group: Int
-    public let window: WindowGeometry
+    public let window: KernelGeometry
 
     public init(input: [Int], weight: [Int], group: Int = 1, strides: [Int]? = nil, dilations: [Int]? = nil,
                 pads: [Int]? = nil, autoPad: AutoPad = .notSet) throws {
@@ -25,7 +25,7 @@ public struct ConvGeometry: Sendable, Equatable {
         inChannels = input[1]
         outChannels = weight[0]
         self.group = group
-        window = try WindowGeometry(input: Array(input.dropFirst(2)), kernel: Array(weight.dropFirst(2)),
+        window = try KernelGeometry(input: Array(input.dropFirst(2)), kernel: Array(weight.dropFirst(2)),
                                     strides: strides, dilations: dilations, pads: pads, autoPad: autoPad)
     }
 
@@ -225,17 +225,17 @@ extension Kernels {
 
     /// Unfolds `channels` planes into columns: row (c, kh, kw), `rowStride` floats apart, holds
     /// for every output position the input value under that kernel tap (0 in the padding).
-    static func im2col(_ src: UnsafePointer<Float>, channels: Int, _ p: WindowGeometry.Planar,
+    static func im2col(_ src: UnsafePointer<Float>, channels: Int, _ p: KernelGeometry.Planar,
                        into col: UnsafeMutablePointer<Float>, rowStride: Int) {
         for c in 0..<channels {
             let plane = src + c * p.h * p.w
             for kh in 0..<p.kh {
                 let offH = kh * p.dh - p.ph
-                let (ohLo, ohHi) = WindowGeometry.Planar.validOutputs(offset: offH, stride: p.sh, size: p.h, count: p.oh)
+                let (ohLo, ohHi) = KernelGeometry.Planar.validOutputs(offset: offH, stride: p.sh, size: p.h, count: p.oh)
                 for kw in 0..<p.kw {
                     let row = col + ((c * p.kh + kh) * p.kw + kw) * rowStride
                     let offW = kw * p.dw - p.pw
-                    let (owLo, owHi) = WindowGeometry.Planar.validOutputs(offset: offW, stride: p.sw, size: p.w, count: p.ow)
+                    let (owLo, owHi) = KernelGeometry.Planar.validOutputs(offset: offW, stride: p.sw, size: p.w, count: p.ow)
                     if ohLo > 0 { row.update(repeating: 0, count: ohLo * p.ow) }
                     for oh in ohLo..<ohHi {
                         let dst = row + oh * p.ow

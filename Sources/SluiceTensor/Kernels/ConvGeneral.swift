@@ -1,7 +1,7 @@
 /// Convolution, transposed convolution and pooling over any number of spatial dimensions
 /// (3-D volumes and up), and pooling with argmax indices: straightforward index maps, since
 /// the 1-D and 2-D kernels cover what sensor models run.
-extension WindowGeometry {
+extension KernelGeometry {
     /// For spatial dimension `d`: for each kernel tap and output position, the input position
     /// read (−1 in the padding). `taps[t][o]`.
     func tapMap(_ d: Int) -> [[Int]] {
@@ -35,7 +35,7 @@ func forEachPosition(_ shape: [Int], _ body: ([Int], Int) -> Void) {
 extension Kernels {
     /// Unfolds `channels` volumes into columns for any number of spatial dimensions: row
     /// (c, taps…), column (output positions…).
-    static func im2colGeneral(_ src: UnsafePointer<Float>, channels: Int, _ w: WindowGeometry,
+    static func im2colGeneral(_ src: UnsafePointer<Float>, channels: Int, _ w: KernelGeometry,
                               into col: UnsafeMutablePointer<Float>) {
         let maps = (0..<w.input.count).map { w.tapMap($0) }
         let inStrides = Shapes.strides(w.input)
@@ -145,7 +145,7 @@ extension Kernels {
     /// Max or average pooling over any number of spatial dimensions and any numeric dtype; for
     /// max, also the flat index of each maximum in N×C×spatial, the spatial part row-major or
     /// column-major.
-    public static func poolGeneral(_ x: Tensor, window w: WindowGeometry, average: Bool, countIncludePad: Bool,
+    public static func poolGeneral(_ x: Tensor, window w: KernelGeometry, average: Bool, countIncludePad: Bool,
                                    columnMajorIndices: Bool = false)
         -> (Tensor, indices: Tensor) {
         let planes = x.shape[0] * x.shape[1]

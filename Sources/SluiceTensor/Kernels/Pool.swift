@@ -2,7 +2,7 @@ import CKernels
 
 extension Kernels {
     /// Validates an N×C×spatial pooling input against its window geometry.
-    private static func checkPoolInput(_ x: Tensor, _ window: WindowGeometry, _ name: String) {
+    private static func checkPoolInput(_ x: Tensor, _ window: KernelGeometry, _ name: String) {
         precondition(x.dtype == .float32, "\(name) of a \(x.dtype) tensor")
         precondition(x.rank == window.input.count + 2 && Array(x.shape.dropFirst(2)) == window.input,
                      "\(name) input \(x.shape) does not match its window over \(window.input)")
@@ -10,14 +10,14 @@ extension Kernels {
     }
 
     /// Max pooling over 1-D or 2-D windows; padding never wins.
-    public static func maxPool(_ x: Tensor, window: WindowGeometry) -> Tensor {
+    public static func maxPool(_ x: Tensor, window: KernelGeometry) -> Tensor {
         let out = Tensor(uninitialized: .float32, shape: Array(x.shape.prefix(2)) + window.output)
         maxPool(x, window: window, into: out)
         return out
     }
 
     /// maxPool written to `out` (N×C×output).
-    public static func maxPool(_ x: Tensor, window: WindowGeometry, into out: Tensor) {
+    public static func maxPool(_ x: Tensor, window: KernelGeometry, into out: Tensor) {
         checkPoolInput(x, window, "MaxPool")
         precondition(out.shape == Array(x.shape.prefix(2)) + window.output, "maxPool into \(out)")
         let p = window.planar
@@ -66,14 +66,14 @@ extension Kernels {
 
     /// Average pooling over 1-D or 2-D windows. With `countIncludePad` the divisor counts the
     /// taps that fall in the padding too (but not those past it, in ceil mode).
-    public static func averagePool(_ x: Tensor, window: WindowGeometry, countIncludePad: Bool) -> Tensor {
+    public static func averagePool(_ x: Tensor, window: KernelGeometry, countIncludePad: Bool) -> Tensor {
         let out = Tensor(uninitialized: .float32, shape: Array(x.shape.prefix(2)) + window.output)
         averagePool(x, window: window, countIncludePad: countIncludePad, into: out)
         return out
     }
 
     /// averagePool written to `out` (N×C×output).
-    public static func averagePool(_ x: Tensor, window: WindowGeometry, countIncludePad: Bool, into out: Tensor) {
+    public static func averagePool(_ x: Tensor, window: KernelGeometry, countIncludePad: Bool, into out: Tensor) {
         checkPoolInput(x, window, "AveragePool")
         precondition(out.shape == Array(x.shape.prefix(2)) + window.output, "averagePool into \(out)")
         let p = window.planar

@@ -8,7 +8,7 @@ public enum AutoPad: String, Sendable {
 
 /// The geometry of a sliding window over the spatial dimensions of an N×C×spatial tensor:
 /// kernel, strides, dilations, padding, and the resulting output size.
-public struct WindowGeometry: Sendable, Equatable {
+public struct KernelGeometry: Sendable, Equatable {
     public let input: [Int]
     public let kernel: [Int]
     public let strides: [Int]
