@@ -5,12 +5,14 @@ import SluicePlan
 import SluiceWire
 @testable import SluiceProtocol
 
-/// A whole pipeline as pure state machines — source, stages, sink, controller — with every
-/// data and control message delivered in a random order, while the controller moves layer
-/// boundaries at random. Every stage process and the sink run the machines the real processes
-/// run (`StageMachine`, `SinkMachine`); the simulation plays only their shells' I/O and each
-/// stage's background loader, which finishes loads later, one at a time, in the order asked.
-/// Layers are exact integer functions, so the single-process result of every batch is known,
+/// A whole pipeline as the pure state machines the processes run — `SourceMachine`,
+/// `StageMachine` for every stage process, `SinkMachine` and `ControllerMachine` with its
+/// `RebalanceCoordinator` — with every data and control message delivered in a random order,
+/// while the controller moves layer boundaries and adds replicas at random. The simulation
+/// plays only the shells' I/O: the feed, the sockets (PUSH spreads a hop's batches over the
+/// processes it is connected to), the clock, heartbeats, process starts and each stage's
+/// background loader, which finishes loads later, one at a time, in the order asked.
+/// Layers are exact integer functions, so the single-process result of every window is known,
 /// and any lost, duplicated, reordered or mis-computed batch shows.
 private struct Simulation {
     static let modulus: Int64 = 1_000_003
@@ -21,7 +23,8 @@ private struct Simulation {
         (0..<layers).reduce(value) { layer($1, $0) }
     }
 
-    struct DataMessage { var sequence: UInt64; var value: Int64; var cursor: Int; var epoch: UInt32 }
+    /// A batch on its way: each window's value as the layers run so far left it.
+    struct DataMessage { var sequence: UInt64; var firstWindow: UInt64; var keys: [WindowKey]; var values: [Int64]; var cursor: Int; var epoch: UInt32 }
 
     /// One stage process; a stage with replicas has several.
     struct Stage {
@@ -32,39 +35,80 @@ private struct Simulation {
         var loaded: Range<Int>?
         /// The background loader's queue: loads asked for and not yet finished, oldest first.
         var loads: [(layers: Range<Int>, acking: UInt32?)] = []
-        /// Whether the hop before it sends to it (a replica added live is not yet connected).
-        var connected = true
+        /// The processes of the next hop its PUSH is connected to, by endpoint.
+        var peers: [String] = []
+        var finished = false
 
-        init(stage: Int, name: String, connected: Bool = true) {
-            self.stage = stage; self.name = name; self.connected = connected
-        }
+        init(stage: Int, name: String) { self.stage = stage; self.name = name }
     }
+
+    /// One thing that can happen next.
+    enum Step {
+        case feedWindow, endInput, sourceSend, deliverToSink, deliverToController, move, grow, tick
+        case deliverData(Int), deliverControl(String), finishLoad(Int)
+    }
+
+    /// Every batch's stamps: plausible, so the sink never drops one for its timestamps.
+    static let created: UInt64 = 1_000
+    /// Short, so that moves (whose retire waits for the sink's heartbeat) finish within a few hundred steps.
+    static let liveness = Liveness(heartbeatSeconds: 0.02, timeoutSeconds: 2)
+    static let initialEpoch: UInt32 = 1
 
     let layers: Int
     var rng: SplitMix
     let stageCount: Int
-    /// Every stage process, replicas included.
-    var stages: [Stage]
-    var coordinator: RebalanceCoordinator
-    /// data[p] feeds stage process p (each has its own pipe, as PUSH peers do).
-    var data: [[DataMessage]]
-    var toSink: [DataMessage] = []
-    var toRoles: [String: [ControlMessage]] = [:]
-    var toController: [(String, ControlMessage)] = []
-    var sourceEpoch: UInt32 = 1
-    var nextSequence: UInt64 = 0
     let cut: LayerCut
+    /// Seconds on the simulated clock; only ticks move it.
+    var now = 0.0
+    var controller: ControllerMachine
+    /// Every stage process, replicas included; data[p] feeds stage process p (each has its own pipe, as PUSH peers do).
+    var stages: [Stage]
+    var data: [[DataMessage]]
+    let initialProcesses: Int
+    var source = SourceMachine()
+    var sourcePeers: [String] = []
+    /// Batches the source made and has not yet handed to the first stage: a send waits while
+    /// the stage has no room, and control messages reach the source meanwhile.
+    var sourceOutbox: [DataMessage] = []
+    var sourceAssigned = false
+    var sourceFinished = false
+    var windowsFed: UInt64 = 0
+    var inputEnded = false
+    var batchesMade: UInt64 = 0
+    var batchesSent = 0
+    /// Every mark the source answered: batches from its first batch on carry its epoch.
+    var marks: [Mark] = []
+    var sourceDone: SourceDone?
     var sink = SinkMachine<DataMessage>()
+    var sinkFinished = false
+    var toSink: [DataMessage] = []
     var released: [DataMessage] = []
     /// What the sink reported when it said the run was done.
     var sinkDone: SinkSummary?
+    var toRoles: [String: [ControlMessage]] = [:]
+    /// Every process's role name, in the order they started.
+    var roleNames: [String] = []
+    /// Where each stage process is in `stages`, by role name (and so by endpoint).
+    var stageIndex: [String: Int] = [:]
+    var toController: [(String, ControlMessage)] = []
+    var lastHeartbeat: [String: Double] = [:]
+    var outcome: ControllerOutcome?
     var violations: [String] = []
+    /// Random moves, and random growths (each followed by a move), to start while the input flows.
+    let movesWanted: Int
+    let growthsWanted: Int
     var movesStarted = 0
     var growthsStarted = 0
-    var replicasJoined = 0
 
-    init(layers: Int, stages count: Int, seed: UInt64) {
+    var coordinator: RebalanceCoordinator? { controller.coordinator }
+    var isRebalancing: Bool { coordinator?.isMoving ?? false || coordinator?.isGrowing ?? false }
+    /// Replicas that joined during the run.
+    var replicasJoined: Int { (coordinator?.instances.count ?? 0) - initialProcesses }
+
+    init(layers: Int, stages count: Int, moves: Int, growths: Int, seed: UInt64) {
         self.layers = layers
+        movesWanted = moves
+        growthsWanted = growths
         stageCount = count
         rng = SplitMix(seed: seed)
         let initial = Simulation.randomSplit(layers: layers, stages: count, rng: &rng)
@@ -72,90 +116,52 @@ private struct Simulation {
             Layer(index: $0, nodeStart: $0, nodeEnd: $0 + 1, opTypes: ["F"], flopsPerWindow: 1, parameterBytes: 4,
                   outputs: ["x"], outputBytesPerWindow: 8)
         }, inputs: ["x"], inputBytesPerWindow: 8)
-        var processes: [Stage] = []
+        var processes: [[String]] = []
         for stage in initial.indices {
-            for replica in 0..<(Int(rng.next() % 3) + 1) {
-                processes.append(Stage(stage: stage, name: StageInstance.name(stage: stage, replica: replica)))
+            processes.append((0..<(Int(rng.next() % 3) + 1)).map { StageInstance.name(stage: stage, replica: $0) })
+        }
+        processes.append(["sink"])
+        var assignments: [String: ControlMessage] = [:]
+        for stage in initial.indices {
+            for name in processes[stage] {
+                // Endpoints are the role names: a process binds its PULL under its own name.
+                assignments[name] = .assignStage(StageAssignment(stageIndex: stage, epoch: Simulation.initialEpoch, modelPath: "model.onnx", cut: cut,
+                                                                 layers: LayerSpan(initial[stage]), pullEndpoint: name,
+                                                                 pushEndpoints: processes[stage + 1], slowdown: 0, liveness: Simulation.liveness))
             }
         }
-        stages = processes
-        coordinator = RebalanceCoordinator(ranges: initial, epoch: 1,
-                                           rebalancer: Rebalancer(config: RebalanceConfig(policy: .off), cut: cut, stages: count),
-                                           instances: processes.map(\.name))
-        data = Array(repeating: [], count: processes.count)
-        for (index, process) in processes.enumerated() { assign(index, range: initial[process.stage], epoch: 1) }
-        let liveness = Liveness(heartbeatSeconds: 1, timeoutSeconds: 5)
-        let sinkAssignment = SinkAssignment(sink: SinkConfig(kind: .jsonl, path: "-"), pullEndpoint: "sink", outputName: "x", classes: [],
-                                            layerCount: layers, liveness: liveness)
-        perform(sink.handle(.control(.assignSink(sinkAssignment))))
-        perform(sink.handle(.assignmentTaken(at: Simulation.created)))
+        let batching = BatchingConfig(maxSize: Int(rng.next() % 4) + 1, maxDelayMilliseconds: 10)
+        assignments["source"] = .assignSource(SourceAssignment(source: .tensors(TensorsSource(path: "windows.npy", rate: .max, rowsPerSecond: nil)),
+                                                               window: nil, batching: batching, inputName: "x", windowShape: [1],
+                                                               epoch: Simulation.initialEpoch, pushEndpoints: processes[0], liveness: Simulation.liveness))
+        assignments["sink"] = .assignSink(SinkAssignment(sink: SinkConfig(kind: .jsonl, path: "-"), pullEndpoint: "sink", outputName: "x",
+                                                         classes: [], layerCount: layers, liveness: Simulation.liveness))
+        let stageNames = processes.dropLast().flatMap { $0 }
+        initialProcesses = stageNames.count
+        stages = []
+        data = []
+        let coordinator = RebalanceCoordinator(ranges: initial, epoch: Simulation.initialEpoch,
+                                               rebalancer: Rebalancer(config: RebalanceConfig(policy: .off), cut: cut, stages: count),
+                                               instances: stageNames)
+        controller = ControllerMachine(assignments: assignments, liveness: Simulation.liveness, coordinator: coordinator,
+                                       replicaEndpoint: { $0 })
+        for name in stageNames { addStage(name) }
+        perform(controller.handle(.tick(now: now)))
+        // Every process starts and says hello, in no particular order.
+        var names = stageNames + ["source", "sink"]
+        names.shuffle(using: &rng)
+        for name in names { sayHello(name) }
     }
 
-    /// Every batch's stamps: plausible, so the sink never drops one for its timestamps.
-    static let created: UInt64 = 1_000
-    static let windowKey = WindowKey.encode([WindowKey(sensor: "s", start: 0)])
-
-    /// What the controller assigns stage process `index`: the range and epoch in force. The
-    /// simulation's shell takes it at once.
-    mutating func assign(_ index: Int, range: Range<Int>, epoch: UInt32) {
-        let assignment = StageAssignment(stageIndex: stages[index].stage, epoch: epoch, modelPath: "model.onnx", cut: cut,
-                                         layers: LayerSpan(range), pullEndpoint: stages[index].name,
-                                         pushEndpoints: [], slowdown: 0, liveness: Liveness(heartbeatSeconds: 1, timeoutSeconds: 5))
-        for action in stages[index].machine.handle(.control(.assignStage(assignment))) {
-            guard case .takeAssignment(_, let layers) = action else {
-                violations.append("\(stages[index].name) did not take its assignment: \(action)")
-                continue
-            }
-            stages[index].loaded = layers
-            perform(stages[index].machine.handle(.assignmentTaken), stage: index)
+    /// A stage process starts.
+    mutating func addStage(_ name: String) {
+        guard let stage = StageInstance.stage(of: name) else {
+            violations.append("\(name) is no stage process")
+            return
         }
-    }
-
-    /// What a stage process's shell does with its machine's directives (batch answers are taken in `deliverData`).
-    mutating func perform(_ actions: [StageAction], stage index: Int) {
-        let name = stages[index].name
-        for action in actions {
-            switch action {
-            case .send(.ready):
-                break  // the controller machine's business, not the moves'
-            case .send(let message):
-                toController.append((name, message))
-            case .loadWeights(let layers, let epoch):
-                stages[index].loads.append((layers, epoch))
-            case .install(let layers):
-                stages[index].loaded = layers
-            case .log(let level, let message) where level == .warning || level == .error:
-                violations.append("\(name) logged: \(message)")
-            case .finish, .takeAssignment, .run, .passThrough, .reject:
-                violations.append("\(name) did \(action) out of turn")
-            case .connect, .log:
-                break
-            }
-        }
-    }
-
-    /// What the sink's shell does with its machine's directives.
-    mutating func perform(_ actions: [SinkAction<DataMessage>]) {
-        for action in actions {
-            switch action {
-            case .release(let release):
-                released.append(release.payload)
-            case .finishOutput:
-                perform(sink.handle(.outputFinished))
-            case .send(.sinkDone(let summary)):
-                if sinkDone != nil { violations.append("the sink said done twice") }
-                sinkDone = summary
-                if released.count != Int(summary.batches) || summary.batches != nextSequence {
-                    violations.append("the sink said done after \(summary.batches) batches with \(released.count) released of \(nextSequence) sent")
-                }
-            case .drop(_, _, let reason, let detail):
-                violations.append("the sink dropped a batch (\(reason.rawValue)): \(detail)")
-            case .log(let level, let message) where level == .warning || level == .error:
-                violations.append("the sink logged: \(message)")
-            case .send, .log, .takeAssignment, .closeOutput, .finish:
-                break
-            }
-        }
+        stageIndex[name] = stages.count
+        stages.append(Stage(stage: stage, name: name))
+        data.append([])
     }
 
     static func randomSplit(layers: Int, stages: Int, rng: inout SplitMix) -> [Range<Int>] {
@@ -165,99 +171,139 @@ private struct Simulation {
         return (0..<stages).map { bounds[$0]..<bounds[$0 + 1] }
     }
 
-    /// A PUSH to `stage` hands the message to one of its connected processes (the sink past the last stage).
-    mutating func push(_ message: DataMessage, toStage stage: Int) {
-        guard stage < stageCount else {
-            toSink.append(message)
-            return
-        }
-        let peers = stages.indices.filter { stages[$0].stage == stage && stages[$0].connected }
-        data[peers[Int(rng.next() % UInt64(peers.count))]].append(message)
+    mutating func sayHello(_ name: String) {
+        let role: RoleKind = name == "source" ? .source : name == "sink" ? .sink : .stage
+        roleNames.append(name)
+        toController.append((name, .hello(Hello(role: role, name: name, pid: 1, host: "sim"))))
     }
+
+    // MARK: The controller's shell
 
     mutating func perform(_ actions: [ControllerAction]) {
         for action in actions {
             switch action {
             case .send(let name, let message):
                 toRoles[name, default: []].append(message)
-            case .addReplica(let stage):
-                // What the controller machine assigns a new replica: the range and epoch in force.
-                let replica = stages.filter { $0.stage == stage }.count
-                stages.append(Stage(stage: stage, name: StageInstance.name(stage: stage, replica: replica), connected: false))
-                data.append([])
-                assign(stages.count - 1, range: coordinator.ranges[stage], epoch: coordinator.epoch)
-            default:
+            case .spawn(let name):
+                // The new process starts and registers like any role.
+                addStage(name)
+                sayHello(name)
+            case .finish(let result):
+                if outcome != nil { violations.append("the controller finished twice") }
+                outcome = result
+            case .addReplica, .log:
+                break  // the machine turns `addReplica` into `spawn`
+            }
+        }
+    }
+
+    /// One turn of the controller's loop takes what has arrived, up to a bound.
+    mutating func deliverToController() {
+        let taken = Int(rng.next() % UInt64(min(toController.count, 64))) + 1
+        let turn = toController.prefix(taken)
+        toController.removeFirst(taken)
+        for (name, message) in turn { perform(controller.handle(.received(from: name, message))) }
+    }
+
+    // MARK: The source's shell
+
+    mutating func perform(_ actions: [SourceAction]) {
+        for action in actions {
+            switch action {
+            case .takeAssignment(let assignment):
+                sourcePeers = assignment.pushEndpoints
+                sourceAssigned = true
+                perform(source.handle(.assigned(assignment)))
+            case .send(let batch):
+                if batch.batchSequence != batchesMade { violations.append("the source made batch \(batch.batchSequence) after \(batchesMade) batches") }
+                batchesMade += 1
+                sourceOutbox.append(DataMessage(sequence: batch.batchSequence, firstWindow: batch.firstWindow, keys: batch.keys,
+                                                values: batch.input.floats.map { Int64($0) }, cursor: 0, epoch: batch.epoch))
+            case .sendControl(let message):
+                if case .marked(let mark) = message { marks.append(mark) }
+                if case .sourceDone(let done) = message {
+                    if sourceDone != nil { violations.append("the source said done twice") }
+                    sourceDone = done
+                }
+                toController.append(("source", message))
+            case .connectReplica(let endpoint):
+                if !sourcePeers.contains(endpoint) { sourcePeers.append(endpoint) }
+            case .drop(let count, let unit, let reason, let detail):
+                violations.append("the source dropped \(unit.counted(count)) (\(reason.rawValue)): \(detail)")
+            case .log(let level, let message) where level == .warning || level == .error:
+                violations.append("the source logged: \(message)")
+            case .finish:
+                sourceFinished = true
+                heartbeat("source")
+            case .fail:
+                violations.append("the source failed")
+            case .startStreaming, .discardLateInput, .log:
                 break
             }
         }
     }
 
-    mutating func sinkHeartbeat() {
-        var counters = RoleCounters()
-        counters.batches = sink.counters.batches
-        perform(coordinator.heartbeat(from: "sink", counters: counters, sinkName: "sink"))
+    /// The feed cuts window n, whose single value is n.
+    mutating func feedWindow() {
+        let window = Window(key: WindowKey(sensor: "s", start: Double(windowsFed)), values: [Float(windowsFed)])
+        windowsFed += 1
+        perform(source.handle(.window(window, now: now)))
     }
 
-    /// One random step; returns false when nothing could happen.
-    mutating func step(batches: UInt64, moves: Int) -> Bool {
-        var choices: [Int] = []
-        if nextSequence < batches { choices.append(0) }
-        for (index, queue) in data.enumerated() where !queue.isEmpty { choices.append(100 + index) }
-        for (index, name) in toRoles.keys.sorted().enumerated() where !(toRoles[name]!.isEmpty) { choices.append(200 + index) }
-        if !toController.isEmpty { choices.append(300) }
-        for (index, stage) in stages.enumerated() where !stage.loads.isEmpty { choices.append(400 + index) }
-        if !toSink.isEmpty { choices.append(150) }
-        if !coordinator.isMoving && !coordinator.isGrowing && movesStarted < moves { choices.append(500) }
-        if !coordinator.isMoving && !coordinator.isGrowing && growthsStarted < moves / 10 { choices.append(700) }
-        for (index, stage) in stages.enumerated() where !stage.connected { choices.append(800 + index) }
-        choices.append(600)  // sink heartbeat
-        guard choices.count > 1 || nextSequence < batches || !data.allSatisfy(\.isEmpty) || !toSink.isEmpty
-                || coordinator.isMoving || coordinator.isGrowing else { return false }
-        let choice = choices[Int(rng.next() % UInt64(choices.count))]
-        switch choice {
-        case 0:
-            push(DataMessage(sequence: nextSequence, value: Int64(nextSequence) * 7 + 3, cursor: 0, epoch: sourceEpoch), toStage: 0)
-            nextSequence += 1
-            if nextSequence == batches {
-                toRoles["sink", default: []].append(.expect(SourceDone(batches: batches, windows: batches)))
-            }
-        case 150:
-            let message = toSink.removeFirst()
-            let header = BatchHeader(batchSequence: message.sequence, firstWindow: message.sequence, windowCount: 1, epoch: message.epoch,
-                                     cursor: UInt16(message.cursor), created: Simulation.created, tensors: [])
-            perform(sink.handle(.batch(SinkArrival(header: header, verifiedWindows: 1, outputRows: 1, metadata: Simulation.windowKey,
-                                                   arrived: Simulation.created + 1, payload: message))))
-        case 100..<150:
-            deliverData(to: choice - 100)
-        case 200..<300:
-            let name = toRoles.keys.sorted()[choice - 200]
-            deliverControl(toRoles[name]!.removeFirst(), to: name)
-        case 300:
-            let (name, message) = toController.removeFirst()
-            perform(coordinator.received(message, from: name))
-        case 400..<500:
-            finishLoad(stage: choice - 400)
-        case 500:
-            let split = Simulation.randomSplit(layers: layers, stages: stageCount, rng: &rng)
-            movesStarted += 1
-            if split != coordinator.ranges { perform(coordinator.begin(split, reason: "random move")) }
-        case 700:
-            // One or two more processes for a random stage, then a random move with them.
-            var wanted = coordinator.replicas
-            wanted[Int(rng.next() % UInt64(stageCount))] += Int(rng.next() % 2) + 1
-            growthsStarted += 1
-            perform(coordinator.addReplicas(wanted, then: Simulation.randomSplit(layers: layers, stages: stageCount, rng: &rng),
-                                            reason: "random growth"))
-        case 800..<900:
-            // The new replica is ready: the hop before it connects, and the coordinator counts it.
-            let index = choice - 800
-            stages[index].connected = true
-            replicasJoined += 1
-            perform(coordinator.joined(stages[index].name, stage: stages[index].stage))
-        default:
-            sinkHeartbeat()
+    /// The source's PUSH hands its oldest batch to one of the first stage's processes.
+    mutating func sourceSend() {
+        let message = sourceOutbox.removeFirst()
+        batchesSent += 1
+        push(message, to: sourcePeers)
+    }
+
+    // MARK: The stages' shells
+
+    /// A PUSH hands the message to one of the peers it is connected to.
+    mutating func push(_ message: DataMessage, to peers: [String]) {
+        guard !peers.isEmpty else {
+            violations.append("batch \(message.sequence) had nowhere to go")
+            return
         }
-        return true
+        let peer = peers[Int(rng.next() % UInt64(peers.count))]
+        if peer == "sink" {
+            toSink.append(message)
+        } else if let index = stageIndex[peer] {
+            data[index].append(message)
+        } else {
+            violations.append("batch \(message.sequence) went to \(peer), which no process binds")
+        }
+    }
+
+    /// What a stage process's shell does with its machine's directives (batch answers are taken in `deliverData`).
+    mutating func perform(_ actions: [StageAction], stage index: Int) {
+        let name = stages[index].name
+        for action in actions {
+            switch action {
+            case .send(let message):
+                toController.append((name, message))
+            case .takeAssignment(let assignment, let layers):
+                stages[index].loaded = layers
+                stages[index].peers = assignment.pushEndpoints
+                perform(stages[index].machine.handle(.assignmentTaken), stage: index)
+            case .loadWeights(let layers, let epoch):
+                stages[index].loads.append((layers, epoch))
+            case .install(let layers):
+                stages[index].loaded = layers
+            case .connect(let endpoint):
+                if !stages[index].peers.contains(endpoint) { stages[index].peers.append(endpoint) }
+            case .log(let level, let message) where level == .warning || level == .error:
+                violations.append("\(name) logged: \(message)")
+            case .finish(let status, let finalHeartbeat):
+                if status != 0 { violations.append("\(name) exited with status \(status)") }
+                stages[index].finished = true
+                if finalHeartbeat { heartbeat(name) }
+            case .run, .passThrough, .reject:
+                violations.append("\(name) did \(action) out of turn")
+            case .log:
+                break
+            }
+        }
     }
 
     mutating func deliverData(to hop: Int) {
@@ -273,7 +319,7 @@ private struct Simulation {
                     violations.append("\(stage.name) ran layers \(range) holding only \(stage.loaded.map { "\($0)" } ?? "none")")
                     return
                 }
-                for index in range { message.value = Simulation.layer(index, message.value) }
+                message.values = message.values.map { value in range.reduce(value) { Simulation.layer($1, $0) } }
                 message.cursor = range.upperBound
             case .passThrough:
                 break
@@ -281,23 +327,7 @@ private struct Simulation {
                 violations.append("\(stage.name) answered batch \(message.sequence) with \(action)")
             }
         }
-        push(message, toStage: stage.stage + 1)
-    }
-
-    mutating func deliverControl(_ message: ControlMessage, to name: String) {
-        if name == "source" {
-            if case .mark(let epoch) = message {
-                sourceEpoch = epoch
-                toController.append(("source", .marked(Mark(epoch: epoch, firstBatch: nextSequence))))
-            }
-            return
-        }
-        if name == "sink" {
-            perform(sink.handle(.control(message)))
-            return
-        }
-        guard let index = stages.firstIndex(where: { $0.name == name }) else { return }
-        perform(stages[index].machine.handle(.control(message)), stage: index)
+        push(message, to: stage.peers)
     }
 
     /// The oldest background load of stage process `index` finishes.
@@ -305,10 +335,166 @@ private struct Simulation {
         let load = stages[index].loads.removeFirst()
         perform(stages[index].machine.handle(.weightsLoaded(layers: load.layers, acking: load.acking, failure: nil)), stage: index)
     }
+
+    // MARK: The sink's shell
+
+    mutating func perform(_ actions: [SinkAction<DataMessage>]) {
+        for action in actions {
+            switch action {
+            case .takeAssignment:
+                perform(sink.handle(.assignmentTaken(at: Simulation.created)))
+            case .release(let release):
+                released.append(release.payload)
+                perform(sink.handle(.written(keys: release.keys, predictions: release.keys.map { _ in nil })))
+            case .finishOutput:
+                perform(sink.handle(.outputFinished))
+            case .send(let message):
+                if case .sinkDone(let summary) = message {
+                    if sinkDone != nil { violations.append("the sink said done twice") }
+                    sinkDone = summary
+                }
+                toController.append(("sink", message))
+            case .drop(_, _, let reason, let detail):
+                violations.append("the sink dropped a batch (\(reason.rawValue)): \(detail)")
+            case .log(let level, let message) where level == .warning || level == .error:
+                violations.append("the sink logged: \(message)")
+            case .finish(let status, let finalHeartbeat):
+                if status != 0 { violations.append("the sink exited with status \(status)") }
+                sinkFinished = true
+                if finalHeartbeat { heartbeat("sink") }
+            case .log, .closeOutput:
+                break
+            }
+        }
+    }
+
+    mutating func deliverToSink() {
+        let message = toSink.removeFirst()
+        let header = BatchHeader(batchSequence: message.sequence, firstWindow: message.firstWindow, windowCount: UInt32(message.keys.count),
+                                 epoch: message.epoch, cursor: UInt16(message.cursor), created: Simulation.created, tensors: [])
+        perform(sink.handle(.batch(SinkArrival(header: header, verifiedWindows: message.keys.count, outputRows: message.values.count,
+                                               metadata: WindowKey.encode(message.keys), arrived: Simulation.created + 1, payload: message))))
+    }
+
+    // MARK: Every shell
+
+    /// Control messages to a process that has exited are lost with it.
+    mutating func deliverControl(to name: String) {
+        let message = toRoles[name, default: []].removeFirst()
+        switch name {
+        case "source":
+            if !sourceFinished { perform(source.handle(.control(message))) }
+        case "sink":
+            if !sinkFinished { perform(sink.handle(.control(message))) }
+        default:
+            guard let index = stageIndex[name] else {
+                violations.append("the controller sent \(message.type) to \(name), which is no process")
+                return
+            }
+            if !stages[index].finished { perform(stages[index].machine.handle(.control(message)), stage: index) }
+        }
+    }
+
+    /// Processes that took their assignment and have not exited: each reports its counters now and then.
+    var reporting: [String] {
+        var names = stages.filter { $0.machine.assignment != nil && !$0.finished }.map(\.name)
+        if sourceAssigned && !sourceFinished { names.append("source") }
+        if sink.assignment != nil && !sinkFinished { names.append("sink") }
+        return names
+    }
+
+    mutating func heartbeat(_ name: String) {
+        var counters = RoleCounters()
+        switch name {
+        case "sink":
+            counters = sink.counters
+        case "source":
+            counters.batches = batchesSent
+            counters.sent = batchesSent
+        default:
+            break
+        }
+        toController.append((name, .heartbeat(counters)))
+        lastHeartbeat[name] = now
+    }
+
+    /// The clock moves on a few milliseconds: the source and the controller see the time, and
+    /// every process whose heartbeat is due reports.
+    mutating func tick() {
+        now += Double(rng.next() % 5 + 1) / 1000
+        if sourceAssigned && !sourceFinished { perform(source.handle(.tick(now: now))) }
+        for name in reporting where now - (lastHeartbeat[name] ?? -.infinity) >= Simulation.liveness.heartbeatSeconds { heartbeat(name) }
+        perform(controller.handle(.tick(now: now)))
+    }
+
+    // MARK: The run
+
+    func steps() -> [Step] {
+        var steps: [Step] = [.tick]
+        let rebalancesWanted = movesStarted < movesWanted || growthsStarted < growthsWanted
+        if source.readsInput && !inputEnded {
+            steps.append(.feedWindow)
+            // The input ends once the moves are done: a move waits for batches made after its mark.
+            if !rebalancesWanted && !isRebalancing { steps.append(.endInput) }
+        }
+        if !sourceOutbox.isEmpty && !sourceFinished { steps.append(.sourceSend) }
+        for index in data.indices where !data[index].isEmpty { steps.append(.deliverData(index)) }
+        for index in stages.indices where !stages[index].loads.isEmpty && !stages[index].finished { steps.append(.finishLoad(index)) }
+        if !toSink.isEmpty && !sinkFinished { steps.append(.deliverToSink) }
+        for name in roleNames where !(toRoles[name]?.isEmpty ?? true) { steps.append(.deliverControl(name)) }
+        if !toController.isEmpty { steps.append(.deliverToController) }
+        if controller.phase == .running && !inputEnded && !isRebalancing {
+            if movesStarted < movesWanted { steps.append(.move) }
+            if growthsStarted < growthsWanted { steps.append(.grow) }
+        }
+        return steps
+    }
+
+    /// One random step.
+    mutating func step() {
+        let choices = steps()
+        switch choices[Int(rng.next() % UInt64(choices.count))] {
+        case .tick: tick()
+        case .feedWindow: feedWindow()
+        case .endInput:
+            inputEnded = true
+            perform(source.handle(.inputEnded(samplesInNoWindow: 0)))
+        case .sourceSend: sourceSend()
+        case .deliverData(let index): deliverData(to: index)
+        case .finishLoad(let index): finishLoad(stage: index)
+        case .deliverToSink: deliverToSink()
+        case .deliverControl(let name): deliverControl(to: name)
+        case .deliverToController: deliverToController()
+        case .move:
+            let split = Simulation.randomSplit(layers: layers, stages: stageCount, rng: &rng)
+            if split != coordinator?.ranges {
+                movesStarted += 1
+                perform(controller.move(to: split, reason: "random move"))
+            }
+        case .grow:
+            // One or two more processes for a random stage, then a random move with them.
+            guard var wanted = coordinator?.replicas else { return }
+            wanted[Int(rng.next() % UInt64(stageCount))] += Int(rng.next() % 2) + 1
+            growthsStarted += 1
+            perform(controller.grow(to: wanted, then: Simulation.randomSplit(layers: layers, stages: stageCount, rng: &rng),
+                                    reason: "random growth"))
+        }
+    }
+
+    /// The controller has finished; the shutdowns it sent still reach their processes, which exit.
+    mutating func deliverShutdowns() {
+        while let name = roleNames.first(where: { !(toRoles[$0]?.isEmpty ?? true) }) { deliverControl(to: name) }
+    }
+
+    /// The epoch batch `sequence` must carry: that of the last mark at or before it.
+    func epoch(of sequence: UInt64) -> UInt32 {
+        marks.last { $0.firstBatch <= sequence }?.epoch ?? Simulation.initialEpoch
+    }
 }
 
 /// Stages run as one to three processes each (replicas), so batches also overtake each other,
-/// and replicas join while batches flow, each followed by a move.
+/// and replicas join while batches flow, each followed by a move. Every run ends as a real one
+/// does: the input ends, the pipeline drains, the sink says done, every role shuts down.
 @Test func randomLiveMovesNeverLoseDuplicateReorderOrMiscomputeABatch() {
     var totalMoves = 0
     var totalJoined = 0
@@ -316,30 +502,45 @@ private struct Simulation {
         var generator = SplitMix(seed: seed * 7919 + 1)
         let layers = Int(generator.next() % 10) + 3
         let stages = Int(generator.next() % UInt64(min(3, layers - 2))) + 2  // always more than one possible split
-        let batches: UInt64 = 300
-        var simulation = Simulation(layers: layers, stages: stages, seed: seed)
+        var simulation = Simulation(layers: layers, stages: stages, moves: 20, growths: 3, seed: seed)
         var steps = 0
         // A violation ends the seed at once: a lost batch would otherwise hold the last move open until the step limit.
-        while simulation.violations.isEmpty, simulation.step(batches: batches, moves: 60), steps < 200_000 { steps += 1 }
-        // Let the last move finish: the sink reports progress until old weights are retired.
-        while simulation.violations.isEmpty && (simulation.coordinator.isMoving || simulation.coordinator.isGrowing) && steps < 250_000 {
-            _ = simulation.step(batches: batches, moves: 0)
+        while simulation.violations.isEmpty, simulation.outcome == nil, steps < 400_000 {
+            simulation.step()
             steps += 1
         }
-        totalMoves += simulation.coordinator.epoch > 1 ? Int(simulation.coordinator.epoch - 1) : 0
+        simulation.deliverShutdowns()
+        totalMoves += Int((simulation.coordinator?.epoch ?? Simulation.initialEpoch) - Simulation.initialEpoch)
         totalJoined += simulation.replicasJoined
-        #expect(simulation.coordinator.instances.count == simulation.stages.count, "seed \(seed): a replica never joined")
         #expect(simulation.violations.isEmpty, "seed \(seed): \(simulation.violations.prefix(3))")
-        #expect(simulation.released.map(\.sequence) == Array(0..<batches), "seed \(seed): released out of order or incompletely")
-        #expect(simulation.released.allSatisfy { $0.value == Simulation.singleProcess(Int64($0.sequence) * 7 + 3, layers: layers) },
-                "seed \(seed): a batch differs from the single-process result")
-        #expect(simulation.sinkDone?.batches == batches, "seed \(seed): the sink never said the run was done")
-        #expect(simulation.sinkDone?.duplicates == 0)
-        #expect(!simulation.coordinator.isMoving, "seed \(seed): a move never finished")
+        guard case .completed(let summary)? = simulation.outcome else {
+            Issue.record("seed \(seed): the run ended \(simulation.outcome.map { "\($0)" } ?? "never") after \(steps) steps")
+            continue
+        }
+        let made = simulation.batchesMade
+        let windows = simulation.windowsFed
+        #expect(simulation.sourceDone == SourceDone(batches: made, windows: windows), "seed \(seed): the source counted otherwise")
+        #expect(summary == simulation.sinkDone, "seed \(seed): the run's summary is not the sink's")
+        #expect(summary.batches == made && summary.windows == windows,
+                "seed \(seed): the summary counts \(summary.batches) batches, \(summary.windows) windows of \(made), \(windows)")
+        #expect(summary.duplicates == 0 && summary.drops.isEmpty, "seed \(seed): \(summary.drops.summary)")
+        #expect(simulation.released.map(\.sequence).elementsEqual(0..<made), "seed \(seed): released out of order or incompletely")
+        #expect(simulation.released.flatMap(\.keys).map { UInt64($0.start) }.elementsEqual(0..<windows), "seed \(seed): windows out of order")
+        #expect(simulation.released.allSatisfy { batch in
+            zip(batch.keys, batch.values).allSatisfy { $1 == Simulation.singleProcess(Int64($0.start), layers: layers) }
+        }, "seed \(seed): a window differs from the single-process result")
+        #expect(simulation.released.allSatisfy { $0.epoch == simulation.epoch(of: $0.sequence) },
+                "seed \(seed): a batch carries an epoch other than the one in force when it was made")
+        #expect(simulation.coordinator?.instances.count == simulation.stages.count, "seed \(seed): a replica never joined")
+        #expect(simulation.coordinator?.isMoving == false, "seed \(seed): a move never finished")
+        #expect(simulation.sourceFinished && simulation.sinkFinished && simulation.stages.allSatisfy(\.finished),
+                "seed \(seed): a process was not shut down")
         // After the last retire, every stage holds only its own range: memory follows its share.
-        for stage in simulation.stages where stage.loads.isEmpty {
-            #expect(stage.machine.layers?.held == stage.machine.layers?.range)
-            #expect(stage.loaded == stage.machine.layers?.held, "seed \(seed): \(stage.name) runs on weights it should not hold")
+        for stage in simulation.stages {
+            #expect(stage.machine.layers?.held == stage.machine.layers?.range, "seed \(seed): \(stage.name) still holds old weights")
+            if stage.loads.isEmpty {
+                #expect(stage.loaded == stage.machine.layers?.held, "seed \(seed): \(stage.name) runs on weights it should not hold")
+            }
         }
     }
     #expect(totalMoves >= 1000, "only \(totalMoves) moves completed")

@@ -86,6 +86,13 @@ public struct ControllerMachine {
         return coordinator?.begin(ranges, reason: reason) ?? []
     }
 
+    /// Adds replicas by hand (tests, operators) until each stage has `wanted` processes, then
+    /// moves to `ranges` once they have joined; the processes to start come out as `spawn`.
+    public mutating func grow(to wanted: [Int], then ranges: [Range<Int>], reason: String) -> [ControllerAction] {
+        guard phase == .running else { return [] }
+        return coordinated(coordinator?.addReplicas(wanted, then: ranges, reason: reason) ?? [])
+    }
+
     /// Role names of every stage process, replicas (and those still starting) included.
     public var stageInstances: [[String]] {
         var byStage: [[String]] = Array(repeating: [], count: coordinator?.ranges.count ?? 0)
