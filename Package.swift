@@ -54,7 +54,7 @@ let package = Package(
         .executableTarget(
             name: "sluice",
             dependencies: [
-                "SluiceRoles", "SluiceConfig", "SluiceONNX", "SluicePlan", "SluiceWire", "SluiceProtocol", "SluiceProfile", "SluiceTensor",
+                "SluiceRoles", "SluiceConfig", "SluiceONNX", "SluicePlan", "SluiceProtocol", "SluiceProfile", "SluiceTensor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(name: "SluiceTensorTests", dependencies: ["SluiceTensor", "SluiceTestSupport"]),
@@ -66,8 +66,13 @@ let package = Package(
         .testTarget(name: "SluiceProtocolTests", dependencies: ["SluiceProtocol", "SluiceWire", "SluiceTensor", "SluicePlan", "SluiceConfig", "SluiceTestSupport"]),
         .testTarget(name: "SluiceTransportTests", dependencies: ["SluiceTransport", "SluiceWire", "SluiceProtocol", "SluiceTensor"]),
         .testTarget(name: "SluiceHTTPTests", dependencies: ["SluiceHTTP", "SluiceTransport", "SluiceProfile", "SluiceProtocol", "SluiceTestSupport"]),
-        .testTarget(name: "SluiceProfileTests", dependencies: ["SluiceProfile", "SluiceProtocol", "SluicePlan", "SluiceConfig", "SluiceWire", "SluiceTestSupport"]),
-        .testTarget(name: "SluiceRolesTests", dependencies: ["SluiceRoles", "SluiceConfig", "SluicePlan", "SluiceWire", "SluiceProtocol", "SluiceTensor", "SluiceTransport"]),
+        .testTarget(name: "SluiceProfileTests", dependencies: ["SluiceProfile", "SluiceProtocol", "SluicePlan", "SluiceConfig", "SluiceWire"]),
+        .testTarget(
+            name: "SluiceRolesTests",
+            dependencies: [
+                "SluiceRoles", "SluiceConfig", "SluicePlan", "SluiceWire", "SluiceProtocol", "SluiceTensor", "SluiceTransport",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .testTarget(name: "SluiceCLITests", dependencies: ["SluiceRoles", "SluiceONNX", "SluicePlan", "SluiceProfile", "SluiceConfig", "SluiceWire", "SluiceProtocol", "SluiceTransport", "SluiceTensor", "SluiceTestSupport"]),
     ],
     swiftLanguageModes: [.v5]

@@ -40,6 +40,17 @@ public final class Launcher {
         return String(cString: template)
     }
 
+    /// Whether `path` is a run folder `makeRunDirectory` makes for the launcher `pid`: what a
+    /// controller whose launcher died may remove in its place, and nothing else.
+    public static func isRunDirectory(_ path: String, madeBy pid: pid_t,
+                                      in folder: String = FileManager.default.temporaryDirectory.path) -> Bool {
+        let url = URL(fileURLWithPath: path).standardizedFileURL
+        guard url.deletingLastPathComponent().path == URL(fileURLWithPath: folder).standardizedFileURL.path else { return false }
+        let name = url.lastPathComponent
+        let base = "sluice-\(pid)"
+        return name == base || (name.hasPrefix(base + "-") && name.count == base.count + 7)
+    }
+
     public func run() throws -> Int32 {
         let runDirectory = try Self.makeRunDirectory()
         // Made here, private to this run: removing it removes nothing of anyone else's.
@@ -47,7 +58,7 @@ public final class Launcher {
         let endpoints = plan.endpoints(runDirectory: runDirectory)
 
         let controllerArguments = ["controller", pipelineFile, "--control", endpoints.control, "--managed",
-                                   "--run-directory", runDirectory] + controllerOptions
+                                   "--launcher-pid", "\(getpid())", "--run-directory", runDirectory] + controllerOptions
         var children: [(name: String, process: Process)] = []
         func spawn(_ name: String, _ arguments: [String]) throws {
             children.append((name, try startSluiceProcess(arguments)))

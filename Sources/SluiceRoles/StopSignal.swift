@@ -26,9 +26,10 @@ public enum StopSignal {
         case byHand
         /// A role under `sluice run`: it stops when its controller says so, and only then.
         case managedRole
-        /// The controller under `sluice run`: it drains when its launcher asks (`drainRequest`)
-        /// or dies (`launcherGone`), and then shuts the roles down in order.
-        case managedController
+        /// The controller under `sluice run` (the launcher's process id): it drains when its
+        /// launcher asks (`drainRequest`) or dies (`launcherGone`), and then shuts the roles
+        /// down in order.
+        case managedController(launcher: pid_t)
     }
 
     /// Installs the handlers. A managed process ignores SIGINT and SIGTERM: a terminal's Ctrl-C,
@@ -61,13 +62,14 @@ public enum StopSignal {
         case .managedRole:
             signal(SIGINT, SIG_IGN)
             signal(SIGTERM, SIG_IGN)
-        case .managedController:
+        case .managedController(let launcher):
             signal(SIGINT, SIG_IGN)
             signal(SIGTERM, SIG_IGN)
             signal(drainRequest, stop)
             signal(launcherGone, orphaned)
             _ = sluice_signal_when_parent_dies(launcherGone)
-            if getppid() == 1 { orphaned(launcherGone) }  // the launcher died before we could ask to hear of it
+            // The launcher died before we could ask to hear of it.
+            if getppid() != launcher { orphaned(launcherGone) }
         }
         signal(SIGPIPE, SIG_IGN)
     }

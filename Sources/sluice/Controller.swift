@@ -39,13 +39,25 @@ extension Sluice {
         @Flag(help: .hidden)
         var managed = false
 
+        /// Under `sluice run`: the launcher's process id.
+        @Option(help: .hidden)
+        var launcherPid: Int32?
+
         func run() throws {
-            StopSignal.install(managed ? .managedController : .byHand)
+            let launcher = launcherPid ?? getppid()
+            StopSignal.install(managed ? .managedController(launcher: launcher) : .byHand)
             let plan = try loadPlan(pipeline, predictions: predictions.path)
             if let report { try OutputStreams.check("--report", report, sink: plan.config.sink, pipeline: pipeline) }
             if let profile { try OutputStreams.check("--profile", profile, sink: plan.config.sink, pipeline: pipeline) }
             let directory = runDirectory ?? FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(getpid())").path
             try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            // The run folder is the launcher's, made private to this run; with the launcher gone,
+            // nobody else will remove it. Only a folder the launcher made is removed.
+            defer {
+                if managed, StopSignal.launcherDied, Launcher.isRunDirectory(directory, madeBy: launcher) {
+                    try? FileManager.default.removeItem(atPath: directory)
+                }
+            }
             let result: (report: RunReport, exitCode: Int32)
             do {
                 var endpoints = plan.endpoints(runDirectory: directory)
@@ -68,9 +80,6 @@ extension Sluice {
                     throw ExitCodes.report(error)
                 }
             }
-            // The run folder is the launcher's, made private to this run; with the launcher gone,
-            // nobody else will remove it.
-            if managed, StopSignal.launcherDied { try? FileManager.default.removeItem(atPath: directory) }
             if result.exitCode != 0 { throw ExitCode(result.exitCode) }
         }
     }

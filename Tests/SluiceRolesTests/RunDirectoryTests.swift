@@ -22,3 +22,21 @@ import Testing
     #expect(stat(base, &info) == 0 && info.st_mode & S_IFMT == S_IFIFO, "the FIFO was replaced")
     #expect(stat(beside, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR && info.st_mode & 0o777 == 0o700)
 }
+
+/// A controller whose launcher died removes the run folder in its place: only a folder that
+/// launcher could have made, never another path it was given.
+@Test func onlyTheLaunchersOwnRunFolderCountsAsOne() throws {
+    let parent = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-rundir-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: parent) }
+    let made = try Launcher.makeRunDirectory(base: parent + "/sluice-42")
+    try FileManager.default.removeItem(atPath: made)
+    #expect(mkfifo(parent + "/sluice-42", 0o600) == 0)
+    let beside = try Launcher.makeRunDirectory(base: parent + "/sluice-42")
+    #expect(Launcher.isRunDirectory(made, madeBy: 42, in: parent))
+    #expect(Launcher.isRunDirectory(beside, madeBy: 42, in: parent))
+    for other in [parent + "/sluice-43", parent + "/sluice-420", parent + "/sluice-42-x", parent + "/data",
+                  parent, parent + "/sub/sluice-42", "/", parent + "/sluice-42/.."] {
+        #expect(!Launcher.isRunDirectory(other, madeBy: 42, in: parent), "\(other)")
+    }
+}

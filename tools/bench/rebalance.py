@@ -115,7 +115,7 @@ def main():
     converged = (moves[-1].get("settledAtSeconds") or moves[-1]["atSeconds"]) if moves else started
     rates = {"initial": steady_rate(bad), "optimal": steady_rate(optimum),
              "auto": steady_rate(auto), "auto after convergence": steady_rate(auto, after=converged + 0.25)}
-    final = {"split": auto["split"].split(","), "replicas": {i: r for i, r in enumerate(auto["replicas"]) if r > 1}}
+    final = {"split": list(auto["split"]), "replicas": {i: r for i, r in enumerate(auto["replicas"]) if r > 1}}
 
     print(f"pipeline {os.path.relpath(args.pipeline, ROOT)}, {auto['windowsOut']} windows per run, "
           f"{cores} cores for stages, cpus {os.cpu_count()}; steady windows/s = from 1 s in to 95% of the windows out")
@@ -137,8 +137,8 @@ def main():
         slowest = slowest_interval(timeline, move["atSeconds"], span)
         old = move.get("oldReplicas")
         new = move.get("newReplicas")
-        print(f"  move at {move['atSeconds'] - started:.2f} s, settled at {settled - started:.2f} s: {move['oldSplit']}"
-              f"{' ' + str(old) if old else ''} -> {move['newSplit']}{' ' + str(new) if new else ''}, predicted "
+        print(f"  move at {move['atSeconds'] - started:.2f} s, settled at {settled - started:.2f} s: {','.join(move['oldSplit'])}"
+              f"{' ' + str(old) if old else ''} -> {','.join(move['newSplit'])}{' ' + str(new) if new else ''}, predicted "
               f"{move['predictedOldWindowsPerSecond']:.0f} -> {move['predictedNewWindowsPerSecond']:.0f} windows/s")
         print(f"    from the move's start for {span - move['atSeconds']:.2f} s: {during:.0f} windows/s (slowest 0.25 s: {slowest:.0f})"
               f" = {during / rates['initial']:.2f} × the initial plan's steady rate (slowest: {slowest / rates['initial']:.2f} ×)")
@@ -149,7 +149,7 @@ def main():
     print(f"auto / initial, whole run: {rates['auto'] / rates['initial']:.2f}")
     print("resident memory per stage (MiB), start -> end of the auto run:")
     for stage in auto["stages"]:
-        print(f"  stage {stage['stage']} layers {stage['layers']:<6} {stage['residentBytesAtStart'] / 2**20:6.1f} -> {stage['residentBytes'] / 2**20:6.1f}")
+        print(f"  stage {stage['index']} layers {stage['layers']:<6} {stage['residentBytesAtStart'] / 2**20:6.1f} -> {stage['residentBytes'] / 2**20:6.1f}")
 
 
 if __name__ == "__main__":

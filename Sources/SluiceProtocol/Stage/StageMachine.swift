@@ -39,7 +39,7 @@ public struct StageLayers: Equatable, Sendable {
     public func decide(cursor: Int) -> StageDecision {
         if cursor >= range.upperBound { return .passThrough }
         guard held.contains(cursor) else {
-            return .reject("next layer \(cursor) is outside the layers this stage holds (\(held.lowerBound)..<\(held.upperBound))")
+            return .reject("next layer \(cursor) is outside the layers this stage holds (\(LayerSpan(held)))")
         }
         return .run(cursor..<range.upperBound)
     }
