@@ -36,7 +36,23 @@ public struct PipelinePlan {
         }
         let graph = PlanGraph(model: model)
         let cut = LayerCut.cut(graph, maxLiveTensors: 1, minimumLayers: config.stages.count ?? 1)
+        let (input, windowShape) = try windowInput(config, model)
+        try checkWindow(config, input: input.name, windowShape: windowShape, recordingChannels: recordingChannels)
+        try checkBatchSize(config, windowShape: windowShape, maximumBatchElements: maximumBatchElements)
+        let outputName = config.model.output ?? model.outputs.first?.name ?? ""
+        guard model.outputs.contains(where: { $0.name == outputName }) else {
+            throw config.issue("model.output", "the model has no output '\(outputName)'")
+        }
+        let classes = config.model.classes
+            ?? model.metadata["classes"].map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? []
+        let (partition, shapes) = try stages(config, cut: cut, graph: graph)
+        return PipelinePlan(config: config, model: model, graph: graph, cut: cut, partition: partition, shapes: shapes, inputName: input.name,
+                            outputName: outputName, windowShape: windowShape, classes: classes)
+    }
 
+    /// The model input windows feed, and the shape of one window (the input without its batch
+    /// dimension).
+    static func windowInput(_ config: PipelineConfig, _ model: ONNXModel) throws -> (TensorInfo, [Int]) {
         let inputs = model.inputs
         let input: TensorInfo
         if let wanted = config.model.input {
@@ -56,21 +72,22 @@ public struct PipelinePlan {
             throw PlanError("model input '\(input.name)' has shape \(input.shape.map { $0.map(String.init) ?? "?" }); only the batch dimension may be symbolic")
         }
         let windowShape = windowDims.compactMap { $0 }
-        try checkWindow(config, input: input.name, windowShape: windowShape, recordingChannels: recordingChannels)
-        // A micro-batch travels as one tensor, which receivers refuse past this many elements;
-        // the source would also reserve room for a whole batch before the first window.
+        return (input, windowShape)
+    }
+
+    /// A micro-batch travels as one tensor, which receivers refuse past `maximumBatchElements`;
+    /// the source would also reserve room for a whole batch before the first window.
+    static func checkBatchSize(_ config: PipelineConfig, windowShape: [Int], maximumBatchElements: Int) throws {
         let windowElements = windowShape.reduce(1) { $0.multipliedReportingOverflow(by: $1).overflow ? .max : $0 * $1 }
         let (batchElements, overflow) = windowElements.multipliedReportingOverflow(by: config.batching.maxSize)
         if overflow || batchElements > maximumBatchElements {
             throw config.issue("batching.max_size", "\(config.batching.maxSize) windows of \(windowShape) make a batch of more than \(maximumBatchElements) elements; make it at most \(max(1, maximumBatchElements / max(1, windowElements)))")
         }
-        let outputName = config.model.output ?? model.outputs.first?.name ?? ""
-        guard model.outputs.contains(where: { $0.name == outputName }) else {
-            throw config.issue("model.output", "the model has no output '\(outputName)'")
-        }
-        let classes = config.model.classes
-            ?? model.metadata["classes"].map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? []
+    }
 
+    /// How many stages, their layers, and each one's processes and threads: as configured, or
+    /// as the planner chooses them for the core budget, by FLOP-based costs until measured.
+    static func stages(_ config: PipelineConfig, cut: LayerCut, graph: PlanGraph) throws -> (Partition, [StageShape]) {
         let costs = PipelinePlan.estimatedCosts(cut)
         let stages = config.stages
         let splitRanges = stages.split.map { $0.map { $0.start..<$0.end } }
@@ -105,8 +122,7 @@ public struct PipelinePlan {
             }
             shapes = (0..<count).map { StageShape(replicas: stages.replicas[$0] ?? 1, threads: stages.threads[$0] ?? 1) }
         }
-        return PipelinePlan(config: config, model: model, graph: graph, cut: cut, partition: partition, shapes: shapes, inputName: input.name,
-                            outputName: outputName, windowShape: windowShape, classes: classes)
+        return (partition, shapes)
     }
 
     /// The windows the source will cut must be the rows the model takes: the same check for

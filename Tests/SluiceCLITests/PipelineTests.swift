@@ -165,14 +165,15 @@ extension MultiProcess {
             #expect((json["rejected"] as? Int ?? 0) >= 2, "\(json)")
         }
 
-        @Test func ctrlCDrainsTheRunAndLeavesNoProcessBehind() throws {
-            let output = temporaryPath("out.jsonl")
-            let file = try writePipeline("""
+        /// A three-stage pipeline over the recording played in real time, so a test can act
+        /// while it streams.
+        static func realTimePipeline(output: String) throws -> String {
+            try writePipeline("""
             model:
-              path: \(Self.cnn)
+              path: \(cnn)
             source:
               type: recording
-              path: \(Self.recording)
+              path: \(recording)
               rate: real
             window:
               length: 100
@@ -186,11 +187,36 @@ extension MultiProcess {
               type: jsonl
               path: \(output)
             """)
-            let run = try Running(["run", file])
-            let runDirectory = "/tmp/sluice-\(run.pid)"
-            // Wait for the first predictions, then interrupt as a terminal's Ctrl-C would.
+        }
+
+        /// Waits (up to a minute) for the first prediction in `output`.
+        static func waitForFirstPrediction(_ output: String) {
             let deadline = Date().addingTimeInterval(60)
             while (FileManager.default.contents(atPath: output)?.count ?? 0) == 0 && Date() < deadline { usleep(50_000) }
+        }
+
+        /// Each line's `window_seq`, in the order written (nil for a line that is not one).
+        static func windowSequences(_ output: String) throws -> [Int?] {
+            try String(contentsOfFile: output, encoding: .utf8).split(separator: "\n").map {
+                (try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["window_seq"] as? Int
+            }
+        }
+
+        /// The counts a stopped run's summary gives ("N windows in, M out"), from its log.
+        static func stoppedCounts(_ stderr: String) throws -> (in: Int, out: Int) {
+            let summary = try #require(stderr.split(separator: "\n").first { $0.hasPrefix("sluice: ") && $0.contains(" stopped: ") },
+                                       "\(stderr)")
+            let counts = summary.split(separator: " ").compactMap { Int($0) }
+            try #require(counts.count == 2, "\(summary)")
+            return (counts[0], counts[1])
+        }
+
+        @Test func ctrlCDrainsTheRunAndLeavesNoProcessBehind() throws {
+            let output = temporaryPath("out.jsonl")
+            let run = try Running(["run", try Self.realTimePipeline(output: output)])
+            let runDirectory = "/tmp/sluice-\(run.pid)"
+            // Wait for the first predictions, then interrupt as a terminal's Ctrl-C would.
+            Self.waitForFirstPrediction(output)
             #expect(processes(matching: runDirectory + "/").count == 6, "controller, 3 stages, sink and source should be running")
             kill(run.pid, SIGINT)
             let result = run.wait(timeout: 60)
@@ -199,54 +225,26 @@ extension MultiProcess {
             #expect(processes(matching: runDirectory + "/").isEmpty, "processes left behind")
             #expect(!FileManager.default.fileExists(atPath: runDirectory), "run directory left behind")
             // What came out before the stop is a gap-free prefix, in order.
-            let sequences = try String(contentsOfFile: output, encoding: .utf8).split(separator: "\n").map {
-                (try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["window_seq"] as? Int
-            }
+            let sequences = try Self.windowSequences(output)
             #expect(!sequences.isEmpty && sequences.count < 328)
             #expect(sequences == Array(0..<sequences.count).map { Optional($0) })
         }
 
-        /// A service manager (systemd, Kubernetes, `timeout` on a group) sends SIGTERM to every
-        /// process of the run at once: the pipeline drains as on Ctrl-C, and every window that
-        /// went in comes out.
+        /// A service manager (systemd, Kubernetes) sends SIGTERM to every process of the run at
+        /// once: the pipeline drains as on Ctrl-C, and every window that went in comes out.
         @Test func aSIGTERMToEveryProcessDrainsTheRunLosingNothing() throws {
             let output = temporaryPath("out.jsonl")
-            let file = try writePipeline("""
-            model:
-              path: \(Self.cnn)
-            source:
-              type: recording
-              path: \(Self.recording)
-              rate: real
-            window:
-              length: 100
-              hop: 10
-            batching:
-              max_size: 2
-              max_delay_ms: 10
-            stages:
-              count: 3
-            sink:
-              type: jsonl
-              path: \(output)
-            """)
-            let run = try Running(["run", file])
+            let run = try Running(["run", try Self.realTimePipeline(output: output)])
             let runDirectory = "/tmp/sluice-\(run.pid)/"
-            let deadline = Date().addingTimeInterval(60)
-            while (FileManager.default.contents(atPath: output)?.count ?? 0) == 0 && Date() < deadline { usleep(50_000) }
+            Self.waitForFirstPrediction(output)
             let roles = processes(matching: runDirectory)
             #expect(roles.count == 6, "controller, 3 stages, sink and source should be running")
             for pid in [run.pid] + roles { kill(pid, SIGTERM) }
             let result = run.wait(timeout: 60)
             #expect(result.status == 0, "\(result.stderr)")
-            let summary = try #require(result.stderr.split(separator: "\n").first { $0.hasPrefix("sluice: ") && $0.contains(" stopped: ") },
-                                       "\(result.stderr)")
-            let counts = summary.split(separator: " ").compactMap { Int($0) }
-            #expect(counts.count == 2 && counts[0] == counts[1] && counts[0] > 0, "\(summary)")
-            let sequences = try String(contentsOfFile: output, encoding: .utf8).split(separator: "\n").map {
-                (try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["window_seq"] as? Int
-            }
-            #expect(sequences == Array(0..<(counts.first ?? -1)).map { Optional($0) })
+            let counts = try Self.stoppedCounts(result.stderr)
+            #expect(counts.in == counts.out && counts.in > 0, "\(counts)")
+            #expect(try Self.windowSequences(output) == Array(0..<counts.in).map { Optional($0) })
             #expect(processes(matching: runDirectory).isEmpty, "processes left behind")
             #expect(!FileManager.default.fileExists(atPath: runDirectory), "run directory left behind")
         }
@@ -255,26 +253,9 @@ extension MultiProcess {
         /// role down, says what came out, and removes the run folder the launcher no longer can.
         @Test func aKilledLauncherLeavesItsControllerToDrainTheRun() throws {
             let output = temporaryPath("out.jsonl")
-            let file = try writePipeline("""
-            model:
-              path: \(Self.cnn)
-            source:
-              type: recording
-              path: \(Self.recording)
-              rate: real
-            window:
-              length: 100
-              hop: 10
-            stages:
-              count: 3
-            sink:
-              type: jsonl
-              path: \(output)
-            """)
-            let run = try Running(["run", file])
+            let run = try Running(["run", try Self.realTimePipeline(output: output)])
             let runDirectory = "/tmp/sluice-\(run.pid)/"
-            let deadline = Date().addingTimeInterval(60)
-            while (FileManager.default.contents(atPath: output)?.count ?? 0) == 0 && Date() < deadline { usleep(50_000) }
+            Self.waitForFirstPrediction(output)
             #expect(processes(matching: runDirectory).count == 6, "controller, 3 stages, sink and source should be running")
             kill(run.pid, SIGKILL)
             _ = run.wait(timeout: 10)
@@ -283,14 +264,9 @@ extension MultiProcess {
             #expect(processes(matching: runDirectory).isEmpty, "processes left behind")
             // The controller writes its summary to the standard error it shares with the launcher.
             #expect(run.waitForLog(" stopped: ", timeout: 5))
-            let stderr = String(decoding: FileManager.default.contents(atPath: run.errPath) ?? Data(), as: UTF8.self)
-            let summary = try #require(stderr.split(separator: "\n").first { $0.hasPrefix("sluice: ") && $0.contains(" stopped: ") }, "\(stderr)")
-            let counts = summary.split(separator: " ").compactMap { Int($0) }
-            #expect(counts.count == 2 && counts[0] == counts[1] && counts[0] > 0, "\(summary)")
-            let sequences = try String(contentsOfFile: output, encoding: .utf8).split(separator: "\n").map {
-                (try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["window_seq"] as? Int
-            }
-            #expect(sequences == Array(0..<(counts.first ?? -1)).map { Optional($0) })
+            let counts = try Self.stoppedCounts(String(decoding: FileManager.default.contents(atPath: run.errPath) ?? Data(), as: UTF8.self))
+            #expect(counts.in == counts.out && counts.in > 0, "\(counts)")
+            #expect(try Self.windowSequences(output) == Array(0..<counts.in).map { Optional($0) })
             #expect(!FileManager.default.fileExists(atPath: runDirectory), "run directory left behind")
         }
 
