@@ -32,6 +32,7 @@ private func lines(_ actions: [SourceAction]) -> [String] {
         case .startStreaming: return "start streaming"
         case .send(let batch):
             return "send \(batch.batchSequence) epoch \(batch.epoch) windows \(batch.keys.map { Int($0.start) }) shape \(batch.input.shape)"
+        case .resend(let batch): return "resend \(batch.batchSequence) epoch \(batch.epoch)"
         case .sendControl(.marked(let mark)): return "marked \(mark.epoch) from \(mark.firstBatch)"
         case .sendControl(.sourceDone(let done)): return "done \(done.batches) batches \(done.windows) windows"
         case .sendControl(let message): return message.type
