@@ -1,6 +1,5 @@
 import Foundation
 import Testing
-import SluiceTensor
 
 /// Stage processes killed with SIGKILL under `sluice run`, mid-stream and under backlog: the run
 /// goes on, and its outputs are exactly those of one process, in order, each once.
@@ -64,15 +63,7 @@ extension MultiProcess {
             let result = run.wait(timeout: 60)
             #expect(result.status == 0, "\(result.stderr)")
             #expect(result.stderr.contains("\(role) (stage"), "the death was not logged: \(result.stderr)")
-            let reference = try MultiProcess.PipelineTests.singleProcessReference(hop: 5)
-            let produced = try NPY.read(path: output)
-            // Row by row, in order: a lost, repeated or reordered window changes the rows.
-            #expect(produced.shape == reference.scores.shape, "\(result.stderr)")
-            #expect(allClose(produced.floats, reference.scores.floats, rtol: 1e-5, atol: 1e-7))
-            let json = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: report))) as? [String: Any])
-            #expect(json["outcome"] as? String == "completed")
-            #expect(json["windowsOut"] as? Int == reference.keys.count)
-            #expect(json["duplicatesDropped"] as? Int == 0)
+            let json = try MultiProcess.PipelineTests.expectOutputsOfOneProcess(output: output, report: report, hop: 5, stderr: result.stderr).report
             let recovery = try #require(json["recovery"] as? [String: Any], "no recovery in the report")
             #expect(recovery["deaths"] as? Int == 1 && recovery["restarts"] as? Int == restarted, "\(recovery)")
             #expect((recovery["replays"] as? Int ?? 0) >= 1, "\(recovery)")
