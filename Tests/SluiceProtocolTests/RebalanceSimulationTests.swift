@@ -638,10 +638,12 @@ private func simulate(seed: UInt64, moves: Int = 20, crashes: Int = 0) -> (moves
     var replayed = 0
     var totalMoves = 0
     var duringMoves = 0
+    var superseded = 0
     for seed in 0..<60 as Range<UInt64> {
         let run = simulate(seed: seed + 1000, moves: 6, crashes: 4)
         totalCrashes += run.simulation.crashes
         duringMoves += run.simulation.crashesDuringMoves
+        superseded += run.simulation.superseded
         restarts += run.simulation.controller.recovery.restarts
         replayed += run.simulation.source.replayed
         totalMoves += run.moves
@@ -649,6 +651,7 @@ private func simulate(seed: UInt64, moves: Int = 20, crashes: Int = 0) -> (moves
     #expect(totalCrashes >= 200, "only \(totalCrashes) processes killed")
     #expect(duringMoves >= 50, "only \(duringMoves) processes killed while a move was in flight")
     #expect(restarts >= 20, "only \(restarts) stages restarted")
+    #expect(superseded >= 50, "only \(superseded) old-plan copies dropped as superseded")
     #expect(replayed >= 2000, "only \(replayed) batches replayed")
     #expect(totalMoves >= 400, "only \(totalMoves) moves completed")
 }
