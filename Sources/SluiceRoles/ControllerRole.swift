@@ -143,7 +143,7 @@ public final class ControllerRole {
     private func startStage(_ role: String) {
         let arguments = ["stage", "--controller", endpoints.control, "--name", role]
         guard spawnStages else {
-            logger.warning("a replica is wanted: start `sluice \(arguments.joined(separator: " "))` (the controller waits \(Int(plan.config.controller.timeoutSeconds * 3)) s)")
+            logger.warning("\(role) is wanted (a replica, or in place of a dead process): start `sluice \(arguments.joined(separator: " "))` (the controller waits \(Int(plan.config.controller.timeoutSeconds * 3)) s)")
             return
         }
         do {
