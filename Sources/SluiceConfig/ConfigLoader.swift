@@ -88,6 +88,8 @@ private struct ConfigReader {
             Dictionary(mapping.map { ($0.key.string ?? "", $0.value) }, uniquingKeysWith: { first, _ in first })
         } ?? [:]
         let nanPolicy = fields.choice(sourceEntries, "nan_policy", at: "source", default: NaNPolicy.reject)
+        let replayMiB = fields.double(sourceEntries, "replay_mib", at: "source", parent: top["source"], minimum: 0,
+                                      exclusiveMinimum: true, maximum: PipelineConfig.maximumReplayMiB)
         let window = readWindow(top["window"])
         if let source, source.needsWindow, top["window"] == nil, top["source"] != nil {
             fields.report(root, "window", "is required for a \(source.kind) source (length and hop of the sliding window)")
@@ -105,6 +107,7 @@ private struct ConfigReader {
                                     controller: controller, rebalance: rebalance, cores: cores)
         config.keyLines = fields.lines
         config.nanPolicy = nanPolicy
+        if let replayMiB { config.replayMiB = replayMiB }
         return config
     }
 
@@ -153,7 +156,7 @@ private struct ConfigReader {
         let kinds = ["recording", "zmq", "tensors"]
         let entries = fields.mapping(node, at: "source", allowed: [
             "type", "path", "rate", "channels", "sample_rate_hz", "endpoint", "idle_timeout_s", "rows_per_second", "repeat",
-            "max_sensors", "sensor_idle_s", "nan_policy",
+            "max_sensors", "sensor_idle_s", "nan_policy", "replay_mib",
         ])
         let repeats = fields.int(entries, "repeat", at: "source", parent: node, minimum: 1, maximum: Limits.repeats) ?? 1
         guard let type = fields.string(entries, "type", at: "source", parent: node, required: true) else { return nil }

@@ -22,6 +22,10 @@ public struct PipelineConfig: Codable, Sendable, Equatable {
     public var keyLines: [String: Int]?
     /// What the source does with a window holding NaN or ±infinity (`source.nan_policy`).
     public var nanPolicy: NaNPolicy = .reject
+    /// MiB of model input the source keeps until the sink has released it, to replay what a
+    /// dead stage process took with it (`source.replay_mib`); a full buffer holds the source back.
+    public var replayMiB: Double = 64
+    public static let maximumReplayMiB: Double = 1_048_576
 
     public init(file: String, name: String, model: ModelConfig, source: SourceConfig, window: WindowConfig?, batching: BatchingConfig,
                 stages: StagesConfig, transport: TransportConfig, sink: SinkConfig, controller: ControllerConfig,

@@ -47,6 +47,12 @@ public struct CostModel: Sendable, Equatable {
         replicas[stage] += 1
     }
 
+    /// A replica died and none takes its place; a stage keeps at least one process.
+    public mutating func removeReplica(stage: Int) {
+        guard replicas.indices.contains(stage), replicas[stage] > 1 else { return }
+        replicas[stage] -= 1
+    }
+
     /// Folds in a stage process's running totals (its seconds computing, and each layer's
     /// timing); differences since its last report are what count.
     public mutating func observe(instance: String, stage: Int, busySeconds: Double, layers: [LayerTiming]) {
@@ -178,6 +184,8 @@ public struct Rebalancer: Sendable {
     }
 
     public mutating func addReplica(stage: Int) { model.addReplica(stage: stage) }
+
+    public mutating func removeReplica(stage: Int) { model.removeReplica(stage: stage) }
 
     /// No more replicas for the rest of the run (one could not be started; others would fail alike).
     public mutating func stopAddingReplicas() { cores = 0 }

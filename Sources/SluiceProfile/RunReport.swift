@@ -58,6 +58,9 @@ public struct RunReport: Codable {
     /// Batches whose carried timestamps the sink found implausible: kept out of latency and
     /// throughput, counted here.
     public var implausibleStamps: Int?
+    /// Stage processes that died during the run, what was started in their place, and what the
+    /// source replayed; absent when none died.
+    public var recovery: RecoveryCounts?
 
     /// - Parameters:
     ///   - profile: the run's profile at its end.
@@ -68,7 +71,7 @@ public struct RunReport: Codable {
     ///   - controllerDrops: what the controller dropped off its own socket.
     public init(profile: ProfileData, outcome: ControllerOutcome, observed: RunObserver, processes: [String],
                 initialRanges: [Range<Int>], initialReplicas: [Int], lastPlanningModel: CostModel?, startedAt: Double?,
-                controllerDrops: DropCounts) {
+                controllerDrops: DropCounts, recovery: RecoveryCounts = RecoveryCounts()) {
         let counters = observed.counters
         pipeline = profile.pipeline
         var summary: SinkSummary?
@@ -123,6 +126,11 @@ public struct RunReport: Codable {
         replicas = profile.stages.map(\.replicas)
         sinkTimeline = observed.sinkTimeline
         startedAtSeconds = startedAt
+        if recovery != RecoveryCounts() {
+            var counts = recovery
+            counts.replayedBatches = max(counts.replayedBatches, counters["source"]?.replayed ?? 0)
+            self.recovery = counts
+        }
     }
 
     /// A report as `sluice run --report` wrote it, in this version or an earlier one (see
@@ -196,6 +204,7 @@ public struct RunReport: Codable {
         startedAtSeconds = try c.decodeIfPresent(Double.self, forKey: .startedAtSeconds)
         dropped = try c.decodeIfPresent([String: DropCounts].self, forKey: .dropped)
         implausibleStamps = try c.decodeIfPresent(Int.self, forKey: .implausibleStamps)
+        recovery = try c.decodeIfPresent(RecoveryCounts.self, forKey: .recovery)
         var entries = try c.nestedUnkeyedContainer(forKey: .stages)
         var stages: [StageProfile] = []
         while !entries.isAtEnd {
@@ -231,6 +240,10 @@ public struct RunReport: Codable {
         }
         if rejected > 0, (dropped ?? [:]).isEmpty {
             lines.append("  dropped      \(rejected) malformed or misrouted messages")
+        }
+        if let recovery {
+            lines.append("  recovered    \(recovery.deaths) stage process\(recovery.deaths == 1 ? "" : "es") died: \(recovery.restarts) restarted, "
+                + "\(recovery.replays) replay\(recovery.replays == 1 ? "" : "s") of \(recovery.replayedBatches) batches from the source")
         }
         if let implausibleStamps, implausibleStamps > 0 {
             lines.append("  timestamps   \(implausibleStamps) batches carried implausible timestamps: left out of latency and throughput")

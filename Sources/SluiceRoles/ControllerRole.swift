@@ -24,6 +24,7 @@ public final class ControllerRole {
     /// Stage processes this controller started during the run (replicas added live).
     private let spawnStages: Bool
     private var spawned: [Process] = []
+    private let processWatch = ProcessWatch()
     /// Control frames this controller dropped, by reason.
     private lazy var controlDrops = DropLog(logger: logger)
     /// Heartbeats kept to give each scrape of `/metrics` counters that agree with each other.
@@ -68,7 +69,15 @@ public final class ControllerRole {
                 if let outcome = perform(machine.handle(.stopRequested)) { return finish(outcome) }
             }
             if let outcome = perform(machine.handle(.tick(now: monotonicSeconds() - started))) { return finish(outcome) }
-            _ = try? poll([(router, .readable)], descriptors: metrics?.pollDescriptors.map { ($0.descriptor, $0.writing ? .writable : .readable) } ?? [], timeoutMilliseconds: 20)
+            let served = metrics?.pollDescriptors.map { ($0.descriptor, $0.writing ? PollEvents.writable : .readable) } ?? []
+            let watched = processWatch.pollDescriptors
+            let polled = try? poll([(router, .readable)], descriptors: served + watched.map { ($0.fd, PollEvents.readable) }, timeoutMilliseconds: 20)
+            if let polled {
+                let readable = polled.descriptors.dropFirst(served.count).map { $0.contains(.readable) }
+                for exited in processWatch.exited(watched, readable: readable) {
+                    if let outcome = perform(machine.handle(.roleExited(exited.name, how: "its process \(exited.pid) exited"))) { return finish(outcome) }
+                }
+            }
             metrics?.serviceReady { PrometheusExposition.render(snapshot()) }
             observer.tick(now: monotonicSeconds() - started, phase: machine.phase)
             if let liveEvery, monotonicSeconds() >= nextLive, machine.phase == .running || machine.phase == .draining {
@@ -95,6 +104,7 @@ public final class ControllerRole {
                 let known = machine.knows(sender)
                 if known { observer.received(message, from: sender) }
                 if known, case .heartbeat(let counters) = message { metricsCut.record(counters, from: sender) }
+                if known, case .hello(let hello) = message { processWatch.watch(sender, hello) }
                 var actions = machine.handle(.received(from: sender, message))
                 if !known {
                     // Still answered (a stage started by hand under a wrong name learns so), but
@@ -133,7 +143,7 @@ public final class ControllerRole {
     private func startStage(_ role: String) {
         let arguments = ["stage", "--controller", endpoints.control, "--name", role]
         guard spawnStages else {
-            logger.warning("a replica is wanted: start `sluice \(arguments.joined(separator: " "))` (the controller waits \(Int(plan.config.controller.timeoutSeconds * 3)) s)")
+            logger.warning("\(role) is wanted (a replica, or in place of a dead process): start `sluice \(arguments.joined(separator: " "))` (the controller waits \(Int(plan.config.controller.timeoutSeconds * 3)) s)")
             return
         }
         do {
@@ -156,7 +166,7 @@ public final class ControllerRole {
                                processes: machine.coordinator?.instances ?? plan.stageNames,
                                initialRanges: plan.partition.ranges, initialReplicas: plan.replicaCounts,
                                lastPlanningModel: machine.lastPlanningModel, startedAt: machine.runStarted,
-                               controllerDrops: controlDrops.counts)
+                               controllerDrops: controlDrops.counts, recovery: machine.recovery)
         switch outcome {
         case .completed, .stopped: return (report, 0)
         case .failed(let message):
@@ -199,6 +209,7 @@ public final class ControllerRole {
                                        rebalances: machine.coordinator?.history.filter(\.applied).count ?? 0,
                                        source: picked["source"], sink: picked["sink"], latency: picked["sink"]?.latency)
         snapshot.drops = drops
+        snapshot.recovery = machine.recovery
         return snapshot
     }
 }

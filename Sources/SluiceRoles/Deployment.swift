@@ -55,7 +55,8 @@ extension PipelinePlan {
         }
         messages["source"] = .assignSource(SourceAssignment(
             source: config.source, window: config.window, batching: config.batching, inputName: inputName,
-            windowShape: windowShape, epoch: 1, pushEndpoints: endpoints.stages[0], liveness: liveness, nanPolicy: config.nanPolicy))
+            windowShape: windowShape, epoch: 1, pushEndpoints: endpoints.stages[0], liveness: liveness, nanPolicy: config.nanPolicy,
+            replayBytes: Int(config.replayMiB * 1_048_576)))
         messages["sink"] = .assignSink(SinkAssignment(
             sink: config.sink, pullEndpoint: endpoints.sink, outputName: outputName, classes: classes,
             layerCount: cut.layers.count, liveness: liveness, profiling: config.controller.profiling))

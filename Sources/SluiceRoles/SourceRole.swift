@@ -88,7 +88,12 @@ public final class SourceRole: PipelineRole, RoleAdapter {
             case .startStreaming:
                 started = monotonicSeconds()
             case .send(let batch):
-                send(batch)
+                if send(batch) {
+                    counters.batches += 1
+                    counters.windows += batch.keys.count
+                }
+            case .resend(let batch):
+                if send(batch) { counters.replayed += 1 }
             case .sendControl(let message):
                 shell.control.send(message)
             case .connectReplica(let endpoint):
@@ -131,6 +136,10 @@ public final class SourceRole: PipelineRole, RoleAdapter {
             logger.info("listening for sensors on \(config.endpoint)")
         }
         let socket = try ZMQSocket(shell.context, .push, lingerMilliseconds: 5000, sendHighWaterMark: 2, receiveHighWaterMark: 2)
+        // Batches go only to peers whose connection is up: when a peer dies, libzmq drops its
+        // pipe and spreads what follows over the live ones (or holds it until one is back),
+        // instead of queueing batches for a process that may never return.
+        try socket.queueOnlyToConnectedPeers()
         for endpoint in new.pushEndpoints { try socket.connect(endpoint) }
         push = socket
         assignment = new
@@ -143,9 +152,9 @@ public final class SourceRole: PipelineRole, RoleAdapter {
     }
 
     /// Sends `outgoing` to the first stage; while it has no room, control messages go on reaching
-    /// the machine, and an end decided meanwhile abandons the send.
-    private func send(_ outgoing: SourceBatch) {
-        guard let push else { return }
+    /// the machine, and an end decided meanwhile abandons the send. Whether it left.
+    private func send(_ outgoing: SourceBatch) -> Bool {
+        guard let push else { return false }
         var batch = Batch(header: BatchHeader(batchSequence: outgoing.batchSequence, firstWindow: outgoing.firstWindow,
                                               windowCount: UInt32(outgoing.keys.count), epoch: outgoing.epoch, cursor: 0,
                                               created: wallNanos(), tensors: []),
@@ -158,10 +167,9 @@ public final class SourceRole: PipelineRole, RoleAdapter {
             // socket failed): what is queued before it cannot be counted on to leave either, and
             // closing must not wait out the linger for it.
             try? push.setLinger(milliseconds: 0)
-            return
+            return false
         }
-        counters.batches += 1
         counters.sent += 1
-        counters.windows += outgoing.keys.count
+        return true
     }
 }

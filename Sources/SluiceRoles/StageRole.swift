@@ -124,7 +124,11 @@ public final class StageRole: PipelineRole, RoleAdapter {
         }
         if push == nil {
             let pushSocket = try ZMQSocket(shell.context, .push, lingerMilliseconds: 5000, sendHighWaterMark: 2, receiveHighWaterMark: 2)
-            for endpoint in new.pushEndpoints { try pushSocket.connect(endpoint) }
+            // Batches go only to peers whose connection is up: when a peer dies, libzmq drops its
+        // pipe and spreads what follows over the live ones (or holds it until one is back),
+        // instead of queueing batches for a process that may never return.
+        try pushSocket.queueOnlyToConnectedPeers()
+        for endpoint in new.pushEndpoints { try pushSocket.connect(endpoint) }
             push = pushSocket
         }
         assignment = new
@@ -136,7 +140,8 @@ public final class StageRole: PipelineRole, RoleAdapter {
 
     /// Counts, logs (rate-limited) and drops a message; `windows` when the header was readable.
     private func reject(_ reason: DropReason, _ detail: String, windows: Int = 0) {
-        counters.rejected += 1
+        // A copy superseded by a replay is expected after a death, not a bad message.
+        if reason != .superseded { counters.rejected += 1 }
         dropLog.drop([(1, .batch), (windows, .window)], reason, detail)
         counters.drops = dropLog.counts
     }
@@ -165,7 +170,7 @@ public final class StageRole: PipelineRole, RoleAdapter {
             return nil
         }
         let windows = batch.verifiedWindowCount
-        for action in machine.handle(.batch(sequence: batch.header.batchSequence, cursor: Int(batch.header.cursor))) {
+        for action in machine.handle(.batch(sequence: batch.header.batchSequence, cursor: Int(batch.header.cursor), epoch: batch.header.epoch)) {
             switch action {
             case .reject(let reason, let detail):
                 reject(reason, detail, windows: windows)

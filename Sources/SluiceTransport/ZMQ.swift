@@ -120,6 +120,12 @@ public final class ZMQSocket: @unchecked Sendable {
         guard zmq_setsockopt(handle, option, &value, MemoryLayout<Int32>.size) == 0 else { throw ZMQError("zmq_setsockopt(\(option))") }
     }
 
+    /// Queue messages only to peers whose connection is up (ZMQ_IMMEDIATE): a peer that went
+    /// away takes what was queued to it, and nothing more is queued for it while it is away.
+    public func queueOnlyToConnectedPeers() throws {
+        try setOption(ZMQ_IMMEDIATE, 1)
+    }
+
     /// How long closing the socket (and ending its context) waits for queued messages to leave.
     public func setLinger(milliseconds: Int32) throws {
         try setOption(ZMQ_LINGER, milliseconds)

@@ -170,3 +170,26 @@ sink:
     #expect(try JSONDecoder().decode([LayerSpan].self, from: json) == [LayerSpan(0..<3)])
     #expect(throws: DecodingError.self) { try JSONDecoder().decode([LayerSpan].self, from: Data(#"["3-1"]"#.utf8)) }
 }
+
+@Test func theReplayBufferIsSizedInMiBAndMustBePositive() throws {
+    let yaml = """
+    model:
+      path: m.onnx
+    source:
+      type: recording
+      path: rec.csv
+      replay_mib: 2.5
+    window:
+      length: 4
+      hop: 2
+    stages:
+      count: 2
+    sink:
+      type: jsonl
+      path: "-"
+    """
+    #expect(try parse(yaml).replayMiB == 2.5)
+    #expect(try parse(yaml.replacingOccurrences(of: "  replay_mib: 2.5\n", with: "")).replayMiB == 64)
+    #expect(issues(yaml.replacingOccurrences(of: "2.5", with: "0")) == ["6:source.replay_mib: must be > 0.0"])
+    #expect(issues(yaml.replacingOccurrences(of: "2.5", with: "lots")) == ["6:source.replay_mib: must be a number, not 'lots'"])
+}

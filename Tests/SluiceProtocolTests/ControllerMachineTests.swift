@@ -99,15 +99,67 @@ private func running() -> ControllerMachine {
     #expect(sends(actions).count == roles.count)
 }
 
-@Test func aSilentRoleFailsTheRun() {
+@Test func aSilentSinkFailsTheRun() {
     var controller = running()
     for second in 1...4 {
         _ = controller.handle(.tick(now: Double(second)))
-        for name in roles where name != "stage-1" { _ = controller.handle(.received(from: name, .heartbeat(RoleCounters()))) }
+        for name in roles where name != "sink" { _ = controller.handle(.received(from: name, .heartbeat(RoleCounters()))) }
     }
     let actions = controller.handle(.tick(now: 5.5))
     guard case .failed(let message)? = outcome(actions) else { Issue.record("no failure: \(actions)"); return }
-    #expect(message.contains("stage-1 stopped responding"))
+    #expect(message.contains("sink stopped responding"))
+}
+
+private func spawns(_ actions: [ControllerAction]) -> [String] {
+    actions.compactMap { if case .spawn(let role) = $0 { return role } else { return nil } }
+}
+
+@Test func aStageWhoseOnlyProcessDiesIsStartedAgainThenTheSourceReplaysWhatTheSinkHasNot() {
+    for seenBy in ["exit", "silence"] {
+        var controller = running()
+        var died: [ControllerAction] = []
+        if seenBy == "exit" {
+            died = controller.handle(.roleExited("stage-1", how: "killed"))
+        } else {
+            for second in 1...6 {
+                for name in roles where name != "stage-1" { _ = controller.handle(.received(from: name, .heartbeat(RoleCounters()))) }
+                died += controller.handle(.tick(now: Double(second)))
+            }
+        }
+        #expect(outcome(died) == nil, "\(seenBy): \(died)")
+        #expect(spawns(died) == ["stage-1"], "\(seenBy)")
+        // The new process registers, takes the assignment in force, and once ready the sink
+        // names where the replay starts, and the source replays from there.
+        let hello = controller.handle(.received(from: "stage-1", .hello(Hello(role: .stage, name: "stage-1", pid: 2, host: "h"))))
+        #expect(sends(hello) == ["stage-1:shutdown"], "\(seenBy)")  // the stand-in assignment
+        #expect(sends(controller.handle(.received(from: "stage-1", .ready))) == ["sink:replay_needed"], "\(seenBy)")
+        #expect(sends(controller.handle(.received(from: "sink", .replay(from: 7)))) == ["source:replay"], "\(seenBy)")
+        #expect(controller.recovery.deaths == 1 && controller.recovery.restarts == 1 && controller.recovery.replays == 1, "\(seenBy)")
+    }
+}
+
+@Test func aDeadReplicaLeavesItsSiblingsToCarryOnAndIsFencedOff() {
+    let names = ["stage-0", StageInstance.name(stage: 0, replica: 1), "source", "sink"]
+    var assignments: [String: ControlMessage] = [:]
+    for name in names { assignments[name] = .shutdown(reason: "assignment of \(name)") }
+    var controller = ControllerMachine(assignments: assignments, liveness: liveness)
+    _ = controller.handle(.tick(now: 0))
+    for name in names { _ = controller.handle(.received(from: name, .hello(Hello(role: .stage, name: name, pid: 1, host: "h")))) }
+    for name in names { _ = controller.handle(.received(from: name, .ready)) }
+    let died = controller.handle(.roleExited(names[1], how: "killed"))
+    #expect(outcome(died) == nil && spawns(died).isEmpty, "\(died)")
+    #expect(sends(died) == ["sink:replay_needed"])
+    #expect(controller.stageInstances == [["stage-0"]])
+    // Anything it still sends is refused.
+    #expect(sends(controller.handle(.received(from: names[1], .heartbeat(RoleCounters())))) == ["\(names[1]):shutdown"])
+}
+
+@Test func aDeadSourceStillFailsTheRunAtOnce() {
+    var controller = running()
+    guard case .failed(let message)? = outcome(controller.handle(.roleExited("source", how: "killed"))) else {
+        Issue.record("no failure"); return
+    }
+    #expect(message.contains("source died"))
 }
 
 @Test func missingRolesAreNamedWhenRegistrationTimesOut() {
@@ -138,18 +190,22 @@ private func running() -> ControllerMachine {
     #expect(sends(controller.handle(.tick(now: 0.7))).isEmpty)
 }
 
-@Test func aBatchThatNeverArrivesFailsTheRunInsteadOfStallingIt() {
+@Test func aBatchThatNeverArrivesIsReplayedOnceThenFailsTheRunInsteadOfStallingIt() {
     var controller = running()
     var sink = RoleCounters()
     sink.received = 5
     sink.batches = 2  // batch 2 is missing; 3 more wait behind it
     var outcomeSeen: ControllerOutcome?
-    for second in 1...7 {
+    var replaysAsked = 0
+    for second in 1...12 {
         for name in roles where name != "sink" { _ = controller.handle(.received(from: name, .heartbeat(RoleCounters()))) }
         _ = controller.handle(.received(from: "sink", .heartbeat(sink)))
-        outcomeSeen = outcome(controller.handle(.tick(now: Double(second)))) ?? outcomeSeen
+        let actions = controller.handle(.tick(now: Double(second)))
+        replaysAsked += sends(actions).filter { $0 == "sink:replay_needed" }.count
+        outcomeSeen = outcome(actions) ?? outcomeSeen
         if outcomeSeen != nil { break }
     }
+    #expect(replaysAsked == 1)
     guard case .failed(let message)? = outcomeSeen else { Issue.record("no failure"); return }
     #expect(message.contains("batch 2 never reached the sink"), "\(message)")
 }

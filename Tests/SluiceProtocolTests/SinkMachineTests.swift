@@ -143,3 +143,20 @@ private func drops(_ actions: [SinkAction<UInt64>]) -> [DropReason] {
     #expect(writing.handle(.outputFailed("disk full")).suffix(2)
             == [.send(.failed(message: "cannot write the output: disk full")), .finish(status: 1, finalHeartbeat: false)])
 }
+
+@Test func replayedCopiesAreDroppedQuietlyWhileOlderDuplicatesStillCount() {
+    var sink = assigned()
+    _ = sink.handle(arrival(0))
+    _ = sink.handle(arrival(1))
+    _ = sink.handle(arrival(3))
+    // A stage died: the sink names the first batch it has not released, for the source to replay from.
+    #expect(sink.handle(.control(.replayNeeded)) == [.send(.replay(from: 2))])
+    let copy = sink.handle(arrival(3))
+    #expect(released(copy).isEmpty && drops(copy).isEmpty)
+    #expect(released(sink.handle(arrival(2))) == [2, 3])
+    #expect(drops(sink.handle(arrival(2))).isEmpty)
+    // Batch 0 was released before the replay's first batch: another copy is a true duplicate.
+    #expect(drops(sink.handle(arrival(0))) == [.duplicate])
+    #expect(sink.counters.replayed == 2)
+    #expect(sink.counters.drops.count(.batch, .duplicate) == 1)
+}

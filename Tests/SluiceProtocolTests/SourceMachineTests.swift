@@ -32,6 +32,7 @@ private func lines(_ actions: [SourceAction]) -> [String] {
         case .startStreaming: return "start streaming"
         case .send(let batch):
             return "send \(batch.batchSequence) epoch \(batch.epoch) windows \(batch.keys.map { Int($0.start) }) shape \(batch.input.shape)"
+        case .resend(let batch): return "resend \(batch.batchSequence) epoch \(batch.epoch)"
         case .sendControl(.marked(let mark)): return "marked \(mark.epoch) from \(mark.firstBatch)"
         case .sendControl(.sourceDone(let done)): return "done \(done.batches) batches \(done.windows) windows"
         case .sendControl(let message): return message.type
@@ -154,4 +155,31 @@ private func feed(_ source: inout SourceMachine, _ numbers: ClosedRange<Int>, no
     #expect(feed(&source, 0...3).isEmpty)
     #expect(source.handle(.inputEnded(samplesInNoWindow: 0)).isEmpty)
     #expect(lines(source.handle(.control(.mark(epoch: 1)))) == ["marked 1 from 0"])
+}
+
+@Test func keptBatchesAreReplayedInOrderUnderTheEpochInForceUntilTheSinkReleasesThem() {
+    var source = streaming()
+    _ = feed(&source, 0...7)  // batches 0...3
+    #expect(source.keptCount == 4)
+    #expect(source.handle(.control(.released(upTo: 2))).isEmpty)
+    #expect(source.keptCount == 2)
+    _ = source.handle(.control(.mark(epoch: 4)))
+    // The sink names where it stands; the source forgets what is before it and sends the rest again.
+    #expect(lines(source.handle(.control(.replay(from: 3)))) == ["log info", "resend 3 epoch 4"])
+    #expect(source.keptCount == 1 && source.replayed == 1)
+    #expect(lines(source.handle(.control(.replay(from: 3)))) == ["log info", "resend 3 epoch 4"], "kept until released")
+}
+
+@Test func aFullReplayBufferHoldsTheFeedBackUntilTheSinkReleases() {
+    var full = assignment()
+    full.replayBytes = 2 * 2 * 2 * 4  // two batches of two windows of two floats
+    var source = streaming(full)
+    _ = feed(&source, 0...3)
+    #expect(!source.readsInput, "the buffer is full: no window is taken, none dropped")
+    _ = source.handle(.control(.released(upTo: 1)))
+    #expect(source.readsInput)
+    _ = feed(&source, 4...5)
+    #expect(!source.readsInput)
+    _ = source.handle(.control(.stop))
+    #expect(source.readsInput, "a stop still ends the input")
 }

@@ -109,3 +109,19 @@ private func sends(_ actions: [StageAction]) -> [ControlMessage] {
     #expect(stage.handle(.stopSignal) == [.finish(status: 0, finalHeartbeat: true)])
     #expect(stage.handle(.control(.connect(endpoint: "ipc://next"))) == [.connect(endpoint: "ipc://next")])
 }
+
+@Test func anOldPlansBatchItCannotRunIsSupersededNotMisrouted() {
+    var stage = assigned()
+    let epoch = stage.layers?.epoch ?? 0
+    // Sent under an older plan before a stage process died: the replay that followed sends it again.
+    guard case .reject(.superseded, _)? = stage.handle(.batch(sequence: 3, cursor: 1, epoch: epoch - 1)).first else {
+        Issue.record("an old-plan copy was not taken for superseded")
+        return
+    }
+    // Of the plan in force, the same cursor is a fault.
+    guard case .reject(.misrouted, _)? = stage.handle(.batch(sequence: 3, cursor: 1, epoch: epoch)).first else {
+        Issue.record("a batch of the plan in force was not rejected as misrouted")
+        return
+    }
+    #expect(stage.handle(.batch(sequence: 4, cursor: 2, epoch: epoch - 1)) == [.run(2..<4)], "an old-plan batch it can run runs")
+}

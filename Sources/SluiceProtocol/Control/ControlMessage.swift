@@ -63,12 +63,19 @@ public struct SourceAssignment: Codable, Equatable, Sendable {
     public var pushEndpoints: [String]
     public var liveness: Liveness
     public var nanPolicy: NaNPolicy
+    /// Bytes of model input the source keeps for replay until the sink has released it; when
+    /// they are all taken, the source stops reading its feed (see `source.replay_mib`).
+    public var replayBytes: Int
     public init(source: SourceConfig, window: WindowConfig?, batching: BatchingConfig, inputName: String, windowShape: [Int],
-                epoch: UInt32, pushEndpoints: [String], liveness: Liveness, nanPolicy: NaNPolicy = .reject) {
+                epoch: UInt32, pushEndpoints: [String], liveness: Liveness, nanPolicy: NaNPolicy = .reject,
+                replayBytes: Int = SourceAssignment.defaultReplayBytes) {
         self.source = source; self.window = window; self.batching = batching; self.inputName = inputName
         self.windowShape = windowShape; self.epoch = epoch; self.pushEndpoints = pushEndpoints; self.liveness = liveness
-        self.nanPolicy = nanPolicy
+        self.nanPolicy = nanPolicy; self.replayBytes = replayBytes
     }
+
+    /// `source.replay_mib`'s default.
+    public static let defaultReplayBytes = 64 << 20
 }
 
 public struct SinkAssignment: Codable, Equatable, Sendable {
@@ -118,6 +125,8 @@ public struct RoleCounters: Codable, Equatable, Sendable {
     public var inStageP99Seconds: Double?
     /// Sink: batches whose carried timestamps were implausible (not used for latency or throughput).
     public var implausibleStamps: Int = 0
+    /// Source: batches sent again on a replay. Sink: replayed copies of batches it already had, dropped.
+    public var replayed: Int = 0
     public init() {}
 }
 
@@ -142,6 +151,7 @@ extension RoleCounters {
             total.residentBytesAtStart += part.residentBytesAtStart
             total.drops.add(part.drops)
             total.implausibleStamps += part.implausibleStamps
+            total.replayed += part.replayed
             // Replicas' recent times in stage: the slower replica's figure, a bound for both.
             total.inStageP50Seconds = [total.inStageP50Seconds, part.inStageP50Seconds].compactMap { $0 }.max()
             total.inStageP99Seconds = [total.inStageP99Seconds, part.inStageP99Seconds].compactMap { $0 }.max()
@@ -175,6 +185,9 @@ public struct SinkSummary: Codable, Equatable, Sendable {
     public var drops = DropCounts()
     /// Batches whose carried timestamps were implausible: left out of latency and throughput.
     public var implausibleStamps: Int = 0
+    /// Copies of batches already released or waiting that came again after a replay: expected,
+    /// dropped, and neither a duplicate in the output nor a loss.
+    public var replayedCopies: Int = 0
     /// Wall-clock ns when the first batch was created at the source, and of the first and last
     /// output, for throughput.
     public var firstCreated: UInt64 = 0
@@ -226,6 +239,15 @@ public enum ControlMessage: Equatable, Sendable {
     case retire(epoch: UInt32)
     /// Controller → the source or a stage: a replica joined the next hop; connect PUSH to it too.
     case connect(endpoint: String)
+    /// Controller → source: the sink has released every batch before `upTo`; the source
+    /// forgets them (they will never be replayed).
+    case released(upTo: UInt64)
+    /// Controller → sink: a stage process died and batches in flight were lost with it. The
+    /// sink answers `replay` with the first batch it has not released.
+    case replayNeeded
+    /// Sink → controller, then controller → source: send again, in order, every kept batch
+    /// from `from` on.
+    case replay(from: UInt64)
 }
 
 /// A new plan: one layer range per stage, under a new epoch.
@@ -247,6 +269,8 @@ extension ControlMessage: Codable {
     private struct Failure: Codable { var message: String }
     private struct Epoch: Codable { var epoch: UInt32 }
     private struct Peer: Codable { var endpoint: String }
+    private struct Released: Codable { var upTo: UInt64 }
+    private struct Replay: Codable { var from: UInt64 }
 
     public var type: String {
         switch self {
@@ -272,6 +296,9 @@ extension ControlMessage: Codable {
         case .marked: return "marked"
         case .retire: return "retire"
         case .connect: return "connect"
+        case .released: return "released"
+        case .replayNeeded: return "replay_needed"
+        case .replay: return "replay"
         }
     }
 
@@ -293,7 +320,9 @@ extension ControlMessage: Codable {
             try container.encode(Epoch(epoch: epoch), forKey: .body)
         case .marked(let mark): try container.encode(mark, forKey: .body)
         case .connect(let endpoint): try container.encode(Peer(endpoint: endpoint), forKey: .body)
-        case .ready, .start, .stop, .ping: break
+        case .released(let upTo): try container.encode(Released(upTo: upTo), forKey: .body)
+        case .replay(let from): try container.encode(Replay(from: from), forKey: .body)
+        case .ready, .start, .stop, .ping, .replayNeeded: break
         }
     }
 
@@ -323,6 +352,9 @@ extension ControlMessage: Codable {
         case "marked": self = .marked(try container.decode(Mark.self, forKey: .body))
         case "retire": self = .retire(epoch: try container.decode(Epoch.self, forKey: .body).epoch)
         case "connect": self = .connect(endpoint: try container.decode(Peer.self, forKey: .body).endpoint)
+        case "released": self = .released(upTo: try container.decode(Released.self, forKey: .body).upTo)
+        case "replay_needed": self = .replayNeeded
+        case "replay": self = .replay(from: try container.decode(Replay.self, forKey: .body).from)
         default:
             throw DecodingError.dataCorruptedError(forKey: .type, in: container, debugDescription: "unknown control message type '\(type)'")
         }

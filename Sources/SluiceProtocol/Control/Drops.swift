@@ -33,6 +33,9 @@ public enum DropReason: String, Codable, Sendable, CaseIterable, Comparable {
     case incompleteWindow = "in no complete window"
     /// A batch whose cursor the receiving stage holds no weights for, or that reached the sink unfinished.
     case misrouted
+    /// A batch a stage cannot run that was sent under an older plan before a replay: the sink
+    /// has it already, or its replayed copy is on the way under the plan in force. Not a loss.
+    case superseded = "superseded by a replay"
     /// A batch whose layers failed to run.
     case failedToRun = "failed to run"
     /// A batch that arrived before the role had its assignment.
@@ -62,7 +65,7 @@ public enum DropReason: String, Codable, Sendable, CaseIterable, Comparable {
     /// Dropping a duplicate keeps exactly one copy: nothing is lost. Every other reason is a loss
     /// of what it counts (a malformed message may have been a sensor's data or a forger's noise;
     /// either way it is not in the output, so it is never "none lost").
-    public var isLoss: Bool { self != .duplicate }
+    public var isLoss: Bool { self != .duplicate && self != .superseded }
 }
 
 /// Whether `a` is declared before `b`: drop counts sort by unit, then reason, in the order the

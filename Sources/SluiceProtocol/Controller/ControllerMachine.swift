@@ -7,6 +7,8 @@ public enum ControllerEvent: Equatable, Sendable {
     case received(from: String, ControlMessage)
     case tick(now: Double)
     case stopRequested
+    /// The process of role `name` is gone (the shell saw its pid exit); `how` says what it saw.
+    case roleExited(String, how: String)
 }
 
 public enum ControllerOutcome: Equatable, Sendable {
@@ -59,8 +61,20 @@ public struct ControllerMachine {
     private var now: Double = 0
     private var stopRequested = false
     private var sinkProgress: (batches: Int, at: Double) = (0, 0)
+    /// The sink stalled and a replay was asked for; cleared when it releases again.
+    private var replayedOnStall = false
     private var pendingOutcome: ControllerOutcome?
     private var finalReports: Set<String> = []
+    /// Stage processes that died and that nothing replaces (replicas whose siblings carry on):
+    /// their names stay taken, and nothing they still send counts.
+    private var departed: Set<String> = []
+    /// Stages whose only process died: a process under the same name is starting in its place.
+    private var restarting: [String: (stage: Int, since: Double)] = [:]
+    /// Restarted processes that said hello while a move was switching plans: told their
+    /// assignment once it has switched.
+    private var helloDeferred: Set<String> = []
+    /// Stage deaths handled, replacements started and replays asked of the source, for the report.
+    public private(set) var recovery = RecoveryCounts()
     /// Live rebalancing, when the pipeline has stages to rebalance.
     public private(set) var coordinator: RebalanceCoordinator?
     /// The cost model the controller last planned with, kept when moves stopped (the source
@@ -80,23 +94,29 @@ public struct ControllerMachine {
         self.coordinator = coordinator
     }
 
+    /// New moves start only while the stream runs, and not while a stage is being restarted:
+    /// the process starting would miss the move's prepare.
+    private var movesAllowed: Bool { phase == .running && !stopRequested && restarting.isEmpty }
+
     /// Starts a move by hand (tests, operators); the coordinator does the rest.
     public mutating func move(to ranges: [Range<Int>], reason: String) -> [ControllerAction] {
-        guard phase == .running else { return [] }
+        guard phase == .running, restarting.isEmpty else { return [] }
         return coordinator?.begin(ranges, reason: reason) ?? []
     }
 
     /// Adds replicas by hand (tests, operators) until each stage has `wanted` processes, then
     /// moves to `ranges` once they have joined; the processes to start come out as `spawn`.
     public mutating func grow(to wanted: [Int], then ranges: [Range<Int>], reason: String) -> [ControllerAction] {
-        guard phase == .running else { return [] }
+        guard phase == .running, restarting.isEmpty else { return [] }
         return coordinated(coordinator?.addReplicas(wanted, then: ranges, reason: reason) ?? [])
     }
 
-    /// Role names of every stage process, replicas (and those still starting) included.
-    public var stageInstances: [[String]] {
+    /// Role names of every live stage process, replicas (and those still starting) included.
+    public var stageInstances: [[String]] { stageNames(including: false) }
+
+    private func stageNames(including departed: Bool) -> [[String]] {
         var byStage: [[String]] = Array(repeating: [], count: coordinator?.ranges.count ?? 0)
-        for name in roleNames {
+        for name in roleNames where departed || !self.departed.contains(name) {
             guard let stage = StageInstance.stage(of: name) else { continue }
             while byStage.count <= stage { byStage.append([]) }
             byStage[stage].append(name)
@@ -111,7 +131,8 @@ public struct ControllerMachine {
             guard let replicaEndpoint, case .assignStage(var assignment)? = assignments[StageInstance.name(stage: stage, replica: 0)] else {
                 return coordinator?.abandonGrowth(reason: "this controller cannot start processes") ?? []
             }
-            let name = StageInstance.name(stage: stage, replica: stageInstances[stage].count)
+            // Names of dead replicas stay taken: nothing they still send can pass for the new one's.
+            let name = StageInstance.name(stage: stage, replica: stageNames(including: true)[stage].count)
             assignment.pullEndpoint = replicaEndpoint(name)
             assignments[name] = .assignStage(assignment)
             pendingReplicas[name] = (stage, now)
@@ -129,10 +150,13 @@ public struct ControllerMachine {
             connected[role, default: []].insert(assignment.pullEndpoint)
             actions.append(.send(to: role, .connect(endpoint: assignment.pullEndpoint)))
         }
-        return actions + coordinated(coordinator?.joined(name, stage: stage, startMove: phase == .running && !stopRequested) ?? [])
+        let startMove = movesAllowed
+        return actions + coordinated(coordinator?.joined(name, stage: stage, startMove: startMove) ?? [])
     }
 
     private var roleNames: [String] { assignments.keys.sorted() }
+    /// Every role but the dead stage processes nothing replaces.
+    private var liveRoleNames: [String] { roleNames.filter { !departed.contains($0) } }
 
     /// Whether `name` is a role of this pipeline (replicas added live included).
     public func knows(_ name: String) -> Bool { assignments[name] != nil }
@@ -146,10 +170,16 @@ public struct ControllerMachine {
             return checkTimers()
         case .stopRequested:
             return requestStop()
+        case .roleExited(let name, let how):
+            return roleDied(name, how: how)
         case .received(let name, let message):
             guard assignments[name] != nil else {
                 return [.log("ignoring \(message.type) from unknown role '\(name)'"),
                         .send(to: name, .shutdown(reason: "no role named '\(name)' in this pipeline"))]
+            }
+            guard !departed.contains(name) else {
+                // Declared dead and not replaced: it may not take part in the run again.
+                return [.log("ignoring \(message.type) from \(name), declared dead"), .send(to: name, .shutdown(reason: "declared dead"))]
             }
             lastHeard[name] = now
             return receive(message, from: name)
@@ -162,7 +192,10 @@ public struct ControllerMachine {
             let (inserted, _) = registered.insert(name)
             var actions: [ControllerAction] = []
             if !inserted { actions.append(.log("\(name) (\(hello.role.rawValue), pid \(hello.pid) on \(hello.host)) registered again")) }
-            if phase != .registering, let assignment = currentAssignment(name) {
+            if restarting[name] != nil, coordinator?.isSwitching == true {
+                helloDeferred.insert(name)
+                actions.append(.log("\(name) registered while a move switches plans; it takes the plan in force once the switch is done"))
+            } else if phase != .registering, let assignment = currentAssignment(name) {
                 actions.append(.send(to: name, assignment))
                 noteConnections(name, assignment)
             } else if registered.count == assignments.count {
@@ -175,6 +208,11 @@ public struct ControllerMachine {
             return actions
         case .ready:
             ready.insert(name)
+            if let restart = restarting.removeValue(forKey: name) {
+                coordinator?.rejoined(name)
+                return [.log(String(format: "%@ restarted and ready on the plan in force, %.2f s after it died", name, now - restart.since))]
+                    + askForReplay()
+            }
             if let pending = pendingReplicas.removeValue(forKey: name) {
                 return phase == .running || phase == .draining ? replicaJoined(name, stage: pending.stage) : []
             }
@@ -186,21 +224,34 @@ public struct ControllerMachine {
             return [.log("all roles ready; starting the source"), .send(to: sourceName, .start)]
         case .heartbeat(let roleCounters):
             counters[name] = roleCounters
+            var releases: [ControllerAction] = []
             if name == sinkName, roleCounters.batches != sinkProgress.batches {
                 sinkProgress = (roleCounters.batches, now)
+                replayedOnStall = false
+                // The source may forget what the sink released: it will never be replayed.
+                if phase == .running || phase == .draining, roleCounters.batches > 0 {
+                    releases.append(.send(to: sourceName, .released(upTo: UInt64(roleCounters.batches))))
+                }
             }
-            var moveActions = coordinated(coordinator?.heartbeat(from: name, counters: roleCounters, sinkName: sinkName) ?? [])
+            if name == sourceName { recovery.replayedBatches = roleCounters.replayed }
+            var moveActions = releases + coordinated(coordinator?.heartbeat(from: name, counters: roleCounters, sinkName: sinkName) ?? [])
             if phase == .closing { moveActions = [] }
             if phase == .closing {
                 finalReports.insert(name)
-                if Set(assignments.keys).subtracting(pendingReplicas.keys).isSubset(of: finalReports), let outcome = pendingOutcome {
+                if Set(liveRoleNames).subtracting(pendingReplicas.keys).subtracting(restarting.keys).isSubset(of: finalReports),
+                   let outcome = pendingOutcome {
                     phase = .finished
                     return [.finish(outcome)]
                 }
             }
             return moveActions
         case .prepared, .committed, .marked:
-            return coordinated(coordinator?.received(message, from: name) ?? [])
+            return coordinated(coordinator?.received(message, from: name) ?? []) + answerDeferredHellos()
+        case .replay(let from):
+            guard name == sinkName, phase == .running || phase == .draining else { return [.log("ignoring replay from \(name)")] }
+            recovery.replays += 1
+            return [.log("the sink has released every batch before \(from); the source replays from there"),
+                    .send(to: sourceName, .replay(from: from))]
         case .sourceDone(let done):
             guard phase == .running else { return [] }
             if lastPlanningModel == nil { lastPlanningModel = coordinator.map { $0.rebalancer.plannedWith ?? $0.rebalancer.model } }
@@ -215,13 +266,14 @@ public struct ControllerMachine {
             phase = .closing
             phaseStarted = now
             pendingOutcome = stopRequested ? .stopped(summary) : .completed(summary)
-            return roleNames.map { .send(to: $0, .shutdown(reason: "done")) }
+            return liveRoleNames.map { .send(to: $0, .shutdown(reason: "done")) }
         case .failed(let reason):
             if pendingReplicas[name] != nil {
                 return [.log("\(name) failed before it joined: \(reason)")] + giveUpReplica(name, because: "\(name) failed: \(reason)")
             }
             return finish(.failed("\(name): \(reason)"), reason: "\(name) failed")
-        case .assignStage, .assignSource, .assignSink, .start, .expect, .stop, .shutdown, .ping, .prepare, .commit, .mark, .retire, .connect:
+        case .assignStage, .assignSource, .assignSink, .start, .expect, .stop, .shutdown, .ping, .prepare, .commit, .mark, .retire, .connect,
+             .released, .replayNeeded:
             return [.log("ignoring \(message.type) from \(name): only the controller sends it")]
         }
     }
@@ -248,10 +300,11 @@ public struct ControllerMachine {
         }
     }
 
-    /// Where the ready processes among `names` bind their PULL.
+    /// Where the ready processes among `names` bind their PULL (a stage being restarted binds
+    /// where it did: upstream PUSH sockets reconnect to it by themselves).
     private func readyEndpoints(_ names: [String]) -> [String] {
         names.compactMap {
-            guard pendingReplicas[$0] == nil, case .assignStage(let peer)? = assignments[$0] else { return nil }
+            guard pendingReplicas[$0] == nil, !departed.contains($0), case .assignStage(let peer)? = assignments[$0] else { return nil }
             return peer.pullEndpoint
         }
     }
@@ -299,23 +352,51 @@ public struct ControllerMachine {
                                         reason: "roles missing")
             }
         case .running, .draining:
-            actions += coordinated(coordinator?.tick(now: now, allowNewMoves: phase == .running && !stopRequested, streamingSince: runStarted) ?? [])
+            let allowNewMoves = movesAllowed
+            actions += coordinated(coordinator?.tick(now: now, allowNewMoves: allowNewMoves, streamingSince: runStarted) ?? [])
             actions += abandonLateReplicas()
-            let silent = roleNames.filter { pendingReplicas[$0] == nil && now - (lastHeard[$0] ?? started) > liveness.timeoutSeconds }
+            actions += answerDeferredHellos()
+            if let late = restarting.first(where: { now - $0.value.since > liveness.timeoutSeconds * 3 }) {
+                return actions + finish(.failed("\(late.key) was restarted but not ready within \(Int(liveness.timeoutSeconds * 3)) s"),
+                                        reason: "restart failed")
+            }
+            var silent = liveRoleNames.filter {
+                pendingReplicas[$0] == nil && restarting[$0] == nil && now - (lastHeard[$0] ?? started) > liveness.timeoutSeconds
+            }
+            // A silent stage process is taken for dead and recovered from, like one seen to exit.
+            for name in silent where StageInstance.stage(of: name) != nil {
+                actions += roleDied(name, how: "silent for more than \(liveness.timeoutSeconds) s")
+                if phase == .finished { return actions }
+            }
+            silent.removeAll { StageInstance.stage(of: $0) != nil }
             if !silent.isEmpty {
                 return actions + finish(.failed("\(silent.joined(separator: ", ")) stopped responding (silent for more than \(liveness.timeoutSeconds) s)"),
                                         reason: "role lost")
             }
-            if phase == .draining, now - sinkProgress.at > liveness.timeoutSeconds {
+            // A stage being started again holds the stream up; its restart has its own time limit.
+            // So may a stage process gone quiet: its own timeout decides whether it died.
+            let quietStage = liveRoleNames.contains {
+                StageInstance.stage(of: $0) != nil && pendingReplicas[$0] == nil && now - (lastHeard[$0] ?? now) > liveness.heartbeatSeconds * 3
+            }
+            guard restarting.isEmpty, !quietStage else { return actions }
+            let stalled = now - sinkProgress.at > liveness.timeoutSeconds
+            // A batch lost on the way (a stage process that died unseen, or its PUSH peer's queue)
+            // leaves the sink waiting: the source replays once; a second stall ends the run.
+            if stalled, !replayedOnStall {
+                replayedOnStall = true
+                sinkProgress.at = now
+                return actions + [.log("the sink has released nothing for \(liveness.timeoutSeconds) s; replaying what it has not released")]
+                    + askForReplay()
+            }
+            if phase == .draining, stalled {
                 return actions + finish(.failed("the sink received no batch for \(liveness.timeoutSeconds) s while draining; batches were lost"),
                                         reason: "drain stalled")
             }
-            // Batches wait at the sink behind a gap that does not fill: one was lost on the way
-            // (replay from the source is not built yet), and nothing after it can be released.
-            // (Duplicates were taken and dropped: they wait for nothing.)
-            if let sink = counters[sinkName], sink.received - sink.rejected - sink.drops.count(.batch, .duplicate) > sink.batches,
-               now - sinkProgress.at > liveness.timeoutSeconds {
-                return actions + finish(.failed("batch \(sink.batches) never reached the sink; \(sink.received - sink.rejected - sink.drops.count(.batch, .duplicate) - sink.batches) later batches wait behind it for \(liveness.timeoutSeconds) s"),
+            // Batches wait at the sink behind a gap that a replay did not fill, and nothing after
+            // it can be released. (Duplicates and replayed copies were dropped: they wait for nothing.)
+            if let sink = counters[sinkName], sink.received - sink.rejected - sink.drops.count(.batch, .duplicate) - sink.replayed > sink.batches,
+               stalled {
+                return actions + finish(.failed("batch \(sink.batches) never reached the sink; \(sink.received - sink.rejected - sink.drops.count(.batch, .duplicate) - sink.replayed - sink.batches) later batches wait behind it for \(liveness.timeoutSeconds) s"),
                                         reason: "batch lost")
             }
         case .closing:
@@ -340,13 +421,82 @@ public struct ControllerMachine {
 
     private mutating func giveUpReplica(_ name: String, because reason: String) -> [ControllerAction] {
         pendingReplicas[name] = nil
-        assignments[name] = nil
+        // Its name stays taken: a replica asked for later must not pass for it.
+        departed.insert(name)
         registered.remove(name)
         return [.send(to: name, .shutdown(reason: "not ready in time"))] + (coordinator?.abandonGrowth(reason: reason) ?? [])
     }
 
+    /// A role's process is gone. A stage process is recovered from while the stream runs: a
+    /// replica's live siblings carry on; a stage's only process is started again under its
+    /// name. Either way the batches lost with it are replayed from the first one the sink has
+    /// not released. Any other death (or one before the run started) ends the run.
+    private mutating func roleDied(_ name: String, how: String) -> [ControllerAction] {
+        guard assignments[name] != nil, !departed.contains(name) else { return [] }
+        guard let stage = StageInstance.stage(of: name), phase == .running || phase == .draining else {
+            guard phase != .closing && phase != .finished else { return [] }
+            return finish(.failed("\(name) died (\(how))"), reason: "role lost")
+        }
+        if pendingReplicas[name] != nil {
+            return [.log("\(name) died before it joined (\(how))")] + giveUpReplica(name, because: "\(name) died before it joined")
+        }
+        recovery.deaths += 1
+        registered.remove(name)
+        ready.remove(name)
+        helloDeferred.remove(name)
+        let siblings = stageInstances[stage].filter {
+            $0 != name && pendingReplicas[$0] == nil && restarting[$0] == nil
+        }
+        var actions: [ControllerAction] = [.log(String(format: "%@ (stage %d) died at %.3f s (%@)", name, stage, now - (runStarted ?? 0), how))]
+        if !siblings.isEmpty {
+            departed.insert(name)
+            actions.append(.log("\(siblings.joined(separator: ", ")) carry stage \(stage) on"))
+            actions += coordinated(coordinator?.lost(name, stage: stage, replaced: false) ?? [])
+            return actions + askForReplay()
+        }
+        // A replacement that dies before it is ready is started again; the replay waits for it.
+        let wasRestarting = restarting[name] != nil
+        restarting[name] = (stage, now)
+        lastHeard[name] = now
+        recovery.restarts += 1
+        if !wasRestarting { actions += coordinated(coordinator?.lost(name, stage: stage, replaced: true) ?? []) }
+        return actions + [.log("starting \(name) again in its place"), .spawn(role: name)]
+    }
+
+    /// The sink names the first batch it has not released, and the source replays from there
+    /// (`receive(.replay)`): asking the sink first means it knows of the replay before any copy.
+    private mutating func askForReplay() -> [ControllerAction] {
+        // The sink's wait for what is replayed starts now.
+        sinkProgress.at = now
+        return [.send(to: sinkName, .replayNeeded)]
+    }
+
+    /// Restarted processes that registered during a switch, told the plan in force now that it is done.
+    private mutating func answerDeferredHellos() -> [ControllerAction] {
+        guard !helloDeferred.isEmpty, coordinator?.isSwitching != true else { return [] }
+        let names = helloDeferred.sorted()
+        helloDeferred.removeAll()
+        return names.flatMap { name -> [ControllerAction] in
+            guard let assignment = currentAssignment(name) else { return [] }
+            noteConnections(name, assignment)
+            return [.send(to: name, assignment)]
+        }
+    }
+
     private mutating func finish(_ outcome: ControllerOutcome, reason: String) -> [ControllerAction] {
         phase = .finished
-        return roleNames.map { .send(to: $0, .shutdown(reason: reason)) } + [.finish(outcome)]
+        return liveRoleNames.map { .send(to: $0, .shutdown(reason: reason)) } + [.finish(outcome)]
     }
+}
+
+/// What the controller did about dead stage processes in a run.
+public struct RecoveryCounts: Codable, Equatable, Sendable {
+    /// Stage processes seen to die (or declared dead by silence).
+    public var deaths = 0
+    /// Processes started in place of a stage's only process.
+    public var restarts = 0
+    /// Replays asked of the source, and the batches it sent again in all.
+    public var replays = 0
+    public var replayedBatches = 0
+    public init() {}
 }

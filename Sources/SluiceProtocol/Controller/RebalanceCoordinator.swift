@@ -52,6 +52,13 @@ public struct RebalanceCoordinator: Sendable {
     }
 
     public var isMoving: Bool { move != nil }
+    /// A move is between prepare and mark: stages may run different plans, so a process that
+    /// starts now could not be told one range.
+    public var isSwitching: Bool {
+        guard let move else { return false }
+        if case .retiring = move.step { return false }
+        return true
+    }
     public var isGrowing: Bool { growth != nil }
     public var history: [RebalanceRecord] { rebalancer.history }
 
@@ -80,6 +87,30 @@ public struct RebalanceCoordinator: Sendable {
             return [joinedLog]
         }
         return [joinedLog] + begin(current.ranges, reason: current.reason)
+    }
+
+    /// A stage process died. A move in flight completes without it (the survivors prepare and
+    /// commit as asked; rolling back a commit some have made would need a step of its own);
+    /// a process started in its place takes the plan in force once the switch is done
+    /// (`rejoined`), and batches it cannot run are replayed. `replaced`: a process takes its
+    /// place under its name, so the stage keeps its count of processes.
+    public mutating func lost(_ name: String, stage: Int, replaced: Bool) -> [ControllerAction] {
+        guard let index = instances.firstIndex(of: name) else { return [] }
+        instances.remove(at: index)
+        if !replaced { rebalancer.removeReplica(stage: stage) }
+        guard let current = move else { return [] }
+        // What the dead process owed the move counts as given.
+        switch current.step {
+        case .preparing(let waiting) where waiting.contains(name): return received(.prepared(epoch: current.epoch), from: name)
+        case .committing(let waiting) where waiting.contains(name): return received(.committed(epoch: current.epoch), from: name)
+        default: return []
+        }
+    }
+
+    /// A process started in place of a dead one is ready, on the plan in force: it takes part
+    /// in moves again.
+    public mutating func rejoined(_ name: String) {
+        if !instances.contains(name) { instances.append(name) }
     }
 
     /// A replica asked for could not start: the move planned with it is dropped, and no

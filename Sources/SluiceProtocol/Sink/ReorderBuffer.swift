@@ -15,6 +15,9 @@ public struct ReorderBuffer<Item> {
         return Array(pending.values)
     }
 
+    /// Whether an item numbered `sequence` was already released or is waiting.
+    public func has(_ sequence: UInt64) -> Bool { sequence < nextSequence || pending[sequence] != nil }
+
     /// Accepts `item` numbered `sequence` and returns every item that is now next in line.
     /// An item already released or already waiting is a duplicate: counted and dropped.
     public mutating func insert(_ item: Item, sequence: UInt64) -> [Item] {

@@ -92,6 +92,9 @@ public struct SinkMachine<Payload> {
     public private(set) var isDone = false
     private var latencyMilliseconds: [Double] = []
     private var traces = TraceSampler()
+    /// The first batch of the earliest replay asked of the source: a copy of a batch from here
+    /// on that comes again is a replayed copy, expected, not a duplicate.
+    public private(set) var replayedFrom: UInt64?
 
     public init() {
         // Heartbeats carry the histogram from the start, empty or not.
@@ -149,6 +152,11 @@ public struct SinkMachine<Payload> {
         case .expect(let total):
             expected = total.batches
             return doneIfEverythingIsOut()
+        case .replayNeeded:
+            // Noted before the controller can ask the source, so every replayed copy finds it.
+            let from = reorder.nextSequence
+            replayedFrom = min(replayedFrom ?? from, from)
+            return [.send(.replay(from: from))]
         case .shutdown:
             // Keep what was already released, also when the run ends early.
             return [.closeOutput] + dropUnreleased() + [.finish(status: 0, finalHeartbeat: true)]
@@ -179,6 +187,11 @@ public struct SinkMachine<Payload> {
             if counters.implausibleStamps <= 5 || counters.implausibleStamps.isMultiple(of: 1000) {
                 actions.append(.log(.warning, "batch \(header.batchSequence) carries implausible timestamps (created \(header.created), arrived \(arrival.arrived)); \(counters.implausibleStamps) such so far, left out of latency and throughput"))
             }
+        }
+        if let replayedFrom, header.batchSequence >= replayedFrom, reorder.has(header.batchSequence) {
+            // Sent again on a replay while the first copy got through: expected, dropped quietly.
+            counters.replayed += 1
+            return actions
         }
         let duplicatesBefore = reorder.duplicates
         let held = Held(release: SinkRelease(payload: arrival.payload, keys: keys, firstWindow: header.firstWindow), latency: latency)
@@ -248,6 +261,7 @@ public struct SinkMachine<Payload> {
         summary.rejected = counters.rejected
         summary.drops = counters.drops
         summary.implausibleStamps = counters.implausibleStamps
+        summary.replayedCopies = counters.replayed
         latencyMilliseconds.sort()
         summary.latencyP50Milliseconds = nearestRank(0.5, of: latencyMilliseconds) ?? 0
         summary.latencyP99Milliseconds = nearestRank(0.99, of: latencyMilliseconds) ?? 0

@@ -39,6 +39,8 @@ public enum SourceAction {
     /// Send the batch, waiting while the first stage is full; control messages that come
     /// meanwhile go to this same machine.
     case send(SourceBatch)
+    /// Send a kept batch again (a replay), as `send` does.
+    case resend(SourceBatch)
     case sendControl(ControlMessage)
     /// Spread batches over this new replica of the first stage too.
     case connectReplica(endpoint: String)
@@ -61,10 +63,22 @@ public enum SourceAction {
 /// Batches are made one window at a time, so a mark handled while an earlier batch waits to
 /// be sent answers the batch the next window will go into: every batch made before the mark
 /// carries the old epoch, every one made after it the new.
+///
+/// Every batch sent is kept until the sink has released it (`released`), so that when a stage
+/// process dies the batches lost with it can be sent again (`replay`). The kept batches are
+/// bounded in bytes: once the bound is reached the source stops reading its feed until
+/// releases make room (backpressure, never a drop).
 public struct SourceMachine {
     private var batcher: MicroBatcher?
     private var inputName = ""
     private var nanPolicy = NaNPolicy.reject
+    /// Batches sent and not yet released by the sink, oldest first, numbered consecutively.
+    private var kept: [SourceBatch] = []
+    private var keptStart = 0
+    public private(set) var keptBytes = 0
+    private var replayBytes = SourceAssignment.defaultReplayBytes
+    /// Batches sent again on replays, for the counters.
+    public private(set) var replayed = 0
     public private(set) var epoch: UInt32 = 0
     /// The controller said start: the shell reads the feed.
     public private(set) var isStreaming = false
@@ -78,8 +92,15 @@ public struct SourceMachine {
     /// The next batch to be made (the one a mark answered now would name).
     public var nextBatch: UInt64 { batcher?.nextBatch ?? 0 }
 
-    /// Whether the shell should read the feed now.
-    public var readsInput: Bool { isStreaming && !inputFinished && batcher != nil }
+    /// Whether the shell should read the feed now: not while the replay buffer is full.
+    public var readsInput: Bool { isStreaming && !inputFinished && batcher != nil && !replayBufferFull }
+
+    /// The kept batches fill their bound: no window is taken until the sink releases some.
+    /// A stop still ends the input (its last partial batch is kept beyond the bound).
+    public var replayBufferFull: Bool { keptBytes >= replayBytes && !stopRequested }
+
+    /// Batches kept for replay.
+    public var keptCount: Int { kept.count - keptStart }
 
     /// When pending windows must go out at the latest: the shell ticks by then.
     public var deadline: Double? { batcher?.deadline }
@@ -95,7 +116,7 @@ public struct SourceMachine {
         case .tick(let now):
             // After the end, input still arriving is taken off the feed and counted as dropped.
             if inputFinished { return [.discardLateInput] }
-            return batcher?.flushIfDue(now: now).map { [.send(stamped($0))] } ?? []
+            return batcher?.flushIfDue(now: now).map { [send(stamped($0))] } ?? []
         }
     }
 
@@ -113,6 +134,11 @@ public struct SourceMachine {
             epoch = newEpoch
             return [.sendControl(.marked(Mark(epoch: newEpoch, firstBatch: nextBatch)))]
         case .connect(let endpoint): return [.connectReplica(endpoint: endpoint)]
+        case .released(let upTo):
+            release(upTo: upTo)
+            return []
+        case .replay(let from):
+            return replay(from: from)
         case .shutdown:
             // What reached the feed too late is counted, not silently left there.
             return [.discardLateInput, .finish]
@@ -128,6 +154,7 @@ public struct SourceMachine {
         inputName = assignment.inputName
         nanPolicy = assignment.nanPolicy
         epoch = assignment.epoch
+        replayBytes = max(assignment.replayBytes, 1)
         return [.sendControl(.ready)]
     }
 
@@ -138,13 +165,13 @@ public struct SourceMachine {
             return [.drop(count: 1, unit: .window, reason: .nonFinite,
                           detail: "sensor '\(window.key.sensor.prefix(64))' at \(window.key.start): value \(window.values[bad]) at position \(bad) (source.nan_policy: reject)")]
         }
-        return batcher?.add(window, now: now).map { [.send(stamped($0))] } ?? []
+        return batcher?.add(window, now: now).map { [send(stamped($0))] } ?? []
     }
 
     private mutating func endInput(samplesInNoWindow: Int) -> [SourceAction] {
         guard !inputFinished, batcher != nil else { return [] }
         var actions: [SourceAction] = []
-        if let last = batcher?.flush() { actions.append(.send(stamped(last))) }
+        if let last = batcher?.flush() { actions.append(send(stamped(last))) }
         inputFinished = true
         // Samples sent but in no window: the model never saw them, so they are counted.
         if samplesInNoWindow > 0 {
@@ -155,6 +182,41 @@ public struct SourceMachine {
         actions.append(.sendControl(.sourceDone(done)))
         actions.append(.log(.info, "input finished: \(done.windows) windows in \(done.batches) batches"))
         return actions
+    }
+
+    /// Sends a new batch and keeps it for replay.
+    private mutating func send(_ batch: SourceBatch) -> SourceAction {
+        kept.append(batch)
+        keptBytes += batch.input.byteCount
+        return .send(batch)
+    }
+
+    private mutating func release(upTo: UInt64) {
+        while keptStart < kept.count, kept[keptStart].batchSequence < upTo {
+            keptBytes -= kept[keptStart].input.byteCount
+            keptStart += 1
+        }
+        // Compact now and then rather than shift the array on every release.
+        if keptStart > 64 && keptStart * 2 > kept.count {
+            kept.removeFirst(keptStart)
+            keptStart = 0
+        }
+    }
+
+    /// Every kept batch from `from` on, again, in order. Each restarts at cursor 0 (the shell
+    /// sends every batch so) and carries the epoch in force now: it is routed and run under the
+    /// plan in force as it is sent again, exactly as a batch made now would be, so the cursor
+    /// rule holds for it whatever plan it was first sent under.
+    private mutating func replay(from: UInt64) -> [SourceAction] {
+        // Batches before `from` were released: the sink has them, so they are dropped here too.
+        release(upTo: from)
+        let again = kept[keptStart...].map { batch -> SourceAction in
+            var batch = batch
+            batch.epoch = epoch
+            return .resend(batch)
+        }
+        replayed += again.count
+        return [.log(.info, "replaying \(again.count) batches from batch \(from)")] + again
     }
 
     private func stamped(_ ready: ReadyBatch) -> SourceBatch {

@@ -74,8 +74,9 @@ public enum StageEvent: Equatable, Sendable {
     case assignmentFailed(String)
     /// A background load finished (`failure` says why it did not), in the order the loads were asked for.
     case weightsLoaded(layers: Range<Int>, acking: UInt32?, failure: String?)
-    /// A batch arrived with its cursor at layer `cursor`; the machine answers run, pass through or reject.
-    case batch(sequence: UInt64, cursor: Int)
+    /// A batch arrived with its cursor at layer `cursor`, sent under plan `epoch` (nil: not
+    /// told); the machine answers run, pass through or reject.
+    case batch(sequence: UInt64, cursor: Int, epoch: UInt32? = nil)
     case stopSignal
 }
 
@@ -134,12 +135,20 @@ public struct StageMachine: Equatable, Sendable {
             guard loaded == layers?.held else { return [] }  // superseded: a later load brings what must be held
             executorLayers = loaded
             return [.install(layers: loaded)] + (acking.map { [.send(.prepared(epoch: $0))] } ?? [])
-        case .batch(let sequence, let cursor):
+        case .batch(let sequence, let cursor, let epoch):
             guard let layers else { return [.reject(.notAssigned, "no assignment yet")] }
             switch layers.decide(cursor: cursor) {
             case .run(let range): return [.run(range)]
             case .passThrough: return [.passThrough]
-            case .reject(let reason): return [.reject(.misrouted, "batch \(sequence): \(reason)")]
+            case .reject(let reason):
+                // The two-phase move keeps every batch of a live plan runnable; one sent under an
+                // older plan that cannot run is a copy left over from before a stage died (a
+                // process started in its place holds only the plan in force): the replay that
+                // followed the death resends it, or the sink released it already.
+                if let epoch, epoch < layers.epoch {
+                    return [.reject(.superseded, "batch \(sequence) of epoch \(epoch): \(reason)")]
+                }
+                return [.reject(.misrouted, "batch \(sequence): \(reason)")]
             }
         case .stopSignal:
             return [.finish(status: 0, finalHeartbeat: true)]
