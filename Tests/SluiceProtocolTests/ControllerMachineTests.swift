@@ -355,3 +355,20 @@ private func growingController(timeout: Double = 5, warmup: Double = 0, cores: I
     #expect(controller.phase == .running && controller.coordinator?.isGrowing == false)
     #expect(controller.stageInstances == [["stage-0"], ["stage-1"]])
 }
+
+/// A role of another release would misread the assignments, or be misread: it is refused by
+/// name when it says hello, and the run waits for one that speaks this controller's messages.
+@Test func aRoleOfAnotherReleaseIsRefusedAtHello() {
+    var controller = machine()
+    _ = controller.handle(.tick(now: 0))
+    for name in roles.dropLast() { _ = controller.handle(.received(from: name, .hello(Hello(role: .stage, name: name, pid: 1, host: "h")))) }
+    for old in [nil, ControlMessage.revision - 1, ControlMessage.revision + 1] as [Int?] {
+        let refused = controller.handle(.received(from: "sink", .hello(Hello(role: .sink, name: "sink", pid: 7, host: "h", revision: old))))
+        #expect(sends(refused) == ["sink:shutdown"], "revision \(String(describing: old))")
+        #expect(refused.contains { if case .log(let text) = $0 { return text.contains("same Sluice release") } else { return false } })
+        #expect(controller.phase == .registering)
+    }
+    let taken = controller.handle(.received(from: "sink", .hello(Hello(role: .sink, name: "sink", pid: 8, host: "h"))))
+    #expect(Set(sends(taken)) == Set(roles.map { "\($0):shutdown" }))   // the stand-in assignments
+    #expect(controller.phase == .preparing)
+}

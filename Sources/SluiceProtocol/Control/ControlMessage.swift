@@ -12,8 +12,11 @@ public struct Hello: Codable, Equatable, Sendable {
     public var name: String
     public var pid: Int32
     public var host: String
-    public init(role: RoleKind, name: String, pid: Int32, host: String) {
-        self.role = role; self.name = name; self.pid = pid; self.host = host
+    /// The control messages' layout the role speaks (`ControlMessage.revision`); absent from
+    /// releases before 0.2.
+    public var revision: Int?
+    public init(role: RoleKind, name: String, pid: Int32, host: String, revision: Int? = ControlMessage.revision) {
+        self.role = role; self.name = name; self.pid = pid; self.host = host; self.revision = revision
     }
 }
 
@@ -368,6 +371,11 @@ extension ControlMessage: Codable {
         encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         return (try? encoder.encode(self)).map { Array($0) } ?? []
     }
+
+    /// The layout of the control messages' bodies, raised with any change to one. A role
+    /// says it in its hello; the controller takes only roles that speak its own (2: Sluice 0.2,
+    /// windows and layer spans; 0.1's hello says none).
+    public static let revision = 2
 
     public static func decode(_ bytes: UnsafeRawBufferPointer) throws -> ControlMessage {
         do {
