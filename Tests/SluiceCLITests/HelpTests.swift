@@ -94,7 +94,7 @@ extension MultiProcess {
         ]
 
         static func workspace() throws -> String {
-            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-examples-\(UUID().uuidString)").path
+            let folder = testFolder.appendingPathComponent("sluice-examples-\(UUID().uuidString)").path
             let pipelines = folder + "/pipelines"
             try FileManager.default.createDirectory(atPath: pipelines, withIntermediateDirectories: true)
             try FileManager.default.createSymbolicLink(atPath: folder + "/Tests", withDestinationPath: packageRoot.path + "/Tests")

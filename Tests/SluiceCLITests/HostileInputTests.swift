@@ -81,7 +81,7 @@ import SluiceTransport
     /// Windows of 2^20 × 6 values in batches of 1,024 are a tensor of 2^32.6 elements, which no
     /// stage would take: refused with the key to change, before anything runs.
     @Test func batchesTooLargeForTheWireAreRefusedByValidate() throws {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-hostile-\(UUID().uuidString)")
+        let folder = testFolder.appendingPathComponent("sluice-hostile-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
         var model = Onnx_ModelProto()
@@ -123,7 +123,7 @@ import SluiceTransport
     }
 
     @Test func inspectRefusesExternalDataOutsideTheModelsFolderSayingNothingOfIt() throws {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-hostile-\(UUID().uuidString)")
+        let folder = testFolder.appendingPathComponent("sluice-hostile-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
         var w = Onnx_TensorProto()

@@ -72,6 +72,7 @@ extension MultiProcess {
         @Test(.enabled(if: getuid() == 0, "mknod needs root"))
         func aSinkOnADeviceAndAReportOnASymlinkAreWrittenInPlace() throws {
             let folder = try FileNodes.temporaryFolder()
+            defer { try? FileManager.default.removeItem(atPath: folder) }
             let node = try FileNodes.nullNode(in: folder)
             let target = folder + "/report-target.json"
             let link = folder + "/report.json"
@@ -89,6 +90,7 @@ extension MultiProcess {
 
         @Test func aSinkOnANamedPipeWritesIntoThePipe() throws {
             let folder = try FileNodes.temporaryFolder()
+            defer { try? FileManager.default.removeItem(atPath: folder) }
             let fifo = folder + "/predictions.jsonl"
             try #require(mkfifo(fifo, 0o600) == 0)
             let reader = Outputs.PipeReader(fifo)
@@ -104,6 +106,7 @@ extension MultiProcess {
         @Test(.enabled(if: getuid() == 0, "mknod needs root"))
         func profileWritesItsTraceAndChartInPlace() throws {
             let folder = try FileNodes.temporaryFolder()
+            defer { try? FileManager.default.removeItem(atPath: folder) }
             let node = try FileNodes.nullNode(in: folder)
             let target = folder + "/trace-target.json"
             let link = folder + "/trace.json"
@@ -120,7 +123,9 @@ extension MultiProcess {
         }
 
         @Test func anNpySinkOnANamedPipeIsRefusedWithTheReason() throws {
-            let fifo = try FileNodes.temporaryFolder() + "/scores.npy"
+            let folder = try FileNodes.temporaryFolder()
+            defer { try? FileManager.default.removeItem(atPath: folder) }
+            let fifo = folder + "/scores.npy"
             try #require(mkfifo(fifo, 0o600) == 0)
             let file = try Outputs.tensorsPipeline(sink: "  type: npy\n  path: \(fifo)")
             let result = try sluice("validate", file)
@@ -134,6 +139,7 @@ extension MultiProcess {
         @Test(arguments: [SinkKind.jsonl, SinkKind.npy])
         func predictionsReachTheFileWhileTheRunGoes(kind: SinkKind) throws {
             let folder = try FileNodes.temporaryFolder()
+            defer { try? FileManager.default.removeItem(atPath: folder) }
             let output = folder + (kind == .jsonl ? "/live.jsonl" : "/live.npy")
             let port = kind == .jsonl ? 6700 : 6710
             let file = try writePipeline("""

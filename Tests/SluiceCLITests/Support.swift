@@ -7,6 +7,21 @@ let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().de
 func fixture(_ name: String) -> String { packageRoot.appendingPathComponent("Tests/Fixtures/\(name)").path }
 func pipelineFile(_ name: String) -> String { packageRoot.appendingPathComponent("pipelines/\(name)").path }
 
+/// Where every file these tests make goes: one folder per test process. Folders of earlier
+/// runs whose process is gone are removed first, so runs leave no trail in the temporary folder.
+let testFolder: URL = {
+    let base = FileManager.default.temporaryDirectory
+    let prefix = "sluice-cli-tests-"
+    for name in (try? FileManager.default.contentsOfDirectory(atPath: base.path)) ?? [] where name.hasPrefix(prefix) {
+        if let pid = Int32(name.dropFirst(prefix.count)), kill(pid, 0) != 0, errno == ESRCH {
+            try? FileManager.default.removeItem(at: base.appendingPathComponent(name))
+        }
+    }
+    let folder = base.appendingPathComponent(prefix + "\(getpid())")
+    try? FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    return folder
+}()
+
 /// The built `sluice` binary (`swift build` puts it beside the test bundle).
 let sluiceBinary: String = {
     if let path = ProcessInfo.processInfo.environment["SLUICE_BINARY"] { return path }
@@ -27,7 +42,7 @@ final class Running {
     let errPath: String
 
     init(_ arguments: [String]) throws {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-cli-\(UUID().uuidString)")
+        let folder = testFolder.appendingPathComponent("sluice-cli-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         outPath = folder.appendingPathComponent("stdout").path
         errPath = folder.appendingPathComponent("stderr").path
@@ -76,7 +91,7 @@ func sluice(_ arguments: String..., timeout: Double = 120) throws -> Finished {
 
 /// Writes a pipeline file into a fresh folder; `{root}` in the text becomes the package root.
 func writePipeline(_ yaml: String) throws -> String {
-    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-pipeline-\(UUID().uuidString)")
+    let folder = testFolder.appendingPathComponent("sluice-pipeline-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
     let path = folder.appendingPathComponent("pipeline.yaml").path
     try yaml.replacingOccurrences(of: "{root}", with: packageRoot.path).write(toFile: path, atomically: true, encoding: .utf8)
@@ -84,7 +99,7 @@ func writePipeline(_ yaml: String) throws -> String {
 }
 
 func temporaryPath(_ name: String) -> String {
-    FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(UUID().uuidString)-\(name)").path
+    testFolder.appendingPathComponent("sluice-\(UUID().uuidString)-\(name)").path
 }
 
 /// PIDs of live processes whose command line contains `needle`.

@@ -8,6 +8,7 @@ private func parse(_ yaml: String) throws -> PipelineConfig {
     try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
     _ = FileManager.default.createFile(atPath: folder.appendingPathComponent("m.onnx").path, contents: Data())
     _ = FileManager.default.createFile(atPath: folder.appendingPathComponent("rec.csv").path, contents: Data())
+    defer { try? FileManager.default.removeItem(at: folder) }
     let file = folder.appendingPathComponent("p.yaml").path
     try yaml.write(toFile: file, atomically: true, encoding: .utf8)
     return try PipelineConfig.load(path: file)

@@ -10,7 +10,9 @@ import Testing
     /// the system's /dev/null.
     @Test(.enabled(if: getuid() == 0, "mknod needs root"))
     func aCharacterDeviceIsWrittenNotReplaced() throws {
-        let node = try FileNodes.nullNode(in: FileNodes.temporaryFolder())
+        let folder = try FileNodes.temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let node = try FileNodes.nullNode(in: folder)
         try OutputFile.write(Data("predictions\n".utf8), to: node)
         try NPY.write(Tensor(shape: [2], floats: [1, 2]), path: node)
         #expect(FileNodes.isNullNode(node))
@@ -18,7 +20,9 @@ import Testing
     }
 
     @Test func aNamedPipeIsWrittenNotReplaced() throws {
-        let fifo = try FileNodes.temporaryFolder() + "/pipe"
+        let folder = try FileNodes.temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let fifo = folder + "/pipe"
         try #require(mkfifo(fifo, 0o600) == 0)
         let payload = Data((0..<200_000).map { UInt8($0 % 251) })
         // The reader: opening a FIFO for reading waits for the writer, and the reverse.
@@ -50,6 +54,7 @@ import Testing
 
     @Test func aSymlinkStaysAndItsTargetIsTruncatedAndWritten() throws {
         let folder = try FileNodes.temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
         let target = folder + "/target.jsonl"
         let link = folder + "/link.jsonl"
         try Data("an older and longer content\n".utf8).write(to: URL(fileURLWithPath: target))
@@ -64,7 +69,9 @@ import Testing
     }
 
     @Test func npyRowsStreamedInBlocksEqualTheWholeArray() throws {
-        let path = try FileNodes.temporaryFolder() + "/rows.npy"
+        let folder = try FileNodes.temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let path = folder + "/rows.npy"
         let blocks = [Tensor(shape: [2, 4], floats: (0..<8).map(Float.init)), Tensor(shape: [0, 4], floats: []),
                       Tensor(shape: [5, 4], floats: (0..<20).map { Float($0) * -0.5 })]
         let writer = try NPYRowWriter(path: path)
@@ -79,20 +86,26 @@ import Testing
     }
 
     @Test func npyRowsOfAnotherShapeOrTypeAreRefused() throws {
-        let writer = try NPYRowWriter(path: try FileNodes.temporaryFolder() + "/rows.npy")
+        let folder = try FileNodes.temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let writer = try NPYRowWriter(path: folder + "/rows.npy")
         try writer.append(Tensor(shape: [1, 4], floats: [1, 2, 3, 4]))
         #expect(throws: OutputFileError.self) { try writer.append(Tensor(shape: [1, 3], floats: [1, 2, 3])) }
         #expect(throws: OutputFileError.self) { try writer.append(Tensor(zeros: .int64, shape: [1, 4])) }
     }
 
     @Test func npyWithNoRowsIsAnEmptyArray() throws {
-        let path = try FileNodes.temporaryFolder() + "/empty.npy"
+        let folder = try FileNodes.temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let path = folder + "/empty.npy"
         try NPYRowWriter(path: path).finish()
         #expect(try NPY.read(path: path).shape == [0])
     }
 
     @Test func npyIsRefusedForANamedPipeWhichStaysOne() throws {
-        let fifo = try FileNodes.temporaryFolder() + "/pipe.npy"
+        let folder = try FileNodes.temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let fifo = folder + "/pipe.npy"
         try #require(mkfifo(fifo, 0o600) == 0)
         // Someone must hold the read end, or opening the write end waits forever.
         let reader = open(fifo, O_RDONLY | O_NONBLOCK)

@@ -7,7 +7,7 @@ public enum FileNodes {
         public let description: String
     }
 
-    /// A new empty folder in the temporary folder; the caller may leave it there.
+    /// A new empty folder in the temporary folder; the caller removes it.
     public static func temporaryFolder() throws -> String {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-nodes-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
