@@ -1,13 +1,5 @@
 import SluiceConfig
 
-/// Compute time spent on one layer.
-public struct LayerTiming: Codable, Equatable, Sendable {
-    public var layer: Int
-    public var seconds: Double
-    public var windows: Int
-    public init(layer: Int, seconds: Double, windows: Int) { self.layer = layer; self.seconds = seconds; self.windows = windows }
-}
-
 /// The controller's live model of the pipeline, built from stage heartbeats: what each layer
 /// costs per window, and how fast each stage runs relative to its own compute.
 public struct CostModel: Sendable, Equatable {
