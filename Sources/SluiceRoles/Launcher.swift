@@ -51,10 +51,21 @@ public final class Launcher {
         return name == base || (name.hasPrefix(base + "-") && name.count == base.count + 7)
     }
 
+    /// Removes a run folder once its run is over: the ipc sockets left in it (a process that
+    /// died leaves its own), then the folder if that empties it. Anything else found there is
+    /// not the run's, and stays, with the folder around it.
+    public static func removeRunDirectory(_ path: String) {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [] where name.hasSuffix(".ipc") {
+            var info = stat()
+            let entry = path + "/" + name
+            if lstat(entry, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK { unlink(entry) }
+        }
+        rmdir(path)
+    }
+
     public func run() throws -> Int32 {
         let runDirectory = try Self.makeRunDirectory()
-        // Made here, private to this run: removing it removes nothing of anyone else's.
-        defer { try? FileManager.default.removeItem(atPath: runDirectory) }
+        defer { Self.removeRunDirectory(runDirectory) }
         let endpoints = plan.endpoints(runDirectory: runDirectory)
 
         let controllerArguments = ["controller", pipelineFile, "--control", endpoints.control, "--managed",

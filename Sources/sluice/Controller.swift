@@ -55,7 +55,7 @@ extension Sluice {
             // nobody else will remove it. Only a folder the launcher made is removed.
             defer {
                 if managed, StopSignal.launcherDied, Launcher.isRunDirectory(directory, madeBy: launcher) {
-                    try? FileManager.default.removeItem(atPath: directory)
+                    Launcher.removeRunDirectory(directory)
                 }
             }
             let result: (report: RunReport, exitCode: Int32)

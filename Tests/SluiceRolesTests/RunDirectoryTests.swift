@@ -40,3 +40,26 @@ import Testing
         #expect(!Launcher.isRunDirectory(other, madeBy: 42, in: parent), "\(other)")
     }
 }
+
+/// Removing a run folder removes the ipc sockets the run left and the folder; a file of any
+/// other kind found there is not the run's: it stays, and so does the folder.
+@Test func removingARunFolderTakesOnlyItsSockets() throws {
+    let parent = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-rundir-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: parent) }
+    let run = try Launcher.makeRunDirectory(base: parent + "/sluice-42")
+    #expect(mknod(run + "/stage-0.ipc", S_IFSOCK | 0o600, 0) == 0)
+    #expect(mknod(run + "/sink.ipc", S_IFSOCK | 0o600, 0) == 0)
+    Launcher.removeRunDirectory(run)
+    #expect(!FileManager.default.fileExists(atPath: run), "the emptied run folder stayed")
+
+    let other = try Launcher.makeRunDirectory(base: parent + "/sluice-43")
+    #expect(mknod(other + "/control.ipc", S_IFSOCK | 0o600, 0) == 0)
+    #expect(mkfifo(other + "/stage-1.ipc", 0o600) == 0)
+    try "notes".write(toFile: other + "/notes.txt", atomically: false, encoding: .utf8)
+    Launcher.removeRunDirectory(other)
+    #expect(!FileManager.default.fileExists(atPath: other + "/control.ipc"))
+    var info = stat()
+    #expect(lstat(other + "/stage-1.ipc", &info) == 0 && info.st_mode & S_IFMT == S_IFIFO, "a FIFO that was not the run's was removed")
+    #expect(FileManager.default.contents(atPath: other + "/notes.txt") == Data("notes".utf8))
+}
