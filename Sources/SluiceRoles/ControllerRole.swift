@@ -104,7 +104,8 @@ public final class ControllerRole {
                 let known = machine.knows(sender)
                 if known { observer.received(message, from: sender) }
                 if known, case .heartbeat(let counters) = message { metricsCut.record(counters, from: sender) }
-                if known, case .hello(let hello) = message { processWatch.watch(sender, hello) }
+                // A process refused for its release is not the role: its exit is no death of one.
+                if known, case .hello(let hello) = message, hello.speaksThisRevision { processWatch.watch(sender, hello) }
                 var actions = machine.handle(.received(from: sender, message))
                 if !known {
                     // Still answered (a stage started by hand under a wrong name learns so), but

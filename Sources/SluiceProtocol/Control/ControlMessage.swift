@@ -18,6 +18,9 @@ public struct Hello: Codable, Equatable, Sendable {
     public init(role: RoleKind, name: String, pid: Int32, host: String, revision: Int? = ControlMessage.revision) {
         self.role = role; self.name = name; self.pid = pid; self.host = host; self.revision = revision
     }
+
+    /// Whether the role speaks this release's control messages: the only roles a controller takes.
+    public var speaksThisRevision: Bool { revision == ControlMessage.revision }
 }
 
 /// Timing shared by every role: how often to report, when to give the controller up for dead.

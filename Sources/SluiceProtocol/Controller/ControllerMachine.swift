@@ -188,7 +188,7 @@ public struct ControllerMachine {
 
     private mutating func receive(_ message: ControlMessage, from name: String) -> [ControllerAction] {
         switch message {
-        case .hello(let hello) where hello.revision != ControlMessage.revision:
+        case .hello(let hello) where !hello.speaksThisRevision:
             // Its messages would fail to decode here, or ours there: refuse it by name at once.
             let speaks = hello.revision.map { "control revision \($0)" } ?? "the control messages of a release before 0.2"
             let reason = "this controller speaks control revision \(ControlMessage.revision); \(name) speaks \(speaks): run the same Sluice release everywhere"
