@@ -61,6 +61,9 @@ public struct RunReport: Codable {
     /// Stage processes that died during the run, what was started in their place, and what the
     /// source replayed; absent when none died.
     public var recovery: RecoveryCounts?
+    /// The sink was started again and could not read back its output (standard output, a
+    /// pipe): windows from this `window_seq` on, up to where the dead sink stopped, may be in it twice.
+    public var windowsMayRepeatFrom: UInt64?
 
     /// - Parameters:
     ///   - profile: the run's profile at its end.
@@ -106,6 +109,7 @@ public struct RunReport: Codable {
         if !controllerDrops.isEmpty { dropped["controller", default: DropCounts()].add(controllerDrops) }
         self.dropped = dropped
         implausibleStamps = max(sink.implausibleStamps, counters["sink"]?.implausibleStamps ?? 0)
+        windowsMayRepeatFrom = sink.mayRepeatFrom
         labelled = sink.labelled
         correct = sink.correct
         // From the first batch's creation at the source to the last output at the sink.
@@ -205,6 +209,7 @@ public struct RunReport: Codable {
         dropped = try c.decodeIfPresent([String: DropCounts].self, forKey: .dropped)
         implausibleStamps = try c.decodeIfPresent(Int.self, forKey: .implausibleStamps)
         recovery = try c.decodeIfPresent(RecoveryCounts.self, forKey: .recovery)
+        windowsMayRepeatFrom = try c.decodeIfPresent(UInt64.self, forKey: .windowsMayRepeatFrom)
         var entries = try c.nestedUnkeyedContainer(forKey: .stages)
         var stages: [StageProfile] = []
         while !entries.isAtEnd {
@@ -225,7 +230,7 @@ public struct RunReport: Codable {
     public var text: String {
         var lines: [String] = []
         let inText = windowsIn.map(String.init) ?? "?"
-        let intact = nothingLost && duplicatesDropped == 0
+        let intact = nothingLost && duplicatesDropped == 0 && windowsMayRepeatFrom == nil
         let final = windowsOutFinal ?? true
         let outText = final ? "\(windowsOut)" : "at least \(windowsOut)"
         lines.append("sluice: \(pipeline) \(outcome): \(inText) windows in, \(outText) out\(intact ? " (in order, none lost or duplicated)" : "")")
@@ -241,8 +246,11 @@ public struct RunReport: Codable {
         if rejected > 0, (dropped ?? [:]).isEmpty {
             lines.append("  dropped      \(rejected) malformed or misrouted messages")
         }
+        if let windowsMayRepeatFrom {
+            lines.append("  repeated?    the sink was started again and cannot read back its output: windows from window_seq \(windowsMayRepeatFrom) on, up to where the dead sink stopped, may be in it twice")
+        }
         if let recovery {
-            lines.append("  recovered    \(recovery.deaths) stage process\(recovery.deaths == 1 ? "" : "es") died: \(recovery.restarts) restarted, "
+            lines.append("  recovered    \(recovery.deaths) process\(recovery.deaths == 1 ? "" : "es") died: \(recovery.restarts) restarted, "
                 + "\(recovery.replays) replay\(recovery.replays == 1 ? "" : "s") of \(recovery.replayedBatches) batches from the source")
         }
         if let implausibleStamps, implausibleStamps > 0 {

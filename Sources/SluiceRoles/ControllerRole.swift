@@ -131,7 +131,7 @@ public final class ControllerRole {
             case .log(let text):
                 logger.info("\(text)")
             case .spawn(let role):
-                startStage(role)
+                start(role)
             case .addReplica:
                 break  // the machine turns these into `spawn`
             case .finish(let result):
@@ -141,8 +141,10 @@ public final class ControllerRole {
         return outcome
     }
 
-    private func startStage(_ role: String) {
-        let arguments = ["stage", "--controller", endpoints.control, "--name", role]
+    private func start(_ role: String) {
+        // The launcher names the source and sink after their subcommands.
+        let command = StageInstance.stage(of: role) != nil ? "stage" : role
+        let arguments = [command, "--controller", endpoints.control, "--name", role]
         guard spawnStages else {
             logger.warning("\(role) is wanted (a replica, or in place of a dead process): start `sluice \(arguments.joined(separator: " "))` (the controller waits \(Int(plan.config.controller.timeoutSeconds * 3)) s)")
             return

@@ -24,7 +24,13 @@ final class PredictionWriter {
     /// Flush before the buffer grows past this, whatever the delay.
     private static let bufferLimit = 64 << 10
 
-    init(config: SinkConfig, classes: [String]) throws {
+    /// For a sink that takes over from a dead one: the windows its output holds (nil where that
+    /// cannot be read back: standard output, a pipe, a device).
+    let windowsHeld: UInt64?
+
+    /// `resuming`: a sink started in place of a dead one keeps what the output holds, cutting
+    /// off a partly written last line or row, and writes after it.
+    init(config: SinkConfig, classes: [String], resuming: Bool = false) throws {
         self.config = config
         self.classes = classes
         maxDelaySeconds = max(0, config.maxDelayMilliseconds) / 1000
@@ -34,17 +40,61 @@ final class PredictionWriter {
             if config.path != "-", stat(config.path, &info) == 0, (info.st_mode & S_IFMT) == S_IFIFO {
                 makeLogger("sink").info("waiting for a reader to open the named pipe \(config.path)")
             }
-            lines = try OutputFile(path: config.path)
+            let file = try OutputFile(path: config.path, keepingContents: resuming)
+            lines = file
             rows = nil
+            windowsHeld = resuming && file.isRegularFile ? try Self.takeUpLines(file) : nil
         case .npy:
             lines = nil
-            rows = try NPYRowWriter(path: config.path)
+            let writer = try NPYRowWriter(path: config.path, resuming: resuming)
+            rows = writer
+            windowsHeld = resuming ? UInt64(writer.rows) : nil
         }
     }
 
-    /// Writes one batch; returns the predicted class name per window where classes are known.
+    /// The windows a JSON-lines file holds: one past the `window_seq` of its last whole line
+    /// (windows are numbered from 0 and written in order, each once). A partly written last
+    /// line is cut off. Only the file's end is read: an output may be days long.
+    private static func takeUpLines(_ file: OutputFile) throws -> UInt64 {
+        guard let length = file.length(), length > 0 else { return 0 }
+        let longestLine = 1 << 24
+        var chunk = 1 << 16
+        while true {
+            let start = max(0, length - chunk)
+            let tail = try file.read(at: start, count: length - start)
+            guard let lastEnd = tail.lastIndex(of: UInt8(ascii: "\n")) else {
+                if start == 0 {
+                    try file.truncate(to: 0)
+                    return 0
+                }
+                guard chunk < longestLine else { break }
+                chunk *= 4
+                continue
+            }
+            let lineStart = tail[..<lastEnd].lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 }
+            guard lineStart != nil || start == 0 else {
+                guard chunk < longestLine else { break }
+                chunk *= 4
+                continue
+            }
+            let line = tail[(lineStart ?? 0)..<lastEnd]
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any],
+                  let sequence = (object["window_seq"] as? NSNumber).flatMap({ UInt64(exactly: $0.doubleValue) }), sequence < UInt64.max else {
+                throw OutputFileError(path: file.path, reason: "its last line (at byte \(start + (lineStart ?? 0))) is not a prediction with a window_seq, so the stream cannot be taken up after it")
+            }
+            if start + lastEnd + 1 < length { try file.truncate(to: start + lastEnd + 1) }
+            return sequence + 1
+        }
+        throw OutputFileError(path: file.path, reason: "its last line is over \(longestLine) bytes long: not a prediction Sluice wrote")
+    }
+
+    /// Whether everything written so far has left the process.
+    var isFlushed: Bool { buffer.isEmpty }
+
+    /// Writes one batch, except its first `alreadyOut` rows (the output holds them already);
+    /// returns the predicted class name per window, for every row, where classes are known.
     /// A failed write is kept and thrown by the next `flushIfDue` or `finish`.
-    func write(output: Tensor, keys: [WindowKey], firstWindow: UInt64) -> [String?] {
+    func write(output: Tensor, keys: [WindowKey], firstWindow: UInt64, alreadyOut: Int = 0) -> [String?] {
         let rowCount = output.rank >= 1 ? output.shape[0] : 0
         let width = output.elementCount / max(rowCount, 1)
         let values = output.doubles
@@ -60,13 +110,13 @@ final class PredictionWriter {
         guard failure == nil, !finished else { return predicted }
         if let rows {
             do {
-                if rowCount > 0 { try rows.append(output) }
+                if rowCount > alreadyOut { try rows.append(output, fromRow: alreadyOut) }
             } catch {
                 failure = error
             }
             return predicted
         }
-        for (row, key) in keys.enumerated() where row < rowCount {
+        for (row, key) in keys.enumerated() where row < rowCount && row >= alreadyOut {
             var line = "{\"window_seq\":\(firstWindow &+ UInt64(row)),\"sensor\":\(JSONText.string(key.sensor)),\"window_start\":\(format(key.start))"
             if let name = predicted[row] { line += ",\"class\":\(JSONText.string(name))" }
             line += ",\"scores\":["

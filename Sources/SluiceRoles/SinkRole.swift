@@ -57,7 +57,14 @@ public final class SinkRole: PipelineRole, RoleAdapter {
         } catch {
             return perform(machine.handle(.outputFailed("\(error)")))
         }
-        return nil
+        return noteFlush()
+    }
+
+    /// Tells the machine when everything written has left the process: only that is reported
+    /// as written out, which is what the source may forget and a restarted sink resumes after.
+    private func noteFlush() -> RoleExit? {
+        guard writer?.isFlushed == true else { return nil }
+        return perform(machine.handle(.outputFlushed))
     }
 
     func counters(final: Bool) -> RoleCounters? {
@@ -80,7 +87,8 @@ public final class SinkRole: PipelineRole, RoleAdapter {
                 } catch {
                     return perform(machine.handle(.assignmentFailed("\(error)")))
                 }
-                if let exit = perform(machine.handle(.assignmentTaken(at: wallNanos()))) { return exit }
+                if let held = writer?.windowsHeld { logger.info("taking up the stream after the \(held) windows the output holds") }
+                if let exit = perform(machine.handle(.assignmentTaken(at: wallNanos(), outputHolds: writer?.windowsHeld))) { return exit }
             case .release(let release):
                 if let exit = write(release) { return exit }
             case .drop(let batches, let windows, let reason, let detail):
@@ -93,6 +101,7 @@ public final class SinkRole: PipelineRole, RoleAdapter {
                 } catch {
                     return perform(machine.handle(.outputFailed("\(error)")))
                 }
+                if let exit = noteFlush() { return exit }
                 if let exit = perform(machine.handle(.outputFinished)) { return exit }
             case .closeOutput:
                 try? writer?.finish()
@@ -104,7 +113,7 @@ public final class SinkRole: PipelineRole, RoleAdapter {
     }
 
     private func take(_ new: SinkAssignment) throws {
-        writer = try PredictionWriter(config: new.sink, classes: new.classes)
+        writer = try PredictionWriter(config: new.sink, classes: new.classes, resuming: new.resume != nil)
         let socket = try ZMQSocket(shell.context, .pull, lingerMilliseconds: 0, sendHighWaterMark: 2, receiveHighWaterMark: 2)
         try socket.bind(new.pullEndpoint)
         pull = socket
@@ -114,7 +123,8 @@ public final class SinkRole: PipelineRole, RoleAdapter {
     /// Writes a released batch's predictions and tells the machine what was predicted.
     private func write(_ release: SinkRelease<Batch>) -> RoleExit? {
         guard let assignment, let writer, let output = release.payload.tensors[assignment.outputName] else { return nil }
-        let predictions = writer.write(output: output, keys: release.keys, firstWindow: release.firstWindow)
-        return perform(machine.handle(.written(keys: release.keys, predictions: predictions)))
+        let predictions = writer.write(output: output, keys: release.keys, firstWindow: release.firstWindow, alreadyOut: release.alreadyOut)
+        if let exit = perform(machine.handle(.written(keys: release.keys, predictions: predictions))) { return exit }
+        return noteFlush()
     }
 }

@@ -23,7 +23,7 @@ public enum NPY {
     }
 
     /// Checks the magic, version and header dict; every size is checked before it is used.
-    private static func parseHeader(_ bytes: [UInt8], path: String) throws -> (dtype: DType, shape: [Int], dataStart: Int) {
+    static func parseHeader(_ bytes: [UInt8], path: String) throws -> (dtype: DType, shape: [Int], dataStart: Int) {
         guard bytes.count >= 10, Array(bytes[0..<6]) == magic else {
             throw NPYError(path: path, reason: "missing the \\x93NUMPY magic")
         }

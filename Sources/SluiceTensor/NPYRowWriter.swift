@@ -11,24 +11,48 @@ public final class NPYRowWriter {
     private var headerLength = 0
     public private(set) var rows = 0
 
-    public init(path: String) throws {
+    /// `resuming`: keep the rows the file holds (written by an earlier writer that did not
+    /// finish) and append after them; a partly written last row is cut off.
+    public init(path: String, resuming: Bool = false) throws {
         // Checked before opening too: opening a named pipe waits for a reader, maybe for ever.
         var info = stat()
         if stat(path, &info) == 0, (info.st_mode & S_IFMT) != S_IFREG {
             throw OutputFileError(path: path, reason: Self.needsRegularFile)
         }
-        let file = try OutputFile(path: path)
+        let file = try OutputFile(path: path, keepingContents: resuming)
         guard file.isRegularFile else {
             try? file.close()
             throw OutputFileError(path: path, reason: Self.needsRegularFile)
         }
         self.path = path
         self.file = file
+        if resuming { try takeUpRows() }
     }
 
-    /// Appends the rows of `tensor` (its first dimension); every block must match the first's
-    /// dtype and row shape.
-    public func append(_ tensor: Tensor) throws {
+    /// Reads the header an earlier writer left and counts its whole rows.
+    private func takeUpRows() throws {
+        guard let length = file.length(), length > 0 else { return }
+        let (dtype, shape, dataStart) = try NPY.parseHeader(try file.read(at: 0, count: min(length, 1 << 16)), path: path)
+        guard !shape.isEmpty else { throw OutputFileError(path: path, reason: "it holds a scalar, not rows to append to") }
+        let tail = Array(shape.dropFirst())
+        var rowBytes: Int? = dtype.byteSize
+        for dim in tail { rowBytes = rowBytes.flatMap { $0.multipliedReportingOverflow(by: dim) }.flatMap { $0.overflow ? nil : $0.partialValue } }
+        guard let rowBytes, rowBytes > 0, length >= dataStart else {
+            throw OutputFileError(path: path, reason: "its rows of \(dtype)\(tail) cannot be appended to")
+        }
+        let header = Self.header(dtype: dtype, tail: tail, rows: 0, reserving: 0)
+        guard header.count == dataStart else {
+            throw OutputFileError(path: path, reason: "its header was not written by Sluice, so the row count cannot be fixed up")
+        }
+        rows = (length - dataStart) / rowBytes
+        try file.truncate(to: dataStart + rows * rowBytes)
+        layout = (dtype, tail)
+        headerLength = dataStart
+    }
+
+    /// Appends the rows of `tensor` (its first dimension) from row `firstRow` on; every block
+    /// must match the first's dtype and row shape.
+    public func append(_ tensor: Tensor, fromRow firstRow: Int = 0) throws {
         guard tensor.rank >= 1 else { throw OutputFileError(path: path, reason: "a scalar output has no rows to append") }
         let tail = Array(tensor.shape.dropFirst())
         if let layout {
@@ -41,8 +65,10 @@ public final class NPYRowWriter {
             headerLength = header.count
             try file.write(header)
         }
-        try file.write(tensor.storage.bytes, count: tensor.byteCount)
-        rows += tensor.shape[0]
+        let skipped = min(max(firstRow, 0), tensor.shape[0])
+        let rowBytes = tensor.shape[0] > 0 ? tensor.byteCount / tensor.shape[0] : 0
+        try file.write(tensor.storage.bytes + skipped * rowBytes, count: tensor.byteCount - skipped * rowBytes)
+        rows += tensor.shape[0] - skipped
     }
 
     /// Fixes the header's row count and closes the file. With no rows at all, the file holds an

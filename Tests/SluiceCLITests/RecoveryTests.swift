@@ -1,13 +1,14 @@
 import Foundation
 import Testing
+import SluiceTensor
 
-/// Stage processes killed with SIGKILL under `sluice run`, mid-stream and under backlog: the run
-/// goes on, and its outputs are exactly those of one process, in order, each once.
+/// Stage processes and the sink killed with SIGKILL under `sluice run`, mid-stream and under
+/// backlog: the run goes on, and its outputs are exactly those of one process, in order, each once.
 extension MultiProcess {
     @Suite struct RecoveryTests {
         /// A 3-stage run of the quickstart model, one window per batch, whose slow middle stage
         /// has batches queued before it (and in it) when a process is killed.
-        static func pipeline(output: String, replicas: String = "") throws -> String {
+        static func pipeline(output: String, replicas: String = "", sinkType: String = "npy", heartbeatMilliseconds: Int = 100) throws -> String {
             try writePipeline("""
             model:
               path: \(MultiProcess.PipelineTests.cnn)
@@ -26,11 +27,12 @@ extension MultiProcess {
               slowdown: {1: 50.0}
             \(replicas)
             controller:
-              heartbeat_ms: 100
+              heartbeat_ms: \(heartbeatMilliseconds)
               timeout_s: 2
             sink:
-              type: npy
+              type: \(sinkType)
               path: \(output)
+              max_delay_ms: 0
             """)
         }
 
@@ -51,10 +53,13 @@ extension MultiProcess {
 
         /// Runs the pipeline, kills `role` once the sink has written some batches, and checks the
         /// run's outputs and report.
-        static func killMidRun(_ role: String, replicas: String = "", restarted: Int) throws {
-            let output = temporaryPath("scores.npy")
+        static func killMidRun(_ role: String, replicas: String = "", restarted: Int, sinkType: String = "npy") throws {
+            let output = temporaryPath("scores.\(sinkType)")
             let report = temporaryPath("report.json")
-            let run = try Running(["run", try pipeline(output: output, replicas: replicas), "--report", report])
+            // A sink writes every line at once but reports it written only with its next
+            // heartbeat, so the one that takes over finds windows in the output beyond those reported.
+            let heartbeat = role == "sink" ? 500 : 100
+            let run = try Running(["run", try pipeline(output: output, replicas: replicas, sinkType: sinkType, heartbeatMilliseconds: heartbeat), "--report", report])
             let runDirectory = "/tmp/sluice-\(run.pid)/"
             let victim = try #require(pid(of: role, runDirectory: runDirectory), "\(role) never started")
             #expect(run.waitForLog("all roles ready"), "the run never started")
@@ -62,17 +67,36 @@ extension MultiProcess {
             kill(victim, SIGKILL)
             let result = run.wait(timeout: 60)
             #expect(result.status == 0, "\(result.stderr)")
-            #expect(result.stderr.contains("\(role) (stage"), "the death was not logged: \(result.stderr)")
+            #expect(result.stderr.contains(role == "sink" ? "the sink died" : "\(role) (stage"), "the death was not logged: \(result.stderr)")
             // Recovered by the replay after the death, not by the fallback for a sink that stalls.
             #expect(!result.stderr.contains("has released nothing for"), "\(result.stderr)")
-            let json = try MultiProcess.PipelineTests.expectOutputsOfOneProcess(output: output, report: report, hop: 5, stderr: result.stderr).report
+            let npy = sinkType == "npy" ? output : try Self.scoresOfLines(output)
+            let json = try MultiProcess.PipelineTests.expectOutputsOfOneProcess(output: npy, report: report, hop: 5, stderr: result.stderr).report
             let recovery = try #require(json["recovery"] as? [String: Any], "no recovery in the report")
             #expect(recovery["deaths"] as? Int == 1 && recovery["restarts"] as? Int == restarted, "\(recovery)")
             #expect((recovery["replays"] as? Int ?? 0) >= 1, "\(recovery)")
             #expect((recovery["replayedBatches"] as? Int ?? 0) > 0, "killed with nothing in flight: \(recovery)")
             #expect(result.stderr.contains("(in order, none lost or duplicated)"), "\(result.stderr)")
-            #expect(result.stderr.contains("recovered    1 stage process died: \(restarted) restarted"), "\(result.stderr)")
+            #expect(result.stderr.contains("recovered    1 process died: \(restarted) restarted"), "\(result.stderr)")
             #expect(processes(matching: runDirectory).isEmpty, "processes left behind")
+        }
+
+        /// The scores of a JSON-lines output as an .npy file, once its lines are checked to be
+        /// windows 0, 1, 2, … each once, in order.
+        static func scoresOfLines(_ path: String) throws -> String {
+            let text = try String(contentsOfFile: path, encoding: .utf8)
+            var scores: [Float] = []
+            var width = 0
+            for (index, line) in text.split(separator: "\n").enumerated() {
+                let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "line \(index + 1): \(line)")
+                #expect(object["window_seq"] as? Int == index, "line \(index + 1) is window \(object["window_seq"] ?? "?")")
+                let row = try #require(object["scores"] as? [Double], "line \(index + 1) has no scores")
+                width = row.count
+                scores += row.map(Float.init)
+            }
+            let path = temporaryPath("scores-of-lines.npy")
+            try NPY.write(Tensor(shape: [scores.count / max(width, 1), width], floats: scores), path: path)
+            return path
         }
 
         @Test func aKilledStageIsStartedAgainAndTheOutputsEqualOneProcess() throws {
@@ -81,6 +105,17 @@ extension MultiProcess {
 
         @Test func aKilledReplicaLeavesItsSiblingAndTheOutputsEqualOneProcess() throws {
             try Self.killMidRun("stage-1.1", replicas: "  replicas: {1: 2}", restarted: 0)
+        }
+
+        /// The new sink finds the rows the dead one wrote, cuts a partly written one, and
+        /// appends after them; the source sends again what was not written out.
+        @Test func aKilledSinkIsStartedAgainAndAnNPYOutputEqualsOneProcess() throws {
+            try Self.killMidRun("sink", restarted: 1)
+        }
+
+        /// The same from the last whole line of a JSON-lines file: each window once, in order.
+        @Test func aKilledSinkIsStartedAgainAndAJSONLinesOutputEqualsOneProcess() throws {
+            try Self.killMidRun("sink", restarted: 1, sinkType: "jsonl")
         }
     }
 }

@@ -387,7 +387,10 @@ private struct Simulation {
             case .release(let release):
                 released.append(release.payload)
                 perform(sink.handle(.written(keys: release.keys, predictions: release.keys.map { _ in nil })))
+                // A buffered output: what was written leaves the process now and then.
+                if rng.next() % 2 == 0 { perform(sink.handle(.outputFlushed)) }
             case .finishOutput:
+                perform(sink.handle(.outputFlushed))
                 perform(sink.handle(.outputFinished))
             case .send(let message):
                 if case .sinkDone(let summary) = message {

@@ -160,3 +160,54 @@ private func drops(_ actions: [SinkAction<UInt64>]) -> [DropReason] {
     #expect(sink.counters.replayed == 2)
     #expect(sink.counters.drops.count(.batch, .duplicate) == 1)
 }
+
+/// A sink taking over from a dead one that wrote out batches 0..<3 (6 windows, 4 labelled, 3
+/// right), whose output was found to hold 7 windows.
+private func tookOver(outputHolds: UInt64?) -> SinkMachine<UInt64> {
+    var resumed = assignment
+    resumed.resume = SinkOutputState(batches: 3, windows: 6, labelled: 4, correct: 3, firstCreated: 500)
+    var sink = SinkMachine<UInt64>()
+    _ = sink.handle(.control(.assignSink(resumed)))
+    #expect(sink.handle(.assignmentTaken(at: assignedAt, outputHolds: outputHolds)) == [.send(.ready)])
+    return sink
+}
+
+private func alreadyOut(_ actions: [SinkAction<UInt64>]) -> [Int] {
+    actions.compactMap { if case .release(let release) = $0 { return release.alreadyOut } else { return nil } }
+}
+
+@Test func aSinkThatTakesOverStartsAfterWhatWasWrittenOutAndWritesNoWindowTwice() {
+    var sink = tookOver(outputHolds: 7)
+    // A copy of a batch the dead sink wrote out, still in flight: a replayed copy, not a duplicate.
+    let early = sink.handle(arrival(1))
+    #expect(released(early).isEmpty && drops(early).isEmpty)
+    #expect(sink.counters.replayed == 1)
+    // Batch 3 holds windows 6 and 7; the output holds window 6 already.
+    let third = sink.handle(arrival(3))
+    #expect(released(third) == [3] && alreadyOut(third) == [1])
+    #expect(alreadyOut(sink.handle(arrival(4))) == [0])
+    #expect(sink.counters.batches == 5 && sink.counters.windows == 10)
+    // Every window of the released batches is counted, the ones found in the output included.
+    _ = sink.handle(.written(keys: [WindowKey(sensor: "s", start: 0, label: "a"), WindowKey(sensor: "s", start: 1, label: "b")],
+                             predictions: ["a", "a"]))
+    #expect(sink.summary.windows == 8 && sink.summary.labelled == 6 && sink.summary.correct == 4)
+    #expect(sink.counters.output?.batches == 3, "reported written out before the output was flushed")
+    _ = sink.handle(.outputFlushed)
+    #expect(sink.counters.output == SinkOutputState(batches: 4, windows: 8, labelled: 6, correct: 4, firstCreated: 500))
+    #expect(sink.summary.mayRepeatFrom == nil)
+}
+
+@Test func aSinkThatCannotReadBackItsOutputSaysWhichWindowsMayRepeat() {
+    var sink = tookOver(outputHolds: nil)
+    #expect(alreadyOut(sink.handle(arrival(3))) == [0])
+    #expect(sink.summary.mayRepeatFrom == 6)
+}
+
+@Test func aSinkRefusesToTakeOverAnOutputThatLostWhatWasWrittenOut() {
+    var resumed = assignment
+    resumed.resume = SinkOutputState(batches: 3, windows: 6)
+    var sink = SinkMachine<UInt64>()
+    _ = sink.handle(.control(.assignSink(resumed)))
+    let actions = sink.handle(.assignmentTaken(at: assignedAt, outputHolds: 4))
+    #expect(actions.contains(.finish(status: 1, finalHeartbeat: false)), "\(actions)")
+}

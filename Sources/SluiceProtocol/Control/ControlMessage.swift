@@ -94,10 +94,30 @@ public struct SinkAssignment: Codable, Equatable, Sendable {
     public var liveness: Liveness
     /// Keep a sample of batch timestamps for the profile's trace.
     public var profiling: Bool
+    /// Set for a sink started in place of one that died: what that one had written out.
+    public var resume: SinkOutputState?
     public init(sink: SinkConfig, pullEndpoint: String, outputName: String, classes: [String], layerCount: Int, liveness: Liveness,
-                profiling: Bool = true) {
+                profiling: Bool = true, resume: SinkOutputState? = nil) {
         self.sink = sink; self.pullEndpoint = pullEndpoint; self.outputName = outputName; self.classes = classes
-        self.layerCount = layerCount; self.liveness = liveness; self.profiling = profiling
+        self.layerCount = layerCount; self.liveness = liveness; self.profiling = profiling; self.resume = resume
+    }
+}
+
+/// What a sink's output holds: every batch before `batches`, written out of the process (not
+/// waiting in its buffer). The sink reports it with each heartbeat; the source may forget those
+/// batches, and a sink started in place of a dead one takes up the stream from there.
+public struct SinkOutputState: Codable, Equatable, Sendable {
+    public var batches: UInt64 = 0
+    /// Windows in those batches, those of them with a label, and those predicted as labelled.
+    public var windows: UInt64 = 0
+    public var labelled: UInt64 = 0
+    public var correct: UInt64 = 0
+    /// Wall-clock ns when the earliest of them was created at the source (0: none yet), so that
+    /// throughput still counts from the run's start after a restart.
+    public var firstCreated: UInt64 = 0
+    public init(batches: UInt64 = 0, windows: UInt64 = 0, labelled: UInt64 = 0, correct: UInt64 = 0, firstCreated: UInt64 = 0) {
+        self.batches = batches; self.windows = windows; self.labelled = labelled; self.correct = correct
+        self.firstCreated = firstCreated
     }
 }
 
@@ -133,6 +153,8 @@ public struct RoleCounters: Codable, Equatable, Sendable {
     public var implausibleStamps: Int = 0
     /// Source: batches sent again on a replay. Sink: replayed copies of batches it already had, dropped.
     public var replayed: Int = 0
+    /// Sink: what its output holds so far.
+    public var output: SinkOutputState?
     public init() {}
 }
 
@@ -194,6 +216,10 @@ public struct SinkSummary: Codable, Equatable, Sendable {
     /// Copies of batches already released or waiting that came again after a replay: expected,
     /// dropped, and neither a duplicate in the output nor a loss.
     public var replayedCopies: Int = 0
+    /// Set when a sink took over from a dead one without reading back its output (standard
+    /// output, a pipe): windows from this one on, up to where the dead sink stopped, may be in
+    /// the output twice.
+    public var mayRepeatFrom: UInt64?
     /// Wall-clock ns when the first batch was created at the source, and of the first and last
     /// output, for throughput.
     public var firstCreated: UInt64 = 0

@@ -68,8 +68,11 @@ public struct ControllerMachine {
     /// Stage processes that died and that nothing replaces (replicas whose siblings carry on):
     /// their names stay taken, and nothing they still send counts.
     private var departed: Set<String> = []
-    /// Stages whose only process died: a process under the same name is starting in its place.
-    private var restarting: [String: (stage: Int, since: Double)] = [:]
+    /// Roles whose process died (a stage's only process, or the sink): a process under the same
+    /// name is starting in its place, since the time given.
+    private var restarting: [String: Double] = [:]
+    /// The source's counts, once its input ended: a sink started in place of a dead one is told them again.
+    private var sourceDone: SourceDone?
     /// Restarted processes that said hello while a move was switching plans: told their
     /// assignment once it has switched.
     private var helloDeferred: Set<String> = []
@@ -213,9 +216,10 @@ public struct ControllerMachine {
             return actions
         case .ready:
             ready.insert(name)
-            if let restart = restarting.removeValue(forKey: name) {
+            if let diedAt = restarting.removeValue(forKey: name) {
+                if name == sinkName { return sinkTookOver(diedAt: diedAt) }
                 coordinator?.rejoined(name)
-                return [.log(String(format: "%@ restarted and ready on the plan in force, %.2f s after it died", name, now - restart.since))]
+                return [.log(String(format: "%@ restarted and ready on the plan in force, %.2f s after it died", name, now - diedAt))]
                     + askForReplay()
             }
             if let pending = pendingReplicas.removeValue(forKey: name) {
@@ -228,15 +232,17 @@ public struct ControllerMachine {
             if stopRequested { return finish(.stopped(nil), reason: "stopped before the run started") }
             return [.log("all roles ready; starting the source"), .send(to: sourceName, .start)]
         case .heartbeat(let roleCounters):
+            let writtenBefore = counters[name]?.output?.batches ?? 0
             counters[name] = roleCounters
             var releases: [ControllerAction] = []
             if name == sinkName, roleCounters.batches != sinkProgress.batches {
                 sinkProgress = (roleCounters.batches, now)
                 replayedOnStall = false
-                // The source may forget what the sink released: it will never be replayed.
-                if phase == .running || phase == .draining, roleCounters.batches > 0 {
-                    releases.append(.send(to: sourceName, .released(upTo: UInt64(roleCounters.batches))))
-                }
+            }
+            // The source may forget what the sink wrote out: it will never be replayed, and a
+            // sink started in place of this one takes up the stream after it.
+            if name == sinkName, phase == .running || phase == .draining, let output = roleCounters.output, output.batches > writtenBefore {
+                releases.append(.send(to: sourceName, .released(upTo: output.batches)))
             }
             if name == sourceName { recovery.replayedBatches = roleCounters.replayed }
             var moveActions = releases + coordinated(coordinator?.heartbeat(from: name, counters: roleCounters, sinkName: sinkName) ?? [])
@@ -260,6 +266,7 @@ public struct ControllerMachine {
         case .sourceDone(let done):
             guard phase == .running else { return [] }
             if lastPlanningModel == nil { lastPlanningModel = coordinator.map { $0.rebalancer.plannedWith ?? $0.rebalancer.model } }
+            sourceDone = done
             phase = .draining
             phaseStarted = now
             sinkProgress.at = now
@@ -300,6 +307,9 @@ public struct ControllerMachine {
             let next = stage.stageIndex + 1
             if next < stageInstances.count { stage.pushEndpoints = readyEndpoints(stageInstances[next]) }
             return .assignStage(stage)
+        case .assignSink(var sink)? where restarting[name] != nil:
+            sink.resume = counters[name]?.output ?? SinkOutputState()
+            return .assignSink(sink)
         default:
             return assignments[name]
         }
@@ -361,7 +371,7 @@ public struct ControllerMachine {
             actions += coordinated(coordinator?.tick(now: now, allowNewMoves: allowNewMoves, streamingSince: runStarted) ?? [])
             actions += abandonLateReplicas()
             actions += answerDeferredHellos()
-            if let late = restarting.first(where: { now - $0.value.since > liveness.timeoutSeconds * 3 }) {
+            if let late = restarting.first(where: { now - $0.value > liveness.timeoutSeconds * 3 }) {
                 return actions + finish(.failed("\(late.key) was restarted but not ready within \(Int(liveness.timeoutSeconds * 3)) s"),
                                         reason: "restart failed")
             }
@@ -435,13 +445,13 @@ public struct ControllerMachine {
     /// A role's process is gone. A stage process is recovered from while the stream runs: a
     /// replica's live siblings carry on; a stage's only process is started again under its
     /// name. Either way the batches lost with it are replayed from the first one the sink has
-    /// not released. Any other death (or one before the run started) ends the run.
+    /// not released. A dead sink is started again and takes up the stream after what it wrote
+    /// out. Any other death (or one before the run started) ends the run.
     private mutating func roleDied(_ name: String, how: String) -> [ControllerAction] {
-        guard assignments[name] != nil, !departed.contains(name) else { return [] }
-        guard let stage = StageInstance.stage(of: name), phase == .running || phase == .draining else {
-            guard phase != .closing && phase != .finished else { return [] }
-            return finish(.failed("\(name) died (\(how))"), reason: "role lost")
-        }
+        guard assignments[name] != nil, !departed.contains(name), phase != .closing && phase != .finished else { return [] }
+        guard phase == .running || phase == .draining else { return finish(.failed("\(name) died (\(how))"), reason: "role lost") }
+        if name == sinkName { return sinkDied(how: how) }
+        guard let stage = StageInstance.stage(of: name) else { return finish(.failed("\(name) died (\(how))"), reason: "role lost") }
         if pendingReplicas[name] != nil {
             return [.log("\(name) died before it joined (\(how))")] + giveUpReplica(name, because: "\(name) died before it joined")
         }
@@ -461,11 +471,41 @@ public struct ControllerMachine {
         }
         // A replacement that dies before it is ready is started again; the replay waits for it.
         let wasRestarting = restarting[name] != nil
-        restarting[name] = (stage, now)
+        restarting[name] = now
         lastHeard[name] = now
         recovery.restarts += 1
         if !wasRestarting { actions += coordinated(coordinator?.lost(name, stage: stage, replaced: true) ?? []) }
         return actions + [.log("starting \(name) again in its place"), .spawn(role: name)]
+    }
+
+    /// The sink's process is gone: what it wrote out is safe (the source forgot only that), and
+    /// what it held or had not yet written is still kept at the source. A new sink takes up the
+    /// stream after the last batch it reported written (`currentAssignment`), and the source
+    /// sends every batch it keeps again once that one is ready (`sinkTookOver`).
+    private mutating func sinkDied(how: String) -> [ControllerAction] {
+        recovery.deaths += 1
+        recovery.restarts += 1
+        registered.remove(sinkName)
+        ready.remove(sinkName)
+        restarting[sinkName] = now
+        lastHeard[sinkName] = now
+        let written = counters[sinkName]?.output ?? SinkOutputState()
+        return [.log(String(format: "the sink died at %.3f s (%@), with %llu batches (%llu windows) written out", now - (runStarted ?? 0), how,
+                            written.batches, written.windows)),
+                .log("starting \(sinkName) again in its place"), .spawn(role: sinkName)]
+    }
+
+    /// The new sink is ready, after what its output holds: every batch the source keeps is sent
+    /// again, and it is told the source's counts if the input already ended.
+    private mutating func sinkTookOver(diedAt: Double) -> [ControllerAction] {
+        let from = counters[sinkName]?.output?.batches ?? 0
+        recovery.replays += 1
+        sinkProgress.at = now
+        var actions: [ControllerAction] = [
+            .log(String(format: "%@ restarted, %.2f s after it died; it takes up the stream at batch %llu, which the source replays from",
+                         sinkName, now - diedAt, from))]
+        if phase == .draining, let sourceDone { actions.append(.send(to: sinkName, .expect(sourceDone))) }
+        return actions + [.send(to: sourceName, .replay(from: from))]
     }
 
     /// The sink names the first batch it has not released, and the source replays from there

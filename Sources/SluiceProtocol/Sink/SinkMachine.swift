@@ -26,6 +26,9 @@ public struct SinkRelease<Payload> {
     public var payload: Payload
     public var keys: [WindowKey]
     public var firstWindow: UInt64
+    /// Its first rows that the output already holds (written before a sink restart): predicted
+    /// and counted, not written again.
+    public var alreadyOut: Int = 0
 }
 
 extension SinkArrival: Equatable where Payload: Equatable {}
@@ -34,14 +37,17 @@ extension SinkRelease: Equatable where Payload: Equatable {}
 public enum SinkEvent<Payload> {
     case control(ControlMessage)
     /// The shell opened the output and bound its socket at wall-clock `at` (ns): no batch of the
-    /// run was created before it.
-    case assignmentTaken(at: UInt64)
+    /// run was created before it. `outputHolds`: for a sink started in place of a dead one, the
+    /// windows its output was found to hold (nil where it cannot be read back: standard output, a pipe).
+    case assignmentTaken(at: UInt64, outputHolds: UInt64? = nil)
     case assignmentFailed(String)
     case batch(SinkArrival<Payload>)
     /// Frames that are no batch at all.
     case undecodable(String)
     /// The shell wrote a released batch: its keys and the class predicted for each window (nil: none).
     case written(keys: [WindowKey], predictions: [String?])
+    /// Everything written so far has left the process (the output's buffer is empty).
+    case outputFlushed
     /// Answers to `finishOutput`, and a failed write at any time.
     case outputFinished
     case outputFailed(String)
@@ -50,7 +56,8 @@ public enum SinkEvent<Payload> {
 
 public enum SinkAction<Payload> {
     case send(ControlMessage)
-    /// Open the output and bind the socket; answer `assignmentTaken` or `assignmentFailed`.
+    /// Open the output (without truncating it when the assignment resumes one) and bind the
+    /// socket; answer `assignmentTaken` or `assignmentFailed`.
     case takeAssignment(SinkAssignment)
     /// Write this batch's predictions now: releases come in batch order, each batch once.
     case release(SinkRelease<Payload>)
@@ -95,6 +102,11 @@ public struct SinkMachine<Payload> {
     /// The first batch of the earliest replay asked of the source: a copy of a batch from here
     /// on that comes again is a replayed copy, expected, not a duplicate.
     public private(set) var replayedFrom: UInt64?
+    /// Written, and not yet out of the process; and what the output holds.
+    private var unflushed = SinkOutputState()
+    private var output = SinkOutputState()
+    /// Windows below this were in the output when this sink took over from a dead one.
+    private var outputHeld: UInt64?
 
     public init() {
         // Heartbeats carry the histogram from the start, empty or not.
@@ -108,10 +120,17 @@ public struct SinkMachine<Payload> {
         switch event {
         case .control(let message):
             return handle(message)
-        case .assignmentTaken(let time):
+        case .assignmentTaken(let time, let outputHolds):
             guard let offered else { return [] }
+            if let resume = offered.resume {
+                if let outputHolds, outputHolds < resume.windows {
+                    return handle(.assignmentFailed("the output holds \(outputHolds) windows, but the sink that died had written \(resume.windows): it was changed since, so the stream cannot be taken up exactly once"))
+                }
+                takeOver(resume, outputHolds: outputHolds)
+            }
             assignment = offered
-            assignedAt = time
+            // A sink that takes over receives batches made before it started, not before the run.
+            assignedAt = offered.resume.map(\.firstCreated) ?? time
             return [.send(.ready)]
         case .assignmentFailed(let reason):
             return [.log(.error, "cannot take assignment: \(reason)"), .send(.failed(message: reason)), .finish(status: 1, finalHeartbeat: false)]
@@ -124,13 +143,26 @@ public struct SinkMachine<Payload> {
             counters.received += 1
             return [reject(batches: 1, windows: 0, .malformed, reason)]
         case .written(let keys, let predictions):
+            unflushed.batches += 1
             for (key, prediction) in zip(keys, predictions) {
-                summary.windows += 1
+                unflushed.windows += 1
                 if let label = key.label, let prediction {
-                    summary.labelled += 1
-                    if label == prediction { summary.correct += 1 }
+                    unflushed.labelled += 1
+                    if label == prediction { unflushed.correct += 1 }
                 }
             }
+            summary.windows = output.windows + unflushed.windows
+            summary.labelled = output.labelled + unflushed.labelled
+            summary.correct = output.correct + unflushed.correct
+            return []
+        case .outputFlushed:
+            output.batches += unflushed.batches
+            output.windows += unflushed.windows
+            output.labelled += unflushed.labelled
+            output.correct += unflushed.correct
+            output.firstCreated = summary.firstCreated
+            unflushed = SinkOutputState()
+            counters.output = output
             return []
         case .outputFinished:
             guard isDone else { return [] }
@@ -163,6 +195,24 @@ public struct SinkMachine<Payload> {
         default:
             return []
         }
+    }
+
+    /// Takes up the stream where a dead sink left it: the batches it wrote out are released
+    /// (every copy of them that comes is a replayed one), its counts carry on, and windows that
+    /// the output holds beyond them are not written twice.
+    private mutating func takeOver(_ resume: SinkOutputState, outputHolds: UInt64?) {
+        reorder = ReorderBuffer(startingAt: resume.batches)
+        replayedFrom = 0
+        output = resume
+        summary.windows = resume.windows
+        summary.labelled = resume.labelled
+        summary.correct = resume.correct
+        summary.firstCreated = resume.firstCreated
+        counters.batches = Int(clamping: resume.batches)
+        counters.windows = Int(clamping: resume.windows)
+        counters.output = resume
+        outputHeld = outputHolds
+        if outputHolds == nil { summary.mayRepeatFrom = min(summary.mayRepeatFrom ?? resume.windows, resume.windows) }
     }
 
     private mutating func accept(_ arrival: SinkArrival<Payload>, assignment: SinkAssignment) -> [SinkAction<Payload>] {
@@ -204,12 +254,22 @@ public struct SinkMachine<Payload> {
             summary.lastOutput = arrival.arrived
             counters.batches += 1
             counters.windows += released.release.keys.count
-            actions.append(.release(released.release))
+            actions.append(.release(notWrittenTwice(released.release)))
         }
         if reorder.duplicates > duplicatesBefore {
             actions.append(drop(batches: 1, windows: keys.count, .duplicate, "batch \(header.batchSequence) was already released or waiting"))
         }
         return actions
+    }
+
+    /// Marks the rows of a released batch that the output held when this sink took over.
+    private mutating func notWrittenTwice(_ release: SinkRelease<Payload>) -> SinkRelease<Payload> {
+        guard let held = outputHeld else { return release }
+        var release = release
+        let windows = UInt64(release.keys.count)
+        release.alreadyOut = Int(min(windows, held > release.firstWindow ? held - release.firstWindow : 0))
+        if release.firstWindow + windows >= held { outputHeld = nil }
+        return release
     }
 
     private struct Rejection: Error {
