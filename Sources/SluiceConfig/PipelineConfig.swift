@@ -87,6 +87,13 @@ public enum SourceConfig: Codable, Sendable, Equatable {
     /// Ready model inputs, one row per window.
     case tensors(TensorsSource)
 
+    /// A file: a source started again cuts the same windows from it. Live sensors' samples are
+    /// read once.
+    public var canBeReadAgain: Bool {
+        if case .zmq = self { return false }
+        return true
+    }
+
     public var kind: String {
         switch self {
         case .recording: return "recording"

@@ -65,9 +65,13 @@ final class RecordingFeed: WindowFeed {
     private let passes: Int
     /// Each pass is shifted by the recording's span plus one sample period.
     private let passLength: Double
+    /// Windows cut without waiting for their time: a source started in place of a dead one
+    /// passes over what the sink already has at once.
+    private var unpaced: UInt64
 
-    init(recording: Recording, window: WindowConfig, rate: ReplayRate, repeats: Int = 1) {
+    init(recording: Recording, window: WindowConfig, rate: ReplayRate, repeats: Int = 1, unpacedWindows: UInt64 = 0) {
         self.recording = recording
+        unpaced = unpacedWindows
         windows = SlidingWindows(channels: recording.channelNames.count, config: window)
         pacer = Pacer(rate)
         passes = repeats
@@ -90,14 +94,17 @@ final class RecordingFeed: WindowFeed {
             }
             guard pass < passes, recording.count > 0 else { return out.isEmpty ? .end : .windows(out) }
             let time = recording.times[index] + Double(pass) * passLength
-            let due = pacer.due(at: time, now: now)
+            let due = unpaced > 0 ? now : pacer.due(at: time, now: now)
             if due > now { return out.isEmpty ? .wait(until: due) : .windows(out) }
             let window = recording.samples.withUnsafeBufferPointer { all in
                 windows.append(sensor: recording.sensors[index], time: time,
                                values: UnsafeBufferPointer(rebasing: all[(index * channels)..<((index + 1) * channels)]),
                                label: recording.labels[index])
             }
-            if let window { out.append(window) }
+            if let window {
+                out.append(window)
+                if unpaced > 0 { unpaced -= 1 }
+            }
             index += 1
         }
         return .windows(out)
@@ -114,8 +121,11 @@ final class TensorsFeed: WindowFeed {
     private let rowsPerSecond: Double
     private let totalRows: Int
     private var index = 0
+    /// As `RecordingFeed`'s.
+    private var unpaced: UInt64
 
-    init(config: TensorsSource) throws {
+    init(config: TensorsSource, unpacedWindows: UInt64 = 0) throws {
+        unpaced = unpacedWindows
         rows = try NPY.read(path: config.path)
         guard rows.dtype == .float32, rows.rank >= 2, rows.shape[0] > 0 else {
             throw RoleError("\(config.path): a tensors source needs at least one float32 row [rows, …], not \(rows.dtype)\(rows.shape)")
@@ -132,7 +142,8 @@ final class TensorsFeed: WindowFeed {
         guard index < totalRows else { return .end }
         var out: [Window] = []
         while index < totalRows, out.count < 256 {
-            let due = pacer.due(at: Double(index) / rowsPerSecond, now: now)
+            let due = unpaced > 0 ? now : pacer.due(at: Double(index) / rowsPerSecond, now: now)
+            if unpaced > 0 { unpaced -= 1 }
             if due > now { return out.isEmpty ? .wait(until: due) : .windows(out) }
             let row = index % rows.shape[0]
             let values = rows.withUnsafeBufferPointer(as: Float.self) { Array($0[(row * rowLength)..<((row + 1) * rowLength)]) }

@@ -120,12 +120,14 @@ public final class SourceRole: PipelineRole, RoleAdapter {
         case .recording(let config):
             guard let window = new.window else { throw RoleError("a recording source needs a window") }
             let recording = try Recording.load(config)
-            let recordingFeed = RecordingFeed(recording: recording, window: window, rate: config.rate, repeats: config.repeats)
+            let recordingFeed = RecordingFeed(recording: recording, window: window, rate: config.rate, repeats: config.repeats,
+                                              unpacedWindows: new.resume?.window ?? 0)
             try check(recordingFeed.windowShape, against: new, what: "a \(recording.channelNames.count)-channel window of \(window.length) samples (\(window.layout.rawValue))")
             feed = recordingFeed
             logger.info("replaying \(recording.count) samples of \(Set(recording.sensors).count) sensors at rate \(config.rate)")
+            if let resume = new.resume { logger.info("taking up the stream at window \(resume.window), batch \(resume.batch)") }
         case .tensors(let config):
-            let tensorsFeed = try TensorsFeed(config: config)
+            let tensorsFeed = try TensorsFeed(config: config, unpacedWindows: new.resume?.window ?? 0)
             try check(tensorsFeed.windowShape, against: new, what: "rows of \(config.path)")
             feed = tensorsFeed
         case .zmq(let config):
@@ -157,7 +159,7 @@ public final class SourceRole: PipelineRole, RoleAdapter {
         guard let push else { return false }
         var batch = Batch(header: BatchHeader(batchSequence: outgoing.batchSequence, firstWindow: outgoing.firstWindow,
                                               windowCount: UInt32(outgoing.keys.count), epoch: outgoing.epoch, cursor: 0,
-                                              created: wallNanos(), tensors: []),
+                                              created: wallNanos(), tensors: [], sourceGeneration: outgoing.generation),
                           metadata: WindowKey.encode(outgoing.keys), tensors: [:])
         batch.setTensors([outgoing.inputName: outgoing.input], order: [outgoing.inputName])
         let sent = shell.send(batch.frames(), on: push)

@@ -62,6 +62,9 @@ public struct BatchHeader: Equatable, Sendable {
     public var windowCount: UInt32
     /// Plan epoch the batch was sent under.
     public var epoch: UInt32
+    /// Which source process made the batch: 0 the run's first, one more for each started in
+    /// place of a dead one. A batch a dead source made is superseded by its successor's.
+    public var sourceGeneration: UInt16
     /// Index of the next layer to run on this batch (the layer count once all have run).
     public var cursor: UInt16
     /// When the source created the batch (ns, wall clock).
@@ -70,7 +73,8 @@ public struct BatchHeader: Equatable, Sendable {
     public var tensors: [TensorDescriptor]
 
     public init(batchSequence: UInt64, firstWindow: UInt64, windowCount: UInt32, epoch: UInt32, cursor: UInt16,
-                created: UInt64, hops: [Hop] = [], tensors: [TensorDescriptor]) {
+                created: UInt64, hops: [Hop] = [], tensors: [TensorDescriptor], sourceGeneration: UInt16 = 0) {
+        self.sourceGeneration = sourceGeneration
         self.batchSequence = batchSequence
         self.firstWindow = firstWindow
         self.windowCount = windowCount
@@ -86,7 +90,7 @@ public struct BatchHeader: Equatable, Sendable {
         for byte in Self.magic { writer.write(byte) }
         writer.write(Self.version)
         writer.write(UInt8(0))        // flags, reserved
-        writer.write(UInt16(0))       // reserved
+        writer.write(sourceGeneration)
         writer.write(batchSequence)
         writer.write(firstWindow)
         writer.write(windowCount)
@@ -119,7 +123,7 @@ public struct BatchHeader: Equatable, Sendable {
         let version = try reader.read(UInt8.self, "version")
         guard version == Self.version else { throw WireError.unsupportedVersion(version) }
         _ = try reader.read(UInt8.self, "flags")
-        _ = try reader.read(UInt16.self, "reserved")
+        let sourceGeneration = try reader.read(UInt16.self, "source generation")
         let batchSequence = try reader.read(UInt64.self, "batch sequence")
         let firstWindow = try reader.read(UInt64.self, "first window")
         let windowCount = try reader.read(UInt32.self, "window count")
@@ -161,6 +165,6 @@ public struct BatchHeader: Equatable, Sendable {
         }
         guard reader.remaining == 0 else { throw WireError.malformed("\(reader.remaining) unexpected bytes after the header") }
         return BatchHeader(batchSequence: batchSequence, firstWindow: firstWindow, windowCount: windowCount, epoch: epoch,
-                           cursor: cursor, created: created, hops: hops, tensors: tensors)
+                           cursor: cursor, created: created, hops: hops, tensors: tensors, sourceGeneration: sourceGeneration)
     }
 }

@@ -211,3 +211,28 @@ private func alreadyOut(_ actions: [SinkAction<UInt64>]) -> [Int] {
     let actions = sink.handle(.assignmentTaken(at: assignedAt, outputHolds: 4))
     #expect(actions.contains(.finish(status: 1, finalHeartbeat: false)), "\(actions)")
 }
+
+private func ofGeneration(_ generation: UInt16, _ event: SinkEvent<UInt64>) -> SinkEvent<UInt64> {
+    guard case .batch(var arrival) = event else { return event }
+    arrival.header.sourceGeneration = generation
+    return .batch(arrival)
+}
+
+@Test func aDeadSourcesBatchesAreDroppedOnceItsSuccessorTakesOver() {
+    var sink = assigned()
+    _ = sink.handle(arrival(0))
+    _ = sink.handle(arrival(2))  // held behind batch 1, which the dead source never got out
+    #expect(sink.handle(.control(.expect(SourceDone(batches: 9, windows: 18)))).isEmpty)
+    let lost = sink.handle(.control(.sourceLost(generation: 1)))
+    #expect(drops(lost) == [.superseded], "the held batch is made again by the new source")
+    #expect(lost.contains(.send(.resumeSource(SourceResume(batch: 1, window: 2, generation: 1)))), "\(lost)")
+    // The dead source's copy of batch 1 arrives late: the new source's, cut otherwise, counts.
+    #expect(drops(sink.handle(arrival(1))) == [.superseded])
+    #expect(released(sink.handle(ofGeneration(1, arrival(1, windows: 3, rows: 3, keys: 3, firstWindow: 2)))) == [1])
+    // A copy of what was released before the new source took over is still a replayed one.
+    #expect(drops(sink.handle(arrival(0))) == [.duplicate])
+    // The dead source's counts no longer hold: the run is not done at batch 9.
+    #expect(drops(sink.handle(ofGeneration(2, arrival(2)))) == [.misrouted], "a generation the sink was not told of")
+    #expect(!sink.isDone)
+    #expect(sink.counters.drops.count(.batch, .superseded) == 2)
+}

@@ -72,12 +72,14 @@ public struct SourceAssignment: Codable, Equatable, Sendable {
     /// Bytes of model input the source keeps for replay until the sink has released it; when
     /// they are all taken, the source stops reading its feed (see `source.replay_mib`).
     public var replayBytes: Int
+    /// Set for a source started in place of one that died: where it takes up the stream.
+    public var resume: SourceResume?
     public init(source: SourceConfig, window: WindowConfig?, batching: BatchingConfig, inputName: String, windowShape: [Int],
                 epoch: UInt32, pushEndpoints: [String], liveness: Liveness, nanPolicy: NaNPolicy = .reject,
-                replayBytes: Int = SourceAssignment.defaultReplayBytes) {
+                replayBytes: Int = SourceAssignment.defaultReplayBytes, resume: SourceResume? = nil) {
         self.source = source; self.window = window; self.batching = batching; self.inputName = inputName
         self.windowShape = windowShape; self.epoch = epoch; self.pushEndpoints = pushEndpoints; self.liveness = liveness
-        self.nanPolicy = nanPolicy; self.replayBytes = replayBytes
+        self.nanPolicy = nanPolicy; self.replayBytes = replayBytes; self.resume = resume
     }
 
     /// `source.replay_mib`'s default.
@@ -96,6 +98,9 @@ public struct SinkAssignment: Codable, Equatable, Sendable {
     public var profiling: Bool
     /// Set for a sink started in place of one that died: what that one had written out.
     public var resume: SinkOutputState?
+    /// The generation of the source in force (`BatchHeader.sourceGeneration`; nil: 0): a sink
+    /// started after the source was, drops what a dead source made.
+    public var sourceGeneration: UInt16?
     public init(sink: SinkConfig, pullEndpoint: String, outputName: String, classes: [String], layerCount: Int, liveness: Liveness,
                 profiling: Bool = true, resume: SinkOutputState? = nil) {
         self.sink = sink; self.pullEndpoint = pullEndpoint; self.outputName = outputName; self.classes = classes
@@ -233,6 +238,15 @@ public struct SinkSummary: Codable, Equatable, Sendable {
     public init() {}
 }
 
+/// Where a source started in place of a dead one takes up the stream: the first batch and
+/// window the sink has not released, and the generation it stamps on its batches.
+public struct SourceResume: Codable, Equatable, Sendable {
+    public var batch: UInt64
+    public var window: UInt64
+    public var generation: UInt16
+    public init(batch: UInt64, window: UInt64, generation: UInt16) { self.batch = batch; self.window = window; self.generation = generation }
+}
+
 /// Control-plane messages: one JSON object per ZeroMQ frame, `{"type": …, "body": …}`.
 public enum ControlMessage: Equatable, Sendable {
     case hello(Hello)
@@ -280,6 +294,12 @@ public enum ControlMessage: Equatable, Sendable {
     /// Sink → controller, then controller → source: send again, in order, every kept batch
     /// from `from` on.
     case replay(from: UInt64)
+    /// Controller → sink: the source died; a new one, of this generation, makes the batches the
+    /// sink has not released again. The sink drops what it holds of the dead one's and answers
+    /// `resume_source`.
+    case sourceLost(generation: UInt16)
+    /// Sink → controller: where the new source starts.
+    case resumeSource(SourceResume)
 }
 
 /// A new plan: one layer range per stage, under a new epoch.
@@ -303,6 +323,7 @@ extension ControlMessage: Codable {
     private struct Peer: Codable { var endpoint: String }
     private struct Released: Codable { var upTo: UInt64 }
     private struct Replay: Codable { var from: UInt64 }
+    private struct Generation: Codable { var generation: UInt16 }
 
     public var type: String {
         switch self {
@@ -331,6 +352,8 @@ extension ControlMessage: Codable {
         case .released: return "released"
         case .replayNeeded: return "replay_needed"
         case .replay: return "replay"
+        case .sourceLost: return "source_lost"
+        case .resumeSource: return "resume_source"
         }
     }
 
@@ -354,6 +377,8 @@ extension ControlMessage: Codable {
         case .connect(let endpoint): try container.encode(Peer(endpoint: endpoint), forKey: .body)
         case .released(let upTo): try container.encode(Released(upTo: upTo), forKey: .body)
         case .replay(let from): try container.encode(Replay(from: from), forKey: .body)
+        case .sourceLost(let generation): try container.encode(Generation(generation: generation), forKey: .body)
+        case .resumeSource(let resume): try container.encode(resume, forKey: .body)
         case .ready, .start, .stop, .ping, .replayNeeded: break
         }
     }
@@ -387,6 +412,8 @@ extension ControlMessage: Codable {
         case "released": self = .released(upTo: try container.decode(Released.self, forKey: .body).upTo)
         case "replay_needed": self = .replayNeeded
         case "replay": self = .replay(from: try container.decode(Replay.self, forKey: .body).from)
+        case "source_lost": self = .sourceLost(generation: try container.decode(Generation.self, forKey: .body).generation)
+        case "resume_source": self = .resumeSource(try container.decode(SourceResume.self, forKey: .body))
         default:
             throw DecodingError.dataCorruptedError(forKey: .type, in: container, debugDescription: "unknown control message type '\(type)'")
         }
@@ -403,8 +430,8 @@ extension ControlMessage: Codable {
 
     /// The layout of the control messages' bodies, raised with any change to one. A role
     /// says it in its hello; the controller takes only roles that speak its own (2: Sluice 0.2,
-    /// windows and layer spans; 0.1's hello says none).
-    public static let revision = 2
+    /// windows and layer spans; 3: a dead sink or source is started again; 0.1's hello says none).
+    public static let revision = 3
 
     public static func decode(_ bytes: UnsafeRawBufferPointer) throws -> ControlMessage {
         do {

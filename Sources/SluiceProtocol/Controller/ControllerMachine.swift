@@ -73,6 +73,10 @@ public struct ControllerMachine {
     private var restarting: [String: Double] = [:]
     /// The source's counts, once its input ended: a sink started in place of a dead one is told them again.
     private var sourceDone: SourceDone?
+    /// Sources started in place of dead ones so far (`BatchHeader.sourceGeneration`), and where
+    /// the sink said the one starting now takes up the stream (nil: not said yet).
+    private var sourceGeneration: UInt16 = 0
+    private var sourceResume: SourceResume?
     /// Restarted processes that said hello while a move was switching plans: told their
     /// assignment once it has switched.
     private var helloDeferred: Set<String> = []
@@ -200,7 +204,9 @@ public struct ControllerMachine {
             let (inserted, _) = registered.insert(name)
             var actions: [ControllerAction] = []
             if !inserted { actions.append(.log("\(name) (\(hello.role.rawValue), pid \(hello.pid) on \(hello.host)) registered again")) }
-            if restarting[name] != nil, coordinator?.isSwitching == true {
+            if name == sourceName, restarting[name] != nil, sourceResume == nil {
+                actions.append(.log("\(name) registered; it takes up the stream once the sink says where"))
+            } else if restarting[name] != nil, coordinator?.isSwitching == true {
                 helloDeferred.insert(name)
                 actions.append(.log("\(name) registered while a move switches plans; it takes the plan in force once the switch is done"))
             } else if phase != .registering, let assignment = currentAssignment(name) {
@@ -218,6 +224,12 @@ public struct ControllerMachine {
             ready.insert(name)
             if let diedAt = restarting.removeValue(forKey: name) {
                 if name == sinkName { return sinkTookOver(diedAt: diedAt) }
+                if name == sourceName {
+                    sinkProgress.at = now
+                    return [.log(String(format: "%@ restarted, %.2f s after it died; it makes every batch from %llu on again", name, now - diedAt,
+                                        sourceResume?.batch ?? 0)), .send(to: sourceName, .start)]
+                        + (stopRequested ? [.send(to: sourceName, .stop)] : [])
+                }
                 coordinator?.rejoined(name)
                 return [.log(String(format: "%@ restarted and ready on the plan in force, %.2f s after it died", name, now - diedAt))]
                     + askForReplay()
@@ -258,11 +270,23 @@ public struct ControllerMachine {
             return moveActions
         case .prepared, .committed, .marked:
             return coordinated(coordinator?.received(message, from: name) ?? []) + answerDeferredHellos()
+        case .resumeSource(let resume):
+            guard name == sinkName, resume.generation == sourceGeneration, restarting[sourceName] != nil else {
+                return [.log("ignoring resume_source from \(name)")]
+            }
+            sourceResume = resume
+            guard registered.contains(sourceName), let assignment = currentAssignment(sourceName) else { return [] }
+            noteConnections(sourceName, assignment)
+            return [.send(to: sourceName, assignment)]
         case .replay(let from):
             guard name == sinkName, phase == .running || phase == .draining else { return [.log("ignoring replay from \(name)")] }
             recovery.replays += 1
             return [.log("the sink has released every batch before \(from); the source replays from there"),
                     .send(to: sourceName, .replay(from: from))]
+        case .sourceDone(let done) where phase == .draining && sourceGeneration > 0:
+            // A source started again while the pipeline drained: its counts replace the dead one's.
+            sourceDone = done
+            return [.log("source finished again: \(done.windows) windows in \(done.batches) batches"), .send(to: sinkName, .expect(done))]
         case .sourceDone(let done):
             guard phase == .running else { return [] }
             if lastPlanningModel == nil { lastPlanningModel = coordinator.map { $0.rebalancer.plannedWith ?? $0.rebalancer.model } }
@@ -285,7 +309,7 @@ public struct ControllerMachine {
             }
             return finish(.failed("\(name): \(reason)"), reason: "\(name) failed")
         case .assignStage, .assignSource, .assignSink, .start, .expect, .stop, .shutdown, .ping, .prepare, .commit, .mark, .retire, .connect,
-             .released, .replayNeeded:
+             .released, .replayNeeded, .sourceLost:
             return [.log("ignoring \(message.type) from \(name): only the controller sends it")]
         }
     }
@@ -298,6 +322,7 @@ public struct ControllerMachine {
         switch assignments[name] {
         case .assignSource(var source)?:
             if let first = stageInstances.first { source.pushEndpoints = readyEndpoints(first) }
+            if restarting[name] != nil { source.resume = sourceResume }
             return .assignSource(source)
         case .assignStage(var stage)?:
             guard let coordinator, coordinator.ranges.indices.contains(stage.stageIndex) else { return assignments[name] }
@@ -309,6 +334,7 @@ public struct ControllerMachine {
             return .assignStage(stage)
         case .assignSink(var sink)? where restarting[name] != nil:
             sink.resume = counters[name]?.output ?? SinkOutputState()
+            sink.sourceGeneration = sourceGeneration
             return .assignSink(sink)
         default:
             return assignments[name]
@@ -451,6 +477,7 @@ public struct ControllerMachine {
         guard assignments[name] != nil, !departed.contains(name), phase != .closing && phase != .finished else { return [] }
         guard phase == .running || phase == .draining else { return finish(.failed("\(name) died (\(how))"), reason: "role lost") }
         if name == sinkName { return sinkDied(how: how) }
+        if name == sourceName { return sourceDied(how: how) }
         guard let stage = StageInstance.stage(of: name) else { return finish(.failed("\(name) died (\(how))"), reason: "role lost") }
         if pendingReplicas[name] != nil {
             return [.log("\(name) died before it joined (\(how))")] + giveUpReplica(name, because: "\(name) died before it joined")
@@ -493,6 +520,29 @@ public struct ControllerMachine {
         return [.log(String(format: "the sink died at %.3f s (%@), with %llu batches (%llu windows) written out", now - (runStarted ?? 0), how,
                             written.batches, written.windows)),
                 .log("starting \(sinkName) again in its place"), .spawn(role: sinkName)]
+    }
+
+    /// The source's process is gone. A recording or tensors source is started again: the sink
+    /// drops what it holds of the dead one's and says where the stream stands (`resume_source`),
+    /// and the new source makes every batch from there on again, from the same input. A live
+    /// source cannot make again what it took from its sensors: its death ends the run.
+    private mutating func sourceDied(how: String) -> [ControllerAction] {
+        let died = String(format: "the source died at %.3f s (%@)", now - (runStarted ?? 0), how)
+        guard case .assignSource(let assignment)? = assignments[sourceName], assignment.source.canBeReadAgain else {
+            return finish(.failed("\(died); a live source cannot be started again without losing what its sensors sent"), reason: "role lost")
+        }
+        guard restarting[sinkName] == nil else { return finish(.failed("\(died) while the sink was starting again"), reason: "role lost") }
+        guard sourceGeneration < UInt16.max else { return finish(.failed("\(died), and it was started again too often"), reason: "role lost") }
+        recovery.deaths += 1
+        recovery.restarts += 1
+        registered.remove(sourceName)
+        ready.remove(sourceName)
+        restarting[sourceName] = now
+        lastHeard[sourceName] = now
+        sourceGeneration += 1
+        sourceResume = nil
+        return [.log(died), .send(to: sinkName, .sourceLost(generation: sourceGeneration)),
+                .log("starting \(sourceName) again in its place"), .spawn(role: sourceName)]
     }
 
     /// The new sink is ready, after what its output holds: every batch the source keeps is sent

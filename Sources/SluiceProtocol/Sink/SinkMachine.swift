@@ -107,6 +107,12 @@ public struct SinkMachine<Payload> {
     private var output = SinkOutputState()
     /// Windows below this were in the output when this sink took over from a dead one.
     private var outputHeld: UInt64?
+    /// The first window of the next batch to release.
+    private var nextWindow: UInt64 = 0
+    /// The source in force, and the first batch that only it may deliver: a dead source's
+    /// batches from there on are made again by its successor, perhaps cut otherwise.
+    private var sourceGeneration: UInt16 = 0
+    private var generationFrom: UInt64 = 0
 
     public init() {
         // Heartbeats carry the histogram from the start, empty or not.
@@ -129,6 +135,7 @@ public struct SinkMachine<Payload> {
                 takeOver(resume, outputHolds: outputHolds)
             }
             assignment = offered
+            sourceGeneration = offered.sourceGeneration ?? 0
             // A sink that takes over receives batches made before it started, not before the run.
             assignedAt = offered.resume.map(\.firstCreated) ?? time
             return [.send(.ready)]
@@ -184,6 +191,8 @@ public struct SinkMachine<Payload> {
         case .expect(let total):
             expected = total.batches
             return doneIfEverythingIsOut()
+        case .sourceLost(let generation):
+            return sourceReplaced(by: generation)
         case .replayNeeded:
             // Noted before the controller can ask the source, so every replayed copy finds it.
             let from = reorder.nextSequence
@@ -208,6 +217,7 @@ public struct SinkMachine<Payload> {
         summary.labelled = resume.labelled
         summary.correct = resume.correct
         summary.firstCreated = resume.firstCreated
+        nextWindow = resume.windows
         counters.batches = Int(clamping: resume.batches)
         counters.windows = Int(clamping: resume.windows)
         counters.output = resume
@@ -238,6 +248,11 @@ public struct SinkMachine<Payload> {
                 actions.append(.log(.warning, "batch \(header.batchSequence) carries implausible timestamps (created \(header.created), arrived \(arrival.arrived)); \(counters.implausibleStamps) such so far, left out of latency and throughput"))
             }
         }
+        if header.sourceGeneration != sourceGeneration, header.batchSequence >= generationFrom || header.sourceGeneration > sourceGeneration {
+            // Made by a source that died (its successor makes it again), or by none the sink knows.
+            return actions + [drop(batches: 1, windows: keys.count, header.sourceGeneration < sourceGeneration ? .superseded : .misrouted,
+                                   "batch \(header.batchSequence) of source generation \(header.sourceGeneration); generation \(sourceGeneration) makes every batch from \(generationFrom) on")]
+        }
         if let replayedFrom, header.batchSequence >= replayedFrom, reorder.has(header.batchSequence) {
             // Sent again on a replay while the first copy got through: expected, dropped quietly.
             counters.replayed += 1
@@ -254,12 +269,31 @@ public struct SinkMachine<Payload> {
             summary.lastOutput = arrival.arrived
             counters.batches += 1
             counters.windows += released.release.keys.count
+            nextWindow = released.release.firstWindow + UInt64(released.release.keys.count)
             actions.append(.release(notWrittenTwice(released.release)))
         }
         if reorder.duplicates > duplicatesBefore {
             actions.append(drop(batches: 1, windows: keys.count, .duplicate, "batch \(header.batchSequence) was already released or waiting"))
         }
         return actions
+    }
+
+    /// The source died and one of generation `generation` takes its place: it makes every batch
+    /// from the next to release on again, from its first window, perhaps cut into batches
+    /// otherwise. What is held of the dead one's is dropped (it comes again), and so is what
+    /// still arrives of it; its counts no longer hold.
+    private mutating func sourceReplaced(by generation: UInt16) -> [SinkAction<Payload>] {
+        guard generation > sourceGeneration else { return [.log(.warning, "ignoring source_lost for generation \(generation): generation \(sourceGeneration) is in force")] }
+        sourceGeneration = generation
+        generationFrom = reorder.nextSequence
+        expected = nil
+        var actions: [SinkAction<Payload>] = []
+        let held = reorder.removePending()
+        if !held.isEmpty {
+            actions.append(drop(batches: held.count, windows: held.reduce(0) { $0 + $1.release.keys.count }, .superseded,
+                                "held behind batch \(generationFrom) when the source that made them died; its successor makes them again"))
+        }
+        return actions + [.send(.resumeSource(SourceResume(batch: generationFrom, window: nextWindow, generation: generation)))]
     }
 
     /// Marks the rows of a released batch that the output held when this sink took over.

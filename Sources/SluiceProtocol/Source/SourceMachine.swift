@@ -24,6 +24,8 @@ public struct SourceBatch {
     public var firstWindow: UInt64
     /// The plan the batch is created under (see `ControlMessage.mark`).
     public var epoch: UInt32
+    /// Which source process made it (`BatchHeader.sourceGeneration`).
+    public var generation: UInt16 = 0
     public var keys: [WindowKey]
     public var inputName: String
     public var input: Tensor
@@ -80,6 +82,10 @@ public struct SourceMachine {
     /// Batches sent again on replays, for the counters.
     public private(set) var replayed = 0
     public private(set) var epoch: UInt32 = 0
+    private var generation: UInt16 = 0
+    /// A source started in place of a dead one cuts the windows the sink already has again:
+    /// this many are passed over before the first one it numbers.
+    private var windowsToSkip: UInt64 = 0
     /// The controller said start: the shell reads the feed.
     public private(set) var isStreaming = false
     /// Stop (or a signal) came: the shell ends the input at its next read instead of reading.
@@ -150,7 +156,10 @@ public struct SourceMachine {
     private mutating func take(_ assignment: SourceAssignment) -> [SourceAction] {
         batcher = MicroBatcher(maxSize: assignment.batching.maxSize,
                                maxDelaySeconds: assignment.batching.maxDelayMilliseconds / 1000,
-                               windowShape: assignment.windowShape)
+                               windowShape: assignment.windowShape,
+                               firstBatch: assignment.resume?.batch ?? 0, firstWindow: assignment.resume?.window ?? 0)
+        generation = assignment.resume?.generation ?? 0
+        windowsToSkip = assignment.resume?.window ?? 0
         inputName = assignment.inputName
         nanPolicy = assignment.nanPolicy
         epoch = assignment.epoch
@@ -164,6 +173,10 @@ public struct SourceMachine {
         if nanPolicy != .pass, let bad = window.values.firstIndex(where: { !$0.isFinite }) {
             return [.drop(count: 1, unit: .window, reason: .nonFinite,
                           detail: "sensor '\(window.key.sensor.prefix(64))' at \(window.key.start): value \(window.values[bad]) at position \(bad) (source.nan_policy: reject)")]
+        }
+        if windowsToSkip > 0 {
+            windowsToSkip -= 1
+            return []
         }
         return batcher?.add(window, now: now).map { [send(stamped($0))] } ?? []
     }
@@ -220,7 +233,7 @@ public struct SourceMachine {
     }
 
     private func stamped(_ ready: ReadyBatch) -> SourceBatch {
-        SourceBatch(batchSequence: ready.batchSequence, firstWindow: ready.firstWindow, epoch: epoch, keys: ready.keys,
-                    inputName: inputName, input: ready.input)
+        SourceBatch(batchSequence: ready.batchSequence, firstWindow: ready.firstWindow, epoch: epoch, generation: generation,
+                    keys: ready.keys, inputName: inputName, input: ready.input)
     }
 }

@@ -137,7 +137,11 @@ public struct MicroBatcher {
     private var keys: [WindowKey] = []
     private var oldest: Double?
 
-    public init(maxSize: Int, maxDelaySeconds: Double, windowShape: [Int]) {
+    /// `firstBatch`, `firstWindow`: the numbers the first batch and window get (a source started
+    /// in place of a dead one goes on from where the sink stands).
+    public init(maxSize: Int, maxDelaySeconds: Double, windowShape: [Int], firstBatch: UInt64 = 0, firstWindow: UInt64 = 0) {
+        nextBatch = firstBatch
+        nextWindow = firstWindow
         self.maxSize = maxSize
         maxDelay = maxDelaySeconds
         self.windowShape = windowShape
