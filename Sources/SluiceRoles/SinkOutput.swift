@@ -152,6 +152,12 @@ final class PredictionWriter {
         if let failure { throw failure }
     }
 
+    /// Writes the buffered lines now; throws the first write failure.
+    func flushNow() throws {
+        flush()
+        if let failure { throw failure }
+    }
+
     private func flush() {
         defer { pendingSince = nil }
         guard !buffer.isEmpty, failure == nil, let lines else { buffer = ""; return }

@@ -103,6 +103,13 @@ public final class SinkRole: PipelineRole, RoleAdapter {
                 }
                 if let exit = noteFlush() { return exit }
                 if let exit = perform(machine.handle(.outputFinished)) { return exit }
+            case .flushOutput:
+                do {
+                    try writer?.flushNow()
+                } catch {
+                    return perform(machine.handle(.outputFailed("\(error)")))
+                }
+                if let exit = noteFlush() { return exit }
             case .closeOutput:
                 try? writer?.finish()
             case .finish(let status, let finalHeartbeat):

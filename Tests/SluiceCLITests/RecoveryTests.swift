@@ -28,7 +28,7 @@ extension MultiProcess {
             \(replicas)
             controller:
               heartbeat_ms: \(heartbeatMilliseconds)
-              timeout_s: 2
+              timeout_s: 4
             sink:
               type: \(sinkType)
               path: \(output)

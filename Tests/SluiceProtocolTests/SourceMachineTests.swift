@@ -154,7 +154,9 @@ private func feed(_ source: inout SourceMachine, _ numbers: ClosedRange<Int>, no
     var source = SourceMachine()
     #expect(feed(&source, 0...3).isEmpty)
     #expect(source.handle(.inputEnded(samplesInNoWindow: 0)).isEmpty)
-    #expect(lines(source.handle(.control(.mark(epoch: 1)))) == ["marked 1 from 0"])
+    // A mark before the assignment is not answered (it could not name a true next batch): the
+    // controller asks a source started in place of a dead one again once it streams.
+    #expect(lines(source.handle(.control(.mark(epoch: 1)))) == ["log info"])
 }
 
 @Test func keptBatchesAreReplayedInOrderUnderTheEpochInForceUntilTheSinkReleasesThem() {

@@ -298,8 +298,9 @@ public enum ControlMessage: Equatable, Sendable {
     /// sink has not released again. The sink drops what it holds of the dead one's and answers
     /// `resume_source`.
     case sourceLost(generation: UInt16)
-    /// Sink → controller: where the new source starts.
-    case resumeSource(SourceResume)
+    /// Sink → controller: where the new source starts, and what the sink's output holds then
+    /// (all it released: it wrote its buffer out first).
+    case resumeSource(SourceResume, written: SinkOutputState)
 }
 
 /// A new plan: one layer range per stage, under a new epoch.
@@ -324,6 +325,7 @@ extension ControlMessage: Codable {
     private struct Released: Codable { var upTo: UInt64 }
     private struct Replay: Codable { var from: UInt64 }
     private struct Generation: Codable { var generation: UInt16 }
+    private struct Takeover: Codable { var resume: SourceResume; var written: SinkOutputState }
 
     public var type: String {
         switch self {
@@ -378,7 +380,7 @@ extension ControlMessage: Codable {
         case .released(let upTo): try container.encode(Released(upTo: upTo), forKey: .body)
         case .replay(let from): try container.encode(Replay(from: from), forKey: .body)
         case .sourceLost(let generation): try container.encode(Generation(generation: generation), forKey: .body)
-        case .resumeSource(let resume): try container.encode(resume, forKey: .body)
+        case .resumeSource(let resume, let written): try container.encode(Takeover(resume: resume, written: written), forKey: .body)
         case .ready, .start, .stop, .ping, .replayNeeded: break
         }
     }
@@ -413,7 +415,9 @@ extension ControlMessage: Codable {
         case "replay_needed": self = .replayNeeded
         case "replay": self = .replay(from: try container.decode(Replay.self, forKey: .body).from)
         case "source_lost": self = .sourceLost(generation: try container.decode(Generation.self, forKey: .body).generation)
-        case "resume_source": self = .resumeSource(try container.decode(SourceResume.self, forKey: .body))
+        case "resume_source":
+            let takeover = try container.decode(Takeover.self, forKey: .body)
+            self = .resumeSource(takeover.resume, written: takeover.written)
         default:
             throw DecodingError.dataCorruptedError(forKey: .type, in: container, debugDescription: "unknown control message type '\(type)'")
         }

@@ -131,9 +131,11 @@ public struct ControllerMachine {
         return byStage
     }
 
-    /// Turns the coordinator's requests for replicas into processes to start.
+    /// Turns the coordinator's requests for replicas into processes to start. A mark waits for
+    /// a source starting in place of a dead one: it is asked once it streams.
     private mutating func coordinated(_ actions: [ControllerAction]) -> [ControllerAction] {
         actions.flatMap { action -> [ControllerAction] in
+            if case .send(sourceName, .mark) = action, restarting[sourceName] != nil { return [] }
             guard case .addReplica(let stage) = action else { return [action] }
             guard let replicaEndpoint, case .assignStage(var assignment)? = assignments[StageInstance.name(stage: stage, replica: 0)] else {
                 return coordinator?.abandonGrowth(reason: "this controller cannot start processes") ?? []
@@ -164,6 +166,9 @@ public struct ControllerMachine {
     private var roleNames: [String] { assignments.keys.sorted() }
     /// Every role but the dead stage processes nothing replaces.
     private var liveRoleNames: [String] { roleNames.filter { !departed.contains($0) } }
+
+    /// Whether a process is starting in place of the dead one named `name`.
+    public func isRestarting(_ name: String) -> Bool { restarting[name] != nil }
 
     /// Whether `name` is a role of this pipeline (replicas added live included).
     public func knows(_ name: String) -> Bool { assignments[name] != nil }
@@ -228,7 +233,7 @@ public struct ControllerMachine {
                     sinkProgress.at = now
                     return [.log(String(format: "%@ restarted, %.2f s after it died; it makes every batch from %llu on again", name, now - diedAt,
                                         sourceResume?.batch ?? 0)), .send(to: sourceName, .start)]
-                        + (stopRequested ? [.send(to: sourceName, .stop)] : [])
+                        + (stopRequested ? [.send(to: sourceName, .stop)] : []) + (coordinator?.sourceRestarted() ?? [])
                 }
                 coordinator?.rejoined(name)
                 return [.log(String(format: "%@ restarted and ready on the plan in force, %.2f s after it died", name, now - diedAt))]
@@ -270,11 +275,14 @@ public struct ControllerMachine {
             return moveActions
         case .prepared, .committed, .marked:
             return coordinated(coordinator?.received(message, from: name) ?? []) + answerDeferredHellos()
-        case .resumeSource(let resume):
+        case .resumeSource(let resume, let written):
             guard name == sinkName, resume.generation == sourceGeneration, restarting[sourceName] != nil else {
                 return [.log("ignoring resume_source from \(name)")]
             }
             sourceResume = resume
+            // The new source makes nothing before `resume.batch`: a sink started later must take
+            // up its output after it, whatever its last heartbeat said.
+            if written.batches > counters[sinkName]?.output?.batches ?? 0 { counters[sinkName, default: RoleCounters()].output = written }
             guard registered.contains(sourceName), let assignment = currentAssignment(sourceName) else { return [] }
             noteConnections(sourceName, assignment)
             return [.send(to: sourceName, assignment)]
@@ -322,7 +330,11 @@ public struct ControllerMachine {
         switch assignments[name] {
         case .assignSource(var source)?:
             if let first = stageInstances.first { source.pushEndpoints = readyEndpoints(first) }
-            if restarting[name] != nil { source.resume = sourceResume }
+            if restarting[name] != nil {
+                source.resume = sourceResume
+                // A move may have switched plans since the run started: batches are made under the one in force.
+                source.epoch = coordinator?.epoch ?? source.epoch
+            }
             return .assignSource(source)
         case .assignStage(var stage)?:
             guard let coordinator, coordinator.ranges.indices.contains(stage.stageIndex) else { return assignments[name] }
@@ -510,6 +522,12 @@ public struct ControllerMachine {
     /// stream after the last batch it reported written (`currentAssignment`), and the source
     /// sends every batch it keeps again once that one is ready (`sinkTookOver`).
     private mutating func sinkDied(how: String) -> [ControllerAction] {
+        // What the dead sink released and had not written out, a source starting now might no
+        // longer make: one death at a time is recovered from.
+        guard restarting[sourceName] == nil else {
+            return finish(.failed(String(format: "the sink died at %.3f s (%@) while the source was starting again", now - (runStarted ?? 0), how)),
+                          reason: "role lost")
+        }
         recovery.deaths += 1
         recovery.restarts += 1
         registered.remove(sinkName)

@@ -113,6 +113,14 @@ public struct RebalanceCoordinator: Sendable {
         if !instances.contains(name) { instances.append(name) }
     }
 
+    /// A source started in place of a dead one is streaming. If the dead one was asked to mark
+    /// and never answered, the new one is asked: it stamps the epoch in force already, and names
+    /// its next batch as the first of it.
+    public func sourceRestarted() -> [ControllerAction] {
+        guard let move, case .marking = move.step else { return [] }
+        return [.send(to: sourceName, .mark(epoch: move.epoch))]
+    }
+
     /// A replica asked for could not start: the move planned with it is dropped, and no
     /// replica is asked for again in this run.
     public mutating func abandonGrowth(reason: String) -> [ControllerAction] {

@@ -64,6 +64,8 @@ public enum SinkAction<Payload> {
     /// Count and log a drop (the counts are already in `counters.drops`).
     case drop(batches: Int, windows: Int, DropReason, String)
     case log(RoleLogLevel, String)
+    /// Write out what the output holds in its buffer now; answer `outputFlushed` (or `outputFailed`).
+    case flushOutput
     /// Write out everything and close the output; answer `outputFinished` or `outputFailed`.
     case finishOutput
     /// Close the output as far as it goes, without an answer: the sink ends anyway.
@@ -281,19 +283,24 @@ public struct SinkMachine<Payload> {
     /// The source died and one of generation `generation` takes its place: it makes every batch
     /// from the next to release on again, from its first window, perhaps cut into batches
     /// otherwise. What is held of the dead one's is dropped (it comes again), and so is what
-    /// still arrives of it; its counts no longer hold.
+    /// still arrives of it; its counts no longer hold. What was released is written out first:
+    /// no process keeps those batches any more, so a sink that dies later must find them in
+    /// its output.
     private mutating func sourceReplaced(by generation: UInt16) -> [SinkAction<Payload>] {
         guard generation > sourceGeneration else { return [.log(.warning, "ignoring source_lost for generation \(generation): generation \(sourceGeneration) is in force")] }
         sourceGeneration = generation
         generationFrom = reorder.nextSequence
         expected = nil
-        var actions: [SinkAction<Payload>] = []
+        var actions: [SinkAction<Payload>] = [.flushOutput]
+        let written = SinkOutputState(batches: output.batches + unflushed.batches, windows: output.windows + unflushed.windows,
+                                      labelled: output.labelled + unflushed.labelled, correct: output.correct + unflushed.correct,
+                                      firstCreated: summary.firstCreated)
         let held = reorder.removePending()
         if !held.isEmpty {
             actions.append(drop(batches: held.count, windows: held.reduce(0) { $0 + $1.release.keys.count }, .superseded,
                                 "held behind batch \(generationFrom) when the source that made them died; its successor makes them again"))
         }
-        return actions + [.send(.resumeSource(SourceResume(batch: generationFrom, window: nextWindow, generation: generation)))]
+        return actions + [.send(.resumeSource(SourceResume(batch: generationFrom, window: nextWindow, generation: generation), written: written))]
     }
 
     /// Marks the rows of a released batch that the output held when this sink took over.

@@ -136,6 +136,9 @@ public struct SourceMachine {
             stopRequested = true
             return []
         case .mark(let newEpoch):
+            // Before its assignment a source cannot name its next batch (a source starting in
+            // place of a dead one is asked again once it streams).
+            guard batcher != nil else { return [.log(.info, "ignoring mark for epoch \(newEpoch) before the assignment")] }
             // Every stage now runs the new plan: batches from here on are wholly handled under it.
             epoch = newEpoch
             return [.sendControl(.marked(Mark(epoch: newEpoch, firstBatch: nextBatch)))]
