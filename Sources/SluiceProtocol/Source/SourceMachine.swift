@@ -224,9 +224,9 @@ public struct SourceMachine {
     /// plan in force as it is sent again, exactly as a batch made now would be, so the cursor
     /// rule holds for it whatever plan it was first sent under.
     private mutating func replay(from: UInt64) -> [SourceAction] {
-        // Batches before `from` were released: the sink has them, so they are dropped here too.
-        release(upTo: from)
-        let again = kept[keptStart...].map { batch -> SourceAction in
+        // Batches before `from` the sink has released, but perhaps not yet written out: they
+        // are kept until `released` says so (a sink that dies now is sent them again).
+        let again = kept[keptStart...].filter { $0.batchSequence >= from }.map { batch -> SourceAction in
             var batch = batch
             batch.epoch = epoch
             return .resend(batch)
