@@ -250,8 +250,13 @@ public struct RunReport: Codable {
             lines.append("  repeated?    the sink was started again and cannot read back its output: windows from window_seq \(windowsMayRepeatFrom) on, up to where the dead sink stopped, may be in it twice")
         }
         if let recovery {
-            lines.append("  recovered    \(recovery.deaths) process\(recovery.deaths == 1 ? "" : "es") died: \(recovery.restarts) restarted, "
-                + "\(recovery.replays) replay\(recovery.replays == 1 ? "" : "s") of \(recovery.replayedBatches) batches from the source")
+            if recovery.controllerRestarts > 0 {
+                lines.append("  recovered    the controller died and was started again; the roles rejoined it (what the dead one saw is not in this summary)")
+            }
+            if recovery.deaths > 0 {
+                lines.append("  recovered    \(recovery.deaths) process\(recovery.deaths == 1 ? "" : "es") died: \(recovery.restarts) restarted, "
+                    + "\(recovery.replays) replay\(recovery.replays == 1 ? "" : "s") of \(recovery.replayedBatches) batches from the source")
+            }
         }
         if let implausibleStamps, implausibleStamps > 0 {
             lines.append("  timestamps   \(implausibleStamps) batches carried implausible timestamps: left out of latency and throughput")

@@ -38,7 +38,7 @@ public final class ControllerRole {
     /// start those replicas as processes of this executable (under `sluice run`); otherwise the
     /// log says which `sluice stage` to start by hand.
     public init(plan: PipelinePlan, endpoints: Endpoints, runDirectory: String, spawnStages: Bool = false,
-                metricsPort: UInt16? = nil, liveEvery: Double? = nil) throws {
+                metricsPort: UInt16? = nil, liveEvery: Double? = nil, rejoining: Bool = false) throws {
         self.plan = plan
         self.endpoints = endpoints
         self.liveEvery = liveEvery
@@ -55,7 +55,8 @@ public final class ControllerRole {
         machine = ControllerMachine(assignments: plan.assignments(endpoints),
                                     liveness: Liveness(heartbeatSeconds: plan.config.controller.heartbeatMilliseconds / 1000,
                                                        timeoutSeconds: plan.config.controller.timeoutSeconds),
-                                    coordinator: coordinator, replicaEndpoint: plan.replicaEndpoints(runDirectory: runDirectory))
+                                    coordinator: coordinator, replicaEndpoint: plan.replicaEndpoints(runDirectory: runDirectory),
+                                    rejoining: rejoining)
     }
 
     /// Runs the pipeline to its end; returns the report and the process exit code.

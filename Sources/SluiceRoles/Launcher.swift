@@ -6,6 +6,9 @@ import SluicePlan
 /// processes of this same executable, waits for the controller to finish the run, and makes
 /// sure no process outlives it.
 public final class Launcher {
+    /// Controllers started in place of killed ones in one run, at most: past that, something
+    /// kills every controller, and the run ends as it does without one.
+    static let controllerRestartLimit = 10
     private let pipelineFile: String
     private let plan: PipelinePlan
     private let controllerOptions: [String]
@@ -87,7 +90,8 @@ public final class Launcher {
             throw RoleError("cannot start the pipeline's processes: \(error)")
         }
 
-        let controller = children[0].process
+        var controller = children[0].process
+        var controllerRestarts = 0
         var forwardedSignals: Int32 = 0
         var killDeadline: Double?
         let started = monotonicSeconds()
@@ -111,6 +115,22 @@ public final class Launcher {
                     kill(controller.processIdentifier, StopSignal.drainRequest)
                 }
                 if forwardedSignals >= 3 { killDeadline = monotonicSeconds() }
+            }
+            // A controller killed by a signal is started again: the roles, still running, rejoin it.
+            if !controller.isRunning, controller.terminationReason == .uncaughtSignal, killDeadline == nil,
+               controllerRestarts < Self.controllerRestartLimit, forwardedSignals < 2 {
+                // (Whether roles live is not checked here: those it started in place of dead
+                // ones are the dead controller's children. With none left, the new one says so.)
+                controllerRestarts += 1
+                logger.warning("the controller was killed (signal \(controller.terminationStatus)); starting it again, and the roles rejoin it")
+                do {
+                    controller = try startSluiceProcess(controllerArguments + ["--rejoin"])
+                    children[0] = ("controller", controller)
+                    if forwardedSignals > 0 { kill(controller.processIdentifier, StopSignal.drainRequest) }
+                    continue
+                } catch {
+                    logger.error("cannot start the controller again: \(error)")
+                }
             }
             if !controller.isRunning, killDeadline == nil {
                 // Roles leave on the controller's shutdown; give them a moment, then make sure.

@@ -69,7 +69,7 @@ final class RoleShell {
     /// its timeout or polling fails (1).
     func run(_ adapter: RoleAdapter) -> Int32 {
         self.adapter = adapter
-        control.send(.hello(Hello(role: adapter.kind, name: name, pid: getpid(), host: ProcessInfo.processInfo.hostName)))
+        sayHello(adapter)
         while true {
             if let exit = exitNow(adapter) { return end(exit, adapter) }
             var items: [(ZMQSocket, PollEvents)] = [(control.socket, .readable)]
@@ -144,9 +144,15 @@ final class RoleShell {
 
     private func serveControl(_ adapter: RoleAdapter) -> RoleExit? {
         while let message = control.receive(logger: logger) {
+            // A controller started in place of a dead one: it learns who this is first.
+            if message == .rejoin { sayHello(adapter) }
             if let exit = adapter.handle(message) { return exit }
         }
         return adapter.takeFinishedWork()
+    }
+
+    private func sayHello(_ adapter: RoleAdapter) {
+        control.send(.hello(Hello(role: adapter.kind, name: name, pid: getpid(), host: ProcessInfo.processInfo.hostName)))
     }
 
     private func timeout(_ adapter: RoleAdapter) -> Double { adapter.liveness?.timeoutSeconds ?? 30 }

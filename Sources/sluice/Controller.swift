@@ -36,6 +36,9 @@ extension Sluice {
 
         @OptionGroup var observe: ObserveOptions
 
+        @Flag(help: "Take over a pipeline whose controller died: its roles, still running, rejoin and the run goes on where it was.")
+        var rejoin = false
+
         @Flag(help: .hidden)
         var managed = false
 
@@ -64,7 +67,7 @@ extension Sluice {
                 endpoints.control = control
                 let role = try ControllerRole(plan: plan, endpoints: endpoints, runDirectory: directory, spawnStages: managed,
                                               metricsPort: observe.metricsPort,
-                                              liveEvery: observe.live ? 1 : nil)
+                                              liveEvery: observe.live ? 1 : nil, rejoining: rejoin)
                 result = role.run()
                 if let profile, let data = role.lastProfile?.json() {
                     try OutputFile.write(data, to: profile)

@@ -122,6 +122,32 @@ extension MultiProcess {
             try Self.killMidRun("source", restarted: 1)
         }
 
+        /// The launcher starts a new controller; the roles, which went on streaming, rejoin it,
+        /// and it takes the run over from what they say.
+        @Test func aKilledControllerIsStartedAgainAndTheOutputsEqualOneProcess() throws {
+            let output = temporaryPath("scores.npy")
+            let report = temporaryPath("report.json")
+            let run = try Running(["run", try Self.pipeline(output: output), "--report", report])
+            let runDirectory = "/tmp/sluice-\(run.pid)/"
+            #expect(run.waitForLog("all roles ready"), "the run never started")
+            usleep(700_000)
+            let controller = try #require(processes(matching: runDirectory).first { pid in
+                let words = (FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") ?? Data()).split(separator: 0)
+                return words.count > 1 && String(decoding: words[1], as: UTF8.self) == "controller"
+            }, "no controller found")
+            kill(controller, SIGKILL)
+            let result = run.wait(timeout: 60)
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(result.stderr.contains("the controller was killed"), "\(result.stderr)")
+            #expect(result.stderr.contains("took the run over from a dead controller"), "\(result.stderr)")
+            let json = try MultiProcess.PipelineTests.expectOutputsOfOneProcess(output: output, report: report, hop: 5, stderr: result.stderr).report
+            let recovery = try #require(json["recovery"] as? [String: Any], "no recovery in the report")
+            #expect(recovery["controllerRestarts"] as? Int == 1, "\(recovery)")
+            #expect(result.stderr.contains("(in order, none lost or duplicated)"), "\(result.stderr)")
+            #expect(result.stderr.contains("the controller died and was started again"), "\(result.stderr)")
+            #expect(processes(matching: runDirectory).isEmpty, "processes left behind")
+        }
+
         /// The same from the last whole line of a JSON-lines file: each window once, in order.
         @Test func aKilledSinkIsStartedAgainAndAJSONLinesOutputEqualsOneProcess() throws {
             try Self.killMidRun("sink", restarted: 1, sinkType: "jsonl")

@@ -372,3 +372,91 @@ private func growingController(timeout: Double = 5, warmup: Double = 0, cores: I
     #expect(Set(sends(taken)) == Set(roles.map { "\($0):shutdown" }))   // the stand-in assignments
     #expect(controller.phase == .preparing)
 }
+
+/// Two stages of a four-layer model, and a controller started in place of a dead one.
+private let fourLayers = LayerCut(layers: (0..<4).map {
+    Layer(index: $0, nodeStart: $0, nodeEnd: $0 + 1, opTypes: ["F"], flopsPerWindow: 1, parameterBytes: 4, outputs: ["x"], outputBytesPerWindow: 4)
+}, inputs: ["x"], inputBytesPerWindow: 4)
+
+private func stageState(_ index: Int, layers: Range<Int>, epoch: UInt32, held: Range<Int>? = nil, preparing: PreparedRange? = nil) -> RoleState {
+    let assignment = StageAssignment(stageIndex: index, epoch: epoch, modelPath: "/m", cut: fourLayers, layers: LayerSpan(layers),
+                                     pullEndpoint: "ipc://stage-\(index)", pushEndpoints: [index == 0 ? "ipc://stage-1" : "ipc://sink"],
+                                     slowdown: 0, liveness: liveness)
+    return RoleState(stage: StageState(assignment: assignment, held: LayerSpan(held ?? layers), preparing: preparing))
+}
+
+/// Feeds the roles' `rejoined` answers (after each says hello) to a new controller and lets the
+/// grace period pass; returns what it did on taking the run over.
+private func takeOver(_ states: [String: RoleState]) -> (ControllerMachine, [ControllerAction]) {
+    var controller = ControllerMachine(
+        assignments: ["stage-0": .ping, "stage-1": .ping, "source": .ping, "sink": .ping], liveness: liveness,
+        coordinator: RebalanceCoordinator(ranges: [0..<2, 2..<4], epoch: 1,
+                                          rebalancer: Rebalancer(config: RebalanceConfig(policy: .off), cut: fourLayers, stages: 2)),
+        rejoining: true)
+    _ = controller.handle(.tick(now: 0))
+    // A heartbeat from a role it does not know yet is answered with a request to rejoin.
+    #expect(sends(controller.handle(.received(from: "stage-1", .heartbeat(RoleCounters())))) == ["stage-1:rejoin"])
+    for (name, state) in states.sorted(by: { $0.key < $1.key }) {
+        _ = controller.handle(.received(from: name, .hello(Hello(role: .stage, name: name, pid: 1, host: "h"))))
+        _ = controller.handle(.received(from: name, .rejoined(state)))
+    }
+    #expect(controller.phase == .rejoining)
+    let actions = controller.handle(.tick(now: 2)).filter { if case .send(_, .ping) = $0 { return false } else { return true } }
+    return (controller, actions)
+}
+
+private let sourceAt = RoleState(source: SourceState(epoch: 3, nextBatch: 40, generation: 0, done: nil, lastMark: Mark(epoch: 3, firstBatch: 30)))
+private let sinkAt = RoleState(sink: SinkState(nextBatch: 25, output: SinkOutputState(batches: 20, windows: 160), sourceGeneration: 0, done: nil))
+
+@Test func aControllerThatTakesOverGoesOnWithThePlanTheStagesRun() {
+    let (controller, actions) = takeOver(["stage-0": stageState(0, layers: 0..<1, epoch: 3), "stage-1": stageState(1, layers: 1..<4, epoch: 3),
+                                          "source": sourceAt, "sink": sinkAt])
+    #expect(controller.phase == .running, "\(actions)")
+    #expect(controller.coordinator?.ranges == [0..<1, 1..<4] && controller.coordinator?.epoch == 3)
+    #expect(controller.coordinator?.isMoving == false && sends(actions).isEmpty, "\(actions)")
+    #expect(controller.recovery.controllerRestarts == 1)
+}
+
+@Test func aControllerThatTakesOverFinishesAMoveSomeStagesCommitted() {
+    // stage-0 committed epoch 4; stage-1 prepared it and never heard the commit.
+    let (controller, actions) = takeOver([
+        "stage-0": stageState(0, layers: 0..<2, epoch: 4, held: 0..<2),
+        "stage-1": stageState(1, layers: 1..<4, epoch: 3, held: 1..<4, preparing: PreparedRange(epoch: 4, layers: LayerSpan(start: 2, end: 4))),
+        "source": sourceAt, "sink": sinkAt])
+    #expect(sends(actions) == ["stage-1:commit"], "\(actions)")
+    #expect(controller.coordinator?.isSwitching == true)
+}
+
+@Test func aControllerThatTakesOverUndoesAMoveNoStageCommitted() {
+    let (_, actions) = takeOver([
+        "stage-0": stageState(0, layers: 0..<1, epoch: 3, held: 0..<2, preparing: PreparedRange(epoch: 4, layers: LayerSpan(start: 0, end: 2))),
+        "stage-1": stageState(1, layers: 1..<4, epoch: 3),
+        "source": sourceAt, "sink": sinkAt])
+    let prepares = actions.compactMap { if case .send(let to, .prepare(let move)) = $0 { return (to, move) } else { return nil } }
+    #expect(prepares.map(\.0).sorted() == ["stage-0", "stage-1"], "\(actions)")
+    #expect(prepares.allSatisfy { $0.1 == Move(epoch: 4, ranges: [LayerSpan(start: 0, end: 1), LayerSpan(start: 1, end: 4)]) },
+            "undone by a move to the ranges in force")
+}
+
+@Test func aControllerThatTakesOverMarksAMoveEveryStageCommitted() {
+    var source = sourceAt
+    source.source?.epoch = 2
+    let (_, actions) = takeOver(["stage-0": stageState(0, layers: 0..<1, epoch: 3), "stage-1": stageState(1, layers: 1..<4, epoch: 3),
+                                 "source": source, "sink": sinkAt])
+    #expect(sends(actions) == ["source:mark"], "\(actions)")
+}
+
+@Test func aControllerThatTakesOverADrainingRunTellsTheSinkTheCountsAgain() {
+    var source = sourceAt
+    source.source?.done = SourceDone(batches: 50, windows: 400)
+    let (controller, actions) = takeOver(["stage-0": stageState(0, layers: 0..<1, epoch: 3), "stage-1": stageState(1, layers: 1..<4, epoch: 3),
+                                          "source": source, "sink": sinkAt])
+    #expect(controller.phase == .draining && sends(actions) == ["sink:expect"], "\(actions)")
+}
+
+@Test func aControllerThatTakesOverRefusesStatesNoRunCouldLeave() {
+    let (controller, actions) = takeOver(["stage-0": stageState(0, layers: 0..<2, epoch: 3), "stage-1": stageState(1, layers: 1..<4, epoch: 3),
+                                          "source": sourceAt, "sink": sinkAt])
+    guard case .failed(let reason)? = outcome(actions) else { Issue.record("took over overlapping ranges: \(actions)"); return }
+    #expect(reason.contains("do not cut the model in order") && controller.phase == .finished, "\(reason)")
+}

@@ -247,6 +247,60 @@ public struct SourceResume: Codable, Equatable, Sendable {
     public init(batch: UInt64, window: UInt64, generation: UInt16) { self.batch = batch; self.window = window; self.generation = generation }
 }
 
+/// Where a role stands, told to a controller started in place of a dead one (`rejoined`), which
+/// rebuilds the run from it: exactly one of the three is set.
+public struct RoleState: Codable, Equatable, Sendable {
+    public var stage: StageState?
+    public var source: SourceState?
+    public var sink: SinkState?
+    public init(stage: StageState? = nil, source: SourceState? = nil, sink: SinkState? = nil) {
+        self.stage = stage; self.source = source; self.sink = sink
+    }
+}
+
+public struct StageState: Codable, Equatable, Sendable {
+    /// Its assignment, with the range and epoch in force now.
+    public var assignment: StageAssignment
+    /// The layers it holds weights for, and the move it prepared and has not committed.
+    public var held: LayerSpan
+    public var preparing: PreparedRange?
+    public init(assignment: StageAssignment, held: LayerSpan, preparing: PreparedRange?) {
+        self.assignment = assignment; self.held = held; self.preparing = preparing
+    }
+}
+
+public struct PreparedRange: Codable, Equatable, Sendable {
+    public var epoch: UInt32
+    public var layers: LayerSpan
+    public init(epoch: UInt32, layers: LayerSpan) { self.epoch = epoch; self.layers = layers }
+}
+
+public struct SourceState: Codable, Equatable, Sendable {
+    /// The epoch it stamps on batches now, the next batch it makes, its generation, and its
+    /// counts once its input ended.
+    public var epoch: UInt32
+    public var nextBatch: UInt64
+    public var generation: UInt16
+    public var done: SourceDone?
+    /// The last mark it answered (nil: none yet).
+    public var lastMark: Mark?
+    public init(epoch: UInt32, nextBatch: UInt64, generation: UInt16, done: SourceDone?, lastMark: Mark? = nil) {
+        self.epoch = epoch; self.nextBatch = nextBatch; self.generation = generation; self.done = done; self.lastMark = lastMark
+    }
+}
+
+public struct SinkState: Codable, Equatable, Sendable {
+    /// The next batch it releases, what its output holds, the source generation it takes, and
+    /// its summary once every expected batch is out.
+    public var nextBatch: UInt64
+    public var output: SinkOutputState
+    public var sourceGeneration: UInt16
+    public var done: SinkSummary?
+    public init(nextBatch: UInt64, output: SinkOutputState, sourceGeneration: UInt16, done: SinkSummary?) {
+        self.nextBatch = nextBatch; self.output = output; self.sourceGeneration = sourceGeneration; self.done = done
+    }
+}
+
 /// Control-plane messages: one JSON object per ZeroMQ frame, `{"type": …, "body": …}`.
 public enum ControlMessage: Equatable, Sendable {
     case hello(Hello)
@@ -301,6 +355,11 @@ public enum ControlMessage: Equatable, Sendable {
     /// Sink → controller: where the new source starts, and what the sink's output holds then
     /// (all it released: it wrote its buffer out first).
     case resumeSource(SourceResume, written: SinkOutputState)
+    /// Controller → a role it does not know yet: it was started in place of a dead controller;
+    /// the role says `hello` again, then `rejoined`.
+    case rejoin
+    /// Role → controller: where it stands.
+    case rejoined(RoleState)
 }
 
 /// A new plan: one layer range per stage, under a new epoch.
@@ -356,6 +415,8 @@ extension ControlMessage: Codable {
         case .replay: return "replay"
         case .sourceLost: return "source_lost"
         case .resumeSource: return "resume_source"
+        case .rejoin: return "rejoin"
+        case .rejoined: return "rejoined"
         }
     }
 
@@ -381,7 +442,8 @@ extension ControlMessage: Codable {
         case .replay(let from): try container.encode(Replay(from: from), forKey: .body)
         case .sourceLost(let generation): try container.encode(Generation(generation: generation), forKey: .body)
         case .resumeSource(let resume, let written): try container.encode(Takeover(resume: resume, written: written), forKey: .body)
-        case .ready, .start, .stop, .ping, .replayNeeded: break
+        case .rejoined(let state): try container.encode(state, forKey: .body)
+        case .ready, .start, .stop, .ping, .replayNeeded, .rejoin: break
         }
     }
 
@@ -413,6 +475,8 @@ extension ControlMessage: Codable {
         case "connect": self = .connect(endpoint: try container.decode(Peer.self, forKey: .body).endpoint)
         case "released": self = .released(upTo: try container.decode(Released.self, forKey: .body).upTo)
         case "replay_needed": self = .replayNeeded
+        case "rejoin": self = .rejoin
+        case "rejoined": self = .rejoined(try container.decode(RoleState.self, forKey: .body))
         case "replay": self = .replay(from: try container.decode(Replay.self, forKey: .body).from)
         case "source_lost": self = .sourceLost(generation: try container.decode(Generation.self, forKey: .body).generation)
         case "resume_source":
@@ -434,7 +498,7 @@ extension ControlMessage: Codable {
 
     /// The layout of the control messages' bodies, raised with any change to one. A role
     /// says it in its hello; the controller takes only roles that speak its own (2: Sluice 0.2,
-    /// windows and layer spans; 3: a dead sink or source is started again; 0.1's hello says none).
+    /// windows and layer spans; 3: a dead sink, source or controller is started again; 0.1's hello says none).
     public static let revision = 3
 
     public static func decode(_ bytes: UnsafeRawBufferPointer) throws -> ControlMessage {

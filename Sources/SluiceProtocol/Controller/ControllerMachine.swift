@@ -34,9 +34,10 @@ public enum ControllerAction: Equatable, Sendable {
 /// The controller's protocol logic, free of sockets and clocks: events in, actions out.
 /// Phases: registering → preparing (assignments out, waiting for ready) → running → draining
 /// (source done, waiting for the sink) → closing (shutdown sent, collecting each role's final
-/// counters) → finished.
+/// counters) → finished. A controller started in place of a dead one begins with rejoining
+/// (every role says where it stands) and goes on from the phase the run was in.
 public struct ControllerMachine {
-    public enum Phase: Equatable, Sendable { case registering, preparing, running, draining, closing, finished }
+    public enum Phase: Equatable, Sendable { case registering, rejoining, preparing, running, draining, closing, finished }
 
     public private(set) var phase: Phase = .registering
     /// Latest counters per role, from heartbeats.
@@ -82,6 +83,13 @@ public struct ControllerMachine {
     private var helloDeferred: Set<String> = []
     /// Stage deaths handled, replacements started and replays asked of the source, for the report.
     public private(set) var recovery = RecoveryCounts()
+    /// Rejoining: where each role said it stands, when the first said it, and when each was last asked.
+    private var rejoined: [String: RoleState] = [:]
+    private var firstRejoined: Double?
+    private var askedToRejoin: [String: Double] = [:]
+    /// What rejoined roles said after they rejoined (their input may have ended meanwhile):
+    /// taken in order once the run is taken over.
+    private var saidAfterRejoining: [(name: String, message: ControlMessage)] = []
     /// Live rebalancing, when the pipeline has stages to rebalance.
     public private(set) var coordinator: RebalanceCoordinator?
     /// The cost model the controller last planned with, kept when moves stopped (the source
@@ -91,8 +99,11 @@ public struct ControllerMachine {
 
     /// `assignments` maps every role's name to its assignment message; the run starts once all
     /// of them have said hello and ready.
+    /// `rejoining`: this controller starts in place of a dead one, with the roles running.
     public init(assignments: [String: ControlMessage], sourceName: String = "source", sinkName: String = "sink",
-                liveness: Liveness, coordinator: RebalanceCoordinator? = nil, replicaEndpoint: ((String) -> String)? = nil) {
+                liveness: Liveness, coordinator: RebalanceCoordinator? = nil, replicaEndpoint: ((String) -> String)? = nil,
+                rejoining: Bool = false) {
+        if rejoining { phase = .rejoining }
         self.assignments = assignments
         self.replicaEndpoint = replicaEndpoint
         self.sourceName = sourceName
@@ -141,7 +152,9 @@ public struct ControllerMachine {
                 return coordinator?.abandonGrowth(reason: "this controller cannot start processes") ?? []
             }
             // Names of dead replicas stay taken: nothing they still send can pass for the new one's.
-            let name = StageInstance.name(stage: stage, replica: stageNames(including: true)[stage].count)
+            // (Past the highest number known: a controller that took over may not know of a replica that died.)
+            let highest = stageNames(including: true)[stage].compactMap(StageInstance.replica(of:)).max() ?? 0
+            let name = StageInstance.name(stage: stage, replica: highest + 1)
             assignment.pullEndpoint = replicaEndpoint(name)
             assignments[name] = .assignStage(assignment)
             pendingReplicas[name] = (stage, now)
@@ -171,7 +184,10 @@ public struct ControllerMachine {
     public func isRestarting(_ name: String) -> Bool { restarting[name] != nil }
 
     /// Whether `name` is a role of this pipeline (replicas added live included).
-    public func knows(_ name: String) -> Bool { assignments[name] != nil }
+    public func knows(_ name: String) -> Bool {
+        // Rejoining, a replica the dead controller started is known by its name's shape.
+        assignments[name] != nil || (phase == .rejoining && StageInstance.stage(of: name) != nil)
+    }
 
     public mutating func handle(_ event: ControllerEvent) -> [ControllerAction] {
         guard phase != .finished else { return [] }
@@ -184,6 +200,8 @@ public struct ControllerMachine {
             return requestStop()
         case .roleExited(let name, let how):
             return roleDied(name, how: how)
+        case .received(let name, let message) where phase == .rejoining:
+            return rejoin(message, from: name)
         case .received(let name, let message):
             guard assignments[name] != nil else {
                 return [.log("ignoring \(message.type) from unknown role '\(name)'"),
@@ -275,6 +293,8 @@ public struct ControllerMachine {
             return moveActions
         case .prepared, .committed, .marked:
             return coordinated(coordinator?.received(message, from: name) ?? []) + answerDeferredHellos()
+        case .rejoined:
+            return [.log("ignoring rejoined from \(name): the run was already taken over")]
         case .resumeSource(let resume, let written):
             guard name == sinkName, resume.generation == sourceGeneration, restarting[sourceName] != nil else {
                 return [.log("ignoring resume_source from \(name)")]
@@ -317,7 +337,7 @@ public struct ControllerMachine {
             }
             return finish(.failed("\(name): \(reason)"), reason: "\(name) failed")
         case .assignStage, .assignSource, .assignSink, .start, .expect, .stop, .shutdown, .ping, .prepare, .commit, .mark, .retire, .connect,
-             .released, .replayNeeded, .sourceLost:
+             .released, .replayNeeded, .sourceLost, .rejoin:
             return [.log("ignoring \(message.type) from \(name): only the controller sends it")]
         }
     }
@@ -383,6 +403,8 @@ public struct ControllerMachine {
         case .running:
             lastPlanningModel = coordinator.map { $0.rebalancer.plannedWith ?? $0.rebalancer.model }
             return [.log("stop requested: the source stops reading and the pipeline drains"), .send(to: sourceName, .stop)]
+        case .rejoining:
+            return [.log("stop requested while the roles rejoin; the source stops once the run is taken over")]
         case .draining, .closing, .finished:
             return [.log("stop requested while draining; waiting for the sink")]
         }
@@ -396,6 +418,25 @@ public struct ControllerMachine {
         }
         let started = phaseStarted ?? now
         switch phase {
+        case .rejoining:
+            // The source, the sink and a process of every stage, and the other stage processes
+            // heard from within a few heartbeats (each sends one per beat): one of the plan that
+            // stays silent died before the controller did.
+            var missing = Set([sourceName, sinkName]).subtracting(rejoined.keys)
+            for (stage, names) in stageNames(including: true).enumerated() where !names.contains(where: { rejoined[$0] != nil }) {
+                missing.insert(names.first ?? StageInstance.name(stage: stage, replica: 0))
+            }
+            // A process heard from but not rejoined may still be loading its first weights: it
+            // gets until the timeout, then is told to leave.
+            let unanswered = registered.union(askedToRejoin.keys).subtracting(rejoined.keys)
+            if missing.isEmpty, let first = firstRejoined, now - first >= liveness.heartbeatSeconds * 3,
+               unanswered.isEmpty || now - first >= liveness.timeoutSeconds {
+                return actions + takeOver()
+            }
+            if now - started > liveness.timeoutSeconds * 3 {
+                return actions + finish(.failed("\(missing.sorted().joined(separator: ", ")) did not rejoin within \(Int(liveness.timeoutSeconds * 3)) s of the controller's restart"),
+                                        reason: "roles missing")
+            }
         case .registering, .preparing:
             // Loading a model can take a while; allow several timeouts before giving up.
             if now - started > liveness.timeoutSeconds * 3 {
@@ -447,10 +488,14 @@ public struct ControllerMachine {
             }
             // Batches wait at the sink behind a gap that a replay did not fill, and nothing after
             // it can be released. (Duplicates and replayed copies were dropped: they wait for nothing.)
-            if let sink = counters[sinkName], sink.received - sink.rejected - sink.drops.count(.batch, .duplicate) - sink.replayed > sink.batches,
-               stalled {
-                return actions + finish(.failed("batch \(sink.batches) never reached the sink; \(sink.received - sink.rejected - sink.drops.count(.batch, .duplicate) - sink.replayed - sink.batches) later batches wait behind it for \(liveness.timeoutSeconds) s"),
-                                        reason: "batch lost")
+            // (Nor do copies a dead source made, superseded by its successor's.)
+            if let sink = counters[sinkName], stalled {
+                let waiting = sink.received - sink.rejected - sink.drops.count(.batch, .duplicate) - sink.drops.count(.batch, .superseded)
+                    - sink.replayed - sink.batches
+                if waiting > 0 {
+                    return actions + finish(.failed("batch \(sink.batches) never reached the sink; \(waiting) later batches wait behind it for \(liveness.timeoutSeconds) s"),
+                                            reason: "batch lost")
+                }
             }
         case .closing:
             // Final counters are a courtesy; a role that exits without them does not hold the run.
@@ -584,6 +629,104 @@ public struct ControllerMachine {
         return [.send(to: sinkName, .replayNeeded)]
     }
 
+    /// Rejoining: a role heard from says where it stands; any other message is answered with a
+    /// request to (once a heartbeat: more of its messages may be queued).
+    private mutating func rejoin(_ message: ControlMessage, from name: String) -> [ControllerAction] {
+        let replica = StageInstance.stage(of: name) != nil && (coordinator?.ranges.indices.contains(StageInstance.stage(of: name) ?? -1) ?? false)
+        guard assignments[name] != nil || replica else {
+            return [.log("ignoring \(message.type) from unknown role '\(name)'"), .send(to: name, .shutdown(reason: "no role named '\(name)' in this pipeline"))]
+        }
+        lastHeard[name] = now
+        switch message {
+        case .hello(let hello) where !hello.speaksThisRevision:
+            return [.send(to: name, .shutdown(reason: "this controller speaks control revision \(ControlMessage.revision): run the same Sluice release everywhere"))]
+        case .hello:
+            registered.insert(name)
+            return []
+        case .rejoined(let state):
+            let fits = (name == sourceName && state.source != nil) || (name == sinkName && state.sink != nil)
+                || (state.stage.map { StageInstance.stage(of: name) == $0.assignment.stageIndex } ?? false)
+            guard fits else { return [.log("ignoring rejoined from \(name): its state is not one of its role")] }
+            if let stage = state.stage { assignments[name] = .assignStage(stage.assignment) }
+            rejoined[name] = state
+            registered.insert(name)
+            if firstRejoined == nil { firstRejoined = now }
+            return [.log("\(name) rejoined")]
+        default:
+            if rejoined[name] != nil {
+                saidAfterRejoining.append((name, message))
+                return []
+            }
+            guard now - (askedToRejoin[name] ?? -.infinity) >= liveness.heartbeatSeconds else { return [] }
+            askedToRejoin[name] = now
+            return [.send(to: name, .rejoin)]
+        }
+    }
+
+    /// Every role rejoined: the run is rebuilt from what they said and goes on where it was.
+    private mutating func takeOver() -> [ControllerAction] {
+        guard let source = rejoined[sourceName]?.source, let sink = rejoined[sinkName]?.sink else {
+            return finish(.failed("the source or the sink rejoined without its state"), reason: "rejoin failed")
+        }
+        var actions: [ControllerAction] = []
+        let stages = rejoined.compactMapValues(\.stage)
+        if var coordinator {
+            do {
+                actions += try coordinator.recover(from: stages, source: source, now: now)
+            } catch {
+                return finish(.failed("cannot take the run over: \(error)"), reason: "rejoin failed")
+            }
+            self.coordinator = coordinator
+        }
+        ready = Set(rejoined.keys)
+        // Processes of the plan that did not rejoin died before the controller, and those heard
+        // from that did not are told to leave: nothing they send counts, and their names stay taken.
+        let left = registered.union(askedToRejoin.keys).subtracting(rejoined.keys)
+        for name in left where assignments[name] == nil {
+            if let stage = StageInstance.stage(of: name), case .assignStage(let peer)? = assignments[StageInstance.name(stage: stage, replica: 0)] {
+                assignments[name] = .assignStage(peer)
+            }
+        }
+        departed = Set(roleNames).subtracting(rejoined.keys)
+        actions += left.sorted().map { .send(to: $0, .shutdown(reason: "it did not rejoin")) }
+        for name in rejoined.keys.sorted() {
+            if let assignment = assignments[name] { noteConnections(name, assignment) }
+        }
+        // Every process of a hop that rejoined was announced to the hop before it.
+        for (index, names) in stageInstances.enumerated() {
+            let upstream = index == 0 ? [sourceName] : stageInstances[index - 1]
+            for role in upstream { connected[role, default: []].formUnion(readyEndpoints(names)) }
+        }
+        sourceGeneration = source.generation
+        counters[sinkName, default: RoleCounters()].output = sink.output
+        counters[sinkName, default: RoleCounters()].batches = Int(clamping: sink.nextBatch)
+        sinkProgress = (Int(clamping: sink.nextBatch), now)
+        runStarted = now
+        phaseStarted = now
+        recovery.controllerRestarts += 1
+        let moves = coordinator.map { "plan epoch \($0.epoch), layers \(LayerSpan.describe($0.ranges))" } ?? "no stages"
+        actions.insert(.log("took the run over from a dead controller: \(rejoined.count) roles rejoined; \(moves); the sink has released \(sink.nextBatch) batches"), at: 0)
+        if let summary = sink.done {
+            phase = .closing
+            pendingOutcome = .completed(summary)
+            return actions + liveRoleNames.map { .send(to: $0, .shutdown(reason: "done")) }
+        }
+        if let done = source.done {
+            phase = .draining
+            sourceDone = done
+            return actions + [.send(to: sinkName, .expect(done))] + takeWhatWasSaidMeanwhile()
+        }
+        phase = .running
+        if stopRequested { actions.append(.send(to: sourceName, .stop)) }
+        return actions + takeWhatWasSaidMeanwhile()
+    }
+
+    private mutating func takeWhatWasSaidMeanwhile() -> [ControllerAction] {
+        let said = saidAfterRejoining
+        saidAfterRejoining = []
+        return said.flatMap { receive($0.message, from: $0.name) }
+    }
+
     /// Restarted processes that registered during a switch, told the plan in force now that it is done.
     private mutating func answerDeferredHellos() -> [ControllerAction] {
         guard !helloDeferred.isEmpty, coordinator?.isSwitching != true else { return [] }
@@ -602,14 +745,29 @@ public struct ControllerMachine {
     }
 }
 
-/// What the controller did about dead stage processes in a run.
+/// What the controller did about dead processes in a run.
 public struct RecoveryCounts: Codable, Equatable, Sendable {
-    /// Stage processes seen to die (or declared dead by silence).
+    /// Processes seen to die (or declared dead by silence): stage processes, the sink, the source.
     public var deaths = 0
-    /// Processes started in place of a stage's only process.
+    /// Processes started in place of dead ones (a replica whose siblings carry on is not).
     public var restarts = 0
     /// Replays asked of the source, and the batches it sent again in all.
     public var replays = 0
     public var replayedBatches = 0
+    /// Controllers started in place of a dead one (this one counts only its own start: what the
+    /// dead one counted died with it).
+    public var controllerRestarts = 0
     public init() {}
+
+    private enum CodingKeys: String, CodingKey { case deaths, restarts, replays, replayedBatches, controllerRestarts }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        deaths = try c.decode(Int.self, forKey: .deaths)
+        restarts = try c.decode(Int.self, forKey: .restarts)
+        replays = try c.decode(Int.self, forKey: .replays)
+        replayedBatches = try c.decode(Int.self, forKey: .replayedBatches)
+        // Reports of 0.2 before controllers were started again have none.
+        controllerRestarts = try c.decodeIfPresent(Int.self, forKey: .controllerRestarts) ?? 0
+    }
 }

@@ -121,6 +121,81 @@ public struct RebalanceCoordinator: Sendable {
         return [.send(to: sourceName, .mark(epoch: move.epoch))]
     }
 
+    /// A controller started in place of a dead one takes the plan over from what the stage
+    /// processes say (`rejoined`) and finishes or undoes the move the dead one left: if any
+    /// process committed its epoch, every process prepared it, so the rest commit too; if some
+    /// only prepared one, the move is undone by a move to the ranges in force; a move every
+    /// process committed is marked, or retired once the sink is past the source's next batch.
+    /// Throws a reason when the processes' states cannot come from one run of this protocol.
+    public mutating func recover(from states: [String: StageState], source: SourceState, now time: Double) throws -> [ControllerAction] {
+        now = time
+        // The processes that rejoined are the stage's now: replicas the dead controller added
+        // count, and processes of the plan that died before it did not.
+        for name in instances where states[name] == nil {
+            if let stage = StageInstance.stage(of: name) { rebalancer.removeReplica(stage: stage) }
+        }
+        for (name, state) in states.sorted(by: { $0.key < $1.key }) where !instances.contains(name) {
+            rebalancer.addReplica(stage: state.assignment.stageIndex)
+        }
+        instances = states.keys.sorted()
+        guard let newest = states.values.map(\.assignment.epoch).max() else { throw RecoveryError("no stage process rejoined") }
+        var ranges: [Range<Int>?] = Array(repeating: nil, count: self.ranges.count)
+        var behind: Set<String> = []
+        for (name, state) in states {
+            let index = state.assignment.stageIndex
+            guard ranges.indices.contains(index) else { throw RecoveryError("\(name) says it is stage \(index) of \(ranges.count)") }
+            var span = state.assignment.layers
+            if state.assignment.epoch < newest {
+                guard let prepared = state.preparing, prepared.epoch == newest else {
+                    throw RecoveryError("\(name) runs epoch \(state.assignment.epoch) and has not prepared epoch \(newest), which others run")
+                }
+                behind.insert(name)
+                span = prepared.layers
+            }
+            let range = span.start..<span.end
+            if let known = ranges[index], known != range { throw RecoveryError("the processes of stage \(index) run different layers") }
+            ranges[index] = range
+        }
+        let inForce = ranges.compactMap { $0 }
+        guard inForce.count == ranges.count, inForce.first?.lowerBound == 0,
+              zip(inForce, inForce.dropFirst()).allSatisfy({ $0.upperBound == $1.lowerBound }) else {
+            throw RecoveryError("the stages' layer ranges \(inForce.map { LayerSpan($0).description }) do not cut the model in order")
+        }
+        self.ranges = inForce
+        let plan = Move(epoch: newest, ranges: inForce.map(LayerSpan.init))
+        let unfinished = !behind.isEmpty || source.epoch < newest || states.values.contains { $0.preparing != nil || $0.held != $0.assignment.layers }
+        if source.done != nil {
+            // The input ended: whatever the move left, every batch still runs (a process holds
+            // the layers of both plans until retired), and the old weights go with the processes.
+            epoch = newest
+            return unfinished ? [.log("the input has ended: the move the dead controller left is not finished; the stages keep both plans' weights to the end")] : []
+        }
+        if !behind.isEmpty {
+            epoch = newest - 1
+            move = MoveInFlight(epoch: newest, ranges: inForce, step: .committing(waiting: behind), started: now)
+            return [.log("completing the move to epoch \(newest) (\(LayerSpan.describe(inForce))): \(behind.sorted().joined(separator: ", ")) commit it")]
+                + behind.sorted().map { .send(to: $0, .commit(epoch: newest)) }
+        }
+        epoch = newest
+        if states.values.contains(where: { $0.preparing != nil }) {
+            // Prepared, committed by none: undone by a move to the ranges in force.
+            let undo = Move(epoch: newest + 1, ranges: plan.ranges)
+            move = MoveInFlight(epoch: newest + 1, ranges: inForce, step: .preparing(waiting: Set(instances)), started: now)
+            return [.log("undoing the move the dead controller had prepared: every process prepares epoch \(newest + 1) on the ranges in force")]
+                + instances.map { .send(to: $0, .prepare(undo)) }
+        }
+        if source.epoch < newest {
+            move = MoveInFlight(epoch: newest, ranges: inForce, step: .marking, started: now)
+            return [.log("completing the move to epoch \(newest): the source marks it"), .send(to: sourceName, .mark(epoch: newest))]
+        }
+        if states.values.contains(where: { $0.held != $0.assignment.layers }) {
+            let firstBatch = source.lastMark.map { $0.epoch == newest ? $0.firstBatch : source.nextBatch } ?? source.nextBatch
+            move = MoveInFlight(epoch: newest, ranges: inForce, step: .retiring(firstBatch: firstBatch), started: now)
+            return [.log("completing the move to epoch \(newest): old weights go once the sink is past batch \(firstBatch)")]
+        }
+        return []
+    }
+
     /// A replica asked for could not start: the move planned with it is dropped, and no
     /// replica is asked for again in this run.
     public mutating func abandonGrowth(reason: String) -> [ControllerAction] {
@@ -233,4 +308,10 @@ public struct RebalanceCoordinator: Sendable {
         let plan = Move(epoch: next, ranges: newRanges.map(LayerSpan.init))
         return [.log("\(reason); preparing epoch \(next)")] + instances.map { .send(to: $0, .prepare(plan)) }
     }
+}
+
+/// Why the roles' states cannot be taken over.
+public struct RecoveryError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }

@@ -99,6 +99,8 @@ public struct SinkMachine<Payload> {
     /// Running totals for heartbeats (the shell adds the elapsed time).
     public private(set) var counters = RoleCounters()
     public private(set) var isDone = false
+    /// `sink_done` went out: `summary` is final.
+    private var reported = false
     private var latencyMilliseconds: [Double] = []
     private var traces = TraceSampler()
     /// The first batch of the earliest replay asked of the source: a copy of a batch from here
@@ -193,6 +195,11 @@ public struct SinkMachine<Payload> {
         case .expect(let total):
             expected = total.batches
             return doneIfEverythingIsOut()
+        case .rejoin:
+            guard assignment != nil else { return [] }
+            let state = SinkState(nextBatch: reorder.nextSequence, output: output, sourceGeneration: sourceGeneration,
+                                  done: reported ? summary : nil)
+            return [.send(.rejoined(RoleState(sink: state)))]
         case .sourceLost(let generation):
             return sourceReplaced(by: generation)
         case .replayNeeded:
@@ -367,6 +374,7 @@ public struct SinkMachine<Payload> {
         summary.latencyP50Milliseconds = nearestRank(0.5, of: latencyMilliseconds) ?? 0
         summary.latencyP99Milliseconds = nearestRank(0.99, of: latencyMilliseconds) ?? 0
         summary.traces = traces.traces
+        reported = true
         return unreleased + [.send(.sinkDone(summary))]
     }
 

@@ -83,6 +83,8 @@ public struct SourceMachine {
     public private(set) var replayed = 0
     public private(set) var epoch: UInt32 = 0
     private var generation: UInt16 = 0
+    /// The last mark answered: a controller started in place of a dead one retires the move by it.
+    private var lastMark: Mark?
     /// A source started in place of a dead one cuts the windows the sink already has again:
     /// this many are passed over before the first one it numbers.
     private var windowsToSkip: UInt64 = 0
@@ -141,6 +143,7 @@ public struct SourceMachine {
             guard batcher != nil else { return [.log(.info, "ignoring mark for epoch \(newEpoch) before the assignment")] }
             // Every stage now runs the new plan: batches from here on are wholly handled under it.
             epoch = newEpoch
+            lastMark = Mark(epoch: newEpoch, firstBatch: nextBatch)
             return [.sendControl(.marked(Mark(epoch: newEpoch, firstBatch: nextBatch)))]
         case .connect(let endpoint): return [.connectReplica(endpoint: endpoint)]
         case .released(let upTo):
@@ -148,6 +151,11 @@ public struct SourceMachine {
             return []
         case .replay(let from):
             return replay(from: from)
+        case .rejoin:
+            guard let batcher else { return [] }
+            let done = inputFinished ? SourceDone(batches: batcher.nextBatch, windows: batcher.nextWindow) : nil
+            return [.sendControl(.rejoined(RoleState(source: SourceState(epoch: epoch, nextBatch: batcher.nextBatch, generation: generation,
+                                                                         done: done, lastMark: lastMark))))]
         case .shutdown:
             // What reached the feed too late is counted, not silently left there.
             return [.discardLateInput, .finish]

@@ -178,6 +178,12 @@ public struct StageMachine: Equatable, Sendable {
             return held == executorLayers ? [] : [.loadWeights(layers: held, acking: nil)]
         case .connect(let endpoint):
             return [.connect(endpoint: endpoint)]
+        case .rejoin:
+            guard var assignment, let layers else { return [] }
+            assignment.layers = LayerSpan(layers.range)
+            assignment.epoch = layers.epoch
+            let preparing = layers.preparing.map { PreparedRange(epoch: $0.epoch, layers: LayerSpan($0.range)) }
+            return [.send(.rejoined(RoleState(stage: StageState(assignment: assignment, held: LayerSpan(layers.held), preparing: preparing))))]
         case .shutdown(let reason):
             return [.log(.debug, "shutdown: \(reason)"), .finish(status: 0, finalHeartbeat: true)]
         default:
