@@ -19,7 +19,7 @@ public struct MetricsSnapshot: Sendable, Equatable {
     public var latency: LatencyHistogram?
     /// What each process dropped, by process name ("controller" for its own socket).
     public var drops: [String: DropCounts] = [:]
-    /// Stage processes that died, and what the controller did about them.
+    /// Processes that died, and what the controller did about them.
     public var recovery = RecoveryCounts()
 
     public init(stages: [Int: RoleCounters], ranges: [Range<Int>], layerSecondsPerWindow: [Double?], epoch: UInt32, rebalances: Int,
@@ -83,10 +83,13 @@ public enum PrometheusExposition {
         family("sluice_pipeline_epoch", "gauge", "Plan epoch in force.", [(labels: "", value: Double(snapshot.epoch))])
         family("sluice_rebalances_total", "counter", "Layer moves decided by the rebalancer.",
                [(labels: "", value: Double(snapshot.rebalances))])
-        family("sluice_stage_deaths_total", "counter", "Stage processes that died (seen to exit or silent past the timeout).",
+        family("sluice_process_deaths_total", "counter",
+               "Stage, source and sink processes that died (seen to exit or silent past the timeout), since this controller started.",
                [(labels: "", value: Double(snapshot.recovery.deaths))])
-        family("sluice_stage_restarts_total", "counter", "Stage processes started in place of a stage's only process.",
+        family("sluice_process_restarts_total", "counter", "Processes started in place of dead ones, since this controller started.",
                [(labels: "", value: Double(snapshot.recovery.restarts))])
+        family("sluice_controller_restarts_total", "counter", "1 when this controller was started in place of a dead one.",
+               [(labels: "", value: Double(snapshot.recovery.controllerRestarts))])
         family("sluice_replayed_batches_total", "counter", "Micro-batches the source sent again after a death.",
                [(labels: "", value: Double(snapshot.source?.replayed ?? snapshot.recovery.replayedBatches))])
         if let source = snapshot.source {

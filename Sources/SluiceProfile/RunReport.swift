@@ -58,7 +58,7 @@ public struct RunReport: Codable {
     /// Batches whose carried timestamps the sink found implausible: kept out of latency and
     /// throughput, counted here.
     public var implausibleStamps: Int?
-    /// Stage processes that died during the run, what was started in their place, and what the
+    /// Processes that died during the run, what was started in their place, and what the
     /// source replayed; absent when none died.
     public var recovery: RecoveryCounts?
     /// The sink was started again and could not read back its output (standard output, a
