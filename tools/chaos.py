@@ -25,8 +25,8 @@ Exit status 0 only when the run exited 0, nothing was lost, duplicated, out of o
 or unparseable, no process or run folder was left behind, and at least one kill was made.
 
 Role kinds for --roles: stage (a process named stage-N), replica (stage-N.M, M >= 1), source,
-sink, controller. A kind the sluice under test does not recover (when this tool was written:
-all but stage and replica) makes the run fail, and this tool then reports failure.
+sink, controller. A kind the sluice under test does not recover makes the run fail, and this
+tool then reports failure.
 """
 import argparse
 import array

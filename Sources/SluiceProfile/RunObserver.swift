@@ -35,6 +35,8 @@ public struct RunObserver: Sendable {
         switch message {
         case .heartbeat(let roleCounters): counters[role] = roleCounters
         case .sourceDone(let done): sourceDone = done
+        // A controller that took the run over learns the source's counts from its state.
+        case .rejoined(let state): if let done = state.source?.done { sourceDone = done }
         default: break
         }
     }

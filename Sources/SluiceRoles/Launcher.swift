@@ -97,7 +97,14 @@ public final class Launcher {
         let started = monotonicSeconds()
         var stoppedOnTime = false
         var nextProgress = 0.0
-        while children.contains(where: { $0.process.isRunning }) {
+        // A controller killed by a signal is started again: the roles, still running, rejoin it.
+        // (Whether roles live is not asked: those started in place of dead ones are the dead
+        // controller's children, not this process's. With none left, the new one says so.)
+        var controllerRestartDue: Bool {
+            !controller.isRunning && controller.terminationReason == .uncaughtSignal && killDeadline == nil
+                && controllerRestarts < Self.controllerRestartLimit && forwardedSignals < 2
+        }
+        while children.contains(where: { $0.process.isRunning }) || controllerRestartDue {
             let elapsed = monotonicSeconds() - started
             if let progress, elapsed >= nextProgress {
                 nextProgress = elapsed + 0.2
@@ -116,11 +123,7 @@ public final class Launcher {
                 }
                 if forwardedSignals >= 3 { killDeadline = monotonicSeconds() }
             }
-            // A controller killed by a signal is started again: the roles, still running, rejoin it.
-            if !controller.isRunning, controller.terminationReason == .uncaughtSignal, killDeadline == nil,
-               controllerRestarts < Self.controllerRestartLimit, forwardedSignals < 2 {
-                // (Whether roles live is not checked here: those it started in place of dead
-                // ones are the dead controller's children. With none left, the new one says so.)
+            if controllerRestartDue {
                 controllerRestarts += 1
                 logger.warning("the controller was killed (signal \(controller.terminationStatus)); starting it again, and the roles rejoin it")
                 do {

@@ -36,7 +36,7 @@ extension Sluice {
 
         @OptionGroup var observe: ObserveOptions
 
-        @Flag(help: "Take over a pipeline whose controller died: its roles, still running, rejoin and the run goes on where it was.")
+        @Flag(help: "Take over a pipeline whose controller died: its roles, still running, rejoin and the run goes on where it was (give the dead one's --control and --run-directory).")
         var rejoin = false
 
         @Flag(help: .hidden)

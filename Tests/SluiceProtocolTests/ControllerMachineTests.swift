@@ -460,3 +460,11 @@ private let sinkAt = RoleState(sink: SinkState(nextBatch: 25, output: SinkOutput
     guard case .failed(let reason)? = outcome(actions) else { Issue.record("took over overlapping ranges: \(actions)"); return }
     #expect(reason.contains("do not cut the model in order") && controller.phase == .finished, "\(reason)")
 }
+
+@Test func aControllerThatTakesOverStartsASourceTheDeadOneNeverStarted() {
+    var source = sourceAt
+    source.source?.streaming = false
+    let (controller, actions) = takeOver(["stage-0": stageState(0, layers: 0..<1, epoch: 3), "stage-1": stageState(1, layers: 1..<4, epoch: 3),
+                                          "source": source, "sink": sinkAt])
+    #expect(controller.phase == .running && sends(actions) == ["source:start"], "\(actions)")
+}

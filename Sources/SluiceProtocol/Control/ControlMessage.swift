@@ -282,10 +282,12 @@ public struct SourceState: Codable, Equatable, Sendable {
     public var nextBatch: UInt64
     public var generation: UInt16
     public var done: SourceDone?
-    /// The last mark it answered (nil: none yet).
+    /// The last mark it answered (nil: none yet), and whether it was told to start.
     public var lastMark: Mark?
-    public init(epoch: UInt32, nextBatch: UInt64, generation: UInt16, done: SourceDone?, lastMark: Mark? = nil) {
+    public var streaming: Bool
+    public init(epoch: UInt32, nextBatch: UInt64, generation: UInt16, done: SourceDone?, lastMark: Mark? = nil, streaming: Bool = true) {
         self.epoch = epoch; self.nextBatch = nextBatch; self.generation = generation; self.done = done; self.lastMark = lastMark
+        self.streaming = streaming
     }
 }
 

@@ -490,8 +490,10 @@ public struct ControllerMachine {
             // it can be released. (Duplicates and replayed copies were dropped: they wait for nothing.)
             // (Nor do copies a dead source made, superseded by its successor's.)
             if let sink = counters[sinkName], stalled {
-                let waiting = sink.received - sink.rejected - sink.drops.count(.batch, .duplicate) - sink.drops.count(.batch, .superseded)
-                    - sink.replayed - sink.batches
+                // The counts come from a heartbeat: wrapping arithmetic, so no count traps the controller.
+                let accounted = [sink.rejected, sink.drops.count(.batch, .duplicate), sink.drops.count(.batch, .superseded), sink.replayed,
+                                 sink.batches].reduce(0, &+)
+                let waiting = sink.received &- accounted
                 if waiting > 0 {
                     return actions + finish(.failed("batch \(sink.batches) never reached the sink; \(waiting) later batches wait behind it for \(liveness.timeoutSeconds) s"),
                                             reason: "batch lost")
@@ -573,16 +575,20 @@ public struct ControllerMachine {
             return finish(.failed(String(format: "the sink died at %.3f s (%@) while the source was starting again", now - (runStarted ?? 0), how)),
                           reason: "role lost")
         }
-        recovery.deaths += 1
-        recovery.restarts += 1
-        registered.remove(sinkName)
-        ready.remove(sinkName)
-        restarting[sinkName] = now
-        lastHeard[sinkName] = now
         let written = counters[sinkName]?.output ?? SinkOutputState()
         return [.log(String(format: "the sink died at %.3f s (%@), with %llu batches (%llu windows) written out", now - (runStarted ?? 0), how,
-                            written.batches, written.windows)),
-                .log("starting \(sinkName) again in its place"), .spawn(role: sinkName)]
+                            written.batches, written.windows))] + startAgain(sinkName)
+    }
+
+    /// A process is started in place of the dead `name`, under its name (the sink's or the source's).
+    private mutating func startAgain(_ name: String) -> [ControllerAction] {
+        recovery.deaths += 1
+        recovery.restarts += 1
+        registered.remove(name)
+        ready.remove(name)
+        restarting[name] = now
+        lastHeard[name] = now
+        return [.log("starting \(name) again in its place"), .spawn(role: name)]
     }
 
     /// The source's process is gone. A recording or tensors source is started again: the sink
@@ -596,16 +602,9 @@ public struct ControllerMachine {
         }
         guard restarting[sinkName] == nil else { return finish(.failed("\(died) while the sink was starting again"), reason: "role lost") }
         guard sourceGeneration < UInt16.max else { return finish(.failed("\(died), and it was started again too often"), reason: "role lost") }
-        recovery.deaths += 1
-        recovery.restarts += 1
-        registered.remove(sourceName)
-        ready.remove(sourceName)
-        restarting[sourceName] = now
-        lastHeard[sourceName] = now
         sourceGeneration += 1
         sourceResume = nil
-        return [.log(died), .send(to: sinkName, .sourceLost(generation: sourceGeneration)),
-                .log("starting \(sourceName) again in its place"), .spawn(role: sourceName)]
+        return [.log(died), .send(to: sinkName, .sourceLost(generation: sourceGeneration))] + startAgain(sourceName)
     }
 
     /// The new sink is ready, after what its output holds: every batch the source keeps is sent
@@ -708,7 +707,7 @@ public struct ControllerMachine {
         actions.insert(.log("took the run over from a dead controller: \(rejoined.count) roles rejoined; \(moves); the sink has released \(sink.nextBatch) batches"), at: 0)
         if let summary = sink.done {
             phase = .closing
-            pendingOutcome = .completed(summary)
+            pendingOutcome = stopRequested ? .stopped(summary) : .completed(summary)
             return actions + liveRoleNames.map { .send(to: $0, .shutdown(reason: "done")) }
         }
         if let done = source.done {
@@ -717,6 +716,8 @@ public struct ControllerMachine {
             return actions + [.send(to: sinkName, .expect(done))] + takeWhatWasSaidMeanwhile()
         }
         phase = .running
+        // The dead controller may have died before it started the source.
+        if !source.streaming { actions.append(.send(to: sourceName, .start)) }
         if stopRequested { actions.append(.send(to: sourceName, .stop)) }
         return actions + takeWhatWasSaidMeanwhile()
     }

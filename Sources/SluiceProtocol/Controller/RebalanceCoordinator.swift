@@ -139,6 +139,7 @@ public struct RebalanceCoordinator: Sendable {
         }
         instances = states.keys.sorted()
         guard let newest = states.values.map(\.assignment.epoch).max() else { throw RecoveryError("no stage process rejoined") }
+        guard newest < UInt32.max else { throw RecoveryError("a stage says it runs epoch \(newest), past the last a run can reach") }
         var ranges: [Range<Int>?] = Array(repeating: nil, count: self.ranges.count)
         var behind: Set<String> = []
         for (name, state) in states {

@@ -162,16 +162,12 @@ public struct SinkMachine<Payload> {
                     if label == prediction { unflushed.correct += 1 }
                 }
             }
-            summary.windows = output.windows + unflushed.windows
-            summary.labelled = output.labelled + unflushed.labelled
-            summary.correct = output.correct + unflushed.correct
+            summary.windows = written.windows
+            summary.labelled = written.labelled
+            summary.correct = written.correct
             return []
         case .outputFlushed:
-            output.batches += unflushed.batches
-            output.windows += unflushed.windows
-            output.labelled += unflushed.labelled
-            output.correct += unflushed.correct
-            output.firstCreated = summary.firstCreated
+            output = written
             unflushed = SinkOutputState()
             counters.output = output
             return []
@@ -213,6 +209,13 @@ public struct SinkMachine<Payload> {
         default:
             return []
         }
+    }
+
+    /// What the output holds once what waits in its buffer is written out.
+    private var written: SinkOutputState {
+        SinkOutputState(batches: output.batches + unflushed.batches, windows: output.windows + unflushed.windows,
+                        labelled: output.labelled + unflushed.labelled, correct: output.correct + unflushed.correct,
+                        firstCreated: summary.firstCreated)
     }
 
     /// Takes up the stream where a dead sink left it: the batches it wrote out are released
@@ -299,9 +302,6 @@ public struct SinkMachine<Payload> {
         generationFrom = reorder.nextSequence
         expected = nil
         var actions: [SinkAction<Payload>] = [.flushOutput]
-        let written = SinkOutputState(batches: output.batches + unflushed.batches, windows: output.windows + unflushed.windows,
-                                      labelled: output.labelled + unflushed.labelled, correct: output.correct + unflushed.correct,
-                                      firstCreated: summary.firstCreated)
         let held = reorder.removePending()
         if !held.isEmpty {
             actions.append(drop(batches: held.count, windows: held.reduce(0) { $0 + $1.release.keys.count }, .superseded,

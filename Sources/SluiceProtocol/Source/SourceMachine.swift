@@ -155,7 +155,7 @@ public struct SourceMachine {
             guard let batcher else { return [] }
             let done = inputFinished ? SourceDone(batches: batcher.nextBatch, windows: batcher.nextWindow) : nil
             return [.sendControl(.rejoined(RoleState(source: SourceState(epoch: epoch, nextBatch: batcher.nextBatch, generation: generation,
-                                                                         done: done, lastMark: lastMark))))]
+                                                                         done: done, lastMark: lastMark, streaming: isStreaming))))]
         case .shutdown:
             // What reached the feed too late is counted, not silently left there.
             return [.discardLateInput, .finish]
