@@ -12,6 +12,8 @@ struct ConsistentCut {
     private var published: [String: RoleCounters] = [:]
     private let depth = 64
 
+    func hasHeard(from role: String) -> Bool { history[role] != nil }
+
     mutating func record(_ counters: RoleCounters, from role: String) {
         var recent = history[role] ?? []
         recent.append(counters)

@@ -106,7 +106,12 @@ public final class ControllerRole {
                 if known { observer.received(message, from: sender) }
                 if known, case .heartbeat(let counters) = message { metricsCut.record(counters, from: sender) }
                 // A process refused for its release is not the role: its exit is no death of one.
-                if known, case .hello(let hello) = message, hello.speaksThisRevision { processWatch.watch(sender, hello) }
+                if known, case .hello(let hello) = message, hello.speaksThisRevision {
+                    processWatch.watch(sender, hello)
+                    // A process started in place of a dead one counts from zero: the cut starts
+                    // over, or its figures (and every hop's after it) would stay at the dead one's.
+                    if metricsCut.hasHeard(from: sender) { metricsCut = ConsistentCut() }
+                }
                 var actions = machine.handle(.received(from: sender, message))
                 if !known {
                     // Still answered (a stage started by hand under a wrong name learns so), but
