@@ -33,7 +33,9 @@ public final class SourceRole: PipelineRole, RoleAdapter {
     var kind: RoleKind { .source }
     var liveness: Liveness? { assignment?.liveness }
     var watchedSockets: [ZMQSocket] { machine.isStreaming ? [feed?.socket].compactMap { $0 } : [] }
-    var pollMilliseconds: Int { max(0, Int((waitUntil - monotonicSeconds()) * 1000)) }
+    /// Rounded up: a wait under a millisecond truncated to 0 would spin a core until it ends
+    /// (a fast paced replay waits so between most samples).
+    var pollMilliseconds: Int { max(0, Int(((waitUntil - monotonicSeconds()) * 1000).rounded(.up))) }
 
     func handle(_ message: ControlMessage) -> RoleExit? { perform(machine.handle(.control(message))) }
 
