@@ -62,25 +62,24 @@ final class PredictionWriter {
         while true {
             let start = max(0, length - chunk)
             let tail = try file.read(at: start, count: length - start)
-            guard let lastEnd = tail.lastIndex(of: UInt8(ascii: "\n")) else {
-                if start == 0 {
-                    try file.truncate(to: 0)
-                    return 0
-                }
+            let newline = UInt8(ascii: "\n")
+            let lastEnd = tail.lastIndex(of: newline)
+            let lineStart = lastEnd.flatMap { end in tail[..<end].lastIndex(of: newline).map { $0 + 1 } } ?? 0
+            // The last whole line must start inside what was read: read further back if not.
+            if start > 0, lastEnd == nil || lineStart == 0 {
                 guard chunk < longestLine else { break }
                 chunk *= 4
                 continue
             }
-            let lineStart = tail[..<lastEnd].lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 }
-            guard lineStart != nil || start == 0 else {
-                guard chunk < longestLine else { break }
-                chunk *= 4
-                continue
+            guard let lastEnd else {
+                // No whole line at all: what the dead sink began is cut.
+                try file.truncate(to: 0)
+                return 0
             }
-            let line = tail[(lineStart ?? 0)..<lastEnd]
+            let line = tail[lineStart..<lastEnd]
             guard let object = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any],
                   let sequence = (object["window_seq"] as? NSNumber).flatMap({ UInt64(exactly: $0.doubleValue) }), sequence < UInt64.max else {
-                throw OutputFileError(path: file.path, reason: "its last line (at byte \(start + (lineStart ?? 0))) is not a prediction with a window_seq, so the stream cannot be taken up after it")
+                throw OutputFileError(path: file.path, reason: "its last line (at byte \(start + lineStart)) is not a prediction with a window_seq, so the stream cannot be taken up after it")
             }
             if start + lastEnd + 1 < length { try file.truncate(to: start + lastEnd + 1) }
             return sequence + 1

@@ -820,7 +820,6 @@ private func simulate(seed: UInt64, moves: Int = 20, crashes: Int = 0, crashesSo
     #expect(totalMoves >= 400, "only \(totalMoves) moves completed")
 }
 
-
 /// The same with the source, the sink and the controller killed too, each started again: a
 /// new sink takes up its output where it ends, a new source makes every batch the sink has
 /// not released again from the same input (the dead one's copies are dropped), and a new

@@ -45,3 +45,16 @@ private func scratch(_ name: String) -> String {
     let read = try NPY.read(path: path)
     #expect(read.shape == [3, 3] && read.floats == [0, 1, 2, 3, 4, 5, 9, 10, 11])
 }
+
+/// Longer than the first read from the end: the last whole line is found further back.
+@Test func aResumedJSONLinesOutputLongerThanOneReadIsTakenUpFromItsEnd() throws {
+    let path = scratch("long.jsonl")
+    defer { unlink(path) }
+    let padding = String(repeating: "0.5,", count: 20_000) + "0.5"  // 80 kB a line: over one read
+    let whole = (0..<3).map { "{\"window_seq\":\($0),\"sensor\":\"s\",\"window_start\":0.0,\"scores\":[\(padding)]}\n" }.joined()
+    try Data((whole + "{\"window_seq\":3,\"scores\":[0.").utf8).write(to: URL(fileURLWithPath: path))
+    let writer = try PredictionWriter(config: SinkConfig(kind: .jsonl, path: path), classes: [], resuming: true)
+    #expect(writer.windowsHeld == 3)
+    #expect(try String(contentsOfFile: path, encoding: .utf8) == whole)
+    try writer.finish()
+}

@@ -163,7 +163,6 @@ public struct RebalanceCoordinator: Sendable {
             throw RecoveryError("the stages' layer ranges \(inForce.map { LayerSpan($0).description }) do not cut the model in order")
         }
         self.ranges = inForce
-        let plan = Move(epoch: newest, ranges: inForce.map(LayerSpan.init))
         let unfinished = !behind.isEmpty || source.epoch < newest || states.values.contains { $0.preparing != nil || $0.held != $0.assignment.layers }
         if source.done != nil {
             // The input ended: whatever the move left, every batch still runs (a process holds
@@ -180,7 +179,7 @@ public struct RebalanceCoordinator: Sendable {
         epoch = newest
         if states.values.contains(where: { $0.preparing != nil }) {
             // Prepared, committed by none: undone by a move to the ranges in force.
-            let undo = Move(epoch: newest + 1, ranges: plan.ranges)
+            let undo = Move(epoch: newest + 1, ranges: inForce.map(LayerSpan.init))
             move = MoveInFlight(epoch: newest + 1, ranges: inForce, step: .preparing(waiting: Set(instances)), started: now)
             return [.log("undoing the move the dead controller had prepared: every process prepares epoch \(newest + 1) on the ranges in force")]
                 + instances.map { .send(to: $0, .prepare(undo)) }
