@@ -53,6 +53,37 @@ struct Pacer {
     }
 }
 
+/// The windows a source started in place of a dead one passes over: the sink has them already.
+/// They are cut no further than needed to count them, so taking up a long stream costs a scan
+/// of its input, not the work of making every window again.
+struct PassOver {
+    /// Numbered windows still to pass over. A window the source refuses for a non-finite value
+    /// gets no number, so it does not count here.
+    private(set) var remaining: UInt64
+    let nanPolicy: NaNPolicy
+    /// Windows passed over that the source refuses: counted again, as the dead source counted
+    /// them (a restarted role's counters replace its predecessor's).
+    private(set) var drops = DropCounts()
+
+    init(windows: UInt64, nanPolicy: NaNPolicy) {
+        remaining = windows
+        self.nanPolicy = nanPolicy
+    }
+
+    var active: Bool { remaining > 0 }
+
+    mutating func passed(finite: Bool) {
+        if finite || nanPolicy == .pass {
+            remaining -= 1
+        } else {
+            drops.add(1, .window, .nonFinite)
+        }
+    }
+
+    /// Samples passed over per step at most: the control socket is served between steps.
+    static let samplesPerStep = 65_536
+}
+
 /// Replays a recording file through per-sensor sliding windows.
 final class RecordingFeed: WindowFeed {
     let socket: ZMQSocket? = nil
@@ -65,13 +96,11 @@ final class RecordingFeed: WindowFeed {
     private let passes: Int
     /// Each pass is shifted by the recording's span plus one sample period.
     private let passLength: Double
-    /// Windows cut without waiting for their time: a source started in place of a dead one
-    /// passes over what the sink already has at once.
-    private var unpaced: UInt64
+    private var passOver: PassOver
 
-    init(recording: Recording, window: WindowConfig, rate: ReplayRate, repeats: Int = 1, unpacedWindows: UInt64 = 0) {
+    init(recording: Recording, window: WindowConfig, rate: ReplayRate, repeats: Int = 1, passOver: PassOver = PassOver(windows: 0, nanPolicy: .reject)) {
         self.recording = recording
-        unpaced = unpacedWindows
+        self.passOver = passOver
         windows = SlidingWindows(channels: recording.channelNames.count, config: window)
         pacer = Pacer(rate)
         passes = repeats
@@ -82,10 +111,12 @@ final class RecordingFeed: WindowFeed {
 
     var windowShape: [Int] { windows.windowShape }
     var samplesInNoWindow: Int { windows.samplesInNoWindow }
+    var drops: DropCounts { passOver.drops }
 
     func next(now: Double) -> FeedStep {
         var out: [Window] = []
         let channels = recording.channelNames.count
+        var passedOver = 0
         // A bounded slice per step keeps the control socket served during fast replays.
         while out.count < 256 {
             if index == recording.count {
@@ -94,17 +125,26 @@ final class RecordingFeed: WindowFeed {
             }
             guard pass < passes, recording.count > 0 else { return out.isEmpty ? .end : .windows(out) }
             let time = recording.times[index] + Double(pass) * passLength
-            let due = unpaced > 0 ? now : pacer.due(at: time, now: now)
+            if passOver.active {
+                guard passedOver < PassOver.samplesPerStep else { return .windows(out) }
+                passedOver += 1
+                let finite = recording.samples.withUnsafeBufferPointer { all in
+                    windows.passOver(sensor: recording.sensors[index], time: time,
+                                     values: UnsafeBufferPointer(rebasing: all[(index * channels)..<((index + 1) * channels)]),
+                                     label: recording.labels[index])
+                }
+                if let finite { passOver.passed(finite: finite) }
+                index += 1
+                continue
+            }
+            let due = pacer.due(at: time, now: now)
             if due > now { return out.isEmpty ? .wait(until: due) : .windows(out) }
             let window = recording.samples.withUnsafeBufferPointer { all in
                 windows.append(sensor: recording.sensors[index], time: time,
                                values: UnsafeBufferPointer(rebasing: all[(index * channels)..<((index + 1) * channels)]),
                                label: recording.labels[index])
             }
-            if let window {
-                out.append(window)
-                if unpaced > 0 { unpaced -= 1 }
-            }
+            if let window { out.append(window) }
             index += 1
         }
         return .windows(out)
@@ -121,11 +161,10 @@ final class TensorsFeed: WindowFeed {
     private let rowsPerSecond: Double
     private let totalRows: Int
     private var index = 0
-    /// As `RecordingFeed`'s.
-    private var unpaced: UInt64
+    private var passOver: PassOver
 
-    init(config: TensorsSource, unpacedWindows: UInt64 = 0) throws {
-        unpaced = unpacedWindows
+    init(config: TensorsSource, passOver: PassOver = PassOver(windows: 0, nanPolicy: .reject)) throws {
+        self.passOver = passOver
         rows = try NPY.read(path: config.path)
         guard rows.dtype == .float32, rows.rank >= 2, rows.shape[0] > 0 else {
             throw RoleError("\(config.path): a tensors source needs at least one float32 row [rows, …], not \(rows.dtype)\(rows.shape)")
@@ -137,13 +176,23 @@ final class TensorsFeed: WindowFeed {
     }
 
     var windowShape: [Int] { Array(rows.shape.dropFirst()) }
+    var drops: DropCounts { passOver.drops }
 
     func next(now: Double) -> FeedStep {
         guard index < totalRows else { return .end }
         var out: [Window] = []
+        var passedOver = 0
+        while index < totalRows, passOver.active {
+            guard passedOver < PassOver.samplesPerStep else { return .windows(out) }
+            passedOver += 1
+            let row = index % rows.shape[0]
+            passOver.passed(finite: rows.withUnsafeBufferPointer(as: Float.self) {
+                $0[(row * rowLength)..<((row + 1) * rowLength)].allSatisfy(\.isFinite)
+            })
+            index += 1
+        }
         while index < totalRows, out.count < 256 {
-            let due = unpaced > 0 ? now : pacer.due(at: Double(index) / rowsPerSecond, now: now)
-            if unpaced > 0 { unpaced -= 1 }
+            let due = pacer.due(at: Double(index) / rowsPerSecond, now: now)
             if due > now { return out.isEmpty ? .wait(until: due) : .windows(out) }
             let row = index % rows.shape[0]
             let values = rows.withUnsafeBufferPointer(as: Float.self) { Array($0[(row * rowLength)..<((row + 1) * rowLength)]) }

@@ -123,13 +123,13 @@ public final class SourceRole: PipelineRole, RoleAdapter {
             guard let window = new.window else { throw RoleError("a recording source needs a window") }
             let recording = try Recording.load(config)
             let recordingFeed = RecordingFeed(recording: recording, window: window, rate: config.rate, repeats: config.repeats,
-                                              unpacedWindows: new.resume?.window ?? 0)
+                                              passOver: PassOver(windows: new.resume?.window ?? 0, nanPolicy: new.nanPolicy))
             try check(recordingFeed.windowShape, against: new, what: "a \(recording.channelNames.count)-channel window of \(window.length) samples (\(window.layout.rawValue))")
             feed = recordingFeed
             logger.info("replaying \(recording.count) samples of \(Set(recording.sensors).count) sensors at rate \(config.rate)")
             if let resume = new.resume { logger.info("taking up the stream at window \(resume.window), batch \(resume.batch)") }
         case .tensors(let config):
-            let tensorsFeed = try TensorsFeed(config: config, unpacedWindows: new.resume?.window ?? 0)
+            let tensorsFeed = try TensorsFeed(config: config, passOver: PassOver(windows: new.resume?.window ?? 0, nanPolicy: new.nanPolicy))
             try check(tensorsFeed.windowShape, against: new, what: "rows of \(config.path)")
             feed = tensorsFeed
         case .zmq(let config):

@@ -291,7 +291,9 @@ private struct Simulation {
                 sourcePeers = assignment.pushEndpoints
                 sourceAssigned = true
                 if let resume = assignment.resume {
-                    // It numbers on from where the sink stands, under the plan in force.
+                    // Its feed passes over the windows the sink has; it numbers on from where
+                    // the sink stands, under the plan in force.
+                    windowsFed = resume.window
                     batchesMade = resume.batch
                     sourceGeneration = resume.generation
                     marks.append((Mark(epoch: assignment.epoch, firstBatch: resume.batch), resume.generation))

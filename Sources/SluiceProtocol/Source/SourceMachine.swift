@@ -85,9 +85,6 @@ public struct SourceMachine {
     private var generation: UInt16 = 0
     /// The last mark answered: a controller started in place of a dead one retires the move by it.
     private var lastMark: Mark?
-    /// A source started in place of a dead one cuts the windows the sink already has again:
-    /// this many are passed over before the first one it numbers.
-    private var windowsToSkip: UInt64 = 0
     /// The controller said start: the shell reads the feed.
     public private(set) var isStreaming = false
     /// Stop (or a signal) came: the shell ends the input at its next read instead of reading.
@@ -170,7 +167,6 @@ public struct SourceMachine {
                                windowShape: assignment.windowShape,
                                firstBatch: assignment.resume?.batch ?? 0, firstWindow: assignment.resume?.window ?? 0)
         generation = assignment.resume?.generation ?? 0
-        windowsToSkip = assignment.resume?.window ?? 0
         inputName = assignment.inputName
         nanPolicy = assignment.nanPolicy
         epoch = assignment.epoch
@@ -184,10 +180,6 @@ public struct SourceMachine {
         if nanPolicy != .pass, let bad = window.values.firstIndex(where: { !$0.isFinite }) {
             return [.drop(count: 1, unit: .window, reason: .nonFinite,
                           detail: "sensor '\(window.key.sensor.prefix(64))' at \(window.key.start): value \(window.values[bad]) at position \(bad) (source.nan_policy: reject)")]
-        }
-        if windowsToSkip > 0 {
-            windowsToSkip -= 1
-            return []
         }
         return batcher?.add(window, now: now).map { [send(stamped($0))] } ?? []
     }

@@ -32,6 +32,31 @@ public struct SlidingWindows {
         var lastSeen = 0.0
         /// Samples taken since the last window was cut: in no window yet.
         var uncovered = 0
+
+        /// Takes one sample; whether it completes a window.
+        mutating func take(_ values: UnsafeBufferPointer<Float>, time: Double, label: String?, now: Double, length: Int) -> Bool {
+            lastSeen = now
+            if untilNext > 0 {
+                untilNext -= 1
+                return false
+            }
+            samples.append(contentsOf: values)
+            times.append(time)
+            labels.append(label)
+            uncovered += 1
+            guard times.count == length else { return false }
+            uncovered = 0
+            return true
+        }
+
+        /// Moves past a window just completed, to where the next one starts.
+        mutating func slide(hop: Int, length: Int, channels: Int) {
+            let drop = min(hop, length)
+            samples.removeFirst(drop * channels)
+            times.removeFirst(drop)
+            labels.removeFirst(drop)
+            untilNext = max(0, hop - length)
+        }
     }
 
     /// Samples, over every sensor, that are in no window cut so far: when the input ends, the
@@ -71,27 +96,26 @@ public struct SlidingWindows {
     public mutating func append(sensor: String, time: Double, values: UnsafeBufferPointer<Float>, label: String?,
                                 now: Double = 0) -> Window? {
         precondition(values.count == channels, "sample of \(values.count) values for \(channels) channels")
-        var state = sensors[sensor] ?? SensorState()
-        state.lastSeen = now
-        defer { sensors[sensor] = state }
-        if state.untilNext > 0 {
-            state.untilNext -= 1
-            return nil
+        // Mutated in place: a copy taken out of the dictionary and written back would copy the
+        // sensor's whole window of samples and labels on every sample.
+        guard sensors[sensor, default: SensorState()].take(values, time: time, label: label, now: now, length: length) else { return nil }
+        let window = sensors[sensor].map {
+            Window(key: WindowKey(sensor: sensor, start: $0.times[0], label: Self.majority($0.labels)), values: arrange($0.samples))
         }
-        state.samples.append(contentsOf: values)
-        state.times.append(time)
-        state.labels.append(label)
-        state.uncovered += 1
-        guard state.times.count == length else { return nil }
-        state.uncovered = 0
-        let window = Window(key: WindowKey(sensor: sensor, start: state.times[0], label: Self.majority(state.labels)),
-                            values: arrange(state.samples))
-        let drop = min(hop, length)
-        state.samples.removeFirst(drop * channels)
-        state.times.removeFirst(drop)
-        state.labels.removeFirst(drop)
-        state.untilNext = max(0, hop - length)
+        sensors[sensor]?.slide(hop: hop, length: length, channels: channels)
         return window
+    }
+
+    /// What `append` does to the state, without making the window: for passing over input whose
+    /// windows were handled already (a source started in place of a dead one). Nil when the
+    /// sample completes no window, else whether every value of that window is finite.
+    public mutating func passOver(sensor: String, time: Double, values: UnsafeBufferPointer<Float>, label: String?,
+                                  now: Double = 0) -> Bool? {
+        precondition(values.count == channels, "sample of \(values.count) values for \(channels) channels")
+        guard sensors[sensor, default: SensorState()].take(values, time: time, label: label, now: now, length: length) else { return nil }
+        let finite = sensors[sensor]?.samples.allSatisfy(\.isFinite) ?? true
+        sensors[sensor]?.slide(hop: hop, length: length, channels: channels)
+        return finite
     }
 
     /// Samples arrive time-major ([length, channels]); channels-first transposes.
