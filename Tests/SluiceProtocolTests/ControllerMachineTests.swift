@@ -320,6 +320,43 @@ private func growingController(timeout: Double = 5, warmup: Double = 0, cores: I
     #expect(controller.stageInstances == [["stage-0"], ["stage-1"]])
 }
 
+@Test func noMoveStartsWhileAReplicaIsStillStarting() {
+    func stage(_ index: Int) -> ControlMessage {
+        .assignStage(StageAssignment(stageIndex: index, epoch: 1, modelPath: "/m", cut: fourLayers, layers: LayerSpan(start: 2 * index, end: 2 * index + 2),
+                                     pullEndpoint: "ipc://stage-\(index)", pushEndpoints: [index == 0 ? "ipc://stage-1" : "ipc://sink"],
+                                     slowdown: 0, liveness: liveness))
+    }
+    var controller = ControllerMachine(assignments: ["stage-0": stage(0), "stage-1": stage(1), "source": .ping, "sink": .ping], liveness: liveness,
+                                       coordinator: RebalanceCoordinator(ranges: [0..<2, 2..<4], epoch: 1,
+                                                                         rebalancer: Rebalancer(config: RebalanceConfig(policy: .off), cut: fourLayers, stages: 2)),
+                                       replicaEndpoint: { "ipc://\($0)" })
+    _ = controller.handle(.tick(now: 0))
+    for name in roles { _ = controller.handle(.received(from: name, .hello(Hello(role: .stage, name: name, pid: 1, host: "h")))) }
+    for name in roles { _ = controller.handle(.received(from: name, .ready)) }
+    #expect(controller.grow(to: [1, 2], then: [0..<1, 1..<4], reason: "by hand").contains(.spawn(role: "stage-1.1")))
+    _ = controller.handle(.received(from: "stage-1.1", .hello(Hello(role: .stage, name: "stage-1.1", pid: 2, host: "h"))))
+    // It was assigned the plan in force: a move begun now would ask it to commit an epoch it never prepared.
+    #expect(sends(controller.move(to: [0..<3, 3..<4], reason: "by hand")).isEmpty)
+    #expect(controller.coordinator?.isMoving == false)
+    // Once it joined, the move planned with it starts, with it among those that prepare.
+    let joined = controller.handle(.received(from: "stage-1.1", .ready))
+    #expect(joined.contains(.send(to: "stage-1.1", .prepare(Move(epoch: 2, ranges: [LayerSpan(start: 0, end: 1), LayerSpan(start: 1, end: 4)])))),
+            "\(joined)")
+}
+
+/// Every process that was to prepare a move died (each is starting again, and takes the plan in
+/// force once the switch is done): nobody is left to commit, so the plans switch at once
+/// rather than wait for commits that never come.
+@Test func aMoveWhoseEveryProcessDiedSwitchesPlansWithoutWaiting() {
+    var coordinator = RebalanceCoordinator(ranges: [0..<2, 2..<4], epoch: 1,
+                                           rebalancer: Rebalancer(config: RebalanceConfig(policy: .off), cut: fourLayers, stages: 2))
+    _ = coordinator.begin([0..<1, 1..<4], reason: "test")
+    #expect(coordinator.lost("stage-0", stage: 0, replaced: true).isEmpty)
+    let last = coordinator.lost("stage-1", stage: 1, replaced: true)
+    #expect(last == [.send(to: "source", .mark(epoch: 2))], "\(last)")
+    #expect(coordinator.ranges == [0..<1, 1..<4] && coordinator.epoch == 2)
+}
+
 @Test func noMoveBeforeTheWarmUpIsOver() {
     var controller = growingController(timeout: 20, warmup: 5)
     for second in 1...4 {

@@ -114,18 +114,20 @@ public struct ControllerMachine {
 
     /// New moves start only while the stream runs, and not while a stage is being restarted:
     /// the process starting would miss the move's prepare.
-    private var movesAllowed: Bool { phase == .running && !stopRequested && restarting.isEmpty }
+    /// A replica still starting was assigned the plan in force when it registered: a move that
+    /// began before it joined would not count it among those that prepare, yet ask it to commit.
+    private var movesAllowed: Bool { phase == .running && !stopRequested && restarting.isEmpty && pendingReplicas.isEmpty }
 
     /// Starts a move by hand (tests, operators); the coordinator does the rest.
     public mutating func move(to ranges: [Range<Int>], reason: String) -> [ControllerAction] {
-        guard phase == .running, restarting.isEmpty else { return [] }
+        guard phase == .running, restarting.isEmpty, pendingReplicas.isEmpty else { return [] }
         return coordinator?.begin(ranges, reason: reason) ?? []
     }
 
     /// Adds replicas by hand (tests, operators) until each stage has `wanted` processes, then
     /// moves to `ranges` once they have joined; the processes to start come out as `spawn`.
     public mutating func grow(to wanted: [Int], then ranges: [Range<Int>], reason: String) -> [ControllerAction] {
-        guard phase == .running, restarting.isEmpty else { return [] }
+        guard phase == .running, restarting.isEmpty, pendingReplicas.isEmpty else { return [] }
         return coordinated(coordinator?.addReplicas(wanted, then: ranges, reason: reason) ?? [])
     }
 

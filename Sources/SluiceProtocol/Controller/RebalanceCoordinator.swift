@@ -241,9 +241,7 @@ public struct RebalanceCoordinator: Sendable {
                 move = current
                 return []
             }
-            current.step = .committing(waiting: Set(instances))
-            move = current
-            return instances.map { .send(to: $0, .commit(epoch: current.epoch)) }
+            return commit(current)
         case (.committed(let acked), .committing(var waiting)) where acked == current.epoch:
             waiting.remove(name)
             guard waiting.isEmpty else {
@@ -251,11 +249,7 @@ public struct RebalanceCoordinator: Sendable {
                 move = current
                 return []
             }
-            ranges = current.ranges
-            epoch = current.epoch
-            current.step = .marking
-            move = current
-            return [.send(to: sourceName, .mark(epoch: current.epoch))]
+            return switchPlans(current)
         case (.marked(let mark), .marking) where mark.epoch == current.epoch:
             current.step = .retiring(firstBatch: mark.firstBatch)
             move = current
@@ -263,6 +257,27 @@ public struct RebalanceCoordinator: Sendable {
         default:
             return [.log("ignoring \(message.type) from \(name) during a move to epoch \(current.epoch)")]
         }
+    }
+
+    /// Every process prepared the move: each commits it. With none running (every one died and
+    /// is starting again, on the plan in force once the switch is done) there is nobody to
+    /// wait for.
+    private mutating func commit(_ prepared: MoveInFlight) -> [ControllerAction] {
+        guard !instances.isEmpty else { return switchPlans(prepared) }
+        var current = prepared
+        current.step = .committing(waiting: Set(instances))
+        move = current
+        return instances.map { .send(to: $0, .commit(epoch: current.epoch)) }
+    }
+
+    /// Every process runs the new plan: the source marks the first batch made under it.
+    private mutating func switchPlans(_ committed: MoveInFlight) -> [ControllerAction] {
+        var current = committed
+        ranges = current.ranges
+        epoch = current.epoch
+        current.step = .marking
+        move = current
+        return [.send(to: sourceName, .mark(epoch: current.epoch))]
     }
 
     /// Considers a move (when allowed) and records the measured gain of the last one.
@@ -302,7 +317,8 @@ public struct RebalanceCoordinator: Sendable {
 
     /// Starts a move to `newRanges` under the next epoch.
     public mutating func begin(_ newRanges: [Range<Int>], reason: String) -> [ControllerAction] {
-        guard move == nil, newRanges.count == ranges.count, newRanges != ranges else { return [] }
+        // While replicas are being added, the move planned with them waits until they joined.
+        guard move == nil, growth == nil, newRanges.count == ranges.count, newRanges != ranges else { return [] }
         let next = epoch + 1
         move = MoveInFlight(epoch: next, ranges: newRanges, step: .preparing(waiting: Set(instances)), started: now)
         let plan = Move(epoch: next, ranges: newRanges.map(LayerSpan.init))
