@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import SluiceTestSupport
 import SluiceConfig
@@ -120,6 +121,8 @@ private struct Simulation {
     var lastHeartbeat: [String: Double] = [:]
     var outcome: ControllerOutcome?
     var violations: [String] = []
+    var tracing = false
+    func trace(_ text: @autoclosure () -> String) { if tracing { print(String(format: "%.3f ", now) + text()) } }
     /// Random moves, and random growths (each followed by a move), to start while the input flows.
     let movesWanted: Int
     let growthsWanted: Int
@@ -246,6 +249,7 @@ private struct Simulation {
         for action in actions {
             switch action {
             case .send(let name, let message):
+                if message != .ping { trace("ctl -> \(name): \(message.type) \(message.type == "heartbeat" ? "" : "\(message)".prefix(300))") }
                 toRoles[name, default: []].append(message)
             case .spawn("sink"):
                 if !sinkCrashed { violations.append("the sink was started while it ran") }
@@ -267,7 +271,10 @@ private struct Simulation {
                 if outcome != nil { violations.append("the controller finished twice") }
                 outcome = result
             case .log(let text) where text.hasPrefix("the input has ended: the move"):
+                trace("ctl log: \(text)")
                 movesLeftAtTakeover += 1
+            case .log(let text) where tracing:
+                trace("ctl log: \(text)")
             case .addReplica, .log:
                 break  // the machine turns `addReplica` into `spawn`
             }
@@ -279,7 +286,10 @@ private struct Simulation {
         let taken = Int(rng.next() % UInt64(min(toController.count, 64))) + 1
         let turn = toController.prefix(taken)
         toController.removeFirst(taken)
-        for (name, message) in turn { perform(controller.handle(.received(from: name, message))) }
+        for (name, message) in turn {
+            if message.type != "heartbeat" { trace("\(name) -> ctl: \(message.type) \("\(message)".prefix(200))") }
+            perform(controller.handle(.received(from: name, message)))
+        }
     }
 
     // MARK: The source's shell
@@ -376,6 +386,7 @@ private struct Simulation {
     mutating func perform(_ actions: [StageAction], stage index: Int) {
         let name = stages[index].name
         for action in actions {
+            if case .send = action {} else { trace("\(name) does \("\(action)".prefix(200))") }
             switch action {
             case .send(let message):
                 toController.append((name, message))
@@ -502,6 +513,7 @@ private struct Simulation {
     /// Control messages to a process that has exited (or crashed) are lost with it.
     mutating func deliverControl(to name: String) {
         let message = toRoles[name, default: []].removeFirst()
+        if message != .ping { trace("deliver to \(name): \(message.type)") }
         // The shell says hello to a controller that asks its roles to rejoin, then the machine answers.
         if message == .rejoin, !(stageIndex[name].map { stages[$0].crashed } ?? false) { sayHello(name) }
         if let index = stageIndex[name], stages[index].crashed { return }
@@ -567,7 +579,8 @@ private struct Simulation {
             } else {
                 steps.append(.feedWindow)
                 // The input ends once the moves are done: a move waits for batches made after its mark.
-                if !rebalancesWanted && !isRebalancing { steps.append(.endInput) }
+                // (A controller still rejoining does not know yet whether a move is left to finish.)
+                if !rebalancesWanted && !isRebalancing && controller.phase != .rejoining { steps.append(.endInput) }
             }
         }
         if !sourceOutbox.isEmpty && !sourceFinished && !sourceCrashed { steps.append(.sourceSend) }
@@ -638,13 +651,17 @@ private struct Simulation {
         let index = running[Int(rng.next() % UInt64(running.count))]
         let name = stages[index].name
         crashes += 1
+        trace("CRASH \(name)")
         if isRebalancing { crashesDuringMoves += 1 }
         stages[index].crashed = true
         stages[index].loads = []
         data[index] = []
         toRoles[name] = []
         toController.removeAll { $0.0 == name }
-        if rng.next() % 2 == 0 { perform(controller.handle(.roleExited(name, how: "killed"))) }
+        // A process the controller is starting watches no clock of its own yet (loading its
+        // weights may take longer than a heartbeat): its exit is always seen, as the controller
+        // started it and waits on it. One that hangs instead fails the run at the restart limit.
+        if controller.isRestarting(name) || rng.next() % 2 == 0 { perform(controller.handle(.roleExited(name, how: "killed"))) }
     }
 
     /// The controller is killed and started again: what it had not yet taken or sent is lost
@@ -721,6 +738,7 @@ private func simulate(seed: UInt64, moves: Int = 20, crashes: Int = 0, crashesSo
     let stages = Int(generator.next() % UInt64(min(3, layers - 2))) + 2  // always more than one possible split
     var simulation = Simulation(layers: layers, stages: stages, moves: moves, growths: 3, crashes: crashes,
                                 crashesSourceAndSink: crashesSourceAndSink, crashesController: crashesController, seed: seed)
+    simulation.tracing = ProcessInfo.processInfo.environment["SLUICE_SIM_TRACE"] == "\(seed)"
     var steps = 0
     // A violation ends the seed at once: a lost batch would otherwise hold the last move open until the step limit.
     while simulation.violations.isEmpty, simulation.outcome == nil, steps < 400_000 {
@@ -843,4 +861,20 @@ private func simulate(seed: UInt64, moves: Int = 20, crashes: Int = 0, crashesSo
     #expect(sourceCrashes >= 30, "only \(sourceCrashes) sources killed")
     #expect(controllerCrashes >= 30, "only \(controllerCrashes) controllers killed")
     #expect(totalCrashes >= 200, "only \(totalCrashes) processes killed")
+}
+
+/// More seeds than the suite runs, on demand: `SLUICE_SIM_SEEDS=5000..<5240 swift test --filter
+/// moreSeeds` (stage processes killed), with `SLUICE_SIM_KILL=all` for every kind of process.
+/// `SLUICE_SIM_TRACE=SEED` prints what the controller and the stages did in that seed.
+@Test(.enabled(if: ProcessInfo.processInfo.environment["SLUICE_SIM_SEEDS"] != nil))
+func moreSeedsOnDemand() throws {
+    let bounds = (ProcessInfo.processInfo.environment["SLUICE_SIM_SEEDS"] ?? "").components(separatedBy: "..<").compactMap { UInt64($0) }
+    guard bounds.count == 2, bounds[0] < bounds[1] else {
+        Issue.record("SLUICE_SIM_SEEDS must read FIRST..<END")
+        return
+    }
+    let all = ProcessInfo.processInfo.environment["SLUICE_SIM_KILL"] == "all"
+    for seed in bounds[0]..<bounds[1] {
+        _ = simulate(seed: seed, moves: 6, crashes: 6, crashesSourceAndSink: all, crashesController: all)
+    }
 }
