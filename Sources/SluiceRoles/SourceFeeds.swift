@@ -261,7 +261,11 @@ final class ZMQSensorFeed: WindowFeed {
     /// are held in memory (docs/protocol.md).
     static let maximumMessageBytes: Int64 = 4 << 20
 
-    init(context: ZMQContext, config: ZMQSource, window: WindowConfig, logger: Logger) throws {
+    /// Started in place of a live source that died: its senders' counts began at the dead one.
+    private let followsDeadSource: Bool
+
+    init(context: ZMQContext, config: ZMQSource, window: WindowConfig, logger: Logger, followsDeadSource: Bool = false) throws {
+        self.followsDeadSource = followsDeadSource
         self.config = config
         self.logger = logger
         dropLog = DropLog(logger: logger)
@@ -288,6 +292,19 @@ final class ZMQSensorFeed: WindowFeed {
     /// period, or when `force`d (a new id finding a table full) at most every
     /// `forcedEvictionInterval`, so the scan costs little per message. A forced eviction also
     /// forgets senders that have ended: their count is kept among the forgotten.
+    /// The chunks a sender's end of stream says it sent that never arrived. A source started in
+    /// place of a dead one cannot tell those the dead one took from those lost with it (that
+    /// loss is counted once, as the dead process, by the sink), so it only logs them.
+    private func countShortfall(of sender: String, counted: Int?, arrived: Int) {
+        guard let counted, counted > arrived else { return }
+        let detail = "sender '\(sender.prefix(64))' ended after \(counted) chunks; \(arrived) arrived"
+        if followsDeadSource {
+            logger.info("\(detail) here; the source that died took the others or lost them")
+        } else {
+            dropLog.drop([(counted - arrived, .chunk)], .neverArrived, detail)
+        }
+    }
+
     private func evictIdle(now: Double, force: Bool) {
         if force {
             if let last = lastForcedEviction, now - last < Self.forcedEvictionInterval, now >= last { return }
@@ -402,10 +419,7 @@ final class ZMQSensorFeed: WindowFeed {
                 guard var state = self.sender(sender, now: now) else {
                     // A forgotten sender's end needs no table slot: its counts are kept apart.
                     if header.isEndOfStream, let remembered = forgotten[sender], !remembered.ended {
-                        if let counted = header.chunks, counted > remembered.chunks {
-                            dropLog.drop([(counted - remembered.chunks, .chunk)], .neverArrived,
-                                         "sender '\(sender.prefix(64))' ended after \(counted) chunks; \(remembered.chunks) arrived")
-                        }
+                        countShortfall(of: sender, counted: header.chunks, arrived: remembered.chunks)
                         forgotten[sender]?.ended = true
                         creditEnd(through: frames[0])
                     } else if !header.isEndOfStream {
@@ -426,10 +440,7 @@ final class ZMQSensorFeed: WindowFeed {
                     let arrived = state.chunks + (malformedBySender[sender] ?? 0)
                     malformedBySender[sender] = nil
                     state.chunks = arrived
-                    if let counted = header.chunks, counted > arrived {
-                        dropLog.drop([(counted - arrived, .chunk)], .neverArrived,
-                                     "sender '\(sender)' ended after \(counted) chunks; \(arrived) arrived")
-                    }
+                    countShortfall(of: sender, counted: header.chunks, arrived: arrived)
                     state.ended = true
                     senders[sender] = state
                     creditEnd(through: frames[0])

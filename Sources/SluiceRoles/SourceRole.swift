@@ -134,7 +134,8 @@ public final class SourceRole: PipelineRole, RoleAdapter {
             feed = tensorsFeed
         case .zmq(let config):
             guard let window = new.window else { throw RoleError("a zmq source needs a window") }
-            let zmqFeed = try ZMQSensorFeed(context: shell.context, config: config, window: window, logger: logger)
+            let zmqFeed = try ZMQSensorFeed(context: shell.context, config: config, window: window, logger: logger,
+                                            followsDeadSource: new.resume != nil)
             try check(zmqFeed.windowShape, against: new, what: "a \(config.channels)-channel window of \(window.length) samples (\(window.layout.rawValue))")
             feed = zmqFeed
             logger.info("listening for sensors on \(config.endpoint)")

@@ -278,50 +278,6 @@ extension MultiProcess {
             #expect(!FileManager.default.fileExists(atPath: runDirectory), "run directory left behind")
         }
 
-        /// Killed stages, sinks, recording sources and controllers are recovered from
-        /// (RecoveryTests); a live source is not: what its sensors sent cannot be read again.
-        @Test func aCrashedLiveSourceFailsTheRunAtOnceClearlyAndLeavesNoProcessBehind() throws {
-            let file = try writePipeline("""
-            model:
-              path: \(Self.cnn)
-            source:
-              type: zmq
-              endpoint: tcp://127.0.0.1:6315
-              channels: 6
-            window:
-              length: 100
-              hop: 10
-            stages:
-              count: 3
-            controller:
-              heartbeat_ms: 100
-              timeout_s: 2
-            sink:
-              type: jsonl
-              path: \(temporaryPath("out.jsonl"))
-            """)
-            let run = try Running(["run", file])
-            let runDirectory = "/tmp/sluice-\(run.pid)/"
-            let deadline = Date().addingTimeInterval(30)
-            var stages: [Int32] = []
-            while stages.isEmpty && Date() < deadline {
-                usleep(200_000)
-                stages = processes(matching: runDirectory).filter { pid in
-                    let commandLine = (FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") ?? Data()).map { $0 == 0 ? 32 : $0 }
-                    return String(decoding: commandLine, as: UTF8.self).contains("--name source")
-                }
-            }
-            try #require(stages.count == 1, "the source never started")
-            usleep(1_000_000)
-            kill(stages[0], SIGKILL)
-            let result = run.wait(timeout: 60)
-            #expect(result.status == 1, "\(result.stderr)")
-            // Seen to exit, not taken for dead after the heartbeat timeout.
-            #expect(result.stderr.contains("source died at"), "\(result.stderr)")
-            #expect(result.stderr.contains("(its process \(stages[0]) exited); a live source cannot be started again"), "\(result.stderr)")
-            #expect(processes(matching: runDirectory).isEmpty, "processes left behind")
-        }
-
         @Test func liveSensorsPushedOverZeroMQAreWindowedLikeTheRecording() throws {
             let output = temporaryPath("live.npy")
             let file = try writePipeline("""

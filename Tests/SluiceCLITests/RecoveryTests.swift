@@ -1,6 +1,12 @@
 import Foundation
 import Testing
+import SluiceConfig
+import SluiceONNX
+import SluiceProtocol
+import SluiceRoles
 import SluiceTensor
+import SluiceTransport
+import SluiceWire
 
 /// Stage processes and the sink killed with SIGKILL under `sluice run`, mid-stream and under
 /// backlog: the run goes on, and its outputs are exactly those of one process, in order, each once.
@@ -146,6 +152,102 @@ extension MultiProcess {
             #expect(result.stderr.contains("(in order, none lost or duplicated)"), "\(result.stderr)")
             #expect(result.stderr.contains("the controller died and was started again"), "\(result.stderr)")
             #expect(processes(matching: runDirectory).isEmpty, "processes left behind")
+        }
+
+        /// A live source killed mid-stream is started again on the same endpoint, and its sensors'
+        /// sockets deliver to the new one what they send from then on. Killed once each sensor
+        /// sent 150 samples (windows of 100, hop 50), it held each sensor's samples 100 to 149,
+        /// the first half of its third window: exactly those 8 windows are lost, and every other
+        /// window comes out, in order, equal to the model's output for it in this process.
+        @Test func aKilledLiveSourceIsStartedAgainAndOnlyTheWindowsItHeldAreLost() throws {
+            let output = temporaryPath("scores.jsonl")
+            let report = temporaryPath("report.json")
+            let file = try writePipeline(MultiProcess.ClaimsTests.pipeline(
+                source: "  type: zmq\n  endpoint: tcp://127.0.0.1:6715\n  channels: 6", basePort: 6710,
+                sink: "  type: jsonl\n  path: \(output)", controller: "controller:\n  heartbeat_ms: 100\n  timeout_s: 4"))
+            let run = try Running(["run", file, "--report", report])
+            #expect(run.waitForLog("starting the source"), "the run never started")
+            let sensors = MultiProcess.ClaimsTests.sensors
+            let chunks = try sensors.map { try MultiProcess.ClaimsTests.chunks(of: $0) }
+            let context = ZMQContext()
+            var sockets: [ZMQSocket?] = try sensors.map { _ in
+                let socket = try ZMQSocket(context, .push, lingerMilliseconds: 5000, sendHighWaterMark: 1000, receiveHighWaterMark: 10)
+                try socket.connect("tcp://127.0.0.1:6715")
+                return socket
+            }
+            func send(rounds: Range<Int>) throws {
+                for round in rounds {
+                    for (index, socket) in sockets.enumerated() where round < chunks[index].count { _ = try socket?.send(chunks[index][round]) }
+                }
+            }
+            try send(rounds: 0..<15)
+            // Everything sent so far is taken and its windows are out, but for the partial ones.
+            usleep(1_500_000)
+            let victim = try #require(Self.pid(of: "source", runDirectory: "--controller tcp://127.0.0.1:6710"), "no source found")
+            kill(victim, SIGKILL)
+            #expect(run.waitForLog("source restarted"), "the source was not started again")
+            // Every sensor's socket reconnects first (within its reconnect interval): the input
+            // ends once the senders the source knows ended and no connection is open, so one that
+            // ended before another reconnected would leave the latecomer's samples after the end.
+            usleep(1_000_000)
+            try send(rounds: 15..<(chunks.map(\.count).max() ?? 0))
+            for index in sockets.indices {
+                _ = try sockets[index]?.send(try MultiProcess.ClaimsTests.endOfStream(sensors[index], chunks: chunks[index].count))
+                sockets[index] = nil  // the input ends once every sender ended and closed
+            }
+            let result = run.wait(timeout: 60)
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(result.stderr.contains("a live source is started again"), "\(result.stderr)")
+            #expect(!result.stderr.contains("none lost"), "\(result.stderr)")
+            #expect(result.stderr.contains("sink: 1 process died holding input"), "\(result.stderr)")
+
+            // The windows of one process over every sensor's samples, by sensor and start.
+            let model = try ONNXModel.load(path: MultiProcess.ClaimsTests.cnn.replacingOccurrences(of: "{root}", with: packageRoot.path))
+            var expected: [String: [Float]] = [:]
+            var lostStarts: Set<String> = []
+            for (index, sensor) in sensors.enumerated() {
+                var windows = SlidingWindows(channels: 6, config: WindowConfig(length: 100, hop: 50, layout: .channelsFirst))
+                var cut: [Window] = []
+                var sample = 0
+                for chunk in chunks[index] {
+                    guard case .bytes(let headerBytes) = chunk[0], case .bytes(let valueBytes) = chunk[1] else { continue }
+                    let header = try JSONDecoder().decode(SampleChunkHeader.self, from: Data(headerBytes))
+                    let values = valueBytes.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+                    for row in 0..<(header.count ?? 0) {
+                        let time = (header.t0 ?? 0) + Double(row) * (header.dt ?? 0)
+                        if sample == 100 { lostStarts.insert("\(sensor)@\(time)") }
+                        if let window = values[(row * 6)..<((row + 1) * 6)].withUnsafeBufferPointer({ windows.append(sensor: sensor, time: time, values: $0, label: nil) }) {
+                            cut.append(window)
+                        }
+                        sample += 1
+                    }
+                }
+                let scores = try #require(try model.run(inputs: ["window": Tensor(shape: [cut.count, 6, 100], floats: cut.flatMap(\.values))]).values.first)
+                let width = scores.elementCount / cut.count
+                for (row, window) in cut.enumerated() {
+                    expected["\(sensor)@\(window.key.start)"] = Array(scores.floats[(row * width)..<((row + 1) * width)])
+                }
+            }
+            let lines = try String(contentsOfFile: output, encoding: .utf8).split(separator: "\n")
+            var seen: Set<String> = []
+            var lastSequence = -1
+            for line in lines {
+                let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+                let sequence = try #require(object["window_seq"] as? Int)
+                #expect(sequence > lastSequence, "window \(sequence) after \(lastSequence)")
+                lastSequence = sequence
+                let key = "\(object["sensor"] as? String ?? "?")@\(object["window_start"] as? Double ?? -1)"
+                #expect(seen.insert(key).inserted, "\(key) twice")
+                let want = try #require(expected[key], "\(key) is no window of the input")
+                let got = try #require(object["scores"] as? [Double])
+                #expect(zip(want, got).allSatisfy { abs(Double($0) - $1) <= 1e-4 * max(1, abs($1)) }, "\(key): \(got) for \(want)")
+            }
+            #expect(lostStarts.count == sensors.count)
+            #expect(seen == Set(expected.keys).subtracting(lostStarts), "lost: \(Set(expected.keys).subtracting(seen).sorted())")
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: report))) as? [String: Any])
+            let recovery = try #require(json["recovery"] as? [String: Any], "no recovery in the report")
+            #expect(recovery["deaths"] as? Int == 1 && recovery["restarts"] as? Int == 1, "\(recovery)")
+            #expect(processes(matching: "--controller tcp://127.0.0.1:6710").isEmpty, "processes left behind")
         }
 
         /// The same from the last whole line of a JSON-lines file: each window once, in order.

@@ -24,6 +24,8 @@ import SluiceWire
                                    classes: ["a"], layerCount: 1, liveness: liveness)),
         .ready, .start, .heartbeat(counters), .sourceDone(SourceDone(batches: 2, windows: 9)), .expect(SourceDone(batches: 2, windows: 9)),
         .sinkDone(SinkSummary()), .stop, .shutdown(reason: "done"), .failed(message: "boom"), .ping,
+        .sourceLost(generation: 2), .sourceLost(generation: 3, made: SourceDone(batches: 40, windows: 160)),
+        .resumeSource(SourceResume(batch: 40, window: 160, generation: 3), written: SinkOutputState(batches: 39, windows: 158)),
     ]
     for message in messages {
         let bytes = message.encoded()

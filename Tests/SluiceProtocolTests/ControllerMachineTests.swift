@@ -154,8 +154,10 @@ private func spawns(_ actions: [ControllerAction]) -> [String] {
     #expect(sends(controller.handle(.received(from: names[1], .heartbeat(RoleCounters())))) == ["\(names[1]):shutdown"])
 }
 
-@Test func aDeadSourceStillFailsTheRunAtOnce() {
-    var controller = running()
+@Test func aSourceThatDiesBeforeTheRunStartsFailsItAtOnce() {
+    var controller = machine()
+    _ = controller.handle(.tick(now: 0))
+    for name in roles { _ = controller.handle(.received(from: name, .hello(Hello(role: .stage, name: name, pid: 1, host: "h")))) }
     guard case .failed(let message)? = outcome(controller.handle(.roleExited("source", how: "killed"))) else {
         Issue.record("no failure"); return
     }
@@ -504,4 +506,50 @@ private let sinkAt = RoleState(sink: SinkState(nextBatch: 25, output: SinkOutput
     let (controller, actions) = takeOver(["stage-0": stageState(0, layers: 0..<1, epoch: 3), "stage-1": stageState(1, layers: 1..<4, epoch: 3),
                                           "source": source, "sink": sinkAt])
     #expect(controller.phase == .running && sends(actions) == ["source:start"], "\(actions)")
+}
+
+/// A live source dies: it is started again at once, and the sink is told only once the batches
+/// the dead one made stopped arriving, with how far it had got; the new one takes up the
+/// stream where the sink says, and what the dead one dropped stays in the run's counts.
+@Test func aDeadLiveSourceIsStartedAgainAndTheSinkToldOnceItsBatchesStoppedComing() {
+    var assignments: [String: ControlMessage] = [:]
+    for name in roles { assignments[name] = .shutdown(reason: "assignment of \(name)") }
+    assignments["source"] = .assignSource(SourceAssignment(
+        source: .zmq(ZMQSource(endpoint: "tcp://127.0.0.1:1", channels: 1, idleTimeoutSeconds: 0)), window: nil,
+        batching: BatchingConfig(maxSize: 4, maxDelayMilliseconds: 5), inputName: "x", windowShape: [1], epoch: 1, pushEndpoints: [], liveness: liveness))
+    var controller = ControllerMachine(assignments: assignments, liveness: liveness)
+    _ = controller.handle(.tick(now: 0))
+    for name in roles { _ = controller.handle(.received(from: name, .hello(Hello(role: .stage, name: name, pid: 1, host: "h")))) }
+    for name in roles { _ = controller.handle(.received(from: name, .ready)) }
+    var sent = RoleCounters()
+    sent.batches = 5
+    sent.windows = 20
+    sent.drops.add(3, .chunk, .malformed)
+    _ = controller.handle(.received(from: "source", .heartbeat(sent)))
+
+    let died = controller.handle(.roleExited("source", how: "killed"))
+    #expect(died.contains(.spawn(role: "source")) && outcome(died) == nil, "\(died)")
+    #expect(!sends(died).contains("sink:source_lost"), "not while its batches may still be in the stages")
+    // Batches still reach the sink for a while.
+    var sink = RoleCounters()
+    var tellings: [ControllerAction] = []
+    for tenth in 1...30 {
+        if tenth <= 10 { sink.received += 1 }
+        tellings += controller.handle(.received(from: "sink", .heartbeat(sink)))
+        for stage in ["stage-0", "stage-1"] { tellings += controller.handle(.received(from: stage, .heartbeat(RoleCounters()))) }
+        let tick = controller.handle(.tick(now: Double(tenth) / 10))
+        if tenth <= 20 { #expect(!sends(tick).contains("sink:source_lost"), "told at \(tenth) tenths, 3 heartbeats after the last batch is 25") }
+        tellings += tick
+    }
+    #expect(tellings.contains(.send(to: "sink", .sourceLost(generation: 1, made: SourceDone(batches: 5, windows: 20)))), "\(tellings)")
+    _ = controller.handle(.received(from: "source", .hello(Hello(role: .source, name: "source", pid: 2, host: "h"))))
+    let resume = SourceResume(batch: 5, window: 20, generation: 1)
+    let assigned = controller.handle(.received(from: "sink", .resumeSource(resume, written: SinkOutputState(batches: 5, windows: 20))))
+    guard case .send("source", .assignSource(let assignment))? = assigned.first else {
+        Issue.record("no assignment for the new source: \(assigned)")
+        return
+    }
+    #expect(assignment.resume == resume)
+    _ = controller.handle(.received(from: "source", .heartbeat(RoleCounters())))
+    #expect(controller.counters["source"]?.drops.count(.chunk, .malformed) == 3, "the dead one's drops are kept")
 }

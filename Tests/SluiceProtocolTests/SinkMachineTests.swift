@@ -218,6 +218,31 @@ private func ofGeneration(_ generation: UInt16, _ event: SinkEvent<UInt64>) -> S
     return .batch(arrival)
 }
 
+/// A live source died: nothing makes its batches again, so what reached the sink is released,
+/// every gap counted lost, and the new source numbers on after what the dead one made.
+@Test func aDeadLiveSourcesBatchesAreReleasedAndWhatNeverCameIsCountedLost() {
+    var sink = assigned()
+    _ = sink.handle(arrival(0))
+    _ = sink.handle(arrival(2))  // batch 1 never comes: it died in the source's queue
+    _ = sink.handle(arrival(3))
+    _ = sink.handle(arrival(5))  // batch 4 too
+    // It reported 7 batches, 14 windows made: 6 was made too and never came either.
+    let lost = sink.handle(.control(.sourceLost(generation: 1, made: SourceDone(batches: 7, windows: 14))))
+    #expect(released(lost) == [2, 3, 5], "\(lost)")
+    #expect(sink.counters.drops.count(.batch, .lostWithSource) == 3 && sink.counters.drops.count(.window, .lostWithSource) == 6)
+    #expect(sink.counters.drops.count(.process, .diedHoldingInput) == 1, "what it held unsent cannot be counted: its death is")
+    let flushed = lost.firstIndex(of: .flushOutput) ?? lost.endIndex
+    #expect(lost.lastIndex { if case .release = $0 { return true } else { return false } } ?? 0 < flushed, "written out before the answer")
+    #expect(lost.last == .send(.resumeSource(SourceResume(batch: 7, window: 14, generation: 1),
+                                             written: SinkOutputState(batches: 0, windows: 0, firstCreated: 2_000))), "\(lost)")
+    // A straggler of the dead one's that comes after: lost too, not made again by anyone.
+    #expect(drops(sink.handle(arrival(7))) == [.lostWithSource])
+    #expect(drops(sink.handle(arrival(4))) == [.duplicate], "counted lost already")
+    #expect(released(sink.handle(ofGeneration(1, arrival(7, firstWindow: 14)))) == [7])
+    #expect(sink.counters.drops.count(.batch, .lostWithSource) == 4)
+    #expect(sink.counters.drops.anyLoss)
+}
+
 @Test func aDeadSourcesBatchesAreDroppedOnceItsSuccessorTakesOver() {
     var sink = assigned()
     _ = sink.handle(arrival(0))

@@ -352,8 +352,10 @@ public enum ControlMessage: Equatable, Sendable {
     case replay(from: UInt64)
     /// Controller → sink: the source died; a new one, of this generation, makes the batches the
     /// sink has not released again. The sink drops what it holds of the dead one's and answers
-    /// `resume_source`.
-    case sourceLost(generation: UInt16)
+    /// `resume_source`. `made` is present when the dead source was live: nothing makes its
+    /// batches again, so the sink releases what reached it and counts the rest lost, up to at
+    /// least `made` (what the dead one reported making), and the new source numbers on after it.
+    case sourceLost(generation: UInt16, made: SourceDone? = nil)
     /// Sink → controller: where the new source starts, and what the sink's output holds then
     /// (all it released: it wrote its buffer out first).
     case resumeSource(SourceResume, written: SinkOutputState)
@@ -385,7 +387,7 @@ extension ControlMessage: Codable {
     private struct Peer: Codable { var endpoint: String }
     private struct Released: Codable { var upTo: UInt64 }
     private struct Replay: Codable { var from: UInt64 }
-    private struct Generation: Codable { var generation: UInt16 }
+    private struct Generation: Codable { var generation: UInt16; var made: SourceDone? }
     private struct Takeover: Codable { var resume: SourceResume; var written: SinkOutputState }
 
     public var type: String {
@@ -442,7 +444,7 @@ extension ControlMessage: Codable {
         case .connect(let endpoint): try container.encode(Peer(endpoint: endpoint), forKey: .body)
         case .released(let upTo): try container.encode(Released(upTo: upTo), forKey: .body)
         case .replay(let from): try container.encode(Replay(from: from), forKey: .body)
-        case .sourceLost(let generation): try container.encode(Generation(generation: generation), forKey: .body)
+        case .sourceLost(let generation, let made): try container.encode(Generation(generation: generation, made: made), forKey: .body)
         case .resumeSource(let resume, let written): try container.encode(Takeover(resume: resume, written: written), forKey: .body)
         case .rejoined(let state): try container.encode(state, forKey: .body)
         case .ready, .start, .stop, .ping, .replayNeeded, .rejoin: break
@@ -480,7 +482,9 @@ extension ControlMessage: Codable {
         case "rejoin": self = .rejoin
         case "rejoined": self = .rejoined(try container.decode(RoleState.self, forKey: .body))
         case "replay": self = .replay(from: try container.decode(Replay.self, forKey: .body).from)
-        case "source_lost": self = .sourceLost(generation: try container.decode(Generation.self, forKey: .body).generation)
+        case "source_lost":
+            let lost = try container.decode(Generation.self, forKey: .body)
+            self = .sourceLost(generation: lost.generation, made: lost.made)
         case "resume_source":
             let takeover = try container.decode(Takeover.self, forKey: .body)
             self = .resumeSource(takeover.resume, written: takeover.written)
@@ -501,7 +505,7 @@ extension ControlMessage: Codable {
     /// The layout of the control messages' bodies, raised with any change to one. A role
     /// says it in its hello; the controller takes only roles that speak its own (2: Sluice 0.2,
     /// windows and layer spans; 3: a dead sink, source or controller is started again; 0.1's hello says none).
-    public static let revision = 3
+    public static let revision = 4
 
     public static func decode(_ bytes: UnsafeRawBufferPointer) throws -> ControlMessage {
         do {

@@ -5,6 +5,9 @@ public enum DropUnit: String, Codable, Sendable, CaseIterable, Comparable {
     case chunk, sample, window, batch, controlFrame = "control_frame"
     /// A sensor's connection: what it carried when it closed is unknown, so it is counted whole.
     case connection
+    /// A live source's process that died: what it held (samples of partial windows, its socket's
+    /// queue, windows not yet in a batch) is unknown, so it is counted whole.
+    case process
 
     public static func < (a: DropUnit, b: DropUnit) -> Bool {
         inDeclarationOrder(a, b)
@@ -57,6 +60,11 @@ public enum DropReason: String, Codable, Sendable, CaseIterable, Comparable {
     /// connection that sends a message over the size limit; a sender may crash): the chunks it
     /// still carried are lost, uncounted.
     case closedWithoutEnd = "closed without an end of stream"
+    /// Batches a live source made that never reached the sink before it died: nothing makes
+    /// them again (sensors cannot send the past twice).
+    case lostWithSource = "lost with their source"
+    /// A live source's process that died with input it had taken and not yet sent on.
+    case diedHoldingInput = "died holding input"
 
     public static func < (a: DropReason, b: DropReason) -> Bool {
         inDeclarationOrder(a, b)

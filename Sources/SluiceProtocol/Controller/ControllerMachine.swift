@@ -78,6 +78,13 @@ public struct ControllerMachine {
     /// the sink said the one starting now takes up the stream (nil: not said yet).
     private var sourceGeneration: UInt16 = 0
     private var sourceResume: SourceResume?
+    /// A live source died: the sink is told once the batches it made stopped arriving.
+    private var liveSourceLoss: (generation: UInt16, made: SourceDone, diedAt: Double)?
+    /// When a stage process or the sink last reported taking or handling a batch.
+    private var pipelineProgressAt = 0.0
+    /// What processes that died had dropped, by role name: one started in place of a dead one
+    /// counts from zero, and the run's counts must still hold the dead one's.
+    private var droppedByDead: [String: DropCounts] = [:]
     /// Restarted processes that said hello while a move was switching plans: told their
     /// assignment once it has switched.
     private var helloDeferred: Set<String> = []
@@ -251,8 +258,9 @@ public struct ControllerMachine {
                 if name == sinkName { return sinkTookOver(diedAt: diedAt) }
                 if name == sourceName {
                     sinkProgress.at = now
-                    return [.log(String(format: "%@ restarted, %.2f s after it died; it makes every batch from %llu on again", name, now - diedAt,
-                                        sourceResume?.batch ?? 0)), .send(to: sourceName, .start)]
+                    let from = sourceResume?.batch ?? 0
+                    let what = sourceCanBeReadAgain ? "it makes every batch from \(from) on again" : "it numbers its batches on from \(from)"
+                    return [.log(String(format: "%@ restarted, %.2f s after it died; %@", name, now - diedAt, what)), .send(to: sourceName, .start)]
                         + (stopRequested ? [.send(to: sourceName, .stop)] : []) + (coordinator?.sourceRestarted() ?? [])
                 }
                 coordinator?.rejoined(name)
@@ -268,8 +276,14 @@ public struct ControllerMachine {
             runStarted = now
             if stopRequested { return finish(.stopped(nil), reason: "stopped before the run started") }
             return [.log("all roles ready; starting the source"), .send(to: sourceName, .start)]
-        case .heartbeat(let roleCounters):
+        case .heartbeat(let reported):
             let writtenBefore = counters[name]?.output?.batches ?? 0
+            if name == sinkName || StageInstance.stage(of: name) != nil,
+               counters[name].map({ $0.received != reported.received || $0.batches != reported.batches }) ?? true {
+                pipelineProgressAt = now
+            }
+            var roleCounters = reported
+            if let dead = droppedByDead[name] { roleCounters.drops.add(dead) }
             counters[name] = roleCounters
             var releases: [ControllerAction] = []
             if name == sinkName, roleCounters.batches != sinkProgress.batches {
@@ -452,6 +466,7 @@ public struct ControllerMachine {
             actions += coordinated(coordinator?.tick(now: now, allowNewMoves: allowNewMoves, streamingSince: runStarted) ?? [])
             actions += abandonLateReplicas()
             actions += answerDeferredHellos()
+            actions += liveSourceLossSettled()
             if let late = restarting.first(where: { now - $0.value > liveness.timeoutSeconds * 3 }) {
                 return actions + finish(.failed("\(late.key) was restarted but not ready within \(Int(liveness.timeoutSeconds * 3)) s"),
                                         reason: "restart failed")
@@ -490,11 +505,12 @@ public struct ControllerMachine {
             }
             // Batches wait at the sink behind a gap that a replay did not fill, and nothing after
             // it can be released. (Duplicates and replayed copies were dropped: they wait for nothing.)
-            // (Nor do copies a dead source made, superseded by its successor's.)
+            // (Nor do copies a dead source made, superseded by its successor's, or those of a dead
+            // live source that came too late.)
             if let sink = counters[sinkName], stalled {
                 // The counts come from a heartbeat: wrapping arithmetic, so no count traps the controller.
-                let accounted = [sink.rejected, sink.drops.count(.batch, .duplicate), sink.drops.count(.batch, .superseded), sink.replayed,
-                                 sink.batches].reduce(0, &+)
+                let accounted = [sink.rejected, sink.drops.count(.batch, .duplicate), sink.drops.count(.batch, .superseded),
+                                 sink.drops.count(.batch, .lostWithSource), sink.replayed, sink.batches].reduce(0, &+)
                 let waiting = sink.received &- accounted
                 if waiting > 0 {
                     return actions + finish(.failed("batch \(sink.batches) never reached the sink; \(waiting) later batches wait behind it for \(liveness.timeoutSeconds) s"),
@@ -537,6 +553,8 @@ public struct ControllerMachine {
     private mutating func roleDied(_ name: String, how: String) -> [ControllerAction] {
         guard assignments[name] != nil, !departed.contains(name), phase != .closing && phase != .finished else { return [] }
         guard phase == .running || phase == .draining else { return finish(.failed("\(name) died (\(how))"), reason: "role lost") }
+        // A recording or tensors source started again counts its drops again from the input.
+        if name != sourceName || !sourceCanBeReadAgain, let drops = counters[name]?.drops, !drops.isEmpty { droppedByDead[name] = drops }
         if name == sinkName { return sinkDied(how: how) }
         if name == sourceName { return sourceDied(how: how) }
         guard let stage = StageInstance.stage(of: name) else { return finish(.failed("\(name) died (\(how))"), reason: "role lost") }
@@ -599,14 +617,39 @@ public struct ControllerMachine {
     /// source cannot make again what it took from its sensors: its death ends the run.
     private mutating func sourceDied(how: String) -> [ControllerAction] {
         let died = String(format: "the source died at %.3f s (%@)", now - (runStarted ?? 0), how)
-        guard case .assignSource(let assignment)? = assignments[sourceName], assignment.source.canBeReadAgain else {
-            return finish(.failed("\(died); a live source cannot be started again without losing what its sensors sent"), reason: "role lost")
-        }
         guard restarting[sinkName] == nil else { return finish(.failed("\(died) while the sink was starting again"), reason: "role lost") }
         guard sourceGeneration < UInt16.max else { return finish(.failed("\(died), and it was started again too often"), reason: "role lost") }
+        guard !sourceCanBeReadAgain else {
+            sourceGeneration += 1
+            sourceResume = nil
+            return [.log(died), .send(to: sinkName, .sourceLost(generation: sourceGeneration))] + startAgain(sourceName)
+        }
+        // What it made: its own counts, on from where it was started (a heartbeat old at most).
+        let sent = counters[sourceName]
+        let made = SourceDone(batches: (sourceResume?.batch ?? 0) + UInt64(clamping: sent?.batches ?? 0),
+                              windows: (sourceResume?.window ?? 0) + UInt64(clamping: sent?.windows ?? 0))
         sourceGeneration += 1
         sourceResume = nil
-        return [.log(died), .send(to: sinkName, .sourceLost(generation: sourceGeneration))] + startAgain(sourceName)
+        // The next process's counts start from zero; what this one dropped is kept aside.
+        counters[sourceName] = nil
+        liveSourceLoss = (sourceGeneration, made, now)
+        return [.log("\(died); a live source is started again: its sensors' messages wait in their sockets meanwhile, and what it held is lost")]
+            + startAgain(sourceName)
+    }
+
+    private var sourceCanBeReadAgain: Bool {
+        guard case .assignSource(let assignment)? = assignments[sourceName] else { return false }
+        return assignment.source.canBeReadAgain
+    }
+
+    /// The batches a dead live source made have stopped arriving (no stage process and not the
+    /// sink reported a batch for three heartbeats): the sink releases what reached it, counts
+    /// the rest lost, and says where the new source numbers on from.
+    private mutating func liveSourceLossSettled() -> [ControllerAction] {
+        guard let loss = liveSourceLoss, now - max(loss.diedAt, pipelineProgressAt) >= liveness.heartbeatSeconds * 3 else { return [] }
+        liveSourceLoss = nil
+        return [.log("the batches of the live source that died stopped arriving: the sink releases what reached it"),
+                .send(to: sinkName, .sourceLost(generation: loss.generation, made: loss.made))]
     }
 
     /// The new sink is ready, after what its output holds: every batch the source keeps is sent

@@ -87,6 +87,7 @@ public struct SinkMachine<Payload> {
         var release: SinkRelease<Payload>
         /// End-to-end seconds; nil when the batch's stamps were implausible.
         var latency: Double?
+        var arrived: UInt64
     }
 
     private var offered: SinkAssignment?
@@ -117,6 +118,8 @@ public struct SinkMachine<Payload> {
     /// batches from there on are made again by its successor, perhaps cut otherwise.
     private var sourceGeneration: UInt16 = 0
     private var generationFrom: UInt64 = 0
+    /// Generations of live sources that died: what still arrives of theirs is lost, not made again.
+    private var liveGenerations: Set<UInt16> = []
 
     public init() {
         // Heartbeats carry the histogram from the start, empty or not.
@@ -196,7 +199,9 @@ public struct SinkMachine<Payload> {
             let state = SinkState(nextBatch: reorder.nextSequence, output: output, sourceGeneration: sourceGeneration,
                                   done: reported ? summary : nil)
             return [.send(.rejoined(RoleState(sink: state)))]
-        case .sourceLost(let generation):
+        case .sourceLost(let generation, let made?):
+            return liveSourceReplaced(by: generation, made: made)
+        case .sourceLost(let generation, nil):
             return sourceReplaced(by: generation)
         case .replayNeeded:
             // Noted before the controller can ask the source, so every replayed copy finds it.
@@ -261,8 +266,11 @@ public struct SinkMachine<Payload> {
             }
         }
         if header.sourceGeneration != sourceGeneration, header.batchSequence >= generationFrom || header.sourceGeneration > sourceGeneration {
-            // Made by a source that died (its successor makes it again), or by none the sink knows.
-            return actions + [drop(batches: 1, windows: keys.count, header.sourceGeneration < sourceGeneration ? .superseded : .misrouted,
+            // Made by a source that died (its successor makes it again, unless it was live), or by
+            // none the sink knows.
+            let reason: DropReason = header.sourceGeneration > sourceGeneration ? .misrouted
+                : liveGenerations.contains(header.sourceGeneration) ? .lostWithSource : .superseded
+            return actions + [drop(batches: 1, windows: keys.count, reason,
                                    "batch \(header.batchSequence) of source generation \(header.sourceGeneration); generation \(sourceGeneration) makes every batch from \(generationFrom) on")]
         }
         if let replayedFrom, header.batchSequence >= replayedFrom, reorder.has(header.batchSequence) {
@@ -271,19 +279,9 @@ public struct SinkMachine<Payload> {
             return actions
         }
         let duplicatesBefore = reorder.duplicates
-        let held = Held(release: SinkRelease(payload: arrival.payload, keys: keys, firstWindow: header.firstWindow), latency: latency)
-        for released in reorder.insert(held, sequence: header.batchSequence) {
-            if let latency = released.latency {
-                latencyMilliseconds.append(latency * 1000)
-                counters.latency?.record(seconds: latency)
-            }
-            if summary.firstOutput == 0 { summary.firstOutput = arrival.arrived }
-            summary.lastOutput = arrival.arrived
-            counters.batches += 1
-            counters.windows += released.release.keys.count
-            nextWindow = released.release.firstWindow + UInt64(released.release.keys.count)
-            actions.append(.release(notWrittenTwice(released.release)))
-        }
+        let held = Held(release: SinkRelease(payload: arrival.payload, keys: keys, firstWindow: header.firstWindow), latency: latency,
+                        arrived: arrival.arrived)
+        for released in reorder.insert(held, sequence: header.batchSequence) { actions.append(release(released)) }
         if reorder.duplicates > duplicatesBefore {
             actions.append(drop(batches: 1, windows: keys.count, .duplicate, "batch \(header.batchSequence) was already released or waiting"))
         }
@@ -308,6 +306,59 @@ public struct SinkMachine<Payload> {
                                 "held behind batch \(generationFrom) when the source that made them died; its successor makes them again"))
         }
         return actions + [.send(.resumeSource(SourceResume(batch: generationFrom, window: nextWindow, generation: generation), written: written))]
+    }
+
+    /// Counts a batch whose turn has come, and has the shell write it.
+    private mutating func release(_ released: Held) -> SinkAction<Payload> {
+        if let latency = released.latency {
+            latencyMilliseconds.append(latency * 1000)
+            counters.latency?.record(seconds: latency)
+        }
+        if summary.firstOutput == 0 { summary.firstOutput = released.arrived }
+        summary.lastOutput = released.arrived
+        counters.batches += 1
+        counters.windows += released.release.keys.count
+        nextWindow = released.release.firstWindow + UInt64(released.release.keys.count)
+        return .release(notWrittenTwice(released.release))
+    }
+
+    /// A live source died and one of generation `generation` takes its place. Nothing makes the
+    /// dead one's batches again, so the sink keeps them: once they stopped arriving (the
+    /// controller waits for the pipeline to go quiet before it says so), what it holds is
+    /// released in order, each gap before it counted lost, and so is the stretch up to `made`,
+    /// what the dead source last reported making. The new source numbers on after all of it.
+    /// What the dead process held and never sent cannot be counted: its death is.
+    private mutating func liveSourceReplaced(by generation: UInt16, made: SourceDone) -> [SinkAction<Payload>] {
+        guard generation > sourceGeneration else { return [.log(.warning, "ignoring source_lost for generation \(generation): generation \(sourceGeneration) is in force")] }
+        var actions: [SinkAction<Payload>] = []
+        var lostBatches: UInt64 = 0
+        var lostWindows: UInt64 = 0
+        for (sequence, held) in reorder.removePendingInOrder() {
+            lostBatches += sequence - reorder.nextSequence
+            lostWindows += held.release.firstWindow > nextWindow ? held.release.firstWindow - nextWindow : 0
+            reorder.skip(to: sequence)
+            for released in reorder.insert(held, sequence: sequence) { actions.append(release(released)) }
+        }
+        if made.batches > reorder.nextSequence {
+            lostBatches += made.batches - reorder.nextSequence
+            reorder.skip(to: made.batches)
+        }
+        if made.windows > nextWindow {
+            lostWindows += made.windows - nextWindow
+            nextWindow = made.windows
+        }
+        sourceGeneration = generation
+        generationFrom = reorder.nextSequence
+        liveGenerations.insert(generation - 1)
+        expected = nil
+        if lostBatches > 0 || lostWindows > 0 {
+            actions.append(drop(batches: Int(clamping: lostBatches), windows: Int(clamping: lostWindows), .lostWithSource,
+                                "made by the live source that died, and never reached the sink; its successor numbers on from batch \(generationFrom)"))
+        }
+        counters.drops.add(1, .process, .diedHoldingInput)
+        actions.append(.log(.warning, "the live source died: what it had taken from its sensors and not yet sent on (partial windows, its socket's queue) is lost, uncounted"))
+        return actions + [.flushOutput,
+            .send(.resumeSource(SourceResume(batch: generationFrom, window: nextWindow, generation: generation), written: written))]
     }
 
     /// Marks the rows of a released batch that the output held when this sink took over.
