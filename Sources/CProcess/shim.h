@@ -22,3 +22,14 @@ static inline int sluice_pidfd_open(int pid) {
     return -1;
 #endif
 }
+
+// Sends `signal` to the process a pidfd refers to: unlike kill(pid), never to a process that
+// took the pid over after it exited.
+static inline int sluice_pidfd_send_signal(int fd, int signal) {
+#ifdef SYS_pidfd_send_signal
+    return (int)syscall(SYS_pidfd_send_signal, fd, signal, NULL, 0);
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}

@@ -138,6 +138,12 @@ public final class ControllerRole {
                 logger.info("\(text)")
             case .spawn(let role):
                 start(role)
+            case .fence(let role):
+                if let pid = processWatch.kill(role) {
+                    logger.warning("fenced \(role): killed its process \(pid), declared dead for its silence, before one is started in its place")
+                } else {
+                    logger.warning("cannot fence \(role): its process is not watched on this host; should it come back, it and the process started in its place would both act as \(role)")
+                }
             case .addReplica:
                 break  // the machine turns these into `spawn`
             case .finish(let result):

@@ -25,6 +25,19 @@ final class ProcessWatch {
         descriptors[name] = (fd, hello.pid)
     }
 
+    /// Kills the process watched as `name` and stops watching it (its exit is no news: the
+    /// caller declared it dead already). The pid, or nil where it is not watched here.
+    /// Waits (up to a second) until it is gone, so that its sockets are closed before a process
+    /// takes its name.
+    func kill(_ name: String) -> Int32? {
+        guard let entry = descriptors[name] else { return nil }
+        defer { forget(name) }
+        guard sluice_pidfd_send_signal(entry.fd, SIGKILL) == 0 else { return errno == ESRCH ? entry.pid : nil }
+        var exited = pollfd(fd: entry.fd, events: Int16(POLLIN), revents: 0)
+        _ = poll(&exited, 1, 1000)
+        return entry.pid
+    }
+
     func forget(_ name: String) {
         if let entry = descriptors.removeValue(forKey: name) { close(entry.fd) }
     }

@@ -59,7 +59,9 @@ extension MultiProcess {
 
         /// Runs the pipeline, kills `role` once the sink has written some batches, and checks the
         /// run's outputs and report.
-        static func killMidRun(_ role: String, replicas: String = "", restarted: Int, sinkType: String = "npy") throws {
+        /// `signal`: SIGKILL, seen at once; or SIGSTOP, a process that is not dead but silent,
+        /// which the controller must fence (kill) before it starts one in its place.
+        static func killMidRun(_ role: String, replicas: String = "", restarted: Int, sinkType: String = "npy", signal: Int32 = SIGKILL) throws {
             let output = temporaryPath("scores.\(sinkType)")
             let report = temporaryPath("report.json")
             // A sink writes every line at once but reports it written only with its next
@@ -70,10 +72,14 @@ extension MultiProcess {
             let victim = try #require(pid(of: role, runDirectory: runDirectory), "\(role) never started")
             #expect(run.waitForLog("all roles ready"), "the run never started")
             usleep(700_000)
-            kill(victim, SIGKILL)
+            kill(victim, signal)
             let result = run.wait(timeout: 60)
             #expect(result.status == 0, "\(result.stderr)")
             #expect(result.stderr.contains(role == "sink" || role == "source" ? "the \(role) died" : "\(role) (stage"), "the death was not logged: \(result.stderr)")
+            if signal == SIGSTOP {
+                #expect(result.stderr.contains("fenced \(role): killed its process \(victim)"), "\(result.stderr)")
+                #expect(result.stderr.contains("silent for more than"), "\(result.stderr)")
+            }
             // Recovered by the replay after the death, not by the fallback for a sink that stalls.
             #expect(!result.stderr.contains("has released nothing for"), "\(result.stderr)")
             let npy = sinkType == "npy" ? output : try Self.scoresOfLines(output)
@@ -248,6 +254,18 @@ extension MultiProcess {
             let recovery = try #require(json["recovery"] as? [String: Any], "no recovery in the report")
             #expect(recovery["deaths"] as? Int == 1 && recovery["restarts"] as? Int == 1, "\(recovery)")
             #expect(processes(matching: "--controller tcp://127.0.0.1:6710").isEmpty, "processes left behind")
+        }
+
+        /// A stage process stopped (SIGSTOP), as one hung or cut off from the network is: silent
+        /// past the timeout, it is declared dead and killed before one is started in its place,
+        /// which could not otherwise take its name on the control socket.
+        @Test func aSilentStageIsFencedAndStartedAgainAndTheOutputsEqualOneProcess() throws {
+            try Self.killMidRun("stage-1", restarted: 1, signal: SIGSTOP)
+        }
+
+        /// The same for the sink: silent, it is killed, and a new one takes up its output.
+        @Test func aSilentSinkIsFencedAndStartedAgainAndTheOutputsEqualOneProcess() throws {
+            try Self.killMidRun("sink", restarted: 1, signal: SIGSTOP)
         }
 
         /// The same from the last whole line of a JSON-lines file: each window once, in order.

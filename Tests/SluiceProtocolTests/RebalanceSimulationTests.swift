@@ -275,6 +275,9 @@ private struct Simulation {
                 movesLeftAtTakeover += 1
             case .log(let text) where tracing:
                 trace("ctl log: \(text)")
+            case .fence(let name):
+                // Only a crashed process goes silent here: there is nothing left to kill.
+                if let index = stageIndex[name], !stages[index].crashed { violations.append("\(name) was fenced while it ran") }
             case .addReplica, .log:
                 break  // the machine turns `addReplica` into `spawn`
             }

@@ -27,6 +27,10 @@ public enum ControllerAction: Equatable, Sendable {
     case addReplica(stage: Int)
     /// Start a stage process with this role name (it registers like any role).
     case spawn(role: String)
+    /// Kill the process running as this role, if it still runs: it was declared dead for its
+    /// silence, and one stopped or cut off that came back would act as the role beside the
+    /// process started in its place (comes before that `spawn`).
+    case fence(role: String)
     /// The run is over; shutdown has already been sent to every role.
     case finish(ControllerOutcome)
 }
@@ -471,18 +475,13 @@ public struct ControllerMachine {
                 return actions + finish(.failed("\(late.key) was restarted but not ready within \(Int(liveness.timeoutSeconds * 3)) s"),
                                         reason: "restart failed")
             }
-            var silent = liveRoleNames.filter {
+            let silent = liveRoleNames.filter {
                 pendingReplicas[$0] == nil && restarting[$0] == nil && now - (lastHeard[$0] ?? started) > liveness.timeoutSeconds
             }
-            // A silent stage process is taken for dead and recovered from, like one seen to exit.
-            for name in silent where StageInstance.stage(of: name) != nil {
-                actions += roleDied(name, how: "silent for more than \(liveness.timeoutSeconds) s")
+            // A silent process is taken for dead, fenced, and recovered from like one seen to exit.
+            for name in silent {
+                actions += [.fence(role: name)] + roleDied(name, how: "silent for more than \(liveness.timeoutSeconds) s")
                 if phase == .finished { return actions }
-            }
-            silent.removeAll { StageInstance.stage(of: $0) != nil }
-            if !silent.isEmpty {
-                return actions + finish(.failed("\(silent.joined(separator: ", ")) stopped responding (silent for more than \(liveness.timeoutSeconds) s)"),
-                                        reason: "role lost")
             }
             // A stage being started again holds the stream up; its restart has its own time limit.
             // So may a stage process gone quiet: its own timeout decides whether it died.
