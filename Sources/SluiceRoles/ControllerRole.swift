@@ -103,7 +103,9 @@ public final class ControllerRole {
                     continue
                 }
                 let known = machine.knows(sender)
-                if known { observer.received(message, from: sender) }
+                let isHeartbeat: Bool
+                if case .heartbeat = message { isHeartbeat = true } else { isHeartbeat = false }
+                if known, !isHeartbeat { observer.received(message, from: sender) }
                 if known, case .heartbeat(let counters) = message { metricsCut.record(counters, from: sender) }
                 // A process refused for its release is not the role: its exit is no death of one.
                 if known, case .hello(let hello) = message, hello.speaksThisRevision {
@@ -113,6 +115,9 @@ public final class ControllerRole {
                     if metricsCut.hasHeard(from: sender) { metricsCut = ConsistentCut() }
                 }
                 var actions = machine.handle(.received(from: sender, message))
+                // The report's counts are the controller's: with what a process that died under
+                // this name had dropped (its successor counts from zero).
+                if known, isHeartbeat { observer.received(machine.counters[sender].map { .heartbeat($0) } ?? message, from: sender) }
                 if !known {
                     // Still answered (a stage started by hand under a wrong name learns so), but
                     // counted and logged at a bounded rate rather than once per message.

@@ -128,8 +128,9 @@ extension MultiProcess {
             try Self.killMidRun("sink", restarted: 1)
         }
 
-        /// A new source cuts the windows of the recording again and numbers its batches from the
-        /// first one the sink has not released; what the dead one made is dropped.
+        /// A new source passes over the windows of the recording the sink has, makes the rest
+        /// again, and numbers its batches from the first one the sink has not released; what the
+        /// dead one made is dropped.
         @Test func aKilledSourceIsStartedAgainAndTheOutputsEqualOneProcess() throws {
             try Self.killMidRun("source", restarted: 1)
         }

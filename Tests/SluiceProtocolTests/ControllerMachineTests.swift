@@ -515,10 +515,7 @@ private let sinkAt = RoleState(sink: SinkState(nextBatch: 25, output: SinkOutput
     #expect(controller.phase == .running && sends(actions) == ["source:start"], "\(actions)")
 }
 
-/// A live source dies: it is started again at once, and the sink is told only once the batches
-/// the dead one made stopped arriving, with how far it had got; the new one takes up the
-/// stream where the sink says, and what the dead one dropped stays in the run's counts.
-@Test func aDeadLiveSourceIsStartedAgainAndTheSinkToldOnceItsBatchesStoppedComing() {
+private func liveSourceController() -> ControllerMachine {
     var assignments: [String: ControlMessage] = [:]
     for name in roles { assignments[name] = .shutdown(reason: "assignment of \(name)") }
     assignments["source"] = .assignSource(SourceAssignment(
@@ -528,6 +525,29 @@ private let sinkAt = RoleState(sink: SinkState(nextBatch: 25, output: SinkOutput
     _ = controller.handle(.tick(now: 0))
     for name in roles { _ = controller.handle(.received(from: name, .hello(Hello(role: .stage, name: name, pid: 1, host: "h")))) }
     for name in roles { _ = controller.handle(.received(from: name, .ready)) }
+    return controller
+}
+
+/// A live source that dies after its input ended is not replaced (a new one would wait for
+/// senders that are done): the sink is told what it made, exactly, and the run drains.
+@Test func aLiveSourceThatDiesAfterItsInputEndedIsNotReplaced() {
+    var controller = liveSourceController()
+    let done = SourceDone(batches: 9, windows: 30)
+    _ = controller.handle(.received(from: "source", .sourceDone(done)))
+    let died = controller.handle(.roleExited("source", how: "killed"))
+    #expect(spawns(died).isEmpty && outcome(died) == nil, "\(died)")
+    var later: [ControllerAction] = []
+    for tenth in 1...20 { later += controller.handle(.tick(now: Double(tenth) / 10)) }
+    #expect(later.contains(.send(to: "sink", .sourceLost(generation: 1, made: done))), "\(later)")
+    let closing = controller.handle(.received(from: "sink", .sinkDone(SinkSummary())))
+    #expect(!sends(closing).contains("source:shutdown") && sends(closing).contains("sink:shutdown"), "\(closing)")
+}
+
+/// A live source dies: it is started again at once, and the sink is told only once the batches
+/// the dead one made stopped arriving, with how far it had got; the new one takes up the
+/// stream where the sink says, and what the dead one dropped stays in the run's counts.
+@Test func aDeadLiveSourceIsStartedAgainAndTheSinkToldOnceItsBatchesStoppedComing() {
+    var controller = liveSourceController()
     var sent = RoleCounters()
     sent.batches = 5
     sent.windows = 20

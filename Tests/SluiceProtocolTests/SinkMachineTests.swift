@@ -219,7 +219,7 @@ private func ofGeneration(_ generation: UInt16, _ event: SinkEvent<UInt64>) -> S
 }
 
 /// A live source died: nothing makes its batches again, so what reached the sink is released,
-/// every gap counted lost, and the new source numbers on after what the dead one made.
+/// every gap counted lost, and the new source numbers on after what the sink released.
 @Test func aDeadLiveSourcesBatchesAreReleasedAndWhatNeverCameIsCountedLost() {
     var sink = assigned()
     _ = sink.handle(arrival(0))
@@ -229,18 +229,35 @@ private func ofGeneration(_ generation: UInt16, _ event: SinkEvent<UInt64>) -> S
     // It reported 7 batches, 14 windows made: 6 was made too and never came either.
     let lost = sink.handle(.control(.sourceLost(generation: 1, made: SourceDone(batches: 7, windows: 14))))
     #expect(released(lost) == [2, 3, 5], "\(lost)")
+    // Numbered on from what was released: the sink's counts stay positions, window_seq dense.
+    let firstWindows = lost.compactMap { if case .release(let release) = $0 { return release.firstWindow } else { return nil } }
+    #expect(firstWindows == [2, 4, 6])
     #expect(sink.counters.drops.count(.batch, .lostWithSource) == 3 && sink.counters.drops.count(.window, .lostWithSource) == 6)
     #expect(sink.counters.drops.count(.process, .diedHoldingInput) == 1, "what it held unsent cannot be counted: its death is")
     let flushed = lost.firstIndex(of: .flushOutput) ?? lost.endIndex
     #expect(lost.lastIndex { if case .release = $0 { return true } else { return false } } ?? 0 < flushed, "written out before the answer")
-    #expect(lost.last == .send(.resumeSource(SourceResume(batch: 7, window: 14, generation: 1),
+    #expect(lost.last == .send(.resumeSource(SourceResume(batch: 4, window: 8, generation: 1),
                                              written: SinkOutputState(batches: 0, windows: 0, firstCreated: 2_000))), "\(lost)")
+    #expect(!sink.isDone, "the new source's input has not ended")
     // A straggler of the dead one's that comes after: lost too, not made again by anyone.
     #expect(drops(sink.handle(arrival(7))) == [.lostWithSource])
     #expect(drops(sink.handle(arrival(4))) == [.duplicate], "counted lost already")
-    #expect(released(sink.handle(ofGeneration(1, arrival(7, firstWindow: 14)))) == [7])
+    #expect(released(sink.handle(ofGeneration(1, arrival(4, firstWindow: 8)))) == [4])
     #expect(sink.counters.drops.count(.batch, .lostWithSource) == 4)
     #expect(sink.counters.drops.anyLoss)
+}
+
+/// A live source that dies after its input ended is not replaced: what it made that reaches
+/// the sink comes out, and the run is done.
+@Test func aLiveSourceThatDiesAfterItsInputEndedLeavesTheRunToFinish() {
+    var sink = assigned()
+    _ = sink.handle(arrival(0))
+    _ = sink.handle(arrival(2))
+    #expect(sink.handle(.control(.expect(SourceDone(batches: 3, windows: 6)))).isEmpty)
+    let lost = sink.handle(.control(.sourceLost(generation: 1, made: SourceDone(batches: 3, windows: 6))))
+    #expect(released(lost) == [2] && sink.isDone, "\(lost)")
+    #expect(lost.contains(.finishOutput), "\(lost)")
+    #expect(sink.counters.drops.count(.batch, .lostWithSource) == 1)
 }
 
 @Test func aDeadSourcesBatchesAreDroppedOnceItsSuccessorTakesOver() {

@@ -623,15 +623,23 @@ public struct ControllerMachine {
             sourceResume = nil
             return [.log(died), .send(to: sinkName, .sourceLost(generation: sourceGeneration))] + startAgain(sourceName)
         }
-        // What it made: its own counts, on from where it was started (a heartbeat old at most).
+        // What it made: its own counts, on from where it was started (a heartbeat old at most),
+        // or exactly, if it had ended its input.
         let sent = counters[sourceName]
-        let made = SourceDone(batches: (sourceResume?.batch ?? 0) + UInt64(clamping: sent?.batches ?? 0),
-                              windows: (sourceResume?.window ?? 0) + UInt64(clamping: sent?.windows ?? 0))
+        let made = sourceDone ?? SourceDone(batches: (sourceResume?.batch ?? 0) + UInt64(clamping: sent?.batches ?? 0),
+                                            windows: (sourceResume?.window ?? 0) + UInt64(clamping: sent?.windows ?? 0))
         sourceGeneration += 1
         sourceResume = nil
         // The next process's counts start from zero; what this one dropped is kept aside.
         counters[sourceName] = nil
         liveSourceLoss = (sourceGeneration, made, now)
+        guard phase == .running else {
+            // Its input had ended: a new one would wait for senders that are done. The sink
+            // releases what reaches it and the run ends.
+            recovery.deaths += 1
+            departed.insert(sourceName)
+            return [.log("\(died) after its input ended; the sink releases what reaches it of what it made")]
+        }
         return [.log("\(died); a live source is started again: its sensors' messages wait in their sockets meanwhile, and what it held is lost")]
             + startAgain(sourceName)
     }

@@ -21,13 +21,6 @@ public struct ReorderBuffer<Item> {
         return pending.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
     }
 
-    /// Gives up on every number before `sequence`: what never came will not come.
-    public mutating func skip(to sequence: UInt64) {
-        guard sequence > nextSequence else { return }
-        nextSequence = sequence
-        pending = pending.filter { $0.key >= sequence }
-    }
-
     /// Whether an item numbered `sequence` was already released or is waiting.
     public func has(_ sequence: UInt64) -> Bool { sequence < nextSequence || pending[sequence] != nil }
 

@@ -118,8 +118,9 @@ public struct SinkMachine<Payload> {
     /// batches from there on are made again by its successor, perhaps cut otherwise.
     private var sourceGeneration: UInt16 = 0
     private var generationFrom: UInt64 = 0
-    /// Generations of live sources that died: what still arrives of theirs is lost, not made again.
-    private var liveGenerations: Set<UInt16> = []
+    /// Generations of live sources that died, each with the batch (in its numbering) up to which
+    /// what never came was counted lost: what still arrives of theirs is not made again.
+    private var liveGenerations: [UInt16: UInt64] = [:]
 
     public init() {
         // Heartbeats carry the histogram from the start, empty or not.
@@ -265,12 +266,15 @@ public struct SinkMachine<Payload> {
                 actions.append(.log(.warning, "batch \(header.batchSequence) carries implausible timestamps (created \(header.created), arrived \(arrival.arrived)); \(counters.implausibleStamps) such so far, left out of latency and throughput"))
             }
         }
+        if let countedUpTo = liveGenerations[header.sourceGeneration] {
+            // A dead live source's batch that came after the sink gave up waiting for it.
+            let counted = header.batchSequence < countedUpTo
+            return actions + [drop(batches: 1, windows: keys.count, counted ? .duplicate : .lostWithSource,
+                                   "batch \(header.batchSequence) of the live source that died (generation \(header.sourceGeneration)) came after the stream went on without it\(counted ? "; it was counted lost then" : "")")]
+        }
         if header.sourceGeneration != sourceGeneration, header.batchSequence >= generationFrom || header.sourceGeneration > sourceGeneration {
-            // Made by a source that died (its successor makes it again, unless it was live), or by
-            // none the sink knows.
-            let reason: DropReason = header.sourceGeneration > sourceGeneration ? .misrouted
-                : liveGenerations.contains(header.sourceGeneration) ? .lostWithSource : .superseded
-            return actions + [drop(batches: 1, windows: keys.count, reason,
+            // Made by a source that died (its successor makes it again), or by none the sink knows.
+            return actions + [drop(batches: 1, windows: keys.count, header.sourceGeneration < sourceGeneration ? .superseded : .misrouted,
                                    "batch \(header.batchSequence) of source generation \(header.sourceGeneration); generation \(sourceGeneration) makes every batch from \(generationFrom) on")]
         }
         if let replayedFrom, header.batchSequence >= replayedFrom, reorder.has(header.batchSequence) {
@@ -326,39 +330,43 @@ public struct SinkMachine<Payload> {
     /// dead one's batches again, so the sink keeps them: once they stopped arriving (the
     /// controller waits for the pipeline to go quiet before it says so), what it holds is
     /// released in order, each gap before it counted lost, and so is the stretch up to `made`,
-    /// what the dead source last reported making. The new source numbers on after all of it.
-    /// What the dead process held and never sent cannot be counted: its death is.
+    /// what the dead source last reported making. Released, they are numbered on from what the
+    /// sink released before, so its counts stay positions (a sink taking over later resumes
+    /// after them) and `window_seq` stays dense; the new source numbers on from there. What the
+    /// dead process held and never sent cannot be counted: its death is. If it had ended its
+    /// input, nothing more comes, and the run is done once this is out.
     private mutating func liveSourceReplaced(by generation: UInt16, made: SourceDone) -> [SinkAction<Payload>] {
         guard generation > sourceGeneration else { return [.log(.warning, "ignoring source_lost for generation \(generation): generation \(sourceGeneration) is in force")] }
         var actions: [SinkAction<Payload>] = []
+        // Where the dead source's next batch and window would have been, in its numbering.
+        var batch = reorder.nextSequence
+        var window = nextWindow
         var lostBatches: UInt64 = 0
         var lostWindows: UInt64 = 0
         for (sequence, held) in reorder.removePendingInOrder() {
-            lostBatches += sequence - reorder.nextSequence
-            lostWindows += held.release.firstWindow > nextWindow ? held.release.firstWindow - nextWindow : 0
-            reorder.skip(to: sequence)
-            for released in reorder.insert(held, sequence: sequence) { actions.append(release(released)) }
+            lostBatches += sequence - batch
+            lostWindows += held.release.firstWindow > window ? held.release.firstWindow - window : 0
+            batch = sequence + 1
+            window = held.release.firstWindow + UInt64(held.release.keys.count)
+            var renumbered = held
+            renumbered.release.firstWindow = nextWindow
+            for released in reorder.insert(renumbered, sequence: reorder.nextSequence) { actions.append(release(released)) }
         }
-        if made.batches > reorder.nextSequence {
-            lostBatches += made.batches - reorder.nextSequence
-            reorder.skip(to: made.batches)
-        }
-        if made.windows > nextWindow {
-            lostWindows += made.windows - nextWindow
-            nextWindow = made.windows
-        }
+        lostBatches += made.batches > batch ? made.batches - batch : 0
+        lostWindows += made.windows > window ? made.windows - window : 0
+        liveGenerations[sourceGeneration] = max(batch, made.batches)
         sourceGeneration = generation
         generationFrom = reorder.nextSequence
-        liveGenerations.insert(generation - 1)
-        expected = nil
+        expected = expected == nil ? nil : reorder.nextSequence
         if lostBatches > 0 || lostWindows > 0 {
             actions.append(drop(batches: Int(clamping: lostBatches), windows: Int(clamping: lostWindows), .lostWithSource,
-                                "made by the live source that died, and never reached the sink; its successor numbers on from batch \(generationFrom)"))
+                                "made by the live source that died, and never reached the sink; the stream goes on from batch \(generationFrom)"))
         }
         counters.drops.add(1, .process, .diedHoldingInput)
         actions.append(.log(.warning, "the live source died: what it had taken from its sensors and not yet sent on (partial windows, its socket's queue) is lost, uncounted"))
         return actions + [.flushOutput,
             .send(.resumeSource(SourceResume(batch: generationFrom, window: nextWindow, generation: generation), written: written))]
+            + doneIfEverythingIsOut()
     }
 
     /// Marks the rows of a released batch that the output held when this sink took over.
