@@ -19,6 +19,7 @@ public final class ControllerRole {
     private var logger = makeLogger("controller")
     private var started = monotonicSeconds()
     private let metrics: MetricsServer?
+    private let metricsHost: String
     private let liveEvery: Double?
     private var nextLive = 0.0
     /// Stage processes this controller started during the run (replicas added live).
@@ -32,18 +33,20 @@ public final class ControllerRole {
     /// Messages taken off the control socket per turn of the loop.
     static let messagesPerTurn = 64
 
-    /// `metricsPort`: serve Prometheus text at http://host:port/metrics while running.
+    /// `metricsPort`: serve Prometheus text at http://`metricsHost`:port/metrics while running
+    /// (this machine only unless told otherwise: the figures say what the run does).
     /// `liveEvery`: print the stage table to standard error this often (seconds).
     /// `runDirectory`: where ipc endpoints of replicas added during the run go. `spawnStages`:
     /// start those replicas as processes of this executable (under `sluice run`); otherwise the
     /// log says which `sluice stage` to start by hand.
     public init(plan: PipelinePlan, endpoints: Endpoints, runDirectory: String, spawnStages: Bool = false,
-                metricsPort: UInt16? = nil, liveEvery: Double? = nil, rejoining: Bool = false) throws {
+                metricsPort: UInt16? = nil, metricsHost: String = "127.0.0.1", liveEvery: Double? = nil, rejoining: Bool = false) throws {
         self.plan = plan
         self.endpoints = endpoints
         self.liveEvery = liveEvery
         self.spawnStages = spawnStages
-        metrics = try metricsPort.map { try MetricsServer(host: "0.0.0.0", port: $0) }
+        metrics = try metricsPort.map { try MetricsServer(host: metricsHost, port: $0) }
+        self.metricsHost = metricsHost
         router = try ZMQSocket(context, .router, lingerMilliseconds: 2000, sendHighWaterMark: 10_000, receiveHighWaterMark: 10_000)
         try router.bind(endpoints.control)
         let coordinator = RebalanceCoordinator(
@@ -62,7 +65,7 @@ public final class ControllerRole {
     /// Runs the pipeline to its end; returns the report and the process exit code.
     public func run() -> (report: RunReport, exitCode: Int32) {
         logger.info("listening on \(endpoints.control) for \(plan.partition.ranges.count) stages (\(plan.stageNames.count) processes), a source and a sink")
-        if let metrics { logger.info("metrics at http://0.0.0.0:\(metrics.port)/metrics") }
+        if let metrics { logger.info("metrics at http://\(metricsHost.contains(":") ? "[\(metricsHost)]" : metricsHost):\(metrics.port)/metrics") }
         var handledSignals: Int32 = 0
         while true {
             if StopSignal.received > handledSignals {

@@ -66,7 +66,7 @@ extension Sluice {
                 var endpoints = plan.endpoints(runDirectory: directory)
                 endpoints.control = control
                 let role = try ControllerRole(plan: plan, endpoints: endpoints, runDirectory: directory, spawnStages: managed,
-                                              metricsPort: observe.metricsPort,
+                                              metricsPort: observe.metricsPort, metricsHost: observe.metricsHost,
                                               liveEvery: observe.live ? 1 : nil, rejoining: rejoin)
                 result = role.run()
                 if let profile, let data = role.lastProfile?.json() {

@@ -67,10 +67,14 @@ struct ObserveOptions: ParsableArguments {
     @Flag(help: "Print the stage table (busy/idle/blocked, rates, bottleneck) to standard error every second.")
     var live = false
 
-    @Option(help: "Serve Prometheus metrics at http://0.0.0.0:PORT/metrics from the controller.")
+    @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics from the controller.")
     var metricsPort: UInt16?
 
+    @Option(help: ArgumentHelp("The address the metrics endpoint listens on: this machine only by default; 0.0.0.0 (or ::) for every interface.",
+                               valueName: "host"))
+    var metricsHost = "127.0.0.1"
+
     var controllerArguments: [String] {
-        (live ? ["--live"] : []) + (metricsPort.map { ["--metrics-port", String($0)] } ?? [])
+        (live ? ["--live"] : []) + (metricsPort.map { ["--metrics-port", String($0), "--metrics-host", metricsHost] } ?? [])
     }
 }

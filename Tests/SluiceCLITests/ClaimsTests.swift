@@ -210,6 +210,22 @@ extension MultiProcess {
             #expect(try NPY.read(path: output).shape == [72, 4])
         }
 
+        /// The local addresses (hex, as the kernel writes them) of sockets listening on `port`.
+        static func listeningAddresses(port: Int) -> Set<String> {
+            var found: Set<String> = []
+            for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+                let text = String(decoding: FileManager.default.contents(atPath: table) ?? Data(), as: UTF8.self)
+                for line in text.split(separator: "\n").dropFirst() {
+                    let fields = line.split(separator: " ")
+                    // "0A" is TCP_LISTEN; the local address is ADDRESS:PORT in hex.
+                    guard fields.count > 3, fields[3] == "0A" else { continue }
+                    let local = fields[1].split(separator: ":")
+                    if local.count == 2, Int(local[1], radix: 16) == port { found.insert(String(local[0])) }
+                }
+            }
+            return found
+        }
+
         @Test func metricsScrapesAgreeWithThemselvesAndTheLiveTableShowsPercentiles() throws {
             let file = try writePipeline(Self.recordingPipeline(basePort: 6540, rate: "20x", sink: """
               type: npy
@@ -217,12 +233,17 @@ extension MultiProcess {
             """))
             let run = try Running(["run", file, "--metrics-port", "6549", "--live"])
             var scrapes: [String] = []
+            var listening: Set<String> = []
             while run.process.isRunning {
                 if let body = httpGet(port: 6549, path: "/metrics") { scrapes.append(body) }
+                listening.formUnion(Self.listeningAddresses(port: 6549))
                 usleep(50_000)
             }
             let result = run.wait()
             #expect(result.status == 0, "\(result.stderr)")
+            // What the run does is nobody else's business unless told: this machine only.
+            #expect(listening == ["0100007F"], "metrics listened on \(listening.sorted()) (hex, as /proc/net/tcp writes them)")
+            #expect(result.stderr.contains("metrics at http://127.0.0.1:6549/metrics"), "\(result.stderr)")
             var histograms = 0
             for body in scrapes {
                 var values: [String: Double] = [:]
