@@ -543,6 +543,17 @@ private func liveSourceController() -> ControllerMachine {
     #expect(!sends(closing).contains("source:shutdown") && sends(closing).contains("sink:shutdown"), "\(closing)")
 }
 
+/// The sink dying before it was told of a live source's death would lose what only it held of
+/// that source's batches: two deaths at once, which end the run clearly rather than stall it.
+@Test func aSinkThatDiesBeforeALiveSourcesLossSettlesEndsTheRun() {
+    var controller = liveSourceController()
+    _ = controller.handle(.roleExited("source", how: "killed"))
+    guard case .failed(let message)? = outcome(controller.handle(.roleExited("sink", how: "killed"))) else {
+        Issue.record("the run went on"); return
+    }
+    #expect(message.contains("while the source was starting again"), "\(message)")
+}
+
 /// A live source dies: it is started again at once, and the sink is told only once the batches
 /// the dead one made stopped arriving, with how far it had got; the new one takes up the
 /// stream where the sink says, and what the dead one dropped stays in the run's counts.

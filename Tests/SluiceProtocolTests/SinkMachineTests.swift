@@ -258,6 +258,7 @@ private func ofGeneration(_ generation: UInt16, _ event: SinkEvent<UInt64>) -> S
     #expect(released(lost) == [2] && sink.isDone, "\(lost)")
     #expect(lost.contains(.finishOutput), "\(lost)")
     #expect(sink.counters.drops.count(.batch, .lostWithSource) == 1)
+    #expect(sink.counters.drops.count(.process, .diedHoldingInput) == 0, "having ended its input, it held nothing more")
 }
 
 @Test func aDeadSourcesBatchesAreDroppedOnceItsSuccessorTakesOver() {

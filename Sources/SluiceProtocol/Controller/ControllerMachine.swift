@@ -590,7 +590,7 @@ public struct ControllerMachine {
     private mutating func sinkDied(how: String) -> [ControllerAction] {
         // What the dead sink released and had not written out, a source starting now might no
         // longer make: one death at a time is recovered from.
-        guard restarting[sourceName] == nil else {
+        guard restarting[sourceName] == nil, liveSourceLoss == nil else {
             return finish(.failed(String(format: "the sink died at %.3f s (%@) while the source was starting again", now - (runStarted ?? 0), how)),
                           reason: "role lost")
         }
@@ -630,8 +630,6 @@ public struct ControllerMachine {
                                             windows: (sourceResume?.window ?? 0) + UInt64(clamping: sent?.windows ?? 0))
         sourceGeneration += 1
         sourceResume = nil
-        // The next process's counts start from zero; what this one dropped is kept aside.
-        counters[sourceName] = nil
         liveSourceLoss = (sourceGeneration, made, now)
         guard phase == .running else {
             // Its input had ended: a new one would wait for senders that are done. The sink
@@ -640,6 +638,10 @@ public struct ControllerMachine {
             departed.insert(sourceName)
             return [.log("\(died) after its input ended; the sink releases what reaches it of what it made")]
         }
+        // The next process counts from zero; what this one dropped stays in the run's counts.
+        var kept = RoleCounters()
+        kept.drops = droppedByDead[sourceName] ?? DropCounts()
+        counters[sourceName] = kept
         return [.log("\(died); a live source is started again: its sensors' messages wait in their sockets meanwhile, and what it held is lost")]
             + startAgain(sourceName)
     }

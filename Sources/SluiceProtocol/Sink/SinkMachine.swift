@@ -357,13 +357,17 @@ public struct SinkMachine<Payload> {
         liveGenerations[sourceGeneration] = max(batch, made.batches)
         sourceGeneration = generation
         generationFrom = reorder.nextSequence
-        expected = expected == nil ? nil : reorder.nextSequence
+        // Its input had ended: it had sent every batch (`made` is exact) and held nothing more.
+        let inputEnded = expected != nil
+        expected = inputEnded ? reorder.nextSequence : nil
         if lostBatches > 0 || lostWindows > 0 {
             actions.append(drop(batches: Int(clamping: lostBatches), windows: Int(clamping: lostWindows), .lostWithSource,
                                 "made by the live source that died, and never reached the sink; the stream goes on from batch \(generationFrom)"))
         }
-        counters.drops.add(1, .process, .diedHoldingInput)
-        actions.append(.log(.warning, "the live source died: what it had taken from its sensors and not yet sent on (partial windows, its socket's queue) is lost, uncounted"))
+        if !inputEnded {
+            counters.drops.add(1, .process, .diedHoldingInput)
+            actions.append(.log(.warning, "the live source died: what it had taken from its sensors and not yet sent on (partial windows, its socket's queue) is lost, uncounted"))
+        }
         return actions + [.flushOutput,
             .send(.resumeSource(SourceResume(batch: generationFrom, window: nextWindow, generation: generation), written: written))]
             + doneIfEverythingIsOut()
