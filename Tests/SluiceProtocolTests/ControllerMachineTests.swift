@@ -6,9 +6,11 @@ import SluicePlan
 private let liveness = Liveness(heartbeatSeconds: 0.5, timeoutSeconds: 5)
 private let roles = ["stage-0", "stage-1", "source", "sink"]
 
-private func machine() -> ControllerMachine {
+/// `source`: the source's assignment, where it matters what kind of source it is.
+private func machine(source: SourceAssignment? = nil) -> ControllerMachine {
     var assignments: [String: ControlMessage] = [:]
     for name in roles { assignments[name] = .shutdown(reason: "assignment of \(name)") }  // any distinct message will do
+    if let source { assignments["source"] = .assignSource(source) }
     return ControllerMachine(assignments: assignments, liveness: liveness)
 }
 
@@ -21,8 +23,8 @@ private func outcome(_ actions: [ControllerAction]) -> ControllerOutcome? {
 }
 
 /// Drives the machine to the running phase and returns it.
-private func running() -> ControllerMachine {
-    var controller = machine()
+private func running(source: SourceAssignment? = nil) -> ControllerMachine {
+    var controller = machine(source: source)
     _ = controller.handle(.tick(now: 0))
     for name in roles { _ = controller.handle(.received(from: name, .hello(Hello(role: .stage, name: name, pid: 1, host: "h")))) }
     for name in roles { _ = controller.handle(.received(from: name, .ready)) }
@@ -516,16 +518,9 @@ private let sinkAt = RoleState(sink: SinkState(nextBatch: 25, output: SinkOutput
 }
 
 private func liveSourceController() -> ControllerMachine {
-    var assignments: [String: ControlMessage] = [:]
-    for name in roles { assignments[name] = .shutdown(reason: "assignment of \(name)") }
-    assignments["source"] = .assignSource(SourceAssignment(
+    running(source: SourceAssignment(
         source: .zmq(ZMQSource(endpoint: "tcp://127.0.0.1:1", channels: 1, idleTimeoutSeconds: 0)), window: nil,
         batching: BatchingConfig(maxSize: 4, maxDelayMilliseconds: 5), inputName: "x", windowShape: [1], epoch: 1, pushEndpoints: [], liveness: liveness))
-    var controller = ControllerMachine(assignments: assignments, liveness: liveness)
-    _ = controller.handle(.tick(now: 0))
-    for name in roles { _ = controller.handle(.received(from: name, .hello(Hello(role: .stage, name: name, pid: 1, host: "h")))) }
-    for name in roles { _ = controller.handle(.received(from: name, .ready)) }
-    return controller
 }
 
 /// A live source that dies after its input ended is not replaced (a new one would wait for

@@ -4,6 +4,7 @@ import SluiceConfig
 import SluiceProtocol
 @testable import SluiceRoles
 import SluiceTensor
+import SluiceTestSupport
 
 /// A source started in place of a dead one passes over the windows the sink has. It must land
 /// exactly where the dead one stood: the windows it then cuts are, one for one, the windows an
@@ -45,18 +46,6 @@ private func recording(samples: Int) -> Recording {
         recording.labels.append(index % 40 < 25 ? "walk" : "run")
     }
     return recording
-}
-
-private struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }
 
 /// The windows the source numbers, of those a feed cut: under `reject` a non-finite window gets

@@ -548,7 +548,8 @@ public struct ControllerMachine {
     /// replica's live siblings carry on; a stage's only process is started again under its
     /// name. Either way the batches lost with it are replayed from the first one the sink has
     /// not released. A dead sink is started again and takes up the stream after what it wrote
-    /// out. Any other death (or one before the run started) ends the run.
+    /// out; a dead source is recovered from in `sourceDied`. A death before the run started, or
+    /// a second one while the first is recovered from, ends the run.
     private mutating func roleDied(_ name: String, how: String) -> [ControllerAction] {
         guard assignments[name] != nil, !departed.contains(name), phase != .closing && phase != .finished else { return [] }
         guard phase == .running || phase == .draining else { return finish(.failed("\(name) died (\(how))"), reason: "role lost") }
@@ -613,7 +614,9 @@ public struct ControllerMachine {
     /// The source's process is gone. A recording or tensors source is started again: the sink
     /// drops what it holds of the dead one's and says where the stream stands (`resume_source`),
     /// and the new source makes every batch from there on again, from the same input. A live
-    /// source cannot make again what it took from its sensors: its death ends the run.
+    /// source cannot make again what it took from its sensors: a new one is started at once (not
+    /// if its input had ended), and the sink is told once the dead one's batches stopped
+    /// arriving (`liveSourceLossSettled`).
     private mutating func sourceDied(how: String) -> [ControllerAction] {
         let died = String(format: "the source died at %.3f s (%@)", now - (runStarted ?? 0), how)
         guard restarting[sinkName] == nil else { return finish(.failed("\(died) while the sink was starting again"), reason: "role lost") }
