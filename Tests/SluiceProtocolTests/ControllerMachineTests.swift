@@ -221,6 +221,38 @@ private func spawns(_ actions: [ControllerAction]) -> [String] {
     #expect(message.contains("batch 2 never reached the sink"), "\(message)")
 }
 
+/// A sink that releases nothing while the source sends nothing (a live source's sensors are
+/// quiet) is idle: no replay is asked, and the run does not fail. Once the source sends a batch
+/// that never comes out (the last one, lost on the way), the wait starts, and it is replayed.
+@Test func anIdleSinkIsNotStalledButALostLastBatchIsReplayed() {
+    var controller = running()
+    var source = RoleCounters()
+    source.sent = 2
+    var sink = RoleCounters()
+    sink.received = 2
+    sink.batches = 2
+    var actions: [ControllerAction] = []
+    for second in 1...20 {
+        _ = controller.handle(.received(from: "source", .heartbeat(source)))
+        for stage in ["stage-0", "stage-1"] { _ = controller.handle(.received(from: stage, .heartbeat(RoleCounters()))) }
+        _ = controller.handle(.received(from: "sink", .heartbeat(sink)))
+        actions += controller.handle(.tick(now: Double(second)))
+    }
+    #expect(!sends(actions).contains("sink:replay_needed") && outcome(actions) == nil, "\(actions)")
+    // The sink released batches 0 and 1 at second 1; now the source sends batch 2, which is lost.
+    source.sent = 3
+    var later: [ControllerAction] = []
+    for second in 21...27 {
+        _ = controller.handle(.received(from: "source", .heartbeat(source)))
+        for stage in ["stage-0", "stage-1"] { _ = controller.handle(.received(from: stage, .heartbeat(RoleCounters()))) }
+        _ = controller.handle(.received(from: "sink", .heartbeat(sink)))
+        let tick = controller.handle(.tick(now: Double(second)))
+        if second <= 25 { #expect(!sends(tick).contains("sink:replay_needed"), "asked at \(second) s, before the timeout passed since the send") }
+        later += tick
+    }
+    #expect(sends(later).contains("sink:replay_needed"), "\(later)")
+}
+
 @Test func duplicatesTheSinkDroppedAreNoGapToWaitOn() {
     var controller = running()
     var sink = RoleCounters()

@@ -66,6 +66,9 @@ public struct ControllerMachine {
     private var now: Double = 0
     private var stopRequested = false
     private var sinkProgress: (batches: Int, at: Double) = (0, 0)
+    /// What the source had sent by its last report when the sink last released a batch: a sink
+    /// that releases nothing while the source sends nothing is idle, not stalled.
+    private var sourceSentAtSinkProgress = 0
     /// The sink stalled and a replay was asked for; cleared when it releases again.
     private var replayedOnStall = false
     private var pendingOutcome: ControllerOutcome?
@@ -292,6 +295,7 @@ public struct ControllerMachine {
             var releases: [ControllerAction] = []
             if name == sinkName, roleCounters.batches != sinkProgress.batches {
                 sinkProgress = (roleCounters.batches, now)
+                sourceSentAtSinkProgress = counters[sourceName]?.sent ?? 0
                 replayedOnStall = false
             }
             // The source may forget what the sink wrote out: it will never be replayed, and a
@@ -490,12 +494,19 @@ public struct ControllerMachine {
             }
             guard restarting.isEmpty, !quietStage else { return actions }
             let stalled = now - sinkProgress.at > liveness.timeoutSeconds
+            // Nothing to wait for (a live source's sensors quiet): no replay, no failure.
+            let held = counters[sinkName].map { $0.received &- Self.accounted($0) } ?? 0
+            guard held > 0 || (counters[sourceName]?.sent ?? 0) != sourceSentAtSinkProgress || phase == .draining else {
+                // The wait for the sink starts once there is something to wait for.
+                sinkProgress.at = now
+                return actions
+            }
             // A batch lost on the way (a stage process that died unseen, or its PUSH peer's queue)
             // leaves the sink waiting: the source replays once; a second stall ends the run.
             if stalled, !replayedOnStall {
                 replayedOnStall = true
                 sinkProgress.at = now
-                return actions + [.log("the sink has released nothing for \(liveness.timeoutSeconds) s; replaying what it has not released")]
+                return actions + [.log("the sink has released nothing for \(liveness.timeoutSeconds) s; the source sends again whatever the sink has not released")]
                     + askForReplay()
             }
             if phase == .draining, stalled {
@@ -506,15 +517,9 @@ public struct ControllerMachine {
             // it can be released. (Duplicates and replayed copies were dropped: they wait for nothing.)
             // (Nor do copies a dead source made, superseded by its successor's, or those of a dead
             // live source that came too late.)
-            if let sink = counters[sinkName], stalled {
-                // The counts come from a heartbeat: wrapping arithmetic, so no count traps the controller.
-                let accounted = [sink.rejected, sink.drops.count(.batch, .duplicate), sink.drops.count(.batch, .superseded),
-                                 sink.drops.count(.batch, .lostWithSource), sink.replayed, sink.batches].reduce(0, &+)
-                let waiting = sink.received &- accounted
-                if waiting > 0 {
-                    return actions + finish(.failed("batch \(sink.batches) never reached the sink; \(waiting) later batches wait behind it for \(liveness.timeoutSeconds) s"),
-                                            reason: "batch lost")
-                }
+            if let sink = counters[sinkName], stalled, held > 0 {
+                return actions + finish(.failed("batch \(sink.batches) never reached the sink; \(held) later batches wait behind it for \(liveness.timeoutSeconds) s"),
+                                        reason: "batch lost")
             }
         case .closing:
             // Final counters are a courtesy; a role that exits without them does not hold the run.
@@ -647,6 +652,14 @@ public struct ControllerMachine {
         counters[sourceName] = kept
         return [.log("\(died); a live source is started again: its sensors' messages wait in their sockets meanwhile, and what it held is lost")]
             + startAgain(sourceName)
+    }
+
+    /// Batches the sink took that wait for nothing: released, or dropped as copies or as a dead
+    /// source's. The counts come from a heartbeat: wrapping arithmetic, so no count traps the
+    /// controller.
+    private static func accounted(_ sink: RoleCounters) -> Int {
+        [sink.rejected, sink.drops.count(.batch, .duplicate), sink.drops.count(.batch, .superseded),
+         sink.drops.count(.batch, .lostWithSource), sink.replayed, sink.batches].reduce(0, &+)
     }
 
     private var sourceCanBeReadAgain: Bool {
