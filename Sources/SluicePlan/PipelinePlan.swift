@@ -39,15 +39,23 @@ public struct PipelinePlan {
         let (input, windowShape) = try windowInput(config, model)
         try checkWindow(config, input: input.name, windowShape: windowShape, recordingChannels: recordingChannels)
         try checkBatchSize(config, windowShape: windowShape, maximumBatchElements: maximumBatchElements)
-        let outputName = config.model.output ?? model.outputs.first?.name ?? ""
+        let outputName = config.model.output ?? defaultOutput(of: model) ?? ""
         guard model.outputs.contains(where: { $0.name == outputName }) else {
             throw config.issue("model.output", "the model has no output '\(outputName)'")
         }
-        let classes = config.model.classes
-            ?? model.metadata["classes"].map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? []
+        let classes = config.model.classes ?? metadataClasses(of: model) ?? []
         let (partition, shapes) = try stages(config, cut: cut, graph: graph)
         return PipelinePlan(config: config, model: model, graph: graph, cut: cut, partition: partition, shapes: shapes, inputName: input.name,
                             outputName: outputName, windowShape: windowShape, classes: classes)
+    }
+
+    /// The output the sink writes when the pipeline names none (`model.output`): the first.
+    public static func defaultOutput(of model: ONNXModel) -> String? { model.outputs.first?.name }
+
+    /// The class names the model's metadata gives (`classes`, comma-separated), which the sink
+    /// uses when the pipeline names none (`model.classes`).
+    public static func metadataClasses(of model: ONNXModel) -> [String]? {
+        model.metadata["classes"].map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
     }
 
     /// The model input windows feed, and the shape of one window (the input without its batch

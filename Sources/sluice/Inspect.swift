@@ -24,6 +24,28 @@ extension Sluice {
         @Option(help: "Cut layers where at most this many activations are live.")
         var maxLive: Int = 1
 
+        /// The model's metadata (keys and values come from the file: shown cut short and with
+        /// control characters escaped), and what a pipeline's sink takes from the model when the
+        /// pipeline says nothing.
+        private func printMetadata(_ loaded: ONNXModel) {
+            let shown = loaded.metadata.keys.sorted().prefix(32)
+            print("metadata: " + (shown.isEmpty ? "none" : "\(loaded.metadata.count) key\(loaded.metadata.count == 1 ? "" : "s")"))
+            for key in shown { print("  \(printable(key, at: 40)) = \(printable(loaded.metadata[key] ?? "", at: 160))") }
+            if loaded.metadata.count > shown.count { print("  … \(loaded.metadata.count - shown.count) more") }
+            let output = PipelinePlan.defaultOutput(of: loaded).map { "'\(printable($0, at: 80))' (the first; model.output picks another)" } ?? "none"
+            print("sink uses: output \(output)")
+            if let classes = PipelinePlan.metadataClasses(of: loaded), !classes.isEmpty {
+                print("  classes \(classes.prefix(16).map { printable($0, at: 40) }.joined(separator: ", "))\(classes.count > 16 ? ", …" : "") (metadata 'classes'; model.classes overrides)")
+            } else {
+                print("  classes none: windows get scores and no class name (model.classes, or metadata 'classes', names them)")
+            }
+        }
+
+        private func printable(_ text: String, at limit: Int) -> String {
+            let escaped = text.unicodeScalars.map { $0.properties.generalCategory == .control ? $0.escaped(asASCII: true) : String($0) }.joined()
+            return escaped.count <= limit ? escaped : String(escaped.prefix(limit)) + "…"
+        }
+
         func run() throws {
             let survey: ModelSurvey
             do {
@@ -57,6 +79,7 @@ extension Sluice {
             }
             print("inputs:  " + loaded.inputs.map(\.description).joined(separator: ", "))
             print("outputs: " + loaded.outputs.map(\.description).joined(separator: ", "))
+            printMetadata(loaded)
             let flops = loaded.nodes.reduce(0) { $0 + $1.flopsPerWindow }
             print(String(format: "FLOPs: %.4f MFLOP per window", flops / 1e6))
             let fused = loaded.fusionGroups.map { range in

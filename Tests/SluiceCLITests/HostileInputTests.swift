@@ -122,6 +122,35 @@ import SluiceTransport
         #expect(result.stderr.contains(file + ":11: batching.max_size: 1024 windows of [6, 1048576] make a batch of more than"), "\(result.stderr)")
     }
 
+    /// A model's metadata is the file's to say: control characters are shown escaped, long keys
+    /// and values cut short, and a flood of keys shown in part, so no model can write to the
+    /// terminal, or fill it, through `inspect`.
+    @Test func inspectShowsHostileMetadataEscapedAndCutShort() throws {
+        let folder = testFolder.appendingPathComponent("sluice-hostile-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let original = packageRoot.appendingPathComponent("pipelines/models/basicmotions-cnn.onnx")
+        var model = try Onnx_ModelProto(serializedBytes: try Data(contentsOf: original))
+        func entry(_ key: String, _ value: String) -> Onnx_StringStringEntryProto {
+            var entry = Onnx_StringStringEntryProto()
+            entry.key = key
+            entry.value = value
+            return entry
+        }
+        model.metadataProps = [entry("classes", "a\u{1b}[2J,b\rc,\(String(repeating: "x", count: 10_000))"),
+                               entry("title\u{7}", String(repeating: "long ", count: 2_000))]
+            + (0..<200).map { entry("key-\($0)", "\($0)") }
+        let path = folder.appendingPathComponent("hostile-metadata.onnx").path
+        try model.serializedData().write(to: URL(fileURLWithPath: path))
+        let result = try sluice("inspect", path)
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(!result.stdout.unicodeScalars.contains { $0.properties.generalCategory == .control && $0 != "\n" },
+                "a control character reached the terminal")
+        #expect(result.stdout.contains("metadata: 202 keys") && result.stdout.contains("… 170 more"), "\(result.stdout)")
+        #expect(result.stdout.contains("  classes a\\u{1B}[2J, b\\rc, xxx"), "\(result.stdout)")
+        #expect(result.stdout.split(separator: "\n").allSatisfy { $0.count < 400 }, "a line was not cut short")
+    }
+
     @Test func inspectRefusesExternalDataOutsideTheModelsFolderSayingNothingOfIt() throws {
         let folder = testFolder.appendingPathComponent("sluice-hostile-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
