@@ -95,15 +95,11 @@ public struct SlidingWindows {
     /// `now` is when the sample arrived, on the clock `evict(lastSeenBefore:)` is given.
     public mutating func append(sensor: String, time: Double, values: UnsafeBufferPointer<Float>, label: String?,
                                 now: Double = 0) -> Window? {
-        precondition(values.count == channels, "sample of \(values.count) values for \(channels) channels")
-        // Mutated in place: a copy taken out of the dictionary and written back would copy the
-        // sensor's whole window of samples and labels on every sample.
-        guard sensors[sensor, default: SensorState()].take(values, time: time, label: label, now: now, length: length) else { return nil }
-        let window = sensors[sensor].map {
-            Window(key: WindowKey(sensor: sensor, start: $0.times[0], label: Self.majority($0.labels)), values: arrange($0.samples))
+        let (layout, length, channels) = (layout, length, channels)
+        return advance(sensor: sensor, time: time, values: values, label: label, now: now) {
+            Window(key: WindowKey(sensor: sensor, start: $0.times[0], label: Self.majority($0.labels)),
+                   values: Self.arrange($0.samples, layout: layout, length: length, channels: channels))
         }
-        sensors[sensor]?.slide(hop: hop, length: length, channels: channels)
-        return window
     }
 
     /// What `append` does to the state, without making the window: for passing over input whose
@@ -111,15 +107,23 @@ public struct SlidingWindows {
     /// sample completes no window, else whether every value of that window is finite.
     public mutating func passOver(sensor: String, time: Double, values: UnsafeBufferPointer<Float>, label: String?,
                                   now: Double = 0) -> Bool? {
+        advance(sensor: sensor, time: time, values: values, label: label, now: now) { $0.samples.allSatisfy(\.isFinite) }
+    }
+
+    /// Adds one sample; when it completes a window, reads it with `completed`, then slides on.
+    private mutating func advance<Completed>(sensor: String, time: Double, values: UnsafeBufferPointer<Float>, label: String?, now: Double,
+                                             completed: (SensorState) -> Completed) -> Completed? {
         precondition(values.count == channels, "sample of \(values.count) values for \(channels) channels")
+        // Mutated in place: a copy taken out of the dictionary and written back would copy the
+        // sensor's whole window of samples and labels on every sample.
         guard sensors[sensor, default: SensorState()].take(values, time: time, label: label, now: now, length: length) else { return nil }
-        let finite = sensors[sensor]?.samples.allSatisfy(\.isFinite) ?? true
+        let result = sensors[sensor].map(completed)
         sensors[sensor]?.slide(hop: hop, length: length, channels: channels)
-        return finite
+        return result
     }
 
     /// Samples arrive time-major ([length, channels]); channels-first transposes.
-    private func arrange(_ samples: [Float]) -> [Float] {
+    private static func arrange(_ samples: [Float], layout: WindowLayout, length: Int, channels: Int) -> [Float] {
         guard layout == .channelsFirst else { return samples }
         var out = [Float](repeating: 0, count: samples.count)
         for t in 0..<length {
