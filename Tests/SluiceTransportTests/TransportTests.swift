@@ -5,7 +5,9 @@ import SluiceWire
 import SluiceTensor
 @testable import SluiceTransport
 
-private func freePortEndpoint() -> String { "tcp://127.0.0.1:\(Int.random(in: 20000...40000))" }
+/// A port below Linux's ephemeral range (32768 on), which the kernel hands to outgoing
+/// connections: one of those, made by a test running alongside, took a port this drew.
+private func freePortEndpoint() -> String { "tcp://127.0.0.1:\(Int.random(in: 20000...32767))" }
 
 private func pair(_ endpoint: String, context: ZMQContext, highWaterMark: Int32 = 4) throws -> (push: ZMQSocket, pull: ZMQSocket) {
     let pull = try ZMQSocket(context, .pull, lingerMilliseconds: 0, sendHighWaterMark: highWaterMark, receiveHighWaterMark: highWaterMark)
