@@ -32,7 +32,7 @@ public final class ZMQContext: @unchecked Sendable {
 }
 
 public enum SocketKind {
-    case push, pull, dealer, router, pair
+    case push, pull, dealer, router, pair, rep, pub
 
     var code: Int32 {
         switch self {
@@ -41,6 +41,8 @@ public enum SocketKind {
         case .pull: return ZMQ_PULL
         case .dealer: return ZMQ_DEALER
         case .router: return ZMQ_ROUTER
+        case .rep: return ZMQ_REP
+        case .pub: return ZMQ_PUB
         }
     }
 }
