@@ -293,12 +293,13 @@ private struct ConfigReader {
     }
 
     func readTransport(_ node: Node?) -> TransportConfig? {
-        let entries = fields.mapping(node, at: "transport", allowed: ["kind", "host", "base_port"])
+        let entries = fields.mapping(node, at: "transport", allowed: ["kind", "host", "base_port", "curve"])
         let kind = fields.choice(entries, "kind", at: "transport", default: TransportKind.ipc)
         let host = fields.string(entries, "host", at: "transport", parent: node) ?? "127.0.0.1"
         let port = fields.int(entries, "base_port", at: "transport", parent: node, minimum: 1024) ?? 5600
         if port > 65000 { fields.report(entries["base_port"], "transport.base_port", "must be <= 65000") }
-        return TransportConfig(kind: kind, host: host, basePort: port)
+        let curve = fields.flag(entries, "curve", at: "transport", default: true)
+        return TransportConfig(kind: kind, host: host, basePort: port, curve: curve)
     }
 
     func readSink(_ node: Node?) -> SinkConfig? {
@@ -322,14 +323,7 @@ private struct ConfigReader {
         let entries = fields.mapping(node, at: "controller", allowed: ["heartbeat_ms", "timeout_s", "profiling"])
         let heartbeat = fields.double(entries, "heartbeat_ms", at: "controller", parent: node, minimum: 10, maximum: Limits.milliseconds) ?? 250
         let timeout = fields.double(entries, "timeout_s", at: "controller", parent: node, minimum: 1, maximum: Limits.seconds) ?? 10
-        var profiling = true
-        if let flag = entries["profiling"] {
-            switch flag.scalar?.string {
-            case "true", "on", "yes": profiling = true
-            case "false", "off", "no": profiling = false
-            default: fields.report(flag, "controller.profiling", "must be on or off, not '\(flag.scalar?.string ?? "a collection")'")
-            }
-        }
+        let profiling = fields.flag(entries, "profiling", at: "controller", default: true)
         return ControllerConfig(heartbeatMilliseconds: heartbeat, timeoutSeconds: timeout, profiling: profiling)
     }
 }

@@ -223,10 +223,16 @@ public struct TransportConfig: Codable, Sendable, Equatable {
     public var host: String
     /// tcp: the controller listens on basePort, stage i on basePort+1+i, the sink after them.
     public var basePort: Int
+    /// tcp: every socket encrypted and authenticated with CURVE, each process under its own
+    /// key (ipc sockets live in a folder only this user can open).
+    public var curve: Bool
 
-    public init(kind: TransportKind, host: String, basePort: Int) {
-        self.kind = kind; self.host = host; self.basePort = basePort
+    public init(kind: TransportKind, host: String, basePort: Int, curve: Bool = true) {
+        self.kind = kind; self.host = host; self.basePort = basePort; self.curve = curve
     }
+
+    /// Whether the run's sockets use CURVE.
+    public var secured: Bool { kind == .tcp && curve }
 }
 
 public enum SinkKind: String, Codable, Sendable, Equatable, CaseIterable {

@@ -115,5 +115,17 @@ final class YAMLFields {
         return value
     }
 
+    /// on/off, true/false or yes/no.
+    func flag(_ entries: [String: Node], _ key: String, at path: String, default defaultValue: Bool) -> Bool {
+        guard let node = entries[key] else { return defaultValue }
+        switch node.scalar?.string {
+        case "true", "on", "yes": return true
+        case "false", "off", "no": return false
+        default:
+            report(node, join(path, key), "must be on or off, not '\(node.scalar?.string ?? "a collection")'")
+            return defaultValue
+        }
+    }
+
     func join(_ path: String, _ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
 }

@@ -19,6 +19,8 @@ public struct MetricsSnapshot: Sendable, Equatable {
     public var latency: LatencyHistogram?
     /// What each process dropped, by process name ("controller" for its own socket).
     public var drops: [String: DropCounts] = [:]
+    /// Peers turned away at the CURVE handshake, by process and reason.
+    public var refused: [String: [String: Int]] = [:]
     /// Processes that died, and what the controller did about them.
     public var recovery = RecoveryCounts()
 
@@ -111,6 +113,11 @@ public enum PrometheusExposition {
         }
         family("sluice_dropped_total", "counter", "Chunks, samples, windows, batches and control frames a process dropped, by reason.",
                dropSamples)
+        let refusedSamples = snapshot.refused.sorted { $0.key < $1.key }.flatMap { role, reasons in
+            reasons.sorted { $0.key < $1.key }.map { (labels: "{role=\"\(label(role))\",reason=\"\(label($0.key))\"}", value: Double($0.value)) }
+        }
+        family("sluice_refused_peers_total", "counter", "Peers a process's CURVE sockets turned away at the handshake, by reason.",
+               refusedSamples)
         if let latency = snapshot.latency {
             let name = "sluice_end_to_end_latency_seconds"
             out += "# HELP \(name) Seconds from a micro-batch's creation at the source to its arrival at the sink.\n"

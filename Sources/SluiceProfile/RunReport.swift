@@ -55,6 +55,9 @@ public struct RunReport: Codable {
     /// What each process dropped, by unit and reason ("controller" for its own socket); absent
     /// for a process that dropped nothing. (Optional so older reports still load.)
     public var dropped: [String: DropCounts]?
+    /// Peers each process's CURVE sockets turned away at the handshake, by reason ("controller"
+    /// for its own socket); absent when none was. They never got a message in or out.
+    public var refused: [String: [String: Int]]?
     /// Batches whose carried timestamps the sink found implausible: kept out of latency and
     /// throughput, counted here.
     public var implausibleStamps: Int?
@@ -74,7 +77,7 @@ public struct RunReport: Codable {
     ///   - controllerDrops: what the controller dropped off its own socket.
     public init(profile: ProfileData, outcome: ControllerOutcome, observed: RunObserver, processes: [String],
                 initialRanges: [Range<Int>], initialReplicas: [Int], lastPlanningModel: CostModel?, startedAt: Double?,
-                controllerDrops: DropCounts, recovery: RecoveryCounts = RecoveryCounts()) {
+                controllerDrops: DropCounts, recovery: RecoveryCounts = RecoveryCounts(), controllerRefused: [String: Int] = [:]) {
         let counters = observed.counters
         pipeline = profile.pipeline
         var summary: SinkSummary?
@@ -108,6 +111,10 @@ public struct RunReport: Codable {
         if !sinkDrops.isEmpty { dropped["sink"] = sinkDrops }
         if !controllerDrops.isEmpty { dropped["controller", default: DropCounts()].add(controllerDrops) }
         self.dropped = dropped
+        var refused: [String: [String: Int]] = [:]
+        for (name, roleCounters) in counters where !roleCounters.refusedPeers.isEmpty { refused[name] = roleCounters.refusedPeers }
+        if !controllerRefused.isEmpty { refused["controller"] = controllerRefused }
+        self.refused = refused.isEmpty ? nil : refused
         implausibleStamps = max(sink.implausibleStamps, counters["sink"]?.implausibleStamps ?? 0)
         windowsMayRepeatFrom = sink.mayRepeatFrom
         labelled = sink.labelled
@@ -242,6 +249,10 @@ public struct RunReport: Codable {
         }
         for (name, drops) in (dropped ?? [:]).sorted(by: { $0.key < $1.key }) {
             lines.append("  dropped      \(name): \(drops.summary)")
+        }
+        for (name, reasons) in (refused ?? [:]).sorted(by: { $0.key < $1.key }) {
+            let parts = reasons.sorted { $0.key < $1.key }.map { "\($0.value) peer\($0.value == 1 ? "" : "s") \($0.key)" }
+            lines.append("  refused      \(name): \(parts.joined(separator: ", ")) (nothing of theirs got in)")
         }
         if rejected > 0, (dropped ?? [:]).isEmpty {
             lines.append("  dropped      \(rejected) malformed or misrouted messages")

@@ -8,13 +8,16 @@ import SluiceTransport
 final class ControlChannel {
     let socket: ZMQSocket
     let name: String
+    let endpoint: String
     private(set) var lastHeard = monotonicSeconds()
 
-    init(context: ZMQContext, endpoint: String, name: String) throws {
+    init(context: ZMQContext, endpoint: String, name: String, keys: RoleKeys?) throws {
         self.name = name
+        self.endpoint = endpoint
         // Linger long enough that a last "failed" or "sink_done" still leaves when the role exits.
         socket = try ZMQSocket(context, .dealer, lingerMilliseconds: 2000, sendHighWaterMark: 1000,
                                receiveHighWaterMark: 1000, identity: name)
+        if let keys, endpoint.hasPrefix("tcp://") { try socket.connectCurve(keys.keys, serverKey: keys.controllerKey) }
         try socket.connect(endpoint)
     }
 
@@ -44,14 +47,4 @@ final class ControlChannel {
     }
 
     func controllerSilent(for timeout: Double) -> Bool { monotonicSeconds() - lastHeard > timeout }
-}
-
-/// A replica joined the next hop: `push` spreads batches over it too from now on.
-func connect(_ push: ZMQSocket?, toReplica endpoint: String, logger: Logger) {
-    do {
-        try push?.connect(endpoint)
-        logger.info("sending to \(endpoint) too (a new replica of the next stage)")
-    } catch {
-        logger.error("cannot connect to the new replica at \(endpoint): \(error)")
-    }
 }

@@ -32,6 +32,11 @@ public final class ControllerRole {
     private var metricsCut = ConsistentCut()
     /// Messages taken off the control socket per turn of the loop.
     static let messagesPerTurn = 64
+    /// Under CURVE: the run's keys, the handler that admits them, and which process is bound at
+    /// each data endpoint (from the assignments sent and the states rejoined).
+    private var keys: ControllerKeys?
+    private let authenticator: Authenticator?
+    private var endpointOwners: [String: String] = [:]
 
     /// `metricsPort`: serve Prometheus text at http://`metricsHost`:port/metrics while running
     /// (this machine only unless told otherwise: the figures say what the run does).
@@ -40,14 +45,26 @@ public final class ControllerRole {
     /// start those replicas as processes of this executable (under `sluice run`); otherwise the
     /// log says which `sluice stage` to start by hand.
     public init(plan: PipelinePlan, endpoints: Endpoints, runDirectory: String, spawnStages: Bool = false,
-                metricsPort: UInt16? = nil, metricsHost: String = "127.0.0.1", liveEvery: Double? = nil, rejoining: Bool = false) throws {
+                metricsPort: UInt16? = nil, metricsHost: String = "127.0.0.1", liveEvery: Double? = nil, rejoining: Bool = false,
+                keys: ControllerKeys? = nil) throws {
         self.plan = plan
+        self.keys = keys
         self.endpoints = endpoints
         self.liveEvery = liveEvery
         self.spawnStages = spawnStages
         metrics = try metricsPort.map { try MetricsServer(host: metricsHost, port: $0) }
         self.metricsHost = metricsHost
         router = try ZMQSocket(context, .router, lingerMilliseconds: 2000, sendHighWaterMark: 10_000, receiveHighWaterMark: 10_000)
+        let logger = logger
+        if let keys {
+            let authenticator = try Authenticator(context: context) { reason, peer in logger.warning("refused a peer \(reason.rawValue): \(peer)") }
+            authenticator.allow(keys.peers)
+            try router.serveCurve(keys.own)
+            try authenticator.watchHandshakes(of: router, name: endpoints.control)
+            self.authenticator = authenticator
+        } else {
+            authenticator = nil
+        }
         try router.bind(endpoints.control)
         let coordinator = RebalanceCoordinator(
             ranges: plan.partition.ranges, epoch: 1,
@@ -55,7 +72,12 @@ public final class ControllerRole {
                                    replicas: plan.replicaCounts, threads: plan.shapes.map(\.threads), cores: plan.config.coreBudget,
                                    parallelFractions: CorePlanner.parallelFractions(cut: plan.cut, graph: plan.graph)),
             instances: plan.stageNames)
-        machine = ControllerMachine(assignments: plan.assignments(endpoints),
+        let assignments = plan.assignments(endpoints)
+        for (name, assignment) in assignments {
+            if case .assignStage(let stage) = assignment { endpointOwners[stage.pullEndpoint] = name }
+            if case .assignSink(let sink) = assignment { endpointOwners[sink.pullEndpoint] = name }
+        }
+        machine = ControllerMachine(assignments: assignments,
                                     liveness: Liveness(heartbeatSeconds: plan.config.controller.heartbeatMilliseconds / 1000,
                                                        timeoutSeconds: plan.config.controller.timeoutSeconds),
                                     coordinator: coordinator, replicaEndpoint: plan.replicaEndpoints(runDirectory: runDirectory),
@@ -98,6 +120,11 @@ public final class ControllerRole {
                     continue
                 }
                 let sender = frames[0].text
+                // Under CURVE a process is the name its key is filed under, whatever routing id it gives.
+                if keys != nil, frames[1].authenticatedName != sender {
+                    controlDrops.drop([(1, .controlFrame)], .unknownPeer, "from '\(sender)', sent under the key of '\(frames[1].authenticatedName ?? "nobody")'")
+                    continue
+                }
                 let message: ControlMessage
                 do {
                     message = try frames[1].withBytes { try ControlMessage.decode($0) }
@@ -117,6 +144,7 @@ public final class ControllerRole {
                     // over, or its figures (and every hop's after it) would stay at the dead one's.
                     if metricsCut.hasHeard(from: sender) { metricsCut = ConsistentCut() }
                 }
+                if case .rejoined(let state) = message, let assignment = state.stage?.assignment { endpointOwners[assignment.pullEndpoint] = sender }
                 var actions = machine.handle(.received(from: sender, message))
                 // The report's counts are the controller's: with what a process that died under
                 // this name had dropped (its successor counts from zero).
@@ -137,11 +165,8 @@ public final class ControllerRole {
         for action in actions {
             switch action {
             case .send(let name, let message):
-                do {
-                    try router.send([.bytes(Array(name.utf8)), .bytes(message.encoded())], dontWait: true)
-                } catch {
-                    logger.warning("cannot reach \(name): \(error)")
-                }
+                if keys != nil { sendTrust(before: message, to: name) }
+                send(message, to: name)
             case .log(let text):
                 logger.info("\(text)")
             case .spawn(let role):
@@ -161,10 +186,59 @@ public final class ControllerRole {
         return outcome
     }
 
+    private var ownRefusals: [String: Int] {
+        Dictionary(uniqueKeysWithValues: (authenticator?.refused ?? [:]).map { ($0.key.rawValue, $0.value) })
+    }
+
+    private func send(_ message: ControlMessage, to name: String) {
+        do {
+            try router.send([.bytes(Array(name.utf8)), .bytes(message.encoded())], dontWait: true)
+        } catch {
+            logger.warning("cannot reach \(name): \(error)")
+        }
+    }
+
+    /// A role learns the run's keys before each assignment (it binds and connects by them), and
+    /// before each replica it is to connect to.
+    private func sendTrust(before message: ControlMessage, to name: String) {
+        switch message {
+        case .assignStage(let assignment): endpointOwners[assignment.pullEndpoint] = name
+        case .assignSink(let assignment): endpointOwners[assignment.pullEndpoint] = name
+        case .assignSource, .connect: break
+        default: return
+        }
+        send(.trust(trust), to: name)
+    }
+
+    private var trust: LinkTrust {
+        let peers = Dictionary((keys?.peers ?? [:]).map { ($0.value, $0.key) }, uniquingKeysWith: { first, _ in first })
+        return LinkTrust(peers: peers, endpoints: endpointOwners.compactMapValues { peers[$0] })
+    }
+
+    /// Makes (or finds) the key of a process about to be started, and tells every role to let it in.
+    private func admit(_ role: String) throws -> [String] {
+        guard var keys else { return [] }
+        if !keys.peers.values.contains(role) {
+            let pair = try keys.folder.make(role, reuse: true)
+            keys.peers[pair.publicKey] = role
+            self.keys = keys
+            authenticator?.allow([pair.publicKey: role])
+            for name in Set(keys.peers.values) where name != role && name != ControllerKeys.controllerName { send(.trust(trust), to: name) }
+        }
+        return keys.roleArguments(role)
+    }
+
     private func start(_ role: String) {
         // The launcher names the source and sink after their subcommands.
         let command = StageInstance.stage(of: role) != nil ? "stage" : role
-        let arguments = [command, "--controller", endpoints.control, "--name", role]
+        let keyArguments: [String]
+        do {
+            keyArguments = try admit(role)
+        } catch {
+            logger.error("cannot make a key for \(role): \(error)")
+            return
+        }
+        let arguments = [command, "--controller", endpoints.control, "--name", role] + keyArguments
         guard spawnStages else {
             logger.warning("\(role) is wanted (a replica, or in place of a dead process): start `sluice \(arguments.joined(separator: " "))` (the controller waits \(Int(plan.config.controller.timeoutSeconds * 3)) s)")
             return
@@ -189,7 +263,7 @@ public final class ControllerRole {
                                processes: machine.coordinator?.instances ?? plan.stageNames,
                                initialRanges: plan.partition.ranges, initialReplicas: plan.replicaCounts,
                                lastPlanningModel: machine.lastPlanningModel, startedAt: machine.runStarted,
-                               controllerDrops: controlDrops.counts, recovery: machine.recovery)
+                               controllerDrops: controlDrops.counts, recovery: machine.recovery, controllerRefused: ownRefusals)
         switch outcome {
         case .completed, .stopped: return (report, 0)
         case .failed(let message):
@@ -232,6 +306,8 @@ public final class ControllerRole {
                                        rebalances: machine.coordinator?.history.filter(\.applied).count ?? 0,
                                        source: picked["source"], sink: picked["sink"], latency: picked["sink"]?.latency)
         snapshot.drops = drops
+        for (name, counters) in machine.counters where !counters.refusedPeers.isEmpty { snapshot.refused[name] = counters.refusedPeers }
+        if !ownRefusals.isEmpty { snapshot.refused["controller"] = ownRefusals }
         snapshot.recovery = machine.recovery
         return snapshot
     }

@@ -55,9 +55,16 @@ public final class Launcher {
     }
 
     /// Removes a run folder once its run is over: the ipc sockets left in it (a process that
-    /// died leaves its own), then the folder if that empties it. Anything else found there is
-    /// not the run's, and stays, with the folder around it.
+    /// died leaves its own) and the run's keys, then the folder if that empties it. Anything
+    /// else found there is not the run's, and stays, with the folder around it.
     public static func removeRunDirectory(_ path: String) {
+        let keys = path + "/keys"
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: keys)) ?? [] where name.hasSuffix(".key") || name.hasSuffix(".pub") {
+            var info = stat()
+            let entry = keys + "/" + name
+            if lstat(entry, &info) == 0, info.st_mode & S_IFMT == S_IFREG { unlink(entry) }
+        }
+        rmdir(keys)
         for name in (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [] where name.hasSuffix(".ipc") {
             var info = stat()
             let entry = path + "/" + name
@@ -66,24 +73,36 @@ public final class Launcher {
         rmdir(path)
     }
 
+    /// Keys for the controller and every process the plan starts with, in the run folder.
+    static func makeRunKeys(in runDirectory: String, plan: PipelinePlan) throws -> ControllerKeys {
+        let folder = KeyFolder(runDirectory + "/keys")
+        try folder.create()
+        for name in [ControllerKeys.controllerName, "source", "sink"] + plan.stageNames { try folder.make(name) }
+        return try ControllerKeys(folder: folder)
+    }
+
     public func run() throws -> Int32 {
         let runDirectory = try Self.makeRunDirectory()
         defer { Self.removeRunDirectory(runDirectory) }
         let endpoints = plan.endpoints(runDirectory: runDirectory)
 
+        // Over tcp, every process of the run gets a CURVE key of its own, made for this run.
+        let keys = plan.config.transport.secured ? try Self.makeRunKeys(in: runDirectory, plan: plan) : nil
         let controllerArguments = ["controller", pipelineFile, "--control", endpoints.control, "--managed",
-                                   "--launcher-pid", "\(getpid())", "--run-directory", runDirectory] + controllerOptions
+                                   "--launcher-pid", "\(getpid())", "--run-directory", runDirectory]
+            + (keys.map { ["--keys", $0.folder.path] } ?? []) + controllerOptions
         var children: [(name: String, process: Process)] = []
         func spawn(_ name: String, _ arguments: [String]) throws {
             children.append((name, try startSluiceProcess(arguments)))
         }
+        func spawnRole(_ command: String, _ name: String) throws {
+            try spawn(name, [command, "--controller", endpoints.control, "--name", name, "--managed"] + (keys?.roleArguments(name) ?? []))
+        }
         do {
             try spawn("controller", controllerArguments)
-            for name in plan.stageNames {
-                try spawn(name, ["stage", "--controller", endpoints.control, "--name", name, "--managed"])
-            }
-            try spawn("sink", ["sink", "--controller", endpoints.control, "--name", "sink", "--managed"])
-            try spawn("source", ["source", "--controller", endpoints.control, "--name", "source", "--managed"])
+            for name in plan.stageNames { try spawnRole("stage", name) }
+            try spawnRole("sink", "sink")
+            try spawnRole("source", "source")
         } catch {
             // Managed processes ignore SIGTERM (it is the group's, for the launcher to act on).
             children.forEach { kill($0.process.processIdentifier, SIGKILL) }

@@ -3,7 +3,8 @@ import Foundation
 /// A worker process of a pipeline (stage, source, sink): it says hello to the controller,
 /// takes its assignment from it and runs until told to shut down.
 public protocol PipelineRole {
-    init(name: String, controller endpoint: String) throws
+    /// `keys`: this process's CURVE keys, for a controller on tcp with CURVE.
+    init(name: String, controller endpoint: String, keys: RoleKeys?) throws
     /// The process exit status: 0 after shutdown, 1 on a fatal error.
     func run() -> Int32
 }

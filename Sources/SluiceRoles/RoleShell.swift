@@ -58,11 +58,54 @@ final class RoleShell {
     private var signalled = false
     /// An exit decided while a send waited for room; taken by the main loop.
     private var pendingExit: RoleExit?
+    /// This process's keys, when its links use CURVE; the run's public keys, from the controller.
+    private let keys: RoleKeys?
+    private var trust = LinkTrust(peers: [:], endpoints: [:])
+    private let authenticator: Authenticator?
 
-    init(name: String, controller endpoint: String) throws {
+    init(name: String, controller endpoint: String, keys: RoleKeys?) throws {
         self.name = name
-        logger = makeLogger(name)
-        control = try ControlChannel(context: context, endpoint: endpoint, name: name)
+        self.keys = keys
+        let logger = makeLogger(name)
+        self.logger = logger
+        if keys != nil {
+            authenticator = try Authenticator(context: context) { reason, peer in logger.warning("refused a peer \(reason.rawValue): \(peer)") }
+        } else {
+            authenticator = nil
+        }
+        control = try ControlChannel(context: context, endpoint: endpoint, name: name, keys: keys)
+    }
+
+    /// Binds a socket that takes batches: under CURVE, only the run's processes get in.
+    func bindData(_ socket: ZMQSocket, _ endpoint: String) throws {
+        if let keys, let authenticator, endpoint.hasPrefix("tcp://") {
+            try socket.serveCurve(keys.keys)
+            try authenticator.watchHandshakes(of: socket, name: endpoint)
+        }
+        try socket.bind(endpoint)
+    }
+
+    /// Connects a socket that sends batches: under CURVE, to the process the controller said
+    /// is bound there, and to no other.
+    func connectData(_ socket: ZMQSocket, _ endpoint: String) throws {
+        if let keys, endpoint.hasPrefix("tcp://") {
+            guard let serverKey = trust.endpoints[endpoint] else {
+                throw RoleError("no key is known for \(endpoint): the controller sent none, so no process there can be trusted")
+            }
+            try socket.connectCurve(keys.keys, serverKey: serverKey)
+        }
+        try socket.connect(endpoint)
+    }
+
+    /// A replica joined the next hop: `push` spreads batches over it too from now on.
+    func connectReplica(_ push: ZMQSocket?, _ endpoint: String) {
+        guard let push else { return }
+        do {
+            try connectData(push, endpoint)
+            logger.info("sending to \(endpoint) too (a new replica of the next stage)")
+        } catch {
+            logger.error("cannot connect to the new replica at \(endpoint): \(error)")
+        }
     }
 
     /// Runs `adapter`'s role until it finishes (its status), or until the controller is silent for
@@ -85,7 +128,9 @@ final class RoleShell {
             }
             if let exit = serveControl(adapter) { return end(exit, adapter) }
             if controllerSilent(adapter) {
-                logger.error("the controller has been silent for \(Int(timeout(adapter))) s; exiting")
+                let hint = keys == nil && control.endpoint.hasPrefix("tcp://") && adapter.liveness == nil
+                    ? " (a controller on tcp with CURVE answers only roles started with --key and --controller-key)" : ""
+                logger.error("the controller has been silent for \(Int(timeout(adapter))) s; exiting\(hint)")
                 return 1
             }
             if let data, ready.count > 1, ready[1].contains(.readable) {
@@ -144,11 +189,21 @@ final class RoleShell {
 
     private func serveControl(_ adapter: RoleAdapter) -> RoleExit? {
         while let message = control.receive(logger: logger) {
+            if case .trust(let trust) = message {
+                take(trust)
+                continue
+            }
             // A controller started in place of a dead one: it learns who this is first.
             if message == .rejoin { sayHello(adapter) }
             if let exit = adapter.handle(message) { return exit }
         }
         return adapter.takeFinishedWork()
+    }
+
+    private func take(_ trust: LinkTrust) {
+        self.trust = trust
+        let malformed = authenticator?.allow(Dictionary(trust.peers.map { ($0.value, $0.key) }, uniquingKeysWith: { first, _ in first })) ?? []
+        if !malformed.isEmpty { logger.warning("the controller sent \(malformed.count) keys that are not CURVE keys; they let nobody in") }
     }
 
     private func sayHello(_ adapter: RoleAdapter) {
@@ -166,7 +221,8 @@ final class RoleShell {
 
     private func heartbeatIfDue(_ adapter: RoleAdapter, final: Bool = false) {
         guard let liveness = adapter.liveness, final || monotonicSeconds() >= nextHeartbeat,
-              let counters = adapter.counters(final: final) else { return }
+              var counters = adapter.counters(final: final) else { return }
+        for (reason, count) in authenticator?.refused ?? [:] { counters.refusedPeers[reason.rawValue] = count }
         nextHeartbeat = monotonicSeconds() + liveness.heartbeatSeconds
         control.send(.heartbeat(counters))
     }

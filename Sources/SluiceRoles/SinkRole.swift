@@ -18,8 +18,8 @@ public final class SinkRole: PipelineRole, RoleAdapter {
     private lazy var dropLog = DropLog(logger: logger)
     private let started = monotonicSeconds()
 
-    public init(name: String, controller endpoint: String) throws {
-        shell = try RoleShell(name: name, controller: endpoint)
+    public init(name: String, controller endpoint: String, keys: RoleKeys?) throws {
+        shell = try RoleShell(name: name, controller: endpoint, keys: keys)
     }
 
     public func run() -> Int32 { shell.run(self) }
@@ -122,7 +122,7 @@ public final class SinkRole: PipelineRole, RoleAdapter {
     private func take(_ new: SinkAssignment) throws {
         writer = try PredictionWriter(config: new.sink, classes: new.classes, resuming: new.resume != nil)
         let socket = try ZMQSocket(shell.context, .pull, lingerMilliseconds: 0, sendHighWaterMark: 2, receiveHighWaterMark: 2)
-        try socket.bind(new.pullEndpoint)
+        try shell.bindData(socket, new.pullEndpoint)
         pull = socket
         assignment = new
     }

@@ -24,8 +24,8 @@ public final class SourceRole: PipelineRole, RoleAdapter {
     /// Windows and samples the machine refused, after their feed made them.
     private lazy var drops = DropLog(logger: logger)
 
-    public init(name: String, controller endpoint: String) throws {
-        shell = try RoleShell(name: name, controller: endpoint)
+    public init(name: String, controller endpoint: String, keys: RoleKeys?) throws {
+        shell = try RoleShell(name: name, controller: endpoint, keys: keys)
     }
 
     public func run() -> Int32 { shell.run(self) }
@@ -99,7 +99,7 @@ public final class SourceRole: PipelineRole, RoleAdapter {
             case .sendControl(let message):
                 shell.control.send(message)
             case .connectReplica(let endpoint):
-                connect(push, toReplica: endpoint, logger: logger)
+                shell.connectReplica(push, endpoint)
             case .drop(let count, let unit, let reason, let detail):
                 drops.drop([(count, unit)], reason, detail)
             case .log(let level, let message):
@@ -145,7 +145,7 @@ public final class SourceRole: PipelineRole, RoleAdapter {
         // pipe and spreads what follows over the live ones (or holds it until one is back),
         // instead of queueing batches for a process that may never return.
         try socket.queueOnlyToConnectedPeers()
-        for endpoint in new.pushEndpoints { try socket.connect(endpoint) }
+        for endpoint in new.pushEndpoints { try shell.connectData(socket, endpoint) }
         push = socket
         assignment = new
     }

@@ -34,8 +34,8 @@ public final class StageRole: PipelineRole, RoleAdapter {
     private var recentInStage: [Double] = []
     private var nextInStage = 0
 
-    public init(name: String, controller endpoint: String) throws {
-        shell = try RoleShell(name: name, controller: endpoint)
+    public init(name: String, controller endpoint: String, keys: RoleKeys?) throws {
+        shell = try RoleShell(name: name, controller: endpoint, keys: keys)
     }
 
     /// Runs until the controller says shutdown (0), or a fatal error (1).
@@ -84,7 +84,7 @@ public final class StageRole: PipelineRole, RoleAdapter {
                 if shrinking { sluice_release_free_memory() }
                 logger.info("holding layers \(LayerSpan(layers)) (\(newExecutor.parameterBytes) bytes of weights)")
             case .connect(let endpoint):
-                connect(push, toReplica: endpoint, logger: logger)
+                shell.connectReplica(push, endpoint)
             case .log(let level, let message):
                 logger.log(level, message)
             case .finish(let status, let finalHeartbeat):
@@ -119,7 +119,7 @@ public final class StageRole: PipelineRole, RoleAdapter {
         executor = loaded
         if pull == nil {
             let pullSocket = try ZMQSocket(shell.context, .pull, lingerMilliseconds: 0, sendHighWaterMark: 2, receiveHighWaterMark: 2)
-            try pullSocket.bind(new.pullEndpoint)
+            try shell.bindData(pullSocket, new.pullEndpoint)
             pull = pullSocket
         }
         if push == nil {
@@ -128,7 +128,7 @@ public final class StageRole: PipelineRole, RoleAdapter {
         // pipe and spreads what follows over the live ones (or holds it until one is back),
         // instead of queueing batches for a process that may never return.
         try pushSocket.queueOnlyToConnectedPeers()
-        for endpoint in new.pushEndpoints { try pushSocket.connect(endpoint) }
+        for endpoint in new.pushEndpoints { try shell.connectData(pushSocket, endpoint) }
             push = pushSocket
         }
         assignment = new

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SluiceConfig
 import SluiceProfile
 import SluiceRoles
 import SluiceTensor
@@ -11,10 +12,10 @@ extension Sluice {
             discussion: """
             `sluice run` starts this for you. To run the roles as separate services instead, start \
             the controller and then `sluice stage|source|sink --controller ENDPOINT --name NAME` \
-            for each role.
+            for each role. Over tcp, make the run's keys first with `sluice keys`.
 
             Example:
-              sluice controller pipelines/quickstart.yaml --control tcp://0.0.0.0:5600
+              sluice controller pipelines/imu-mlp-3stage.yaml --control tcp://0.0.0.0:5700 --keys keys
             """)
 
         @Argument(help: "The pipeline file (YAML).")
@@ -35,6 +36,9 @@ extension Sluice {
         @OptionGroup var predictions: PredictionsOption
 
         @OptionGroup var observe: ObserveOptions
+
+        @Option(help: "The run's CURVE keys (from `sluice keys`): controller.key, and NAME.pub for every process to let in. Needed when the pipeline's transport is tcp with curve on.")
+        var keys: String?
 
         @Flag(help: "Take over a pipeline whose controller died: its roles, still running, rejoin and the run goes on where it was (give the dead one's --control and --run-directory).")
         var rejoin = false
@@ -63,11 +67,12 @@ extension Sluice {
             }
             let result: (report: RunReport, exitCode: Int32)
             do {
+                let runKeys = try Self.keys(keys, for: plan.config.transport, control: control)
                 var endpoints = plan.endpoints(runDirectory: directory)
                 endpoints.control = control
                 let role = try ControllerRole(plan: plan, endpoints: endpoints, runDirectory: directory, spawnStages: managed,
                                               metricsPort: observe.metricsPort, metricsHost: observe.metricsHost,
-                                              liveEvery: observe.live ? 1 : nil, rejoining: rejoin)
+                                              liveEvery: observe.live ? 1 : nil, rejoining: rejoin, keys: runKeys)
                 result = role.run()
                 if let profile, let data = role.lastProfile?.json() {
                     try OutputFile.write(data, to: profile)
@@ -84,6 +89,20 @@ extension Sluice {
                 }
             }
             if result.exitCode != 0 { throw ExitCode(result.exitCode) }
+        }
+
+        /// Every tcp socket of the run is secured unless the pipeline turns CURVE off: the control
+        /// socket too, when it alone is on tcp.
+        private static func keys(_ folder: String?, for transport: TransportConfig, control: String) throws -> ControllerKeys? {
+            let secured = transport.curve && (transport.kind == .tcp || control.hasPrefix("tcp://"))
+            switch (folder, secured) {
+            case (let folder?, true): return try ControllerKeys(folder: KeyFolder(folder))
+            case (nil, false): return nil
+            case (nil, true):
+                throw ValidationError("tcp links are secured with CURVE: give --keys FOLDER (make one with `sluice keys FOLDER --pipeline PIPELINE`), or set transport.curve: off on a network you trust")
+            case (_?, false):
+                throw ValidationError("--keys is for tcp links with CURVE, and this pipeline \(transport.curve ? "runs over ipc" : "turns curve off")")
+            }
         }
     }
 }

@@ -10,8 +10,22 @@ struct RoleOptions: ParsableArguments {
     @Option(help: "This role's name in the pipeline (stage-0, stage-1, …, source, sink).")
     var name: String
 
+    @Option(help: "This role's CURVE key pair (NAME.key from `sluice keys`), for a controller on tcp with CURVE.")
+    var key: String?
+
+    @Option(help: "The controller's public key (controller.pub from `sluice keys`); goes with --key.")
+    var controllerKey: String?
+
     @Flag(help: .hidden)
     var managed = false
+
+    func roleKeys() throws -> RoleKeys? {
+        switch (key, controllerKey) {
+        case (nil, nil): return nil
+        case (let key?, let controllerKey?): return try RoleKeys(keyFile: key, controllerKeyFile: controllerKey)
+        default: throw ValidationError("--key and --controller-key go together: a role proves who it is with the one and checks the controller with the other")
+        }
+    }
 }
 
 /// Runs a worker role until the controller lets it go, exiting with its status.
@@ -19,7 +33,7 @@ func runRole<Role: PipelineRole>(_ type: Role.Type, _ options: RoleOptions) thro
     StopSignal.install(options.managed ? .managedRole : .byHand)
     let role: Role
     do {
-        role = try Role(name: options.name, controller: options.controller)
+        role = try Role(name: options.name, controller: options.controller, keys: try options.roleKeys())
     } catch {
         throw ExitCodes.report(error)
     }

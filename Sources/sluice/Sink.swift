@@ -10,7 +10,7 @@ extension Sluice {
             `sluice run` starts this for you; start it by hand to run it as a service of its own.
 
             Example:
-              sluice sink --controller tcp://10.0.0.5:5600 --name sink
+              sluice sink --controller tcp://10.0.0.5:5600 --name sink --key keys/sink.key --controller-key keys/controller.pub
             """)
 
         @OptionGroup var options: RoleOptions

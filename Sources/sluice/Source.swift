@@ -10,7 +10,7 @@ extension Sluice {
             `sluice run` starts this for you; start it by hand to run it as a service of its own.
 
             Example:
-              sluice source --controller tcp://10.0.0.5:5600 --name source
+              sluice source --controller tcp://10.0.0.5:5600 --name source --key keys/source.key --controller-key keys/controller.pub
             """)
 
         @OptionGroup var options: RoleOptions

@@ -10,7 +10,7 @@ extension Sluice {
             `sluice run` starts this for you; start it by hand to run it as a service of its own.
 
             Example:
-              sluice stage --controller tcp://10.0.0.5:5600 --name stage-1
+              sluice stage --controller tcp://10.0.0.5:5600 --name stage-1 --key keys/stage-1.key --controller-key keys/controller.pub
             """)
 
         @OptionGroup var options: RoleOptions

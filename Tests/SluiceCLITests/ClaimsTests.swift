@@ -18,7 +18,9 @@ extension MultiProcess {
 
         /// The 1D CNN over two stage processes on tcp ports from `basePort`, fed by `source`
         /// (the lines under `source:`).
-        static func pipeline(source: String, basePort: Int, sink: String, controller: String = "") -> String {
+        /// `curve: false` leaves the tcp links in plaintext, so that garbage sent by a test reaches
+        /// the decoders, as it would from a process of the run gone bad.
+        static func pipeline(source: String, basePort: Int, sink: String, controller: String = "", curve: Bool = true) -> String {
             """
             model:
               path: \(cnn)
@@ -32,6 +34,7 @@ extension MultiProcess {
             transport:
               kind: tcp
               base_port: \(basePort)
+              curve: \(curve ? "on" : "off")
             sink:
             \(sink)
             \(controller)
@@ -39,15 +42,15 @@ extension MultiProcess {
         }
 
         /// Sensors push over ZeroMQ to `sensorPort`.
-        static func livePipeline(sensorPort: Int, basePort: Int, sink: String, extraSource: String = "") -> String {
+        static func livePipeline(sensorPort: Int, basePort: Int, sink: String, extraSource: String = "", curve: Bool = true) -> String {
             pipeline(source: "  type: zmq\n  endpoint: tcp://127.0.0.1:\(sensorPort)\n  channels: 6\(extraSource)",
-                     basePort: basePort, sink: sink)
+                     basePort: basePort, sink: sink, curve: curve)
         }
 
         /// The recording played at `rate`.
-        static func recordingPipeline(basePort: Int, rate: String, sink: String, controller: String = "") -> String {
+        static func recordingPipeline(basePort: Int, rate: String, sink: String, controller: String = "", curve: Bool = true) -> String {
             pipeline(source: "  type: recording\n  path: {root}/pipelines/data/basicmotions-test.csv\n  rate: \(rate)",
-                     basePort: basePort, sink: sink, controller: controller)
+                     basePort: basePort, sink: sink, controller: controller, curve: curve)
         }
 
         static let recording: Recording? = try? Recording.load(RecordingSource(
@@ -173,7 +176,7 @@ extension MultiProcess {
               type: npy
               path: \(output)
               delay_ms: 100
-            """))
+            """, curve: false))
             let run = try Running(["run", file, "--report", reportPath])
             #expect(run.waitForLog("starting the source"))
             do {
@@ -286,7 +289,7 @@ extension MultiProcess {
             controller:
               heartbeat_ms: 100
               timeout_s: 2.5
-            """))
+            """, curve: false))
             let run = try Running(["run", file, "--report", reportPath])
             #expect(run.waitForLog("starting the source"))
             let stop = Flag()
@@ -326,7 +329,7 @@ extension MultiProcess {
             let file = try writePipeline(Self.livePipeline(sensorPort: 6585, basePort: 6580, sink: """
               type: jsonl
               path: \(output)
-            """, extraSource: "\n  idle_timeout_s: 5"))
+            """, extraSource: "\n  idle_timeout_s: 5", curve: false))
             let run = try Running(["run", file, "--report", reportPath])
             #expect(run.waitForLog("starting the source"))
             var fuzzer = FrameFuzzer(seed: 0x5EED_F00D)

@@ -4,7 +4,7 @@ import Testing
 /// What `--help` promises: text wrapped once to the terminal, example lines never broken, and
 /// every example runs as written.
 enum Help {
-    static let subcommands = ["run", "profile", "validate", "plan", "infer", "inspect", "bench", "controller", "stage", "source", "sink"]
+    static let subcommands = ["run", "profile", "validate", "plan", "infer", "inspect", "bench", "keys", "controller", "stage", "source", "sink"]
 
     /// Runs a shell command line in `folder` with the built `sluice` first on PATH.
     static func shell(_ command: String, in folder: String, environment extra: [String: String] = [:], timeout: Double = 60) throws -> Finished {
@@ -87,10 +87,10 @@ extension MultiProcess {
     @Suite struct HelpExampleTests {
         /// Examples that cannot run on one machine in a test, and why.
         static let notRun: [String: String] = [
-            "sluice controller pipelines/quickstart.yaml --control tcp://0.0.0.0:5600": "waits for roles started by hand",
-            "sluice stage --controller tcp://10.0.0.5:5600 --name stage-1": "joins a controller on another host",
-            "sluice source --controller tcp://10.0.0.5:5600 --name source": "joins a controller on another host",
-            "sluice sink --controller tcp://10.0.0.5:5600 --name sink": "joins a controller on another host",
+            "sluice controller pipelines/imu-mlp-3stage.yaml --control tcp://0.0.0.0:5700 --keys keys": "waits for roles started by hand",
+            "sluice stage --controller tcp://10.0.0.5:5600 --name stage-1 --key keys/stage-1.key --controller-key keys/controller.pub": "joins a controller on another host",
+            "sluice source --controller tcp://10.0.0.5:5600 --name source --key keys/source.key --controller-key keys/controller.pub": "joins a controller on another host",
+            "sluice sink --controller tcp://10.0.0.5:5600 --name sink --key keys/sink.key --controller-key keys/controller.pub": "joins a controller on another host",
         ]
 
         static func workspace() throws -> String {

@@ -152,6 +152,7 @@ extension MultiProcess {
             transport:
               kind: tcp
               base_port: 6200
+              curve: off                     # so the garbage below reaches the stage's decoder
             sink:
               type: jsonl
               path: \(temporaryPath("out.jsonl"))

@@ -160,6 +160,8 @@ public struct RoleCounters: Codable, Equatable, Sendable {
     public var replayed: Int = 0
     /// Sink: what its output holds so far.
     public var output: SinkOutputState?
+    /// Peers its CURVE sockets turned away at the handshake, by reason (`RefusalReason`).
+    public var refusedPeers: [String: Int] = [:]
     public init() {}
 }
 
@@ -185,6 +187,7 @@ extension RoleCounters {
             total.drops.add(part.drops)
             total.implausibleStamps += part.implausibleStamps
             total.replayed += part.replayed
+            total.refusedPeers.merge(part.refusedPeers, uniquingKeysWith: +)
             // Replicas' recent times in stage: the slower replica's figure, a bound for both.
             total.inStageP50Seconds = [total.inStageP50Seconds, part.inStageP50Seconds].compactMap { $0 }.max()
             total.inStageP99Seconds = [total.inStageP99Seconds, part.inStageP99Seconds].compactMap { $0 }.max()
@@ -364,6 +367,19 @@ public enum ControlMessage: Equatable, Sendable {
     case rejoin
     /// Role → controller: where it stands.
     case rejoined(RoleState)
+    /// Controller → a role, before its assignment and whenever a process joins the run: the
+    /// run's public keys. Never reaches a role's machine: its shell secures sockets with it.
+    case trust(LinkTrust)
+}
+
+/// Who may connect to a role's sockets, and whose key each endpoint it connects to proves it
+/// holds (CURVE). Public keys only, in Z85 text.
+public struct LinkTrust: Codable, Equatable, Sendable {
+    /// Every process of the run, by name: only these keys are let into a role's bound sockets.
+    public var peers: [String: String]
+    /// The public key of the process bound at each data endpoint.
+    public var endpoints: [String: String]
+    public init(peers: [String: String], endpoints: [String: String]) { self.peers = peers; self.endpoints = endpoints }
 }
 
 /// A new plan: one layer range per stage, under a new epoch.
@@ -421,6 +437,7 @@ extension ControlMessage: Codable {
         case .resumeSource: return "resume_source"
         case .rejoin: return "rejoin"
         case .rejoined: return "rejoined"
+        case .trust: return "trust"
         }
     }
 
@@ -447,6 +464,7 @@ extension ControlMessage: Codable {
         case .sourceLost(let generation, let made): try container.encode(Generation(generation: generation, made: made), forKey: .body)
         case .resumeSource(let resume, let written): try container.encode(Takeover(resume: resume, written: written), forKey: .body)
         case .rejoined(let state): try container.encode(state, forKey: .body)
+        case .trust(let trust): try container.encode(trust, forKey: .body)
         case .ready, .start, .stop, .ping, .replayNeeded, .rejoin: break
         }
     }
@@ -481,6 +499,7 @@ extension ControlMessage: Codable {
         case "replay_needed": self = .replayNeeded
         case "rejoin": self = .rejoin
         case "rejoined": self = .rejoined(try container.decode(RoleState.self, forKey: .body))
+        case "trust": self = .trust(try container.decode(LinkTrust.self, forKey: .body))
         case "replay": self = .replay(from: try container.decode(Replay.self, forKey: .body).from)
         case "source_lost":
             let lost = try container.decode(Generation.self, forKey: .body)
@@ -505,7 +524,7 @@ extension ControlMessage: Codable {
     /// The layout of the control messages' bodies, raised with any change to one. A role
     /// says it in its hello; the controller takes only roles that speak its own (2: Sluice 0.2,
     /// windows and layer spans; 3: a dead sink, source or controller is started again; 0.1's hello says none).
-    public static let revision = 4
+    public static let revision = 5
 
     public static func decode(_ bytes: UnsafeRawBufferPointer) throws -> ControlMessage {
         do {

@@ -118,8 +118,10 @@ public struct DropCounts: Codable, Equatable, Sendable {
     }
 
     public var isEmpty: Bool { entries.isEmpty }
-    /// Anything dropped for a reason other than being a duplicate.
-    public var anyLoss: Bool { entries.contains { $0.reason.isLoss } }
+    /// Anything of the stream dropped for a reason other than being a duplicate. A control
+    /// frame carries no windows: dropping one (a peer speaking under another's name, say) loses
+    /// none.
+    public var anyLoss: Bool { entries.contains { $0.reason.isLoss && $0.unit != .controlFrame } }
 
     /// "3 chunks after end of input, 30 samples after end of input" (empty when nothing was dropped).
     public var summary: String {
