@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building, running and testing Sluice needs on Debian: libzmq and OpenBLAS (with
-# headers), and ONNX's backend test data for the conformance tests.
+# headers), ONNX's backend test data for the conformance tests, and pyzmq for the tests of the
+# example consumer in tools/consumers.
 # Idempotent: packages already present are left alone, and apt is not touched at all then.
 set -euo pipefail
 
@@ -17,3 +18,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 command -v swift >/dev/null || { echo "setup: Swift 6 is required (swift not found on PATH)" >&2; exit 1; }
+# The tests run tools/consumers/consume.py with the python3 on PATH.
+if ! python3 -c "import zmq" 2>/dev/null; then
+    echo "setup: installing pyzmq" >&2
+    python3 -m pip install -q "pyzmq==$(sed -n "s/^pyzmq==//p" "$(dirname "$0")/requirements.txt")"
+fi

@@ -97,7 +97,7 @@ private struct ConfigReader {
         let batching = readBatching(top["batching"])
         let stages = readStages(top["stages"])
         let transport = readTransport(top["transport"])
-        let sink = readSink(top["sink"])
+        let sink = readSink(top["sink"], curve: transport?.curve ?? true)
         let controller = readController(top["controller"])
         let rebalance = readRebalance(top["rebalance"])
         let cores = fields.int(top, "cores", at: "", parent: root, minimum: 1, maximum: Limits.cores)
@@ -302,8 +302,8 @@ private struct ConfigReader {
         return TransportConfig(kind: kind, host: host, basePort: port, curve: curve)
     }
 
-    func readSink(_ node: Node?) -> SinkConfig? {
-        let entries = fields.mapping(node, at: "sink", allowed: ["type", "path", "max_delay_ms", "delay_ms"])
+    func readSink(_ node: Node?, curve: Bool) -> SinkConfig? {
+        let entries = fields.mapping(node, at: "sink", allowed: ["type", "path", "max_delay_ms", "delay_ms", "endpoint", "pattern", "key", "consumers"])
         let kind = fields.choice(entries, "type", at: "sink", default: SinkKind.jsonl)
         var path = fields.string(entries, "path", at: "sink", parent: node) ?? "-"
         if kind == .npy && path == "-" {
@@ -316,7 +316,27 @@ private struct ConfigReader {
         // Predictions held longer than a minute would look like a stalled run.
         let maxDelay = fields.double(entries, "max_delay_ms", at: "sink", parent: node, minimum: 0, maximum: 60_000) ?? SinkConfig.defaultMaxDelayMilliseconds
         let delay = fields.double(entries, "delay_ms", at: "sink", parent: node, minimum: 0, maximum: 60_000) ?? 0
-        return SinkConfig(kind: kind, path: path, maxDelayMilliseconds: min(maxDelay, 60_000), delayMilliseconds: delay)
+        var network: SinkNetworkConfig?
+        let networkKeys = ["endpoint", "pattern", "key", "consumers"]
+        if kind == .zmq {
+            if entries["path"] != nil { fields.report(entries["path"], "sink.path", "is for jsonl and npy sinks; a zmq sink sends to consumers at sink.endpoint") }
+            let endpoint = fields.string(entries, "endpoint", at: "sink", parent: node, required: true) ?? ""
+            if !endpoint.isEmpty, !endpoint.hasPrefix("tcp://"), !endpoint.hasPrefix("ipc://") {
+                fields.report(entries["endpoint"], "sink.endpoint", "must be tcp://HOST:PORT or ipc://PATH, not '\(endpoint)'")
+            }
+            let key = fields.string(entries, "key", at: "sink", parent: node).map(resolve)
+            let consumers = (fields.stringList(entries, "consumers", at: "sink") ?? []).map(resolve)
+            if curve, endpoint.hasPrefix("tcp://"), key == nil || consumers.isEmpty {
+                fields.report(node, "sink", "a zmq sink on tcp is secured with CURVE: give sink.key (its key pair, from `sluice keys`) and sink.consumers (the .pub files of who may read), or set transport.curve: off")
+            }
+            network = SinkNetworkConfig(endpoint: endpoint, pattern: fields.choice(entries, "pattern", at: "sink", default: SinkPattern.push),
+                                        keyFile: curve ? key : nil, consumerKeyFiles: curve ? consumers : [])
+        } else {
+            for key in networkKeys where entries[key] != nil {
+                fields.report(entries[key], "sink.\(key)", "is for a zmq sink (type: zmq)")
+            }
+        }
+        return SinkConfig(kind: kind, path: path, maxDelayMilliseconds: min(maxDelay, 60_000), delayMilliseconds: delay, network: network)
     }
 
     func readController(_ node: Node?) -> ControllerConfig? {

@@ -238,6 +238,30 @@ public struct TransportConfig: Codable, Sendable, Equatable {
 public enum SinkKind: String, Codable, Sendable, Equatable, CaseIterable {
     case jsonl
     case npy
+    /// Predictions as JSON lines in ZeroMQ messages, for consumers over the network.
+    case zmq
+}
+
+/// How a `zmq` sink hands predictions out.
+public enum SinkPattern: String, Codable, Sendable, Equatable, CaseIterable {
+    /// To one consumer at a time (several share them out); the pipeline waits while none takes them.
+    case push
+    /// To every subscriber; one that is absent or slow misses what it could not take.
+    case pub
+}
+
+/// Where a `zmq` sink binds, and who may read from it.
+public struct SinkNetworkConfig: Codable, Sendable, Equatable {
+    public var endpoint: String
+    public var pattern: SinkPattern
+    /// Over tcp with CURVE: the output's own key pair (a `sluice keys` .key file), which
+    /// consumers pin, and the public keys (.pub files) of the consumers let in.
+    public var keyFile: String?
+    public var consumerKeyFiles: [String]
+
+    public init(endpoint: String, pattern: SinkPattern = .push, keyFile: String? = nil, consumerKeyFiles: [String] = []) {
+        self.endpoint = endpoint; self.pattern = pattern; self.keyFile = keyFile; self.consumerKeyFiles = consumerKeyFiles
+    }
 }
 
 public struct SinkConfig: Codable, Sendable, Equatable {
@@ -249,12 +273,15 @@ public struct SinkConfig: Codable, Sendable, Equatable {
     public var maxDelayMilliseconds: Double
     /// Test and demo knob: extra time the sink takes per micro-batch, as a slow consumer would.
     public var delayMilliseconds: Double
+    /// `zmq` sinks: where predictions go out.
+    public var network: SinkNetworkConfig?
 
     public static let defaultMaxDelayMilliseconds = 100.0
 
     public init(kind: SinkKind, path: String, maxDelayMilliseconds: Double = SinkConfig.defaultMaxDelayMilliseconds,
-                delayMilliseconds: Double = 0) {
+                delayMilliseconds: Double = 0, network: SinkNetworkConfig? = nil) {
         self.kind = kind; self.path = path; self.maxDelayMilliseconds = maxDelayMilliseconds; self.delayMilliseconds = delayMilliseconds
+        self.network = network
     }
 }
 

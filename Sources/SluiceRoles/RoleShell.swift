@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import SluiceConfig
 import SluiceProtocol
 import SluiceTransport
 import SluiceWire
@@ -61,19 +62,43 @@ final class RoleShell {
     /// This process's keys, when its links use CURVE; the run's public keys, from the controller.
     private let keys: RoleKeys?
     private var trust = LinkTrust(peers: [:], endpoints: [:])
-    private let authenticator: Authenticator?
+    /// Made with the first socket that needs it: the run's links under CURVE, or a zmq sink's
+    /// output with consumer keys.
+    private var authenticator: Authenticator?
 
     init(name: String, controller endpoint: String, keys: RoleKeys?) throws {
         self.name = name
         self.keys = keys
         let logger = makeLogger(name)
         self.logger = logger
-        if keys != nil {
-            authenticator = try Authenticator(context: context) { reason, peer in logger.warning("refused a peer \(reason.rawValue): \(peer)") }
-        } else {
-            authenticator = nil
-        }
         control = try ControlChannel(context: context, endpoint: endpoint, name: name, keys: keys)
+        if keys != nil { _ = try makeAuthenticator() }
+    }
+
+    private func makeAuthenticator() throws -> Authenticator {
+        if let authenticator { return authenticator }
+        let logger = logger
+        let made = try Authenticator(context: context) { reason, peer in logger.warning("refused a peer \(reason.rawValue): \(peer)") }
+        authenticator = made
+        return made
+    }
+
+    /// Binds a zmq sink's socket to its consumers: under CURVE with the output's own key, which
+    /// lets in only the consumers' keys, and to nothing else.
+    func bindOutput(_ network: SinkNetworkConfig) throws -> ZMQSocket {
+        let socket = try ZMQSocket(context, network.pattern == .push ? .push : .pub, lingerMilliseconds: 2000,
+                                   sendHighWaterMark: 1000, receiveHighWaterMark: 10)
+        if let keyFile = network.keyFile, network.endpoint.hasPrefix("tcp://") {
+            let consumerDomain = "sluice-consumers"
+            var consumers: [String: String] = [:]
+            for file in network.consumerKeyFiles { consumers[try KeyFolder.readPublic(file)] = URL(fileURLWithPath: file).lastPathComponent }
+            let authenticator = try makeAuthenticator()
+            authenticator.allow(consumers, domain: consumerDomain)
+            try socket.serveCurve(try KeyFolder.readPair(keyFile), domain: consumerDomain)
+            try authenticator.watchHandshakes(of: socket, name: network.endpoint)
+        }
+        try socket.bind(network.endpoint)
+        return socket
     }
 
     /// Binds a socket that takes batches: under CURVE, only the run's processes get in.

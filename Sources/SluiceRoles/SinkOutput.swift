@@ -14,6 +14,8 @@ final class PredictionWriter {
     private let classes: [String]
     private let lines: OutputFile?
     private let rows: NPYRowWriter?
+    /// A zmq sink: hands a message of JSON lines to consumers; false when it could not.
+    private let deliver: (([UInt8]) -> Bool)?
     private var buffer = ""
     /// When the oldest line in `buffer` was added (monotonic seconds); nil when it is empty.
     private var pendingSince: Double?
@@ -30,11 +32,20 @@ final class PredictionWriter {
 
     /// `resuming`: a sink started in place of a dead one keeps what the output holds, cutting
     /// off a partly written last line or row, and writes after it.
-    init(config: SinkConfig, classes: [String], resuming: Bool = false) throws {
+    /// `deliver`: for a zmq sink, sends one message to its consumers.
+    init(config: SinkConfig, classes: [String], resuming: Bool = false, deliver: (([UInt8]) -> Bool)? = nil) throws {
         self.config = config
         self.classes = classes
+        self.deliver = deliver
         maxDelaySeconds = max(0, config.maxDelayMilliseconds) / 1000
         switch config.kind {
+        case .zmq:
+            guard deliver != nil else { throw OutputFileError(path: config.network?.endpoint ?? "", reason: "a zmq sink needs its socket") }
+            lines = nil
+            rows = nil
+            // What consumers took cannot be read back: a sink started in place of a dead one
+            // may send windows again, which they drop by window_seq.
+            windowsHeld = nil
         case .jsonl:
             var info = stat()
             if config.path != "-", stat(config.path, &info) == 0, (info.st_mode & S_IFMT) == S_IFIFO {
@@ -93,7 +104,7 @@ final class PredictionWriter {
     /// Writes one batch, except its first `alreadyOut` rows (the output holds them already);
     /// returns the predicted class name per window, for every row, where classes are known.
     /// A failed write is kept and thrown by the next `flushIfDue` or `finish`.
-    func write(output: Tensor, keys: [WindowKey], firstWindow: UInt64, alreadyOut: Int = 0) -> [String?] {
+    func write(output: Tensor, keys: [WindowKey], batch: UInt64, firstWindow: UInt64, alreadyOut: Int = 0) -> [String?] {
         let rowCount = output.rank >= 1 ? output.shape[0] : 0
         let width = output.elementCount / max(rowCount, 1)
         let values = output.doubles
@@ -116,7 +127,10 @@ final class PredictionWriter {
             return predicted
         }
         for (row, key) in keys.enumerated() where row < rowCount && row >= alreadyOut {
-            var line = "{\"window_seq\":\(firstWindow &+ UInt64(row)),\"sensor\":\(JSONText.string(key.sensor)),\"window_start\":\(format(key.start))"
+            // Over the network, each prediction says its batch too: a consumer that reconnects
+            // drops what it has by window_seq.
+            var line = deliver == nil ? "{" : "{\"batch_seq\":\(batch),"
+            line += "\"window_seq\":\(firstWindow &+ UInt64(row)),\"sensor\":\(JSONText.string(key.sensor)),\"window_start\":\(format(key.start))"
             if let name = predicted[row] { line += ",\"class\":\(JSONText.string(name))" }
             line += ",\"scores\":["
             for column in 0..<width {
@@ -159,11 +173,15 @@ final class PredictionWriter {
 
     private func flush() {
         defer { pendingSince = nil }
-        guard !buffer.isEmpty, failure == nil, let lines else { buffer = ""; return }
-        do {
-            try lines.write(Data(buffer.utf8))
-        } catch {
-            failure = error
+        guard !buffer.isEmpty, failure == nil else { buffer = ""; return }
+        if let deliver {
+            if !deliver(Array(buffer.utf8)) { failure = OutputFileError(path: config.network?.endpoint ?? "", reason: "no consumer took the predictions before the sink was told to stop") }
+        } else if let lines {
+            do {
+                try lines.write(Data(buffer.utf8))
+            } catch {
+                failure = error
+            }
         }
         buffer = ""
     }

@@ -14,6 +14,8 @@ public final class SinkRole: PipelineRole, RoleAdapter {
     private var machine = SinkMachine<Batch>()
     private var assignment: SinkAssignment?
     private var pull: ZMQSocket?
+    /// A zmq sink's socket to its consumers.
+    private var output: ZMQSocket?
     private var writer: PredictionWriter?
     private lazy var dropLog = DropLog(logger: logger)
     private let started = monotonicSeconds()
@@ -120,7 +122,12 @@ public final class SinkRole: PipelineRole, RoleAdapter {
     }
 
     private func take(_ new: SinkAssignment) throws {
-        writer = try PredictionWriter(config: new.sink, classes: new.classes, resuming: new.resume != nil)
+        if let network = new.sink.network { output = try shell.bindOutput(network) }
+        writer = try PredictionWriter(config: new.sink, classes: new.classes, resuming: new.resume != nil,
+                                      deliver: output.map { socket in { [shell] in shell.send([.bytes($0)], on: socket).delivered } })
+        if let network = new.sink.network {
+            logger.info("sending predictions to \(network.pattern == .push ? "a consumer" : "subscribers") at \(network.endpoint)")
+        }
         let socket = try ZMQSocket(shell.context, .pull, lingerMilliseconds: 0, sendHighWaterMark: 2, receiveHighWaterMark: 2)
         try shell.bindData(socket, new.pullEndpoint)
         pull = socket
@@ -130,7 +137,8 @@ public final class SinkRole: PipelineRole, RoleAdapter {
     /// Writes a released batch's predictions and tells the machine what was predicted.
     private func write(_ release: SinkRelease<Batch>) -> RoleExit? {
         guard let assignment, let writer, let output = release.payload.tensors[assignment.outputName] else { return nil }
-        let predictions = writer.write(output: output, keys: release.keys, firstWindow: release.firstWindow, alreadyOut: release.alreadyOut)
+        let predictions = writer.write(output: output, keys: release.keys, batch: release.batch, firstWindow: release.firstWindow,
+                                       alreadyOut: release.alreadyOut)
         if let exit = perform(machine.handle(.written(keys: release.keys, predictions: predictions))) { return exit }
         return noteFlush()
     }

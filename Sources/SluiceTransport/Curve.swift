@@ -56,10 +56,11 @@ extension ZMQSocket {
     /// Makes this socket a CURVE server before it binds: every peer must prove it holds a key,
     /// and the process's `Authenticator` (which must exist on this socket's context) decides
     /// which keys are let in.
-    public func serveCurve(_ keys: CurveKeyPair) throws {
+    /// `domain` picks the allowlist the authenticator checks peers against.
+    public func serveCurve(_ keys: CurveKeyPair, domain: String = Authenticator.runDomain) throws {
         try setOption(ZMQ_CURVE_SERVER, 1)
         try setText(ZMQ_CURVE_SECRETKEY, keys.secretKey)
-        try setText(ZMQ_ZAP_DOMAIN, Authenticator.domain)
+        try setText(ZMQ_ZAP_DOMAIN, domain)
     }
 
     /// Makes the next `connect` a CURVE client of the peer whose public key is `serverKey`.
@@ -106,11 +107,13 @@ public enum RefusalReason: String, Codable, Sendable, CaseIterable, Comparable {
 /// and counts and reports every peer it turns away, with its address. It answers libzmq on a
 /// thread of its own, so handshakes go on while the role computes.
 public final class Authenticator: @unchecked Sendable {
-    static let domain = "sluice"
+    /// The run's own sockets; a socket that serves others (a zmq sink's consumers) has a domain
+    /// of its own, so that their keys open nothing else.
+    public static let runDomain = "sluice"
     private let context: ZMQContext
     private let lock = NSLock()
-    /// Public key bytes → the name of the role that holds it.
-    private var allowed: [[UInt8]: String] = [:]
+    /// Per ZAP domain: public key bytes → the name of the peer that holds it.
+    private var allowed: [String: [[UInt8]: String]] = [:]
     private var refusals: [RefusalReason: Int] = [:]
     private var pendingMonitors: [(endpoint: String, name: String)] = []
     private var stopping = false
@@ -143,15 +146,15 @@ public final class Authenticator: @unchecked Sendable {
         if wasRunning { done.wait() }
     }
 
-    /// Lets in `keys` (public key in Z85 → name) from now on, besides those already allowed.
-    /// Keys that are not well formed are left out and returned.
+    /// Lets in `keys` (public key in Z85 → name) to the sockets of `domain` from now on, besides
+    /// those already allowed. Keys that are not well formed are left out and returned.
     @discardableResult
-    public func allow(_ keys: [String: String]) -> [String] {
+    public func allow(_ keys: [String: String], domain: String = runDomain) -> [String] {
         var malformed: [String] = []
         lock.lock()
         defer { lock.unlock() }
         for (key, name) in keys {
-            if let bytes = CurveKeyPair.bytes(ofZ85: key) { allowed[bytes] = name } else { malformed.append(key) }
+            if let bytes = CurveKeyPair.bytes(ofZ85: key) { allowed[domain, default: [:]][bytes] = name } else { malformed.append(key) }
         }
         return malformed
     }
@@ -184,10 +187,10 @@ public final class Authenticator: @unchecked Sendable {
         report(reason, peer)
     }
 
-    private func name(of credentials: [UInt8]) -> String? {
+    private func name(of credentials: [UInt8], in domain: String) -> String? {
         lock.lock()
         defer { lock.unlock() }
-        return allowed[credentials]
+        return allowed[domain]?[credentials]
     }
 
     private func serve(_ handler: ZMQSocket) {
@@ -225,6 +228,7 @@ public final class Authenticator: @unchecked Sendable {
         // version, request id, domain, address, routing id, mechanism, credentials…
         guard frames.count >= 6 else { return [Array("1.0".utf8), [], Array("400".utf8), Array("malformed request".utf8), [], []] }
         let requestID = frames[1]
+        let domain = String(decoding: frames[2], as: UTF8.self)
         let address = String(decoding: frames[3], as: UTF8.self)
         let mechanism = String(decoding: frames[5], as: UTF8.self)
         func reply(_ status: String, _ text: String, user: String = "") -> [[UInt8]] {
@@ -235,7 +239,7 @@ public final class Authenticator: @unchecked Sendable {
             return reply("400", "CURVE only")
         }
         let key = frames[6]
-        guard let name = name(of: key) else {
+        guard let name = name(of: key, in: domain) else {
             count(.unknownKey, "\(address) (key \(CurveKeyPair.z85(of: key) ?? "of \(key.count) bytes"))")
             return reply("400", "unknown key")
         }

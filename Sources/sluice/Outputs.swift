@@ -42,7 +42,7 @@ enum OutputStreams {
     static func check(_ option: String, _ path: String, sink: SinkConfig, pipeline: String,
                       reportOnStandardOutput: Bool = false) throws {
         let predictions = sink.path
-        if shared(path, predictions) {
+        if sink.kind != .zmq, shared(path, predictions) {
             let place = path == "-" || predictions == "-" ? "standard output" : "'\(predictions)'"
             throw refuse("\(option) \(path) would write into \(place), where the predictions of \(pipeline) go. "
                 + "Send the predictions to \(sink.kind == .npy ? "another" : "a") file with --predictions FILE\(dropHint(sink)), or give \(option) another file.")
@@ -54,7 +54,7 @@ enum OutputStreams {
 
     /// Refuses a command whose report goes to standard output while its sink writes there too.
     static func checkReportOnStandardOutput(command: String, sink: SinkConfig, pipeline: String) throws {
-        guard shared("-", sink.path) else { return }
+        guard sink.kind != .zmq, shared("-", sink.path) else { return }
         throw refuse("sluice \(command) prints its report on standard output, and the sink of \(pipeline) writes its "
             + "predictions there too. Send the predictions to a file: --predictions FILE\(dropHint(sink)).")
     }

@@ -80,6 +80,11 @@ func loadPlan(_ file: String, predictions: String? = nil) throws -> PipelinePlan
     do {
         var config = try PipelineConfig.load(path: file)
         if let predictions {
+            // A file in place of the network: the same JSON lines, for a look at what consumers get.
+            if config.sink.kind == .zmq {
+                config.sink.kind = .jsonl
+                config.sink.network = nil
+            }
             config.sink.path = predictions == "-" ? "-" : URL(fileURLWithPath: predictions).standardizedFileURL.path
         }
         if config.sink.kind == .npy && config.sink.path == "-" {

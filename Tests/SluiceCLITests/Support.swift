@@ -41,14 +41,14 @@ final class Running {
     let outPath: String
     let errPath: String
 
-    init(_ arguments: [String]) throws {
+    init(_ arguments: [String], executable: String = sluiceBinary) throws {
         let folder = testFolder.appendingPathComponent("sluice-cli-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         outPath = folder.appendingPathComponent("stdout").path
         errPath = folder.appendingPathComponent("stderr").path
         FileManager.default.createFile(atPath: outPath, contents: nil)
         FileManager.default.createFile(atPath: errPath, contents: nil)
-        process.executableURL = URL(fileURLWithPath: sluiceBinary)
+        process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))

@@ -169,3 +169,36 @@ struct ConfigMutator {
         return lines.joined(separator: "\n")
     }
 }
+
+/// A zmq sink's keys: over tcp with CURVE it must say who may read; its keys never mix with a
+/// file sink's.
+@Suite struct NetworkSinkConfigTests {
+    static func withSink(_ sink: String, curve: String = "on") -> String {
+        HostileConfigTests.base
+            .replacingOccurrences(of: "sink:\n  type: jsonl\n", with: "sink:\n\(sink)\n")
+            .replacingOccurrences(of: "  base_port: 7000\n", with: "  base_port: 7000\n  curve: \(curve)\n")
+    }
+
+    @Test func aSecuredSinkOnTcpNamesItsKeyAndConsumers() throws {
+        let sink = "  type: zmq\n  endpoint: tcp://0.0.0.0:5800\n  pattern: pub\n  key: k/out.key\n  consumers: [k/a.pub, k/b.pub]"
+        let config = try PipelineConfig.parse(yaml: Self.withSink(sink), file: "/p/p.yaml", checkFiles: false)
+        #expect(config.sink.network == SinkNetworkConfig(endpoint: "tcp://0.0.0.0:5800", pattern: .pub, keyFile: "/p/k/out.key",
+                                                         consumerKeyFiles: ["/p/k/a.pub", "/p/k/b.pub"]))
+        let open = try PipelineConfig.parse(yaml: Self.withSink("  type: zmq\n  endpoint: tcp://0.0.0.0:5800", curve: "off"),
+                                            file: "/p/p.yaml", checkFiles: false)
+        #expect(open.sink.network == SinkNetworkConfig(endpoint: "tcp://0.0.0.0:5800"))
+    }
+
+    @Test(arguments: [
+        ("  type: zmq\n  endpoint: tcp://0.0.0.0:5800", "sink: a zmq sink on tcp is secured with CURVE: give sink.key"),
+        ("  type: zmq\n  endpoint: udp://0.0.0.0:5800\n  key: a\n  consumers: [b]", "sink.endpoint: must be tcp://HOST:PORT or ipc://PATH"),
+        ("  type: zmq", "sink.endpoint"),
+        ("  type: zmq\n  endpoint: ipc:///tmp/x\n  path: out.jsonl", "sink.path: is for jsonl and npy sinks"),
+        ("  type: jsonl\n  endpoint: tcp://0.0.0.0:5800", "sink.endpoint: is for a zmq sink"),
+        ("  type: zmq\n  endpoint: ipc:///tmp/x\n  pattern: pair", "sink.pattern: must be one of: push, pub"),
+    ])
+    func badSinksNameTheirKey(sink: String, expected: String) throws {
+        let issues = try #require(HostileConfigTests.issues(Self.withSink(sink)))
+        #expect(issues.contains { "\($0)".contains(expected) }, "\(issues)")
+    }
+}

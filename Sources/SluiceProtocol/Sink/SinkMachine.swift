@@ -24,6 +24,8 @@ public struct SinkArrival<Payload> {
 /// A batch whose turn has come: the shell writes its predictions, in the order released.
 public struct SinkRelease<Payload> {
     public var payload: Payload
+    /// The sequence it is released under (a dead live source's batches are numbered on).
+    public var batch: UInt64
     public var keys: [WindowKey]
     public var firstWindow: UInt64
     /// Its first rows that the output already holds (written before a sink restart): predicted
@@ -283,7 +285,7 @@ public struct SinkMachine<Payload> {
             return actions
         }
         let duplicatesBefore = reorder.duplicates
-        let held = Held(release: SinkRelease(payload: arrival.payload, keys: keys, firstWindow: header.firstWindow), latency: latency,
+        let held = Held(release: SinkRelease(payload: arrival.payload, batch: header.batchSequence, keys: keys, firstWindow: header.firstWindow), latency: latency,
                         arrived: arrival.arrived)
         for released in reorder.insert(held, sequence: header.batchSequence) { actions.append(release(released)) }
         if reorder.duplicates > duplicatesBefore {
@@ -350,6 +352,7 @@ public struct SinkMachine<Payload> {
             window = held.release.firstWindow + UInt64(held.release.keys.count)
             var renumbered = held
             renumbered.release.firstWindow = nextWindow
+            renumbered.release.batch = reorder.nextSequence
             for released in reorder.insert(renumbered, sequence: reorder.nextSequence) { actions.append(release(released)) }
         }
         lostBatches += made.batches > batch ? made.batches - batch : 0
