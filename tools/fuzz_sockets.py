@@ -59,6 +59,9 @@ stages:
 transport:
   kind: tcp
   base_port: {base}
+  # In plaintext, so the fuzzed frames reach the decoders as a process of the run gone bad
+  # would send them; under CURVE they are refused at the handshake.
+  curve: off
 sink:
   type: jsonl
   path: {output}

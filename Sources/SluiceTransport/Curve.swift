@@ -180,11 +180,14 @@ public final class Authenticator: @unchecked Sendable {
         lock.unlock()
     }
 
+    /// Every refusal is counted; the first ten of each reason are reported, then one in each
+    /// power of two, so that a peer retrying all day cannot flood the log.
     private func count(_ reason: RefusalReason, _ peer: String) {
         lock.lock()
         refusals[reason, default: 0] += 1
+        let count = refusals[reason, default: 0]
         lock.unlock()
-        report(reason, peer)
+        if count <= 10 || count & (count - 1) == 0 { report(reason, count > 10 ? "\(peer) (refusal \(count) \(reason.rawValue))" : peer) }
     }
 
     private func name(of credentials: [UInt8], in domain: String) -> String? {

@@ -57,7 +57,10 @@ extension Sluice {
             if let report { try OutputStreams.check("--report", report, sink: plan.config.sink, pipeline: pipeline) }
             if let profile { try OutputStreams.check("--profile", profile, sink: plan.config.sink, pipeline: pipeline) }
             let directory = runDirectory ?? FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(getpid())").path
-            try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            // Private to this user, like the launcher's: its ipc sockets are the run's doors.
+            if mkdir(directory, 0o700) != 0 && errno != EEXIST {
+                throw ExitCodes.report(RoleError("cannot make the run folder \(directory): \(String(cString: strerror(errno)))"))
+            }
             // The run folder is the launcher's, made private to this run; with the launcher gone,
             // nobody else will remove it. Only a folder the launcher made is removed.
             defer {
