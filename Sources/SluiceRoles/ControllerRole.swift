@@ -37,6 +37,10 @@ public final class ControllerRole {
     private var keys: ControllerKeys?
     private let authenticator: Authenticator?
     private var endpointOwners: [String: String] = [:]
+    /// Each stage process's and the sink's planned data endpoint, and where the processes that
+    /// bound their own (`--bind`, on other hosts) said they are reached instead.
+    private var plannedEndpoints: [String: String] = [:]
+    private var advertisedEndpoints: [String: String] = [:]
 
     /// `metricsPort`: serve Prometheus text at http://`metricsHost`:port/metrics while running
     /// (this machine only unless told otherwise: the figures say what the run does).
@@ -74,9 +78,10 @@ public final class ControllerRole {
             instances: plan.stageNames)
         let assignments = plan.assignments(endpoints)
         for (name, assignment) in assignments {
-            if case .assignStage(let stage) = assignment { endpointOwners[stage.pullEndpoint] = name }
-            if case .assignSink(let sink) = assignment { endpointOwners[sink.pullEndpoint] = name }
+            if case .assignStage(let stage) = assignment { plannedEndpoints[name] = stage.pullEndpoint }
+            if case .assignSink(let sink) = assignment { plannedEndpoints[name] = sink.pullEndpoint }
         }
+        for (name, endpoint) in plannedEndpoints { endpointOwners[endpoint] = name }
         machine = ControllerMachine(assignments: assignments,
                                     liveness: Liveness(heartbeatSeconds: plan.config.controller.heartbeatMilliseconds / 1000,
                                                        timeoutSeconds: plan.config.controller.timeoutSeconds),
@@ -139,6 +144,7 @@ public final class ControllerRole {
                 if known, case .heartbeat(let counters) = message { metricsCut.record(counters, from: sender) }
                 // A process refused for its release is not the role: its exit is no death of one.
                 if known, case .hello(let hello) = message, hello.speaksThisRevision {
+                    if let endpoint = hello.endpoint { takeAdvertised(endpoint, of: sender) }
                     processWatch.watch(sender, hello)
                     // A process started in place of a dead one counts from zero: the cut starts
                     // over, or its figures (and every hop's after it) would stay at the dead one's.
@@ -164,7 +170,8 @@ public final class ControllerRole {
         var outcome: ControllerOutcome?
         for action in actions {
             switch action {
-            case .send(let name, let message):
+            case .send(let name, let planned):
+                let message = advertised(planned)
                 if keys != nil { sendTrust(before: message, to: name) }
                 send(message, to: name)
             case .log(let text):
@@ -188,6 +195,58 @@ public final class ControllerRole {
 
     private var ownRefusals: [String: Int] {
         Dictionary(uniqueKeysWithValues: (authenticator?.refused ?? [:]).map { ($0.key.rawValue, $0.value) })
+    }
+
+    /// A process that bound its own data socket is reached there, not at its planned endpoint.
+    private func takeAdvertised(_ endpoint: String, of name: String) {
+        guard let planned = plannedEndpoints[name] else {
+            logger.warning("\(name) says it is reached at \(endpoint), but binds nothing this run plans; ignored")
+            return
+        }
+        guard Self.isReachable(endpoint) else {
+            logger.warning("\(name) says it is reached at '\(endpoint.prefix(120))', which is no tcp://HOST:PORT or ipc://PATH endpoint; ignored")
+            return
+        }
+        if advertisedEndpoints[planned] != endpoint {
+            if let earlier = advertisedEndpoints[planned] {
+                logger.warning("\(name) is now reached at \(endpoint), not \(earlier): peers already connected keep the old one")
+            } else {
+                logger.info("\(name) is reached at \(endpoint)")
+            }
+        }
+        advertisedEndpoints[planned] = endpoint
+        endpointOwners[endpoint] = name
+    }
+
+    /// What a role may say it is reached at: short, and tcp://HOST:PORT or ipc://PATH.
+    static func isReachable(_ endpoint: String) -> Bool {
+        guard endpoint.utf8.count <= 256, !endpoint.contains(where: { $0.isWhitespace || $0.asciiValue.map { $0 < 32 } ?? false }) else { return false }
+        if endpoint.hasPrefix("ipc://") { return endpoint.count > 6 }
+        guard endpoint.hasPrefix("tcp://"), let colon = endpoint.lastIndex(of: ":"), let port = Int(endpoint[endpoint.index(after: colon)...]) else { return false }
+        return (1...65535).contains(port) && endpoint.distance(from: endpoint.startIndex, to: colon) > 6
+    }
+
+    /// `message` with every planned endpoint of a process that bound its own replaced by where
+    /// it is reached. The machine keeps planning with the planned ones.
+    private func advertised(_ message: ControlMessage) -> ControlMessage {
+        guard !advertisedEndpoints.isEmpty else { return message }
+        func reached(_ endpoint: String) -> String { advertisedEndpoints[endpoint] ?? endpoint }
+        switch message {
+        case .assignStage(var assignment):
+            assignment.pullEndpoint = reached(assignment.pullEndpoint)
+            assignment.pushEndpoints = assignment.pushEndpoints.map(reached)
+            return .assignStage(assignment)
+        case .assignSource(var assignment):
+            assignment.pushEndpoints = assignment.pushEndpoints.map(reached)
+            return .assignSource(assignment)
+        case .assignSink(var assignment):
+            assignment.pullEndpoint = reached(assignment.pullEndpoint)
+            return .assignSink(assignment)
+        case .connect(let endpoint):
+            return .connect(endpoint: reached(endpoint))
+        default:
+            return message
+        }
     }
 
     private func send(_ message: ControlMessage, to name: String) {

@@ -101,6 +101,18 @@ final class RoleShell {
         return socket
     }
 
+    /// Where the role bound its data socket itself, as others reach it (told in `hello`).
+    private(set) var advertisedEndpoint: String?
+
+    /// Binds a role's data socket at start, where `binding` says, before the role says hello:
+    /// the controller then sends this endpoint to the role's peers.
+    func bindAdvertised(_ socket: ZMQSocket, _ binding: DataBinding) throws {
+        try bindData(socket, binding.bind)
+        let bound = socket.lastEndpoint ?? binding.bind
+        advertisedEndpoint = try binding.advertised(bound: bound)
+        logger.info("bound \(bound); peers reach it at \(advertisedEndpoint ?? bound)")
+    }
+
     /// Binds a socket that takes batches: under CURVE, only the run's processes get in.
     func bindData(_ socket: ZMQSocket, _ endpoint: String) throws {
         if let keys, let authenticator, endpoint.hasPrefix("tcp://") {
@@ -232,7 +244,8 @@ final class RoleShell {
     }
 
     private func sayHello(_ adapter: RoleAdapter) {
-        control.send(.hello(Hello(role: adapter.kind, name: name, pid: getpid(), host: ProcessInfo.processInfo.hostName)))
+        control.send(.hello(Hello(role: adapter.kind, name: name, pid: getpid(), host: ProcessInfo.processInfo.hostName,
+                                  endpoint: advertisedEndpoint)))
     }
 
     private func timeout(_ adapter: RoleAdapter) -> Double { adapter.liveness?.timeoutSeconds ?? 30 }

@@ -20,8 +20,13 @@ public final class SinkRole: PipelineRole, RoleAdapter {
     private lazy var dropLog = DropLog(logger: logger)
     private let started = monotonicSeconds()
 
-    public init(name: String, controller endpoint: String, keys: RoleKeys?) throws {
+    public init(name: String, controller endpoint: String, keys: RoleKeys?, binding: DataBinding?) throws {
         shell = try RoleShell(name: name, controller: endpoint, keys: keys)
+        if let binding {
+            let socket = try ZMQSocket(shell.context, .pull, lingerMilliseconds: 0, sendHighWaterMark: 2, receiveHighWaterMark: 2)
+            try shell.bindAdvertised(socket, binding)
+            pull = socket
+        }
     }
 
     public func run() -> Int32 { shell.run(self) }
@@ -128,9 +133,11 @@ public final class SinkRole: PipelineRole, RoleAdapter {
         if let network = new.sink.network {
             logger.info("sending predictions to \(network.pattern == .push ? "a consumer" : "subscribers") at \(network.endpoint)")
         }
-        let socket = try ZMQSocket(shell.context, .pull, lingerMilliseconds: 0, sendHighWaterMark: 2, receiveHighWaterMark: 2)
-        try shell.bindData(socket, new.pullEndpoint)
-        pull = socket
+        if pull == nil {
+            let socket = try ZMQSocket(shell.context, .pull, lingerMilliseconds: 0, sendHighWaterMark: 2, receiveHighWaterMark: 2)
+            try shell.bindData(socket, new.pullEndpoint)
+            pull = socket
+        }
         assignment = new
     }
 

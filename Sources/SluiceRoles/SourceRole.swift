@@ -24,7 +24,9 @@ public final class SourceRole: PipelineRole, RoleAdapter {
     /// Windows and samples the machine refused, after their feed made them.
     private lazy var drops = DropLog(logger: logger)
 
-    public init(name: String, controller endpoint: String, keys: RoleKeys?) throws {
+    public init(name: String, controller endpoint: String, keys: RoleKeys?, binding: DataBinding?) throws {
+        // Its sensors' socket is the pipeline's source.endpoint; batches it only sends.
+        if binding != nil { throw RoleError("a source binds no data socket: --bind is for stages and the sink (sensors connect to source.endpoint)") }
         shell = try RoleShell(name: name, controller: endpoint, keys: keys)
     }
 

@@ -34,8 +34,13 @@ public final class StageRole: PipelineRole, RoleAdapter {
     private var recentInStage: [Double] = []
     private var nextInStage = 0
 
-    public init(name: String, controller endpoint: String, keys: RoleKeys?) throws {
+    public init(name: String, controller endpoint: String, keys: RoleKeys?, binding: DataBinding?) throws {
         shell = try RoleShell(name: name, controller: endpoint, keys: keys)
+        if let binding {
+            let socket = try ZMQSocket(shell.context, .pull, lingerMilliseconds: 0, sendHighWaterMark: 2, receiveHighWaterMark: 2)
+            try shell.bindAdvertised(socket, binding)
+            pull = socket
+        }
     }
 
     /// Runs until the controller says shutdown (0), or a fatal error (1).

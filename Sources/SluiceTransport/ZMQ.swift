@@ -167,6 +167,14 @@ public final class ZMQSocket: @unchecked Sendable {
         guard zmq_bind(handle, endpoint) == 0 else { throw ZMQError("bind \(endpoint)") }
     }
 
+    /// The endpoint the last bind took, with the port the system picked for port 0.
+    public var lastEndpoint: String? {
+        var buffer = [CChar](repeating: 0, count: 1024)
+        var size = buffer.count
+        guard zmq_getsockopt(handle, ZMQ_LAST_ENDPOINT, &buffer, &size) == 0 else { return nil }
+        return String(cString: buffer)
+    }
+
     public func connect(_ endpoint: String) throws {
         guard zmq_connect(handle, endpoint) == 0 else { throw ZMQError("connect \(endpoint)") }
     }

@@ -16,8 +16,22 @@ struct RoleOptions: ParsableArguments {
     @Option(help: "The controller's public key (controller.pub from `sluice keys`); goes with --key.")
     var controllerKey: String?
 
+    @Option(help: "Bind this role's data socket here at start, e.g. tcp://0.0.0.0:0 (port 0: any free port): for a stage or the sink on another host than the controller's.")
+    var bind: String?
+
+    @Option(help: "The host name or address other hosts reach this role by (with --bind on every address).")
+    var advertise: String?
+
     @Flag(help: .hidden)
     var managed = false
+
+    func binding() throws -> DataBinding? {
+        guard let bind else {
+            if advertise != nil { throw ValidationError("--advertise goes with --bind") }
+            return nil
+        }
+        return try DataBinding(bind: bind, advertise: advertise)
+    }
 
     func roleKeys() throws -> RoleKeys? {
         switch (key, controllerKey) {
@@ -33,7 +47,7 @@ func runRole<Role: PipelineRole>(_ type: Role.Type, _ options: RoleOptions) thro
     StopSignal.install(options.managed ? .managedRole : .byHand)
     let role: Role
     do {
-        role = try Role(name: options.name, controller: options.controller, keys: try options.roleKeys())
+        role = try Role(name: options.name, controller: options.controller, keys: try options.roleKeys(), binding: try options.binding())
     } catch {
         throw ExitCodes.report(error)
     }

@@ -15,8 +15,11 @@ public struct Hello: Codable, Equatable, Sendable {
     /// The control messages' layout the role speaks (`ControlMessage.revision`); absent from
     /// releases before 0.2.
     public var revision: Int?
-    public init(role: RoleKind, name: String, pid: Int32, host: String, revision: Int? = ControlMessage.revision) {
-        self.role = role; self.name = name; self.pid = pid; self.host = host; self.revision = revision
+    /// Where the role bound its data socket itself (`--bind`), as others reach it
+    /// (`--advertise`): the controller sends this endpoint, not the planned one, to its peers.
+    public var endpoint: String?
+    public init(role: RoleKind, name: String, pid: Int32, host: String, revision: Int? = ControlMessage.revision, endpoint: String? = nil) {
+        self.role = role; self.name = name; self.pid = pid; self.host = host; self.revision = revision; self.endpoint = endpoint
     }
 
     /// Whether the role speaks this release's control messages: the only roles a controller takes.

@@ -1,0 +1,113 @@
+import Foundation
+import Testing
+import SluiceRoles
+
+/// Roles on five hosts: Linux network namespaces joined by veth links to one bridge
+/// (tools/netns.sh), each role started by hand as an operator would, CURVE on every link, the
+/// stages and the sink binding their own addresses. The outputs equal one machine's, byte for
+/// byte. Needs root (network namespaces), as CI has.
+extension MultiProcess {
+    @Suite(.enabled(if: getuid() == 0, "network namespaces need root")) struct MultiHostTests {
+        static let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"].first { FileManager.default.isExecutableFile(atPath: $0) } ?? "ip"
+        static let netns = packageRoot.path + "/tools/netns.sh"
+
+        static func hosts(_ arguments: String...) throws {
+            let result = try Running(arguments, executable: netns).wait(timeout: 30)
+            #expect(result.status == 0, "tools/netns.sh \(arguments.joined(separator: " ")): \(result.stderr)")
+        }
+
+        /// `sluice ARGUMENTS` on host `host` (sluice-hHOST, address 10.231.0.HOST).
+        static func on(_ host: Int, _ arguments: [String]) throws -> Running {
+            try Running(["netns", "exec", "sluice-h\(host)", sluiceBinary] + arguments, executable: ip)
+        }
+
+        static func pipeline(_ folder: String, rate: String) throws -> String {
+            try writePipeline("""
+            name: multi-host
+            model:
+              path: {root}/pipelines/models/basicmotions-cnn.onnx
+            source:
+              type: recording
+              path: {root}/pipelines/data/basicmotions-test.csv
+              rate: \(rate)
+            window:
+              length: 100
+              hop: 50
+            stages:
+              count: 3
+            transport:
+              kind: tcp
+              base_port: 7100
+            sink:
+              type: jsonl
+              path: \(folder)/out.jsonl
+            """)
+        }
+
+        /// The controller on host 1, the source and stage 0 on host 2, stage 1 on host 3 (bound on
+        /// every address, advertised by its own), stage 2 on host 4, the sink on host 5; ports
+        /// picked by the system but stage 0's. Returns the controller's process and the output.
+        static func start(rate: String) throws -> (controller: Running, roles: [Running], output: String, pipeline: String) {
+            try hosts("up", "5")
+            let folder = temporaryPath("multi-host")
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            let file = try pipeline(folder, rate: rate)
+            let keys = folder + "/keys"
+            #expect(try sluice("keys", keys, "--pipeline", file).status == 0)
+            let controller = try on(1, ["controller", file, "--control", "tcp://10.231.0.1:7100", "--keys", keys])
+            func role(_ command: String, _ name: String, _ extra: [String] = []) -> [String] {
+                [command, "--controller", "tcp://10.231.0.1:7100", "--name", name, "--key", "\(keys)/\(name).key",
+                 "--controller-key", "\(keys)/controller.pub"] + extra
+            }
+            let roles = [
+                try on(2, role("stage", "stage-0", ["--bind", "tcp://10.231.0.2:7201"])),
+                try on(3, role("stage", "stage-1", ["--bind", "tcp://0.0.0.0:0", "--advertise", "10.231.0.3"])),
+                try on(4, role("stage", "stage-2", ["--bind", "tcp://10.231.0.4:0"])),
+                try on(5, role("sink", "sink", ["--bind", "tcp://10.231.0.5:0"])),
+                try on(2, role("source", "source")),
+            ]
+            return (controller, roles, folder + "/out.jsonl", file)
+        }
+
+        /// The same pipeline in one place (ipc, one machine): what every host layout must print.
+        static func reference(_ file: String) throws -> String {
+            let text = try String(contentsOfFile: file, encoding: .utf8).replacingOccurrences(of: "kind: tcp", with: "kind: ipc")
+            let single = try writePipeline(text)
+            let output = temporaryPath("reference.jsonl")
+            let result = try sluice("run", single, "--predictions", output)
+            #expect(result.status == 0, "\(result.stderr)")
+            return try String(contentsOfFile: output, encoding: .utf8)
+        }
+
+        @Test func rolesOnFiveHostsGiveOneMachinesOutputs() throws {
+            defer { try? Self.hosts("down") }
+            let run = try Self.start(rate: "max")
+            let result = run.controller.wait(timeout: 90)
+            let roles = run.roles.map { $0.wait(timeout: 30) }
+            #expect(result.status == 0, "\(result.stderr)\n\(roles.map(\.stderr).joined(separator: "\n"))")
+            #expect(result.stderr.contains("72 windows in, 72 out (in order, none lost or duplicated)"), "\(result.stderr)")
+            for (name, address) in [("stage-0", "tcp://10.231.0.2:7201"), ("stage-1", "tcp://10.231.0.3:"), ("stage-2", "tcp://10.231.0.4:"),
+                                    ("sink", "tcp://10.231.0.5:")] {
+                #expect(result.stderr.contains("\(name) is reached at \(address)"), "\(result.stderr)")
+            }
+            #expect(try String(contentsOfFile: run.output, encoding: .utf8) == (try Self.reference(run.pipeline)))
+        }
+
+        /// Stage 2's host is cut off for 5 s mid-run, less than `controller.timeout_s`: TCP
+        /// carries on once the link is back, and nothing is lost or changed.
+        @Test func aLinkDownForFiveSecondsLosesNothing() throws {
+            defer { try? Self.hosts("down") }
+            let run = try Self.start(rate: "5x")
+            #expect(run.controller.waitForLog("starting the source"))
+            usleep(1_500_000)
+            try Self.hosts("cut", "4")
+            usleep(5_000_000)
+            try Self.hosts("mend", "4")
+            let result = run.controller.wait(timeout: 120)
+            _ = run.roles.map { $0.wait(timeout: 30) }
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(result.stderr.contains("72 windows in, 72 out (in order, none lost or duplicated)"), "\(result.stderr)")
+            #expect(try String(contentsOfFile: run.output, encoding: .utf8) == (try Self.reference(run.pipeline)))
+        }
+    }
+}
