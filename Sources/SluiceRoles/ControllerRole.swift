@@ -39,6 +39,10 @@ public final class ControllerRole {
     private var endpointOwners: [String: String] = [:]
     /// Each stage process's and the sink's planned data endpoint, and where the processes that
     /// bound their own (`--bind`, on other hosts) said they are reached instead.
+    /// The model file's digest and length, for stages on hosts without it (`fetch_model`).
+    private let model: (path: String, digest: String, bytes: Int)?
+    /// Largest piece of the model sent in one control message.
+    static let modelPieceBytes = 1 << 20
     private var plannedEndpoints: [String: String] = [:]
     private var advertisedEndpoints: [String: String] = [:]
 
@@ -53,6 +57,9 @@ public final class ControllerRole {
                 keys: ControllerKeys? = nil) throws {
         self.plan = plan
         self.keys = keys
+        let modelPath = plan.config.model.path
+        let attributes = try? FileManager.default.attributesOfItem(atPath: modelPath)
+        model = SHA256.file(modelPath).map { (modelPath, $0, (attributes?[.size] as? NSNumber)?.intValue ?? 0) }
         self.endpoints = endpoints
         self.liveEvery = liveEvery
         self.spawnStages = spawnStages
@@ -151,6 +158,10 @@ public final class ControllerRole {
                     if metricsCut.hasHeard(from: sender) { metricsCut = ConsistentCut() }
                 }
                 if case .rejoined(let state) = message, let assignment = state.stage?.assignment { endpointOwners[assignment.pullEndpoint] = sender }
+                if known, case .fetchModel(let request) = message {
+                    sendModel(request, to: sender)
+                    continue
+                }
                 var actions = machine.handle(.received(from: sender, message))
                 // The report's counts are the controller's: with what a process that died under
                 // this name had dropped (its successor counts from zero).
@@ -226,15 +237,34 @@ public final class ControllerRole {
         return (1...65535).contains(port) && endpoint.distance(from: endpoint.startIndex, to: colon) > 6
     }
 
-    /// `message` with every planned endpoint of a process that bound its own replaced by where
-    /// it is reached. The machine keeps planning with the planned ones.
+    /// A piece of the model file for a stage on a host without it.
+    private func sendModel(_ request: ModelRequest, to name: String) {
+        guard let model, request.digest == model.digest, request.offset >= 0, request.offset < model.bytes,
+              let file = FileHandle(forReadingAtPath: model.path) else {
+            logger.warning("\(name) asked for a model this controller does not serve (digest \(request.digest.prefix(64)), offset \(request.offset))")
+            return
+        }
+        defer { try? file.close() }
+        guard (try? file.seek(toOffset: UInt64(request.offset))) != nil,
+              let data = try? file.read(upToCount: min(Self.modelPieceBytes, model.bytes - request.offset)), !data.isEmpty else {
+            logger.error("cannot read \(model.path) at \(request.offset) for \(name)")
+            return
+        }
+        if request.offset == 0 { logger.info("sending the model (\(model.bytes) bytes) to \(name), whose host does not have it") }
+        send(.modelPiece(ModelPiece(digest: model.digest, offset: request.offset, total: model.bytes, data: data.base64EncodedString())), to: name)
+    }
+
+    /// `message` as it leaves: every planned endpoint of a process that bound its own replaced
+    /// by where it is reached (the machine keeps planning with the planned ones), and a stage's
+    /// assignment with the model's digest.
     private func advertised(_ message: ControlMessage) -> ControlMessage {
-        guard !advertisedEndpoints.isEmpty else { return message }
         func reached(_ endpoint: String) -> String { advertisedEndpoints[endpoint] ?? endpoint }
         switch message {
         case .assignStage(var assignment):
             assignment.pullEndpoint = reached(assignment.pullEndpoint)
             assignment.pushEndpoints = assignment.pushEndpoints.map(reached)
+            assignment.modelDigest = model?.digest
+            assignment.modelBytes = model?.bytes
             return .assignStage(assignment)
         case .assignSource(var assignment):
             assignment.pushEndpoints = assignment.pushEndpoints.map(reached)

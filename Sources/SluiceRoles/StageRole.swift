@@ -51,7 +51,79 @@ public final class StageRole: PipelineRole, RoleAdapter {
     var dataSocket: ZMQSocket? { pull }
     var pollMilliseconds: Int { 20 }
 
-    func handle(_ message: ControlMessage) -> RoleExit? { perform(machine.handle(.control(message))) }
+    /// Where models fetched from the controller are kept.
+    public var modelCache = ModelFetch.defaultFolder
+    /// A model being fetched, and the assignment waiting for it.
+    private var fetch: (model: ModelFetch, assignment: StageAssignment)?
+    /// Model files on this host by digest: the assignment's own path, or a fetched copy.
+    private var modelsHere: [String: String] = [:]
+
+    func handle(_ message: ControlMessage) -> RoleExit? {
+        switch message {
+        case .modelPiece(let piece):
+            return take(piece)
+        case .assignStage(var assignment) where assignment.modelDigest != nil:
+            guard let path = modelHere(assignment) else { return startFetch(assignment) }
+            assignment.modelPath = path
+            return perform(machine.handle(.control(.assignStage(assignment))))
+        default:
+            return perform(machine.handle(.control(message)))
+        }
+    }
+
+    /// The model the assignment names, if this host has it: at its path, or fetched before.
+    private func modelHere(_ assignment: StageAssignment) -> String? {
+        guard let digest = assignment.modelDigest else { return assignment.modelPath }
+        if let path = modelsHere[digest] { return path }
+        let path = SHA256.file(assignment.modelPath) == digest ? assignment.modelPath : ModelFetch.cached(digest, in: modelCache)
+        modelsHere[digest] = path
+        return path
+    }
+
+    /// This host lacks the model (no shared filesystem): the controller sends it.
+    private func startFetch(_ assignment: StageAssignment) -> RoleExit? {
+        guard let digest = assignment.modelDigest else { return nil }
+        if let fetch, fetch.model.digest == digest {
+            self.fetch = (fetch.model, assignment)
+            return nil
+        }
+        do {
+            fetch = (try ModelFetch(digest: digest, total: assignment.modelBytes ?? 0, folder: modelCache), assignment)
+        } catch {
+            return failAssignment("cannot fetch the model: \(error)")
+        }
+        logger.info("\(assignment.modelPath) is not on this host; fetching it (\(assignment.modelBytes ?? 0) bytes) from the controller")
+        shell.control.send(.fetchModel(ModelRequest(digest: digest, offset: 0)))
+        return nil
+    }
+
+    private func take(_ piece: ModelPiece) -> RoleExit? {
+        guard let (model, assignment) = fetch else {
+            logger.warning("dropped a model piece nobody asked for")
+            return nil
+        }
+        do {
+            guard let path = try model.take(piece) else {
+                shell.control.send(.fetchModel(ModelRequest(digest: model.digest, offset: model.received)))
+                return nil
+            }
+            fetch = nil
+            modelsHere[model.digest] = path
+            logger.info("fetched the model from the controller into \(path) (sha256 checked)")
+            var local = assignment
+            local.modelPath = path
+            return perform(machine.handle(.control(.assignStage(local))))
+        } catch {
+            fetch = nil
+            return failAssignment("fetching the model failed: \(error)")
+        }
+    }
+
+    private func failAssignment(_ reason: String) -> RoleExit? {
+        logger.error("\(reason)")
+        shell.control.send(.failed(message: reason))
+        return RoleExit(status: 1, finalHeartbeat: false)
+    }
 
     func stopSignalled() -> RoleExit? { perform(machine.handle(.stopSignal)) }
 

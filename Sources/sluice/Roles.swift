@@ -43,7 +43,7 @@ struct RoleOptions: ParsableArguments {
 }
 
 /// Runs a worker role until the controller lets it go, exiting with its status.
-func runRole<Role: PipelineRole>(_ type: Role.Type, _ options: RoleOptions) throws {
+func runRole<Role: PipelineRole>(_ type: Role.Type, _ options: RoleOptions, configure: (Role) -> Void = { _ in }) throws {
     StopSignal.install(options.managed ? .managedRole : .byHand)
     let role: Role
     do {
@@ -51,6 +51,7 @@ func runRole<Role: PipelineRole>(_ type: Role.Type, _ options: RoleOptions) thro
     } catch {
         throw ExitCodes.report(error)
     }
+    configure(role)
     let status = role.run()
     if status != 0 { throw ExitCode(status) }
 }

@@ -15,8 +15,13 @@ extension Sluice {
 
         @OptionGroup var options: RoleOptions
 
+        @Option(help: "Where to keep models fetched from the controller, for a host without the pipeline's model file (default: $SLUICE_MODEL_CACHE, else ~/.cache/sluice/models).")
+        var modelCache: String?
+
         func run() throws {
-            try runRole(StageRole.self, options)
+            try runRole(StageRole.self, options) { role in
+                if let modelCache { role.modelCache = modelCache }
+            }
         }
     }
 }

@@ -16,9 +16,13 @@ extension MultiProcess {
             #expect(result.status == 0, "tools/netns.sh \(arguments.joined(separator: " ")): \(result.stderr)")
         }
 
-        /// `sluice ARGUMENTS` on host `host` (sluice-hHOST, address 10.231.0.HOST).
-        static func on(_ host: Int, _ arguments: [String]) throws -> Running {
-            try Running(["netns", "exec", "sluice-h\(host)", sluiceBinary] + arguments, executable: ip)
+        /// `sluice ARGUMENTS` on host `host` (sluice-hHOST, address 10.231.0.HOST). With
+        /// `withoutModels`, the host has no shared filesystem for models: an empty folder is
+        /// mounted over pipelines/models for this process alone.
+        static func on(_ host: Int, _ arguments: [String], withoutModels: Bool = false) throws -> Running {
+            let hide = withoutModels
+                ? ["unshare", "--mount", "sh", "-c", "mount -t tmpfs models \"$0\" && exec \"$@\"", packageRoot.path + "/pipelines/models"] : []
+            return try Running(["netns", "exec", "sluice-h\(host)"] + hide + [sluiceBinary] + arguments, executable: ip)
         }
 
         static func pipeline(_ folder: String, rate: String) throws -> String {
@@ -59,12 +63,14 @@ extension MultiProcess {
                 [command, "--controller", "tcp://10.231.0.1:7100", "--name", name, "--key", "\(keys)/\(name).key",
                  "--controller-key", "\(keys)/controller.pub"] + extra
             }
+            // Only the controller's host has the model: the stages fetch it, each into a cache of its host's.
+            func stage(_ name: String, _ extra: [String]) -> [String] { role("stage", name, extra + ["--model-cache", "\(folder)/cache-\(name)"]) }
             let roles = [
-                try on(2, role("stage", "stage-0", ["--bind", "tcp://10.231.0.2:7201"])),
-                try on(3, role("stage", "stage-1", ["--bind", "tcp://0.0.0.0:0", "--advertise", "10.231.0.3"])),
-                try on(4, role("stage", "stage-2", ["--bind", "tcp://10.231.0.4:0"])),
-                try on(5, role("sink", "sink", ["--bind", "tcp://10.231.0.5:0"])),
-                try on(2, role("source", "source")),
+                try on(2, stage("stage-0", ["--bind", "tcp://10.231.0.2:7201"]), withoutModels: true),
+                try on(3, stage("stage-1", ["--bind", "tcp://0.0.0.0:0", "--advertise", "10.231.0.3"]), withoutModels: true),
+                try on(4, stage("stage-2", ["--bind", "tcp://10.231.0.4:0"]), withoutModels: true),
+                try on(5, role("sink", "sink", ["--bind", "tcp://10.231.0.5:0"]), withoutModels: true),
+                try on(2, role("source", "source"), withoutModels: true),
             ]
             return (controller, roles, folder + "/out.jsonl", file)
         }
@@ -91,6 +97,10 @@ extension MultiProcess {
                 #expect(result.stderr.contains("\(name) is reached at \(address)"), "\(result.stderr)")
             }
             #expect(try String(contentsOfFile: run.output, encoding: .utf8) == (try Self.reference(run.pipeline)))
+            for (index, stage) in roles.prefix(3).enumerated() {
+                #expect(stage.stderr.contains("is not on this host; fetching it"), "stage-\(index): \(stage.stderr)")
+                #expect(stage.stderr.contains("fetched the model from the controller into"), "stage-\(index): \(stage.stderr)")
+            }
         }
 
         /// Stage 2's host is cut off for 5 s mid-run, less than `controller.timeout_s`: TCP

@@ -45,6 +45,10 @@ public struct StageAssignment: Codable, Equatable, Sendable {
     public var pullEndpoint: String
     /// … and connects PUSH to every process of the next hop here (PUSH spreads batches over them).
     public var pushEndpoints: [String]
+    /// The model file's SHA-256 (hex): a stage whose file at `modelPath` is missing or differs
+    /// fetches the model from the controller (`fetch_model`) and keeps it by this digest.
+    public var modelDigest: String?
+    public var modelBytes: Int?
     /// Extra sleep as a fraction of compute time (a test and demo knob; 0 normally).
     public var slowdown: Double
     public var liveness: Liveness
@@ -373,6 +377,28 @@ public enum ControlMessage: Equatable, Sendable {
     /// Controller → a role, before its assignment and whenever a process joins the run: the
     /// run's public keys. Never reaches a role's machine: its shell secures sockets with it.
     case trust(LinkTrust)
+    /// Stage → controller: send the model file whose digest is this, from `offset` on.
+    case fetchModel(ModelRequest)
+    /// Controller → stage: a piece of the model file. Never reaches the stage's machine.
+    case modelPiece(ModelPiece)
+}
+
+public struct ModelRequest: Codable, Equatable, Sendable {
+    public var digest: String
+    public var offset: Int
+    public init(digest: String, offset: Int) { self.digest = digest; self.offset = offset }
+}
+
+public struct ModelPiece: Codable, Equatable, Sendable {
+    public var digest: String
+    public var offset: Int
+    /// The whole file's length.
+    public var total: Int
+    /// The bytes, base64.
+    public var data: String
+    public init(digest: String, offset: Int, total: Int, data: String) {
+        self.digest = digest; self.offset = offset; self.total = total; self.data = data
+    }
 }
 
 /// Who may connect to a role's sockets, and whose key each endpoint it connects to proves it
@@ -441,6 +467,8 @@ extension ControlMessage: Codable {
         case .rejoin: return "rejoin"
         case .rejoined: return "rejoined"
         case .trust: return "trust"
+        case .fetchModel: return "fetch_model"
+        case .modelPiece: return "model_piece"
         }
     }
 
@@ -468,6 +496,8 @@ extension ControlMessage: Codable {
         case .resumeSource(let resume, let written): try container.encode(Takeover(resume: resume, written: written), forKey: .body)
         case .rejoined(let state): try container.encode(state, forKey: .body)
         case .trust(let trust): try container.encode(trust, forKey: .body)
+        case .fetchModel(let request): try container.encode(request, forKey: .body)
+        case .modelPiece(let piece): try container.encode(piece, forKey: .body)
         case .ready, .start, .stop, .ping, .replayNeeded, .rejoin: break
         }
     }
@@ -503,6 +533,8 @@ extension ControlMessage: Codable {
         case "rejoin": self = .rejoin
         case "rejoined": self = .rejoined(try container.decode(RoleState.self, forKey: .body))
         case "trust": self = .trust(try container.decode(LinkTrust.self, forKey: .body))
+        case "fetch_model": self = .fetchModel(try container.decode(ModelRequest.self, forKey: .body))
+        case "model_piece": self = .modelPiece(try container.decode(ModelPiece.self, forKey: .body))
         case "replay": self = .replay(from: try container.decode(Replay.self, forKey: .body).from)
         case "source_lost":
             let lost = try container.decode(Generation.self, forKey: .body)

@@ -361,7 +361,7 @@ public struct ControllerMachine {
             }
             return finish(.failed("\(name): \(reason)"), reason: "\(name) failed")
         case .assignStage, .assignSource, .assignSink, .start, .expect, .stop, .shutdown, .ping, .prepare, .commit, .mark, .retire, .connect,
-             .released, .replayNeeded, .sourceLost, .rejoin, .trust:
+             .released, .replayNeeded, .sourceLost, .rejoin, .trust, .fetchModel, .modelPiece:
             return [.log("ignoring \(message.type) from \(name): only the controller sends it")]
         }
     }
