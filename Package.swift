@@ -31,6 +31,8 @@ let package = Package(
         // Optimized in every configuration: the tests and debug runs use these loops too, and at
         // -O0 they are several times slower than what they replace.
         .target(name: "CKernels", path: "Sources/CKernels", cSettings: [.unsafeFlags(["-O2"])]),
+        // SHA-256 of model files, optimized in every configuration for the same reason.
+        .target(name: "CDigest", path: "Sources/CDigest", cSettings: [.unsafeFlags(["-O2"])]),
         .target(name: "SluiceTensor", dependencies: ["CBLAS", "CKernels"]),
         .target(
             name: "SluiceONNX",
@@ -47,7 +49,7 @@ let package = Package(
         .target(
             name: "SluiceRoles",
             dependencies: [
-                "CProcess", "SluiceTensor", "SluiceONNX", "SluicePlan", "SluiceConfig", "SluiceWire", "SluiceProtocol", "SluiceProfile",
+                "CProcess", "CDigest", "SluiceTensor", "SluiceONNX", "SluicePlan", "SluiceConfig", "SluiceWire", "SluiceProtocol", "SluiceProfile",
                 "SluiceTransport", "SluiceHTTP",
                 .product(name: "Logging", package: "swift-log"),
             ]),

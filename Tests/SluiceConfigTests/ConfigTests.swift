@@ -96,7 +96,7 @@ sink:
     #expect(found.contains("6:source.rate: must be 'max', 'real' or a speed-up such as '4x', not 'fast'"), "\(found)")
     #expect(found.contains("8:window.length: must be >= 1"), "\(found)")
     #expect(found.contains { $0.hasPrefix("11:stages.colour: unknown key") }, "\(found)")
-    #expect(found.contains("13:sink.type: must be one of: jsonl, npy, not 'parquet'"), "\(found)")
+    #expect(found.contains("13:sink.type: must be one of: jsonl, npy, zmq, not 'parquet'"), "\(found)")
 }
 
 @Test func requiresTheMainSections() {

@@ -27,6 +27,24 @@ import SluiceProtocol
     #expect(pieces.hexDigest() == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
 }
 
+/// The optimized C digest against the Swift reference, on random lengths fed in random pieces.
+@Test func theFastDigestMatchesTheReference() {
+    var generator = SystemRandomNumberGenerator()
+    for _ in 0..<200 {
+        let bytes = (0..<Int.random(in: 0...700, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        var fast = SHA256()
+        var reference = ReferenceSHA256()
+        var offset = 0
+        while offset < bytes.count {
+            let end = min(bytes.count, offset + Int.random(in: 1...130, using: &generator))
+            fast.update(bytes[offset..<end])
+            reference.update(bytes[offset..<end])
+            offset = end
+        }
+        #expect(fast.hexDigest() == reference.hexDigest(), "\(bytes.count) bytes")
+    }
+}
+
 @Test func sha256OfAFileMatchesTheSystemsTool() throws {
     let model = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("pipelines/models/basicmotions-cnn.onnx").path
