@@ -13,7 +13,8 @@ public struct MetricsServerError: Error, CustomStringConvertible {
 ///
 /// Put `pollDescriptors` into the loop's poll (any poll that takes plain descriptors: the
 /// controller's takes ZeroMQ sockets and descriptors together), then call `serviceReady(body:)` every turn.
-/// `GET /metrics` answers 200 with `body()` as `text/plain; version=0.0.4`; any other path 404,
+/// `GET /metrics` answers 200 with `body()` as `text/plain; version=0.0.4`, `GET /health` 200
+/// with `ok` (for probes); any other path 404,
 /// any other method 405, a malformed request 400, a request over `maximumRequestBytes` 431.
 /// Every answer closes its connection. A client that sends nothing is dropped after
 /// `clientTimeoutSeconds`; beyond `maximumConnections` open ones, new ones are closed at once.
@@ -189,10 +190,12 @@ public final class MetricsServer {
             return answer(connection, status: "400 Bad Request", body: "bad request\n")
         }
         let path = parts[1].split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
-        guard path == "/metrics" else { return answer(connection, status: "404 Not Found", body: "not found: try /metrics\n") }
+        guard path == "/metrics" || path == "/health" else { return answer(connection, status: "404 Not Found", body: "not found: try /metrics\n") }
         guard parts[0] == "GET" || parts[0] == "HEAD" else {
             return answer(connection, status: "405 Method Not Allowed", body: "only GET\n", extra: "Allow: GET, HEAD\r\n")
         }
+        // Answered by the loop that runs the pipeline: a hung controller fails its probes.
+        if path == "/health" { return answer(connection, status: "200 OK", body: "ok\n", headOnly: parts[0] == "HEAD") }
         answer(connection, status: "200 OK", body: body(), contentType: Self.contentType, headOnly: parts[0] == "HEAD")
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import SluicePlan
 import SluiceTransport
 
 /// A folder of CURVE keys, one pair per process of a run: `NAME.key` holds the pair (readable
@@ -35,18 +36,26 @@ public struct KeyFolder {
         let secretPath = "\(path)/\(name).key"
         if reuse, FileManager.default.fileExists(atPath: secretPath) { return try pair(of: name) }
         let keys = try CurveKeyPair.generate()
-        try Self.writeNew(secretPath, mode: 0o600, """
-            # Sluice CURVE key pair of '\(name)'. Keep it secret: whoever holds it is \(name) to the run.
-            public-key = "\(keys.publicKey)"
-            secret-key = "\(keys.secretKey)"
-
-            """)
-        try Self.writeNew("\(path)/\(name).pub", mode: 0o644, """
-            # Sluice CURVE public key of '\(name)'. Give it to the controller that is to trust \(name).
-            public-key = "\(keys.publicKey)"
-
-            """)
+        try Self.writeNew(secretPath, mode: 0o600, Self.keyFileText(name, keys))
+        try Self.writeNew("\(path)/\(name).pub", mode: 0o644, Self.publicFileText(name, keys.publicKey))
         return keys
+    }
+
+    static func keyFileText(_ name: String, _ keys: CurveKeyPair) -> String {
+        """
+        # Sluice CURVE key pair of '\(name)'. Keep it secret: whoever holds it is \(name) to the run.
+        public-key = "\(keys.publicKey)"
+        secret-key = "\(keys.secretKey)"
+
+        """
+    }
+
+    static func publicFileText(_ name: String, _ publicKey: String) -> String {
+        """
+        # Sluice CURVE public key of '\(name)'. Give it to the controller that is to trust \(name).
+        public-key = "\(publicKey)"
+
+        """
     }
 
     /// The pair in `NAME.key`.
@@ -155,7 +164,26 @@ public struct ControllerKeys {
     }
 
     /// How a process of the run started on this host is told its keys.
-    public func roleArguments(_ role: String) -> [String] {
-        ["--key", "\(folder.path)/\(role).key", "--controller-key", "\(folder.path)/\(Self.controllerName).pub"]
+    public func roleArguments(_ role: String) -> [String] { Self.roleArguments(role, folder: folder.path) }
+
+    /// A role's key options, its keys in `folder` (as `sluice keys` writes them).
+    public static func roleArguments(_ role: String, folder: String) -> [String] {
+        ["--key", "\(folder)/\(role).key", "--controller-key", "\(folder)/\(controllerName).pub"]
+    }
+}
+
+/// The command line of a role started by hand on a host of its own: what an operator, a systemd
+/// unit and a Kubernetes pod run, and what the multi-host tests run.
+public enum RoleCommand {
+    /// `bind`: where a stage or the sink binds its data socket; `advertise`: the host others
+    /// reach it by; `modelCache`: where a stage keeps the model it fetches.
+    public static func arguments(role: String, controller: String, keyFolder: String, bind: String? = nil,
+                                 advertise: String? = nil, modelCache: String? = nil) -> [String] {
+        let command = StageInstance.stage(of: role) != nil ? "stage" : role
+        var arguments = [command, "--controller", controller, "--name", role] + ControllerKeys.roleArguments(role, folder: keyFolder)
+        if let bind { arguments += ["--bind", bind] }
+        if let advertise { arguments += ["--advertise", advertise] }
+        if let modelCache { arguments += ["--model-cache", modelCache] }
+        return arguments
     }
 }

@@ -23,7 +23,7 @@ struct Sluice: ParsableCommand {
         """,
         version: SluiceVersion.current,
         subcommands: [Run.self, Profile.self, Validate.self, Plan.self, Infer.self, Inspect.self, Bench.self, Controller.self,
-                      Stage.self, Source.self, Sink.self, Keys.self])
+                      Stage.self, Source.self, Sink.self, Keys.self, Deploy.self])
 
     static func main() {
         restartWithBetterBLASKernels()

@@ -4,7 +4,7 @@ import Testing
 /// What `--help` promises: text wrapped once to the terminal, example lines never broken, and
 /// every example runs as written.
 enum Help {
-    static let subcommands = ["run", "profile", "validate", "plan", "infer", "inspect", "bench", "keys", "controller", "stage", "source", "sink"]
+    static let subcommands = ["run", "profile", "validate", "plan", "infer", "inspect", "bench", "keys", "deploy kubernetes", "controller", "stage", "source", "sink"]
 
     /// Runs a shell command line in `folder` with the built `sluice` first on PATH.
     static func shell(_ command: String, in folder: String, environment extra: [String: String] = [:], timeout: Double = 60) throws -> Finished {

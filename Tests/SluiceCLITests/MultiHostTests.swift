@@ -59,18 +59,18 @@ extension MultiProcess {
             let keys = folder + "/keys"
             #expect(try sluice("keys", keys, "--pipeline", file).status == 0)
             let controller = try on(1, ["controller", file, "--control", "tcp://10.231.0.1:7100", "--keys", keys])
-            func role(_ command: String, _ name: String, _ extra: [String] = []) -> [String] {
-                [command, "--controller", "tcp://10.231.0.1:7100", "--name", name, "--key", "\(keys)/\(name).key",
-                 "--controller-key", "\(keys)/controller.pub"] + extra
+            // The commands a Kubernetes pod runs (`sluice deploy kubernetes`), with these hosts'
+            // addresses. Only the controller's host has the model: the stages fetch it.
+            func role(_ name: String, bind: String? = nil, advertise: String? = nil) -> [String] {
+                RoleCommand.arguments(role: name, controller: "tcp://10.231.0.1:7100", keyFolder: keys, bind: bind, advertise: advertise,
+                                      modelCache: name.hasPrefix("stage") ? "\(folder)/cache-\(name)" : nil)
             }
-            // Only the controller's host has the model: the stages fetch it, each into a cache of its host's.
-            func stage(_ name: String, _ extra: [String]) -> [String] { role("stage", name, extra + ["--model-cache", "\(folder)/cache-\(name)"]) }
             let roles = [
-                try on(2, stage("stage-0", ["--bind", "tcp://10.231.0.2:7201"]), withoutModels: true),
-                try on(3, stage("stage-1", ["--bind", "tcp://0.0.0.0:0", "--advertise", "10.231.0.3"]), withoutModels: true),
-                try on(4, stage("stage-2", ["--bind", "tcp://10.231.0.4:0"]), withoutModels: true),
-                try on(5, role("sink", "sink", ["--bind", "tcp://10.231.0.5:0"]), withoutModels: true),
-                try on(2, role("source", "source"), withoutModels: true),
+                try on(2, role("stage-0", bind: "tcp://10.231.0.2:7201"), withoutModels: true),
+                try on(3, role("stage-1", bind: "tcp://0.0.0.0:0", advertise: "10.231.0.3"), withoutModels: true),
+                try on(4, role("stage-2", bind: "tcp://10.231.0.4:0"), withoutModels: true),
+                try on(5, role("sink", bind: "tcp://10.231.0.5:0"), withoutModels: true),
+                try on(2, role("source"), withoutModels: true),
             ]
             return (controller, roles, folder + "/out.jsonl", file)
         }
