@@ -183,6 +183,10 @@ final class RoleShell {
         }
     }
 
+    /// Timeouts (`controller.timeout_s`) a send may wait for room before the next hop is taken
+    /// for out of reach: well past a restart of a dead process, which takes one.
+    static let unreachableAfter = 3.0
+
     /// What came of a send: whether the frames left, and how long the role waited for room.
     struct Sent {
         var delivered: Bool
@@ -204,6 +208,15 @@ final class RoleShell {
                 if pendingExit == nil { pendingExit = exitNow(adapter) ?? serveControl(adapter) }
                 if pendingExit == nil, controllerSilent(adapter) {
                     logger.error("the controller went silent while this role waited to send; exiting")
+                    pendingExit = RoleExit(status: 1, finalHeartbeat: false)
+                }
+                // A next hop that took nothing for this long is not slow but out of reach: the
+                // run fails naming the link, rather than wait for it forever.
+                if pendingExit == nil, blocked > Self.unreachableAfter * timeout(adapter) {
+                    let reason = "nothing at \(socket.connectedEndpoints.joined(separator: ", ")) took a batch for \(Int(blocked)) s: "
+                        + "the next hop is down, unreachable from this host, or refusing this process's key"
+                    logger.error("\(reason)")
+                    control.send(.failed(message: reason))
                     pendingExit = RoleExit(status: 1, finalHeartbeat: false)
                 }
                 if pendingExit != nil { return Sent(delivered: false, blockedSeconds: blocked) }

@@ -10,10 +10,11 @@ struct SHA256 {
     init() { sluice_sha256_init(&state) }
 
     mutating func update<Bytes: Collection>(_ bytes: Bytes) where Bytes.Element == UInt8 {
-        let done = bytes.withContiguousStorageIfAvailable { buffer in
+        let done = bytes.withContiguousStorageIfAvailable { buffer -> Bool in
             sluice_sha256_update(&state, buffer.baseAddress, buffer.count)
-        }
-        if done == nil {
+            return true
+        } ?? false
+        if !done {
             let copy = Array(bytes)
             copy.withUnsafeBufferPointer { sluice_sha256_update(&state, $0.baseAddress, $0.count) }
         }

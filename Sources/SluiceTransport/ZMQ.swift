@@ -92,6 +92,8 @@ public final class ZMQSocket: @unchecked Sendable {
     let handle: UnsafeMutableRawPointer
     private let context: ZMQContext
     private var boundIPCPaths: [String] = []
+    /// Every endpoint this socket was told to connect to, in order (for messages about them).
+    public private(set) var connectedEndpoints: [String] = []
 
     public init(_ context: ZMQContext, _ kind: SocketKind, lingerMilliseconds: Int32, sendHighWaterMark: Int32,
                 receiveHighWaterMark: Int32, identity: String? = nil) throws {
@@ -177,6 +179,7 @@ public final class ZMQSocket: @unchecked Sendable {
 
     public func connect(_ endpoint: String) throws {
         guard zmq_connect(handle, endpoint) == 0 else { throw ZMQError("connect \(endpoint)") }
+        connectedEndpoints.append(endpoint)
     }
 
     /// Sends a multipart message. With `dontWait`, returns false instead of blocking when the

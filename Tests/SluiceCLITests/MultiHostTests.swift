@@ -25,7 +25,7 @@ extension MultiProcess {
             return try Running(["netns", "exec", "sluice-h\(host)"] + hide + [sluiceBinary] + arguments, executable: ip)
         }
 
-        static func pipeline(_ folder: String, rate: String) throws -> String {
+        static func pipeline(_ folder: String, rate: String, controller: String = "") throws -> String {
             try writePipeline("""
             name: multi-host
             model:
@@ -45,17 +45,19 @@ extension MultiProcess {
             sink:
               type: jsonl
               path: \(folder)/out.jsonl
+            \(controller)
             """)
         }
 
         /// The controller on host 1, the source and stage 0 on host 2, stage 1 on host 3 (bound on
         /// every address, advertised by its own), stage 2 on host 4, the sink on host 5; ports
         /// picked by the system but stage 0's. Returns the controller's process and the output.
-        static func start(rate: String) throws -> (controller: Running, roles: [Running], output: String, pipeline: String) {
+        static func start(rate: String, controller settings: String = "", stage1Advertises: String = "10.231.0.3") throws
+            -> (controller: Running, roles: [Running], output: String, pipeline: String) {
             try hosts("up", "5")
             let folder = temporaryPath("multi-host")
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-            let file = try pipeline(folder, rate: rate)
+            let file = try pipeline(folder, rate: rate, controller: settings)
             let keys = folder + "/keys"
             #expect(try sluice("keys", keys, "--pipeline", file).status == 0)
             let controller = try on(1, ["controller", file, "--control", "tcp://10.231.0.1:7100", "--keys", keys])
@@ -67,7 +69,7 @@ extension MultiProcess {
             }
             let roles = [
                 try on(2, role("stage-0", bind: "tcp://10.231.0.2:7201"), withoutModels: true),
-                try on(3, role("stage-1", bind: "tcp://0.0.0.0:0", advertise: "10.231.0.3"), withoutModels: true),
+                try on(3, role("stage-1", bind: "tcp://0.0.0.0:0", advertise: stage1Advertises), withoutModels: true),
                 try on(4, role("stage-2", bind: "tcp://10.231.0.4:0"), withoutModels: true),
                 try on(5, role("sink", bind: "tcp://10.231.0.5:0"), withoutModels: true),
                 try on(2, role("source"), withoutModels: true),
@@ -118,6 +120,20 @@ extension MultiProcess {
             #expect(result.status == 0, "\(result.stderr)")
             #expect(result.stderr.contains("72 windows in, 72 out (in order, none lost or duplicated)"), "\(result.stderr)")
             #expect(try String(contentsOfFile: run.output, encoding: .utf8) == (try Self.reference(run.pipeline)))
+        }
+
+        /// Stage 1 says it is reached at an address no host has: stage 0 cannot hand it a
+        /// batch. The run fails naming the link, within three timeouts, and never hangs.
+        @Test func anUnreachableNextHopFailsTheRunNamingIt() throws {
+            defer { try? Self.hosts("down") }
+            let started = Date()
+            // The recording lasts 10 s: stage 0 is still asked for batches when its wait runs out.
+            let run = try Self.start(rate: "5x", controller: "controller:\n  timeout_s: 2", stage1Advertises: "10.231.0.99")
+            let result = run.controller.wait(timeout: 60)
+            _ = run.roles.map { $0.wait(timeout: 30) }
+            #expect(result.status == 1, "\(result.stderr)")
+            #expect(result.stderr.contains("stage-0: nothing at tcp://10.231.0.99:"), "\(result.stderr)")
+            #expect(Date().timeIntervalSince(started) < 40)
         }
     }
 }

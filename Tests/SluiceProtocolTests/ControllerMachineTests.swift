@@ -616,3 +616,31 @@ private func liveSourceController() -> ControllerMachine {
     _ = controller.handle(.received(from: "source", .heartbeat(RoleCounters())))
     #expect(controller.counters["source"]?.drops.count(.chunk, .malformed) == 3, "the dead one's drops are kept")
 }
+
+/// A drain that stalls names where the batches stopped: the hop nearest the sink that took more
+/// than it handed on (upstream of it, backpressure makes every hop look held up).
+@Test func aStalledDrainNamesTheHopWhereBatchesStopped() {
+    var controller = running()
+    func beat(_ name: String, received: Int, sent: Int, at now: Double) {
+        var counters = RoleCounters()
+        counters.received = received
+        counters.sent = sent
+        _ = controller.handle(.received(from: name, .heartbeat(counters)))
+    }
+    _ = controller.handle(.received(from: "source", .sourceDone(SourceDone(batches: 9, windows: 72))))
+    var failure: ControllerOutcome?
+    var now = 0.0
+    while failure == nil, now < 60 {
+        now += 0.5
+        beat("source", received: 0, sent: 9, at: now)
+        beat("stage-0", received: 3, sent: 3, at: now)
+        beat("stage-1", received: 2, sent: 0, at: now)
+        beat("sink", received: 0, sent: 0, at: now)
+        failure = outcome(controller.handle(.tick(now: now)))
+    }
+    guard case .failed(let message)? = failure else {
+        Issue.record("the drain never failed: \(String(describing: failure))")
+        return
+    }
+    #expect(message.hasSuffix("(stage-1 took 2 batches and handed on 0: check the link to sink)"), "\(message)")
+}

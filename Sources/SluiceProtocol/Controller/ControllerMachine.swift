@@ -366,6 +366,29 @@ public struct ControllerMachine {
         }
     }
 
+    /// Where the stream stopped, from the last heartbeats: the hop nearest the sink whose
+    /// processes took more batches than they handed on, or handed on more than the next hop
+    /// took (" (…)"; empty when none is seen). Upstream of it, backpressure makes every hop
+    /// look held up: the nearest one is where the batches stopped.
+    private func stuckAt() -> String {
+        let hops = [[sourceName]] + stageInstances + [[sinkName]]
+        func batches(_ count: Int) -> String { count == 1 ? "1 batch" : "\(count) batches" }
+        for (index, hop) in hops.enumerated().dropLast().reversed() {
+            let taken = hop.compactMap { counters[$0] }
+            let received = hop == [sourceName] ? taken.reduce(0) { $0 + $1.sent } : taken.reduce(0) { $0 + $1.received }
+            let sent = taken.reduce(0) { $0 + $1.sent }
+            let next = hops[index + 1]
+            let nextReceived = next.compactMap { counters[$0]?.received }.reduce(0, +)
+            if received > sent {
+                return " (\(hop.joined(separator: ", ")) took \(batches(received)) and handed on \(sent): check the link to \(next.joined(separator: ", ")))"
+            }
+            if sent > nextReceived {
+                return " (\(hop.joined(separator: ", ")) handed on \(batches(sent)) and \(next.joined(separator: ", ")) took \(nextReceived): check the link between them)"
+            }
+        }
+        return ""
+    }
+
     /// A role's assignment as the plan stands now: a stage that registers again (restarted)
     /// or joins as a replica gets the range and epoch in force; it and a restarted source get
     /// every process of the next hop that is ready (one still starting is announced by
@@ -510,8 +533,8 @@ public struct ControllerMachine {
                     + askForReplay()
             }
             if phase == .draining, stalled {
-                return actions + finish(.failed("the sink received no batch for \(liveness.timeoutSeconds) s while draining; batches were lost"),
-                                        reason: "drain stalled")
+                return actions + finish(.failed("the sink received no batch for \(liveness.timeoutSeconds) s while draining; batches were lost"
+                                                + stuckAt()), reason: "drain stalled")
             }
             // Batches wait at the sink behind a gap that a replay did not fill, and nothing after
             // it can be released. (Duplicates and replayed copies were dropped: they wait for nothing.)
