@@ -236,10 +236,9 @@ public struct KubernetesManifests {
             container.append(("readinessProbe", probe))
             container.append(("livenessProbe", probe))
         } else if role != "source" {
+            // No tcpSocket probe: a connection that never speaks CURVE is a refused peer, and
+            // would be counted as one every period. A role that fails exits; the pod restarts.
             container.append(("ports", .list([.map([("name", .string("data")), ("containerPort", .int(port))])])))
-            let probe = YAMLValue.map([("tcpSocket", .map([("port", .int(port))])), ("periodSeconds", .int(5))])
-            container.append(("readinessProbe", probe))
-            container.append(("livenessProbe", probe))
         }
         let annotations: [(String, YAMLValue)] = isController
             ? [("prometheus.io/scrape", .string("true")), ("prometheus.io/port", .string("\(Self.metricsPort)")), ("prometheus.io/path", .string("/metrics"))]

@@ -86,8 +86,11 @@ final class RoleShell {
     /// Binds a zmq sink's socket to its consumers: under CURVE with the output's own key, which
     /// lets in only the consumers' keys, and to nothing else.
     func bindOutput(_ network: SinkNetworkConfig) throws -> ZMQSocket {
+        // A short queue, and none for a consumer that is not connected: what libzmq holds for a
+        // consumer that goes away is lost with it (uncounted), so it holds little.
         let socket = try ZMQSocket(context, network.pattern == .push ? .push : .pub, lingerMilliseconds: 2000,
-                                   sendHighWaterMark: 1000, receiveHighWaterMark: 10)
+                                   sendHighWaterMark: 4, receiveHighWaterMark: 10)
+        if network.pattern == .push { try socket.queueOnlyToConnectedPeers() }
         if let keyFile = network.keyFile, network.endpoint.hasPrefix("tcp://") {
             let consumerDomain = "sluice-consumers"
             var consumers: [String: String] = [:]
