@@ -44,6 +44,8 @@ public final class ControllerRole {
     /// Largest piece of the model sent in one control message.
     static let modelPieceBytes = 1 << 20
     private var plannedEndpoints: [String: String] = [:]
+    /// Stage processes that joined without a name, and the places given to them.
+    private var pool = Pool()
     private var advertisedEndpoints: [String: String] = [:]
 
     /// `metricsPort`: serve Prometheus text at http://`metricsHost`:port/metrics while running
@@ -132,11 +134,6 @@ public final class ControllerRole {
                     continue
                 }
                 let sender = frames[0].text
-                // Under CURVE a process is the name its key is filed under, whatever routing id it gives.
-                if keys != nil, frames[1].authenticatedName != sender {
-                    controlDrops.drop([(1, .controlFrame)], .unknownPeer, "from '\(sender)', sent under the key of '\(frames[1].authenticatedName ?? "nobody")'")
-                    continue
-                }
                 let message: ControlMessage
                 do {
                     message = try frames[1].withBytes { try ControlMessage.decode($0) }
@@ -144,6 +141,19 @@ public final class ControllerRole {
                     controlDrops.drop([(1, .controlFrame)], .malformed, "from '\(sender)': \(error)")
                     continue
                 }
+                let keyName = frames[1].authenticatedName
+                // A process of the pool offers itself under a routing id of its own making.
+                if case .join(let hello) = message {
+                    offer(from: sender, hello, keyName: keyName)
+                    continue
+                }
+                // Under CURVE a process is the name its key is filed under, whatever routing id it
+                // gives, or the name this controller gave the key's process from the pool.
+                if keys != nil, keyName != sender, keyName == nil || pool.granted[sender] != keyName {
+                    controlDrops.drop([(1, .controlFrame)], .unknownPeer, "from '\(sender)', sent under the key of '\(keyName ?? "nobody")'")
+                    continue
+                }
+                if case .hello = message { pool.registered(sender) }
                 let known = machine.knows(sender)
                 let isHeartbeat: Bool
                 if case .heartbeat = message { isHeartbeat = true } else { isHeartbeat = false }
@@ -300,8 +310,32 @@ public final class ControllerRole {
     }
 
     private var trust: LinkTrust {
-        let peers = Dictionary((keys?.peers ?? [:]).map { ($0.value, $0.key) }, uniquingKeysWith: { first, _ in first })
+        var peers = Dictionary((keys?.peers ?? [:]).map { ($0.value, $0.key) }, uniquingKeysWith: { first, _ in first })
+        for (role, keyName) in pool.granted { if let key = peers[keyName] { peers[role] = key } }
         return LinkTrust(peers: peers, endpoints: endpointOwners.compactMapValues { peers[$0] })
+    }
+
+    /// A process of the pool asks for a place: a stage process of the plan that has not
+    /// registered, or one wanted since (a dead one's, a replica); otherwise it waits.
+    private func offer(from id: String, _ hello: Hello, keyName: String?) {
+        guard hello.speaksThisRevision else {
+            send(.shutdown(reason: "this controller speaks control revision \(ControlMessage.revision): run the same Sluice release everywhere"), to: id)
+            return
+        }
+        let now = monotonicSeconds()
+        if let place = pool.placeGiven(to: id) ?? pool.freePlace(planned: machine.unregisteredStages, now: now) {
+            grant(place, to: id, keyName: keyName, hello: hello)
+        } else {
+            pool.wait(id, keyName: keyName, hello: hello, now: now)
+            send(.ping, to: id)
+        }
+    }
+
+    private func grant(_ place: String, to id: String, keyName: String?, hello: Hello) {
+        pool.give(place, to: id, keyName: keyName ?? "", now: monotonicSeconds())
+        if keys != nil { for name in Set(trust.peers.keys) where name != ControllerKeys.controllerName { send(.trust(trust), to: name) } }
+        logger.info("\(place) is the process that joined the pool as \(keyName.map { "key '\($0)', " } ?? "")pid \(hello.pid) on \(hello.host)")
+        send(.named(place), to: id)
     }
 
     /// Makes (or finds) the key of a process about to be started, and tells every role to let it in.
@@ -318,6 +352,14 @@ public final class ControllerRole {
     }
 
     private func start(_ role: String) {
+        if StageInstance.stage(of: role) != nil {
+            if let joiner = pool.takeWaiting(now: monotonicSeconds()) {
+                grant(role, to: joiner.id, keyName: joiner.keyName, hello: joiner.hello)
+                return
+            }
+            // Started by hand, the place also goes to the next process that joins the pool.
+            if !spawnStages { pool.wanted.append(role) }
+        }
         // The launcher names the source and sink after their subcommands.
         let command = StageInstance.stage(of: role) != nil ? "stage" : role
         let keyArguments: [String]
@@ -400,4 +442,52 @@ public final class ControllerRole {
         snapshot.recovery = machine.recovery
         return snapshot
     }
+}
+
+/// The pool's bookkeeping: who waits, which places were given, and to whom.
+private struct Pool {
+    struct Joiner {
+        var id: String
+        var keyName: String?
+        var hello: Hello
+        var heard: Double
+    }
+
+    /// A waiting process that was not heard from for this long has gone.
+    static let waitingSeconds = 3.0
+    /// A place given is held this long for its process to register under it.
+    static let registerSeconds = 10.0
+    private(set) var waiting: [Joiner] = []
+    /// Role name → the name of the key of the process it was given to ("" without CURVE).
+    private(set) var granted: [String: String] = [:]
+    /// Places given and not yet registered under: role name → (routing id, when).
+    private var pending: [String: (id: String, at: Double)] = [:]
+    /// Places a process started by hand would fill, wanted since the run began.
+    var wanted: [String] = []
+
+    func placeGiven(to id: String) -> String? { pending.first { $0.value.id == id }?.key }
+
+    mutating func freePlace(planned: [String], now: Double) -> String? {
+        pending = pending.filter { now - $0.value.at < Self.registerSeconds }
+        return (planned + wanted).first { pending[$0] == nil }
+    }
+
+    mutating func wait(_ id: String, keyName: String?, hello: Hello, now: Double) {
+        waiting.removeAll { $0.id == id || now - $0.heard > Self.waitingSeconds }
+        waiting.append(Joiner(id: id, keyName: keyName, hello: hello, heard: now))
+    }
+
+    mutating func takeWaiting(now: Double) -> Joiner? {
+        waiting.removeAll { now - $0.heard > Self.waitingSeconds }
+        return waiting.isEmpty ? nil : waiting.removeFirst()
+    }
+
+    mutating func give(_ place: String, to id: String, keyName: String, now: Double) {
+        granted[place] = keyName
+        pending[place] = (id, now)
+        wanted.removeAll { $0 == place }
+        waiting.removeAll { $0.id == id }
+    }
+
+    mutating func registered(_ name: String) { pending[name] = nil }
 }

@@ -133,9 +133,14 @@ final class RoleShell {
                 throw RoleError("no key is known for \(endpoint): the controller sent none, so no process there can be trusted")
             }
             try socket.connectCurve(keys.keys, serverKey: serverKey)
+            securedConnections.append((socket, endpoint))
         }
         try socket.connect(endpoint)
     }
+
+    /// Data connections made under CURVE, to connect again when the process at an endpoint
+    /// changes key (one from the pool took a dead one's place there).
+    private var securedConnections: [(socket: ZMQSocket, endpoint: String)] = []
 
     /// A replica joined the next hop: `push` spreads batches over it too from now on.
     func connectReplica(_ push: ZMQSocket?, _ endpoint: String) {
@@ -254,7 +259,19 @@ final class RoleShell {
     }
 
     private func take(_ trust: LinkTrust) {
+        let before = self.trust
         self.trust = trust
+        for (socket, endpoint) in securedConnections where before.endpoints[endpoint] != trust.endpoints[endpoint] {
+            guard let keys, let serverKey = trust.endpoints[endpoint] else { continue }
+            do {
+                try socket.disconnect(endpoint)
+                try socket.connectCurve(keys.keys, serverKey: serverKey)
+                try socket.connect(endpoint)
+                logger.info("connected to \(endpoint) again: another process holds it now, under its own key")
+            } catch {
+                logger.error("cannot connect to \(endpoint) again under its new key: \(error)")
+            }
+        }
         let malformed = authenticator?.allow(Dictionary(trust.peers.map { ($0.value, $0.key) }, uniquingKeysWith: { first, _ in first })) ?? []
         if !malformed.isEmpty { logger.warning("the controller sent \(malformed.count) keys that are not CURVE keys; they let nobody in") }
     }

@@ -169,6 +169,11 @@ public final class ZMQSocket: @unchecked Sendable {
         guard zmq_bind(handle, endpoint) == 0 else { throw ZMQError("bind \(endpoint)") }
     }
 
+    public func disconnect(_ endpoint: String) throws {
+        guard zmq_disconnect(handle, endpoint) == 0 else { throw ZMQError("disconnect \(endpoint)") }
+        connectedEndpoints.removeAll { $0 == endpoint }
+    }
+
     /// The endpoint the last bind took, with the port the system picked for port 0.
     public var lastEndpoint: String? {
         var buffer = [CChar](repeating: 0, count: 1024)

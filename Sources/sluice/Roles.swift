@@ -7,8 +7,8 @@ struct RoleOptions: ParsableArguments {
     @Option(help: "The controller's control endpoint, e.g. tcp://10.0.0.5:5600.")
     var controller: String
 
-    @Option(help: "This role's name in the pipeline (stage-0, stage-1, …, source, sink).")
-    var name: String
+    @Option(help: "This role's name in the pipeline (stage-0, stage-1, …, source, sink). A stage started without one joins the pool: the controller gives it a stage that has no process, now or when one dies.")
+    var name: String?
 
     @Option(help: "This role's CURVE key pair (NAME.key from `sluice keys`), for a controller on tcp with CURVE.")
     var key: String?
@@ -43,11 +43,17 @@ struct RoleOptions: ParsableArguments {
 }
 
 /// Runs a worker role until the controller lets it go, exiting with its status.
-func runRole<Role: PipelineRole>(_ type: Role.Type, _ options: RoleOptions, configure: (Role) -> Void = { _ in }) throws {
+/// `joins`: a role started without `--name` waits in the pool for one (stages).
+func runRole<Role: PipelineRole>(_ type: Role.Type, _ options: RoleOptions, joins: Bool = false, configure: (Role) -> Void = { _ in }) throws {
     StopSignal.install(options.managed ? .managedRole : .byHand)
+    guard options.name != nil || joins else { throw ValidationError("give --name: only a stage joins without one") }
     let role: Role
     do {
-        role = try Role(name: options.name, controller: options.controller, keys: try options.roleKeys(), binding: try options.binding())
+        let keys = try options.roleKeys()
+        guard let name = try options.name ?? StagePool.join(controller: options.controller, keys: keys) else { return }
+        role = try Role(name: name, controller: options.controller, keys: keys, binding: try options.binding())
+    } catch let error as ValidationError {
+        throw error
     } catch {
         throw ExitCodes.report(error)
     }

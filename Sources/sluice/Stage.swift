@@ -11,6 +11,10 @@ extension Sluice {
 
             Example:
               sluice stage --controller tcp://10.0.0.5:5600 --name stage-1 --key keys/stage-1.key --controller-key keys/controller.pub
+
+            Without --name it joins the run's pool and takes the first stage that has no process, \
+            now or when one dies:
+              sluice stage --controller tcp://10.0.0.5:5600 --key keys/pool-a.key --controller-key keys/controller.pub
             """)
 
         @OptionGroup var options: RoleOptions
@@ -19,7 +23,7 @@ extension Sluice {
         var modelCache: String?
 
         func run() throws {
-            try runRole(StageRole.self, options) { role in
+            try runRole(StageRole.self, options, joins: true) { role in
                 if let modelCache { role.modelCache = modelCache }
             }
         }

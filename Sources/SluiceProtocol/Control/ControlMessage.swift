@@ -381,6 +381,12 @@ public enum ControlMessage: Equatable, Sendable {
     case fetchModel(ModelRequest)
     /// Controller → stage: a piece of the model file. Never reaches the stage's machine.
     case modelPiece(ModelPiece)
+    /// A stage process started without a name offers itself to the run's pool, under a
+    /// routing id of its own making (`hello.name`), again every second while it waits.
+    case join(Hello)
+    /// Controller → a process that joined: it is this stage process from now on (it says hello
+    /// again under this name). Answered with `ping` while no place is free.
+    case named(String)
 }
 
 public struct ModelRequest: Codable, Equatable, Sendable {
@@ -430,6 +436,7 @@ extension ControlMessage: Codable {
     private struct Failure: Codable { var message: String }
     private struct Epoch: Codable { var epoch: UInt32 }
     private struct Peer: Codable { var endpoint: String }
+    private struct Named: Codable { var name: String }
     private struct Released: Codable { var upTo: UInt64 }
     private struct Replay: Codable { var from: UInt64 }
     private struct Generation: Codable { var generation: UInt16; var made: SourceDone? }
@@ -469,6 +476,8 @@ extension ControlMessage: Codable {
         case .trust: return "trust"
         case .fetchModel: return "fetch_model"
         case .modelPiece: return "model_piece"
+        case .join: return "join"
+        case .named: return "named"
         }
     }
 
@@ -498,6 +507,8 @@ extension ControlMessage: Codable {
         case .trust(let trust): try container.encode(trust, forKey: .body)
         case .fetchModel(let request): try container.encode(request, forKey: .body)
         case .modelPiece(let piece): try container.encode(piece, forKey: .body)
+        case .join(let hello): try container.encode(hello, forKey: .body)
+        case .named(let name): try container.encode(Named(name: name), forKey: .body)
         case .ready, .start, .stop, .ping, .replayNeeded, .rejoin: break
         }
     }
@@ -535,6 +546,8 @@ extension ControlMessage: Codable {
         case "trust": self = .trust(try container.decode(LinkTrust.self, forKey: .body))
         case "fetch_model": self = .fetchModel(try container.decode(ModelRequest.self, forKey: .body))
         case "model_piece": self = .modelPiece(try container.decode(ModelPiece.self, forKey: .body))
+        case "join": self = .join(try container.decode(Hello.self, forKey: .body))
+        case "named": self = .named(try container.decode(Named.self, forKey: .body).name)
         case "replay": self = .replay(from: try container.decode(Replay.self, forKey: .body).from)
         case "source_lost":
             let lost = try container.decode(Generation.self, forKey: .body)

@@ -200,6 +200,13 @@ public struct ControllerMachine {
     public func isRestarting(_ name: String) -> Bool { restarting[name] != nil }
 
     /// Whether `name` is a role of this pipeline (replicas added live included).
+    /// Stage processes of the plan that have not registered while the run waits for them: places
+    /// for processes that join the pool.
+    public var unregisteredStages: [String] {
+        guard phase == .registering else { return [] }
+        return assignments.keys.filter { StageInstance.stage(of: $0) != nil && !registered.contains($0) }.sorted()
+    }
+
     public func knows(_ name: String) -> Bool {
         // Rejoining, a replica the dead controller started is known by its name's shape.
         assignments[name] != nil || (phase == .rejoining && StageInstance.stage(of: name) != nil)
@@ -361,7 +368,7 @@ public struct ControllerMachine {
             }
             return finish(.failed("\(name): \(reason)"), reason: "\(name) failed")
         case .assignStage, .assignSource, .assignSink, .start, .expect, .stop, .shutdown, .ping, .prepare, .commit, .mark, .retire, .connect,
-             .released, .replayNeeded, .sourceLost, .rejoin, .trust, .fetchModel, .modelPiece:
+             .released, .replayNeeded, .sourceLost, .rejoin, .trust, .fetchModel, .modelPiece, .join, .named:
             return [.log("ignoring \(message.type) from \(name): only the controller sends it")]
         }
     }
