@@ -43,6 +43,12 @@ down() {
         ip netns del "$ns"
     done
     ip link show "$bridge" >/dev/null 2>&1 && ip link del "$bridge"
+    # The kernel removes a namespace's veth links after `ip netns del` returns: wait for them, so
+    # that an `up` right after makes its links anew instead of finding the old ones.
+    for _ in $(seq 1 100); do
+        ip -o link show | grep -q ' sluice-v' || return 0
+        sleep 0.05
+    done
     return 0
 }
 

@@ -228,15 +228,19 @@ public final class ControllerRole {
             logger.warning("\(name) says it is reached at '\(endpoint.prefix(120))', which is no tcp://HOST:PORT or ipc://PATH endpoint; ignored")
             return
         }
-        if advertisedEndpoints[planned] != endpoint {
-            if let earlier = advertisedEndpoints[planned] {
-                logger.warning("\(name) is now reached at \(endpoint), not \(earlier): peers already connected keep the old one")
-            } else {
-                logger.info("\(name) is reached at \(endpoint)")
-            }
-        }
+        let earlier = advertisedEndpoints[planned]
         advertisedEndpoints[planned] = endpoint
         endpointOwners[endpoint] = name
+        guard earlier != endpoint else { return }
+        logger.info("\(name) is reached at \(endpoint)\(earlier.map { ", no longer at \($0)" } ?? "")")
+        // A process in a dead one's place, elsewhere (a pod from the pool): the hop before it
+        // sends there too from now on.
+        guard earlier != nil, let stage = StageInstance.stage(of: name) else { return }
+        let upstream = stage == 0 ? ["source"] : (machine.stageInstances.indices.contains(stage - 1) ? machine.stageInstances[stage - 1] : [])
+        for peer in upstream {
+            if keys != nil { send(.trust(trust), to: peer) }
+            send(.connect(endpoint: endpoint), to: peer)
+        }
     }
 
     /// What a role may say it is reached at: short, and tcp://HOST:PORT or ipc://PATH.

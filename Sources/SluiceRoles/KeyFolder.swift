@@ -177,10 +177,12 @@ public struct ControllerKeys {
 public enum RoleCommand {
     /// `bind`: where a stage or the sink binds its data socket; `advertise`: the host others
     /// reach it by; `modelCache`: where a stage keeps the model it fetches.
+    /// `joining`: a stage that joins the pool with `role`'s key and no name of its own.
     public static func arguments(role: String, controller: String, keyFolder: String, bind: String? = nil,
-                                 advertise: String? = nil, modelCache: String? = nil) -> [String] {
-        let command = StageInstance.stage(of: role) != nil ? "stage" : role
-        var arguments = [command, "--controller", controller, "--name", role] + ControllerKeys.roleArguments(role, folder: keyFolder)
+                                 advertise: String? = nil, modelCache: String? = nil, joining: Bool = false) -> [String] {
+        let command = StageInstance.stage(of: role) != nil || joining ? "stage" : role
+        var arguments = [command, "--controller", controller] + (joining ? [] : ["--name", role])
+            + ControllerKeys.roleArguments(role, folder: keyFolder)
         if let bind { arguments += ["--bind", bind] }
         if let advertise { arguments += ["--advertise", advertise] }
         if let modelCache { arguments += ["--model-cache", modelCache] }

@@ -64,6 +64,8 @@ public struct KubernetesManifests {
     static let keyFolder = "/sluice/keys"
     static let metricsPort = 9100
     static let dataPort = 7200
+    /// The stage processes: pods of one Deployment that join the run's pool, sharing its key.
+    static let poolName = "stages"
 
     let plan: PipelinePlan
     let pipelineText: String
@@ -134,14 +136,15 @@ public struct KubernetesManifests {
         case "sink":
             return RoleCommand.arguments(role: role, controller: controllerEndpoint, keyFolder: Self.keyFolder, bind: bind, advertise: "$(POD_IP)")
         default:
+            // No --name: each pod joins the pool and is given a stage process's place.
             return RoleCommand.arguments(role: role, controller: controllerEndpoint, keyFolder: Self.keyFolder, bind: bind,
-                                         advertise: "$(POD_IP)", modelCache: "/sluice/cache")
+                                         advertise: "$(POD_IP)", modelCache: "/sluice/cache", joining: true)
         }
     }
 
     /// The manifests, one YAML document each, and the keys made for them.
     public func render() throws -> String {
-        let roles = ["source", "sink"] + plan.stageNames
+        let roles = ["source", "sink", Self.poolName]
         var pairs: [String: CurveKeyPairText] = [:]
         for role in [ControllerKeys.controllerName] + roles { pairs[role] = try CurveKeyPairText.make(role) }
         var documents: [YAMLValue] = [configMap()]
@@ -154,9 +157,7 @@ public struct KubernetesManifests {
         }
         documents.append(deployment(ControllerKeys.controllerName, cores: 1))
         documents.append(controllerService())
-        for (index, names) in plan.stageInstances.enumerated() {
-            for stage in names { documents.append(deployment(stage, cores: plan.shapes[index].threads)) }
-        }
+        documents.append(deployment(Self.poolName, cores: plan.shapes.map(\.threads).max() ?? 1, replicas: plan.stageNames.count))
         documents.append(deployment("sink", cores: 1))
         documents.append(deployment("source", cores: 1))
         return documents.map { "---\n" + $0.render() + "\n" }.joined()
@@ -197,9 +198,9 @@ public struct KubernetesManifests {
                              ]))]))])
     }
 
-    private func deployment(_ role: String, cores: Int) -> YAMLValue {
+    private func deployment(_ role: String, cores: Int, replicas: Int = 1) -> YAMLValue {
         let isController = role == ControllerKeys.controllerName
-        let isStage = StageInstance.stage(of: role) != nil
+        let isStage = role == Self.poolName
         var mounts: [YAMLValue] = [
             .map([("name", .string("keys")), ("mountPath", .string(Self.keyFolder)), ("readOnly", .bool(true))]),
         ]
@@ -252,9 +253,11 @@ public struct KubernetesManifests {
         return .map([
             ("apiVersion", .string("apps/v1")), ("kind", .string("Deployment")), ("metadata", metadata(objectName(role), role: role)),
             ("spec", .map([
-                ("replicas", .int(1)),
-                // One process per role name at a time: the old pod is gone before its successor starts.
-                ("strategy", .map([("type", .string("Recreate"))])),
+                ("replicas", .int(replicas)),
+                // One process per role name at a time: the old pod is gone before its successor
+                // starts. (Stage pods have no name of their own; scaling them adds processes
+                // that wait in the pool.)
+                ("strategy", .map([("type", .string(isStage ? "RollingUpdate" : "Recreate"))])),
                 ("selector", .map([("matchLabels", labels(role))])),
                 ("template", .map([("metadata", .map([("labels", labels(role))] + (annotations.isEmpty ? [] : [("annotations", .map(annotations))]))),
                                    ("spec", podSpec)])),

@@ -19,22 +19,24 @@ import SluiceRoles
         let plan = try PipelinePlan.make(config: PipelineConfig.load(path: pipelineFile("cluster.yaml")))
         let manifests = try KubernetesManifests(pipelineFile: pipelineFile("cluster.yaml"), plan: plan, options: .init(image: "x"))
         let unindented = text.split(separator: "\n").map { $0.drop { $0 == " " } }.joined(separator: "\n")
-        for role in ["controller", "source", "sink"] + plan.stageNames {
+        for role in ["controller", "source", "sink", "stages"] {
             // The args list as the manifest writes it: the same list the five-host test runs.
             let args = manifests.arguments(of: role).map { "- \(JSONQuoted($0))" }.joined(separator: "\n")
             #expect(unindented.contains("args:\n" + args + "\n"), "\(role): \(args)")
         }
-        #expect(manifests.arguments(of: "stage-1") == RoleCommand.arguments(
-            role: "stage-1", controller: "tcp://imu-cluster-controller:7300", keyFolder: "/sluice/keys", bind: "tcp://0.0.0.0:7200",
-            advertise: "$(POD_IP)", modelCache: "/sluice/cache"))
+        #expect(manifests.arguments(of: "stages") == RoleCommand.arguments(
+            role: "stages", controller: "tcp://imu-cluster-controller:7300", keyFolder: "/sluice/keys", bind: "tcp://0.0.0.0:7200",
+            advertise: "$(POD_IP)", modelCache: "/sluice/cache", joining: true))
+        #expect(!manifests.arguments(of: "stages").contains("--name"))
+        #expect(text.contains("name: \"imu-cluster-stages\"") && text.contains("replicas: \(plan.stageNames.count)"))
         for expected in ["kind: \"Deployment\"", "kind: \"Service\"", "kind: \"Secret\"", "kind: \"ConfigMap\"", "path: \"/health\"",
                          "prometheus.io/scrape: \"true\"", "fieldPath: \"status.podIP\"", "cpu: \"1\""] {
             #expect(text.contains(expected), "\(expected)")
         }
         // Each role's Secret holds its own key and no other process's.
-        let stageSecret = try #require(text.components(separatedBy: "---\n").first { $0.contains("name: \"imu-cluster-stage-0-key\"") })
-        #expect(stageSecret.contains("stage-0.key:") && stageSecret.contains("controller.pub:"))
-        #expect(!stageSecret.contains("controller.key") && !stageSecret.contains("stage-1"))
+        let stageSecret = try #require(text.components(separatedBy: "---\n").first { $0.contains("name: \"imu-cluster-stages-key\"") })
+        #expect(stageSecret.contains("stages.key:") && stageSecret.contains("controller.pub:"))
+        #expect(!stageSecret.contains("controller.key") && !stageSecret.contains("sink"))
         let again = try sluice("deploy", "kubernetes", pipelineFile("cluster.yaml"), "--out", out)
         #expect(again.status != 0 && again.stderr.contains("it exists"), "\(again.stderr)")
     }

@@ -52,28 +52,33 @@ extension MultiProcess {
         /// The controller on host 1, the source and stage 0 on host 2, stage 1 on host 3 (bound on
         /// every address, advertised by its own), stage 2 on host 4, the sink on host 5; ports
         /// picked by the system but stage 0's. Returns the controller's process and the output.
-        static func start(rate: String, controller settings: String = "", stage1Advertises: String = "10.231.0.3") throws
+        /// `standby`: a sixth host whose stage process waits in the pool.
+        static func start(rate: String, controller settings: String = "", stage1Advertises: String = "10.231.0.3", standby: Bool = false) throws
             -> (controller: Running, roles: [Running], output: String, pipeline: String) {
-            try hosts("up", "5")
+            try hosts("up", standby ? "6" : "5")
             let folder = temporaryPath("multi-host")
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
             let file = try pipeline(folder, rate: rate, controller: settings)
             let keys = folder + "/keys"
-            #expect(try sluice("keys", keys, "--pipeline", file).status == 0)
+            #expect(try sluice("keys", keys, "--pipeline", file, "stages").status == 0)
             let controller = try on(1, ["controller", file, "--control", "tcp://10.231.0.1:7100", "--keys", keys])
-            // The commands a Kubernetes pod runs (`sluice deploy kubernetes`), with these hosts'
-            // addresses. Only the controller's host has the model: the stages fetch it.
+            // The commands Kubernetes pods run (`sluice deploy kubernetes`), with these hosts'
+            // addresses: stages join the pool under one key, without a name. Only the controller's
+            // host has the model: the stages fetch it.
             func role(_ name: String, bind: String? = nil, advertise: String? = nil) -> [String] {
                 RoleCommand.arguments(role: name, controller: "tcp://10.231.0.1:7100", keyFolder: keys, bind: bind, advertise: advertise,
-                                      modelCache: name.hasPrefix("stage") ? "\(folder)/cache-\(name)" : nil)
+                                      modelCache: name == "stages" ? "\(folder)/cache-\(UUID().uuidString)" : nil, joining: name == "stages")
             }
-            let roles = [
-                try on(2, role("stage-0", bind: "tcp://10.231.0.2:7201"), withoutModels: true),
-                try on(3, role("stage-1", bind: "tcp://0.0.0.0:0", advertise: stage1Advertises), withoutModels: true),
-                try on(4, role("stage-2", bind: "tcp://10.231.0.4:0"), withoutModels: true),
-                try on(5, role("sink", bind: "tcp://10.231.0.5:0"), withoutModels: true),
-                try on(2, role("source"), withoutModels: true),
-            ]
+            var roles: [Running] = []
+            // One at a time, so that each host's process takes the stage after the last one's.
+            for (host, bind, advertise) in [(2, "tcp://10.231.0.2:7201", nil), (3, "tcp://0.0.0.0:0", stage1Advertises), (4, "tcp://10.231.0.4:0", nil)]
+                + (standby ? [(6, "tcp://10.231.0.6:0", nil)] : []) {
+                let stage = try on(host, role("stages", bind: bind, advertise: advertise), withoutModels: true)
+                #expect(stage.waitForLog(host == 6 ? "waiting in the pool" : "joined the pipeline as stage-\(host - 2)"), "\(stage.wait(timeout: 1).stderr)")
+                roles.append(stage)
+            }
+            roles.append(try on(5, role("sink", bind: "tcp://10.231.0.5:0"), withoutModels: true))
+            roles.append(try on(2, role("source"), withoutModels: true))
             return (controller, roles, folder + "/out.jsonl", file)
         }
 
@@ -100,6 +105,7 @@ extension MultiProcess {
             }
             #expect(try String(contentsOfFile: run.output, encoding: .utf8) == (try Self.reference(run.pipeline)))
             for (index, stage) in roles.prefix(3).enumerated() {
+                #expect(stage.stderr.contains("joined the pipeline as stage-\(index)"), "stage-\(index): \(stage.stderr)")
                 #expect(stage.stderr.contains("is not on this host; fetching it"), "stage-\(index): \(stage.stderr)")
                 #expect(stage.stderr.contains("fetched the model from the controller into"), "stage-\(index): \(stage.stderr)")
             }
@@ -134,6 +140,23 @@ extension MultiProcess {
             #expect(result.status == 1, "\(result.stderr)")
             #expect(result.stderr.contains("stage-0: nothing at tcp://10.231.0.99:"), "\(result.stderr)")
             #expect(Date().timeIntervalSince(started) < 40)
+        }
+
+        /// A stage's host dies mid-run while a sixth host's process waits in the pool: it takes
+        /// the place, at its own address, the hop before connects to it, and nothing is lost.
+        @Test func aStandbyOnAnotherHostTakesADeadStagesPlace() throws {
+            defer { try? Self.hosts("down") }
+            let run = try Self.start(rate: "5x", controller: "controller:\n  timeout_s: 2", standby: true)
+            #expect(run.controller.waitForLog("starting the source"))
+            usleep(1_500_000)
+            kill(run.roles[1].pid, SIGKILL)
+            let result = run.controller.wait(timeout: 120)
+            let roles = run.roles.map { $0.wait(timeout: 30) }
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(result.stderr.contains("72 windows in, 72 out (in order, none lost or duplicated)"), "\(result.stderr)")
+            #expect(result.stderr.contains("stage-1 is reached at tcp://10.231.0.6:"), "\(result.stderr)")
+            #expect(roles[3].stderr.contains("joined the pipeline as stage-1"), "\(roles[3].stderr)")
+            #expect(try String(contentsOfFile: run.output, encoding: .utf8) == (try Self.reference(run.pipeline)))
         }
     }
 }
