@@ -220,7 +220,7 @@ public final class ControllerRole {
 
     /// A process that bound its own data socket is reached there, not at its planned endpoint.
     private func takeAdvertised(_ endpoint: String, of name: String) {
-        guard let planned = plannedEndpoints[name] else {
+        guard let planned = plannedEndpoints[name] ?? machine.pullEndpoint(of: name) else {
             logger.warning("\(name) says it is reached at \(endpoint), but binds nothing this run plans; ignored")
             return
         }
@@ -327,7 +327,9 @@ public final class ControllerRole {
             return
         }
         let now = monotonicSeconds()
-        if let place = pool.placeGiven(to: id) ?? pool.freePlace(planned: machine.unregisteredStages, now: now) {
+        let machine = machine
+        if let place = pool.placeGiven(to: id, now: now)
+            ?? pool.freePlace(planned: machine.unregisteredStages, stillWanted: { machine.awaitsProcess($0) }, now: now) {
             grant(place, to: id, keyName: keyName, hello: hello)
         } else {
             pool.wait(id, keyName: keyName, hello: hello, now: now)
@@ -469,16 +471,29 @@ private struct Pool {
     /// Places a process started by hand would fill, wanted since the run began.
     var wanted: [String] = []
 
-    func placeGiven(to id: String) -> String? { pending.first { $0.value.id == id }?.key }
+    /// Waiting processes kept at most: past it, new offers are answered but not kept.
+    static let largestWaiting = 1024
 
-    mutating func freePlace(planned: [String], now: Double) -> String? {
+    func placeGiven(to id: String, now: Double) -> String? {
+        pending.first { $0.value.id == id && now - $0.value.at < Self.registerSeconds }?.key
+    }
+
+    /// A place of the plan nobody registered as, or one still wanted (a process that registered
+    /// under its name by itself, or a replica given up, takes it off).
+    mutating func freePlace(planned: [String], stillWanted: (String) -> Bool, now: Double) -> String? {
         pending = pending.filter { now - $0.value.at < Self.registerSeconds }
+        wanted.removeAll { !stillWanted($0) }
         return (planned + wanted).first { pending[$0] == nil }
     }
 
+    /// Keeps the order processes began to wait in: the first to wait is the first given a place.
     mutating func wait(_ id: String, keyName: String?, hello: Hello, now: Double) {
-        waiting.removeAll { $0.id == id || now - $0.heard > Self.waitingSeconds }
-        waiting.append(Joiner(id: id, keyName: keyName, hello: hello, heard: now))
+        waiting.removeAll { $0.id != id && now - $0.heard > Self.waitingSeconds }
+        if let index = waiting.firstIndex(where: { $0.id == id }) {
+            waiting[index].heard = now
+        } else if waiting.count < Self.largestWaiting {
+            waiting.append(Joiner(id: id, keyName: keyName, hello: hello, heard: now))
+        }
     }
 
     mutating func takeWaiting(now: Double) -> Joiner? {
@@ -493,5 +508,8 @@ private struct Pool {
         waiting.removeAll { $0.id == id }
     }
 
-    mutating func registered(_ name: String) { pending[name] = nil }
+    mutating func registered(_ name: String) {
+        pending[name] = nil
+        wanted.removeAll { $0 == name }
+    }
 }

@@ -46,8 +46,9 @@ indirect enum YAMLValue {
 
 
 /// Manifests that run a pipeline on Kubernetes with the same commands an operator runs by hand
-/// on several hosts: the controller as a Deployment with a Service, one Deployment per stage
-/// process, the source and the sink, each role with a Secret holding its own CURVE key.
+/// on several hosts: the controller as a Deployment with a Service, the stage processes as one
+/// Deployment of pods that join the pool, the source and the sink; each with a Secret holding
+/// its own CURVE key (the stage pods share the pool's).
 public struct KubernetesManifests {
     public struct Options {
         public var image: String

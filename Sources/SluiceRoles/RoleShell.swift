@@ -109,11 +109,13 @@ final class RoleShell {
 
     /// Binds a role's data socket at start, where `binding` says, before the role says hello:
     /// the controller then sends this endpoint to the role's peers.
-    func bindAdvertised(_ socket: ZMQSocket, _ binding: DataBinding) throws {
+    func bindAdvertised(_ binding: DataBinding) throws -> ZMQSocket {
+        let socket = try ZMQSocket(context, .pull, lingerMilliseconds: 0, sendHighWaterMark: 2, receiveHighWaterMark: 2)
         try bindData(socket, binding.bind)
         let bound = socket.lastEndpoint ?? binding.bind
         advertisedEndpoint = try binding.advertised(bound: bound)
         logger.info("bound \(bound); peers reach it at \(advertisedEndpoint ?? bound)")
+        return socket
     }
 
     /// Binds a socket that takes batches: under CURVE, only the run's processes get in.
@@ -147,7 +149,7 @@ final class RoleShell {
         guard let push else { return }
         do {
             try connectData(push, endpoint)
-            logger.info("sending to \(endpoint) too (a new replica of the next stage)")
+            logger.info("sending to \(endpoint) too (a new process of the next stage)")
         } catch {
             logger.error("cannot connect to the new replica at \(endpoint): \(error)")
         }
@@ -192,8 +194,9 @@ final class RoleShell {
     }
 
     /// Timeouts (`controller.timeout_s`) a send may wait for room before the next hop is taken
-    /// for out of reach: well past a restart of a dead process, which takes one.
-    static let unreachableAfter = 3.0
+    /// for out of reach: past the controller's own wait for a dead process (its timeout) and for
+    /// the one started in its place (three more).
+    static let unreachableAfter = 5.0
 
     /// What came of a send: whether the frames left, and how long the role waited for room.
     struct Sent {
@@ -220,7 +223,8 @@ final class RoleShell {
                 }
                 // A next hop that took nothing for this long is not slow but out of reach: the
                 // run fails naming the link, rather than wait for it forever.
-                if pendingExit == nil, blocked > Self.unreachableAfter * timeout(adapter) {
+                // (A socket that binds, a zmq sink's to its consumers, waits for them as long as it takes.)
+                if pendingExit == nil, !socket.connectedEndpoints.isEmpty, blocked > Self.unreachableAfter * timeout(adapter) {
                     let reason = "nothing at \(socket.connectedEndpoints.joined(separator: ", ")) took a batch for \(Int(blocked)) s: "
                         + "the next hop is down, unreachable from this host, or refusing this process's key"
                     logger.error("\(reason)")

@@ -22,11 +22,7 @@ public final class SinkRole: PipelineRole, RoleAdapter {
 
     public init(name: String, controller endpoint: String, keys: RoleKeys?, binding: DataBinding?) throws {
         shell = try RoleShell(name: name, controller: endpoint, keys: keys)
-        if let binding {
-            let socket = try ZMQSocket(shell.context, .pull, lingerMilliseconds: 0, sendHighWaterMark: 2, receiveHighWaterMark: 2)
-            try shell.bindAdvertised(socket, binding)
-            pull = socket
-        }
+        pull = try binding.map { try shell.bindAdvertised($0) }
     }
 
     public func run() -> Int32 { shell.run(self) }

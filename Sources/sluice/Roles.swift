@@ -50,8 +50,10 @@ func runRole<Role: PipelineRole>(_ type: Role.Type, _ options: RoleOptions, join
     let role: Role
     do {
         let keys = try options.roleKeys()
+        // Checked before joining: a process that cannot bind must not take a place in the pool.
+        let binding = try options.binding()
         guard let name = try options.name ?? StagePool.join(controller: options.controller, keys: keys) else { return }
-        role = try Role(name: name, controller: options.controller, keys: keys, binding: try options.binding())
+        role = try Role(name: name, controller: options.controller, keys: keys, binding: binding)
     } catch let error as ValidationError {
         throw error
     } catch {

@@ -26,27 +26,8 @@ extension MultiProcess {
         }
 
         static func pipeline(_ folder: String, rate: String, controller: String = "") throws -> String {
-            try writePipeline("""
-            name: multi-host
-            model:
-              path: {root}/pipelines/models/basicmotions-cnn.onnx
-            source:
-              type: recording
-              path: {root}/pipelines/data/basicmotions-test.csv
-              rate: \(rate)
-            window:
-              length: 100
-              hop: 50
-            stages:
-              count: 3
-            transport:
-              kind: tcp
-              base_port: 7100
-            sink:
-              type: jsonl
-              path: \(folder)/out.jsonl
-            \(controller)
-            """)
+            try cnnRecordingPipeline(name: "multi-host", rate: rate, stages: 3, basePort: 7100, sink: "  type: jsonl\n  path: \(folder)/out.jsonl",
+                                  extra: controller)
         }
 
         /// The controller on host 1, the source and stage 0 on host 2, stage 1 on host 3 (bound on
@@ -129,12 +110,12 @@ extension MultiProcess {
         }
 
         /// Stage 1 says it is reached at an address no host has: stage 0 cannot hand it a
-        /// batch. The run fails naming the link, within three timeouts, and never hangs.
+        /// batch. The run fails naming the link, within five timeouts, and never hangs.
         @Test func anUnreachableNextHopFailsTheRunNamingIt() throws {
             defer { try? Self.hosts("down") }
             let started = Date()
-            // The recording lasts 10 s: stage 0 is still asked for batches when its wait runs out.
-            let run = try Self.start(rate: "5x", controller: "controller:\n  timeout_s: 2", stage1Advertises: "10.231.0.99")
+            // The recording lasts 25 s: stage 0 is still asked for batches when its wait runs out.
+            let run = try Self.start(rate: "2x", controller: "controller:\n  timeout_s: 2", stage1Advertises: "10.231.0.99")
             let result = run.controller.wait(timeout: 60)
             _ = run.roles.map { $0.wait(timeout: 30) }
             #expect(result.status == 1, "\(result.stderr)")

@@ -7,24 +7,7 @@ import Testing
 extension MultiProcess {
     @Suite struct NetworkSinkTests {
         static func pipeline(basePort: Int, sink: String) throws -> String {
-            try writePipeline("""
-            model:
-              path: {root}/pipelines/models/basicmotions-cnn.onnx
-            source:
-              type: recording
-              path: {root}/pipelines/data/basicmotions-test.csv
-              rate: 20x
-            window:
-              length: 100
-              hop: 50
-            stages:
-              count: 2
-            transport:
-              kind: tcp
-              base_port: \(basePort)
-            sink:
-            \(sink)
-            """)
+            try cnnRecordingPipeline(rate: "20x", stages: 2, basePort: basePort, sink: sink)
         }
 
         /// A consumer process, its output collected to a file.

@@ -13,25 +13,7 @@ extension MultiProcess {
         static let basePort = 6960
 
         static func pipeline(output: String) throws -> String {
-            try writePipeline("""
-            model:
-              path: {root}/pipelines/models/basicmotions-cnn.onnx
-            source:
-              type: recording
-              path: {root}/pipelines/data/basicmotions-test.csv
-              rate: 20x
-            window:
-              length: 100
-              hop: 50
-            stages:
-              count: 2
-            transport:
-              kind: tcp
-              base_port: \(basePort)
-            sink:
-              type: jsonl
-              path: \(output)
-            """)
+            try cnnRecordingPipeline(rate: "20x", stages: 2, basePort: basePort, sink: "  type: jsonl\n  path: \(output)")
         }
 
         /// A finished batch the sink would write out as predictions, numbered where real ones go.

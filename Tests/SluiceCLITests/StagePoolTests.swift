@@ -9,28 +9,8 @@ extension MultiProcess {
         @Test func poolProcessesFillTheStagesAndOneWaitingReplacesADeadOne() throws {
             let folder = temporaryPath("pool")
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-            let file = try writePipeline("""
-            name: pool
-            model:
-              path: {root}/pipelines/models/basicmotions-cnn.onnx
-            source:
-              type: recording
-              path: {root}/pipelines/data/basicmotions-test.csv
-              rate: 5x
-            window:
-              length: 100
-              hop: 50
-            stages:
-              count: 2
-            transport:
-              kind: tcp
-              base_port: 7400
-            sink:
-              type: jsonl
-              path: \(folder)/out.jsonl
-            controller:
-              timeout_s: 2
-            """)
+            let file = try cnnRecordingPipeline(name: "pool", rate: "5x", stages: 2, basePort: 7400, sink: "  type: jsonl\n  path: \(folder)/out.jsonl",
+                                             extra: "controller:\n  timeout_s: 2")
             let keys = folder + "/keys"
             #expect(try sluice("keys", keys, "controller", "source", "sink", "pool-a", "pool-b", "pool-c").status == 0)
             let control = "tcp://127.0.0.1:7400"

@@ -98,6 +98,31 @@ func writePipeline(_ yaml: String) throws -> String {
     return path
 }
 
+/// The BasicMotions 1D CNN over `stages` stage processes on tcp from `basePort`, fed the test
+/// recording at `rate`; `sink` and `extra` are YAML lines (`sink` indented under `sink:`).
+func cnnRecordingPipeline(name: String = "imu", rate: String, stages: Int, basePort: Int, sink: String, extra: String = "") throws -> String {
+    try writePipeline("""
+    name: \(name)
+    model:
+      path: {root}/pipelines/models/basicmotions-cnn.onnx
+    source:
+      type: recording
+      path: {root}/pipelines/data/basicmotions-test.csv
+      rate: \(rate)
+    window:
+      length: 100
+      hop: 50
+    stages:
+      count: \(stages)
+    transport:
+      kind: tcp
+      base_port: \(basePort)
+    sink:
+    \(sink)
+    \(extra)
+    """)
+}
+
 func temporaryPath(_ name: String) -> String {
     testFolder.appendingPathComponent("sluice-\(UUID().uuidString)-\(name)").path
 }

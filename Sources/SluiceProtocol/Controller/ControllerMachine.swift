@@ -199,7 +199,6 @@ public struct ControllerMachine {
     /// Whether a process is starting in place of the dead one named `name`.
     public func isRestarting(_ name: String) -> Bool { restarting[name] != nil }
 
-    /// Whether `name` is a role of this pipeline (replicas added live included).
     /// Stage processes of the plan that have not registered while the run waits for them: places
     /// for processes that join the pool.
     public var unregisteredStages: [String] {
@@ -207,6 +206,16 @@ public struct ControllerMachine {
         return assignments.keys.filter { StageInstance.stage(of: $0) != nil && !registered.contains($0) }.sorted()
     }
 
+    /// Whether a process is wanted under `name` now: one in place of a dead one, or a replica.
+    public func awaitsProcess(_ name: String) -> Bool { restarting[name] != nil || pendingReplicas[name] != nil }
+
+    /// Where the stage process `name` binds, as planned (replicas added live included).
+    public func pullEndpoint(of name: String) -> String? {
+        if case .assignStage(let assignment)? = assignments[name] { return assignment.pullEndpoint }
+        return nil
+    }
+
+    /// Whether `name` is a role of this pipeline (replicas added live included).
     public func knows(_ name: String) -> Bool {
         // Rejoining, a replica the dead controller started is known by its name's shape.
         assignments[name] != nil || (phase == .rejoining && StageInstance.stage(of: name) != nil)
