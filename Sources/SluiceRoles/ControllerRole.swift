@@ -372,7 +372,12 @@ public final class ControllerRole {
         do {
             keyArguments = try admit(role)
         } catch {
-            logger.error("cannot make a key for \(role): \(error)")
+            if spawnStages || StageInstance.stage(of: role) == nil {
+                logger.error("cannot make a key for \(role): \(error)")
+            } else {
+                // A key folder this controller cannot write (a Secret on Kubernetes): the pool fills the place.
+                logger.warning("\(role) is wanted: the next stage process that joins the pool takes it (no key for one started by name: \(error))")
+            }
             return
         }
         let arguments = [command, "--controller", endpoints.control, "--name", role] + keyArguments
