@@ -37,16 +37,16 @@ public final class ControllerRole {
     private var keys: ControllerKeys?
     private let authenticator: Authenticator?
     private var endpointOwners: [String: String] = [:]
-    /// Each stage process's and the sink's planned data endpoint, and where the processes that
-    /// bound their own (`--bind`, on other hosts) said they are reached instead.
     /// The model file's digest and length, for stages on hosts without it (`fetch_model`).
     private let model: (path: String, digest: String, bytes: Int)?
     /// Largest piece of the model sent in one control message.
     static let modelPieceBytes = 1 << 20
+    /// Each stage process's and the sink's planned data endpoint, and where the processes that
+    /// bound their own (`--bind`, on other hosts) said they are reached instead.
     private var plannedEndpoints: [String: String] = [:]
+    private var advertisedEndpoints: [String: String] = [:]
     /// Stage processes that joined without a name, and the places given to them.
     private var pool = Pool()
-    private var advertisedEndpoints: [String: String] = [:]
 
     /// `metricsPort`: serve Prometheus text at http://`metricsHost`:port/metrics while running
     /// (this machine only unless told otherwise: the figures say what the run does).
@@ -221,7 +221,7 @@ public final class ControllerRole {
     /// A process that bound its own data socket is reached there, not at its planned endpoint.
     private func takeAdvertised(_ endpoint: String, of name: String) {
         guard let planned = plannedEndpoints[name] ?? machine.pullEndpoint(of: name) else {
-            logger.warning("\(name) says it is reached at \(endpoint), but binds nothing this run plans; ignored")
+            logger.warning("\(name) says it is reached at \(endpoint.prefix(120)), but binds nothing this run plans; ignored")
             return
         }
         guard Self.isReachable(endpoint) else {
