@@ -78,6 +78,16 @@ def sample_period(t):
     return float("%.9g" % np.median(np.diff(t)))
 
 
+def read_key(path, field):
+    """The Z85 key in a `sluice keys` file: a line `field = "..."`."""
+    with open(path, encoding="ascii") as handle:
+        for line in handle:
+            name, _, value = line.partition("=")
+            if name.strip() == field:
+                return value.strip().strip('"').encode("ascii")
+    sys.exit(f"{path}: no {field}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--endpoint", default="tcp://127.0.0.1:5555")
@@ -88,6 +98,8 @@ def main():
     ap.add_argument("--sndhwm", type=int, default=1000, help="ZMQ_SNDHWM (messages)")
     ap.add_argument("--linger-ms", type=int, default=2000, help="ZMQ_LINGER on close")
     ap.add_argument("--sender", default="sensor_sim-%d" % os.getpid(), help="sender name in chunks and end of stream")
+    ap.add_argument("--key", help="this sender's key pair (a `sluice keys` .key file), for a source with source.key")
+    ap.add_argument("--server-key", help="the source's public key (the .pub of its source.key); goes with --key")
     ap.add_argument("--socket-per-sensor", action="store_true",
                     help="one PUSH socket per sensor, each ending its own stream (sender = sensor id)")
     args = ap.parse_args()
@@ -99,12 +111,18 @@ def main():
     periods = {s: sample_period(t) for s, (t, _, _) in sensors.items()}
     t_start = min(t[0] for t, _, _ in sensors.values()) if sensors else 0.0
 
+    if bool(args.key) != bool(args.server_key):
+        ap.error("--key and --server-key go together")
     ctx = zmq.Context(io_threads=1)
 
     def open_socket():
         sock = ctx.socket(zmq.PUSH)
         sock.setsockopt(zmq.LINGER, args.linger_ms)
         sock.setsockopt(zmq.SNDHWM, args.sndhwm)
+        if args.key:
+            sock.curve_publickey = read_key(args.key, "public-key")
+            sock.curve_secretkey = read_key(args.key, "secret-key")
+            sock.curve_serverkey = read_key(args.server_key, "public-key")
         sock.connect(args.endpoint)
         return sock
 

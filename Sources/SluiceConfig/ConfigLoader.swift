@@ -156,7 +156,7 @@ private struct ConfigReader {
         let kinds = ["recording", "zmq", "tensors"]
         let entries = fields.mapping(node, at: "source", allowed: [
             "type", "path", "rate", "channels", "sample_rate_hz", "endpoint", "idle_timeout_s", "rows_per_second", "repeat",
-            "max_sensors", "sensor_idle_s", "nan_policy", "replay_mib",
+            "max_sensors", "sensor_idle_s", "nan_policy", "replay_mib", "key", "senders",
         ])
         let repeats = fields.int(entries, "repeat", at: "source", parent: node, minimum: 1, maximum: Limits.repeats) ?? 1
         guard let type = fields.string(entries, "type", at: "source", parent: node, required: true) else { return nil }
@@ -183,9 +183,20 @@ private struct ConfigReader {
                 ?? ZMQSource.defaultMaxSensors
             let sensorIdle = fields.double(entries, "sensor_idle_s", at: "source", parent: node, minimum: 0, exclusiveMinimum: true, maximum: Limits.seconds)
                 ?? ZMQSource.defaultSensorIdleSeconds
+            let key = fields.string(entries, "key", at: "source", parent: node).map(resolve)
+            let senders = (fields.stringList(entries, "senders", at: "source") ?? []).map(resolve)
+            if (key == nil) != senders.isEmpty {
+                fields.report(node, "source", "source.key and source.senders go together: the sensor socket's key pair, and the .pub files of the senders let in")
+            }
+            if key != nil, endpoint?.hasPrefix("tcp://") != true {
+                fields.report(entries["key"], "source.key", "is for a tcp endpoint (an ipc socket is guarded by its file's permissions)")
+            }
             guard let endpoint, let channels else { return nil }
-            return .zmq(ZMQSource(endpoint: endpoint, channels: channels, idleTimeoutSeconds: idle, maxSensors: maxSensors,
-                                  sensorIdleSeconds: sensorIdle))
+            var source = ZMQSource(endpoint: endpoint, channels: channels, idleTimeoutSeconds: idle, maxSensors: maxSensors,
+                                   sensorIdleSeconds: sensorIdle)
+            source.keyFile = key
+            source.senderKeyFiles = senders
+            return .zmq(source)
         case "tensors":
             let path = existingFile(entries, "path", at: "source", parent: node)
             let rate = readRate(entries, at: "source")

@@ -130,6 +130,10 @@ public struct ZMQSource: Codable, Sendable, Equatable {
     public var maxSensors: Int
     /// A sensor or sender silent this long is forgotten (a sensor's partial window with it).
     public var sensorIdleSeconds: Double
+    /// Sensors under CURVE: the socket's own key pair (a `sluice keys` .key file), which senders
+    /// pin, and the public keys (.pub files) of the senders let in. Absent: plaintext.
+    public var keyFile: String?
+    public var senderKeyFiles: [String] = []
 
     public static let defaultMaxSensors = 10_000
     public static let defaultSensorIdleSeconds = 60.0

@@ -92,16 +92,21 @@ final class RoleShell {
                                    sendHighWaterMark: 4, receiveHighWaterMark: 10)
         if network.pattern == .push { try socket.queueOnlyToConnectedPeers() }
         if let keyFile = network.keyFile, network.endpoint.hasPrefix("tcp://") {
-            let consumerDomain = "sluice-consumers"
-            var consumers: [String: String] = [:]
-            for file in network.consumerKeyFiles { consumers[try KeyFolder.readPublic(file)] = URL(fileURLWithPath: file).lastPathComponent }
-            let authenticator = try makeAuthenticator()
-            authenticator.allow(consumers, domain: consumerDomain)
-            try socket.serveCurve(try KeyFolder.readPair(keyFile), domain: consumerDomain)
-            try authenticator.watchHandshakes(of: socket, name: network.endpoint)
+            try serveOthers(socket, keyFile: keyFile, allowing: network.consumerKeyFiles, domain: "sluice-consumers")
+            try makeAuthenticator().watchHandshakes(of: socket, name: network.endpoint)
         }
         try socket.bind(network.endpoint)
         return socket
+    }
+
+    /// Makes `socket` a CURVE server for peers outside the run (consumers, sensors) under a key
+    /// of its own: only the public keys in `allowing` (.pub files) get in, and only there (a ZAP
+    /// domain of their own, so their keys open none of the run's sockets).
+    func serveOthers(_ socket: ZMQSocket, keyFile: String, allowing files: [String], domain: String) throws {
+        var allowed: [String: String] = [:]
+        for file in files { allowed[try KeyFolder.readPublic(file)] = URL(fileURLWithPath: file).lastPathComponent }
+        try makeAuthenticator().allow(allowed, domain: domain)
+        try socket.serveCurve(try KeyFolder.readPair(keyFile), domain: domain)
     }
 
     /// Where the role bound its data socket itself, as others reach it (told in `hello`).

@@ -264,7 +264,9 @@ final class ZMQSensorFeed: WindowFeed {
     /// Started in place of a live source that died: its senders' counts began at the dead one.
     private let followsDeadSource: Bool
 
-    init(context: ZMQContext, config: ZMQSource, window: WindowConfig, logger: Logger, followsDeadSource: Bool = false) throws {
+    /// `secure`: makes the socket a CURVE server before it binds (`source.key`).
+    init(context: ZMQContext, config: ZMQSource, window: WindowConfig, logger: Logger, followsDeadSource: Bool = false,
+         secure: (ZMQSocket) throws -> Void = { _ in }) throws {
         self.followsDeadSource = followsDeadSource
         self.config = config
         self.logger = logger
@@ -272,6 +274,7 @@ final class ZMQSensorFeed: WindowFeed {
         windows = SlidingWindows(channels: config.channels, config: window)
         let pull = try ZMQSocket(context, .pull, lingerMilliseconds: 0, sendHighWaterMark: 100, receiveHighWaterMark: 1000)
         try pull.setMaximumMessageBytes(Self.maximumMessageBytes)
+        try secure(pull)
         try pull.bind(config.endpoint)
         socket = pull
         connections = try pull.monitorConnections(context)

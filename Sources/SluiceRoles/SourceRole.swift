@@ -136,11 +136,15 @@ public final class SourceRole: PipelineRole, RoleAdapter {
             feed = tensorsFeed
         case .zmq(let config):
             guard let window = new.window else { throw RoleError("a zmq source needs a window") }
+            let shell = shell
             let zmqFeed = try ZMQSensorFeed(context: shell.context, config: config, window: window, logger: logger,
-                                            followsDeadSource: new.resume != nil)
+                                            followsDeadSource: new.resume != nil) { socket in
+                guard let keyFile = config.keyFile else { return }
+                try shell.serveOthers(socket, keyFile: keyFile, allowing: config.senderKeyFiles, domain: "sluice-sensors")
+            }
             try check(zmqFeed.windowShape, against: new, what: "a \(config.channels)-channel window of \(window.length) samples (\(window.layout.rawValue))")
             feed = zmqFeed
-            logger.info("listening for sensors on \(config.endpoint)")
+            logger.info("listening for sensors on \(config.endpoint)\(config.keyFile == nil ? (config.endpoint.hasPrefix("tcp://") ? " in plaintext (no source.key: any peer that reaches it can send)" : "") : ", CURVE: \(config.senderKeyFiles.count) sender keys let in")")
         }
         let socket = try ZMQSocket(shell.context, .push, lingerMilliseconds: 5000, sendHighWaterMark: 2, receiveHighWaterMark: 2)
         // Batches go only to peers whose connection is up: when a peer dies, libzmq drops its

@@ -113,5 +113,49 @@ extension MultiProcess {
             let hostile = try sluice("keys", folder, "../escape")
             #expect(hostile.status != 0 && hostile.stderr.contains("'../escape' cannot name a key"), "\(hostile.stderr)")
         }
+
+        /// A live source with `source.key`: sensors holding a listed key get their samples in;
+        /// a sensor under another key, or in plaintext, gets nothing in and is counted.
+        @Test func sensorsUnderCurveOnlyWithAListedKey() throws {
+            let keys = temporaryPath("sensor-keys")
+            #expect(try sluice("keys", keys, "sensors", "imu-fleet", "stranger").status == 0)
+            let output = temporaryPath("sensors.jsonl")
+            let reportPath = temporaryPath("sensors-report.json")
+            let file = try writePipeline(ClaimsTests.livePipeline(sensorPort: 6985, basePort: 6980, sink: "  type: jsonl\n  path: \(output)",
+                                                                  extraSource: "\n  key: \(keys)/sensors.key\n  senders: [\(keys)/imu-fleet.pub]"))
+            let run = try Running(["run", file, "--report", reportPath])
+            #expect(run.waitForLog("CURVE: 1 sender keys let in"))
+            #expect(run.waitForLog("starting the source"))
+            let serverKey = try KeyFolder.readPublic("\(keys)/sensors.pub")
+            // The input ends once every sender ended and closed its connection: the sockets close
+            // at the end of this block.
+            do {
+                let context = ZMQContext()
+                func sender(_ keys: CurveKeyPair?) throws -> ZMQSocket {
+                    let socket = try ZMQSocket(context, .push, lingerMilliseconds: 5000, sendHighWaterMark: 1000, receiveHighWaterMark: 10)
+                    if let keys { try socket.connectCurve(keys, serverKey: serverKey) }
+                    try socket.connect("tcp://127.0.0.1:6985")
+                    return socket
+                }
+                let strangers = [try sender(try KeyFolder.readPair("\(keys)/stranger.key")), try sender(nil)]
+                for stranger in strangers {
+                    for chunk in try ClaimsTests.chunks(of: "imu-0", as: "forged") { _ = try stranger.send(chunk, dontWait: true) }
+                }
+                let fleet = try sender(try KeyFolder.readPair("\(keys)/imu-fleet.key"))
+                for sensor in ClaimsTests.sensors {
+                    let chunks = try ClaimsTests.chunks(of: sensor)
+                    for chunk in chunks { _ = try fleet.send(chunk) }
+                    _ = try fleet.send(try ClaimsTests.endOfStream(sensor, chunks: chunks.count))
+                }
+            }
+            let result = run.wait(timeout: 90)
+            #expect(result.status == 0, "\(result.stderr)")
+            let lines = try String(contentsOfFile: output, encoding: .utf8).split(separator: "\n")
+            #expect(lines.count == 72, "\(result.stderr)")
+            #expect(!lines.contains { $0.contains("forged") }, "a sensor without a listed key got samples in")
+            let report = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: reportPath))) as? [String: Any])
+            let refused = try #require(report["refused"] as? [String: [String: Int]], "\(report)")
+            #expect((refused["source"]?["with an unknown key"] ?? 0) >= 1, "\(refused)")
+        }
     }
 }

@@ -202,3 +202,17 @@ struct ConfigMutator {
         #expect(issues.contains { "\($0)".contains(expected) }, "\(issues)")
     }
 }
+
+/// A live source's sensor socket under CURVE names its key pair and the senders let in, together.
+@Test func sensorKeysGoTogether() throws {
+    let base = HostileConfigTests.base
+    let both = base.replacingOccurrences(of: "  sensor_idle_s: 30\n", with: "  sensor_idle_s: 30\n  key: k/sensors.key\n  senders: [k/a.pub]\n")
+    let config = try PipelineConfig.parse(yaml: both, file: "/p/p.yaml", checkFiles: false)
+    guard case .zmq(let source) = config.source else { Issue.record("not a zmq source"); return }
+    #expect(source.keyFile == "/p/k/sensors.key" && source.senderKeyFiles == ["/p/k/a.pub"])
+    let alone = base.replacingOccurrences(of: "  sensor_idle_s: 30\n", with: "  sensor_idle_s: 30\n  key: k/sensors.key\n")
+    let issues = try #require(HostileConfigTests.issues(alone))
+    #expect(issues.contains { "\($0)".contains("source.key and source.senders go together") }, "\(issues)")
+    let ipc = both.replacingOccurrences(of: "endpoint: tcp://127.0.0.1:5555", with: "endpoint: ipc:///tmp/s.ipc")
+    #expect(try #require(HostileConfigTests.issues(ipc)).contains { "\($0)".contains("source.key: is for a tcp endpoint") })
+}
