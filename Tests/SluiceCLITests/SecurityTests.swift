@@ -141,6 +141,8 @@ extension MultiProcess {
                 for stranger in strangers {
                     for chunk in try ClaimsTests.chunks(of: "imu-0", as: "forged") { _ = try stranger.send(chunk, dontWait: true) }
                 }
+                // The stranger is turned away before the fleet's input ends the run.
+                #expect(run.waitForLog("refused a peer with an unknown key"), "the source never refused the stranger")
                 let fleet = try sender(try KeyFolder.readPair("\(keys)/imu-fleet.key"))
                 for sensor in ClaimsTests.sensors {
                     let chunks = try ClaimsTests.chunks(of: sensor)

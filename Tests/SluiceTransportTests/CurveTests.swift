@@ -12,9 +12,9 @@ private final class Refusals: @unchecked Sendable {
     var all: [(RefusalReason, String)] { lock.withLock { seen } }
 }
 
-/// Waits up to two seconds for `condition`.
+/// Waits up to ten seconds for `condition` (a loaded machine is slow to handshake).
 private func eventually(_ condition: () -> Bool) -> Bool {
-    let deadline = Date().addingTimeInterval(2)
+    let deadline = Date().addingTimeInterval(10)
     while Date() < deadline {
         if condition() { return true }
         usleep(10_000)
@@ -58,14 +58,18 @@ private func eventually(_ condition: () -> Bool) -> Bool {
     let frames = try #require(try pull.receive())
     #expect(frames.first?.text == "real")
     #expect(frames.first?.authenticatedName == "stage-1")
-    #expect(eventually { authenticator.refused[.unknownKey, default: 0] >= 1 && authenticator.refused[.noKey, default: 0] >= 1 })
+    // A plaintext peer that hangs up before the server saw what it spoke fails as a bad handshake.
+    #expect(eventually {
+        authenticator.refused[.unknownKey, default: 0] >= 1
+            && authenticator.refused[.noKey, default: 0] + authenticator.refused[.badHandshake, default: 0] >= 1
+    })
     usleep(200_000)
     #expect(try pull.receive(dontWait: true) == nil, "nothing but the member's message gets in")
     let unknown = try #require(refusals.all.first { $0.0 == .unknownKey })
     #expect(unknown.1.contains("127.0.0.1") && unknown.1.contains(stranger.publicKey))
     // A plaintext peer is refused by libzmq before any ZAP request: its address is read off its
     // connection, which on loopback may close before it can be.
-    let plain = try #require(refusals.all.first { $0.0 == .noKey })
+    let plain = try #require(refusals.all.first { $0.0 == .noKey || $0.0 == .badHandshake })
     #expect(plain.1.hasSuffix("on the test socket"))
 }
 
