@@ -268,22 +268,18 @@ private final class HandshakeWatch {
 
     func update(_ refuse: (RefusalReason, String) -> Void) {
         while let frames = try? socket.receive(dontWait: true) {
-            guard let first = frames.first, first.count >= 6 else { continue }
-            let (event, value) = first.withBytes { bytes -> (UInt16, UInt32) in
-                (UInt16(bytes[0]) | UInt16(bytes[1]) << 8,
-                 UInt32(bytes[2]) | UInt32(bytes[3]) << 8 | UInt32(bytes[4]) << 16 | UInt32(bytes[5]) << 24)
-            }
-            switch Int32(event) {
+            guard let (event, value) = monitorEvent(frames) else { continue }
+            switch event {
             case ZMQ_EVENT_ACCEPTED:
-                addresses[Int32(bitPattern: value)] = peerAddress(Int32(bitPattern: value))
+                addresses[value] = peerAddress(value)
             case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
-                failures.append(Int32(bitPattern: value) == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH ? .noKey : .badHandshake)
+                failures.append(value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH ? .noKey : .badHandshake)
             case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
                 failures.append(.badHandshake)
             case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
                 failures.append(nil)
             case ZMQ_EVENT_DISCONNECTED:
-                let descriptor = Int32(bitPattern: value)
+                let descriptor = value
                 if !failures.isEmpty, let reason = failures.removeFirst() {
                     refuse(reason, "\(addresses[descriptor] ?? "a peer gone before its address was read") on \(name)")
                 }

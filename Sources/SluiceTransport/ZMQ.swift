@@ -255,6 +255,17 @@ public func poll(_ items: [(ZMQSocket, PollEvents)], timeoutMilliseconds: Int) t
     return pollItems.map { PollEvents(rawValue: $0.revents) }
 }
 
+/// A libzmq monitor message: the event and its value (a descriptor or an error code). Frame 0
+/// holds a u16 event and a u32 value in native byte order, little-endian on every platform
+/// Sluice builds for; frame 1 the endpoint.
+func monitorEvent(_ frames: [ZMQFrame]) -> (event: Int32, value: Int32)? {
+    guard let first = frames.first, first.count >= 6 else { return nil }
+    return first.withBytes { bytes in
+        (Int32(UInt16(bytes[0]) | UInt16(bytes[1]) << 8),
+         Int32(bitPattern: UInt32(bytes[2]) | UInt32(bytes[3]) << 8 | UInt32(bytes[4]) << 16 | UInt32(bytes[5]) << 24))
+    }
+}
+
 /// Counts the peers connected to a bound socket, from its monitor events.
 public final class ConnectionMonitor {
     public let socket: ZMQSocket
@@ -276,16 +287,12 @@ public final class ConnectionMonitor {
     /// Takes every queued event.
     public func update() {
         while let frames = try? socket.receive(dontWait: true) {
-            // Frame 0: u16 event, u32 value (native byte order); frame 1: the endpoint.
-            guard let first = frames.first, first.count >= 2 else { continue }
-            let event = first.withBytes { UInt16($0[0]) | UInt16($0[1]) << 8 }
-            // The value (the descriptor, for these events) is little-endian on every platform Sluice builds for.
-            let value = first.count >= 6 ? first.withBytes { Int32(bitPattern: UInt32($0[2]) | UInt32($0[3]) << 8 | UInt32($0[4]) << 16 | UInt32($0[5]) << 24) } : -1
+            guard let (event, value) = monitorEvent(frames) else { continue }
             // libzmq reports a failed handshake right before that connection's close, from the one
             // I/O thread that runs both: the close that follows is not a ZeroMQ peer's.
             let failedBefore = handshakeFailed
             handshakeFailed = false
-            switch Int32(event) {
+            switch event {
             case ZMQ_EVENT_ACCEPTED:
                 accepted += 1
                 open += 1
