@@ -59,9 +59,11 @@ public final class ControllerRole {
                 keys: ControllerKeys? = nil) throws {
         self.plan = plan
         self.keys = keys
+        // Over ipc every process shares this host's files: no stage fetches, and none hashes.
         let modelPath = plan.config.model.path
         let attributes = try? FileManager.default.attributesOfItem(atPath: modelPath)
-        model = SHA256.file(modelPath).map { (modelPath, $0, (attributes?[.size] as? NSNumber)?.intValue ?? 0) }
+        model = plan.config.transport.kind == .tcp
+            ? SHA256.file(modelPath).map { (modelPath, $0, (attributes?[.size] as? NSNumber)?.intValue ?? 0) } : nil
         self.endpoints = endpoints
         self.liveEvery = liveEvery
         self.spawnStages = spawnStages

@@ -3,6 +3,7 @@ import Testing
 import SluiceConfig
 import SluicePlan
 import SluiceRoles
+import SluiceWire
 
 /// `sluice deploy kubernetes` writes manifests that Kubernetes 1.31's schemas accept (checked
 /// with kubernetes-validate, strict), whose pods run the commands the multi-host test runs.
@@ -21,7 +22,7 @@ import SluiceRoles
         let unindented = text.split(separator: "\n").map { $0.drop { $0 == " " } }.joined(separator: "\n")
         for role in ["controller", "source", "sink", "stages"] {
             // The args list as the manifest writes it: the same list the five-host test runs.
-            let args = manifests.arguments(of: role).map { "- \(JSONQuoted($0))" }.joined(separator: "\n")
+            let args = manifests.arguments(of: role).map { "- \(JSONText.string($0))" }.joined(separator: "\n")
             #expect(unindented.contains("args:\n" + args + "\n"), "\(role): \(args)")
         }
         #expect(manifests.arguments(of: "stages") == RoleCommand.arguments(
@@ -50,9 +51,4 @@ import SluiceRoles
         let inImage = try sluice("deploy", "kubernetes", pipelineFile("imu-mlp-3stage.yaml"), "--files-in-image", "--out", "-")
         #expect(inImage.status == 0 && inImage.stdout.contains("subPath: \"imu-mlp-3stage.yaml\""), "\(inImage.stderr)")
     }
-}
-
-private func JSONQuoted(_ text: String) -> String {
-    let data = (try? JSONSerialization.data(withJSONObject: [text], options: [.withoutEscapingSlashes])) ?? Data()
-    return String(decoding: data.dropFirst().dropLast(), as: UTF8.self)
 }
