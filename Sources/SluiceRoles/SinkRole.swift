@@ -123,7 +123,8 @@ public final class SinkRole: PipelineRole, RoleAdapter {
     }
 
     private func take(_ new: SinkAssignment) throws {
-        if let network = new.sink.network { output = try shell.bindOutput(network) }
+        // Bound once: an assignment taken again (a move, a takeover) keeps the consumers' socket.
+        if output == nil, let network = new.sink.network { output = try shell.bindOutput(network) }
         writer = try PredictionWriter(config: new.sink, classes: new.classes, resuming: new.resume != nil,
                                       deliver: output.map { socket in { [shell] in shell.send([.bytes($0)], on: socket).delivered } })
         if let network = new.sink.network {

@@ -144,7 +144,9 @@ public final class SourceRole: PipelineRole, RoleAdapter {
             }
             try check(zmqFeed.windowShape, against: new, what: "a \(config.channels)-channel window of \(window.length) samples (\(window.layout.rawValue))")
             feed = zmqFeed
-            logger.info("listening for sensors on \(config.endpoint)\(config.keyFile == nil ? (config.endpoint.hasPrefix("tcp://") ? " in plaintext (no source.key: any peer that reaches it can send)" : "") : ", CURVE: \(config.senderKeyFiles.count) sender keys let in")")
+            let security = config.keyFile != nil ? ", CURVE: \(config.senderKeyFiles.count) sender keys let in"
+                : config.endpoint.hasPrefix("tcp://") ? " in plaintext (no source.key: any peer that reaches it can send)" : ""
+            logger.info("listening for sensors on \(config.endpoint)\(security)")
         }
         let socket = try ZMQSocket(shell.context, .push, lingerMilliseconds: 5000, sendHighWaterMark: 2, receiveHighWaterMark: 2)
         // Batches go only to peers whose connection is up: when a peer dies, libzmq drops its
