@@ -321,6 +321,13 @@ public final class ControllerRole {
         return LinkTrust(peers: peers, endpoints: endpointOwners.compactMapValues { peers[$0] })
     }
 
+    /// Every process of the run learns the keys anew (one joined, or took a place).
+    private func broadcastTrust(except excluded: String? = nil) {
+        guard keys != nil else { return }
+        let trust = trust
+        for name in trust.peers.keys where name != excluded && name != ControllerKeys.controllerName { send(.trust(trust), to: name) }
+    }
+
     /// A process of the pool asks for a place: a stage process of the plan that has not
     /// registered, or one wanted since (a dead one's, a replica); otherwise it waits.
     private func offer(from id: String, _ hello: Hello, keyName: String?) {
@@ -341,7 +348,7 @@ public final class ControllerRole {
 
     private func grant(_ place: String, to id: String, keyName: String?, hello: Hello) {
         pool.give(place, to: id, keyName: keyName ?? "", now: monotonicSeconds())
-        if keys != nil { for name in Set(trust.peers.keys) where name != ControllerKeys.controllerName { send(.trust(trust), to: name) } }
+        broadcastTrust()
         logger.info("\(place) is the process that joined the pool as \(keyName.map { "key '\($0)', " } ?? "")pid \(hello.pid) on \(hello.host)")
         send(.named(place), to: id)
     }
@@ -354,7 +361,7 @@ public final class ControllerRole {
             keys.peers[pair.publicKey] = role
             self.keys = keys
             authenticator?.allow([pair.publicKey: role])
-            for name in Set(keys.peers.values) where name != role && name != ControllerKeys.controllerName { send(.trust(trust), to: name) }
+            broadcastTrust(except: role)
         }
         return keys.roleArguments(role)
     }

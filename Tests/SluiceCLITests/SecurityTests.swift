@@ -123,7 +123,7 @@ extension MultiProcess {
             let reportPath = temporaryPath("sensors-report.json")
             let file = try writePipeline(ClaimsTests.livePipeline(sensorPort: 6985, basePort: 6980, sink: "  type: jsonl\n  path: \(output)",
                                                                   extraSource: "\n  key: \(keys)/sensors.key\n  senders: [\(keys)/imu-fleet.pub]"))
-            let run = try Running(["run", file, "--report", reportPath])
+            let run = try Running(["run", file, "--report", reportPath, "--metrics-port", "6989"])
             #expect(run.waitForLog("CURVE: 1 sender keys let in"))
             #expect(run.waitForLog("starting the source"))
             let serverKey = try KeyFolder.readPublic("\(keys)/sensors.pub")
@@ -141,8 +141,13 @@ extension MultiProcess {
                 for stranger in strangers {
                     for chunk in try ClaimsTests.chunks(of: "imu-0", as: "forged") { _ = try stranger.send(chunk, dontWait: true) }
                 }
-                // The stranger is turned away before the fleet's input ends the run.
+                // The stranger is turned away, and the controller has heard so, before the fleet's
+                // input ends the run (a run this short may end before the source's next heartbeat).
                 #expect(run.waitForLog("refused a peer with an unknown key"), "the source never refused the stranger")
+                let deadline = Date().addingTimeInterval(30)
+                while Date() < deadline, !(httpGet(port: 6989, path: "/metrics") ?? "").contains("sluice_refused_peers_total{role=\"source\"") {
+                    usleep(50_000)
+                }
                 let fleet = try sender(try KeyFolder.readPair("\(keys)/imu-fleet.key"))
                 for sensor in ClaimsTests.sensors {
                     let chunks = try ClaimsTests.chunks(of: sensor)
