@@ -4,8 +4,8 @@ import PackageDescription
 // Targets are layered by what they may touch; a lower layer never imports a higher one:
 // C shims and kernels → SluiceTensor → SluiceONNX → SluicePlan (with SluiceConfig, which only
 // parses YAML) → SluiceWire → SluiceProtocol → SluiceProfile → SluiceTransport, SluiceHTTP →
-// SluiceRoles → sluice (CLI). SluiceWire needs only tensors; nothing below the protocol
-// imports it.
+// SluiceRoles → sluice (CLI). SluiceWire needs only tensors and the pipeline's settings;
+// nothing below the protocol imports it.
 // SluiceWire is the data format on every socket (batches, window keys, sensor chunks), free of
 // sockets; SluicePlan is every planning decision (cut, partition, cores, cost model,
 // rebalancer); SluiceProtocol is each role's logic as a pure state machine, one folder a role;
@@ -37,7 +37,7 @@ let package = Package(
         .target(
             name: "SluiceONNX",
             dependencies: ["SluiceTensor", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
-        .target(name: "SluiceWire", dependencies: ["SluiceTensor"]),
+        .target(name: "SluiceWire", dependencies: ["SluiceTensor", "SluiceConfig"]),
         .target(name: "SluicePlan", dependencies: ["SluiceConfig", "SluiceONNX", "SluiceTensor"]),
         .target(name: "SluiceConfig", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(name: "SluiceProtocol", dependencies: ["SluiceTensor", "SluiceWire", "SluicePlan", "SluiceConfig"]),

@@ -101,6 +101,11 @@ private struct ConfigReader {
         let controller = readController(top["controller"])
         let rebalance = readRebalance(top["rebalance"])
         let cores = fields.int(top, "cores", at: "", parent: root, minimum: 1, maximum: Limits.cores)
+        if let stages, rebalance.policy == .off,
+           stages.compress == .auto || stages.compressPerStage.values.contains(.auto),
+           let node = top["stages"]?.mapping?[Node("compress")] {
+            fields.report(node, "stages.compress", "auto lets the controller narrow a link it measured slow, which needs rebalance.policy: auto or recommend")
+        }
         guard let model, let source, let stages, let transport, let sink, let controller, let batching else { return nil }
         var config = PipelineConfig(file: fields.file, name: name, model: model, source: source, window: window,
                                     batching: batching, stages: stages, transport: transport, sink: sink,
@@ -231,7 +236,7 @@ private struct ConfigReader {
 
     func readStages(_ node: Node?) -> StagesConfig? {
         guard let node else { return nil }
-        let entries = fields.mapping(node, at: "stages", allowed: ["count", "split", "slowdown", "replicas", "threads"])
+        let entries = fields.mapping(node, at: "stages", allowed: ["count", "split", "slowdown", "replicas", "threads", "compress"])
         let autoCount = entries["count"] == nil || entries["count"]?.scalar?.string == "auto"
         let count = autoCount ? nil : fields.int(entries, "count", at: "stages", parent: node, required: true, minimum: 1, maximum: Limits.stages)
         if !autoCount && count == nil { return nil }
@@ -259,7 +264,20 @@ private struct ConfigReader {
         let threads = perStage(entries["threads"], at: "stages.threads", keys: stageKeys) {
             fields.int($0, $1, at: "stages.threads", parent: $2, minimum: 1, maximum: Limits.cores)
         }
-        return StagesConfig(count: count, split: split, slowdown: slowdown, replicas: replicas, autoReplicas: autoReplicas, threads: threads)
+        // One setting for every link, or one per stage index.
+        var compress = CompressionSetting.none
+        var compressPerStage: [Int: CompressionSetting] = [:]
+        if let node = entries["compress"], node.scalar != nil {
+            compress = fields.choice(entries, "compress", at: "stages", default: .none)
+        } else if autoCount, entries["compress"] != nil {
+            fields.report(entries["compress"], "stages.compress", "per stage index needs stages.count; a single setting (none, fp16, int8, auto) applies to every link")
+        } else {
+            compressPerStage = perStage(entries["compress"], at: "stages.compress", keys: stageKeys) {
+                entries, key, _ in fields.choice(entries, key, at: "stages.compress", default: CompressionSetting.none)
+            }
+        }
+        return StagesConfig(count: count, split: split, slowdown: slowdown, replicas: replicas, autoReplicas: autoReplicas, threads: threads,
+                            compress: compress, compressPerStage: compressPerStage)
     }
 
     /// A mapping of stage index to value, such as `replicas: {1: 2}`.

@@ -206,15 +206,46 @@ public struct StagesConfig: Codable, Sendable, Equatable {
     public var autoReplicas: Bool
     /// Stage index → compute threads of each of its processes (default 1, or the planner's choice).
     public var threads: [Int: Int]
+    /// How every stage's output crosses its link, unless `compressPerStage` names the stage.
+    public var compress: CompressionSetting
+    public var compressPerStage: [Int: CompressionSetting]
 
     public init(count: Int?, split: [LayerSpan]?, slowdown: [Int: Double], replicas: [Int: Int] = [:], autoReplicas: Bool = false,
-                threads: [Int: Int] = [:]) {
+                threads: [Int: Int] = [:], compress: CompressionSetting = .none, compressPerStage: [Int: CompressionSetting] = [:]) {
         self.count = count; self.split = split; self.slowdown = slowdown; self.replicas = replicas
-        self.autoReplicas = autoReplicas; self.threads = threads
+        self.autoReplicas = autoReplicas; self.threads = threads; self.compress = compress; self.compressPerStage = compressPerStage
     }
+
+    /// What the pipeline asks for on stage `index`'s output link.
+    public func compression(ofStage index: Int) -> CompressionSetting { compressPerStage[index] ?? compress }
 
     /// Whether the planner chooses replicas and threads (`count: auto` or `replicas: auto`).
     public var plansShapes: Bool { count == nil || autoReplicas }
+}
+
+/// How a stage's float32 output crosses its link to the next hop: as it is, narrowed to half
+/// precision, or to int8 with one scale per tensor (its largest magnitude maps to 127).
+public enum Compression: String, Codable, Sendable, Equatable, CaseIterable {
+    case none, fp16, int8
+
+    /// Bytes on the link per byte of float32.
+    public var floatBytesRatio: Double {
+        switch self {
+        case .none: return 1
+        case .fp16: return 0.5
+        case .int8: return 0.25
+        }
+    }
+}
+
+/// What a pipeline asks for on a link (`stages.compress`): a fixed compression, or `auto`, where
+/// the controller narrows the link to fp16 once its measured transfer is what limits the
+/// pipeline and narrowing gains more than moving the cut (needs `rebalance.policy: auto`).
+public enum CompressionSetting: String, Codable, Sendable, Equatable, CaseIterable {
+    case none, fp16, int8, auto
+
+    /// The compression a link starts with: `auto` starts uncompressed.
+    public var initial: Compression { Compression(rawValue: rawValue) ?? .none }
 }
 
 public enum TransportKind: String, Codable, Sendable, Equatable, CaseIterable {

@@ -120,14 +120,15 @@ public struct CorePlanner: Sendable {
         }
     }
 
-    /// Time per window of a stage running `range` as `shape`.
-    public func stageTime(_ range: Range<Int>, shape: StageShape, speed: Double = 1) -> Double {
-        compute(range, threads: shape.threads) / speed / Double(shape.replicas) + costs.transferCosts[range.upperBound]
+    /// Time per window of a stage running `range` as `shape`; `stage` says whose link carries
+    /// its output (nil: a link at the default cost).
+    public func stageTime(_ range: Range<Int>, shape: StageShape, speed: Double = 1, stage: Int? = nil) -> Double {
+        compute(range, threads: shape.threads) / speed / Double(shape.replicas) + costs.transfer(stage: stage ?? -1, boundary: range.upperBound)
     }
 
     /// Stage times of a given plan.
     public func stageTimes(_ ranges: [Range<Int>], shapes: [StageShape], speeds: [Double]? = nil) -> [Double] {
-        ranges.indices.map { stageTime(ranges[$0], shape: shapes[$0], speed: speeds?[$0] ?? 1) }
+        ranges.indices.map { stageTime(ranges[$0], shape: shapes[$0], speed: speeds?[$0] ?? 1, stage: $0) }
     }
 
     public func plan(cores: Int, constraints: Constraints = Constraints()) throws -> CorePlan {
@@ -184,7 +185,7 @@ public struct CorePlanner: Sendable {
                 let replicaChoices = fixedReplicas.map { [$0] } ?? Array(fewest..<(max(fewest, k / threads) + 1))
                 for replicas in replicaChoices where replicas * threads <= k {
                     let shape = StageShape(replicas: replicas, threads: threads)
-                    let time = stageTime(range, shape: shape, speed: speeds[stage])
+                    let time = stageTime(range, shape: shape, speed: speeds[stage], stage: stage)
                     if found == nil || time < found!.time * (1 - 1e-12) { found = (time, shape) }
                 }
             }

@@ -6,11 +6,21 @@ public struct PartitionCosts: Sendable, Equatable {
     /// transferCosts[b] is the cost of sending the boundary after layer b-1 (b = 1...layers);
     /// the stage that ends at b pays it. Index 0 (the source's send) is not charged to a stage.
     public var transferCosts: [Double]
+    /// Per stage, what its output link multiplies transfer costs by (a slow link, or one that
+    /// carries narrowed activations); nil or missing entries: 1.
+    public var linkFactors: [Double]?
 
-    public init(layerCosts: [Double], transferCosts: [Double]? = nil) {
+    public init(layerCosts: [Double], transferCosts: [Double]? = nil, linkFactors: [Double]? = nil) {
         self.layerCosts = layerCosts
         self.transferCosts = transferCosts ?? Array(repeating: 0, count: layerCosts.count + 1)
+        self.linkFactors = linkFactors
         precondition(self.transferCosts.count == layerCosts.count + 1, "one transfer cost per boundary")
+    }
+
+    /// What stage `stage` pays to send the boundary after layer `boundary - 1` on its link.
+    public func transfer(stage: Int, boundary: Int) -> Double {
+        let factor = linkFactors.flatMap { $0.indices.contains(stage) ? $0[stage] : nil } ?? 1
+        return transferCosts[boundary] * factor
     }
 }
 
@@ -42,7 +52,7 @@ public struct Partition: Sendable, Equatable, CustomStringConvertible {
     /// The time of each stage under `costs` when stage s runs at `speeds[s]`.
     public static func stageTimes(of ranges: [Range<Int>], costs: PartitionCosts, speeds: [Double]) -> [Double] {
         ranges.enumerated().map { stage, range in
-            range.reduce(0) { $0 + costs.layerCosts[$1] } / speeds[stage] + costs.transferCosts[range.upperBound]
+            range.reduce(0) { $0 + costs.layerCosts[$1] } / speeds[stage] + costs.transfer(stage: stage, boundary: range.upperBound)
         }
     }
 
@@ -64,7 +74,7 @@ public struct Partition: Sendable, Equatable, CustomStringConvertible {
         var prefix = [0.0]
         for cost in costs.layerCosts { prefix.append(prefix.last! + cost) }
         func time(_ stage: Int, _ start: Int, _ end: Int) -> Double {
-            (prefix[end] - prefix[start]) / speeds[stage] + costs.transferCosts[end]
+            (prefix[end] - prefix[start]) / speeds[stage] + costs.transfer(stage: stage, boundary: end)
         }
         struct Best { var bottleneck: Double; var total: Double; var cut: Int }
         // best[s][j]: stages 0..<s cover layers 0..<j.

@@ -13,19 +13,84 @@ public struct CostModel: Sendable, Equatable {
     public var secondsPerByte: Double
     /// Processes per stage: a stage of r replicas takes r batches at a time.
     public private(set) var replicas: [Int]
+    /// Per stage, its output link's measured seconds per byte (nil: not measured, taken to be
+    /// `secondsPerByte`); see `observeTraffic`.
+    public private(set) var linkSecondsPerByte: [Double?]
+    /// Per stage, how its output is narrowed for its link.
+    public private(set) var compression: [Compression]
 
     private struct InstanceLayer: Hashable, Sendable { var instance: String; var layer: Int }
     private var lastLayerTotals: [InstanceLayer: LayerTiming] = [:]
     private var lastBusyTotals: [String: Double] = [:]
     private var measuredSpeeds: Set<Int> = []
     private let smoothing = 0.5
+    private struct Traffic: Sendable, Equatable { var elapsed = 0.0, sentBytes = 0, blocked = 0.0, idle = 0.0 }
+    private var lastTraffic: [String: Traffic] = [:]
+    /// Per position (a stage's index, or the stage count for the sink), each process's share of
+    /// its last report interval spent waiting for input.
+    private var idleFractions: [Int: [String: Double]] = [:]
+    /// A link counts as saturated when its sender waits for room and its receiver for input,
+    /// each at least this share of the time: then what crossed it is what it can carry.
+    public static let saturation = 0.25
 
-    public init(cut: LayerCut, stages: Int, replicas: [Int]? = nil, secondsPerByte: Double = 1 / 2.5e9) {
+    /// PUSH→PULL over tcp on one machine: a link nothing has measured is taken to be this fast.
+    public static let defaultSecondsPerByte = 1 / 2.5e9
+
+    public init(cut: LayerCut, stages: Int, replicas: [Int]? = nil, secondsPerByte: Double = CostModel.defaultSecondsPerByte,
+                compression: [Compression]? = nil) {
         layerSeconds = Array(repeating: nil, count: cut.layers.count)
         stageSpeeds = Array(repeating: 1, count: stages)
         boundaryBytes = [cut.inputBytesPerWindow] + cut.layers.map(\.outputBytesPerWindow)
         self.secondsPerByte = secondsPerByte
         self.replicas = replicas ?? Array(repeating: 1, count: stages)
+        linkSecondsPerByte = Array(repeating: nil, count: stages)
+        self.compression = compression ?? Array(repeating: .none, count: stages)
+    }
+
+    /// Stage `stage`'s output link narrowed this way from now on.
+    public mutating func setCompression(_ new: Compression, stage: Int) {
+        guard compression.indices.contains(stage) else { return }
+        compression[stage] = new
+    }
+
+    /// How much dearer each stage's output link is per byte of float32 than the default link:
+    /// its measured cost over `secondsPerByte`, times what its narrowing leaves of each byte.
+    public var linkFactors: [Double] {
+        Self.linkFactors(measured: linkSecondsPerByte, compression: compression, secondsPerByte: secondsPerByte)
+    }
+
+    public static func linkFactors(measured: [Double?], compression: [Compression], secondsPerByte: Double) -> [Double] {
+        measured.indices.map { stage in
+            let narrowing = compression.indices.contains(stage) ? compression[stage] : .none
+            return (measured[stage] ?? secondsPerByte) / secondsPerByte * narrowing.floatBytesRatio
+        }
+    }
+
+    /// Folds in a process's running traffic totals. `position` is its stage's index, or the
+    /// stage count for the sink (which only receives). A stage's output link is measured when
+    /// saturated (see `saturation`): its seconds per byte are then the interval over the bytes
+    /// its processes sent. An unsaturated link carried less than it can, so a rate above the
+    /// one measured only shows the link is faster than thought.
+    public mutating func observeTraffic(instance: String, position: Int, elapsedSeconds: Double, sentBytes: Int,
+                                        blockedSeconds: Double, idleSeconds: Double) {
+        guard position >= 0, position <= replicas.count else { return }
+        let previous = lastTraffic[instance] ?? Traffic()
+        let interval = elapsedSeconds - previous.elapsed
+        // Too short an interval is noise; one that ran backwards is a new process under the name.
+        guard interval >= 0.2 || interval < 0 else { return }
+        lastTraffic[instance] = Traffic(elapsed: elapsedSeconds, sentBytes: sentBytes, blocked: blockedSeconds, idle: idleSeconds)
+        guard interval > 0, sentBytes >= previous.sentBytes else { return }
+        idleFractions[position, default: [:]][instance] = min(1, max(0, (idleSeconds - previous.idle) / interval))
+        guard position < replicas.count, sentBytes > previous.sentBytes else { return }
+        let perByte = interval / Double(sentBytes - previous.sentBytes) / Double(max(1, replicas[position]))
+        let blocked = (blockedSeconds - previous.blocked) / interval
+        let receivers = idleFractions[position + 1]?.values.map { $0 } ?? []
+        let receiverIdle = receivers.isEmpty ? 0 : receivers.reduce(0, +) / Double(receivers.count)
+        if blocked >= Self.saturation, receiverIdle >= Self.saturation {
+            linkSecondsPerByte[position] = linkSecondsPerByte[position].map { smoothing * perByte + (1 - smoothing) * $0 } ?? perByte
+        } else if let known = linkSecondsPerByte[position], perByte < known {
+            linkSecondsPerByte[position] = perByte
+        }
     }
 
     /// Speed of each stage as a whole: its processes' speed times how many there are.
@@ -75,7 +140,7 @@ public struct CostModel: Sendable, Equatable {
     /// Costs in seconds per window, for the partitioner.
     public var partitionCosts: PartitionCosts {
         PartitionCosts(layerCosts: layerSeconds.map { $0 ?? 0 },
-                       transferCosts: boundaryBytes.map { Double($0) * secondsPerByte })
+                       transferCosts: boundaryBytes.map { Double($0) * secondsPerByte }, linkFactors: linkFactors)
     }
 
     /// Predicted seconds per window of each stage under `ranges`.
@@ -109,24 +174,45 @@ public struct RebalanceRecord: Codable, Equatable, Sendable {
     /// Processes per stage before and after, when the decision adds replicas (nil: unchanged).
     public var oldReplicas: [Int]?
     public var newReplicas: [Int]?
+    /// Each stage's output-link compression before and after, when the decision narrows a
+    /// link (nil: unchanged).
+    public var oldCompression: [Compression]?
+    public var newCompression: [Compression]?
 
-    /// The plan moved to, in words: "0-1,2,3-5" or "0-1,2 ×2,3-5" when replicas were added.
-    public var newPlan: String { Rebalancer.describe(newSplit, replicas: newReplicas) }
-    public var oldPlan: String { Rebalancer.describe(oldSplit, replicas: oldReplicas) }
+    /// The plan moved to, in words: "0-1,2,3-5", "0-1,2 ×2,3-5" when replicas were added, and
+    /// "0-1 fp16,2-5" when stage 0's output crosses its link in half precision.
+    public var newPlan: String { Rebalancer.describe(newSplit, replicas: newReplicas, compression: newCompression) }
+    public var oldPlan: String { Rebalancer.describe(oldSplit, replicas: oldReplicas, compression: oldCompression) }
+
+    /// What the decision changes, in words: "moves the cut", "narrows stage 1's link to fp16", or both.
+    public var change: String {
+        var parts: [String] = []
+        if oldSplit != newSplit { parts.append("moves the cut") }
+        if let newReplicas, newReplicas != oldReplicas { parts.append("adds replicas") }
+        if let old = oldCompression, let new = newCompression {
+            for (stage, pair) in zip(old, new).enumerated() where pair.0 != pair.1 {
+                parts.append("narrows stage \(stage)'s link to \(pair.1.rawValue)")
+            }
+        }
+        return parts.joined(separator: " and ")
+    }
 
     public init(atSeconds: Double, epoch: UInt32, oldSplit: [LayerSpan], newSplit: [LayerSpan], predictedOldWindowsPerSecond: Double,
                 predictedNewWindowsPerSecond: Double, measuredBeforeWindowsPerSecond: Double? = nil,
                 measuredAfterWindowsPerSecond: Double? = nil, settledAtSeconds: Double? = nil, applied: Bool,
-                oldReplicas: [Int]? = nil, newReplicas: [Int]? = nil) {
+                oldReplicas: [Int]? = nil, newReplicas: [Int]? = nil, oldCompression: [Compression]? = nil,
+                newCompression: [Compression]? = nil) {
         self.atSeconds = atSeconds; self.epoch = epoch; self.oldSplit = oldSplit; self.newSplit = newSplit
         self.predictedOldWindowsPerSecond = predictedOldWindowsPerSecond; self.predictedNewWindowsPerSecond = predictedNewWindowsPerSecond
         self.measuredBeforeWindowsPerSecond = measuredBeforeWindowsPerSecond; self.measuredAfterWindowsPerSecond = measuredAfterWindowsPerSecond
         self.settledAtSeconds = settledAtSeconds; self.applied = applied; self.oldReplicas = oldReplicas; self.newReplicas = newReplicas
+        self.oldCompression = oldCompression; self.newCompression = newCompression
     }
 
     private enum CodingKeys: String, CodingKey {
         case atSeconds, epoch, oldSplit, newSplit, predictedOldWindowsPerSecond, predictedNewWindowsPerSecond
         case measuredBeforeWindowsPerSecond, measuredAfterWindowsPerSecond, settledAtSeconds, applied, oldReplicas, newReplicas
+        case oldCompression, newCompression
     }
 
     public init(from decoder: Decoder) throws {
@@ -140,7 +226,9 @@ public struct RebalanceRecord: Codable, Equatable, Sendable {
                   settledAtSeconds: try c.decodeIfPresent(Double.self, forKey: .settledAtSeconds),
                   applied: try c.decode(Bool.self, forKey: .applied),
                   oldReplicas: try c.decodeIfPresent([Int].self, forKey: .oldReplicas),
-                  newReplicas: try c.decodeIfPresent([Int].self, forKey: .newReplicas))
+                  newReplicas: try c.decodeIfPresent([Int].self, forKey: .newReplicas),
+                  oldCompression: try c.decodeIfPresent([Compression].self, forKey: .oldCompression),
+                  newCompression: try c.decodeIfPresent([Compression].self, forKey: .newCompression))
     }
 
 }
@@ -164,12 +252,15 @@ public struct Rebalancer: Sendable {
     private var lastEvaluatedAt: Double?
     /// The cost model as it was at the last evaluation: what the controller last planned with.
     public private(set) var plannedWith: CostModel?
+    /// Per stage, what the pipeline asks for on its output link (`stages.compress`).
+    public let compressionSettings: [CompressionSetting]
 
     /// `cores`: the budget; nil means no more than the processes started with (no replicas added).
     public init(config: RebalanceConfig, cut: LayerCut, stages: Int, replicas: [Int]? = nil, threads: [Int]? = nil,
-                cores: Int? = nil, parallelFractions: [Double]? = nil) {
+                cores: Int? = nil, parallelFractions: [Double]? = nil, compression: [CompressionSetting]? = nil) {
         self.config = config
-        model = CostModel(cut: cut, stages: stages, replicas: replicas)
+        compressionSettings = compression ?? Array(repeating: .none, count: stages)
+        model = CostModel(cut: cut, stages: stages, replicas: replicas, compression: compressionSettings.map(\.initial))
         self.threads = threads ?? Array(repeating: 1, count: stages)
         self.cores = cores ?? 0
         self.parallelFractions = parallelFractions
@@ -187,7 +278,7 @@ public struct Rebalancer: Sendable {
     /// The best ranges for the stages as they are, or, with spare cores, the best ranges and
     /// replicas (never fewer than now), each stage's processes running at their measured speed;
     /// with the predicted throughput of that plan and of the current one, on the same model.
-    func bestPlan(current: [Range<Int>]) -> (ranges: [Range<Int>], replicas: [Int], throughput: Double, currentThroughput: Double)? {
+    func bestPlan(current: [Range<Int>], model: CostModel) -> (ranges: [Range<Int>], replicas: [Int], throughput: Double, currentThroughput: Double)? {
         guard cores > coresInUse else {
             guard let best = try? Partition.optimal(costs: model.partitionCosts, stages: current.count, speeds: model.effectiveSpeeds) else {
                 return nil
@@ -213,6 +304,30 @@ public struct Rebalancer: Sendable {
         model.observe(instance: instance, stage: stage, busySeconds: busySeconds, layers: layers)
     }
 
+    public mutating func observeTraffic(instance: String, position: Int, elapsedSeconds: Double, sentBytes: Int,
+                                        blockedSeconds: Double, idleSeconds: Double) {
+        model.observeTraffic(instance: instance, position: position, elapsedSeconds: elapsedSeconds, sentBytes: sentBytes,
+                             blockedSeconds: blockedSeconds, idleSeconds: idleSeconds)
+    }
+
+    /// The decision to narrow links is carried out: the model plans with it from now on.
+    public mutating func applyCompression(_ compression: [Compression]) {
+        for (stage, narrowing) in compression.enumerated() { model.setCompression(narrowing, stage: stage) }
+    }
+
+    /// The model with every `auto` link that was measured saturated narrowed to fp16, if any is.
+    private func narrowedModel() -> CostModel? {
+        var narrowed = model
+        var any = false
+        for (stage, setting) in compressionSettings.enumerated()
+        where setting == .auto && model.compression.indices.contains(stage) && model.compression[stage] == .none
+            && model.linkSecondsPerByte[stage] != nil {
+            narrowed.setCompression(.fp16, stage: stage)
+            any = true
+        }
+        return any ? narrowed : nil
+    }
+
     /// A better split (and, with spare cores, more replicas) for `current`, if one is worth
     /// moving to now.
     public mutating func proposal(current: [Range<Int>], now: Double, epoch: UInt32,
@@ -223,20 +338,29 @@ public struct Rebalancer: Sendable {
         if let lastEvaluatedAt, now - lastEvaluatedAt < min(config.intervalSeconds / 2, 0.25) { return nil }
         lastEvaluatedAt = now
         plannedWith = model
-        guard let best = bestPlan(current: current) else { return nil }
+        guard var best = bestPlan(current: current, model: model) else { return nil }
+        var compression: [Compression]?
+        // Narrowing costs precision, moving the cut does not: a link is narrowed only where that
+        // predicts more than the threshold beyond the best the current links allow.
+        if let narrowed = narrowedModel(), let withNarrowing = bestPlan(current: current, model: narrowed),
+           withNarrowing.throughput > best.throughput * (1 + config.threshold) {
+            best = (withNarrowing.ranges, withNarrowing.replicas, withNarrowing.throughput, best.currentThroughput)
+            compression = narrowed.compression
+        }
         let grows = best.replicas != model.replicas
-        guard best.ranges != current || grows else { return nil }
+        guard best.ranges != current || grows || compression != nil else { return nil }
         let oldThroughput = best.currentThroughput
         let newThroughput = best.throughput
         let gain = oldThroughput > 0 ? newThroughput / oldThroughput - 1 : 0
-        let required = best.ranges == previousSplit && !grows ? 2 * config.threshold : config.threshold
+        let required = best.ranges == previousSplit && !grows && compression == nil ? 2 * config.threshold : config.threshold
         guard gain > required else { return nil }
         if config.policy == .recommend, let last = lastRecommended, last.ranges == best.ranges, last.replicas == best.replicas { return nil }
         let record = RebalanceRecord(atSeconds: now, epoch: epoch, oldSplit: current.map(LayerSpan.init), newSplit: best.ranges.map(LayerSpan.init),
                                      predictedOldWindowsPerSecond: oldThroughput, predictedNewWindowsPerSecond: newThroughput,
                                      measuredBeforeWindowsPerSecond: measuredWindowsPerSecond, measuredAfterWindowsPerSecond: nil,
                                      applied: config.policy == .auto,
-                                     oldReplicas: grows ? model.replicas : nil, newReplicas: grows ? best.replicas : nil)
+                                     oldReplicas: grows ? model.replicas : nil, newReplicas: grows ? best.replicas : nil,
+                                     oldCompression: compression != nil ? model.compression : nil, newCompression: compression)
         history.append(record)
         lastDecisionAt = now
         if config.policy == .auto {
@@ -259,11 +383,14 @@ public struct Rebalancer: Sendable {
         history[last].measuredAfterWindowsPerSecond = windowsPerSecond
     }
 
-    /// "0-1,2 ×2,3-5": a stage's processes after ×, when more than one.
-    public static func describe(_ spans: [LayerSpan], replicas: [Int]?) -> String {
-        guard let replicas, replicas.count == spans.count else { return LayerSpan.describe(spans) }
-        return zip(spans, replicas).map { span, count in
-            span.description + (count > 1 ? " ×\(count)" : "")
+    /// "0-1,2 ×2,3-5 fp16": a stage's processes after ×, when more than one, and how its output
+    /// is narrowed for its link, when it is.
+    public static func describe(_ spans: [LayerSpan], replicas: [Int]?, compression: [Compression]? = nil) -> String {
+        spans.enumerated().map { stage, span in
+            var text = span.description
+            if let replicas, replicas.count == spans.count, replicas[stage] > 1 { text += " ×\(replicas[stage])" }
+            if let compression, compression.count == spans.count, compression[stage] != .none { text += " \(compression[stage].rawValue)" }
+            return text
         }.joined(separator: ",")
     }
 }

@@ -294,16 +294,22 @@ public struct CostInput: Codable, Equatable, Sendable {
     public var boundaryBytesPerWindow: [Int]
     /// Link cost used for transfer estimates (seconds per byte).
     public var secondsPerByte: Double
+    /// Per stage, its output link's measured seconds per byte (nil: not measured; absent in
+    /// profiles written before links were measured), and how its output was narrowed.
+    public var linkSecondsPerByte: [Double?]?
+    public var compression: [Compression]?
 
     public init(ranges: [Range<Int>], layerSecondsPerWindow: [Double?], stageSpeeds: [Double], boundaryBytesPerWindow: [Int],
-                secondsPerByte: Double = 1 / 2.5e9) {
+                secondsPerByte: Double = 1 / 2.5e9, linkSecondsPerByte: [Double?]? = nil, compression: [Compression]? = nil) {
         self.ranges = ranges; self.layerSecondsPerWindow = layerSecondsPerWindow; self.stageSpeeds = stageSpeeds
         self.boundaryBytesPerWindow = boundaryBytesPerWindow; self.secondsPerByte = secondsPerByte
+        self.linkSecondsPerByte = linkSecondsPerByte; self.compression = compression
     }
 
     public init(model: CostModel, ranges: [Range<Int>]) {
         self.init(ranges: ranges, layerSecondsPerWindow: model.layerSeconds, stageSpeeds: model.effectiveSpeeds,
-                  boundaryBytesPerWindow: model.boundaryBytes, secondsPerByte: model.secondsPerByte)
+                  boundaryBytesPerWindow: model.boundaryBytes, secondsPerByte: model.secondsPerByte,
+                  linkSecondsPerByte: model.linkSecondsPerByte, compression: model.compression)
     }
 
     public var isComplete: Bool { !layerSecondsPerWindow.isEmpty && layerSecondsPerWindow.allSatisfy { $0 != nil } }
@@ -313,7 +319,10 @@ public struct CostInput: Codable, Equatable, Sendable {
         let transfer = boundaryBytesPerWindow.count == layerSecondsPerWindow.count + 1
             ? boundaryBytesPerWindow.map { Double($0) * secondsPerByte }
             : Array(repeating: 0, count: layerSecondsPerWindow.count + 1)
-        return PartitionCosts(layerCosts: layerSecondsPerWindow.map { $0 ?? 0 }, transferCosts: transfer)
+        let factors = linkSecondsPerByte.map {
+            CostModel.linkFactors(measured: $0, compression: compression ?? [], secondsPerByte: secondsPerByte)
+        }
+        return PartitionCosts(layerCosts: layerSecondsPerWindow.map { $0 ?? 0 }, transferCosts: transfer, linkFactors: factors)
     }
 
     /// Predicted windows per second under `ranges`: one over the slowest stage's time.

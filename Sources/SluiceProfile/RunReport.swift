@@ -67,6 +67,8 @@ public struct RunReport: Codable {
     /// The sink was started again and could not read back its output (standard output, a
     /// pipe): windows from this `window_seq` on, up to where the dead sink stopped, may be in it twice.
     public var windowsMayRepeatFrom: UInt64?
+    /// Each stage's output link: what crossed it, its measured rate, and its narrowing.
+    public var links: [LinkReport]?
 
     /// - Parameters:
     ///   - profile: the run's profile at its end.
@@ -137,6 +139,7 @@ public struct RunReport: Codable {
         replicas = profile.stages.map(\.replicas)
         sinkTimeline = observed.sinkTimeline
         startedAtSeconds = startedAt
+        links = LinkReport.links(stageCount: profile.stages.count, counters: counters, model: lastPlanningModel)
         if recovery != RecoveryCounts() {
             var counts = recovery
             counts.replayedBatches = max(counts.replayedBatches, counters["source"]?.replayed ?? 0)
@@ -217,6 +220,7 @@ public struct RunReport: Codable {
         implausibleStamps = try c.decodeIfPresent(Int.self, forKey: .implausibleStamps)
         recovery = try c.decodeIfPresent(RecoveryCounts.self, forKey: .recovery)
         windowsMayRepeatFrom = try c.decodeIfPresent(UInt64.self, forKey: .windowsMayRepeatFrom)
+        links = try c.decodeIfPresent([LinkReport].self, forKey: .links)
         var entries = try c.nestedUnkeyedContainer(forKey: .stages)
         var stages: [StageProfile] = []
         while !entries.isAtEnd {
@@ -291,6 +295,9 @@ public struct RunReport: Codable {
                 + String(format: "%.0f -> %.0f", record.predictedOldWindowsPerSecond, record.predictedNewWindowsPerSecond)
                 + " windows/s, measured \(measured[0]) -> \(measured[1])")
         }
+        for link in links ?? [] where link.measuredBytesPerSecond != nil || link.compression != .none {
+            lines.append("  link         \(link.text)")
+        }
         lines.append("  stage  layers   procs    batches    busy s  ms/batch   busy %   idle %  blocked %")
         for stage in stages {
             let elapsed = max(stage.elapsedSeconds, 1e-9)
@@ -307,5 +314,54 @@ public struct RunReport: Codable {
     /// The machine-readable report, written as the profile's JSON is.
     public func json() -> Data {
         reportJSON(self)
+    }
+}
+
+/// One stage's output link over a run.
+public struct LinkReport: Codable, Equatable, Sendable {
+    public var stage: Int
+    /// Bytes its processes sent on it, as they crossed (narrowed, where it was).
+    public var bytesSent: Int
+    /// What it carried while saturated (its sender waiting for room, its receiver for input);
+    /// nil when it never was, and so never limited the pipeline.
+    public var measuredBytesPerSecond: Double?
+    /// How the stage's output crossed it at the end of the run.
+    public var compression: Compression
+    /// Root of Σ(x − x̃)² over Σx² for the tensors narrowing changed (nil: none was narrowed).
+    public var narrowingRelativeError: Double?
+
+    public init(stage: Int, bytesSent: Int, measuredBytesPerSecond: Double?, compression: Compression, narrowingRelativeError: Double?) {
+        self.stage = stage; self.bytesSent = bytesSent; self.measuredBytesPerSecond = measuredBytesPerSecond
+        self.compression = compression; self.narrowingRelativeError = narrowingRelativeError
+    }
+
+    static func links(stageCount: Int, counters: [String: RoleCounters], model: CostModel?) -> [LinkReport] {
+        (0..<stageCount).map { stage in
+            let processes = counters.filter { StageInstance.stage(of: $0.key) == stage }.map(\.value)
+            let combined = RoleCounters.combined(processes)
+            let perByte = model.flatMap { $0.linkSecondsPerByte.indices.contains(stage) ? $0.linkSecondsPerByte[stage] : nil }
+            let compression = model.flatMap { $0.compression.indices.contains(stage) ? $0.compression[stage] : nil } ?? .none
+            return LinkReport(stage: stage, bytesSent: combined.sentBytes, measuredBytesPerSecond: perByte.map { 1 / $0 },
+                              compression: compression, narrowingRelativeError: combined.narrowing?.relativeError)
+        }
+    }
+
+    public var text: String {
+        var parts = ["stage \(stage)'s output: \(bytesText(Double(bytesSent))) sent"]
+        if let rate = measuredBytesPerSecond { parts.append("saturated at \(bytesText(rate))/s") }
+        if compression != .none {
+            let error = narrowingRelativeError.map { String(format: ", relative error %.1e", $0) } ?? ""
+            parts.append("narrowed to \(compression.rawValue)\(error)")
+        }
+        return parts.joined(separator: ", ")
+    }
+
+    private func bytesText(_ count: Double) -> String {
+        switch count {
+        case ..<1e3: return String(format: "%.0f B", count)
+        case ..<1e6: return String(format: "%.1f kB", count / 1e3)
+        case ..<1e9: return String(format: "%.1f MB", count / 1e6)
+        default: return String(format: "%.2f GB", count / 1e9)
+        }
     }
 }

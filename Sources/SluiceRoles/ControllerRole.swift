@@ -85,7 +85,8 @@ public final class ControllerRole {
             ranges: plan.partition.ranges, epoch: 1,
             rebalancer: Rebalancer(config: plan.config.rebalance, cut: plan.cut, stages: plan.partition.ranges.count,
                                    replicas: plan.replicaCounts, threads: plan.shapes.map(\.threads), cores: plan.config.coreBudget,
-                                   parallelFractions: CorePlanner.parallelFractions(cut: plan.cut, graph: plan.graph)),
+                                   parallelFractions: CorePlanner.parallelFractions(cut: plan.cut, graph: plan.graph),
+                                   compression: plan.partition.ranges.indices.map { plan.config.stages.compression(ofStage: $0) }),
             instances: plan.stageNames)
         let assignments = plan.assignments(endpoints)
         for (name, assignment) in assignments {

@@ -50,7 +50,7 @@ extension PipelinePlan {
                     pullEndpoint: endpoints.stages[index][replica],
                     pushEndpoints: index + 1 < endpoints.stages.count ? endpoints.stages[index + 1] : [endpoints.sink],
                     slowdown: config.stages.slowdown[index] ?? 0, liveness: liveness, profiling: config.controller.profiling,
-                    threads: shapes[index].threads))
+                    threads: shapes[index].threads, compression: config.stages.compression(ofStage: index).initial))
             }
         }
         messages["source"] = .assignSource(SourceAssignment(

@@ -19,6 +19,9 @@ public final class SinkRole: PipelineRole, RoleAdapter {
     private var writer: PredictionWriter?
     private lazy var dropLog = DropLog(logger: logger)
     private let started = monotonicSeconds()
+    /// Handling batches (decoding, ordering, writing): the rest of the time the sink waits for
+    /// input, which tells the controller whether the link into it is what holds the stream.
+    private var busySeconds = 0.0
 
     public init(name: String, controller endpoint: String, keys: RoleKeys?, binding: DataBinding?) throws {
         shell = try RoleShell(name: name, controller: endpoint, keys: keys)
@@ -39,6 +42,8 @@ public final class SinkRole: PipelineRole, RoleAdapter {
 
     func receive(_ frames: [ZMQFrame]) -> RoleExit? {
         guard let assignment else { return nil }
+        let handlingStart = monotonicSeconds()
+        defer { busySeconds += monotonicSeconds() - handlingStart }
         let batch: Batch
         do {
             batch = try Batch.decode(frames)
@@ -75,6 +80,8 @@ public final class SinkRole: PipelineRole, RoleAdapter {
         if final { dropLog.flush() }  // the final heartbeat: say what the rate limit held back
         var counters = machine.counters
         counters.elapsedSeconds = monotonicSeconds() - started
+        counters.busySeconds = busySeconds
+        counters.idleSeconds = max(0, counters.elapsedSeconds - busySeconds)
         return counters
     }
 

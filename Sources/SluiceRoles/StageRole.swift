@@ -158,6 +158,8 @@ public final class StageRole: PipelineRole, RoleAdapter {
                 logger.info("holding layers \(LayerSpan(layers)) (\(newExecutor.parameterBytes) bytes of weights)")
             case .connect(let endpoint):
                 shell.connectReplica(push, endpoint)
+            case .compress(let compression):
+                assignment?.compression = compression
             case .log(let level, let message):
                 logger.log(level, message)
             case .finish(let status, let finalHeartbeat):
@@ -254,10 +256,17 @@ public final class StageRole: PipelineRole, RoleAdapter {
                 break  // .passThrough: forwarded as it came
             }
         }
-        let sent = shell.send(batch.frames(), on: push)
+        if assignment.compression != .none {
+            var tally = counters.narrowing ?? NarrowingTally()
+            batch.compress(assignment.compression, tally: &tally)
+            counters.narrowing = tally
+        }
+        let frames = batch.frames()
+        let sent = shell.send(frames, on: push)
         counters.blockedSeconds += sent.blockedSeconds
         guard sent.delivered else { return nil }
         counters.sent += 1
+        counters.sentBytes += frames.reduce(0) { $0 + $1.byteCount }
         noteInStage(Double(wallNanos() &- received) / 1e9)
         return nil
     }

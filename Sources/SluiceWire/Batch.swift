@@ -1,3 +1,4 @@
+import SluiceConfig
 import SluiceTensor
 
 /// A micro-batch as it crosses a socket: header, opaque window-key metadata, tensors by name.
@@ -29,16 +30,22 @@ public struct Batch: @unchecked Sendable {
     /// aligned for the element type, in which case that tensor is copied.
     public static func decode(_ frames: [some ReceivedFrame]) throws -> Batch {
         guard frames.count >= 2 else { throw WireError.truncated("\(frames.count) frame(s); a batch has a header and a metadata frame") }
-        let header = try frames[0].withBytes { try BatchHeader.decode($0) }
+        var header = try frames[0].withBytes { try BatchHeader.decode($0) }
         guard frames.count == 2 + header.tensors.count else {
             throw WireError.malformed("header lists \(header.tensors.count) tensors but \(frames.count - 2) tensor frames arrived")
         }
         var tensors: [String: Tensor] = [:]
-        for (descriptor, frame) in zip(header.tensors, frames.dropFirst(2)) {
+        for (index, (descriptor, frame)) in zip(header.tensors, frames.dropFirst(2)).enumerated() {
             guard frame.count == descriptor.byteCount else {
                 throw WireError.malformed("tensor '\(descriptor.name)' \(descriptor.dtype)\(descriptor.shape) needs \(descriptor.byteCount) bytes, frame has \(frame.count)")
             }
             guard tensors[descriptor.name] == nil else { throw WireError.malformed("tensor '\(descriptor.name)' appears twice") }
+            guard descriptor.encoding == .raw else {
+                // Widened back here: the layers, and any link after this one, see float32.
+                tensors[descriptor.name] = frame.withBytes { widened($0, descriptor) }
+                header.tensors[index].encoding = .raw
+                continue
+            }
             tensors[descriptor.name] = frame.withBytes { bytes in
                 // The storage keeps the frame alive, so the tensor may borrow its bytes.
                 if let base = UnsafeMutableRawPointer(mutating: bytes.baseAddress), Int(bitPattern: base) % descriptor.dtype.byteSize == 0 {
@@ -61,5 +68,96 @@ extension Batch {
     public var verifiedWindowCount: Int {
         let count = Int(header.windowCount)
         return !tensors.isEmpty && tensors.values.allSatisfy({ $0.rank >= 1 && $0.shape[0] == count }) ? count : 0
+    }
+}
+
+/// Relative error a link's narrowing put into the tensors it carried: the root of Σ(x − x̃)² over Σx².
+public struct NarrowingTally: Codable, Equatable, Sendable {
+    public var squaredError: Double = 0
+    public var squaredNorm: Double = 0
+    public init() {}
+
+    /// nil until a nonzero value crossed the link.
+    public var relativeError: Double? { squaredNorm > 0 ? (squaredError / squaredNorm).squareRoot() : nil }
+
+    public mutating func add(_ other: NarrowingTally) {
+        squaredError += other.squaredError
+        squaredNorm += other.squaredNorm
+    }
+}
+
+extension Batch {
+    /// Narrows every float32 tensor for the link (`compression`), adding what that costs in
+    /// precision to `tally`. The tensors then hold the narrowed bytes, fit only to be sent; a
+    /// tensor holding NaN or infinity stays float32 under int8, which has no room for them.
+    public mutating func compress(_ compression: Compression, tally: inout NarrowingTally) {
+        guard compression != .none else { return }
+        for (index, descriptor) in header.tensors.enumerated() where descriptor.dtype == .float32 && descriptor.encoding == .raw {
+            guard let tensor = tensors[descriptor.name] else { continue }
+            let count = tensor.elementCount
+            let narrowed: Tensor
+            let encoding: TensorEncoding
+            switch compression {
+            case .none: continue
+            case .fp16:
+                narrowed = Tensor(zeros: .float16, shape: tensor.shape)
+                encoding = .float16
+                tensor.withUnsafeBufferPointer(as: Float.self) { source in
+                    narrowed.withUnsafeMutableBufferPointer(as: UInt16.self) { target in
+                        if count > 0 { Narrowing.toHalf(source.baseAddress!, target.baseAddress!, count: count) }
+                    }
+                }
+            case .int8:
+                let largest = tensor.withUnsafeBufferPointer(as: Float.self) { source in
+                    count > 0 ? Narrowing.maximumMagnitude(source.baseAddress!, count: count) : 0
+                }
+                guard largest.isFinite else { continue }
+                narrowed = Tensor(zeros: .int8, shape: tensor.shape)
+                encoding = .int8(scale: Narrowing.int8Scale(maximumMagnitude: largest))
+                tensor.withUnsafeBufferPointer(as: Float.self) { source in
+                    narrowed.withUnsafeMutableBufferPointer(as: Int8.self) { target in
+                        if count > 0 { Narrowing.toInt8(source.baseAddress!, target.baseAddress!, count: count, maximumMagnitude: largest) }
+                    }
+                }
+            }
+            var descriptorNarrowed = descriptor
+            descriptorNarrowed.encoding = encoding
+            let back = withExtendedLifetime(narrowed.storage) {
+                Batch.widened(UnsafeRawBufferPointer(start: narrowed.storage.bytes, count: narrowed.byteCount), descriptorNarrowed)
+            }
+            tensor.withUnsafeBufferPointer(as: Float.self) { exact in
+                back.withUnsafeBufferPointer(as: Float.self) { approximate in
+                    if count > 0 {
+                        Narrowing.accumulateSquaredError(exact: exact.baseAddress!, approximate: approximate.baseAddress!, count: count,
+                                                         error: &tally.squaredError, norm: &tally.squaredNorm)
+                    }
+                }
+            }
+            tensors[descriptor.name] = narrowed
+            header.tensors[index].encoding = encoding
+        }
+    }
+
+    /// A float32 tensor from a narrowed frame's bytes (their count already checked).
+    static func widened(_ bytes: UnsafeRawBufferPointer, _ descriptor: TensorDescriptor) -> Tensor {
+        let tensor = Tensor(zeros: .float32, shape: descriptor.shape)
+        let count = tensor.elementCount
+        guard count > 0, let base = bytes.baseAddress else { return tensor }
+        tensor.withUnsafeMutableBufferPointer(as: Float.self) { target in
+            switch descriptor.encoding {
+            case .raw:
+                break
+            case .float16:
+                // A frame need not start on a 2-byte boundary: copy it to one that does.
+                let halves = [UInt16](unsafeUninitializedCapacity: count) { buffer, initialized in
+                    UnsafeMutableRawPointer(buffer.baseAddress!).copyMemory(from: base, byteCount: count * 2)
+                    initialized = count
+                }
+                Narrowing.fromHalf(halves, target.baseAddress!, count: count)
+            case .int8(let scale):
+                Narrowing.fromInt8(base.assumingMemoryBound(to: Int8.self), target.baseAddress!, count: count, scale: scale)
+            }
+        }
+        return tensor
     }
 }

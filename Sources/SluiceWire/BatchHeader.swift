@@ -15,19 +15,47 @@ public enum WireError: Error, Equatable, CustomStringConvertible {
     }
 }
 
-/// Name, element type and shape of one tensor frame.
+/// How a tensor frame's bytes hold its elements: as the dtype says, or a float32 tensor
+/// narrowed for a slow link (half precision, or int8 times a scale).
+public enum TensorEncoding: Equatable, Sendable {
+    case raw
+    case float16
+    case int8(scale: Float)
+
+    var code: UInt8 {
+        switch self {
+        case .raw: return 0
+        case .float16: return 1
+        case .int8: return 2
+        }
+    }
+
+    func bytesPerElement(of dtype: DType) -> Int {
+        switch self {
+        case .raw: return dtype.byteSize
+        case .float16: return 2
+        case .int8: return 1
+        }
+    }
+}
+
+/// Name, element type and shape of one tensor frame, and how its bytes encode the elements.
 public struct TensorDescriptor: Equatable, Sendable {
     public var name: String
+    /// The tensor's element type once decoded (float32 for a narrowed one).
     public var dtype: DType
     public var shape: [Int]
+    public var encoding: TensorEncoding
 
-    public init(name: String, dtype: DType, shape: [Int]) {
+    public init(name: String, dtype: DType, shape: [Int], encoding: TensorEncoding = .raw) {
         self.name = name
         self.dtype = dtype
         self.shape = shape
+        self.encoding = encoding
     }
 
-    public var byteCount: Int { Tensor.elementCount(of: shape) * dtype.byteSize }
+    /// Bytes of the frame: elements times the encoding's width.
+    public var byteCount: Int { Tensor.elementCount(of: shape) * encoding.bytesPerElement(of: dtype) }
 }
 
 /// One stage's visit to a batch, in nanoseconds of the wall clock (CLOCK_REALTIME), so hops
@@ -51,7 +79,7 @@ public struct Hop: Codable, Equatable, Sendable {
 /// The first frame of every data-plane message (docs/protocol.md has the byte layout).
 public struct BatchHeader: Equatable, Sendable {
     public static let magic: [UInt8] = Array("SLB1".utf8)
-    public static let version: UInt8 = 1
+    public static let version: UInt8 = 2
     /// No frame of a micro-batch comes near this (2^32 elements); larger claims are corrupt.
     public static let maximumTensorElements = 1 << 32
 
@@ -109,6 +137,8 @@ public struct BatchHeader: Equatable, Sendable {
         for tensor in tensors {
             writer.write(string: tensor.name)
             writer.write(tensor.dtype.rawValue)
+            writer.write(tensor.encoding.code)
+            if case .int8(let scale) = tensor.encoding { writer.write(scale.bitPattern) }
             writer.write(UInt8(tensor.shape.count))
             for dim in tensor.shape { writer.write(Int64(dim)) }
         }
@@ -147,6 +177,19 @@ public struct BatchHeader: Equatable, Sendable {
             let name = try reader.readString("tensor \(index) name")
             let code = try reader.read(UInt8.self, "tensor \(index) dtype")
             guard let dtype = DType(rawValue: code) else { throw WireError.malformed("tensor '\(name)' has unknown dtype \(code)") }
+            let encoding: TensorEncoding
+            switch try reader.read(UInt8.self, "tensor \(index) encoding") {
+            case 0: encoding = .raw
+            case 1: encoding = .float16
+            case 2:
+                let scale = Float(bitPattern: try reader.read(UInt32.self, "tensor \(index) int8 scale"))
+                guard scale.isFinite, scale >= 0 else { throw WireError.malformed("tensor '\(name)' has int8 scale \(scale)") }
+                encoding = .int8(scale: scale)
+            case let other: throw WireError.malformed("tensor '\(name)' has unknown encoding \(other)")
+            }
+            guard encoding == .raw || dtype == .float32 else {
+                throw WireError.malformed("tensor '\(name)' is \(dtype) narrowed for the link: only float32 tensors are")
+            }
             let rank = Int(try reader.read(UInt8.self, "tensor \(index) rank"))
             var shape: [Int] = []
             for axis in 0..<rank {
@@ -161,7 +204,7 @@ public struct BatchHeader: Equatable, Sendable {
             guard !elements.1, elements.0 <= Self.maximumTensorElements else {
                 throw WireError.malformed("tensor '\(name)' shape \(shape) is larger than \(Self.maximumTensorElements) elements")
             }
-            tensors.append(TensorDescriptor(name: name, dtype: dtype, shape: shape))
+            tensors.append(TensorDescriptor(name: name, dtype: dtype, shape: shape, encoding: encoding))
         }
         guard reader.remaining == 0 else { throw WireError.malformed("\(reader.remaining) unexpected bytes after the header") }
         return BatchHeader(batchSequence: batchSequence, firstWindow: firstWindow, windowCount: windowCount, epoch: epoch,

@@ -5,6 +5,13 @@ import SluiceTensor
 public enum OutgoingFrame {
     case bytes([UInt8])
     case tensor(Tensor)
+
+    public var byteCount: Int {
+        switch self {
+        case .bytes(let bytes): return bytes.count
+        case .tensor(let tensor): return tensor.byteCount
+        }
+    }
 }
 
 /// A frame as the transport received it. Its bytes stay valid for the life of the object, so

@@ -85,6 +85,19 @@ long sluice_conv1d_padded_row(long positions, long k);
 /* row[i] = max(row[i], tap[i * stride]) for i < n, NaN when either is NaN (max pooling's taps). */
 void sluice_max_into(float *row, const float *tap, long stride, long n);
 
+/* Narrowing float32 activations for a slow link (narrow.c). Half precision rounds to nearest
+ * even exactly as IEEE 754 says (F16C where the CPU has it and the calling thread's level is 1 or
+ * more, a portable conversion otherwise: the two agree bit for bit). */
+void sluice_to_half(const float *x, unsigned short *y, long n);
+void sluice_from_half(const unsigned short *x, float *y, long n);
+/* The largest |x[i]| (NaN if any is NaN; 0 for n = 0). */
+float sluice_max_abs(const float *x, long n);
+/* y[i] = clamp(round_to_nearest_even(x[i] * inverse_scale), -127, 127); back: x[i] * scale. */
+void sluice_to_int8(const float *x, signed char *y, long n, float inverse_scale);
+void sluice_from_int8(const signed char *x, float *y, long n, float scale);
+/* Adds Σ (exact[i] - approximate[i])² to *error and Σ exact[i]² to *norm, in double. */
+void sluice_squared_error(const float *exact, const float *approximate, long n, double *error, double *norm);
+
 #ifdef __cplusplus
 }
 #endif

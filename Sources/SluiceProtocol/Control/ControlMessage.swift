@@ -56,11 +56,14 @@ public struct StageAssignment: Codable, Equatable, Sendable {
     public var profiling: Bool
     /// Compute threads of this process (its kernels' intra-op parallelism).
     public var threads: Int
+    /// How this stage's output crosses the link to the next hop (changed live by `compress`).
+    public var compression: Compression
     public init(stageIndex: Int, epoch: UInt32, modelPath: String, cut: LayerCut, layers: LayerSpan, pullEndpoint: String,
-                pushEndpoints: [String], slowdown: Double, liveness: Liveness, profiling: Bool = true, threads: Int = 1) {
+                pushEndpoints: [String], slowdown: Double, liveness: Liveness, profiling: Bool = true, threads: Int = 1,
+                compression: Compression = .none) {
         self.stageIndex = stageIndex; self.epoch = epoch; self.modelPath = modelPath; self.cut = cut; self.layers = layers
         self.pullEndpoint = pullEndpoint; self.pushEndpoints = pushEndpoints; self.slowdown = slowdown; self.liveness = liveness
-        self.profiling = profiling; self.threads = threads
+        self.profiling = profiling; self.threads = threads; self.compression = compression
     }
 }
 
@@ -151,6 +154,11 @@ public struct RoleCounters: Codable, Equatable, Sendable {
     /// the controller reads a hop's queue as what upstream sent less what this role took.
     public var received: Int = 0
     public var sent: Int = 0
+    /// Bytes of the batches handed downstream, as they went on the link (narrowed, if it is):
+    /// the controller measures each link's transfer rate from these.
+    public var sentBytes: Int = 0
+    /// Stage: the precision its link's narrowing took from what it sent (nil: never narrowed).
+    public var narrowing: NarrowingTally?
     /// Resident memory now, and when the role took its assignment (weights loaded).
     public var residentBytes: Int = 0
     public var residentBytesAtStart: Int = 0
@@ -189,6 +197,12 @@ extension RoleCounters {
             total.rejected += part.rejected
             total.received += part.received
             total.sent += part.sent
+            total.sentBytes += part.sentBytes
+            if let narrowing = part.narrowing {
+                var sum = total.narrowing ?? NarrowingTally()
+                sum.add(narrowing)
+                total.narrowing = sum
+            }
             total.residentBytes += part.residentBytes
             total.residentBytesAtStart += part.residentBytesAtStart
             total.drops.add(part.drops)
@@ -387,6 +401,9 @@ public enum ControlMessage: Equatable, Sendable {
     /// Controller → a process that joined: it is this stage process from now on (it says hello
     /// again under this name). Answered with `ping` while no place is free.
     case named(String)
+    /// Controller → every process of a stage: narrow its output for the link from now on
+    /// (its receivers widen whatever arrives, so no two-phase change is needed).
+    case compress(Compression)
 }
 
 public struct ModelRequest: Codable, Equatable, Sendable {
@@ -437,6 +454,7 @@ extension ControlMessage: Codable {
     private struct Epoch: Codable { var epoch: UInt32 }
     private struct Peer: Codable { var endpoint: String }
     private struct Named: Codable { var name: String }
+    private struct Narrowed: Codable { var compression: Compression }
     private struct Released: Codable { var upTo: UInt64 }
     private struct Replay: Codable { var from: UInt64 }
     private struct Generation: Codable { var generation: UInt16; var made: SourceDone? }
@@ -478,6 +496,7 @@ extension ControlMessage: Codable {
         case .modelPiece: return "model_piece"
         case .join: return "join"
         case .named: return "named"
+        case .compress: return "compress"
         }
     }
 
@@ -509,6 +528,7 @@ extension ControlMessage: Codable {
         case .modelPiece(let piece): try container.encode(piece, forKey: .body)
         case .join(let hello): try container.encode(hello, forKey: .body)
         case .named(let name): try container.encode(Named(name: name), forKey: .body)
+        case .compress(let compression): try container.encode(Narrowed(compression: compression), forKey: .body)
         case .ready, .start, .stop, .ping, .replayNeeded, .rejoin: break
         }
     }
@@ -548,6 +568,7 @@ extension ControlMessage: Codable {
         case "model_piece": self = .modelPiece(try container.decode(ModelPiece.self, forKey: .body))
         case "join": self = .join(try container.decode(Hello.self, forKey: .body))
         case "named": self = .named(try container.decode(Named.self, forKey: .body).name)
+        case "compress": self = .compress(try container.decode(Narrowed.self, forKey: .body).compression)
         case "replay": self = .replay(from: try container.decode(Replay.self, forKey: .body).from)
         case "source_lost":
             let lost = try container.decode(Generation.self, forKey: .body)
@@ -572,7 +593,7 @@ extension ControlMessage: Codable {
     /// The layout of the control messages' bodies, raised with any change to one. A role
     /// says it in its hello; the controller takes only roles that speak its own (2: Sluice 0.2,
     /// windows and layer spans; 3: a dead sink, source or controller is started again; 0.1's hello says none).
-    public static let revision = 5
+    public static let revision = 6
 
     public static func decode(_ bytes: UnsafeRawBufferPointer) throws -> ControlMessage {
         do {

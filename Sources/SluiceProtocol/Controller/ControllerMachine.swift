@@ -377,7 +377,7 @@ public struct ControllerMachine {
             }
             return finish(.failed("\(name): \(reason)"), reason: "\(name) failed")
         case .assignStage, .assignSource, .assignSink, .start, .expect, .stop, .shutdown, .ping, .prepare, .commit, .mark, .retire, .connect,
-             .released, .replayNeeded, .sourceLost, .rejoin, .trust, .fetchModel, .modelPiece, .join, .named:
+             .released, .replayNeeded, .sourceLost, .rejoin, .trust, .fetchModel, .modelPiece, .join, .named, .compress:
             return [.log("ignoring \(message.type) from \(name): only the controller sends it")]
         }
     }
@@ -424,6 +424,7 @@ public struct ControllerMachine {
             let range = coordinator.ranges[stage.stageIndex]
             stage.layers = LayerSpan(range)
             stage.epoch = coordinator.epoch
+            if coordinator.compression.indices.contains(stage.stageIndex) { stage.compression = coordinator.compression[stage.stageIndex] }
             let next = stage.stageIndex + 1
             if next < stageInstances.count { stage.pushEndpoints = readyEndpoints(stageInstances[next]) }
             return .assignStage(stage)

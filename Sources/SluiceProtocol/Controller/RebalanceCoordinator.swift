@@ -217,9 +217,13 @@ public struct RebalanceCoordinator: Sendable {
     public mutating func heartbeat(from name: String, counters: RoleCounters, sinkName: String) -> [ControllerAction] {
         if let stage = StageInstance.stage(of: name) {
             rebalancer.observe(instance: name, stage: stage, busySeconds: counters.busySeconds, layers: counters.layers)
+            rebalancer.observeTraffic(instance: name, position: stage, elapsedSeconds: counters.elapsedSeconds, sentBytes: counters.sentBytes,
+                                      blockedSeconds: counters.blockedSeconds, idleSeconds: counters.idleSeconds)
             return []
         }
         guard name == sinkName else { return [] }
+        rebalancer.observeTraffic(instance: name, position: ranges.count, elapsedSeconds: counters.elapsedSeconds, sentBytes: 0,
+                                  blockedSeconds: 0, idleSeconds: counters.idleSeconds)
         sinkTotals.append((now, counters.windows))
         sinkTotals.removeAll { now - $0.time > 2 * rebalancer.config.intervalSeconds }
         guard let move, case .retiring(let firstBatch) = move.step, counters.batches >= Int(firstBatch) else { return [] }
@@ -295,12 +299,34 @@ public struct RebalanceCoordinator: Sendable {
         let gain = record.predictedOldWindowsPerSecond > 0 ? 100 * (record.predictedNewWindowsPerSecond / record.predictedOldWindowsPerSecond - 1) : 0
         let summary = String(format: "%@ -> %@ predicts %.0f -> %.0f windows/s (+%.0f%%)", record.oldPlan, record.newPlan,
                              record.predictedOldWindowsPerSecond, record.predictedNewWindowsPerSecond, gain)
-        guard record.applied else { return [.log("recommend: \(summary) (policy is recommend: not moving)")] }
+        guard record.applied else { return [.log("recommend: \(summary), \(record.change) (policy is recommend: not moving)")] }
         let newRanges = record.newSplit.map(\.layers)
         guard !newRanges.isEmpty else { return [] }
-        if let wanted = record.newReplicas { return addReplicas(wanted, then: newRanges, reason: "rebalance: \(summary)") }
-        return begin(newRanges, reason: "rebalance: \(summary)")
+        let narrowing = record.newCompression.map { narrow(to: $0, reason: "rebalance: \(summary): \(record.change)") } ?? []
+        if let wanted = record.newReplicas { return narrowing + addReplicas(wanted, then: newRanges, reason: "rebalance: \(summary)") }
+        guard newRanges != ranges else {
+            // Narrowing alone takes effect at once: its gain is measured from here.
+            settledAt = now
+            rebalancer.recordSettled(at: now)
+            return narrowing
+        }
+        return narrowing + begin(newRanges, reason: "rebalance: \(summary)")
     }
+
+    /// Every process of each stage whose link changes narrows its output from now on. Needs no
+    /// phases: every receiver widens whatever arrives narrowed.
+    private mutating func narrow(to compression: [Compression], reason: String) -> [ControllerAction] {
+        let old = rebalancer.model.compression
+        rebalancer.applyCompression(compression)
+        var actions: [ControllerAction] = [.log(reason)]
+        for (stage, narrowing) in compression.enumerated() where stage >= old.count || old[stage] != narrowing {
+            actions += instances.filter { StageInstance.stage(of: $0) == stage }.map { .send(to: $0, .compress(narrowing)) }
+        }
+        return actions
+    }
+
+    /// How each stage's output crosses its link now.
+    public var compression: [Compression] { rebalancer.model.compression }
 
     /// Asks for processes until each stage has `wanted`, then moves to `newRanges` once they
     /// have joined. New replicas start on the ranges in force: no move is in flight, so every

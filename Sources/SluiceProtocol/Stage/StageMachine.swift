@@ -97,6 +97,8 @@ public enum StageAction: Equatable, Sendable {
     case reject(DropReason, String)
     /// A replica joined the next hop: send to it too.
     case connect(endpoint: String)
+    /// Narrow what goes to the next hop this way from now on.
+    case compress(Compression)
     case log(RoleLogLevel, String)
     case finish(status: Int32, finalHeartbeat: Bool)
 }
@@ -178,6 +180,11 @@ public struct StageMachine: Equatable, Sendable {
             return held == executorLayers ? [] : [.loadWeights(layers: held, acking: nil)]
         case .connect(let endpoint):
             return [.connect(endpoint: endpoint)]
+        case .compress(let compression):
+            guard var assignment, assignment.compression != compression else { return [] }
+            assignment.compression = compression
+            self.assignment = assignment
+            return [.compress(compression), .log(.info, "output link: compression \(compression.rawValue) from now on")]
         case .rejoin:
             guard var assignment, let layers else { return [] }
             assignment.layers = LayerSpan(layers.range)
