@@ -24,12 +24,13 @@ public struct CostModel: Sendable, Equatable {
     private var lastBusyTotals: [String: Double] = [:]
     private var measuredSpeeds: Set<Int> = []
     private let smoothing = 0.5
-    private struct Traffic: Sendable, Equatable { var elapsed = 0.0, sentBytes = 0, blocked = 0.0, idle = 0.0 }
+    private struct Traffic: Sendable, Equatable { var elapsed = 0.0, receivedBytes = 0, blocked = 0.0, idle = 0.0 }
+    private struct Share: Sendable, Equatable { var blocked = 0.0, idle = 0.0, bytesPerSecond = 0.0 }
     private var lastTraffic: [String: Traffic] = [:]
-    /// Per position (a stage's index, or the stage count for the sink), each process's share of
-    /// its last report interval spent waiting for input.
-    private var idleFractions: [Int: [String: Double]] = [:]
-    /// A link counts as saturated when its sender waits for room and its receiver for input,
+    /// Per position (a stage's index, or the stage count for the sink), each process's last
+    /// report interval: its share of it waiting for room and for input, and what it received.
+    private var recent: [Int: [String: Share]] = [:]
+    /// A link counts as saturated when its senders wait for room and its receivers for input,
     /// each at least this share of the time: then what crossed it is what it can carry.
     public static let saturation = 0.25
 
@@ -67,29 +68,33 @@ public struct CostModel: Sendable, Equatable {
     }
 
     /// Folds in a process's running traffic totals. `position` is its stage's index, or the
-    /// stage count for the sink (which only receives). A stage's output link is measured when
-    /// saturated (see `saturation`): its seconds per byte are then the interval over the bytes
-    /// its processes sent. An unsaturated link carried less than it can, so a rate above the
-    /// one measured only shows the link is faster than thought.
-    public mutating func observeTraffic(instance: String, position: Int, elapsedSeconds: Double, sentBytes: Int,
+    /// stage count for the sink. The link into position p + 1 (stage p's output) is measured
+    /// where it is saturated (see `saturation`), by what its receivers took off it: bytes a
+    /// sender hands on may still sit in socket buffers, bytes received have crossed. An
+    /// unsaturated link carried less than it can, so a rate above the one measured only shows
+    /// the link is faster than thought.
+    public mutating func observeTraffic(instance: String, position: Int, elapsedSeconds: Double, receivedBytes: Int,
                                         blockedSeconds: Double, idleSeconds: Double) {
         guard position >= 0, position <= replicas.count else { return }
         let previous = lastTraffic[instance] ?? Traffic()
         let interval = elapsedSeconds - previous.elapsed
         // Too short an interval is noise; one that ran backwards is a new process under the name.
         guard interval >= 0.2 || interval < 0 else { return }
-        lastTraffic[instance] = Traffic(elapsed: elapsedSeconds, sentBytes: sentBytes, blocked: blockedSeconds, idle: idleSeconds)
-        guard interval > 0, sentBytes >= previous.sentBytes else { return }
-        idleFractions[position, default: [:]][instance] = min(1, max(0, (idleSeconds - previous.idle) / interval))
-        guard position < replicas.count, sentBytes > previous.sentBytes else { return }
-        let perByte = interval / Double(sentBytes - previous.sentBytes) / Double(max(1, replicas[position]))
-        let blocked = (blockedSeconds - previous.blocked) / interval
-        let receivers = idleFractions[position + 1]?.values.map { $0 } ?? []
-        let receiverIdle = receivers.isEmpty ? 0 : receivers.reduce(0, +) / Double(receivers.count)
-        if blocked >= Self.saturation, receiverIdle >= Self.saturation {
-            linkSecondsPerByte[position] = linkSecondsPerByte[position].map { smoothing * perByte + (1 - smoothing) * $0 } ?? perByte
-        } else if let known = linkSecondsPerByte[position], perByte < known {
-            linkSecondsPerByte[position] = perByte
+        lastTraffic[instance] = Traffic(elapsed: elapsedSeconds, receivedBytes: receivedBytes, blocked: blockedSeconds, idle: idleSeconds)
+        guard interval > 0, receivedBytes >= previous.receivedBytes else { return }
+        func share(_ seconds: Double) -> Double { min(1, max(0, seconds / interval)) }
+        recent[position, default: [:]][instance] = Share(blocked: share(blockedSeconds - previous.blocked), idle: share(idleSeconds - previous.idle),
+                                                         bytesPerSecond: Double(receivedBytes - previous.receivedBytes) / interval)
+        let link = position - 1
+        guard link >= 0, let receivers = recent[position]?.values, let senders = recent[link]?.values, !senders.isEmpty else { return }
+        let rate = receivers.reduce(0) { $0 + $1.bytesPerSecond }
+        guard rate > 0 else { return }
+        let blocked = senders.reduce(0) { $0 + $1.blocked } / Double(senders.count)
+        let idle = receivers.reduce(0) { $0 + $1.idle } / Double(receivers.count)
+        if blocked >= Self.saturation, idle >= Self.saturation {
+            linkSecondsPerByte[link] = linkSecondsPerByte[link].map { smoothing / rate + (1 - smoothing) * $0 } ?? 1 / rate
+        } else if let known = linkSecondsPerByte[link], 1 / rate < known {
+            linkSecondsPerByte[link] = 1 / rate
         }
     }
 
@@ -304,9 +309,9 @@ public struct Rebalancer: Sendable {
         model.observe(instance: instance, stage: stage, busySeconds: busySeconds, layers: layers)
     }
 
-    public mutating func observeTraffic(instance: String, position: Int, elapsedSeconds: Double, sentBytes: Int,
+    public mutating func observeTraffic(instance: String, position: Int, elapsedSeconds: Double, receivedBytes: Int,
                                         blockedSeconds: Double, idleSeconds: Double) {
-        model.observeTraffic(instance: instance, position: position, elapsedSeconds: elapsedSeconds, sentBytes: sentBytes,
+        model.observeTraffic(instance: instance, position: position, elapsedSeconds: elapsedSeconds, receivedBytes: receivedBytes,
                              blockedSeconds: blockedSeconds, idleSeconds: idleSeconds)
     }
 

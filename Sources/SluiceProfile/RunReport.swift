@@ -139,7 +139,7 @@ public struct RunReport: Codable {
         replicas = profile.stages.map(\.replicas)
         sinkTimeline = observed.sinkTimeline
         startedAtSeconds = startedAt
-        links = LinkReport.links(stageCount: profile.stages.count, counters: counters, model: lastPlanningModel)
+        links = LinkReport.links(stageCount: profile.stages.count, counters: counters, costs: profile.costs)
         if recovery != RecoveryCounts() {
             var counts = recovery
             counts.replayedBatches = max(counts.replayedBatches, counters["source"]?.replayed ?? 0)
@@ -335,12 +335,13 @@ public struct LinkReport: Codable, Equatable, Sendable {
         self.compression = compression; self.narrowingRelativeError = narrowingRelativeError
     }
 
-    static func links(stageCount: Int, counters: [String: RoleCounters], model: CostModel?) -> [LinkReport] {
+    /// From the processes' last counters and the controller's cost model at the end.
+    static func links(stageCount: Int, counters: [String: RoleCounters], costs: CostInput) -> [LinkReport] {
         (0..<stageCount).map { stage in
             let processes = counters.filter { StageInstance.stage(of: $0.key) == stage }.map(\.value)
             let combined = RoleCounters.combined(processes)
-            let perByte = model.flatMap { $0.linkSecondsPerByte.indices.contains(stage) ? $0.linkSecondsPerByte[stage] : nil }
-            let compression = model.flatMap { $0.compression.indices.contains(stage) ? $0.compression[stage] : nil } ?? .none
+            let perByte = costs.linkSecondsPerByte.flatMap { $0.indices.contains(stage) ? $0[stage] : nil }
+            let compression = costs.compression.flatMap { $0.indices.contains(stage) ? $0[stage] : nil } ?? .none
             return LinkReport(stage: stage, bytesSent: combined.sentBytes, measuredBytesPerSecond: perByte.map { 1 / $0 },
                               compression: compression, narrowingRelativeError: combined.narrowing?.relativeError)
         }

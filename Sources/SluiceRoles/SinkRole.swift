@@ -22,6 +22,7 @@ public final class SinkRole: PipelineRole, RoleAdapter {
     /// Handling batches (decoding, ordering, writing): the rest of the time the sink waits for
     /// input, which tells the controller whether the link into it is what holds the stream.
     private var busySeconds = 0.0
+    private var receivedBytes = 0
 
     public init(name: String, controller endpoint: String, keys: RoleKeys?, binding: DataBinding?) throws {
         shell = try RoleShell(name: name, controller: endpoint, keys: keys)
@@ -44,6 +45,7 @@ public final class SinkRole: PipelineRole, RoleAdapter {
         guard let assignment else { return nil }
         let handlingStart = monotonicSeconds()
         defer { busySeconds += monotonicSeconds() - handlingStart }
+        receivedBytes += frames.reduce(0) { $0 + $1.count }
         let batch: Batch
         do {
             batch = try Batch.decode(frames)
@@ -81,6 +83,7 @@ public final class SinkRole: PipelineRole, RoleAdapter {
         var counters = machine.counters
         counters.elapsedSeconds = monotonicSeconds() - started
         counters.busySeconds = busySeconds
+        counters.receivedBytes = receivedBytes
         counters.idleSeconds = max(0, counters.elapsedSeconds - busySeconds)
         return counters
     }

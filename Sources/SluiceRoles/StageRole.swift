@@ -238,6 +238,7 @@ public final class StageRole: PipelineRole, RoleAdapter {
         let received = wallNanos()
         var batch: Batch
         counters.received += 1
+        counters.receivedBytes += frames.reduce(0) { $0 + $1.count }
         do {
             batch = try Batch.decode(frames)
         } catch {

@@ -403,6 +403,8 @@ private struct Simulation {
                 stages[index].loaded = layers
             case .connect(let endpoint):
                 if !stages[index].peers.contains(endpoint) { stages[index].peers.append(endpoint) }
+            case .compress:
+                break  // changes the bytes on the link, never what a batch holds once widened
             case .log(let level, let message) where level == .warning || level == .error:
                 violations.append("\(name) logged: \(message)")
             case .finish(let status, let finalHeartbeat):

@@ -19,14 +19,15 @@ private let sampleHeader = BatchHeader(
 @Test func batchHeaderLayoutIsTheDocumentedOne() {
     let bytes = sampleHeader.encoded()
     #expect(Array(bytes[0..<4]) == Array("SLB1".utf8))
-    #expect(bytes[4] == 1)                                        // version
+    #expect(bytes[4] == 2)                                        // version
     #expect(bytes[8] == 41 && bytes[9] == 0)                       // batch sequence, little-endian
     #expect(bytes[16] == UInt8(328 & 0xFF) && bytes[17] == 1)      // first window
     #expect(bytes[24] == 8)                                        // window count
     #expect(bytes[28] == 3)                                        // epoch
     #expect(bytes[32] == 5)                                        // cursor
     #expect(bytes[34] == 2 && bytes[35] == 2)                      // hop count, tensor count
-    #expect(bytes.count == 44 + 2 * 34 + (2 + 8 + 2 + 3 * 8) + (2 + 3 + 2 + 8))
+    // Per tensor: name (length + bytes), dtype, encoding, rank, dimensions.
+    #expect(bytes.count == 44 + 2 * 34 + (2 + 8 + 3 + 3 * 8) + (2 + 3 + 3 + 8))
 }
 
 @Test func everyTruncationIsRejectedWithoutCrashing() {

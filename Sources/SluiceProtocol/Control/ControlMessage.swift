@@ -154,8 +154,10 @@ public struct RoleCounters: Codable, Equatable, Sendable {
     /// the controller reads a hop's queue as what upstream sent less what this role took.
     public var received: Int = 0
     public var sent: Int = 0
-    /// Bytes of the batches handed downstream, as they went on the link (narrowed, if it is):
-    /// the controller measures each link's transfer rate from these.
+    /// Bytes of the batches taken from the input and handed downstream, as they crossed the
+    /// link (narrowed, where it is): the controller measures each link's rate from what its
+    /// receivers took.
+    public var receivedBytes: Int = 0
     public var sentBytes: Int = 0
     /// Stage: the precision its link's narrowing took from what it sent (nil: never narrowed).
     public var narrowing: NarrowingTally?
@@ -198,6 +200,7 @@ extension RoleCounters {
             total.received += part.received
             total.sent += part.sent
             total.sentBytes += part.sentBytes
+            total.receivedBytes += part.receivedBytes
             if let narrowing = part.narrowing {
                 var sum = total.narrowing ?? NarrowingTally()
                 sum.add(narrowing)

@@ -217,13 +217,13 @@ public struct RebalanceCoordinator: Sendable {
     public mutating func heartbeat(from name: String, counters: RoleCounters, sinkName: String) -> [ControllerAction] {
         if let stage = StageInstance.stage(of: name) {
             rebalancer.observe(instance: name, stage: stage, busySeconds: counters.busySeconds, layers: counters.layers)
-            rebalancer.observeTraffic(instance: name, position: stage, elapsedSeconds: counters.elapsedSeconds, sentBytes: counters.sentBytes,
-                                      blockedSeconds: counters.blockedSeconds, idleSeconds: counters.idleSeconds)
+            rebalancer.observeTraffic(instance: name, position: stage, elapsedSeconds: counters.elapsedSeconds,
+                                      receivedBytes: counters.receivedBytes, blockedSeconds: counters.blockedSeconds, idleSeconds: counters.idleSeconds)
             return []
         }
         guard name == sinkName else { return [] }
-        rebalancer.observeTraffic(instance: name, position: ranges.count, elapsedSeconds: counters.elapsedSeconds, sentBytes: 0,
-                                  blockedSeconds: 0, idleSeconds: counters.idleSeconds)
+        rebalancer.observeTraffic(instance: name, position: ranges.count, elapsedSeconds: counters.elapsedSeconds,
+                                  receivedBytes: counters.receivedBytes, blockedSeconds: 0, idleSeconds: counters.idleSeconds)
         sinkTotals.append((now, counters.windows))
         sinkTotals.removeAll { now - $0.time > 2 * rebalancer.config.intervalSeconds }
         guard let move, case .retiring(let firstBatch) = move.step, counters.batches >= Int(firstBatch) else { return [] }
