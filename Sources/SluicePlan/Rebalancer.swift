@@ -33,6 +33,8 @@ public struct CostModel: Sendable, Equatable {
     /// A link counts as saturated when its senders wait for room and its receivers for input,
     /// each at least this share of the time: then what crossed it is what it can carry.
     public static let saturation = 0.25
+    /// Seconds of traffic each link sample spans.
+    public static let trafficInterval = 1.0
 
     /// PUSH→PULL over tcp on one machine: a link nothing has measured is taken to be this fast.
     public static let defaultSecondsPerByte = 1 / 2.5e9
@@ -78,8 +80,9 @@ public struct CostModel: Sendable, Equatable {
         guard position >= 0, position <= replicas.count else { return }
         let previous = lastTraffic[instance] ?? Traffic()
         let interval = elapsedSeconds - previous.elapsed
-        // Too short an interval is noise; one that ran backwards is a new process under the name.
-        guard interval >= 0.2 || interval < 0 else { return }
+        // A shorter interval catches bursts (a receiver reading what piled up while it was busy);
+        // one that ran backwards is a new process under the name.
+        guard interval >= Self.trafficInterval || interval < 0 else { return }
         lastTraffic[instance] = Traffic(elapsed: elapsedSeconds, receivedBytes: receivedBytes, blocked: blockedSeconds, idle: idleSeconds)
         guard interval > 0, receivedBytes >= previous.receivedBytes else { return }
         func share(_ seconds: Double) -> Double { min(1, max(0, seconds / interval)) }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import SluiceProfile
 import SluiceRoles
 
 /// Roles on five hosts: Linux network namespaces joined by veth links to one bridge
@@ -138,6 +139,96 @@ extension MultiProcess {
             #expect(result.stderr.contains("stage-1 is reached at tcp://10.231.0.6:"), "\(result.stderr)")
             #expect(roles[3].stderr.contains("joined the pipeline as stage-1"), "\(roles[3].stderr)")
             #expect(try String(contentsOfFile: run.output, encoding: .utf8) == (try Self.reference(run.pipeline)))
+        }
+
+        /// Stage 0's host link is slowed to 2 Mbit/s with `tc tbf`. The controller measures the
+        /// link by what stage 1 takes off it while stage 0 waits for room, finds it the
+        /// bottleneck, and relieves it: it moves the cut to a smaller boundary and, under
+        /// `stages.compress: auto`, narrows the link to fp16. The run reports which, the link's
+        /// measured rate and the error narrowing put in; the classes equal a one-machine run's
+        /// and the scores stay within half precision of them.
+        @Test func aSlowLinkIsMeasuredAndRelieved() throws {
+            defer { try? Self.hosts("down") }
+            try Self.hosts("up", "5")
+            let folder = temporaryPath("slow-link")
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            let file = try writePipeline("""
+            name: slow-link
+            model:
+              path: {root}/pipelines/models/basicmotions-mlp.onnx
+            source:
+              type: recording
+              path: {root}/pipelines/data/basicmotions-test.csv
+              rate: max
+            window:
+              length: 100
+              hop: 2
+            batching:
+              max_size: 16
+              max_delay_ms: 10
+            stages:
+              count: 3
+              split: ["0-1", "2", "3-5"]
+              compress: auto
+            transport:
+              kind: tcp
+              base_port: 7300
+            sink:
+              type: jsonl
+              path: \(folder)/out.jsonl
+            rebalance:
+              policy: auto
+              interval_s: 1
+              warmup_s: 1
+            """)
+            let keys = folder + "/keys"
+            #expect(try sluice("keys", keys, "--pipeline", file, "stages").status == 0)
+            try Self.hosts("rate", "2", "2mbit")
+            let report = folder + "/report.json"
+            let controller = try Self.on(1, ["controller", file, "--control", "tcp://10.231.0.1:7300", "--keys", keys, "--report", report])
+            func role(_ name: String, bind: String? = nil) -> [String] {
+                RoleCommand.arguments(role: name, controller: "tcp://10.231.0.1:7300", keyFolder: keys, bind: bind, joining: name == "stages")
+            }
+            var roles: [Running] = []
+            for host in 2...4 {
+                let stage = try Self.on(host, role("stages", bind: "tcp://10.231.0.\(host):0"))
+                #expect(stage.waitForLog("joined the pipeline as stage-\(host - 2)"), "\(stage.wait(timeout: 1).stderr)")
+                roles.append(stage)
+            }
+            roles.append(try Self.on(5, role("sink", bind: "tcp://10.231.0.5:0")))
+            roles.append(try Self.on(1, role("source")))
+            let result = controller.wait(timeout: 120)
+            let finished = roles.map { $0.wait(timeout: 30) }
+            #expect(result.status == 0, "\(result.stderr)\n\(finished.map(\.stderr).joined(separator: "\n"))")
+            #expect(result.stderr.contains("1608 windows in, 1608 out (in order, none lost or duplicated)"), "\(result.stderr)")
+
+            let summary = try RunReport.read(Data(contentsOf: URL(fileURLWithPath: report)))
+            let link = summary.links?.first
+            let rate = link?.measuredBytesPerSecond ?? 0
+            #expect(rate > 150_000 && rate < 330_000, "2 Mbit/s is 250 kB/s; measured \(rate) B/s")
+            #expect(summary.links?.dropFirst().allSatisfy { $0.measuredBytesPerSecond == nil } == true, "only stage 0's link was slow")
+            let relief = summary.rebalances.first { $0.applied && ($0.change.contains("moves the cut") || $0.change.contains("narrows stage 0's link")) }
+            #expect(relief != nil, "\(summary.rebalances)\n\(result.stderr)")
+            if let relief {
+                #expect(result.stderr.contains(relief.change), "the run says what it did: \(result.stderr)")
+                let measured = (relief.measuredBeforeWindowsPerSecond ?? 0, relief.measuredAfterWindowsPerSecond ?? 0)
+                #expect(measured.1 > measured.0, "measured before and after: \(measured)")
+            }
+            if link?.compression == .fp16 {
+                #expect((link?.narrowingRelativeError ?? 1) < 1e-3)
+                #expect(result.stderr.contains("narrowed to fp16, relative error"), "\(result.stderr)")
+            }
+
+            let reference = try Self.reference(file).split(separator: "\n")
+            let output = try String(contentsOfFile: folder + "/out.jsonl", encoding: .utf8).split(separator: "\n")
+            #expect(output.count == reference.count)
+            struct Line: Decodable, Equatable { var window_seq: Int; var sensor: String; var `class`: String; var scores: [Float] }
+            for (got, expected) in zip(output, reference) {
+                let a = try JSONDecoder().decode(Line.self, from: Data(got.utf8))
+                let b = try JSONDecoder().decode(Line.self, from: Data(expected.utf8))
+                #expect(a.window_seq == b.window_seq && a.sensor == b.sensor && a.class == b.class, "\(got)\n\(expected)")
+                #expect(zip(a.scores, b.scores).allSatisfy { abs($0 - $1) < 5e-3 }, "\(got)\n\(expected)")
+            }
         }
     }
 }
