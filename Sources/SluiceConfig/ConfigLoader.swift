@@ -101,10 +101,8 @@ private struct ConfigReader {
         let controller = readController(top["controller"])
         let rebalance = readRebalance(top["rebalance"])
         let cores = fields.int(top, "cores", at: "", parent: root, minimum: 1, maximum: Limits.cores)
-        if let stages, rebalance.policy == .off,
-           stages.compress == .auto || stages.compressPerStage.values.contains(.auto),
-           let node = top["stages"]?.mapping?[Node("compress")] {
-            fields.report(node, "stages.compress", "auto lets the controller narrow a link it measured slow, which needs rebalance.policy: auto or recommend")
+        if let stages, rebalance.policy == .off, stages.compress == .auto || stages.compressPerStage.values.contains(.auto) {
+            fields.report(key: "stages.compress", "auto lets the controller narrow a link it measured slow, which needs rebalance.policy: auto or recommend")
         }
         guard let model, let source, let stages, let transport, let sink, let controller, let batching else { return nil }
         var config = PipelineConfig(file: fields.file, name: name, model: model, source: source, window: window,

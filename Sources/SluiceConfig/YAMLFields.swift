@@ -14,6 +14,11 @@ final class YAMLFields {
         issues.append(ConfigIssue(file: file, line: node?.mark?.line, key: key, message: message))
     }
 
+    /// A problem with a key read before, found by looking at it together with others.
+    func report(key: String, _ message: String) {
+        issues.append(ConfigIssue(file: file, line: lines[key], key: key, message: message))
+    }
+
     /// A mapping's entries by key, reporting keys this reader does not know.
     func mapping(_ node: Node?, at path: String, allowed: Set<String>) -> [String: Node] {
         guard let node else { return [:] }

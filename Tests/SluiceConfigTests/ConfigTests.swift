@@ -194,3 +194,25 @@ sink:
     #expect(issues(yaml.replacingOccurrences(of: "2.5", with: "0")) == ["6:source.replay_mib: must be > 0.0"])
     #expect(issues(yaml.replacingOccurrences(of: "2.5", with: "lots")) == ["6:source.replay_mib: must be a number, not 'lots'"])
 }
+
+@Test func linksAreNarrowedAsStagesCompressSays() throws {
+    let split = "  split: [\"0-2\", \"3\", \"4-9\"]\n"
+    let every = try parse(valid.replacingOccurrences(of: split, with: split + "  compress: fp16\n"))
+    #expect((0..<3).map { every.stages.compression(ofStage: $0) } == [.fp16, .fp16, .fp16])
+    let perStage = try parse(valid.replacingOccurrences(of: split, with: split + "  compress: {0: int8, 2: auto}\n") + "\nrebalance:\n  policy: auto\n")
+    #expect((0..<3).map { perStage.stages.compression(ofStage: $0) } == [.int8, .none, .auto])
+    #expect(CompressionSetting.auto.initial == .none && CompressionSetting.int8.initial == .int8)
+    #expect(try parse(valid).stages.compression(ofStage: 1) == .none)
+
+    let unknown = issues(valid.replacingOccurrences(of: split, with: split + "  compress: zip\n"))
+    #expect(unknown.contains("18:stages.compress: must be one of: none, fp16, int8, auto, not 'zip'"), "\(unknown)")
+    let badStage = issues(valid.replacingOccurrences(of: split, with: split + "  compress: {1: bf16, 7: fp16}\n"))
+    #expect(badStage.contains { $0.hasPrefix("18:stages.compress.1: must be one of: none, fp16, int8, auto") }, "\(badStage)")
+    #expect(badStage.contains { $0.hasPrefix("18:stages.compress") && $0.contains("7") }, "\(badStage)")
+    // Auto is the controller's choice, which it makes only when it rebalances (recommend by default).
+    #expect(try parse(valid.replacingOccurrences(of: split, with: split + "  compress: auto\n")).stages.compress == .auto)
+    let autoAlone = issues(valid.replacingOccurrences(of: split, with: split + "  compress: auto\n") + "\nrebalance:\n  policy: off\n")
+    #expect(autoAlone.contains { $0.hasPrefix("18:stages.compress: auto lets the controller narrow a link") }, "\(autoAlone)")
+    let autoCount = issues(valid.replacingOccurrences(of: "  count: 3\n" + split, with: "  count: auto\n  compress: {0: fp16}\n"))
+    #expect(autoCount.contains { $0.hasPrefix("17:stages.compress: per stage index needs stages.count") }, "\(autoCount)")
+}
