@@ -456,10 +456,11 @@ private let fourLayers = LayerCut(layers: (0..<4).map {
     Layer(index: $0, nodeStart: $0, nodeEnd: $0 + 1, opTypes: ["F"], flopsPerWindow: 1, parameterBytes: 4, outputs: ["x"], outputBytesPerWindow: 4)
 }, inputs: ["x"], inputBytesPerWindow: 4)
 
-private func stageState(_ index: Int, layers: Range<Int>, epoch: UInt32, held: Range<Int>? = nil, preparing: PreparedRange? = nil) -> RoleState {
+private func stageState(_ index: Int, layers: Range<Int>, epoch: UInt32, held: Range<Int>? = nil, preparing: PreparedRange? = nil,
+                        compression: Compression = .none) -> RoleState {
     let assignment = StageAssignment(stageIndex: index, epoch: epoch, modelPath: "/m", cut: fourLayers, layers: LayerSpan(layers),
                                      pullEndpoint: "ipc://stage-\(index)", pushEndpoints: [index == 0 ? "ipc://stage-1" : "ipc://sink"],
-                                     slowdown: 0, liveness: liveness)
+                                     slowdown: 0, liveness: liveness, compression: compression)
     return RoleState(stage: StageState(assignment: assignment, held: LayerSpan(held ?? layers), preparing: preparing))
 }
 
@@ -493,6 +494,12 @@ private let sinkAt = RoleState(sink: SinkState(nextBatch: 25, output: SinkOutput
     #expect(controller.coordinator?.ranges == [0..<1, 1..<4] && controller.coordinator?.epoch == 3)
     #expect(controller.coordinator?.isMoving == false && sends(actions).isEmpty, "\(actions)")
     #expect(controller.recovery.controllerRestarts == 1)
+}
+
+@Test func aControllerThatTakesOverKeepsTheLinksTheDeadOneNarrowed() {
+    let (controller, _) = takeOver(["stage-0": stageState(0, layers: 0..<1, epoch: 3, compression: .fp16),
+                                    "stage-1": stageState(1, layers: 1..<4, epoch: 3), "source": sourceAt, "sink": sinkAt])
+    #expect(controller.coordinator?.compression == [.fp16, .none])
 }
 
 @Test func aControllerThatTakesOverFinishesAMoveSomeStagesCommitted() {

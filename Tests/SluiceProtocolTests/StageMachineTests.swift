@@ -125,3 +125,14 @@ private func sends(_ actions: [StageAction]) -> [ControlMessage] {
     }
     #expect(stage.handle(.batch(sequence: 4, cursor: 2, epoch: epoch - 1)) == [.run(2..<4)], "an old-plan batch it can run runs")
 }
+
+@Test func narrowsItsOutputWhenToldAndSaysSoOnRejoining() {
+    var machine = assigned()
+    #expect(machine.handle(.control(.compress(.fp16))).first == .compress(.fp16))
+    #expect(machine.handle(.control(.compress(.fp16))).isEmpty, "already so")
+    guard case .rejoined(let state)? = sends(machine.handle(.control(.rejoin))).first else {
+        Issue.record("no rejoined answer")
+        return
+    }
+    #expect(state.stage?.assignment.compression == .fp16)
+}

@@ -163,6 +163,12 @@ public struct RebalanceCoordinator: Sendable {
             throw RecoveryError("the stages' layer ranges \(inForce.map { LayerSpan($0).description }) do not cut the model in order")
         }
         self.ranges = inForce
+        // Links the dead controller narrowed stay narrowed: the processes say how they send.
+        var compression = rebalancer.model.compression
+        for state in states.values where compression.indices.contains(state.assignment.stageIndex) {
+            compression[state.assignment.stageIndex] = state.assignment.compression
+        }
+        rebalancer.applyCompression(compression)
         let unfinished = !behind.isEmpty || source.epoch < newest || states.values.contains { $0.preparing != nil || $0.held != $0.assignment.layers }
         if source.done != nil {
             // The input ended: whatever the move left, every batch still runs (a process holds
