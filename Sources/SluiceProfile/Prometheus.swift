@@ -1,4 +1,5 @@
 import Foundation
+import SluiceConfig
 import SluiceProtocol
 
 /// What the controller knows at one moment, for `/metrics`.
@@ -23,6 +24,10 @@ public struct MetricsSnapshot: Sendable, Equatable {
     public var refused: [String: [String: Int]] = [:]
     /// Processes that died, and what the controller did about them.
     public var recovery = RecoveryCounts()
+    /// Per stage, what its output link carried while saturated (bytes per second; nil: never
+    /// saturated), and how its output is narrowed for it.
+    public var linkBytesPerSecond: [Double?] = []
+    public var compression: [Compression] = []
 
     public init(stages: [Int: RoleCounters], ranges: [Range<Int>], layerSecondsPerWindow: [Double?], epoch: UInt32, rebalances: Int,
                 source: RoleCounters? = nil, sink: RoleCounters? = nil, latency: LatencyHistogram? = nil) {
@@ -32,8 +37,9 @@ public struct MetricsSnapshot: Sendable, Equatable {
 }
 
 /// Prometheus text exposition format, version 0.0.4: base units, `_total` counters, a
-/// `_seconds` histogram, labels only `stage` and `layer` (a handful of values each), and for drops
-/// `role`, `unit` and `reason` (process names and two fixed lists).
+/// `_seconds` histogram, labels only `stage` and `layer` (a handful of values each), for drops
+/// `role`, `unit` and `reason` (process names and two fixed lists), and for a link's narrowing
+/// `compression` (three values).
 public enum PrometheusExposition {
     public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -60,6 +66,12 @@ public enum PrometheusExposition {
                perStage { $0.elapsedSeconds })
         family("sluice_stage_rejected_messages_total", "counter", "Messages a stage could not decode or run and dropped.",
                perStage { Double($0.rejected) })
+        family("sluice_stage_sent_bytes_total", "counter", "Bytes a stage sent on its output link, as they crossed it (narrowed, where it is).",
+               perStage { Double($0.sentBytes) })
+        family("sluice_link_bytes_per_second", "gauge", "What a stage's output link carried while saturated (its senders waiting for room, its receivers for input).",
+               snapshot.linkBytesPerSecond.enumerated().compactMap { stage, rate in rate.map { (labels: "{stage=\"\(stage)\"}", value: $0) } })
+        family("sluice_link_compression", "gauge", "How a stage's output is narrowed for its link (1 for the one in force).",
+               snapshot.compression.enumerated().map { (labels: "{stage=\"\($0.offset)\",compression=\"\($0.element.rawValue)\"}", value: 1) })
         family("sluice_stage_first_layer", "gauge", "First layer a stage holds.",
                snapshot.ranges.enumerated().map { (labels: "{stage=\"\($0.offset)\"}", value: Double($0.element.lowerBound)) })
         family("sluice_stage_last_layer", "gauge", "Last layer a stage holds (inclusive).",

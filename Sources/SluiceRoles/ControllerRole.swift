@@ -461,6 +461,10 @@ public final class ControllerRole {
         for (name, counters) in machine.counters where !counters.refusedPeers.isEmpty { snapshot.refused[name] = counters.refusedPeers }
         if !ownRefusals.isEmpty { snapshot.refused["controller"] = ownRefusals }
         snapshot.recovery = machine.recovery
+        if let model = machine.coordinator?.rebalancer.model {
+            snapshot.linkBytesPerSecond = model.linkSecondsPerByte.map { $0.map { 1 / $0 } }
+            snapshot.compression = model.compression
+        }
         return snapshot
     }
 }

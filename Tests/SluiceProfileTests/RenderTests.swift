@@ -164,6 +164,8 @@ private func sampleSnapshot() -> MetricsSnapshot {
         ranges: [0..<2, 2..<3], layerSecondsPerWindow: [1.875e-4, nil, 1.1875e-3], epoch: 3, rebalances: 2,
         source: counters(busy: 0.1, blocked: 0.8), sink: counters(busy: 0.1, blocked: 0), latency: latency)
     snapshot.drops = ["source": drops]
+    snapshot.linkBytesPerSecond = [250_000, nil]
+    snapshot.compression = [.fp16, .none]
     return snapshot
 }
 
@@ -185,6 +187,10 @@ private func sampleSnapshot() -> MetricsSnapshot {
     #expect(lines.contains("sluice_end_to_end_latency_seconds_bucket{le=\"+Inf\"} 7"))
     #expect(lines.contains("sluice_end_to_end_latency_seconds_count 7"))
     #expect(lines.contains("sluice_dropped_total{role=\"source\",unit=\"sample\",reason=\"after end of input\"} 30"))
+    #expect(lines.contains("sluice_link_bytes_per_second{stage=\"0\"} 250000"))
+    #expect(!text.contains("sluice_link_bytes_per_second{stage=\"1\"}"))                // never saturated: absent
+    #expect(lines.contains("sluice_link_compression{stage=\"0\",compression=\"fp16\"} 1"))
+    #expect(lines.contains("sluice_link_compression{stage=\"1\",compression=\"none\"} 1"))
     // Every family has HELP and TYPE, and labels are only stage and layer indices (and, for drops,
     // role, unit and reason).
     #expect(text.components(separatedBy: "# HELP ").count == text.components(separatedBy: "# TYPE ").count)
