@@ -96,8 +96,11 @@ public struct PipelinePlan {
     /// How many stages, their layers, and each one's processes and threads: as configured, or
     /// as the planner chooses them for the core budget, by FLOP-based costs until measured.
     static func stages(_ config: PipelineConfig, cut: LayerCut, graph: PlanGraph) throws -> (Partition, [StageShape]) {
-        let costs = PipelinePlan.estimatedCosts(cut)
+        var costs = PipelinePlan.estimatedCosts(cut)
         let stages = config.stages
+        // A link narrowed from the start carries less: the first plan knows it (`auto` starts
+        // uncompressed). With the count left to the planner, one setting covers every link.
+        costs.linkFactors = (0..<(stages.count ?? cut.layers.count)).map { stages.compression(ofStage: $0).initial.floatBytesRatio }
         let splitRanges = stages.split.map { $0.map { $0.start..<$0.end } }
         if let split = stages.split, split.last?.end != cut.layers.count {
             throw config.issue("stages.split", "covers layers 0-\((split.last?.end ?? 1) - 1) but the model has \(cut.layers.count) layers (0-\(cut.layers.count - 1)); see `sluice plan`")
