@@ -4,7 +4,8 @@
 #
 #   tools/netns.sh up N             make hosts 1..N (idempotent: hosts already there are kept)
 #   tools/netns.sh down             remove every sluice-h* host and the bridge
-#   tools/netns.sh rate I RATE      shape host I's link to RATE each way (tc tbf, e.g. 20mbit)
+#   tools/netns.sh rate I RATE [out] shape host I's link to RATE each way (tc tbf, e.g. 20mbit),
+#                                   or only what leaves host I
 #   tools/netns.sh unshape I        remove that shaping
 #   tools/netns.sh cut I | mend I   take host I's link down, or up again
 set -euo pipefail
@@ -53,10 +54,13 @@ down() {
 }
 
 shape() {
-    local i=$1 rate=$2
-    # Both ways: what leaves the host (inside its namespace) and what reaches it (the bridge port).
+    local i=$1 rate=$2 way=${3:-both}
+    case "$way" in both | out) ;; *) echo "netns.sh rate: the last word is 'out' or nothing, not '$way'" >&2; exit 2 ;; esac
+    # What leaves the host (inside its namespace) and, both ways, what reaches it (the bridge port).
     ip netns exec "sluice-h$i" tc qdisc replace dev eth0 root tbf rate "$rate" burst 32kbit latency 400ms
-    tc qdisc replace dev "$(host_link "$i")" root tbf rate "$rate" burst 32kbit latency 400ms
+    if [ "$way" = both ]; then
+        tc qdisc replace dev "$(host_link "$i")" root tbf rate "$rate" burst 32kbit latency 400ms
+    fi
 }
 
 unshape() {
@@ -68,9 +72,9 @@ unshape() {
 case "${1:-}" in
     up) up "${2:?how many hosts}" ;;
     down) down ;;
-    rate) shape "${2:?which host}" "${3:?rate, e.g. 20mbit}" ;;
+    rate) shape "${2:?which host}" "${3:?rate, e.g. 20mbit}" "${4:-both}" ;;
     unshape) unshape "${2:?which host}" ;;
     cut) ip link set "$(host_link "${2:?which host}")" down ;;
     mend) ip link set "$(host_link "${2:?which host}")" up ;;
-    *) sed -n '2,11p' "$0" >&2; exit 2 ;;
+    *) sed -n '2,12p' "$0" >&2; exit 2 ;;
 esac

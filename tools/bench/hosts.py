@@ -3,11 +3,16 @@
 namespaces joined by veth links to a bridge, tools/netns.sh) against one machine's loopback,
 measured side by side in one run. Needs root.
 
+With --slow-link RATE, it measures instead what narrowing a slow link gives: stage 0's host
+sends at RATE (tc tbf), and the same hosts run the pipeline with that link carrying float32,
+fp16 and int8, side by side; it prints each throughput and the ratios to float32.
+
 The pipeline is tools/bench/curve.py's: two stage processes, 64 KiB batches, a model of two
 elementwise layers, so that the links set the pace. CURVE is on in both. It prints each
 throughput and the ratio (hosts ÷ loopback); the goal is ≥ 0.9.
 
   sudo python3 tools/bench/hosts.py [--windows N] [--repeat N] [--binary PATH]
+  sudo python3 tools/bench/hosts.py --slow-link 100mbit [--windows N] [--repeat N]
 """
 import argparse
 import json
@@ -60,6 +65,7 @@ def main():
     parser.add_argument("--windows", type=int, default=4000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--binary")
+    parser.add_argument("--slow-link", metavar="RATE", help="shape stage 0's host to RATE (e.g. 100mbit) and compare narrowings")
     args = parser.parse_args()
     binary = release_binary(args.binary)
     subprocess.run([NETNS, "up", "5"], check=True)
@@ -67,12 +73,27 @@ def main():
         with tempfile.TemporaryDirectory() as folder:
             os.chmod(folder, 0o755)
             config = pipeline(folder, args.windows)
+            if args.slow_link:
+                slow_link(binary, config, folder, args)
+                return
             loopback = max(run(binary, config, folder, f"loopback-{i}")["windowsPerSecond"] for i in range(args.repeat))
             hosts = max(on_hosts(binary, config, folder, f"hosts-{i}") for i in range(args.repeat))
             print(f"64 KiB batches/s   loopback {loopback:9.0f}   5 hosts {hosts:9.0f}   hosts/loopback {hosts / loopback:.2f}"
                   f"   (2 stage processes, CURVE on both)")
     finally:
         subprocess.run([NETNS, "down"], check=True)
+
+
+def slow_link(binary, config, folder, args):
+    """Stage 0 on host 3 sends to stage 1 on host 4 over a link shaped to args.slow_link."""
+    subprocess.run([NETNS, "rate", "3", args.slow_link, "out"], check=True)
+    rates = {}
+    for compression in ["none", "fp16", "int8"]:
+        config["stages"]["compress"] = {0: compression}
+        rates[compression] = max(on_hosts(binary, config, folder, f"{compression}-{i}") for i in range(args.repeat))
+    print(f"64 KiB batches/s over {args.slow_link}   float32 {rates['none']:7.1f}   fp16 {rates['fp16']:7.1f}"
+          f" ({rates['fp16'] / rates['none']:.2f}x)   int8 {rates['int8']:7.1f} ({rates['int8'] / rates['none']:.2f}x)"
+          f"   (stage 0's output link narrowed; 2 stage processes, CURVE on)")
 
 
 if __name__ == "__main__":
