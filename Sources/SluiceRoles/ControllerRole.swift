@@ -39,8 +39,12 @@ public final class ControllerRole {
     private var endpointOwners: [String: String] = [:]
     /// The model file's digest and length, for stages on hosts without it (`fetch_model`).
     private let model: (path: String, digest: String, bytes: Int)?
-    /// Largest piece of the model sent in one control message.
-    static let modelPieceBytes = 1 << 20
+    /// Files of some layers' weights made for stages on hosts without the model, newest last.
+    private var weightFiles: [(layers: LayerSpan, digest: String, bytes: Data)] = []
+    /// Largest piece of the model sent in one control message. Pieces share the control
+    /// connection with heartbeats, which wait behind the one in flight: over a 2 Mbit/s link a
+    /// 1 MiB piece (base64) held them for 6 s, and the stage took its controller for dead.
+    static let modelPieceBytes = 256 << 10
     /// Each stage process's and the sink's planned data endpoint, and where the processes that
     /// bound their own (`--bind`, on other hosts) said they are reached instead.
     private var plannedEndpoints: [String: String] = [:]
@@ -254,21 +258,61 @@ public final class ControllerRole {
         return (1...65535).contains(port) && endpoint.distance(from: endpoint.startIndex, to: colon) > 6
     }
 
-    /// A piece of the model file for a stage on a host without it.
+    /// A piece of the model file for a stage on a host without it: the whole file, or one
+    /// holding only the weights of the layers asked for.
     private func sendModel(_ request: ModelRequest, to name: String) {
-        guard let model, request.digest == model.digest, request.offset >= 0, request.offset < model.bytes,
-              let file = FileHandle(forReadingAtPath: model.path) else {
-            logger.warning("\(name) asked for a model this controller does not serve (digest \(request.digest.prefix(64)), offset \(request.offset))")
+        guard let model, request.digest == model.digest else {
+            logger.warning("\(name) asked for a model this controller does not serve (digest \(request.digest.prefix(64)))")
+            return
+        }
+        guard let layers = request.layers else { return sendWholeModel(model, from: request.offset, to: name) }
+        let count = plan.cut.layers.count
+        guard layers.start >= 0, layers.start < layers.end, layers.end <= count else {
+            logger.warning("\(name) asked for the weights of layers \(layers), outside the model's \(count)")
+            return
+        }
+        let file: (digest: String, bytes: Data)
+        if let made = weightFiles.first(where: { $0.layers == layers }) {
+            file = (made.digest, made.bytes)
+        } else {
+            do {
+                let bytes = try plan.model.weightsFile(for: plan.cut.layers[layers.start].nodeStart..<plan.cut.layers[layers.end - 1].nodeEnd)
+                var hash = SHA256()
+                hash.update(bytes)
+                file = (hash.hexDigest(), bytes)
+            } catch {
+                logger.error("cannot make the weights of layers \(layers) for \(name): \(error)")
+                return
+            }
+            // A few ranges at a time: the stages' own and the next move's.
+            weightFiles.append((layers, file.digest, file.bytes))
+            if weightFiles.count > 8 { weightFiles.removeFirst() }
+        }
+        guard request.offset >= 0, request.offset < file.bytes.count else {
+            logger.warning("\(name) asked for the weights of layers \(layers) from byte \(request.offset) of \(file.bytes.count)")
+            return
+        }
+        if request.offset == 0 {
+            logger.info("sending the weights of layers \(layers) (\(file.bytes.count) of the model's \(model.bytes) bytes) to \(name), whose host does not have the model")
+        }
+        let piece = file.bytes[(file.bytes.startIndex + request.offset)..<(file.bytes.startIndex + min(file.bytes.count, request.offset + Self.modelPieceBytes))]
+        send(.modelPiece(ModelPiece(digest: model.digest, offset: request.offset, total: file.bytes.count,
+                                    data: Data(piece).base64EncodedString(), layers: layers, fileDigest: file.digest)), to: name)
+    }
+
+    private func sendWholeModel(_ model: (path: String, digest: String, bytes: Int), from offset: Int, to name: String) {
+        guard offset >= 0, offset < model.bytes, let file = FileHandle(forReadingAtPath: model.path) else {
+            logger.warning("\(name) asked for the model from byte \(offset) of \(model.bytes)")
             return
         }
         defer { try? file.close() }
-        guard (try? file.seek(toOffset: UInt64(request.offset))) != nil,
-              let data = try? file.read(upToCount: min(Self.modelPieceBytes, model.bytes - request.offset)), !data.isEmpty else {
-            logger.error("cannot read \(model.path) at \(request.offset) for \(name)")
+        guard (try? file.seek(toOffset: UInt64(offset))) != nil,
+              let data = try? file.read(upToCount: min(Self.modelPieceBytes, model.bytes - offset)), !data.isEmpty else {
+            logger.error("cannot read \(model.path) at \(offset) for \(name)")
             return
         }
-        if request.offset == 0 { logger.info("sending the model (\(model.bytes) bytes) to \(name), whose host does not have it") }
-        send(.modelPiece(ModelPiece(digest: model.digest, offset: request.offset, total: model.bytes, data: data.base64EncodedString())), to: name)
+        if offset == 0 { logger.info("sending the model (\(model.bytes) bytes) to \(name), whose host does not have it") }
+        send(.modelPiece(ModelPiece(digest: model.digest, offset: offset, total: model.bytes, data: data.base64EncodedString())), to: name)
     }
 
     /// `message` as it leaves: every planned endpoint of a process that bound its own replaced

@@ -1,9 +1,10 @@
 import Foundation
 import SluiceProtocol
 
-/// A model file fetched from the controller piece by piece, for a stage on a host without it:
-/// written to a file of its own in the cache folder, hashed as it comes, and kept under its
-/// digest only when the whole file arrived and its SHA-256 is the controller's.
+/// A model file fetched from the controller piece by piece, for a stage on a host without it
+/// (the whole model, or the weights of its layers only): written to a file of its own in the
+/// cache folder, hashed as it comes, and kept under its digest only when the whole file arrived
+/// and its SHA-256 is the one the controller named.
 final class ModelFetch {
     let digest: String
     let total: Int
@@ -51,7 +52,7 @@ final class ModelFetch {
 
     /// Takes the next piece; returns the kept file's path once the whole model arrived and checked.
     func take(_ piece: ModelPiece) throws -> String? {
-        guard piece.digest == digest, piece.total == total, piece.offset == received else {
+        guard piece.fileDigest ?? piece.digest == digest, piece.total == total, piece.offset == received else {
             throw RoleError("a model piece out of turn: offset \(piece.offset) of \(piece.total) bytes, expected \(received) of \(total)")
         }
         guard let data = Data(base64Encoded: piece.data), !data.isEmpty, data.count <= total - received else {

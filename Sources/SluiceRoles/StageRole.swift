@@ -49,17 +49,31 @@ public final class StageRole: PipelineRole, RoleAdapter {
 
     /// Where models fetched from the controller are kept.
     public var modelCache = ModelFetch.defaultFolder
-    /// A model being fetched, and the assignment waiting for it.
-    private var fetch: (model: ModelFetch, assignment: StageAssignment)?
-    /// Model files on this host by digest: the assignment's own path, or a fetched copy.
+    /// What waits for a model file being fetched: the assignment, or a load for a move.
+    private enum Waiting {
+        case assignment(StageAssignment)
+        case load(layers: Range<Int>, acking: UInt32?)
+    }
+    /// The weights being fetched (`model` once the first piece came), how far pieces have been
+    /// asked for, and what waits for them.
+    private var fetch: (request: ModelRequest, model: ModelFetch?, askedUpTo: Int, then: Waiting)?
+    /// Pieces asked for ahead of the one being taken: each request crosses this host's link
+    /// out, which may be busy with batches, so one at a time would wait on it for every piece.
+    private static let piecesAhead = 4
+    /// Whole model files on this host by digest: the assignment's own path, or a fetched copy.
     private var modelsHere: [String: String] = [:]
+    /// The layers whose weights the model file in use holds, when it holds only some (fetched
+    /// for this stage's layers): a move to others fetches theirs first.
+    private var fileLayers: Range<Int>?
 
     func handle(_ message: ControlMessage) -> RoleExit? {
         switch message {
         case .modelPiece(let piece):
             return take(piece)
         case .assignStage(var assignment) where assignment.modelDigest != nil:
-            guard let path = modelHere(assignment) else { return startFetch(assignment) }
+            guard let path = modelHere(assignment) else {
+                return startFetch(assignment, layers: assignment.layers, then: .assignment(assignment))
+            }
             assignment.modelPath = path
             return perform(machine.handle(.control(.assignStage(assignment))))
         default:
@@ -67,7 +81,7 @@ public final class StageRole: PipelineRole, RoleAdapter {
         }
     }
 
-    /// The model the assignment names, if this host has it: at its path, or fetched before.
+    /// The model the assignment names, if this host has it whole: at its path, or fetched before.
     private func modelHere(_ assignment: StageAssignment) -> String? {
         guard let digest = assignment.modelDigest else { return assignment.modelPath }
         if let path = modelsHere[digest] { return path }
@@ -76,39 +90,55 @@ public final class StageRole: PipelineRole, RoleAdapter {
         return path
     }
 
-    /// This host lacks the model (no shared filesystem): the controller sends it.
-    private func startFetch(_ assignment: StageAssignment) -> RoleExit? {
+    /// This host lacks the model (no shared filesystem): the controller sends the weights of
+    /// `layers`.
+    private func startFetch(_ assignment: StageAssignment, layers: LayerSpan, then waiting: Waiting) -> RoleExit? {
         guard let digest = assignment.modelDigest else { return nil }
-        if let fetch, fetch.model.digest == digest {
-            self.fetch = (fetch.model, assignment)
+        let request = ModelRequest(digest: digest, offset: 0, layers: layers)
+        if let fetch, fetch.request == request {
+            self.fetch?.then = waiting
             return nil
         }
-        do {
-            fetch = (try ModelFetch(digest: digest, total: assignment.modelBytes ?? 0, folder: modelCache), assignment)
-        } catch {
-            return failAssignment("cannot fetch the model: \(error)")
-        }
-        logger.info("\(assignment.modelPath) is not on this host; fetching it (\(assignment.modelBytes ?? 0) bytes) from the controller")
-        shell.control.send(.fetchModel(ModelRequest(digest: digest, offset: 0)))
+        fetch = (request, nil, 0, waiting)
+        logger.info("\(assignment.modelPath) is not on this host; fetching the weights of layers \(layers) from the controller")
+        shell.control.send(.fetchModel(request))
         return nil
     }
 
     private func take(_ piece: ModelPiece) -> RoleExit? {
-        guard let (model, assignment) = fetch else {
+        guard let (request, started, askedUpTo, waiting) = fetch, piece.digest == request.digest, piece.layers == request.layers else {
             logger.warning("dropped a model piece nobody asked for")
             return nil
         }
         do {
+            let model = try started ?? ModelFetch(digest: piece.fileDigest ?? piece.digest, total: piece.total, folder: modelCache)
+            let pieceBytes = max(1, Data(base64Encoded: piece.data)?.count ?? 1)
             guard let path = try model.take(piece) else {
-                shell.control.send(.fetchModel(ModelRequest(digest: model.digest, offset: model.received)))
+                // Keep a few pieces asked for beyond this one (the controller answers in order).
+                var asked = max(askedUpTo, model.received)
+                while asked < model.total, asked < model.received + Self.piecesAhead * pieceBytes {
+                    var next = request
+                    next.offset = asked
+                    shell.control.send(.fetchModel(next))
+                    asked += pieceBytes
+                }
+                fetch = (request, model, asked, waiting)
                 return nil
             }
             fetch = nil
-            modelsHere[model.digest] = path
-            logger.info("fetched the model from the controller into \(path) (sha256 checked)")
-            var local = assignment
-            local.modelPath = path
-            return perform(machine.handle(.control(.assignStage(local))))
+            let layers = request.layers.map { $0.start..<$0.end }
+            if layers == nil { modelsHere[request.digest] = path }
+            fileLayers = layers
+            logger.info("fetched the weights of layers \(request.layers.map(\.description) ?? "all") from the controller into \(path) (\(model.total) bytes, sha256 checked)")
+            switch waiting {
+            case .assignment(var assignment):
+                assignment.modelPath = path
+                return perform(machine.handle(.control(.assignStage(assignment))))
+            case .load(let layers, let acking):
+                self.assignment?.modelPath = path
+                if let assignment = self.assignment { loader.load(assignment: assignment, layers: layers, acking: acking) }
+                return nil
+            }
         } catch {
             fetch = nil
             return failAssignment("fetching the model failed: \(error)")
@@ -148,7 +178,13 @@ public final class StageRole: PipelineRole, RoleAdapter {
                 }
                 if let exit = perform(machine.handle(.assignmentTaken)) { return exit }
             case .loadWeights(let layers, let epoch):
-                if let assignment { loader.load(assignment: assignment, layers: layers, acking: epoch) }
+                guard let assignment else { break }
+                if let held = fileLayers, layers.lowerBound < held.lowerBound || layers.upperBound > held.upperBound {
+                    // A move needs weights this host was never sent: fetch them, then load.
+                    if let exit = startFetch(assignment, layers: LayerSpan(layers), then: .load(layers: layers, acking: epoch)) { return exit }
+                } else {
+                    loader.load(assignment: assignment, layers: layers, acking: epoch)
+                }
             case .install(let layers):
                 guard case .success(let newExecutor)? = finishedLoad?.result, finishedLoad?.layers == layers else { break }
                 let shrinking = (executor?.parameterBytes ?? 0) > newExecutor.parameterBytes

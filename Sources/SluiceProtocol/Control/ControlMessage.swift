@@ -410,20 +410,28 @@ public enum ControlMessage: Equatable, Sendable {
 }
 
 public struct ModelRequest: Codable, Equatable, Sendable {
+    /// The model file's SHA-256, as the assignment names it.
     public var digest: String
     public var offset: Int
-    public init(digest: String, offset: Int) { self.digest = digest; self.offset = offset }
+    /// Only the weights these layers read (nil: the whole file): see `ONNXModel.weightsFile`.
+    public var layers: LayerSpan?
+    public init(digest: String, offset: Int, layers: LayerSpan? = nil) { self.digest = digest; self.offset = offset; self.layers = layers }
 }
 
 public struct ModelPiece: Codable, Equatable, Sendable {
+    /// The request's digest and layers, which the piece answers.
     public var digest: String
+    public var layers: LayerSpan?
+    /// The SHA-256 of the file sent, when it holds only `layers`' weights (nil: the whole
+    /// model's file, `digest`).
+    public var fileDigest: String?
     public var offset: Int
-    /// The whole file's length.
+    /// The length of the file sent.
     public var total: Int
     /// The bytes, base64.
     public var data: String
-    public init(digest: String, offset: Int, total: Int, data: String) {
-        self.digest = digest; self.offset = offset; self.total = total; self.data = data
+    public init(digest: String, offset: Int, total: Int, data: String, layers: LayerSpan? = nil, fileDigest: String? = nil) {
+        self.digest = digest; self.offset = offset; self.total = total; self.data = data; self.layers = layers; self.fileDigest = fileDigest
     }
 }
 
