@@ -196,6 +196,23 @@ public final class Authenticator: @unchecked Sendable {
         return allowed[domain]?[credentials]
     }
 
+    /// A role that binds its own address (`--bind`) takes connections before the controller has
+    /// told it the run's keys, and a peer that came too early would be refused for good (libzmq
+    /// does not try a refused handshake again): until a domain has keys, its handshakes wait
+    /// for them, at most `keysWaitSeconds`.
+    private func waitForKeys(of domain: String) {
+        let deadline = Date().addingTimeInterval(Self.keysWaitSeconds)
+        while Date() < deadline {
+            lock.lock()
+            let known = !(allowed[domain]?.isEmpty ?? true) || stopping
+            lock.unlock()
+            if known { return }
+            usleep(10_000)
+        }
+    }
+
+    public static let keysWaitSeconds = 10.0
+
     private func serve(_ handler: ZMQSocket) {
         var monitors: [HandshakeWatch] = []
         defer {
@@ -242,6 +259,7 @@ public final class Authenticator: @unchecked Sendable {
             return reply("400", "CURVE only")
         }
         let key = frames[6]
+        waitForKeys(of: domain)
         guard let name = name(of: key, in: domain) else {
             count(.unknownKey, "\(address) (key \(CurveKeyPair.z85(of: key) ?? "of \(key.count) bytes"))")
             return reply("400", "unknown key")

@@ -73,6 +73,27 @@ private func eventually(_ condition: () -> Bool) -> Bool {
     #expect(plain.1.hasSuffix("on the test socket"))
 }
 
+/// A role bound with `--bind` hears from its peers before the controller told it the run's keys:
+/// a member that connects then waits for them, and gets in once they come.
+@Test func aMemberThatComesBeforeTheKeysIsLetInOnceTheyCome() throws {
+    let serverContext = ZMQContext()
+    let authenticator = try Authenticator(context: serverContext) { _, _ in }
+    let serverKeys = try CurveKeyPair.generate()
+    let member = try CurveKeyPair.generate()
+    let pull = try ZMQSocket(serverContext, .pull, lingerMilliseconds: 0, sendHighWaterMark: 100, receiveHighWaterMark: 100)
+    try pull.serveCurve(serverKeys)
+    let endpoint = tcpEndpoint()
+    try pull.bind(endpoint)
+    let push = try ZMQSocket(ZMQContext(), .push, lingerMilliseconds: 0, sendHighWaterMark: 100, receiveHighWaterMark: 100)
+    try push.connectCurve(member, serverKey: serverKeys.publicKey)
+    try push.connect(endpoint)
+    _ = try push.send([.bytes(Array("early".utf8))], dontWait: true)
+    usleep(500_000)
+    authenticator.allow([member.publicKey: "stage-2"])
+    #expect(eventually { ((try? pull.receive(dontWait: true)) ?? nil)?.first?.authenticatedName == "stage-2" })
+    #expect(authenticator.refused.isEmpty)
+}
+
 /// A client that has the wrong key for the server never gets a message through.
 @Test func aClientWithTheWrongServerKeyIsRefused() throws {
     let serverContext = ZMQContext()
