@@ -181,7 +181,7 @@ public enum RoleCommand {
     public static func arguments(role: String, controller: String, keyFolder: String, bind: String? = nil,
                                  advertise: String? = nil, modelCache: String? = nil, joining: Bool = false) -> [String] {
         let command = StageInstance.stage(of: role) != nil || joining ? "stage" : role
-        var arguments = [command, "--controller", controller] + (joining ? [] : ["--name", role])
+        var arguments = (joining ? [command, "--join", controller] : [command, "--controller", controller, "--name", role])
             + ControllerKeys.roleArguments(role, folder: keyFolder)
         if let bind { arguments += ["--bind", bind] }
         if let advertise { arguments += ["--advertise", advertise] }

@@ -4,7 +4,8 @@ import SluiceRoles
 
 /// Options every worker role takes: it learns everything else from the controller.
 struct RoleOptions: ParsableArguments {
-    @Option(help: "The controller's control endpoint, e.g. tcp://10.0.0.5:5600.")
+    @Option(name: [.customLong("controller"), .customLong("join")],
+            help: "The controller's control endpoint, e.g. tcp://10.0.0.5:5600 (--join says the same).")
     var controller: String
 
     @Option(help: "This role's name in the pipeline (stage-0, stage-1, …, source, sink). A stage started without one joins the pool: the controller gives it a stage that has no process, now or when one dies.")

@@ -14,7 +14,7 @@ extension Sluice {
 
             Without --name it joins the run's pool and takes the first stage that has no process, \
             now or when one dies:
-              sluice stage --controller tcp://10.0.0.5:5600 --key keys/pool-a.key --controller-key keys/controller.pub
+              sluice stage --join tcp://10.0.0.5:5600 --key keys/pool-a.key --controller-key keys/controller.pub
             """)
 
         @OptionGroup var options: RoleOptions

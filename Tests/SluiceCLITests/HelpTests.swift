@@ -89,7 +89,7 @@ extension MultiProcess {
         static let notRun: [String: String] = [
             "sluice controller pipelines/imu-mlp-3stage.yaml --control tcp://0.0.0.0:5700 --keys keys": "waits for roles started by hand",
             "sluice stage --controller tcp://10.0.0.5:5600 --name stage-1 --key keys/stage-1.key --controller-key keys/controller.pub": "joins a controller on another host",
-            "sluice stage --controller tcp://10.0.0.5:5600 --key keys/pool-a.key --controller-key keys/controller.pub": "joins a controller on another host",
+            "sluice stage --join tcp://10.0.0.5:5600 --key keys/pool-a.key --controller-key keys/controller.pub": "joins a controller on another host",
             "sluice source --controller tcp://10.0.0.5:5600 --name source --key keys/source.key --controller-key keys/controller.pub": "joins a controller on another host",
             "sluice sink --controller tcp://10.0.0.5:5600 --name sink --key keys/sink.key --controller-key keys/controller.pub": "joins a controller on another host",
         ]
