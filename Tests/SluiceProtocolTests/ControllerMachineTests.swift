@@ -147,6 +147,41 @@ private func spawns(_ actions: [ControllerAction]) -> [String] {
     }
 }
 
+/// A stage that dies each time it is started, with nothing released in between (a batch that
+/// crashes it comes back with every replay), fails the run naming it at the fifth death; one
+/// that dies as often while batches keep coming out is started again every time.
+@Test func aStageThatDiesAgainAndAgainWithNothingReleasedFailsTheRun() {
+    for progress in [false, true] {
+        var controller = running()
+        var released = 0
+        var finished: ControllerOutcome?
+        for death in 1...8 {
+            _ = controller.handle(.tick(now: Double(death)))
+            if progress {
+                released += 3
+                var sink = RoleCounters()
+                sink.batches = released
+                _ = controller.handle(.received(from: "sink", .heartbeat(sink)))
+            }
+            let died = controller.handle(.roleExited("stage-1", how: "its process 42 exited"))
+            if let outcome = outcome(died) {
+                finished = outcome
+                #expect(death == ControllerMachine.fruitlessDeathLimit && !progress, "death \(death)")
+                break
+            }
+            #expect(spawns(died) == ["stage-1"], "death \(death)")
+            _ = controller.handle(.received(from: "stage-1", .hello(Hello(role: .stage, name: "stage-1", pid: 2, host: "h"))))
+            _ = controller.handle(.received(from: "stage-1", .ready))
+        }
+        if progress {
+            #expect(finished == nil)
+        } else {
+            guard case .failed(let message)? = finished else { Issue.record("the run went on: \(String(describing: finished))"); continue }
+            #expect(message.contains("stage-1 died (its process 42 exited), its 5th process in 4 s to die once ready with no batch released in between"), "\(message)")
+        }
+    }
+}
+
 @Test func aDeadReplicaLeavesItsSiblingsToCarryOnAndIsFencedOff() {
     let names = ["stage-0", StageInstance.name(stage: 0, replica: 1), "source", "sink"]
     var assignments: [String: ControlMessage] = [:]

@@ -66,6 +66,14 @@ public struct ControllerMachine {
     private var now: Double = 0
     private var stopRequested = false
     private var sinkProgress: (batches: Int, at: Double) = (0, 0)
+    /// Per role, its processes' deaths in a row after they were ready, with no batch released
+    /// between them, and the sink's count at the first.
+    private var fruitlessDeaths: [String: (count: Int, released: Int, since: Double)] = [:]
+    /// So many such deaths of one role, within `fruitlessDeathWindowSeconds`, are a process
+    /// that fails, not bad luck: a batch that crashes every stage that runs it comes back with
+    /// every replay. The run fails naming it, rather than start processes for ever.
+    public static let fruitlessDeathLimit = 5
+    public static let fruitlessDeathWindowSeconds = 60.0
     /// What the source had sent by its last report when the sink last released a batch: a sink
     /// that releases nothing while the source sends nothing is idle, not stalled.
     private var sourceSentAtSinkProgress = 0
@@ -598,6 +606,19 @@ public struct ControllerMachine {
     private mutating func roleDied(_ name: String, how: String) -> [ControllerAction] {
         guard assignments[name] != nil, !departed.contains(name), phase != .closing && phase != .finished else { return [] }
         guard phase == .running || phase == .draining else { return finish(.failed("\(name) died (\(how))"), reason: "role lost") }
+        let released = counters[sinkName]?.batches ?? 0
+        if ready.contains(name) {
+            var deaths = fruitlessDeaths[name] ?? (0, released, now)
+            if released != deaths.released || now - deaths.since > Self.fruitlessDeathWindowSeconds { deaths = (0, released, now) }
+            deaths.count += 1
+            fruitlessDeaths[name] = deaths
+            if deaths.count >= Self.fruitlessDeathLimit {
+                return finish(.failed(String(format: "%@ died (%@), its %dth process in %.0f s to die once ready with no batch released in between: "
+                                                 + "it fails every time (a batch that crashes it comes back with every replay); its log says why",
+                                             name, how, deaths.count, now - deaths.since)),
+                              reason: "role lost")
+            }
+        }
         // A recording or tensors source started again counts its drops again from the input.
         if name != sourceName || !sourceCanBeReadAgain, let drops = counters[name]?.drops, !drops.isEmpty { droppedByDead[name] = drops }
         if name == sinkName { return sinkDied(how: how) }
