@@ -128,12 +128,30 @@ void sluice_from_int8(const int8_t *x, float *y, long n, float scale) {
     for (long i = 0; i < n; i++) y[i] = (float)x[i] * scale;
 }
 
-void sluice_squared_error(const float *exact, const float *approximate, long n, double *error, double *norm) {
+/* Σ (exact[i] - approximate)² and Σ exact[i]², in double, for each narrowed value widened back:
+ * what narrowing cost, measured without a widened copy of the tensor. */
+void sluice_half_squared_error(const float *exact, const uint16_t *halves, long n, double *error, double *norm) {
+    float widened[256];
+    double e = 0, s = 0;
+    for (long start = 0; start < n; start += 256) {
+        long count = n - start < 256 ? n - start : 256;
+        sluice_from_half(halves + start, widened, count);
+        for (long i = 0; i < count; i++) {
+            double x = exact[start + i], d = x - (double)widened[i];
+            e += d * d;
+            s += x * x;
+        }
+    }
+    *error += e;
+    *norm += s;
+}
+
+void sluice_int8_squared_error(const float *exact, const int8_t *q, long n, float scale, double *error, double *norm) {
     double e = 0, s = 0;
     for (long i = 0; i < n; i++) {
-        double d = (double)exact[i] - (double)approximate[i];
+        double x = exact[i], d = x - (double)((float)q[i] * scale);
         e += d * d;
-        s += (double)exact[i] * (double)exact[i];
+        s += x * x;
     }
     *error += e;
     *norm += s;

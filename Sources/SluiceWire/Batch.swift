@@ -104,7 +104,10 @@ extension Batch {
                 encoding = .float16
                 tensor.withUnsafeBufferPointer(as: Float.self) { source in
                     narrowed.withUnsafeMutableBufferPointer(as: UInt16.self) { target in
-                        if count > 0 { Narrowing.toHalf(source.baseAddress!, target.baseAddress!, count: count) }
+                        guard count > 0 else { return }
+                        Narrowing.toHalf(source.baseAddress!, target.baseAddress!, count: count)
+                        Narrowing.accumulateHalfError(exact: source.baseAddress!, halves: target.baseAddress!, count: count,
+                                                      error: &tally.squaredError, norm: &tally.squaredNorm)
                     }
                 }
             case .int8:
@@ -113,23 +116,14 @@ extension Batch {
                 }
                 guard largest.isFinite else { continue }
                 narrowed = Tensor(zeros: .int8, shape: tensor.shape)
-                encoding = .int8(scale: Narrowing.int8Scale(maximumMagnitude: largest))
+                let scale = Narrowing.int8Scale(maximumMagnitude: largest)
+                encoding = .int8(scale: scale)
                 tensor.withUnsafeBufferPointer(as: Float.self) { source in
                     narrowed.withUnsafeMutableBufferPointer(as: Int8.self) { target in
-                        if count > 0 { Narrowing.toInt8(source.baseAddress!, target.baseAddress!, count: count, maximumMagnitude: largest) }
-                    }
-                }
-            }
-            var descriptorNarrowed = descriptor
-            descriptorNarrowed.encoding = encoding
-            let back = withExtendedLifetime(narrowed.storage) {
-                Batch.widened(UnsafeRawBufferPointer(start: narrowed.storage.bytes, count: narrowed.byteCount), descriptorNarrowed)
-            }
-            tensor.withUnsafeBufferPointer(as: Float.self) { exact in
-                back.withUnsafeBufferPointer(as: Float.self) { approximate in
-                    if count > 0 {
-                        Narrowing.accumulateSquaredError(exact: exact.baseAddress!, approximate: approximate.baseAddress!, count: count,
-                                                         error: &tally.squaredError, norm: &tally.squaredNorm)
+                        guard count > 0 else { return }
+                        Narrowing.toInt8(source.baseAddress!, target.baseAddress!, count: count, maximumMagnitude: largest)
+                        Narrowing.accumulateInt8Error(exact: source.baseAddress!, narrowed: target.baseAddress!, count: count, scale: scale,
+                                                      error: &tally.squaredError, norm: &tally.squaredNorm)
                     }
                 }
             }

@@ -68,12 +68,29 @@ import Testing
         }
     }
 
-    @Test func squaredErrorAddsUp() {
-        let exact: [Float] = [1, 2, 3, -4]
-        let approximate: [Float] = [1, 2.5, 3, -3]
+    /// What narrowing cost, measured on the narrowed values, equals the sums over a widened copy.
+    @Test(arguments: InstructionLevel.runnable)
+    func errorsAddUpAsOverAWidenedCopy(level: InstructionLevel) {
+        var rng = SeededGenerator(seed: 13)
+        let x = (0..<1000).map { _ in Float.random(in: -50...50, using: &rng) }
+        func sums(_ back: [Float]) -> (Double, Double) {
+            (zip(x, back).reduce(0) { $0 + (Double($1.0) - Double($1.1)) * (Double($1.0) - Double($1.1)) },
+             x.reduce(0) { $0 + Double($1) * Double($1) })
+        }
+        let halves = ReferenceKernels.toHalf(x)
         var error = 1.0, norm = 2.0
-        Narrowing.accumulateSquaredError(exact: exact, approximate: approximate, count: 4, error: &error, norm: &norm)
-        #expect(error == 1 + 0.25 + 1)
-        #expect(norm == 2 + 1 + 4 + 9 + 16)
+        InstructionLevel.capped(at: level) {
+            Narrowing.accumulateHalfError(exact: x, halves: halves, count: x.count, error: &error, norm: &norm)
+        }
+        let half = sums(ReferenceKernels.fromHalf(halves))
+        #expect(abs(error - 1 - half.0) <= 1e-9 * half.0 && abs(norm - 2 - half.1) <= 1e-9 * half.1, "\(level)")
+        let largest = x.map(abs).max() ?? 0
+        let scale = Narrowing.int8Scale(maximumMagnitude: largest)
+        let narrowed = ReferenceKernels.toInt8(x, maximumMagnitude: largest)
+        error = 0
+        norm = 0
+        Narrowing.accumulateInt8Error(exact: x, narrowed: narrowed, count: x.count, scale: scale, error: &error, norm: &norm)
+        let quarter = sums(ReferenceKernels.fromInt8(narrowed, scale: scale))
+        #expect(abs(error - quarter.0) <= 1e-9 * quarter.0 && abs(norm - quarter.1) <= 1e-9 * quarter.1)
     }
 }

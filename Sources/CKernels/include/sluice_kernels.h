@@ -95,8 +95,11 @@ float sluice_max_abs(const float *x, long n);
 /* y[i] = clamp(round_to_nearest_even(x[i] * inverse_scale), -127, 127); back: x[i] * scale. */
 void sluice_to_int8(const float *x, signed char *y, long n, float inverse_scale);
 void sluice_from_int8(const signed char *x, float *y, long n, float scale);
-/* Adds Σ (exact[i] - approximate[i])² to *error and Σ exact[i]² to *norm, in double. */
-void sluice_squared_error(const float *exact, const float *approximate, long n, double *error, double *norm);
+/* Add Σ (exact[i] - x̃[i])² to *error and Σ exact[i]² to *norm, in double, where x̃[i] is the
+ * narrowed value widened back (halves[i] as a float; q[i] * scale): narrowing's cost, without a
+ * widened copy. */
+void sluice_half_squared_error(const float *exact, const unsigned short *halves, long n, double *error, double *norm);
+void sluice_int8_squared_error(const float *exact, const signed char *q, long n, float scale, double *error, double *norm);
 
 #ifdef __cplusplus
 }

@@ -24,10 +24,16 @@ public enum Narrowing {
         sluice_from_int8(x, y, count, scale)
     }
 
-    /// Adds Σ (exact − approximate)² to `error` and Σ exact² to `norm`.
-    public static func accumulateSquaredError(exact: UnsafePointer<Float>, approximate: UnsafePointer<Float>, count: Int,
-                                              error: inout Double, norm: inout Double) {
-        sluice_squared_error(exact, approximate, count, &error, &norm)
+    /// Adds Σ (exact − x̃)² to `error` and Σ exact² to `norm`, x̃ being each half widened back.
+    public static func accumulateHalfError(exact: UnsafePointer<Float>, halves: UnsafePointer<UInt16>, count: Int,
+                                           error: inout Double, norm: inout Double) {
+        sluice_half_squared_error(exact, halves, count, &error, &norm)
+    }
+
+    /// The same for int8 values times `scale`.
+    public static func accumulateInt8Error(exact: UnsafePointer<Float>, narrowed: UnsafePointer<Int8>, count: Int, scale: Float,
+                                           error: inout Double, norm: inout Double) {
+        sluice_int8_squared_error(exact, narrowed, count, scale, &error, &norm)
     }
 }
 
