@@ -348,21 +348,15 @@ public struct LinkReport: Codable, Equatable, Sendable {
     }
 
     public var text: String {
-        var parts = ["stage \(stage)'s output: \(bytesText(Double(bytesSent))) sent"]
-        if let rate = measuredBytesPerSecond { parts.append("saturated at \(bytesText(rate))/s") }
+        var parts = ["stage \(stage)'s output: \(bytes(bytesSent)) sent"]
+        if let rate = measuredBytesPerSecond {
+            // A report read back from a file may hold anything: no number traps the conversion.
+            parts.append("saturated at \(rate.isFinite && abs(rate) < 1e18 ? bytes(Int(rate.rounded())) : "?")/s")
+        }
         if compression != .none {
             let error = narrowingRelativeError.map { String(format: ", relative error %.1e", $0) } ?? ""
             parts.append("narrowed to \(compression.rawValue)\(error)")
         }
         return parts.joined(separator: ", ")
-    }
-
-    private func bytesText(_ count: Double) -> String {
-        switch count {
-        case ..<1e3: return String(format: "%.0f B", count)
-        case ..<1e6: return String(format: "%.1f kB", count / 1e3)
-        case ..<1e9: return String(format: "%.1f MB", count / 1e6)
-        default: return String(format: "%.2f GB", count / 1e9)
-        }
     }
 }

@@ -112,8 +112,10 @@ public final class StageRole: PipelineRole, RoleAdapter {
         }
         do {
             let model = try started ?? ModelFetch(digest: piece.fileDigest ?? piece.digest, total: piece.total, folder: modelCache)
-            let pieceBytes = max(1, Data(base64Encoded: piece.data)?.count ?? 1)
-            guard let path = try model.take(piece) else {
+            let before = model.received
+            let taken = try model.take(piece)
+            let pieceBytes = max(1, model.received - before)
+            guard let path = taken else {
                 // Keep a few pieces asked for beyond this one (the controller answers in order).
                 var asked = max(askedUpTo, model.received)
                 while asked < model.total, asked < model.received + Self.piecesAhead * pieceBytes {
