@@ -26,6 +26,8 @@ extension Tensor {
         case .uint32: return withUnsafeBufferPointer(as: UInt32.self) { $0.map(Double.init) }
         case .uint64: return withUnsafeBufferPointer(as: UInt64.self) { $0.map { Double($0) } }
         case .bfloat16: return withUnsafeBufferPointer(as: UInt16.self) { $0.map { Double(Kernels.bfloat16ToFloat($0)) } }
+        // As ONNX's Cast reads text: a number, else NaN.
+        case .string: return strings.map { Double($0.trimmingCharacters(in: .whitespaces)) ?? .nan }
         }
     }
 
@@ -80,6 +82,7 @@ extension Tensor {
             withUnsafeMutableBufferPointer(as: UInt16.self) { for i in 0..<n { $0[i] = Kernels.floatToBFloat16(Float(values[i])) } }
         case .bool: withUnsafeMutableBufferPointer(as: UInt8.self) { for i in 0..<n { $0[i] = values[i] != 0 ? 1 : 0 } }
         case .uint64: withUnsafeMutableBufferPointer(as: UInt64.self) { for i in 0..<n { $0[i] = Tensor.saturatingUInt64(values[i]) } }
+        case .string: self = Tensor(shape: shape, strings: values.map { $0 == $0.rounded() && abs($0) < 1e15 ? String(Int64($0)) : String($0) })
         default: self = Tensor(dtype: dtype, shape: shape, int64Values: values.map(Tensor.saturatingInt64))
         }
     }
@@ -99,6 +102,7 @@ extension Tensor {
         case .uint32: withUnsafeMutableBufferPointer(as: UInt32.self) { for i in 0..<n { $0[i] = UInt32(truncatingIfNeeded: values[i]) } }
         case .uint64: withUnsafeMutableBufferPointer(as: UInt64.self) { for i in 0..<n { $0[i] = UInt64(bitPattern: values[i]) } }
         case .bool: withUnsafeMutableBufferPointer(as: UInt8.self) { for i in 0..<n { $0[i] = values[i] != 0 ? 1 : 0 } }
+        case .string: self = Tensor(shape: shape, strings: values.map { String($0) })
         default: self = Tensor(dtype: dtype, shape: shape, doubles: values.map(Double.init))
         }
     }

@@ -103,8 +103,23 @@ public enum NPY {
     }
 
     public static func encode(_ tensor: Tensor) -> Data {
+        if tensor.dtype == .string { return encodeStrings(tensor) }
         var data = header(dtype: tensor.dtype, shape: tensor.shape)
         data.append(Data(bytes: tensor.storage.bytes, count: tensor.byteCount))
+        return data
+    }
+
+    /// Strings as NumPy's fixed-width unicode ('<U' and the longest string's length in code
+    /// points, each padded with zeros), which `numpy.load` reads without pickle.
+    static func encodeStrings(_ tensor: Tensor) -> Data {
+        let strings = tensor.strings.map { Array($0.unicodeScalars.map(\.value)) }
+        let width = max(1, strings.map(\.count).max() ?? 1)
+        var data = header(dtype: .string, shape: tensor.shape, descriptor: "<U\(width)")
+        var units = [UInt32](repeating: 0, count: strings.count * width)
+        for (i, scalars) in strings.enumerated() {
+            for (j, scalar) in scalars.enumerated() { units[i * width + j] = scalar.littleEndian }
+        }
+        units.withUnsafeBytes { data.append(contentsOf: $0) }
         return data
     }
 
@@ -125,15 +140,17 @@ public enum NPY {
         case .uint64: return "<u8"
         // NumPy has no bfloat16: its bit patterns, as ONNX's own test data stores them.
         case .bfloat16: return "<u2"
+        // Never written: a string tensor has no fixed-width bytes (NPYRowWriter refuses it).
+        case .string: return "|O"
         }
     }
 
     /// Everything before the data: magic, version, header length and the header dict, padded
     /// so the data starts on a 64-byte boundary (as NumPy does) and to at least `minimumLength`
     /// bytes, so that a header rewritten later with a larger row count keeps the same length.
-    public static func header(dtype: DType, shape: [Int], minimumLength: Int = 0) -> Data {
+    public static func header(dtype: DType, shape: [Int], minimumLength: Int = 0, descriptor typeCode: String? = nil) -> Data {
         let shapeText = shape.count == 1 ? "(\(shape[0]),)" : "(" + shape.map(String.init).joined(separator: ", ") + ")"
-        var header = "{'descr': '\(descriptor(dtype))', 'fortran_order': False, 'shape': \(shapeText), }"
+        var header = "{'descr': '\(typeCode ?? descriptor(dtype))', 'fortran_order': False, 'shape': \(shapeText), }"
         let unpadded = magic.count + 4 + header.utf8.count + 1
         var padding = (64 - unpadded % 64) % 64
         while unpadded + padding < minimumLength { padding += 64 }

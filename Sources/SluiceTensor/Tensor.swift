@@ -14,9 +14,13 @@ public enum DType: UInt8, Sendable, CustomStringConvertible {
     case uint64 = 13
     /// Brain floating point: the top 16 bits of a float32 (no Swift type; kept as UInt16 bits).
     case bfloat16 = 16
+    /// Text, such as the class labels of scikit-learn classifiers. The elements live beside the
+    /// bytes (`TensorStorage.strings`), which hold none: byte-copying code sees an empty tensor.
+    case string = 8
 
     public var byteSize: Int {
         switch self {
+        case .string: return 0
         case .uint8, .int8, .bool: return 1
         case .float16, .bfloat16, .uint16, .int16: return 2
         case .float32, .int32, .uint32: return 4
@@ -39,6 +43,7 @@ public enum DType: UInt8, Sendable, CustomStringConvertible {
         case .uint32: return "uint32"
         case .uint64: return "uint64"
         case .bfloat16: return "bfloat16"
+        case .string: return "string"
         }
     }
 }
@@ -76,6 +81,8 @@ public final class TensorStorage: @unchecked Sendable {
     public let bytes: UnsafeMutableRawPointer
     public let byteCount: Int
     private let owner: AnyObject?
+    /// A string tensor's elements (empty for every other dtype).
+    public let strings: [String]
 
     /// Allocates `byteCount` zeroed, 64-byte aligned bytes.
     public init(byteCount: Int) {
@@ -84,6 +91,15 @@ public final class TensorStorage: @unchecked Sendable {
         bytes = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: Self.alignment)
         bytes.initializeMemory(as: UInt8.self, repeating: 0, count: max(byteCount, 1))
         owner = nil
+        strings = []
+    }
+
+    /// Holds a string tensor's elements.
+    public init(strings: [String]) {
+        byteCount = 0
+        bytes = UnsafeMutableRawPointer.allocate(byteCount: 1, alignment: Self.alignment)
+        owner = nil
+        self.strings = strings
     }
 
     /// Allocates `byteCount` 64-byte aligned bytes left uninitialized, for a kernel that
@@ -93,6 +109,7 @@ public final class TensorStorage: @unchecked Sendable {
         self.byteCount = byteCount
         bytes = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: Self.alignment)
         owner = nil
+        strings = []
     }
 
     /// Wraps memory that `owner` keeps valid; nothing is copied.
@@ -100,6 +117,7 @@ public final class TensorStorage: @unchecked Sendable {
         self.bytes = bytes
         self.byteCount = byteCount
         self.owner = owner
+        strings = []
     }
 
     deinit {
@@ -132,6 +150,12 @@ public struct Tensor: @unchecked Sendable {
         precondition(floats.count == Tensor.elementCount(of: shape), "\(floats.count) values for shape \(shape)")
         self.init(zeros: .float32, shape: shape)
         floats.withUnsafeBytes { storage.bytes.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+    }
+
+    /// A string tensor.
+    public init(shape: [Int], strings: [String]) {
+        precondition(strings.count == Tensor.elementCount(of: shape), "\(strings.count) strings for shape \(shape)")
+        self.init(dtype: .string, shape: shape, storage: TensorStorage(strings: strings))
     }
 
     public init(shape: [Int], int64s: [Int64]) {
@@ -173,6 +197,14 @@ public struct Tensor: @unchecked Sendable {
         return withUnsafeBufferPointer(as: Float.self) { Array($0) }
     }
 
+    /// A string tensor's elements; a string tensor made as zeros holds empty strings, as
+    /// ONNX's default string is.
+    public var strings: [String] {
+        precondition(dtype == .string, "strings of a \(dtype) tensor")
+        let held = storage.strings
+        return held.count == elementCount ? held : Array(repeating: "", count: elementCount)
+    }
+
     public var int64s: [Int64] {
         precondition(dtype == .int64, "int64s of a \(dtype) tensor")
         return withUnsafeBufferPointer(as: Int64.self) { Array($0) }
@@ -181,9 +213,13 @@ public struct Tensor: @unchecked Sendable {
     /// Rows `range` of the first dimension, copied.
     public func rows(_ range: Range<Int>) -> Tensor {
         precondition(rank >= 1 && range.lowerBound >= 0 && range.upperBound <= shape[0], "rows \(range) of \(shape)")
-        let rowBytes = (shape.count > 1 ? Tensor.elementCount(of: Array(shape.dropFirst())) : 1) * dtype.byteSize
+        let rowElements = shape.count > 1 ? Tensor.elementCount(of: Array(shape.dropFirst())) : 1
+        let rowBytes = rowElements * dtype.byteSize
         var newShape = shape
         newShape[0] = range.count
+        if dtype == .string {
+            return Tensor(shape: newShape, strings: Array(strings[(range.lowerBound * rowElements)..<(range.upperBound * rowElements)]))
+        }
         let out = Tensor(zeros: dtype, shape: newShape)
         out.storage.bytes.copyMemory(from: storage.bytes + range.lowerBound * rowBytes, byteCount: range.count * rowBytes)
         return out
@@ -196,6 +232,10 @@ public struct Tensor: @unchecked Sendable {
         let tail = Array(first.shape.dropFirst())
         var offset = 0
         let total = parts.reduce(0) { $0 + $1.shape[0] }
+        if first.dtype == .string {
+            precondition(parts.allSatisfy { $0.dtype == .string && Array($0.shape.dropFirst()) == tail }, "mismatched rows")
+            return Tensor(shape: [total] + tail, strings: parts.flatMap(\.strings))
+        }
         let out = Tensor(zeros: first.dtype, shape: [total] + tail)
         for part in parts {
             precondition(part.dtype == first.dtype && Array(part.shape.dropFirst()) == tail, "mismatched rows \(part.shape) vs \(first.shape)")

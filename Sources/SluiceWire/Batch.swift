@@ -17,7 +17,10 @@ public struct Batch: @unchecked Sendable {
     /// Frames in wire order: header, metadata, then one frame per tensor in the header's order.
     /// Tensor frames are handed to the transport without a copy.
     public func frames() -> [OutgoingFrame] {
-        [.bytes(header.encoded()), .bytes(metadata)] + header.tensors.map { .tensor(tensors[$0.name]!) }
+        [.bytes(header.encoded()), .bytes(metadata)] + header.tensors.map { descriptor in
+            let tensor = tensors[descriptor.name]!
+            return tensor.dtype == .string ? .bytes(StringFrame.encode(tensor.strings)) : .tensor(tensor)
+        }
     }
 
     /// Builds the header's tensor list from `tensors` in the order `names` gives.
@@ -36,10 +39,15 @@ public struct Batch: @unchecked Sendable {
         }
         var tensors: [String: Tensor] = [:]
         for (index, (descriptor, frame)) in zip(header.tensors, frames.dropFirst(2)).enumerated() {
+            guard tensors[descriptor.name] == nil else { throw WireError.malformed("tensor '\(descriptor.name)' appears twice") }
+            if descriptor.dtype == .string {
+                let strings = try frame.withBytes { try StringFrame.decode($0, count: Tensor.elementCount(of: descriptor.shape), name: descriptor.name) }
+                tensors[descriptor.name] = Tensor(shape: descriptor.shape, strings: strings)
+                continue
+            }
             guard frame.count == descriptor.byteCount else {
                 throw WireError.malformed("tensor '\(descriptor.name)' \(descriptor.dtype)\(descriptor.shape) needs \(descriptor.byteCount) bytes, frame has \(frame.count)")
             }
-            guard tensors[descriptor.name] == nil else { throw WireError.malformed("tensor '\(descriptor.name)' appears twice") }
             guard descriptor.encoding == .raw else {
                 // Widened back here: the layers, and any link after this one, see float32.
                 tensors[descriptor.name] = frame.withBytes { widened($0, descriptor) }
@@ -58,6 +66,43 @@ public struct Batch: @unchecked Sendable {
             }
         }
         return Batch(header: header, metadata: frames[1].array, tensors: tensors)
+    }
+}
+
+/// A string tensor's frame: each element as its UTF-8 length (UInt32, little-endian) and bytes.
+enum StringFrame {
+    static func encode(_ strings: [String]) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(strings.reduce(0) { $0 + 4 + $1.utf8.count })
+        for string in strings {
+            let length = UInt32(truncatingIfNeeded: string.utf8.count)
+            withUnsafeBytes(of: length.littleEndian) { bytes.append(contentsOf: $0) }
+            bytes.append(contentsOf: string.utf8.prefix(Int(length)))
+        }
+        return bytes
+    }
+
+    /// The `count` strings a frame holds, every length checked against what is left of it.
+    static func decode(_ bytes: UnsafeRawBufferPointer, count: Int, name: String) throws -> [String] {
+        // Every element takes at least its 4-byte length: checked before anything is reserved.
+        guard count <= bytes.count / 4 else {
+            throw WireError.malformed("string tensor '\(name)' claims \(count) elements in a frame of \(bytes.count) bytes")
+        }
+        var strings: [String] = []
+        strings.reserveCapacity(count)
+        var offset = 0
+        for index in 0..<count {
+            guard bytes.count - offset >= 4 else { throw WireError.truncated("string tensor '\(name)' ends before element \(index)") }
+            var length: UInt32 = 0
+            withUnsafeMutableBytes(of: &length) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + 4)])) }
+            offset += 4
+            let size = Int(UInt32(littleEndian: length))
+            guard size <= bytes.count - offset else { throw WireError.truncated("string tensor '\(name)' element \(index) claims \(size) bytes past the frame's end") }
+            strings.append(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + size)]), as: UTF8.self))
+            offset += size
+        }
+        guard offset == bytes.count else { throw WireError.malformed("string tensor '\(name)' has \(bytes.count - offset) bytes after its last element") }
+        return strings
     }
 }
 

@@ -18,8 +18,14 @@ enum TensorDecoder {
         case 12: return .uint32
         case 13: return .uint64
         case 16: return .bfloat16
+        case 8: return .string
         default: return nil
         }
+    }
+
+    /// A dtype an op computes in (everything but string), for attributes such as Cast's `to`.
+    static func numericDType(onnx code: Int32) -> DType? {
+        dtype(onnx: code).flatMap { $0 == .string ? nil : $0 }
     }
 
     static func onnxTypeName(_ code: Int32) -> String {
@@ -35,7 +41,7 @@ enum TensorDecoder {
     /// every later product of its dimensions is exact.
     static func info(_ proto: Onnx_TensorProto) throws -> (dtype: DType, shape: [Int]) {
         guard let dtype = dtype(onnx: proto.dataType) else {
-            throw OpError.unsupported("data type \(onnxTypeName(proto.dataType)) is not supported (only numeric and bool tensors are)")
+            throw OpError.unsupported("data type \(onnxTypeName(proto.dataType)) is not supported (only numeric, bool and string tensors are)")
         }
         guard proto.dims.allSatisfy({ $0 >= 0 }) else { throw OpError.invalid("has negative dimensions \(proto.dims)") }
         if proto.hasSegment { throw OpError.unsupported("segmented tensors are not supported") }
@@ -49,7 +55,8 @@ enum TensorDecoder {
     /// Bytes of a tensor of this type, nil when the product overflows (the dimensions are
     /// hostile: no real tensor comes near).
     static func byteCount(_ dtype: DType, _ shape: [Int]) -> Int? {
-        var count = dtype.byteSize
+        // A string element counts one byte here, so its dimensions' product is checked too.
+        var count = max(dtype.byteSize, 1)
         for dim in shape {
             guard dim >= 0 else { return nil }
             let (product, overflow) = count.multipliedReportingOverflow(by: dim)
@@ -116,6 +123,13 @@ enum TensorDecoder {
         let count = Tensor.elementCount(of: shape)
         let available: Int
         let field: String
+        if dtype == .string {
+            guard !proto.hasRawData else { throw OpError.invalid("a string tensor has raw_data; its values belong in string_data") }
+            guard proto.stringData.count == count else {
+                throw OpError.invalid("string_data has \(proto.stringData.count) values, string\(describe(shape)) needs \(count)")
+            }
+            return
+        }
         if proto.hasRawData {
             available = proto.rawData.count / dtype.byteSize
             field = "raw_data has \(proto.rawData.count) bytes"
@@ -139,6 +153,7 @@ enum TensorDecoder {
     /// Checks at load that an external tensor's file exists and holds its bytes.
     static func checkExternal(_ proto: Onnx_TensorProto, baseDirectory: String) throws {
         let (dtype, shape) = try info(proto)
+        guard dtype != .string else { throw OpError.invalid("a string tensor cannot be stored externally") }
         let location = try externalLocation(proto, baseDirectory: baseDirectory)
         guard let expected = byteCount(dtype, shape) else { throw OpError.invalid("is larger than any file") }
         guard let attributes = try? FileManager.default.attributesOfItem(atPath: location.path),
@@ -169,6 +184,10 @@ enum TensorDecoder {
             try checkExternal(proto, baseDirectory: baseDirectory)
         } else {
             try checkInline(proto, dtype, shape)
+        }
+        if dtype == .string {
+            // Text from a file: invalid UTF-8 is replaced, never trusted.
+            return Tensor(shape: shape, strings: proto.stringData.map { String(decoding: $0, as: UTF8.self) })
         }
         let tensor = Tensor(zeros: dtype, shape: shape)
         if proto.dataLocation == .external {
@@ -227,6 +246,7 @@ enum TensorDecoder {
             tensor.withUnsafeMutableBufferPointer(as: UInt8.self) {
                 for i in 0..<count { $0[i] = UInt8(truncatingIfNeeded: proto.int32Data[i]) }
             }
+        case .string: break
         }
         return tensor
     }

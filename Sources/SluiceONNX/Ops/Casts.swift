@@ -14,7 +14,7 @@ struct CastOperator: Operator {
 
     init(_ context: OpContext) throws {
         guard let code = try context.attributes.int("to") else { throw OpError.invalid("attribute to is required") }
-        guard let dtype = TensorDecoder.dtype(onnx: Int32(truncatingIfNeeded: code)) else {
+        guard let dtype = TensorDecoder.numericDType(onnx: Int32(truncatingIfNeeded: code)) else {
             throw OpError.unsupported("cast to \(TensorDecoder.onnxTypeName(Int32(truncatingIfNeeded: code))) is not supported")
         }
         to = dtype

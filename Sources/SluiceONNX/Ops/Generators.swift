@@ -134,7 +134,7 @@ struct EyeLikeOperator: DataMovementOperator {
     init(_ context: OpContext) throws {
         k = try context.attributes.int("k", default: 0)
         if let code = try context.attributes.int("dtype") {
-            guard let d = TensorDecoder.dtype(onnx: Int32(truncatingIfNeeded: code)) else {
+            guard let d = TensorDecoder.numericDType(onnx: Int32(truncatingIfNeeded: code)) else {
                 throw OpError.unsupported("dtype \(TensorDecoder.onnxTypeName(Int32(truncatingIfNeeded: code))) is not supported")
             }
             dtype = d

@@ -17,7 +17,7 @@ enum SignalOps {
 /// The output dtype an `output_datatype` attribute names (default float32).
 private func outputDType(_ context: OpContext) throws -> DType {
     let code = try context.attributes.int("output_datatype", default: 1)
-    guard let dtype = TensorDecoder.dtype(onnx: Int32(truncatingIfNeeded: code)) else {
+    guard let dtype = TensorDecoder.numericDType(onnx: Int32(truncatingIfNeeded: code)) else {
         throw OpError.unsupported("output_datatype \(TensorDecoder.onnxTypeName(Int32(truncatingIfNeeded: code))) is not supported")
     }
     return dtype

@@ -48,6 +48,10 @@ extension Kernels {
         case .uint16: run(UInt16.self)
         case .uint32: run(UInt32.self)
         case .uint64: run(UInt64.self)
+        case .string:
+            let sa = a.strings, sb = b.strings
+            let ia = Shapes.broadcastOffsets(a.shape, to: shape), ib = Shapes.broadcastOffsets(b.shape, to: shape)
+            for i in 0..<out.elementCount { y[i] = op.holds(sa[ia[i]], sb[ib[i]]) ? 1 : 0 }
         case .bfloat16:
             // Compared as floats: the bit patterns of negative values sort backwards.
             let fa = Kernels.cast(a, to: .float32), fb = Kernels.cast(b, to: .float32)
