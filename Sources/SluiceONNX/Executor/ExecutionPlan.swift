@@ -243,7 +243,7 @@ struct PlannedValues {
     static func inferOrFold(_ op: any Operator, _ known: InferenceInputs, scratch: Scratch) throws -> Outcome? {
         let outTypes: [ValueType]
         do {
-            outTypes = try op.infer(known)
+            outTypes = try op.inferTypes(known)
         } catch let e as OpError where e.dataDependent {
             return nil
         }

@@ -269,6 +269,11 @@ struct ModelLoader {
 
     /// The element type and shape a value declares; shape nil when it declares none.
     private func tensorType(_ value: Onnx_ValueInfoProto, role: String, allowUntyped: Bool = false) throws -> (DType?, [Int?]?) {
+        // ZipMap's rows of label → score maps: Sluice keeps them as the score tensor they come
+        // from (see `ZipMapOperator`), so the inferred type stands.
+        if allowUntyped, case .sequenceType(let sequence)? = value.type.value, case .mapType? = sequence.elemType.value {
+            return (.float32, [nil, nil])
+        }
         guard value.hasType, case .tensorType(let tensorType)? = value.type.value else {
             if allowUntyped && !value.hasType { return (nil, nil) }
             throw fail(.unsupportedFeature, "\(role) '\(value.name)' is not a tensor; only tensors are supported")

@@ -65,7 +65,7 @@ enum ShapeInference {
             do {
                 let outTypes: [ValueType]
                 do {
-                    outTypes = try op.infer(known)
+                    outTypes = try op.inferTypes(known)
                 } catch let e as OpError where e.dataDependent {
                     dynamic.formUnion(node.outputs.filter { !$0.isEmpty })
                     continue

@@ -102,6 +102,10 @@ protocol Operator: Sendable {
     /// decides them): `infer` reports them data-dependent, and a run calls `evaluate` with no
     /// output types and takes those of what it returns.
     var outputTypesNeedEvaluation: Bool { get }
+
+    /// The op reads string tensors correctly. Most ops compute on bytes, where a string
+    /// tensor has none: they are refused one (`inferTypes`), never handed one.
+    var takesStrings: Bool { get }
 }
 
 extension Operator {
@@ -111,11 +115,27 @@ extension Operator {
     var isView: Bool { false }
     var isDeterministic: Bool { true }
     var outputTypesNeedEvaluation: Bool { false }
+    /// A view shares its input's storage, where a string tensor's elements live.
+    var takesStrings: Bool { isView }
+
+    /// `infer`, after refusing a string input to an op that does not take strings.
+    func inferTypes(_ inputs: InferenceInputs) throws -> [ValueType] {
+        try refuseStrings(inputs.types.map { $0?.dtype })
+        return try infer(inputs)
+    }
+
+    func refuseStrings(_ dtypes: [DType?]) throws {
+        guard !takesStrings, let index = dtypes.firstIndex(where: { $0 == .string }) else { return }
+        throw OpError.unsupported("input \(index) is a string tensor, which this op does not take in Sluice")
+    }
 
     /// The outputs for these actual inputs: types inferred first where that is possible.
     func compute(_ inputs: [Tensor?], scratch: Scratch) throws -> [Tensor] {
-        if outputTypesNeedEvaluation { return try evaluate(inputs, outputs: [], scratch: scratch) }
-        return try evaluate(inputs, outputs: try infer(InferenceInputs(tensors: inputs)), scratch: scratch)
+        if outputTypesNeedEvaluation {
+            try refuseStrings(inputs.map { $0?.dtype })
+            return try evaluate(inputs, outputs: [], scratch: scratch)
+        }
+        return try evaluate(inputs, outputs: try inferTypes(InferenceInputs(tensors: inputs)), scratch: scratch)
     }
 
     /// By default one operation per output element.
@@ -233,19 +253,34 @@ enum OpRegistry {
         return all
     }()
 
-    /// The schema for a node's op at `opset`, or why there is none.
+    /// The classical machine-learning domain that skl2onnx and onnxmltools write.
+    static let mlDomain = "ai.onnx.ml"
+    /// The highest ai.onnx.ml opset checked against these implementations.
+    static let latestMLOpset = 5
+
+    static let mlSchemas: [String: OpSchema] = {
+        var all: [String: OpSchema] = [:]
+        for schema in MLOps.schemas {
+            precondition(all[schema.name] == nil, "op \(schema.name) registered twice")
+            all[schema.name] = schema
+        }
+        return all
+    }()
+
+    /// The schema for a node's op at `opset` (its domain's), or why there is none.
     static func schema(for node: Node, opset: Int) -> Result<OpSchema, OpError> {
         let defaultDomain = node.domain.isEmpty || node.domain == "ai.onnx"
-        guard defaultDomain, let schema = schemas[node.opType] else {
+        let table = defaultDomain ? schemas : node.domain == mlDomain ? mlSchemas : [:]
+        guard let schema = table[node.opType] else {
             return .failure(OpError("unsupported op \(node.qualifiedOp) (opset \(opset))", kind: .unsupportedOp))
         }
         guard schema.opsets.contains(opset) else {
-            return .failure(OpError("unsupported op \(node.opType) (opset \(opset)): Sluice implements it for opsets \(schema.opsets.lowerBound) to \(schema.opsets.upperBound)", kind: .unsupportedOp))
+            return .failure(OpError("unsupported op \(node.qualifiedOp) (opset \(opset)): Sluice implements it for opsets \(schema.opsets.lowerBound) to \(schema.opsets.upperBound)", kind: .unsupportedOp))
         }
         return .success(schema)
     }
 
-    static var supportedOps: [String] { schemas.keys.sorted() }
+    static var supportedOps: [String] { schemas.keys.sorted() + mlSchemas.keys.sorted().map { "\(mlDomain).\($0)" } }
 }
 
 /// `Array.count` elements of a shape, for messages.
