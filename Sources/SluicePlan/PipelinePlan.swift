@@ -14,7 +14,14 @@ public struct PipelinePlan {
     /// Processes and threads per stage, as configured or as the planner chose them.
     public let shapes: [StageShape]
     public let inputName: String
+    /// The output the sink writes as each window's scores.
     public let outputName: String
+    /// The output that gives each window's class, where the model has one (a classifier's
+    /// label); nil: the class is the best score's.
+    public let labelName: String?
+    /// The model's own class labels as text (a ZipMap's or a classifier's), which label values
+    /// are; nil where the graph does not say.
+    public let modelLabels: [String]?
     /// The model input's shape without the batch dimension.
     public let windowShape: [Int]
     public let classes: [String]
@@ -39,18 +46,49 @@ public struct PipelinePlan {
         let (input, windowShape) = try windowInput(config, model)
         try checkWindow(config, input: input.name, windowShape: windowShape, recordingChannels: recordingChannels)
         try checkBatchSize(config, windowShape: windowShape, maximumBatchElements: maximumBatchElements)
-        let outputName = config.model.output ?? defaultOutput(of: model) ?? ""
-        guard model.outputs.contains(where: { $0.name == outputName }) else {
-            throw config.issue("model.output", "the model has no output '\(outputName)'")
-        }
-        let classes = config.model.classes ?? metadataClasses(of: model) ?? []
+        let outputs = try chooseOutputs(config, model)
+        let modelLabels = model.classLabels(of: outputs.scores)
+        let classes = config.model.classes ?? metadataClasses(of: model) ?? modelLabels ?? []
         let (partition, shapes) = try stages(config, cut: cut, graph: graph)
         return PipelinePlan(config: config, model: model, graph: graph, cut: cut, partition: partition, shapes: shapes, inputName: input.name,
-                            outputName: outputName, windowShape: windowShape, classes: classes)
+                            outputName: outputs.scores, labelName: outputs.label, modelLabels: modelLabels,
+                            windowShape: windowShape, classes: classes)
     }
 
-    /// The output the sink writes when the pipeline names none (`model.output`): the first.
-    public static func defaultOutput(of model: ONNXModel) -> String? { model.outputs.first?.name }
+    /// Which outputs the sink uses, by what they hold. Scores: `model.output`, else the output
+    /// holding class probabilities (a ZipMap's or a classifier's scores), else the first numeric
+    /// output. Label: another output with one integer or string per window (a classifier's
+    /// label), which then names each window's class.
+    static func chooseOutputs(_ config: PipelineConfig, _ model: ONNXModel) throws -> (scores: String, label: String?) {
+        try outputsByMeaning(model, named: config.model.output) { config.issue("model.output", $0) }
+    }
+
+    /// `chooseOutputs` for a model alone (`sluice inspect`); `refuse` makes the error for an
+    /// output named that does not fit.
+    public static func outputsByMeaning(_ model: ONNXModel, named wanted: String?,
+                                        refuse: (String) -> Error = { PlanError($0) }) throws -> (scores: String, label: String?) {
+        let numeric = model.outputs.filter { $0.dtype != .string }
+        let scores: String
+        if let wanted {
+            guard let found = model.outputs.first(where: { $0.name == wanted }) else {
+                throw refuse("the model has no output '\(wanted)' (outputs: \(model.outputs.map(\.name).joined(separator: ", ")))")
+            }
+            guard found.dtype != .string else {
+                throw refuse("output '\(wanted)' holds strings; scores must be numbers (a string label names each window's class by itself)")
+            }
+            scores = wanted
+        } else {
+            guard let chosen = numeric.first(where: { model.classLabels(of: $0.name) != nil }) ?? numeric.first else {
+                throw PlanError("the model has no numeric output for the sink to write (outputs: \(model.outputs.map { "\($0)" }.joined(separator: ", ")))")
+            }
+            scores = chosen.name
+        }
+        let label = model.outputs.first { info in
+            info.name != scores && (info.dtype == .string || info.dtype == .int64 || info.dtype == .int32)
+                && info.shape.dropFirst().allSatisfy { $0 == 1 }
+        }
+        return (scores, label?.name)
+    }
 
     /// The class names the model's metadata gives (`classes`, comma-separated), which the sink
     /// uses when the pipeline names none (`model.classes`).
@@ -158,8 +196,22 @@ public struct PipelinePlan {
         }
         let layout = window.layout
         let takes = "model input '\(input)' takes \(windowShape) per window"
+        if windowShape.count == 1 {
+            // A model of flat feature rows (scikit-learn's) takes each window flattened in its
+            // layout's order: channels × length values.
+            let features = windowShape[0]
+            if let channels {
+                guard features == channels * window.length else {
+                    let fits = features % window.length == 0 ? "; it fits \(features / window.length) channel(s) of \(window.length)" : ""
+                    throw config.issue("window.length", "is \(window.length) samples of \(channels) channel(s), \(channels * window.length) values flattened, but \(takes)\(fits)")
+                }
+            } else if features % window.length != 0 {
+                throw config.issue("window.length", "is \(window.length), but \(takes), which is no whole number of channels of \(window.length) samples")
+            }
+            return
+        }
         guard windowShape.count == 2 else {
-            throw config.issue("window", "\(takes), but sensor windows are 2-D ([channels, length] or [length, channels])")
+            throw config.issue("window", "\(takes), but sensor windows are 2-D ([channels, length] or [length, channels]) or flattened ([channels × length])")
         }
         let (modelChannels, modelLength) = layout == .channelsFirst ? (windowShape[0], windowShape[1]) : (windowShape[1], windowShape[0])
         let other = layout == .channelsFirst ? WindowLayout.channelsLast : .channelsFirst

@@ -58,7 +58,7 @@ extension PipelinePlan {
             windowShape: windowShape, epoch: 1, pushEndpoints: endpoints.stages[0], liveness: liveness, nanPolicy: config.nanPolicy,
             replayBytes: Int(config.replayMiB * 1_048_576)))
         messages["sink"] = .assignSink(SinkAssignment(
-            sink: config.sink, pullEndpoint: endpoints.sink, outputName: outputName, classes: classes,
+            sink: config.sink, pullEndpoint: endpoints.sink, outputName: outputName, labelName: labelName, modelLabels: modelLabels, classes: classes,
             layerCount: cut.layers.count, liveness: liveness, profiling: config.controller.profiling))
         return messages
     }

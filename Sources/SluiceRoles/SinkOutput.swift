@@ -12,6 +12,8 @@ import SluiceWire
 final class PredictionWriter {
     private let config: SinkConfig
     private let classes: [String]
+    /// The model's class labels as text, where label values are to be found among them.
+    private let modelLabels: [String]?
     private let lines: OutputFile?
     private let rows: NPYRowWriter?
     /// A zmq sink: hands a message of JSON lines to consumers; false when it could not.
@@ -33,9 +35,10 @@ final class PredictionWriter {
     /// `resuming`: a sink started in place of a dead one keeps what the output holds, cutting
     /// off a partly written last line or row, and writes after it.
     /// `deliver`: for a zmq sink, sends one message to its consumers.
-    init(config: SinkConfig, classes: [String], resuming: Bool = false, deliver: (([UInt8]) -> Bool)? = nil) throws {
+    init(config: SinkConfig, classes: [String], modelLabels: [String]? = nil, resuming: Bool = false, deliver: (([UInt8]) -> Bool)? = nil) throws {
         self.config = config
         self.classes = classes
+        self.modelLabels = modelLabels
         self.deliver = deliver
         maxDelaySeconds = max(0, config.maxDelayMilliseconds) / 1000
         switch config.kind {
@@ -98,17 +101,36 @@ final class PredictionWriter {
         throw OutputFileError(path: file.path, reason: "its last line is over \(longestLine) bytes long: not a prediction Sluice wrote")
     }
 
+    /// Each row's class from the model's label output: the label itself, renamed where the
+    /// pipeline names the classes (`model.classes`) and the label is one of the model's.
+    private func className(labels: Tensor, rows: Int) -> [String?] {
+        let texts: [String]
+        switch labels.dtype {
+        case .string: texts = labels.strings
+        case .int64, .int32, .int16, .int8, .uint8, .uint16, .uint32: texts = labels.int64Values.map(String.init)
+        default: texts = labels.doubles.map { "\($0)" }
+        }
+        return (0..<rows).map { row in
+            guard row < texts.count else { return nil }
+            let text = texts[row]
+            if let modelLabels, modelLabels != classes, let position = modelLabels.firstIndex(of: text), position < classes.count {
+                return classes[position]
+            }
+            return text
+        }
+    }
+
     /// Whether everything written so far has left the process.
     var isFlushed: Bool { buffer.isEmpty }
 
     /// Writes one batch, except its first `alreadyOut` rows (the output holds them already);
     /// returns the predicted class name per window, for every row, where classes are known.
     /// A failed write is kept and thrown by the next `flushIfDue` or `finish`.
-    func write(output: Tensor, keys: [WindowKey], batch: UInt64, firstWindow: UInt64, alreadyOut: Int = 0) -> [String?] {
+    func write(output: Tensor, label: Tensor? = nil, keys: [WindowKey], batch: UInt64, firstWindow: UInt64, alreadyOut: Int = 0) -> [String?] {
         let rowCount = output.rank >= 1 ? output.shape[0] : 0
         let width = output.elementCount / max(rowCount, 1)
         let values = output.doubles
-        let predicted = (0..<rowCount).map { row -> String? in
+        let predicted = label.map { className(labels: $0, rows: rowCount) } ?? (0..<rowCount).map { row -> String? in
             guard width == classes.count, width > 0 else { return nil }
             // A NaN compares false with everything, so an argmax over NaN scores would name the
             // first class: scores that are not all finite name none.

@@ -52,9 +52,12 @@ public final class SinkRole: PipelineRole, RoleAdapter {
         } catch {
             return perform(machine.handle(.undecodable("\(error)")))
         }
-        let output = batch.tensors[assignment.outputName]
+        // With a label output, a batch counts as whole only when it has one label per row too.
+        let rows = { (name: String) in batch.tensors[name].flatMap { $0.rank >= 1 ? $0.shape[0] : nil } }
+        let outputRows = rows(assignment.outputName)
+        let wholeRows = assignment.labelName.map { label in outputRows == rows(label) && batch.tensors[label].map { $0.elementCount == $0.shape.first } == true ? outputRows : nil } ?? outputRows
         let arrival = SinkArrival(header: batch.header, verifiedWindows: batch.verifiedWindowCount,
-                                  outputRows: output.flatMap { $0.rank >= 1 ? $0.shape[0] : nil }, metadata: batch.metadata,
+                                  outputRows: wholeRows, metadata: batch.metadata,
                                   arrived: wallNanos(), payload: batch)
         let exit = perform(machine.handle(.batch(arrival)))
         if assignment.sink.delayMilliseconds > 0 { usleep(UInt32(min(assignment.sink.delayMilliseconds * 1000, 60e6))) }
@@ -135,7 +138,7 @@ public final class SinkRole: PipelineRole, RoleAdapter {
     private func take(_ new: SinkAssignment) throws {
         // Bound once: an assignment taken again (a move, a takeover) keeps the consumers' socket.
         if output == nil, let network = new.sink.network { output = try shell.bindOutput(network) }
-        writer = try PredictionWriter(config: new.sink, classes: new.classes, resuming: new.resume != nil,
+        writer = try PredictionWriter(config: new.sink, classes: new.classes, modelLabels: new.modelLabels, resuming: new.resume != nil,
                                       deliver: output.map { socket in { [shell] in shell.send([.bytes($0)], on: socket).delivered } })
         if let network = new.sink.network {
             logger.info("sending predictions to \(network.pattern == .push ? "a consumer" : "subscribers") at \(network.endpoint)")
@@ -151,7 +154,8 @@ public final class SinkRole: PipelineRole, RoleAdapter {
     /// Writes a released batch's predictions and tells the machine what was predicted.
     private func write(_ release: SinkRelease<Batch>) -> RoleExit? {
         guard let assignment, let writer, let output = release.payload.tensors[assignment.outputName] else { return nil }
-        let predictions = writer.write(output: output, keys: release.keys, batch: release.batch, firstWindow: release.firstWindow,
+        let label = assignment.labelName.flatMap { release.payload.tensors[$0] }
+        let predictions = writer.write(output: output, label: label, keys: release.keys, batch: release.batch, firstWindow: release.firstWindow,
                                        alreadyOut: release.alreadyOut)
         if let exit = perform(machine.handle(.written(keys: release.keys, predictions: predictions))) { return exit }
         return noteFlush()

@@ -32,13 +32,27 @@ extension Sluice {
             print("metadata: " + (shown.isEmpty ? "none" : "\(loaded.metadata.count) key\(loaded.metadata.count == 1 ? "" : "s")"))
             for key in shown { print("  \(printable(key, at: 40)) = \(printable(loaded.metadata[key] ?? "", at: 160))") }
             if loaded.metadata.count > shown.count { print("  … \(loaded.metadata.count - shown.count) more") }
-            let output = PipelinePlan.defaultOutput(of: loaded).map { "'\(printable($0, at: 80))' (the first; model.output picks another)" } ?? "none"
-            print("sink uses: output \(output)")
+            guard let chosen = try? PipelinePlan.outputsByMeaning(loaded, named: nil) else {
+                print("sink uses: nothing: the model has no numeric output")
+                return
+            }
+            let why = loaded.classLabels(of: chosen.scores) != nil ? "class scores" : loaded.outputs.count == 1 ? "the only output" : "the first numeric output"
+            print("sink uses: scores from '\(printable(chosen.scores, at: 80))' (\(why); model.output picks another)")
+            if let label = chosen.label {
+                print("  class from '\(printable(label, at: 80))' (one label per window)")
+            }
+            let modelLabels = loaded.classLabels(of: chosen.scores)
             if let classes = PipelinePlan.metadataClasses(of: loaded), !classes.isEmpty {
-                print("  classes \(classes.prefix(16).map { printable($0, at: 40) }.joined(separator: ", "))\(classes.count > 16 ? ", …" : "") (metadata 'classes'; model.classes overrides)")
-            } else {
+                print("  classes \(list(classes)) (metadata 'classes'; model.classes overrides)")
+            } else if let modelLabels {
+                print("  classes \(list(modelLabels)) (the model's class labels; model.classes renames them)")
+            } else if chosen.label == nil {
                 print("  classes none: windows get scores and no class name (model.classes, or metadata 'classes', names them)")
             }
+        }
+
+        private func list(_ names: [String]) -> String {
+            names.prefix(16).map { printable($0, at: 40) }.joined(separator: ", ") + (names.count > 16 ? ", …" : "")
         }
 
         private func printable(_ text: String, at limit: Int) -> String {
@@ -61,7 +75,7 @@ extension Sluice {
             print("ops: \(survey.nodes.count) nodes, \(histogram.count) op types")
             for (op, count) in histogram {
                 let unsupported = survey.unsupported.contains { $0.op == op } ? "  (unsupported)" : ""
-                print("  " + row([op, "\(count)"], widths: [28, 6]) + unsupported)
+                print("  " + row([op, "\(count)"], widths: [34, 6]) + unsupported)
             }
             print("parameters: \(bytes(survey.parameterBytes)) in \(survey.initializerCount) initializers")
             if !survey.unsupported.isEmpty {

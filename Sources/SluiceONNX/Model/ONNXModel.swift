@@ -118,6 +118,27 @@ public final class ONNXModel: @unchecked Sendable {
                           shape: type.shape.enumerated().map { i, d in i < mask.count && mask[i] ? nil : d })
     }
 
+    /// The class labels (as text) the columns of `output` stand for, where the graph says so:
+    /// the output is ZipMap's, or a classifier's scores (LinearClassifier, SVMClassifier,
+    /// TreeEnsembleClassifier), reached through views such as Identity. nil otherwise.
+    public func classLabels(of output: String) -> [String]? {
+        var name = output
+        for _ in 0..<graph.count {
+            guard let index = graph.firstIndex(where: { $0.outputs.contains(name) }) else { return nil }
+            let op = operators[index]
+            let position = graph[index].outputs.firstIndex(of: name) ?? 0
+            if let zipMap = op as? ZipMapOperator { return zipMap.labels.names }
+            if position == 1 {
+                if let linear = op as? LinearClassifierOperator { return linear.labels.names }
+                if let svm = op as? SVMClassifierOperator { return svm.labels.names }
+                if let trees = op as? TreeEnsembleOperator { return trees.labels?.names }
+            }
+            guard op.isView, position == 0, let input = graph[index].inputs.first else { return nil }
+            name = input
+        }
+        return nil
+    }
+
     /// Bytes of all initializers.
     public var parameterBytes: Int { initializers.values.reduce(0) { $0 + $1.byteCount } }
 

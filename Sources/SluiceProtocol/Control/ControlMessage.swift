@@ -100,6 +100,12 @@ public struct SinkAssignment: Codable, Equatable, Sendable {
     public var sink: SinkConfig
     public var pullEndpoint: String
     public var outputName: String
+    /// The output whose value names each window's class (a classifier's label); nil: the
+    /// class is the best score's.
+    public var labelName: String?
+    /// The model's own class labels as text, in score order, so a label value finds its
+    /// position in `classes` (which may rename them); nil where the model does not say.
+    public var modelLabels: [String]?
     public var classes: [String]
     /// Batches must arrive with this cursor: every layer run.
     public var layerCount: Int
@@ -111,9 +117,10 @@ public struct SinkAssignment: Codable, Equatable, Sendable {
     /// The generation of the source in force (`BatchHeader.sourceGeneration`; nil: 0): a sink
     /// started after the source was, drops what a dead source made.
     public var sourceGeneration: UInt16?
-    public init(sink: SinkConfig, pullEndpoint: String, outputName: String, classes: [String], layerCount: Int, liveness: Liveness,
-                profiling: Bool = true, resume: SinkOutputState? = nil) {
+    public init(sink: SinkConfig, pullEndpoint: String, outputName: String, labelName: String? = nil, modelLabels: [String]? = nil,
+                classes: [String], layerCount: Int, liveness: Liveness, profiling: Bool = true, resume: SinkOutputState? = nil) {
         self.sink = sink; self.pullEndpoint = pullEndpoint; self.outputName = outputName; self.classes = classes
+        self.labelName = labelName; self.modelLabels = modelLabels
         self.layerCount = layerCount; self.liveness = liveness; self.profiling = profiling; self.resume = resume
     }
 }

@@ -400,7 +400,8 @@ public struct SinkMachine<Payload> {
             return .failure(Rejection(.misrouted, "batch \(sequence) arrived at cursor \(header.cursor); the model has \(assignment.layerCount) layers"))
         }
         guard let rows = arrival.outputRows, rows == Int(header.windowCount) else {
-            return .failure(Rejection(.malformed, "batch \(sequence) lacks output '\(assignment.outputName)' with one row per window"))
+            let label = assignment.labelName.map { " and label '\($0)'" } ?? ""
+            return .failure(Rejection(.malformed, "batch \(sequence) lacks output '\(assignment.outputName)'\(label) with one row per window"))
         }
         let next = reorder.nextSequence
         guard sequence < next || sequence - next < SinkMachine.maximumBatchesAhead else {
