@@ -126,13 +126,13 @@ public final class SourceRole: PipelineRole, RoleAdapter {
             let recording = try Recording.load(config)
             let recordingFeed = RecordingFeed(recording: recording, window: window, rate: config.rate, repeats: config.repeats,
                                               passOver: PassOver(windows: new.resume?.window ?? 0, nanPolicy: new.nanPolicy))
-            try check(recordingFeed.windowShape, against: new, what: "a \(recording.channelNames.count)-channel window of \(window.length) samples (\(window.layout.rawValue))")
+            try check(recordingFeed.windowShape, against: new, sensorWindow: true, what: "a \(recording.channelNames.count)-channel window of \(window.length) samples (\(window.layout.rawValue))")
             feed = recordingFeed
             logger.info("replaying \(recording.count) samples of \(Set(recording.sensors).count) sensors at rate \(config.rate)")
             if let resume = new.resume { logger.info("taking up the stream at window \(resume.window), batch \(resume.batch)") }
         case .tensors(let config):
             let tensorsFeed = try TensorsFeed(config: config, passOver: PassOver(windows: new.resume?.window ?? 0, nanPolicy: new.nanPolicy))
-            try check(tensorsFeed.windowShape, against: new, what: "rows of \(config.path)")
+            try check(tensorsFeed.windowShape, against: new, sensorWindow: false, what: "rows of \(config.path)")
             feed = tensorsFeed
         case .zmq(let config):
             guard let window = new.window else { throw RoleError("a zmq source needs a window") }
@@ -142,7 +142,7 @@ public final class SourceRole: PipelineRole, RoleAdapter {
                 guard let keyFile = config.keyFile else { return }
                 try shell.serveOthers(socket, keyFile: keyFile, allowing: config.senderKeyFiles, domain: "sluice-sensors")
             }
-            try check(zmqFeed.windowShape, against: new, what: "a \(config.channels)-channel window of \(window.length) samples (\(window.layout.rawValue))")
+            try check(zmqFeed.windowShape, against: new, sensorWindow: true, what: "a \(config.channels)-channel window of \(window.length) samples (\(window.layout.rawValue))")
             feed = zmqFeed
             let security = config.keyFile != nil ? ", CURVE: \(config.senderKeyFiles.count) sender keys let in"
                 : config.endpoint.hasPrefix("tcp://") ? " in plaintext (no source.key: any peer that reaches it can send)" : ""
@@ -158,8 +158,11 @@ public final class SourceRole: PipelineRole, RoleAdapter {
         assignment = new
     }
 
-    private func check(_ shape: [Int], against assignment: SourceAssignment, what: String) throws {
-        guard shape == assignment.windowShape else {
+    /// `sensorWindow`: the source cuts windows, which a model of flat feature rows (scikit-learn's)
+    /// takes flattened in the layout's order.
+    private func check(_ shape: [Int], against assignment: SourceAssignment, sensorWindow: Bool, what: String) throws {
+        let flattened = sensorWindow && assignment.windowShape == [Tensor.elementCount(of: shape)]
+        guard shape == assignment.windowShape || flattened else {
             throw RoleError("model input '\(assignment.inputName)' takes \(assignment.windowShape) per window, but the source gives \(shape): \(what)")
         }
     }
