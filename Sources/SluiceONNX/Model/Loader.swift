@@ -205,8 +205,9 @@ struct ModelLoader {
             throw fail(.shapeMismatch, "graph output '\(value.name)' is declared \(declaredType) but computes \(type.dtype)")
         }
         if let declaredShape {
+            // A fixed size the computation contradicts is taken from the computation, as
+            // onnxruntime does: skl2onnx declares a two-target regressor's output [N, 1].
             let conflict = declaredShape.count != shape.count
-                || zip(declaredShape, shape).contains { d, s in d != nil && s != nil && d != s }
             if conflict {
                 throw fail(.shapeMismatch, "graph output '\(value.name)' is declared \(describeSymbolic(declaredShape)) but inference gives \(describeSymbolic(shape))")
             }

@@ -68,11 +68,19 @@ struct GatherOperator: DataMovementOperator {
     func evaluate(_ inputs: [Tensor?], outputs: [ValueType], scratch: Scratch) throws -> [Tensor] {
         let data = inputs[0]!
         do {
-            return [try Kernels.gather(data, indices: inputs[1]!, axis: try Shapes.axis(axis, rank: data.rank))]
+            let axis = try Shapes.axis(axis, rank: data.rank)
+            guard data.dtype == .string else { return [try Kernels.gather(data, indices: inputs[1]!, axis: axis)] }
+            // Strings (skl2onnx picks a text column so): the positions gathered as numbers, then the strings at them.
+            let positions = Tensor(dtype: .int64, shape: data.shape, int64Values: (0..<Int64(data.elementCount)).map { $0 })
+            let picked = try Kernels.gather(positions, indices: inputs[1]!, axis: axis)
+            let strings = data.strings
+            return [Tensor(shape: picked.shape, strings: picked.int64s.map { strings[Int($0)] })]
         } catch let error as ShapeError {
             throw OpError(error.message, kind: .invalidInput)
         }
     }
+
+    var takesStrings: Bool { true }
 }
 
 struct GatherElementsOperator: DataMovementOperator {

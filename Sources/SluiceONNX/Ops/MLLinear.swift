@@ -77,8 +77,13 @@ struct LinearClassifierOperator: Operator {
             } else {
                 label = Tensor(shape: [rows], int64s: positive.map { $0 ? 1 : 0 })
             }
-            scores = labels.count == 2 ? scores.flatMap { transform.widen($0, .complement) } : scores
-            if labels.count != 2 { transform.apply(rows: rows, columns: 1, &scores) }
+            if labels.count == 2 {
+                // The transformed score is the second class's; the first gets the rest.
+                if transform == .logistic { scores = scores.map(PostTransform.logistic) }
+                scores = scores.flatMap { transform.widen($0, .complement) }
+            } else {
+                transform.apply(rows: rows, columns: 1, &scores)
+            }
         } else {
             label = labels.tensor((0..<rows).map { argmax(scores[($0 * classes)..<(($0 + 1) * classes)]) }, shape: [rows])
             transform.apply(rows: rows, columns: classes, &scores)

@@ -163,8 +163,9 @@ struct TreeEnsembleOperator: Operator {
                 let origin: Score = base.count == k ? base[t] : (k == 1 && base.count == 1 ? base[0] : 0)
                 var score = sums[slot]
                 switch aggregate {
-                case .sum: score += origin
-                case .average: score = score / (trees > 0 ? trees : 1) + origin
+                // Of several targets, one no tree gave a weight to is 0, base value or not.
+                case .sum: score = k > 1 && !reached[slot] ? 0 : score + origin
+                case .average: score = k > 1 && !reached[slot] ? 0 : score / (trees > 0 ? trees : 1) + origin
                 case .minimum, .maximum: score = origin + (reached[slot] ? score : 0)
                 }
                 y[slot] = Float(score)
@@ -200,11 +201,10 @@ struct TreeEnsembleOperator: Operator {
             // Two classes.
             var single = false
             if base.count == 2 {
+                // onnxruntime's rule, odd as it is: class 1's score becomes its base plus class 0's.
                 if has[1] {
                     scores[1] = base[1] + scores[0]
-                    scores[0] = -scores[1]
                 } else {
-                    scores[1] += base[1]
                     scores[0] += base[0]
                 }
             } else if base.count == 1 {

@@ -265,7 +265,18 @@ extension ReferenceKernels {
                 guard var node = d.treeIds.firstIndex(of: tree) else { continue }
                 while d.modes[node] != .leaf {
                     let value = x[row * columns + d.features[node]]
-                    let goTrue = Forest.holds(d.modes[node], value, d.thresholds[node], missingGoesTrue: d.missingGoesTrue[node])
+                    let t = d.thresholds[node]
+                    let comparison: Bool
+                    switch d.modes[node] {
+                    case .lessOrEqual: comparison = value <= t
+                    case .less: comparison = value < t
+                    case .greaterOrEqual: comparison = value >= t
+                    case .greater: comparison = value > t
+                    case .equal: comparison = value == t
+                    case .notEqual: comparison = value != t
+                    case .leaf: comparison = false
+                    }
+                    let goTrue = comparison || (value.isNaN && d.missingGoesTrue[node])
                     node = at[[tree, goTrue ? d.trueIds[node] : d.falseIds[node]]]!
                 }
                 for w in d.weights where w.tree == tree && w.node == d.nodeIds[node] {
