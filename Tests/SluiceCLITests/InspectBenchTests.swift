@@ -16,7 +16,7 @@ import Testing
                          "inputs:  window: float32[N, 6, 100]", "MFLOP per window", "parameters: 13.2 KiB in 16 initializers",
                          "fused kernels: 2 (Conv+BatchNormalization+Relu at nodes 1-3", "layers: 8", "cut points: before nodes 1, 4, 5, 8",
                          "metadata: 5 keys", "  channels = acc_x,acc_y,acc_z,gyr_x,gyr_y,gyr_z",
-                         "sink uses: output 'scores' (the first; model.output picks another)",
+                         "sink uses: scores from 'scores' (the only output; model.output picks another)",
                          "  classes Badminton, Running, Standing, Walking (metadata 'classes'; model.classes overrides)"] {
             #expect(result.stdout.contains(expected), "missing '\(expected)' in \(result.stdout)")
         }

@@ -18,6 +18,14 @@ extension MultiProcess {
         /// Windows cut from the recording exactly as the pipeline's source cuts them, and the
         /// model's output for all of them in this one process: the single-process reference.
         static func singleProcessReference(hop: Int) throws -> (keys: [WindowKey], scores: Tensor) {
+            let (keys, values) = try recordingWindows(hop: hop)
+            let model = try ONNXModel.load(path: packageRoot.path + "/pipelines/models/basicmotions-cnn.onnx")
+            let outputs = try model.run(inputs: ["window": Tensor(shape: [keys.count, 6, 100], floats: values)])
+            return (keys, try #require(outputs["scores"]))
+        }
+
+        /// The test recording's windows of 100 samples, channels first, cut as the source cuts them.
+        static func recordingWindows(hop: Int) throws -> (keys: [WindowKey], values: [Float]) {
             let recording = try Recording.load(RecordingSource(path: packageRoot.path + "/pipelines/data/basicmotions-test.csv",
                                                                rate: .max, channels: nil, sampleRateHz: nil))
             var windows = SlidingWindows(channels: 6, config: WindowConfig(length: 100, hop: hop, layout: .channelsFirst))
@@ -32,9 +40,7 @@ extension MultiProcess {
                     values += window.values
                 }
             }
-            let model = try ONNXModel.load(path: packageRoot.path + "/pipelines/models/basicmotions-cnn.onnx")
-            let outputs = try model.run(inputs: ["window": Tensor(shape: [keys.count, 6, 100], floats: values)])
-            return (keys, try #require(outputs["scores"]))
+            return (keys, values)
         }
 
         /// Checks a run's npy output row by row, in order, against the single-process reference (a
