@@ -106,3 +106,27 @@ void sluice_int8_squared_error(const float *exact, const signed char *q, long n,
 #endif
 
 #endif
+
+/* One node of a compiled tree ensemble (Forest.swift), 16 bytes. A branch's false child is the
+ * node right after it. */
+typedef struct {
+    float threshold;
+    int feature;       /* a branch: the feature it reads; a leaf: how many weights it has */
+    int true_child;    /* a branch: its true child's index; a leaf: its first weight's index */
+    unsigned char mode;  /* 0 <=, 1 <, 2 >=, 3 >, 4 ==, 5 !=, 6 leaf */
+    unsigned char missing_goes_true;
+    unsigned short padding;
+} sluice_tree_node;
+
+/* Sums each target's leaf weights over the trees for rows × columns features (row-major
+ * doubles), into scores (rows × targets) and reached (whether any tree weighed a target).
+ * aggregate: 0 sum (and average), 1 minimum, 2 maximum. wide: double thresholds by node, or
+ * NULL when every threshold is the node's float; all_less_or_equal: every branch is <=, which
+ * takes a shorter loop. The float variant accumulates in float, as onnxruntime does for float
+ * thresholds. */
+void sluice_forest_scores_f32(const sluice_tree_node *nodes, const double *wide, int all_less_or_equal, const int *roots,
+                              long root_count, const int *leaf_targets, const double *leaf_weights, long targets,
+                              int aggregate, const double *x, long rows, long columns, float *scores, unsigned char *reached);
+void sluice_forest_scores_f64(const sluice_tree_node *nodes, const double *wide, int all_less_or_equal, const int *roots,
+                              long root_count, const int *leaf_targets, const double *leaf_weights, long targets,
+                              int aggregate, const double *x, long rows, long columns, double *scores, unsigned char *reached);

@@ -142,11 +142,11 @@ struct TreeEnsembleOperator: Operator {
         // Float thresholds sum in float, double ones in double: onnxruntime's precision.
         if x.dtype == .float64 {
             var sums: [Double] = [], reached: [Bool] = []
-            values.withUnsafeBufferPointer { forest.scores($0.baseAddress!, rows: rows, columns: columns, aggregate: aggregate, as: Double.self, scores: &sums, reached: &reached) }
+            values.withUnsafeBufferPointer { forest.scores($0.baseAddress!, rows: rows, columns: columns, aggregate: aggregate, scores: &sums, reached: &reached) }
             return finish(sums, reached, rows: rows)
         }
         var sums: [Float] = [], reached: [Bool] = []
-        values.withUnsafeBufferPointer { forest.scores($0.baseAddress!, rows: rows, columns: columns, aggregate: aggregate, as: Float.self, scores: &sums, reached: &reached) }
+        values.withUnsafeBufferPointer { forest.scores($0.baseAddress!, rows: rows, columns: columns, aggregate: aggregate, scores: &sums, reached: &reached) }
         return finish(sums, reached, rows: rows)
     }
 
@@ -181,23 +181,31 @@ struct TreeEnsembleOperator: Operator {
         var chosen = [Int](repeating: 0, count: rows)
         var z = [Float]()
         z.reserveCapacity(rows * k)
+        if k > 2 || k == 1 {
+            // Scores as the trees summed them, base values added; unscored classes stay 0.
+            var raw = sums
+            for row in 0..<rows {
+                let first = row * k
+                var best: Int?
+                for c in 0..<k {
+                    let slot = first + c
+                    var has = reached[slot]
+                    if c < base.count {
+                        raw[slot] = has ? raw[slot] + base[c] : base[c]
+                        has = true
+                    }
+                    // The best raw score among the classes any tree (or base value) scored; first on a tie.
+                    if has, best == nil || raw[slot] > raw[first + best!] { best = c }
+                }
+                chosen[row] = best ?? 0
+            }
+            z = raw.map { Float($0) }
+            if k > 1 { transform.apply(rows: rows, columns: k, &z) } else if transform == .probit { z = z.map(PostTransform.probit) }
+            return [labels.tensor(chosen, shape: [rows]), Tensor(shape: [rows, k], floats: z)]
+        }
         for row in 0..<rows {
             var scores = Array(sums[(row * k)..<((row + 1) * k)])
             var has = Array(reached[(row * k)..<((row + 1) * k)])
-            if k > 2 || k == 1 {
-                for c in 0..<min(base.count, k) {
-                    scores[c] = has[c] ? scores[c] + base[c] : base[c]
-                    has[c] = true
-                }
-                // The best raw score among the classes any tree (or base value) scored; first on a tie.
-                var best: Int?
-                for c in 0..<k where has[c] && (best == nil || scores[c] > scores[best!]) { best = c }
-                chosen[row] = best ?? 0
-                var row = scores.map { Float($0) }[...]
-                if k > 1 { transform.apply(&row) } else if transform == .probit { row[0] = PostTransform.probit(row[0]) }
-                z.append(contentsOf: row)
-                continue
-            }
             // Two classes.
             var single = false
             if base.count == 2 {

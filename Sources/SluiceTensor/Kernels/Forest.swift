@@ -1,3 +1,5 @@
+import CKernels
+
 /// Decision-tree ensembles (random forests, gradient boosting), compiled for speed: each tree's
 /// nodes in one contiguous array, depth first, a branch's false child right after it, so a walk
 /// mostly reads forward through memory. `ReferenceKernels.forestScores` walks the trees the way
@@ -43,25 +45,18 @@ public struct Forest: Sendable {
         }
     }
 
-    /// 16 bytes: a branch, or a leaf whose weights are `leafWeights[trueChild ..< trueChild + count]`.
-    @usableFromInline
-    struct Node: Sendable {
-        @usableFromInline var threshold: Float
-        /// The feature a branch reads; for a leaf, how many weights it has.
-        @usableFromInline var feature: Int32
-        /// A branch's true child (its false child is the next node); a leaf's first weight.
-        @usableFromInline var trueChild: Int32
-        @usableFromInline var mode: Mode
-        @usableFromInline var missingGoesTrue: Bool
-    }
-
-    @usableFromInline let nodes: [Node]
+    /// 16 bytes each (`sluice_tree_node`): a branch, or a leaf whose weights are
+    /// `leafWeights[true_child ..< true_child + feature]`.
+    typealias Node = sluice_tree_node
+    let nodes: [Node]
     /// Double thresholds for the nodes whose threshold a Float does not hold exactly (nil when
     /// every one fits, the usual case).
-    @usableFromInline let wideThresholds: [Double]?
-    @usableFromInline let roots: [Int32]
-    @usableFromInline let leafTargets: [Int32]
-    @usableFromInline let leafWeights: [Double]
+    let wideThresholds: [Double]?
+    /// Every branch compares with <=, which takes the kernel's shorter loop.
+    let allLessOrEqual: Bool
+    let roots: [Int32]
+    let leafTargets: [Int32]
+    let leafWeights: [Double]
     public let targets: Int
     /// The largest feature index a branch reads, plus one: rows must have at least this many.
     public let featureCount: Int
@@ -117,16 +112,17 @@ public struct Forest: Sendable {
                     // A shared true child (LightGBM writes chains of EQ branches so) is kept once;
                     // a false child must come right after its branch, so it cannot be shared.
                     guard let patch else { throw ForestError("node \(d.nodeIds[attribute]) of tree \(tree) is the false child of two branches") }
-                    nodes[patch].trueChild = Int32(earlier)
+                    nodes[patch].true_child = Int32(earlier)
                     continue
                 }
                 let position = nodes.count
                 positions[attribute] = position
-                if let patch { nodes[patch].trueChild = Int32(position) }
+                if let patch { nodes[patch].true_child = Int32(position) }
                 let mode = d.modes[attribute]
                 if mode == .leaf {
                     let weights = weightsOf[attribute] ?? []
-                    nodes.append(Node(threshold: 0, feature: Int32(weights.count), trueChild: Int32(leafWeights.count), mode: .leaf, missingGoesTrue: false))
+                    nodes.append(Node(threshold: 0, feature: Int32(weights.count), true_child: Int32(leafWeights.count), mode: Mode.leaf.rawValue,
+                                      missing_goes_true: 0, padding: 0))
                     wide.append(0)
                     for w in weights { leafTargets.append(Int32(w.target)); leafWeights.append(w.weight) }
                     continue
@@ -136,8 +132,8 @@ public struct Forest: Sendable {
                 featureCount = max(featureCount, feature + 1)
                 let threshold = d.thresholds[attribute]
                 if Double(Float(threshold)) != threshold && !threshold.isNaN { needsWide = true }
-                nodes.append(Node(threshold: Float(threshold), feature: Int32(feature), trueChild: -1, mode: mode,
-                                  missingGoesTrue: d.missingGoesTrue[attribute]))
+                nodes.append(Node(threshold: Float(threshold), feature: Int32(feature), true_child: -1, mode: mode.rawValue,
+                                  missing_goes_true: d.missingGoesTrue[attribute] ? 1 : 0, padding: 0))
                 wide.append(threshold)
                 guard let trueChild = index[Key(tree: tree, node: d.trueIds[attribute])],
                       let falseChild = index[Key(tree: tree, node: d.falseIds[attribute])] else {
@@ -149,6 +145,7 @@ public struct Forest: Sendable {
             }
         }
         try Self.checkAcyclic(nodes, roots: roots)
+        allLessOrEqual = nodes.allSatisfy { $0.mode == Mode.lessOrEqual.rawValue || $0.mode == Mode.leaf.rawValue }
         self.nodes = nodes
         wideThresholds = needsWide ? wide : nil
         self.roots = roots
@@ -166,7 +163,7 @@ public struct Forest: Sendable {
             state[Int(root)] = 1
             while let top = stack.last {
                 let node = nodes[top.node]
-                let children = node.mode == .leaf ? [] : [top.node + 1, Int(node.trueChild)]
+                let children = node.mode == Mode.leaf.rawValue ? [] : [top.node + 1, Int(node.true_child)]
                 if top.next < children.count {
                     stack[stack.count - 1].next += 1
                     let child = children[top.next]
@@ -184,64 +181,49 @@ public struct Forest: Sendable {
         }
     }
 
-    @inline(__always) @usableFromInline
-    static func holds(_ mode: Mode, _ x: Double, _ t: Double, missingGoesTrue: Bool) -> Bool {
-        if x.isNaN && missingGoesTrue { return true }
-        switch mode {
-        case .lessOrEqual: return x <= t
-        case .less: return x < t
-        case .greaterOrEqual: return x >= t
-        case .greater: return x > t
-        case .equal: return x == t
-        case .notEqual: return x != t
-        case .leaf: return false
-        }
-    }
 
     /// Sums (or averages, or takes the least or largest of) each target's leaf weights over the
     /// trees, for `rows` rows of `columns` features (row-major, as Double). `scores` gets
     /// rows × targets values; `reached` says which targets any tree gave a weight to.
-    /// Accumulates in `Score` (Float for float thresholds, as onnxruntime does).
-    public func scores<Score: BinaryFloatingPoint>(_ x: UnsafePointer<Double>, rows: Int, columns: Int, aggregate: Aggregate,
-                                                   as: Score.Type, scores: inout [Score], reached: inout [Bool]) {
-        precondition(columns >= featureCount, "rows of \(columns) features; the trees read \(featureCount)")
-        scores = [Score](repeating: 0, count: rows * targets)
-        reached = [Bool](repeating: false, count: rows * targets)
-        nodes.withUnsafeBufferPointer { nodes in
-            leafWeights.withUnsafeBufferPointer { leafWeights in
-                leafTargets.withUnsafeBufferPointer { leafTargets in
-                    // Trees outside, rows inside: a tree's nodes stay in cache across a block of rows.
-                    let block = 128
-                    for blockStart in stride(from: 0, to: rows, by: block) {
-                        let blockEnd = min(rows, blockStart + block)
-                        for root in roots {
-                            for row in blockStart..<blockEnd {
-                                let features = x + row * columns
-                                var at = Int(root)
-                                while true {
-                                    let node = nodes[at]
-                                    if node.mode == .leaf { break }
-                                    let value = features[Int(node.feature)]
-                                    let threshold = wideThresholds?[at] ?? Double(node.threshold)
-                                    at = Forest.holds(node.mode, value, threshold, missingGoesTrue: node.missingGoesTrue) ? Int(node.trueChild) : at + 1
-                                }
-                                let leaf = nodes[at]
-                                let first = Int(leaf.trueChild)
-                                for w in first..<(first + Int(leaf.feature)) {
-                                    let slot = row * targets + Int(leafTargets[w])
-                                    let weight = Score(leafWeights[w])
-                                    switch aggregate {
-                                    case .sum, .average: scores[slot] += weight
-                                    case .minimum: if !reached[slot] || weight < scores[slot] { scores[slot] = weight }
-                                    case .maximum: if !reached[slot] || weight > scores[slot] { scores[slot] = weight }
-                                    }
-                                    reached[slot] = true
-                                }
-                            }
-                        }
-                    }
-                }
+    /// Accumulates in Float (float thresholds, as onnxruntime does) or Double.
+    public func scores(_ x: UnsafePointer<Double>, rows: Int, columns: Int, aggregate: Aggregate,
+                       scores: inout [Float], reached: inout [Bool]) {
+        var sums = [Float](repeating: 0, count: rows * targets)
+        reached = run(rows: rows, columns: columns) { flags in
+            sums.withUnsafeMutableBufferPointer { out in
+                sluice_forest_scores_f32(nodes, wideThresholds, allLessOrEqual ? 1 : 0, roots, roots.count, leafTargets, leafWeights,
+                                         targets, aggregate.code, x, rows, columns, out.baseAddress, flags)
             }
+        }
+        scores = sums
+    }
+
+    public func scores(_ x: UnsafePointer<Double>, rows: Int, columns: Int, aggregate: Aggregate,
+                       scores: inout [Double], reached: inout [Bool]) {
+        var sums = [Double](repeating: 0, count: rows * targets)
+        reached = run(rows: rows, columns: columns) { flags in
+            sums.withUnsafeMutableBufferPointer { out in
+                sluice_forest_scores_f64(nodes, wideThresholds, allLessOrEqual ? 1 : 0, roots, roots.count, leafTargets, leafWeights,
+                                         targets, aggregate.code, x, rows, columns, out.baseAddress, flags)
+            }
+        }
+        scores = sums
+    }
+
+    private func run(rows: Int, columns: Int, _ body: (UnsafeMutablePointer<UInt8>) -> Void) -> [Bool] {
+        precondition(columns >= featureCount, "rows of \(columns) features; the trees read \(featureCount)")
+        var flags = [UInt8](repeating: 0, count: max(1, rows * targets))
+        flags.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
+        return flags.prefix(rows * targets).map { $0 != 0 }
+    }
+}
+
+extension Forest.Aggregate {
+    var code: Int32 {
+        switch self {
+        case .sum, .average: return 0
+        case .minimum: return 1
+        case .maximum: return 2
         }
     }
 }
