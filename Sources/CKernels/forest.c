@@ -35,23 +35,23 @@ static inline const sluice_tree_node *walk(const sluice_tree_node *nodes, const 
     return node;
 }
 
-#define LANES 8
+#define LANES 16
 
-/* The leaves LANES consecutive rows reach in one tree whose branches all compare with <=. */
-static inline void walk_lanes(const sluice_tree_node *nodes, int root, const double *x, long columns,
+/* The leaves LANES consecutive rows reach in one tree whose branches all compare with <=, at
+ * most `depth` branches deep: every lane steps `depth` times without a branch, a lane at a leaf
+ * staying there (it reads feature 0, which every row has, and ignores it). */
+static inline void walk_lanes(const sluice_tree_node *nodes, int root, int depth, const double *x, long columns,
                               const sluice_tree_node **leaves) {
     const sluice_tree_node *at[LANES];
     for (int l = 0; l < LANES; l++) at[l] = nodes + root;
-    int moving = 1;
-    while (moving) {
-        moving = 0;
+    for (int step = 0; step < depth; step++) {
         for (int l = 0; l < LANES; l++) {
             const sluice_tree_node *node = at[l];
-            if (node->mode == LEAF) continue;
-            double v = x[l * columns + node->feature];
+            int branch = node->mode != LEAF;
+            double v = x[l * columns + (branch ? node->feature : 0)];
             int go = (v <= (double)node->threshold) | (node->missing_goes_true & (v != v));
-            at[l] = go ? nodes + node->true_child : node + 1;
-            moving = 1;
+            const sluice_tree_node *next = go ? nodes + node->true_child : node + 1;
+            at[l] = branch ? next : node;
         }
     }
     for (int l = 0; l < LANES; l++) leaves[l] = at[l];
@@ -70,7 +70,7 @@ static inline void walk_lanes(const sluice_tree_node *nodes, int root, const dou
 
 #define FOREST_SCORES(NAME, SCORE)                                                                                   \
     void NAME(const sluice_tree_node *nodes, const double *wide, int all_less_or_equal, const int *roots,           \
-              long root_count, const int *leaf_targets, const double *leaf_weights, long targets, int aggregate,     \
+              const int *depths, long root_count, const int *leaf_targets, const double *leaf_weights, long targets, int aggregate,     \
               const double *x, long rows, long columns, SCORE *scores, unsigned char *reached) {                     \
         for (long i = 0; i < rows * targets; i++) { scores[i] = 0; reached[i] = 0; }                                 \
         /* Trees outside, rows inside in blocks: a tree's nodes stay in cache across a block. */                    \
@@ -80,10 +80,10 @@ static inline void walk_lanes(const sluice_tree_node *nodes, int root, const dou
             for (long t = 0; t < root_count; t++) {                                                                  \
                 long row = start;                                                                                    \
                 const sluice_tree_node *leaves[LANES];                                                               \
-                if (all_less_or_equal && !wide) {                                                                    \
-                    /* Several rows walk the tree in step: their loads overlap instead of waiting in turn. */       \
+                if (all_less_or_equal && !wide && columns > 0) {                                                   \
+                    /* Sixteen rows walk the tree in step: their loads overlap instead of waiting in turn. */       \
                     for (; row + LANES <= end; row += LANES) {                                                       \
-                        walk_lanes(nodes, roots[t], x + row * columns, columns, leaves);                             \
+                        walk_lanes(nodes, roots[t], depths[t], x + row * columns, columns, leaves);                             \
                         for (int l = 0; l < LANES; l++) ADD_LEAF(leaves[l], row + l);                                 \
                     }                                                                                                \
                 }                                                                                                    \

@@ -122,11 +122,11 @@ typedef struct {
  * doubles), into scores (rows × targets) and reached (whether any tree weighed a target).
  * aggregate: 0 sum (and average), 1 minimum, 2 maximum. wide: double thresholds by node, or
  * NULL when every threshold is the node's float; all_less_or_equal: every branch is <=, which
- * takes a shorter loop. The float variant accumulates in float, as onnxruntime does for float
+ * takes a shorter loop; depths: how many branches each tree's deepest leaf lies below its root. The float variant accumulates in float, as onnxruntime does for float
  * thresholds. */
 void sluice_forest_scores_f32(const sluice_tree_node *nodes, const double *wide, int all_less_or_equal, const int *roots,
-                              long root_count, const int *leaf_targets, const double *leaf_weights, long targets,
+                              const int *depths, long root_count, const int *leaf_targets, const double *leaf_weights, long targets,
                               int aggregate, const double *x, long rows, long columns, float *scores, unsigned char *reached);
 void sluice_forest_scores_f64(const sluice_tree_node *nodes, const double *wide, int all_less_or_equal, const int *roots,
-                              long root_count, const int *leaf_targets, const double *leaf_weights, long targets,
+                              const int *depths, long root_count, const int *leaf_targets, const double *leaf_weights, long targets,
                               int aggregate, const double *x, long rows, long columns, double *scores, unsigned char *reached);

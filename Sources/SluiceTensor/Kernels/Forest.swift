@@ -55,6 +55,8 @@ public struct Forest: Sendable {
     /// Every branch compares with <=, which takes the kernel's shorter loop.
     let allLessOrEqual: Bool
     let roots: [Int32]
+    /// How many branches each tree's deepest leaf lies below its root.
+    let depths: [Int32]
     let leafTargets: [Int32]
     let leafWeights: [Double]
     public let targets: Int
@@ -144,7 +146,7 @@ public struct Forest: Sendable {
                 stack.append((falseChild, nil))
             }
         }
-        try Self.checkAcyclic(nodes, roots: roots)
+        depths = try Self.depths(nodes, roots: roots)
         allLessOrEqual = nodes.allSatisfy { $0.mode == Mode.lessOrEqual.rawValue || $0.mode == Mode.leaf.rawValue }
         self.nodes = nodes
         wideThresholds = needsWide ? wide : nil
@@ -155,9 +157,11 @@ public struct Forest: Sendable {
         self.featureCount = featureCount
     }
 
-    /// A shared true child could lead back up the tree, and a walk would never end: refused.
-    private static func checkAcyclic(_ nodes: [Node], roots: [Int32]) throws {
+    /// Each tree's depth in branches. A shared true child could lead back up the tree, and a walk
+    /// would never end: refused.
+    private static func depths(_ nodes: [Node], roots: [Int32]) throws -> [Int32] {
         var state = [UInt8](repeating: 0, count: nodes.count)  // 0 new, 1 on the path, 2 done
+        var depth = [Int32](repeating: 0, count: nodes.count)
         for root in roots where state[Int(root)] == 0 {
             var stack: [(node: Int, next: Int)] = [(Int(root), 0)]
             state[Int(root)] = 1
@@ -175,10 +179,12 @@ public struct Forest: Sendable {
                     }
                 } else {
                     state[top.node] = 2
+                    if node.mode != Mode.leaf.rawValue { depth[top.node] = 1 + max(depth[top.node + 1], depth[Int(node.true_child)]) }
                     stack.removeLast()
                 }
             }
         }
+        return roots.map { depth[Int($0)] }
     }
 
 
@@ -191,7 +197,7 @@ public struct Forest: Sendable {
         var sums = [Float](repeating: 0, count: rows * targets)
         reached = run(rows: rows, columns: columns) { flags in
             sums.withUnsafeMutableBufferPointer { out in
-                sluice_forest_scores_f32(nodes, wideThresholds, allLessOrEqual ? 1 : 0, roots, roots.count, leafTargets, leafWeights,
+                sluice_forest_scores_f32(nodes, wideThresholds, allLessOrEqual ? 1 : 0, roots, depths, roots.count, leafTargets, leafWeights,
                                          targets, aggregate.code, x, rows, columns, out.baseAddress, flags)
             }
         }
@@ -203,7 +209,7 @@ public struct Forest: Sendable {
         var sums = [Double](repeating: 0, count: rows * targets)
         reached = run(rows: rows, columns: columns) { flags in
             sums.withUnsafeMutableBufferPointer { out in
-                sluice_forest_scores_f64(nodes, wideThresholds, allLessOrEqual ? 1 : 0, roots, roots.count, leafTargets, leafWeights,
+                sluice_forest_scores_f64(nodes, wideThresholds, allLessOrEqual ? 1 : 0, roots, depths, roots.count, leafTargets, leafWeights,
                                          targets, aggregate.code, x, rows, columns, out.baseAddress, flags)
             }
         }
