@@ -195,3 +195,27 @@ import Testing
         #expect(border.floats == [2])
     }
 }
+
+/// Where over random broadcasts (a mask [N, 1, T, T] against [N, H, T, T], scalars, rows)
+/// agrees with the offset-table reference.
+@Test(arguments: 0..<30)
+func selectAgreesWithItsReference(seed: Int) throws {
+    var state = UInt64(seed) &* 0x9E37_79B9_7F4A_7C15 &+ 1
+    func next(_ n: Int) -> Int {
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        return Int((state >> 33) % UInt64(n))
+    }
+    let rank = 1 + next(4)
+    let full = (0..<rank).map { _ in 1 + next(4) }
+    func operand() -> [Int] {
+        let dropped = next(rank + 1)
+        return full.dropFirst(dropped).map { next(3) == 0 ? 1 : $0 }
+    }
+    let (cShape, xShape, yShape) = (operand(), operand(), operand())
+    let condition = Tensor(shape: cShape, bools: (0..<Tensor.elementCount(of: cShape)).map { _ in next(2) == 0 })
+    let x = Tensor(shape: xShape, floats: (0..<Tensor.elementCount(of: xShape)).map { _ in Float(next(100)) })
+    let y = Tensor(shape: yShape, floats: (0..<Tensor.elementCount(of: yShape)).map { _ in -Float(next(100)) })
+    let fast = try Kernels.select(condition, x, y), reference = try ReferenceKernels.select(condition, x, y)
+    #expect(fast.shape == reference.shape && fast.floats == reference.floats, "\(cShape) \(xShape) \(yShape)")
+}
+

@@ -390,7 +390,18 @@ struct IsNaNOperator: Operator {
     }
 
     func evaluate(_ inputs: [Tensor?], outputs: [ValueType], scratch: Scratch) throws -> [Tensor] {
-        [Tensor(shape: inputs[0]!.shape, bools: inputs[0]!.doubles.map(\.isNaN))]
+        let x = inputs[0]!
+        // Float32 read in place: the attention masks transformers exports pass through here.
+        if x.dtype == .float32 {
+            let out = Tensor(uninitialized: .bool, shape: x.shape)
+            x.withUnsafeBufferPointer(as: Float.self) { source in
+                out.withUnsafeMutableBufferPointer(as: UInt8.self) { target in
+                    for i in source.indices { target[i] = source[i].isNaN ? 1 : 0 }
+                }
+            }
+            return [out]
+        }
+        return [Tensor(shape: x.shape, bools: x.doubles.map(\.isNaN))]
     }
 }
 

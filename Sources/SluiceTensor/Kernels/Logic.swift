@@ -100,14 +100,33 @@ extension Kernels {
             }
             return out
         }
-        let co = Shapes.broadcastOffsets(condition.shape, to: shape)
-        let xo = Shapes.broadcastOffsets(x.shape, to: shape)
-        let yo = Shapes.broadcastOffsets(y.shape, to: shape)
+        // Row by row along the last axis, each operand stepping by its broadcast stride: no
+        // table of offsets (an attention mask [N, 1, T, T] against [N, H, T, T] made three).
+        let rank = shape.count
+        let cs = Shapes.broadcastStrides(condition.shape, to: shape)
+        let xs = Shapes.broadcastStrides(x.shape, to: shape), ys = Shapes.broadcastStrides(y.shape, to: shape)
+        let inner = shape[rank - 1]
+        let (ci, xi, yi) = (cs[rank - 1], xs[rank - 1], ys[rank - 1])
         func pick<T>(_: T.Type) {
             let px = x.storage.bytes.bindMemory(to: T.self, capacity: x.elementCount)
             let py = y.storage.bytes.bindMemory(to: T.self, capacity: y.elementCount)
             let po = out.storage.bytes.bindMemory(to: T.self, capacity: total)
-            for i in 0..<total { po[i] = c[co[i]] != 0 ? px[xo[i]] : py[yo[i]] }
+            var index = [Int](repeating: 0, count: rank)
+            var (cb, xb, yb) = (0, 0, 0)
+            for row in 0..<(total / inner) {
+                let o = po + row * inner
+                for j in 0..<inner { o[j] = c[cb + j * ci] != 0 ? px[xb + j * xi] : py[yb + j * yi] }
+                // The next row: carry through the outer axes.
+                var axis = rank - 2
+                while axis >= 0 {
+                    index[axis] += 1
+                    cb += cs[axis]; xb += xs[axis]; yb += ys[axis]
+                    if index[axis] < shape[axis] { break }
+                    cb -= cs[axis] * shape[axis]; xb -= xs[axis] * shape[axis]; yb -= ys[axis] * shape[axis]
+                    index[axis] = 0
+                    axis -= 1
+                }
+            }
         }
         switch x.dtype.byteSize {
         case 1: pick(UInt8.self)

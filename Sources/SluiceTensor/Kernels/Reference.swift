@@ -3,6 +3,15 @@ import Foundation
 /// Plain-loop twins of the fast kernels: one element at a time, straight from the ONNX
 /// definitions, accumulating in Double. Slow and obviously correct; tests compare against them.
 public enum ReferenceKernels {
+    /// Where(condition, x, y) on float32 through a table of broadcast offsets per operand.
+    public static func select(_ condition: Tensor, _ x: Tensor, _ y: Tensor) throws -> Tensor {
+        let shape = try Shapes.broadcast([condition.shape, x.shape, y.shape])
+        let co = Shapes.broadcastOffsets(condition.shape, to: shape)
+        let xo = Shapes.broadcastOffsets(x.shape, to: shape), yo = Shapes.broadcastOffsets(y.shape, to: shape)
+        let c = condition.truthValues, xv = x.floats, yv = y.floats
+        return Tensor(shape: shape, floats: (0..<co.count).map { c[co[$0]] ? xv[xo[$0]] : yv[yo[$0]] })
+    }
+
     /// Row-major strides of a shape.
     static func strides(_ shape: [Int]) -> [Int] {
         var s = [Int](repeating: 1, count: shape.count)
