@@ -56,8 +56,8 @@ public struct PipelinePlan {
     }
 
     /// Which outputs the sink uses, by what they hold. Scores: `model.output`, else the output
-    /// holding class probabilities (a ZipMap's or a classifier's scores), else the first numeric
-    /// output. Label: another output with one integer or string per window (a classifier's
+    /// holding class probabilities (a ZipMap's or a classifier's scores), else the first
+    /// floating-point output, else the first numeric one. Label: another output with one integer or string per window (a classifier's
     /// label), which then names each window's class.
     static func chooseOutputs(_ config: PipelineConfig, _ model: ONNXModel) throws -> (scores: String, label: String?) {
         try outputsByMeaning(model, named: config.model.output) { config.issue("model.output", $0) }
@@ -78,7 +78,9 @@ public struct PipelinePlan {
             }
             scores = wanted
         } else {
-            guard let chosen = numeric.first(where: { model.classLabels(of: $0.name) != nil }) ?? numeric.first else {
+            // Scores are numbers a model computes, not the integer label beside them.
+            let floating = numeric.filter { $0.dtype.isFloatingPoint }
+            guard let chosen = floating.first(where: { model.classLabels(of: $0.name) != nil }) ?? floating.first ?? numeric.first else {
                 throw PlanError("the model has no numeric output for the sink to write (outputs: \(model.outputs.map { "\($0)" }.joined(separator: ", ")))")
             }
             scores = chosen.name

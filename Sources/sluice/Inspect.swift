@@ -36,7 +36,9 @@ extension Sluice {
                 print("sink uses: nothing: the model has no numeric output")
                 return
             }
-            let why = loaded.classLabels(of: chosen.scores) != nil ? "class scores" : loaded.outputs.count == 1 ? "the only output" : "the first numeric output"
+            let why = loaded.classLabels(of: chosen.scores) != nil ? "class scores"
+                : loaded.outputs.count == 1 ? "the only output"
+                : loaded.outputs.first(where: { $0.name == chosen.scores })?.dtype.isFloatingPoint == true ? "the first floating-point output" : "the first numeric output"
             print("sink uses: scores from '\(printable(chosen.scores, at: 80))' (\(why); model.output picks another)")
             if let label = chosen.label {
                 print("  class from '\(printable(label, at: 80))' (one label per window)")
