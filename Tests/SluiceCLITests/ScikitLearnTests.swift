@@ -118,6 +118,62 @@ import SluiceTensor
 }
 
 extension MultiProcess {
+    /// Every default skl2onnx classifier export of Tests/Fixtures/ml, in a pipeline: its rows fed
+    /// by a tensors source, two stages where the model has two layers, each window's class and
+    /// scores as onnxruntime gave them.
+    @Suite struct ScikitLearnExportPipelineTests {
+        static let classifiers = ["logreg", "linearsvc", "svc", "svcprob", "rf", "extratrees", "gb", "knn", "mlp", "pipeline"]
+            .flatMap { ["\($0)_str3", "\($0)_int2"] }
+
+        @Test(arguments: classifiers)
+        func runsInAPipelineAsOnnxruntimeDoes(_ name: String) throws {
+            let folder = fixture("ml/\(name)")
+            let data = try #require(FileManager.default.contents(atPath: folder + "/expected.json"))
+            let json = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+            let inputs = try #require(json["inputs"] as? [String: [String: Any]])
+            let outputs = try #require(json["outputs"] as? [String: [String: Any]])
+            let rows = temporaryPath("\(name).npy"), predictions = temporaryPath("\(name).jsonl")
+            try NPY.write(try ScikitLearnTests.fixtureTensor(try #require(inputs["X"])), path: rows)
+            // What a user of the model means: the probabilities (the ZipMap's, or LinearSVC's
+            // `probabilities`) are the scores, the label is the class.
+            let scoresName = (json["zipmap"] as? [String: Any])?.keys.first ?? "probabilities"
+            let labelName = outputs["output_label"] != nil ? "output_label" : "label"
+            let pipeline = try writePipeline("""
+            name: \(name.replacingOccurrences(of: "_", with: "-"))
+            model:
+              path: \(folder)/model.onnx
+            source:
+              type: tensors
+              path: \(rows)
+            batching:
+              max_size: 3
+              max_delay_ms: 5
+            stages:
+              count: 1
+            sink:
+              type: jsonl
+              path: \(predictions)
+            """)
+            let result = try sluice("run", pipeline)
+            #expect(result.status == 0, "\(result.stderr)")
+            let lines = try String(contentsOfFile: predictions, encoding: .utf8).split(separator: "\n")
+            let scores = try ScikitLearnTests.fixtureTensor(try #require(outputs[scoresName]))
+            let labelJSON = try #require(outputs[labelName])
+            let labelValues: [Any] = try #require(labelJSON["values"] as? [Any])
+            let labels: [String] = labelValues.map { "\($0)" }
+            #expect(lines.count == labels.count)
+            let width = scores.elementCount / max(1, labels.count)
+            for (row, line) in lines.enumerated() where row < labels.count {
+                let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+                #expect(object["class"] as? String == labels[row], "\(name) row \(row): \(line)")
+                let written = try #require(object["scores"] as? [Double])
+                let expected = scores.floats[(row * width)..<((row + 1) * width)].map(Double.init)
+                #expect(written.count == width && zip(written, expected).allSatisfy { abs($0 - $1) <= 1e-5 * max(1, abs($1)) },
+                        "\(name) row \(row): \(written) vs \(expected)")
+            }
+        }
+    }
+
     /// The shipped forest pipeline: every window's class is the model's label for it (not an
     /// argmax the sink made up), its scores the ZipMap's probabilities.
     @Suite struct ScikitLearnPipelineTests {
