@@ -417,7 +417,14 @@ def main():
         assert diff < 1e-3, "onnxruntime disagrees with the trained model"
         rows.append((name, acc_case, acc_win, ok_mixed, n_params(model), size, how))
 
-    with open(os.path.join(bm.MODELS_DIR, "ACCURACY.md"), "w") as f:
+    # Rows and sections other scripts wrote (train_forest.py's row, the ECG and power sections)
+    # stay as they are.
+    accuracy_path = os.path.join(bm.MODELS_DIR, "ACCURACY.md")
+    old = open(accuracy_path).read().split("\n") if os.path.exists(accuracy_path) else []
+    ours = {name for name, *_ in rows}
+    others = [l for l in old if l.startswith("| basicmotions-") and l.split(" | ")[0][2:] not in ours]
+    later = next((i for i, l in enumerate(old) if l.startswith("# ") and i > 0), len(old))
+    with open(accuracy_path, "w") as f:
         f.write("# BasicMotions models\n\n"
                 "Written by `tools/train_models.py` (trained on the BasicMotions TRAIN split "
                 "only). Input `window` float32 [N, 6, 100] (acc x/y/z, gyr x/y/z; 100 samples "
@@ -436,6 +443,9 @@ def main():
             f.write("| %s | %.1f%% (%d/40) | %.1f%% (%d/%d) | %d/%d | %d | %.2f MB | %s |\n"
                     % (name, 100 * a, round(a * 40), 100 * w, round(w * len(wlab)),
                        len(wlab), okm, mixed.sum(), n, size / 1e6, how))
+        f.write("".join(l + "\n" for l in others))
+        if later < len(old):
+            f.write("\n" + "\n".join(old[later:]).rstrip("\n") + "\n")
     print("wrote %s (%.0f s)" % (os.path.relpath(os.path.join(bm.MODELS_DIR, "ACCURACY.md"),
                                                   bm.ROOT), time.time() - t_start))
     return 0

@@ -24,7 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from ort_bench import inputs_for, session  # noqa: E402
 
-MODELS = ["mlp", "cnn1d", "transformer", "gru"]
+MODELS = ["mlp", "cnn1d", "transformer", "gru", "encoder", "forest", "gbm", "linear"]
 GEMM_BOUND = {"mlp", "cnn1d"}
 
 
@@ -77,6 +77,9 @@ def main():
     rows = []
     for name in [m for m in MODELS if m in a.only.split(",")]:
         model = os.path.join(a.models, name + ".onnx")
+        if not os.path.exists(model):
+            print(f"{name}: {model} missing, skipped", file=sys.stderr, flush=True)
+            continue
         error = check_outputs(a.sluice, model, a.threads)
         flops = flops_per_sample(a.sluice, model)
         best_sluice, best_ort = {}, {}
