@@ -89,6 +89,17 @@ struct MLCaseError: Error, CustomStringConvertible { let description: String }
         #expect(MLCase.all.count >= 60, "Tests/Fixtures/ml/cases.json lists \(MLCase.all.count) cases")
     }
 
+    /// An empty batch is an answer of no rows, not a crash, for every kind of model.
+    @Test(arguments: ["rf_str3", "gb_int2", "logreg_str3", "svcprob_str3", "knn_int2", "rfreg_2targets", "onehot_str"])
+    func anEmptyBatchGivesNoRows(_ name: String) throws {
+        let model = try ONNXModel.load(path: Paths.fixture("ml/\(name)/model.onnx"))
+        let input = try #require(model.inputs.first)
+        let shape = [0] + input.shape.dropFirst().map { $0 ?? 1 }
+        let empty = input.dtype == .string ? Tensor(shape: shape, strings: []) : Tensor(zeros: input.dtype, shape: shape)
+        let outputs = try model.run(inputs: [input.name: empty])
+        #expect(outputs.values.allSatisfy { $0.shape.first == 0 }, "\(outputs.mapValues(\.shape))")
+    }
+
     /// Labels exactly, scores within 1e-5 (relative to max(1, |expected|): regressors' outputs
     /// are in the hundreds, where float32 itself has steps of 1e-5).
     @Test(arguments: MLCase.all)

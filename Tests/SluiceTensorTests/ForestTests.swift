@@ -66,7 +66,7 @@ import Testing
         let x: [Double] = (0..<(rows * features)).map { _ in Int.random(in: 0..<10, using: &g) == 0 ? .nan : Double(Int.random(in: -5...5, using: &g)) / 2 }
         for aggregate in [Forest.Aggregate.sum, .average, .minimum, .maximum] {
             var scores: [Double] = [], reached: [Bool] = []
-            x.withUnsafeBufferPointer { forest.scores($0.baseAddress!, rows: rows, columns: features, aggregate: aggregate, scores: &scores, reached: &reached) }
+            forest.scores(x, rows: rows, columns: features, aggregate: aggregate, scores: &scores, reached: &reached)
             let reference = ReferenceKernels.forestScores(description, x, rows: rows, columns: features, aggregate: aggregate)
             #expect(reached == reference.reached, "seed \(seed) \(aggregate)")
             let worst = zip(scores, reference.scores).map { abs($0 - $1) }.max() ?? 0
@@ -111,7 +111,7 @@ import Testing
         let forest = try Forest(d)
         let x: [Double] = [1, 2, 3]
         var scores: [Double] = [], reached: [Bool] = []
-        x.withUnsafeBufferPointer { forest.scores($0.baseAddress!, rows: 3, columns: 1, aggregate: .sum, scores: &scores, reached: &reached) }
+        forest.scores(x, rows: 3, columns: 1, aggregate: .sum, scores: &scores, reached: &reached)
         #expect(scores == [10, 10, 20])
     }
 }

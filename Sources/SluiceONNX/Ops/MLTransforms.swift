@@ -259,8 +259,8 @@ struct LabelEncoderOperator: Operator {
         func decode(_ name: String) throws -> Tensor? {
             try a.tensor(name).map { try TensorDecoder.decode($0, name: name, baseDirectory: nil) }
         }
-        var keys: Tensor
-        var values: Tensor
+        let keys: Tensor
+        let values: Tensor
         if context.opset < 2 {
             // Opset 1: strings map to their position in `classes_strings`, integers back.
             let classes = try a.strings("classes_strings") ?? []
@@ -317,13 +317,13 @@ struct LabelEncoderOperator: Operator {
             default: defaultValue = Tensor(dtype: values.dtype, shape: [], doubles: [0])
             }
         }
-        // Before opset 4 a NaN key matches nothing, a NaN input no key.
         let nanMatches = context.opset >= 4
         self.nanMatches = nanMatches
         table = Dictionary(Self.keys(of: keys).enumerated().compactMap { nanMatches || $1 != Key(number: .nan) ? ($1, $0) : nil },
                            uniquingKeysWith: { first, _ in first })
     }
 
+    /// From opset 4 a NaN input finds a NaN key; before, NaN matches nothing.
     let nanMatches: Bool
 
     /// Opset 1 also maps integers to the names at their positions, or to `defaultName`.

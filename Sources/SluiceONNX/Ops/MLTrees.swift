@@ -142,11 +142,11 @@ struct TreeEnsembleOperator: Operator {
         // Float thresholds sum in float, double ones in double: onnxruntime's precision.
         if x.dtype == .float64 {
             var sums: [Double] = [], reached: [Bool] = []
-            values.withUnsafeBufferPointer { forest.scores($0.baseAddress!, rows: rows, columns: columns, aggregate: aggregate, scores: &sums, reached: &reached) }
+            forest.scores(values, rows: rows, columns: columns, aggregate: aggregate, scores: &sums, reached: &reached)
             return finish(sums, reached, rows: rows)
         }
         var sums: [Float] = [], reached: [Bool] = []
-        values.withUnsafeBufferPointer { forest.scores($0.baseAddress!, rows: rows, columns: columns, aggregate: aggregate, scores: &sums, reached: &reached) }
+        forest.scores(values, rows: rows, columns: columns, aggregate: aggregate, scores: &sums, reached: &reached)
         return finish(sums, reached, rows: rows)
     }
 

@@ -189,35 +189,39 @@ public struct Forest: Sendable {
 
 
     /// Sums (or averages, or takes the least or largest of) each target's leaf weights over the
-    /// trees, for `rows` rows of `columns` features (row-major, as Double). `scores` gets
+    /// trees, for `rows` rows of `columns` features (row-major, as Double; none at all for no rows). `scores` gets
     /// rows × targets values; `reached` says which targets any tree gave a weight to.
     /// Accumulates in Float (float thresholds, as onnxruntime does) or Double.
-    public func scores(_ x: UnsafePointer<Double>, rows: Int, columns: Int, aggregate: Aggregate,
+    public func scores(_ x: [Double], rows: Int, columns: Int, aggregate: Aggregate,
                        scores: inout [Float], reached: inout [Bool]) {
         var sums = [Float](repeating: 0, count: rows * targets)
-        reached = run(rows: rows, columns: columns) { flags in
-            sums.withUnsafeMutableBufferPointer { out in
-                sluice_forest_scores_f32(nodes, wideThresholds, allLessOrEqual ? 1 : 0, roots, depths, roots.count, leafTargets, leafWeights,
-                                         targets, aggregate.code, x, rows, columns, out.baseAddress, flags)
+        reached = run(rows: rows, columns: columns, values: x.count) { flags in
+            x.withUnsafeBufferPointer { rowsOfX in
+                sums.withUnsafeMutableBufferPointer { out in
+                    sluice_forest_scores_f32(nodes, wideThresholds, allLessOrEqual ? 1 : 0, roots, depths, roots.count, leafTargets,
+                                             leafWeights, targets, aggregate.code, rowsOfX.baseAddress, rows, columns, out.baseAddress, flags)
+                }
             }
         }
         scores = sums
     }
 
-    public func scores(_ x: UnsafePointer<Double>, rows: Int, columns: Int, aggregate: Aggregate,
+    public func scores(_ x: [Double], rows: Int, columns: Int, aggregate: Aggregate,
                        scores: inout [Double], reached: inout [Bool]) {
         var sums = [Double](repeating: 0, count: rows * targets)
-        reached = run(rows: rows, columns: columns) { flags in
-            sums.withUnsafeMutableBufferPointer { out in
-                sluice_forest_scores_f64(nodes, wideThresholds, allLessOrEqual ? 1 : 0, roots, depths, roots.count, leafTargets, leafWeights,
-                                         targets, aggregate.code, x, rows, columns, out.baseAddress, flags)
+        reached = run(rows: rows, columns: columns, values: x.count) { flags in
+            x.withUnsafeBufferPointer { rowsOfX in
+                sums.withUnsafeMutableBufferPointer { out in
+                    sluice_forest_scores_f64(nodes, wideThresholds, allLessOrEqual ? 1 : 0, roots, depths, roots.count, leafTargets,
+                                             leafWeights, targets, aggregate.code, rowsOfX.baseAddress, rows, columns, out.baseAddress, flags)
+                }
             }
         }
         scores = sums
     }
 
-    private func run(rows: Int, columns: Int, _ body: (UnsafeMutablePointer<UInt8>) -> Void) -> [Bool] {
-        precondition(columns >= featureCount, "rows of \(columns) features; the trees read \(featureCount)")
+    private func run(rows: Int, columns: Int, values: Int, _ body: (UnsafeMutablePointer<UInt8>) -> Void) -> [Bool] {
+        precondition(columns >= featureCount && values >= rows * columns, "\(rows) rows of \(columns) features in \(values) values; the trees read \(featureCount)")
         var flags = [UInt8](repeating: 0, count: max(1, rows * targets))
         flags.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
         return flags.prefix(rows * targets).map { $0 != 0 }
