@@ -31,6 +31,8 @@ import sys
 
 import numpy as np
 
+import single_channel
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "pipelines", "data", "power-test.csv")
 MODELS_DIR = os.path.join(ROOT, "pipelines", "models")
@@ -61,36 +63,10 @@ def subset(y):
     return [int(picked[(k + j) % len(CLASSES)][j]) for j in range(PER_CLASS) for k in range(N_SENSORS)]
 
 
-def read_recording(path=OUT):
-    """Return {sensor: (samples float32 [T], labels [T])}, sensors in id order."""
-    import csv
-
-    rows = {}
-    with open(path, newline="") as f:
-        for r in csv.DictReader(f):
-            rows.setdefault(r["sensor"], []).append(r)
-    out = {}
-    for sensor in sorted(rows, key=lambda s: int(s.split("-")[-1])):
-        rs = sorted(rows[sensor], key=lambda r: float(r["t"]))
-        out[sensor] = (np.array([float(r["power"]) for r in rs], dtype=np.float32),
-                       [r["label"] for r in rs])
-    return out
-
-
 def streamed_windows(path=OUT, length=LENGTH, hop=LENGTH):
     """Windows per sensor as the pipeline cuts them: (windows [W, length], majority labels, keys)."""
-    from collections import Counter
-
-    wins, labs, keys = [], [], []
-    for sensor, (x, lab) in read_recording(path).items():
-        for s in range(0, len(x) - length + 1, hop):
-            counts = Counter(lab[s:s + length])
-            top = max(counts.values())
-            best = [l for l, n in counts.items() if n == top]
-            wins.append(x[s:s + length])
-            labs.append(lab[s + length - 1] if lab[s + length - 1] in best else best[0])
-            keys.append((sensor, s))
-    return np.stack(wins).astype(np.float32), labs, keys
+    windows, labels, keys = single_channel.streamed_windows(path, "power", length, hop)
+    return windows, labels, keys
 
 
 def main():

@@ -42,7 +42,6 @@ Run from the repo root:
 """
 import json
 import logging
-import math
 import os
 import shutil
 import traceback
@@ -51,6 +50,8 @@ import warnings
 import numpy as np
 import onnx
 import onnxruntime as ort
+
+from fixture_json import tensor_json
 import torch
 from torch import nn
 
@@ -71,29 +72,6 @@ FAILED = []         # (case, text)
 
 # ----------------------------------------------------------------------------------------------
 # JSON
-
-
-def _number(x):
-    x = float(x)
-    if math.isnan(x):
-        return "nan"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return repr(x)
-
-
-def tensor_json(array):
-    a = np.asarray(array)
-    dtype = a.dtype.name
-    assert dtype in ("float32", "float64", "int64", "int32", "bool"), dtype
-    flat = a.reshape(-1).tolist()
-    if a.dtype.kind == "f":
-        values = [_number(v) for v in flat]
-    elif a.dtype.kind == "b":
-        values = [bool(v) for v in flat]
-    else:
-        values = [int(v) for v in flat]
-    return {"dtype": dtype, "shape": list(a.shape), "values": values}
 
 
 def _dump(doc):

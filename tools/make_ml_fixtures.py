@@ -32,7 +32,6 @@ the repo root:
     python3 tools/make_ml_fixtures.py
 """
 import json
-import math
 import os
 import shutil
 import warnings
@@ -40,6 +39,8 @@ import warnings
 import numpy as np
 import onnx
 import onnxruntime as ort
+
+from fixture_json import tensor_json
 from onnx import TensorProto, helper, numpy_helper
 
 warnings.filterwarnings("ignore")  # sklearn ConvergenceWarning, skl2onnx opset notes
@@ -75,30 +76,6 @@ SURPRISES = []     # exporter behaviour worth knowing, printed at the end and pu
 
 # ----------------------------------------------------------------------------------------------
 # Writing a case
-
-
-def _number(x):
-    # As text (Python's shortest round-tripping form, or nan/inf/-inf): a JSON reader that
-    # parses numbers itself may be off by an ulp, and rows placed exactly on a double
-    # threshold would then take the other branch.
-    x = float(x)
-    if math.isnan(x):
-        return "nan"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return repr(x)
-
-
-def tensor_json(array):
-    """A numpy array (or what onnxruntime returned) as a TENSOR object."""
-    a = np.asarray(array)
-    if a.dtype.kind in ("U", "S", "O"):
-        return {"dtype": "string", "shape": list(a.shape), "values": [str(v) for v in a.reshape(-1)]}
-    dtype = a.dtype.name
-    assert dtype in ("float32", "float64", "int64", "int32"), dtype
-    flat = a.reshape(-1).tolist()
-    values = [_number(v) for v in flat] if a.dtype.kind == "f" else [int(v) for v in flat]
-    return {"dtype": dtype, "shape": list(a.shape), "values": values}
 
 
 def _zipmap_labels(model):
@@ -847,7 +824,8 @@ def write_readme():
              "Each `<case>/` holds `model.onnx` and `expected.json` (`inputs`, `outputs` in graph order, "
              "`note`, and `zipmap` where an output is a ZipMap: that output is stored as float32 [N, C] "
              "with columns in the listed key order). Tensors are `{dtype, shape, values}` with values "
-             "flat and row-major; NaN/inf are written as the strings \"nan\"/\"inf\"/\"-inf\". "
+             "flat and row-major; every float is written as text (Python's shortest round-tripping "
+             "form, or \"nan\"/\"inf\"/\"-inf\"), so a reader parses it exactly. "
              "Expected outputs are onnxruntime's (CPUExecutionProvider, one intra-op thread). "
              "`cases.json` lists the cases.", "", "## Cases", ""]
     for name in sorted(CASES):

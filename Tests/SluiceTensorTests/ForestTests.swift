@@ -4,21 +4,10 @@ import Testing
 /// The compiled forest against the naive walk of its description, on random ensembles, and its
 /// refusals of trees that are not trees.
 @Suite struct ForestTests {
-    struct Generator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     /// Random trees of every branch mode, listed in a shuffled order within each tree, with node
     /// ids that are not positions, missing values sent either way, and several targets.
     static func randomForest(seed: UInt64, features: Int, targets: Int, onlyLessOrEqual: Bool = false) -> Forest.Description {
-        var g = Generator(state: seed)
+        var g = SeededGenerator(seed: Int(truncatingIfNeeded: seed))
         var d = Forest.Description(treeIds: [], nodeIds: [], features: [], modes: [], thresholds: [], trueIds: [],
                                    falseIds: [], missingGoesTrue: [], weights: [], targets: targets)
         let modes: [Forest.Mode] = onlyLessOrEqual ? [.lessOrEqual] : [.lessOrEqual, .less, .greaterOrEqual, .greater, .equal, .notEqual]
@@ -57,7 +46,7 @@ import Testing
 
     @Test(arguments: 0..<40)
     func compiledForestAgreesWithTheNaiveWalk(seed: Int) throws {
-        var g = Generator(state: UInt64(seed) &* 977)
+        var g = SeededGenerator(seed: seed &* 977)
         let features = 5, targets = Int.random(in: 1...3, using: &g), rows = 300
         // Half the seeds only <= (what exporters write), which the kernel walks several rows at a time.
         let description = Self.randomForest(seed: UInt64(seed), features: features, targets: targets, onlyLessOrEqual: seed % 2 == 0)

@@ -200,11 +200,8 @@ import Testing
 /// agrees with the offset-table reference.
 @Test(arguments: 0..<30)
 func selectAgreesWithItsReference(seed: Int) throws {
-    var state = UInt64(seed) &* 0x9E37_79B9_7F4A_7C15 &+ 1
-    func next(_ n: Int) -> Int {
-        state = state &* 6364136223846793005 &+ 1442695040888963407
-        return Int((state >> 33) % UInt64(n))
-    }
+    var g = SeededGenerator(seed: seed)
+    func next(_ n: Int) -> Int { g.int(0...(n - 1)) }
     let rank = 1 + next(4)
     let full = (0..<rank).map { _ in 1 + next(4) }
     func operand() -> [Int] {

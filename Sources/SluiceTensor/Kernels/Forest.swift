@@ -194,37 +194,33 @@ public struct Forest: Sendable {
     /// Accumulates in Float (float thresholds, as onnxruntime does) or Double.
     public func scores(_ x: [Double], rows: Int, columns: Int, aggregate: Aggregate,
                        scores: inout [Float], reached: inout [Bool]) {
-        var sums = [Float](repeating: 0, count: rows * targets)
-        reached = run(rows: rows, columns: columns, values: x.count) { flags in
-            x.withUnsafeBufferPointer { rowsOfX in
-                sums.withUnsafeMutableBufferPointer { out in
-                    sluice_forest_scores_f32(nodes, wideThresholds, allLessOrEqual ? 1 : 0, roots, depths, roots.count, leafTargets,
-                                             leafWeights, targets, aggregate.code, rowsOfX.baseAddress, rows, columns, out.baseAddress, flags)
-                }
-            }
-        }
-        scores = sums
+        (scores, reached) = run(x, rows: rows, columns: columns, aggregate: aggregate, sluice_forest_scores_f32)
     }
 
     public func scores(_ x: [Double], rows: Int, columns: Int, aggregate: Aggregate,
                        scores: inout [Double], reached: inout [Bool]) {
-        var sums = [Double](repeating: 0, count: rows * targets)
-        reached = run(rows: rows, columns: columns, values: x.count) { flags in
-            x.withUnsafeBufferPointer { rowsOfX in
-                sums.withUnsafeMutableBufferPointer { out in
-                    sluice_forest_scores_f64(nodes, wideThresholds, allLessOrEqual ? 1 : 0, roots, depths, roots.count, leafTargets,
-                                             leafWeights, targets, aggregate.code, rowsOfX.baseAddress, rows, columns, out.baseAddress, flags)
+        (scores, reached) = run(x, rows: rows, columns: columns, aggregate: aggregate, sluice_forest_scores_f64)
+    }
+
+    /// The C kernel's arguments, for either precision.
+    private typealias Kernel<Score> = (UnsafePointer<sluice_tree_node>?, UnsafePointer<Double>?, Int32, UnsafePointer<Int32>?,
+                                       UnsafePointer<Int32>?, Int, UnsafePointer<Int32>?, UnsafePointer<Double>?, Int, Int32,
+                                       UnsafePointer<Double>?, Int, Int, UnsafeMutablePointer<Score>?, UnsafeMutablePointer<UInt8>?) -> Void
+
+    private func run<Score: BinaryFloatingPoint>(_ x: [Double], rows: Int, columns: Int, aggregate: Aggregate,
+                                                 _ kernel: Kernel<Score>) -> ([Score], [Bool]) {
+        precondition(columns >= featureCount && x.count >= rows * columns, "\(rows) rows of \(columns) features in \(x.count) values; the trees read \(featureCount)")
+        var sums = [Score](repeating: 0, count: rows * targets)
+        var flags = [UInt8](repeating: 0, count: rows * targets)
+        x.withUnsafeBufferPointer { rowsOfX in
+            sums.withUnsafeMutableBufferPointer { out in
+                flags.withUnsafeMutableBufferPointer { reached in
+                    kernel(nodes, wideThresholds, allLessOrEqual ? 1 : 0, roots, depths, roots.count, leafTargets, leafWeights,
+                           targets, aggregate.code, rowsOfX.baseAddress, rows, columns, out.baseAddress, reached.baseAddress)
                 }
             }
         }
-        scores = sums
-    }
-
-    private func run(rows: Int, columns: Int, values: Int, _ body: (UnsafeMutablePointer<UInt8>) -> Void) -> [Bool] {
-        precondition(columns >= featureCount && values >= rows * columns, "\(rows) rows of \(columns) features in \(values) values; the trees read \(featureCount)")
-        var flags = [UInt8](repeating: 0, count: max(1, rows * targets))
-        flags.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
-        return flags.prefix(rows * targets).map { $0 != 0 }
+        return (sums, flags.map { $0 != 0 })
     }
 }
 
