@@ -6,12 +6,14 @@ import CKernels
 ///
 /// Measured on one core of this project's machines (K = N = 1024): OpenBLAS's sgemm reaches 5,
 /// 18, 32 and 63 GFLOP/s at M = 1, 4, 8 and 32 rows; the packed kernel (AVX2 + FMA, picked at
-/// run time) 44, 84, 95 and 100. Small-K products (K < 256) stay with OpenBLAS, which is as
-/// fast or faster there. On CPUs with AVX-512 the kernel uses 16-float vectors and 12-row tiles
-/// (see kernels_avx512.h), except for single rows, which memory bandwidth bounds either way.
+/// run time) 44, 84, 95 and 100. With AVX2, small-K products (K < 256) stay with OpenBLAS, which
+/// is as fast or faster there. On CPUs with AVX-512 the kernel uses 16-float vectors and 12-row
+/// tiles (see kernels_avx512.h), except for single rows, which memory bandwidth bounds either
+/// way; there it also wins from K = 64: a 4-layer transformer of width 64 (every dense layer
+/// K = 64 or 128) went from 0.98 to 1.03-1.06 of onnxruntime at batch 8 and 32.
 extension Kernels {
     /// Weights with at least this many rows (K) are packed.
-    public static let packedMinimumDepth = 256
+    public static var packedMinimumDepth: Int { sluice_kernels_level() >= 2 ? 64 : 256 }
 
     /// B [K, N] as 16-column panels: a float tensor [⌈N/16⌉, K, 16], the last panel zero-padded.
     public static func packColumns(_ b: Tensor) -> Tensor {
