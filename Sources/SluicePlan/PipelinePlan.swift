@@ -57,8 +57,8 @@ public struct PipelinePlan {
 
     /// Which outputs the sink uses, by what they hold. Scores: `model.output`, else the output
     /// holding class probabilities (a ZipMap's or a classifier's scores), else the first
-    /// floating-point output, else the first numeric one. Label: another output with one integer or string per window (a classifier's
-    /// label), which then names each window's class.
+    /// floating-point output, else the first numeric one. Label: another output with one integer
+    /// or string per window (a classifier's label), which then names each window's class.
     static func chooseOutputs(_ config: PipelineConfig, _ model: ONNXModel) throws -> (scores: String, label: String?) {
         try outputsByMeaning(model, named: config.model.output) { config.issue("model.output", $0) }
     }

@@ -303,6 +303,7 @@ final class RoleShell {
         guard let liveness = adapter.liveness, final || monotonicSeconds() >= nextHeartbeat,
               var counters = adapter.counters(final: final) else { return }
         for (reason, count) in authenticator?.refused ?? [:] { counters.refusedPeers[reason.rawValue] = count }
+        if final { counters.final = true }
         nextHeartbeat = monotonicSeconds() + liveness.heartbeatSeconds
         control.send(.heartbeat(counters))
     }

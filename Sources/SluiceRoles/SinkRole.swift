@@ -55,7 +55,10 @@ public final class SinkRole: PipelineRole, RoleAdapter {
         // With a label output, a batch counts as whole only when it has one label per row too.
         let rows = { (name: String) in batch.tensors[name].flatMap { $0.rank >= 1 ? $0.shape[0] : nil } }
         let outputRows = rows(assignment.outputName)
-        let wholeRows = assignment.labelName.map { label in outputRows == rows(label) && batch.tensors[label].map { $0.elementCount == $0.shape.first } == true ? outputRows : nil } ?? outputRows
+        let wholeRows = assignment.labelName.map { label -> Int? in
+            let oneLabelPerRow = batch.tensors[label].map { $0.elementCount == $0.shape.first } ?? false
+            return oneLabelPerRow && rows(label) == outputRows ? outputRows : nil
+        } ?? outputRows
         let arrival = SinkArrival(header: batch.header, verifiedWindows: batch.verifiedWindowCount,
                                   outputRows: wholeRows, metadata: batch.metadata,
                                   arrived: wallNanos(), payload: batch)

@@ -145,6 +145,9 @@ public struct SinkOutputState: Codable, Equatable, Sendable {
 
 /// Running totals a role reports with every heartbeat; the controller takes differences.
 public struct RoleCounters: Codable, Equatable, Sendable {
+    /// Set on the heartbeat a role sends as it exits (its answer to `shutdown`): only that one
+    /// is final. A periodic heartbeat sent before it may still arrive after the run began closing.
+    public var final: Bool?
     public var elapsedSeconds: Double = 0
     public var batches: Int = 0
     public var windows: Int = 0

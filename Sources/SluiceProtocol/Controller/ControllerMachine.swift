@@ -330,7 +330,9 @@ public struct ControllerMachine {
             if name == sourceName { recovery.replayedBatches = roleCounters.replayed }
             var moveActions = releases + coordinated(coordinator?.heartbeat(from: name, counters: roleCounters, sinkName: sinkName) ?? [])
             if phase == .closing { moveActions = [] }
-            if phase == .closing {
+            // Only a role's exit heartbeat is final: a periodic one sent before the shutdown
+            // reached it may arrive now, with counters from the middle of the run.
+            if phase == .closing, roleCounters.final == true {
                 finalReports.insert(name)
                 if Set(liveRoleNames).subtracting(pendingReplicas.keys).subtracting(restarting.keys).isSubset(of: finalReports),
                    let outcome = pendingOutcome {
