@@ -244,10 +244,14 @@ public final class StageRole: PipelineRole, RoleAdapter {
         for endpoint in new.pushEndpoints { try shell.connectData(pushSocket, endpoint) }
             push = pushSocket
         }
+        // The counters are this process's: an assignment sent again (the same, or after a fetch)
+        // must not start them over, or the final report says the stage computed nothing.
+        if assignment == nil {
+            started = monotonicSeconds()
+            counters = RoleCounters()
+            counters.residentBytesAtStart = residentBytes()
+        }
         assignment = new
-        started = monotonicSeconds()
-        counters = RoleCounters()
-        counters.residentBytesAtStart = residentBytes()
         logger.info("holding layers \(new.layers) (nodes \(loaded.nodes.lowerBound)..<\(loaded.nodes.upperBound), \(loaded.parameterBytes) bytes of weights)")
     }
 
