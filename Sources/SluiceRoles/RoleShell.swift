@@ -295,8 +295,26 @@ final class RoleShell {
     private func controllerSilent(_ adapter: RoleAdapter) -> Bool { control.controllerSilent(for: timeout(adapter)) }
 
     private func end(_ exit: RoleExit, _ adapter: RoleAdapter) -> Int32 {
-        if exit.finalHeartbeat { heartbeatIfDue(adapter, final: true) }
+        if exit.finalHeartbeat {
+            heartbeatIfDue(adapter, final: true)
+            awaitAcknowledgement(adapter, seconds: 2)
+        }
         return exit.status
+    }
+
+    /// Waits, at most `seconds`, for the controller to answer the final heartbeat (a second
+    /// `shutdown`): ZeroMQ sends from its own thread, and what it still holds when the process
+    /// ends is lost, so under load the controller's report kept a stage's older counters.
+    private func awaitAcknowledgement(_ adapter: RoleAdapter, seconds: Double) {
+        guard adapter.liveness != nil else { return }
+        let deadline = monotonicSeconds() + seconds
+        while monotonicSeconds() < deadline {
+            let left = Int(max(1, (deadline - monotonicSeconds()) * 1000))
+            guard (try? poll([(control.socket, .readable)], timeoutMilliseconds: min(left, 100))) != nil else { return }
+            while let message = control.receive(logger: logger) {
+                if case .shutdown = message { return }
+            }
+        }
     }
 
     private func heartbeatIfDue(_ adapter: RoleAdapter, final: Bool = false) {

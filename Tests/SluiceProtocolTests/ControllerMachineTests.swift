@@ -80,6 +80,9 @@ private func running(source: SourceAssignment? = nil) -> ControllerMachine {
     var finish: [ControllerAction] = []
     for name in roles { finish += controller.handle(.received(from: name, .heartbeat(final))) }
     #expect(outcome(finish) == .completed(summary))
+    // Each exit heartbeat is answered: the role waits for that before its process ends, or the
+    // heartbeat could be lost with it.
+    #expect(Set(sends(finish)) == Set(roles.map { "\($0):shutdown" }))
     #expect(controller.counters["stage-1"]?.batches == 10)
     #expect(controller.phase == .finished)
     #expect(controller.handle(.tick(now: 100)).isEmpty)

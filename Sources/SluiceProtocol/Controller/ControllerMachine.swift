@@ -330,6 +330,9 @@ public struct ControllerMachine {
             if name == sourceName { recovery.replayedBatches = roleCounters.replayed }
             var moveActions = releases + coordinated(coordinator?.heartbeat(from: name, counters: roleCounters, sinkName: sinkName) ?? [])
             if phase == .closing { moveActions = [] }
+            // A role waits for this answer to its exit heartbeat before it exits: a message still
+            // queued in a process that ends is lost, and the report would keep older counters.
+            let acknowledged: [ControllerAction] = roleCounters.final == true ? [.send(to: name, .shutdown(reason: "final counters received"))] : []
             // Only a role's exit heartbeat is final: a periodic one sent before the shutdown
             // reached it may arrive now, with counters from the middle of the run.
             if phase == .closing, roleCounters.final == true {
@@ -337,10 +340,10 @@ public struct ControllerMachine {
                 if Set(liveRoleNames).subtracting(pendingReplicas.keys).subtracting(restarting.keys).isSubset(of: finalReports),
                    let outcome = pendingOutcome {
                     phase = .finished
-                    return [.finish(outcome)]
+                    return acknowledged + [.finish(outcome)]
                 }
             }
-            return moveActions
+            return acknowledged + moveActions
         case .prepared, .committed, .marked:
             return coordinated(coordinator?.received(message, from: name) ?? []) + answerDeferredHellos()
         case .rejoined:
