@@ -2,19 +2,12 @@ import Foundation
 import Testing
 import SluiceONNX
 import SluiceTensor
+import SluiceTestSupport
 
 /// scikit-learn models as skl2onnx exports them, through the built binary: `inspect`, `infer`,
 /// `validate`, and a sensor pipeline whose classes come from the model's label output.
 @Suite struct ScikitLearnTests {
     static let forest = packageRoot.appendingPathComponent("pipelines/models/basicmotions-forest.onnx").path
-
-    /// A fixture tensor from Tests/Fixtures/ml's JSON ({dtype, shape, values}, floats as text).
-    static func fixtureTensor(_ json: [String: Any]) throws -> Tensor {
-        let shape = try #require(json["shape"] as? [Int])
-        let values = try #require(json["values"] as? [Any])
-        if json["dtype"] as? String == "string" { return Tensor(shape: shape, strings: values.map { "\($0)" }) }
-        return Tensor(shape: shape, floats: values.map { Float(Double("\($0)") ?? .nan) })
-    }
 
     /// The strings of a NumPy '<U' array file, as `sluice infer` writes string outputs.
     static func unicodeStrings(_ path: String) throws -> [String] {
@@ -56,14 +49,14 @@ import SluiceTensor
         let inputs = try #require(json["inputs"] as? [String: [String: Any]])
         let outputs = try #require(json["outputs"] as? [String: [String: Any]])
         let input = temporaryPath("rf-input.npy"), output = temporaryPath("rf-out")
-        try NPY.write(try Self.fixtureTensor(try #require(inputs["X"])), path: input)
+        try NPY.write(try FixtureTensor.decode(try #require(inputs["X"])), path: input)
         let result = try sluice("infer", folder + "/model.onnx", "--input", "X=\(input)", "--output", output)
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains("output_label: string[7]"), "\(result.stdout)")
-        let expectedLabels = try Self.fixtureTensor(try #require(outputs["output_label"])).strings
+        let expectedLabels = try FixtureTensor.decode(try #require(outputs["output_label"])).strings
         #expect(try Self.unicodeStrings(output + "/output_label.npy") == expectedLabels)
         let probabilities = try NPY.read(path: output + "/output_probability.npy")
-        let expected = try Self.fixtureTensor(try #require(outputs["output_probability"]))
+        let expected = try FixtureTensor.decode(try #require(outputs["output_probability"]))
         #expect(probabilities.shape == [7, 3])
         #expect(zip(probabilities.floats, expected.floats).allSatisfy { abs($0 - $1) <= 1e-5 })
     }
@@ -133,7 +126,7 @@ extension MultiProcess {
             let inputs = try #require(json["inputs"] as? [String: [String: Any]])
             let outputs = try #require(json["outputs"] as? [String: [String: Any]])
             let rows = temporaryPath("\(name).npy"), predictions = temporaryPath("\(name).jsonl")
-            try NPY.write(try ScikitLearnTests.fixtureTensor(try #require(inputs["X"])), path: rows)
+            try NPY.write(try FixtureTensor.decode(try #require(inputs["X"])), path: rows)
             // What a user of the model means: the probabilities (the ZipMap's, or LinearSVC's
             // `probabilities`) are the scores, the label is the class.
             let scoresName = (json["zipmap"] as? [String: Any])?.keys.first ?? "probabilities"
@@ -157,7 +150,7 @@ extension MultiProcess {
             let result = try sluice("run", pipeline)
             #expect(result.status == 0, "\(result.stderr)")
             let lines = try String(contentsOfFile: predictions, encoding: .utf8).split(separator: "\n")
-            let scores = try ScikitLearnTests.fixtureTensor(try #require(outputs[scoresName]))
+            let scores = try FixtureTensor.decode(try #require(outputs[scoresName]))
             let labelJSON = try #require(outputs[labelName])
             let labelValues: [Any] = try #require(labelJSON["values"] as? [Any])
             let labels: [String] = labelValues.map { "\($0)" }

@@ -1,6 +1,7 @@
 import Foundation
 import SluiceONNX
 import SluiceTensor
+import SluiceTestSupport
 import Testing
 
 /// A model with inputs and onnxruntime's outputs for them, from a fixture set made by a tools/
@@ -28,27 +29,7 @@ struct MLCase: CustomStringConvertible, Sendable {
         return [MLCase(set: "exporters", name: name)] + (FileManager.default.fileExists(atPath: single.folder + "/" + single.expected) ? [single] : [])
     }
 
-    /// A tensor as the fixture writes it: dtype, shape and flat values (floats as text), or the
-    /// .npy file beside it that holds them.
-    func tensor(_ json: [String: Any]) throws -> Tensor {
-        if let file = json["npy"] as? String { return try NPY.read(path: folder + "/" + file) }
-        let dtype = try #require(json["dtype"] as? String)
-        let shape = try #require(json["shape"] as? [Int])
-        let values = try #require(json["values"] as? [Any])
-        switch dtype {
-        case "string": return Tensor(shape: shape, strings: values.map { "\($0)" })
-        case "bool": return Tensor(shape: shape, bools: values.map { ($0 as? Bool) ?? false })
-        case "float32", "float64", "int64", "int32":
-            let numbers = values.map { value -> Double in
-                if let number = value as? NSNumber { return number.doubleValue }
-                return Double("\(value)") ?? .nan  // floats are text, parsed exactly; "nan", "inf"
-            }
-            let type: DType = dtype == "float32" ? .float32 : dtype == "float64" ? .float64 : dtype == "int64" ? .int64 : .int32
-            return Tensor(dtype: type, shape: shape, doubles: numbers)
-        default:
-            throw MLCaseError(description: "unknown dtype \(dtype)")
-        }
-    }
+    func tensor(_ json: [String: Any]) throws -> Tensor { try FixtureTensor.decode(json, folder: folder) }
 
     /// Runs the model on the case's inputs and checks every output: labels and integers
     /// exactly, floats within `tolerance` relative to max(1, |expected|).
@@ -81,8 +62,6 @@ struct MLCase: CustomStringConvertible, Sendable {
         }
     }
 }
-
-struct MLCaseError: Error, CustomStringConvertible { let description: String }
 
 @Suite struct MLModelTests {
     @Test func theFixturesAreThere() {
