@@ -4,7 +4,6 @@ Defines the class order used by the models, loads the train/test splits with the
 dataset's capitalised class names, and cuts the streamed windows from the
 recording written by export_basicmotions.py.
 """
-import csv
 import os
 
 import numpy as np
@@ -36,17 +35,11 @@ def window_label(labels):
 
 def read_recording(path=CSV_PATH):
     """Return {sensor: (samples float64 [T, 6], labels int64 [T])}, sensors in id order."""
-    rows = {}
-    with open(path, newline="") as f:
-        for r in csv.DictReader(f):
-            rows.setdefault(r["sensor"], []).append(r)
-    out = {}
-    for sensor in sorted(rows, key=lambda s: int(s.split("-")[-1])):
-        rs = sorted(rows[sensor], key=lambda r: float(r["t"]))
-        x = np.array([[float(r[c]) for c in CHANNELS] for r in rs], dtype=np.float64)
-        lab = np.array([CLASSES.index(r["label"]) for r in rs], dtype=np.int64)
-        out[sensor] = (x, lab)
-    return out
+    from recordings import rows_by_sensor
+
+    return {sensor: (np.array([[float(r[c]) for c in CHANNELS] for r in rs], dtype=np.float64),
+                     np.array([CLASSES.index(r["label"]) for r in rs], dtype=np.int64))
+            for sensor, rs in rows_by_sensor(path).items()}
 
 
 def streamed_windows(path=CSV_PATH):

@@ -32,7 +32,7 @@ import sys
 
 import numpy as np
 
-import single_channel
+import recordings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "pipelines", "data", "ecg-test.csv")
@@ -80,7 +80,7 @@ def load_split(split):
 
 def streamed_windows(path=OUT, length=LENGTH, hop=LENGTH):
     """Windows per sensor as the pipeline cuts them: (windows [W, 1, length], majority labels, keys)."""
-    windows, labels, keys = single_channel.streamed_windows(path, "ecg", length, hop)
+    windows, labels, keys = recordings.streamed_windows(path, "ecg", length, hop)
     return windows[:, None, :], labels, keys
 
 

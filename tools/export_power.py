@@ -31,7 +31,7 @@ import sys
 
 import numpy as np
 
-import single_channel
+import recordings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "pipelines", "data", "power-test.csv")
@@ -65,7 +65,7 @@ def subset(y):
 
 def streamed_windows(path=OUT, length=LENGTH, hop=LENGTH):
     """Windows per sensor as the pipeline cuts them: (windows [W, length], majority labels, keys)."""
-    windows, labels, keys = single_channel.streamed_windows(path, "power", length, hop)
+    windows, labels, keys = recordings.streamed_windows(path, "power", length, hop)
     return windows, labels, keys
 
 

@@ -1,22 +1,26 @@
-"""Reading back a one-channel recording (pipelines/data/ecg-test.csv, power-test.csv) and
-cutting its windows as a pipeline's source does, for the accuracy the training scripts report."""
+"""Reading back a recording under pipelines/data (columns sensor, t, channels…, label) and
+cutting a one-channel one's windows as a pipeline's source does, for the accuracy the training
+scripts report."""
 import csv
 from collections import Counter
 
 import numpy as np
 
 
-def read_recording(path, channel):
-    """Return {sensor: (samples float32 [T], labels [T])}, sensors in id order."""
+def rows_by_sensor(path):
+    """Return {sensor: its CSV rows in time order}, sensors in id order ("imu-2" before "imu-10")."""
     rows = {}
     with open(path, newline="") as f:
         for r in csv.DictReader(f):
             rows.setdefault(r["sensor"], []).append(r)
-    out = {}
-    for sensor in sorted(rows, key=lambda s: int(s.split("-")[-1])):
-        rs = sorted(rows[sensor], key=lambda r: float(r["t"]))
-        out[sensor] = (np.array([float(r[channel]) for r in rs], dtype=np.float32), [r["label"] for r in rs])
-    return out
+    return {sensor: sorted(rows[sensor], key=lambda r: float(r["t"]))
+            for sensor in sorted(rows, key=lambda s: int(s.split("-")[-1]))}
+
+
+def read_recording(path, channel):
+    """Return {sensor: (samples float32 [T], labels [T])} of one channel, sensors in id order."""
+    return {sensor: (np.array([float(r[channel]) for r in rs], dtype=np.float32), [r["label"] for r in rs])
+            for sensor, rs in rows_by_sensor(path).items()}
 
 
 def streamed_windows(path, channel, length, hop):
