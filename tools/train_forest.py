@@ -28,10 +28,10 @@ from skl2onnx import to_onnx
 from sklearn.ensemble import RandomForestClassifier
 
 import basicmotions as bm
+from accuracy_md import upsert_row
 from train_models import augment
 
 PATH = os.path.join(bm.MODELS_DIR, "basicmotions-forest.onnx")
-ACCURACY = os.path.join(bm.MODELS_DIR, "ACCURACY.md")
 
 
 def flat(windows):
@@ -64,12 +64,7 @@ def main():
            f"{sum(len(e.tree_.value) for e in forest.estimators_)} nodes | {size:.2f} MB | "
            f"sklearn RandomForestClassifier (40 trees, depth <= 10) on flattened windows, default skl2onnx export |")
     print(row)
-    lines = open(ACCURACY).read().splitlines()
-    lines = [l for l in lines if not l.startswith("| basicmotions-forest.onnx")]
-    last_row = max(i for i, l in enumerate(lines) if l.startswith("| basicmotions-"))
-    lines.insert(last_row + 1, row)
-    with open(ACCURACY, "w") as f:
-        f.write("\n".join(lines) + "\n")
+    upsert_row("# BasicMotions models", "", "| basicmotions-forest.onnx", row)
 
 
 if __name__ == "__main__":
