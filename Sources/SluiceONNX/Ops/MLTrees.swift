@@ -203,25 +203,25 @@ struct TreeEnsembleOperator: Operator {
             if k > 1 { transform.apply(rows: rows, columns: k, &z) } else if transform == .probit { z = z.map(PostTransform.probit) }
             return [labels.tensor(chosen, shape: [rows]), Tensor(shape: [rows, k], floats: z)]
         }
+        // Two classes, row by row without arrays of their own.
         for row in 0..<rows {
-            var scores = Array(sums[(row * k)..<((row + 1) * k)])
-            var has = Array(reached[(row * k)..<((row + 1) * k)])
-            // Two classes.
+            var (score0, score1) = (sums[row * 2], sums[row * 2 + 1])
+            let (has0, has1) = (reached[row * 2], reached[row * 2 + 1])
             var single = false
             if base.count == 2 {
                 // onnxruntime's rule, odd as it is: class 1's score becomes its base plus class 0's.
-                if has[1] {
-                    scores[1] = base[1] + scores[0]
+                if has1 {
+                    score1 = base[1] + score0
                 } else {
-                    scores[0] += base[0]
+                    score0 += base[0]
                 }
             } else if base.count == 1 {
-                scores[0] += base[0]
-                single = !has[1]
+                score0 += base[0]
+                single = !has1
             } else {
-                single = !has[1]
+                single = !has1
             }
-            let positive: Score = !single && has[1] ? scores[1] : (has[0] ? scores[0] : 0)
+            let positive: Score = !single && has1 ? score1 : (has0 ? score0 : 0)
             let second: PostTransform.SecondClass
             if binary {
                 if allWeightsPositive {
@@ -236,11 +236,11 @@ struct TreeEnsembleOperator: Operator {
                 second = .mirror
             }
             if single {
-                z.append(contentsOf: transform.widen(Float(scores[0]), base.isEmpty || binary ? second : .complement))
+                z.append(contentsOf: transform.widen(Float(score0), base.isEmpty || binary ? second : .complement))
             } else {
-                var pair = [Float(scores[0]), Float(scores[1])][...]
-                transform.apply(&pair)
-                z.append(contentsOf: pair)
+                z.append(Float(score0))
+                z.append(Float(score1))
+                transform.apply(&z[(z.count - 2)...])
             }
         }
         return [labels.tensor(chosen, shape: [rows]), Tensor(shape: [rows, k], floats: z)]
